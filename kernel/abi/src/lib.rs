@@ -1,0 +1,33 @@
+//! The contract between the vcpos kernel, the PD runtime and the system builder.
+//!
+//! Everything that crosses a boundary lives here and nowhere else:
+//! - [`syscall`]: syscall numbers, the register convention and error codes;
+//! - [`cap`]: the capability slot layout of a PD (Microkit's CNode layout) and the
+//!   badge bits that tell a PD what woke it;
+//! - [`msg`]: message info encoding and the IPC buffer layout;
+//! - [`fault`]: fault labels and message-register layouts (seL4 ARM MCS numbering);
+//! - [`bootinfo`]: the boot-information blob the builder writes and the kernel reads;
+//! - [`vspace`]: the PD virtual address-space layout and page-table accounting.
+//!
+//! The crate is `no_std`, has no `unsafe`, and is tested on the host.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(any(test, feature = "alloc"))]
+extern crate alloc;
+
+pub mod bootinfo;
+pub mod cap;
+pub mod fault;
+pub mod msg;
+pub mod syscall;
+pub mod vspace;
+
+/// Highest priority a PD may have; 255 is reserved for the kernel's own use.
+pub const MAX_PD_PRIORITY: u8 = 254;
+/// Most PDs (children included) in one system, as in Microkit.
+pub const MAX_PDS: usize = 63;
+/// Channel and IRQ ids per PD are `0..MAX_CHANNELS` (Microkit: 62, bits 62/63 are taken).
+pub const MAX_CHANNELS: usize = 62;
+/// Longest PD name kept (bytes); the builder rejects longer names.
+pub const PD_NAME_LEN: usize = 64;
