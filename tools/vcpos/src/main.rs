@@ -1,2 +1,65 @@
-//! placeholder
-fn main() {}
+//! `vcpos`: check a system description, build a bootable image, run it in QEMU.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vcpos_tool::{image, runner, sdf};
+
+/// The vcpos system builder and runner.
+#[derive(Parser)]
+#[command(name = "vcpos", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a system description (Microkit 2.3 SDF) without building anything.
+    Check {
+        /// The system description.
+        system: PathBuf,
+    },
+    /// Build a bootable image and a report from a system description.
+    Build(image::BuildArgs),
+    /// Boot an image in QEMU on the serial console (exit with Ctrl-A x).
+    Run(runner::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { system } => match sdf::load(&system) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    println!("{w}");
+                }
+                println!(
+                    "{}: OK ({} protection domains, {} memory regions, {} channels)",
+                    system.display(),
+                    loaded.system.pds.len(),
+                    loaded.system.memory_regions.len(),
+                    loaded.system.channels.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(1)
+            }
+        },
+        Command::Build(args) => match image::build_command(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(1)
+            }
+        },
+        Command::Run(args) => runner::run_command(&args),
+    }
+}
