@@ -31,3 +31,11 @@ pub const MAX_PDS: usize = 63;
 pub const MAX_CHANNELS: usize = 62;
 /// Longest PD name kept (bytes); the builder rejects longer names.
 pub const PD_NAME_LEN: usize = 64;
+/// Smallest budget or period a PD may have, in microseconds (2 × the kernel's
+/// worst-case execution time, as seL4 computes it for QEMU virt).
+pub const MIN_BUDGET_US: u64 = 20;
+/// Default budget (and period) of a PD in microseconds, as in Microkit.
+pub const DEFAULT_BUDGET_US: u64 = 1000;
+/// The kernel sees all physical memory at `paddr + KERNEL_VIRT_OFFSET` (its linear
+/// map in the upper half); its ELF is linked there with load addresses = physical.
+pub const KERNEL_VIRT_OFFSET: u64 = 0xffff_ff80_0000_0000;
