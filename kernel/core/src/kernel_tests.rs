@@ -1,0 +1,330 @@
+//! Host tests of the kernel's syscalls, IPC, faults and scheduling against a fake
+//! machine: each test boots a small system from a real boot-information blob.
+
+use vcpos_abi::bootinfo::{self, BootInfo, CapDesc, IrqDesc, MapDesc, PdDesc, NO_PARENT};
+use vcpos_abi::cap::{slot, CapKind, BADGE_FAULT, BADGE_PPC};
+use vcpos_abi::fault::{label, vm_fault};
+use vcpos_abi::msg::{MsgInfo, DEBUG_AREA_OFFSET};
+use vcpos_abi::syscall::{Error, Sysno};
+use vcpos_abi::vspace::attr;
+
+use crate::platform::tests::FakePlatform;
+use crate::thread::ThreadState;
+use crate::Kernel;
+
+const IPC: u64 = 0x4800_0000;
+
+fn ipc(pd: usize) -> u64 {
+    IPC + pd as u64 * 0x1000
+}
+
+struct Pd {
+    name: &'static str,
+    prio: u8,
+    budget: u64,
+    period: u64,
+    parent: u8,
+    caps: Vec<(u16, CapKind, u32, u64)>,
+}
+
+fn pd(name: &'static str, prio: u8) -> Pd {
+    Pd { name, prio, budget: 1000, period: 1000, parent: NO_PARENT, caps: vec![(slot::INPUT as u16, CapKind::Input, 0, 0)] }
+}
+
+impl Pd {
+    fn cap(mut self, slot: u64, kind: CapKind, object: u32, badge: u64) -> Pd {
+        self.caps.push((slot as u16, kind, object, badge));
+        self
+    }
+}
+
+fn boot(pds: Vec<Pd>, irqs: &[IrqDesc]) -> (Box<Kernel>, FakePlatform) {
+    let mut descs = vec![];
+    let mut maps = vec![];
+    let mut caps = vec![];
+    for (i, p) in pds.iter().enumerate() {
+        descs.push(PdDesc {
+            name: PdDesc::encode_name(p.name),
+            entry: 0x20_0000,
+            stack_top: vcpos_abi::vspace::STACK_TOP,
+            ipc_buffer_paddr: ipc(i),
+            budget_us: p.budget,
+            period_us: p.period,
+            maps_first: maps.len() as u32,
+            maps_count: 1,
+            caps_first: caps.len() as u32,
+            caps_count: p.caps.len() as u32,
+            priority: p.prio,
+            passive: 0,
+            parent: p.parent,
+            child_id: 3,
+            cpu: 0,
+            reserved: [0; 3],
+        });
+        maps.push(MapDesc {
+            vaddr: vcpos_abi::msg::IPC_BUFFER_VADDR,
+            paddr: ipc(i),
+            size: 0x1000,
+            attrs: attr::READ | attr::WRITE | attr::CACHED,
+            reserved: 0,
+        });
+        for &(slot, kind, object, badge) in &p.caps {
+            let object = if kind == CapKind::Input { i as u32 } else { object };
+            caps.push(CapDesc { slot, kind: kind as u8, reserved: 0, object, badge });
+        }
+    }
+    let blob = bootinfo::write(0x4900_0000, 0x10_0000, &descs, &maps, &caps, irqs, &[]);
+    let info = BootInfo::parse(&blob).unwrap();
+    let mut plat = FakePlatform::new();
+    let mut k = Box::new(Kernel::new());
+    k.boot(&info, &mut plat).unwrap();
+    k.schedule(plat.time);
+    (k, plat)
+}
+
+/// Runs syscall `nr` as the current thread, then reschedules.
+fn sys(k: &mut Kernel, plat: &mut FakePlatform, nr: u64, x0: u64, x1: u64) -> [u64; 3] {
+    let me = k.current().expect("a thread is running");
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = nr;
+    t.ctx.x[0] = x0;
+    t.ctx.x[1] = x1;
+    k.handle_syscall(plat);
+    k.schedule(plat.time);
+    let c = k.tcb(me).ctx;
+    [c.x[0], c.x[1], c.x[2]]
+}
+
+fn run_until_blocked_in_recv(k: &mut Kernel, plat: &mut FakePlatform, who: u8) {
+    assert_eq!(k.current(), Some(who));
+    sys(k, plat, Sysno::Recv as u64, slot::INPUT, 0);
+}
+
+#[test]
+fn boots_and_runs_highest_priority_first() {
+    let (k, _) = boot(vec![pd("low", 1), pd("high", 200), pd("mid", 50)], &[]);
+    assert_eq!(k.current(), Some(1));
+    assert_eq!(k.tcb(0).name(), "low");
+    assert_eq!(k.tcb(1).ctx.pc, 0x20_0000);
+    assert_eq!(k.tcb(1).ctx.sp, vcpos_abi::vspace::STACK_TOP);
+}
+
+#[test]
+fn notification_wakes_receiver_with_badge() {
+    // a (prio 10) may notify b (prio 5) on a's channel 2, arriving as b's channel 7.
+    let a = pd("a", 10).cap(slot::BASE_NOTIFICATION + 2, CapKind::Notification, 1, 1 << 7);
+    let (mut k, mut p) = boot(vec![a, pd("b", 5)], &[]);
+    // a runs first; let it signal before b ever waits: the bit is kept.
+    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION + 2, 0)[0], 0);
+    run_until_blocked_in_recv(&mut k, &mut p, 0);
+    assert_eq!(k.current(), Some(1));
+    let r = sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(r, [0, 1 << 7, 0], "pending bit delivered at once");
+    // b now blocks; nothing runs.
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), None);
+    assert_eq!(k.tcb(1).state, ThreadState::BlockedRecv);
+}
+
+#[test]
+fn ppc_transfers_message_registers_both_ways() {
+    let client = pd("client", 10).cap(slot::BASE_ENDPOINT + 4, CapKind::Endpoint, 1, BADGE_PPC | 9);
+    let (mut k, mut p) = boot(vec![client, pd("server", 20)], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 1);
+    // client writes MRs and calls.
+    for i in 0..3 {
+        p.mem.insert(ipc(0) + 8 * i, 100 + i);
+    }
+    let me = k.current().unwrap();
+    assert_eq!(me, 0);
+    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT + 4, MsgInfo::new(77, 3).0);
+    // The server runs with the badge and message.
+    assert_eq!(k.current(), Some(1));
+    let s = k.tcb(1).ctx;
+    assert_eq!((s.x[0], s.x[1], MsgInfo(s.x[2]).label(), MsgInfo(s.x[2]).count()), (0, BADGE_PPC | 9, 77, 3));
+    assert_eq!(p.mem[&(ipc(1) + 16)], 102);
+    // Server replies with 2 MRs and waits again.
+    p.mem.insert(ipc(1), 555);
+    p.mem.insert(ipc(1) + 8, 666);
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, MsgInfo::new(5, 2).0);
+    assert_eq!(k.current(), Some(0));
+    let c = k.tcb(0).ctx;
+    assert_eq!(c.x[0], 0);
+    assert_eq!((MsgInfo(c.x[2]).label(), MsgInfo(c.x[2]).count()), (5, 2));
+    assert_eq!((p.mem[&ipc(0)], p.mem[&(ipc(0) + 8)]), (555, 666));
+    assert_eq!(k.tcb(1).state, ThreadState::BlockedRecv);
+}
+
+#[test]
+fn ppc_queues_when_server_busy() {
+    let c1 = pd("c1", 10).cap(slot::BASE_ENDPOINT, CapKind::Endpoint, 2, BADGE_PPC);
+    let c2 = pd("c2", 10).cap(slot::BASE_ENDPOINT, CapKind::Endpoint, 2, BADGE_PPC | 1);
+    let mut server = pd("server", 30);
+    server.budget = 100;
+    server.period = 10_000;
+    let (mut k, mut p) = boot(vec![c1, c2, server], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 2);
+    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, MsgInfo::new(1, 0).0);
+    assert_eq!(k.current(), Some(2));
+    // The server uses up its budget while serving c1: c2 runs and calls it too.
+    p.time += super::kernel::us_to_ticks(100, 62_500_000);
+    assert_eq!(k.schedule(p.time), Some(1));
+    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, MsgInfo::new(2, 0).0);
+    assert_eq!(k.tcb(1).state, ThreadState::BlockedSend { server: 2 });
+    assert_eq!(k.current(), None);
+    // Refill: the server replies to c1 and gets c2's queued call at once.
+    p.time = k.next_deadline(p.time).unwrap();
+    assert_eq!(k.schedule(p.time), Some(2));
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
+    assert_eq!(k.tcb(0).state, ThreadState::Ready);
+    assert_eq!(k.current(), Some(2));
+    let s = k.tcb(2).ctx;
+    assert_eq!((s.x[1], MsgInfo(s.x[2]).label()), (BADGE_PPC | 1, 2));
+    assert_eq!(k.tcb(1).state, ThreadState::BlockedCall { server: 2 });
+}
+
+#[test]
+fn bad_capabilities_and_arguments_get_errors() {
+    let a = pd("a", 10)
+        .cap(slot::BASE_NOTIFICATION, CapKind::Notification, 1, 1)
+        .cap(slot::BASE_ENDPOINT, CapKind::Endpoint, 1, BADGE_PPC)
+        .cap(slot::DEBUG_CONSOLE, CapKind::DebugConsole, 0, 0);
+    let (mut k, mut p) = boot(vec![a, pd("b", 20)], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 1);
+    let e = |x: Error| x as u64;
+    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION + 5, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, 100_000, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, u64::MAX, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_NOTIFICATION, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(sys(&mut k, &mut p, Sysno::IrqAck as u64, slot::BASE_IRQ, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(sys(&mut k, &mut p, 999, slot::INPUT, 0)[0], e(Error::InvalidSyscall));
+    assert_eq!(sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, MsgInfo::new(0, 100).0)[0], e(Error::InvalidArgument));
+    assert_eq!(sys(&mut k, &mut p, Sysno::DebugPut as u64, slot::DEBUG_CONSOLE, 5000)[0], e(Error::InvalidArgument));
+    // Nothing else changed: b still waits, a still runs.
+    assert_eq!(k.current(), Some(0));
+    assert_eq!(k.tcb(1).state, ThreadState::BlockedRecv);
+    // And the debug console works.
+    for (i, b) in b"hi!\n".iter().enumerate() {
+        let addr = ipc(0) + DEBUG_AREA_OFFSET as u64 + i as u64;
+        let w = p.mem.entry(addr & !7).or_insert(0);
+        *w |= (*b as u64) << ((addr & 7) * 8);
+    }
+    assert_eq!(sys(&mut k, &mut p, Sysno::DebugPut as u64, slot::DEBUG_CONSOLE, 4)[0], 0);
+    assert_eq!(p.console, "hi!\n");
+}
+
+#[test]
+fn root_fault_is_reported_and_its_callers_fail() {
+    let client = pd("client", 10).cap(slot::BASE_ENDPOINT, CapKind::Endpoint, 1, BADGE_PPC);
+    let (mut k, mut p) = boot(vec![client, pd("server", 20), pd("other", 5)], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 1);
+    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0);
+    assert_eq!(k.current(), Some(1));
+    // The server faults while serving: a write to an unmapped address.
+    k.current_tcb_mut().unwrap().ctx.pc = 0x20_1234;
+    k.handle_fault(&mut p, (0x24 << 26) | (1 << 6) | 0x07, 0xdead_0000);
+    k.schedule(0);
+    assert!(p.console.contains("vcpos|FAULT: PD 'server': data abort (write, translation fault, level 3), address 0xdead0000, pc 0x201234; PD stopped"), "{}", p.console);
+    assert_eq!(k.tcb(1).state, ThreadState::Faulted);
+    // The client is woken with PeerDead, and new calls fail at once.
+    assert_eq!(k.current(), Some(0));
+    assert_eq!(k.tcb(0).ctx.x[0], Error::PeerDead as u64);
+    assert_eq!(sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0)[0], Error::PeerDead as u64);
+    // The unrelated PD still runs when the client waits.
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(2));
+}
+
+#[test]
+fn child_fault_goes_to_parent_which_restarts_it() {
+    let parent = pd("parent", 50).cap(slot::BASE_TCB + 3, CapKind::Tcb, 1, 0);
+    let mut child = pd("child", 10);
+    child.parent = 0;
+    let (mut k, mut p) = boot(vec![parent, child], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 0);
+    assert_eq!(k.current(), Some(1));
+    k.current_tcb_mut().unwrap().ctx.pc = 0x20_0040;
+    k.handle_fault(&mut p, (0x24 << 26) | 0x07, 0x10);
+    k.schedule(0);
+    assert_eq!(k.current(), Some(0));
+    let c = k.tcb(0).ctx;
+    assert_eq!(c.x[1], BADGE_FAULT | 3, "badge names the child id");
+    assert_eq!(MsgInfo(c.x[2]).label(), label::VM_FAULT);
+    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::ADDR as u64)], 0x10);
+    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::IP as u64)], 0x20_0040);
+    assert!(p.console.contains("sent to parent 'parent'"));
+    // The parent restarts the child at its entry.
+    assert_eq!(sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB + 3, 0x20_0000)[0], 0);
+    assert_eq!(k.tcb(1).state, ThreadState::Ready);
+    assert_eq!(k.tcb(1).ctx.pc, 0x20_0000);
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(1), "restarted child runs");
+    // Stop and resume.
+    k.current_tcb_mut().unwrap().ctx.pc = 0x20_0000;
+}
+
+#[test]
+fn stop_and_resume_child() {
+    let parent = pd("parent", 50).cap(slot::BASE_TCB, CapKind::Tcb, 1, 0);
+    let mut child = pd("child", 10);
+    child.parent = 0;
+    let (mut k, mut p) = boot(vec![parent, child], &[]);
+    assert_eq!(sys(&mut k, &mut p, Sysno::TcbResume as u64, slot::BASE_TCB, 0)[0], Error::IllegalOperation as u64);
+    assert_eq!(sys(&mut k, &mut p, Sysno::TcbStop as u64, slot::BASE_TCB, 0)[0], 0);
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), None, "stopped child does not run");
+}
+
+#[test]
+fn equal_priorities_round_robin_on_budget() {
+    let mut a = pd("a", 10);
+    a.budget = 100;
+    a.period = 100;
+    let mut b = pd("b", 10);
+    b.budget = 100;
+    b.period = 100;
+    let (mut k, mut p) = boot(vec![a, b], &[]);
+    assert_eq!(k.current(), Some(0));
+    let ticks = super::kernel::us_to_ticks(100, 62_500_000);
+    assert_eq!(k.next_deadline(p.time), Some(p.time + ticks));
+    p.time += ticks / 2;
+    assert_eq!(k.schedule(p.time), Some(0), "budget left: keeps running");
+    p.time += ticks;
+    assert_eq!(k.schedule(p.time), Some(1), "budget used: round robin");
+    p.time += ticks;
+    assert_eq!(k.schedule(p.time), Some(0));
+}
+
+#[test]
+fn budget_below_period_throttles_until_refill() {
+    let mut a = pd("a", 10);
+    a.budget = 100;
+    a.period = 1000;
+    let (mut k, mut p) = boot(vec![a, pd("idle-ish", 1)], &[]);
+    let hz = 62_500_000;
+    p.time += super::kernel::us_to_ticks(100, hz);
+    assert_eq!(k.schedule(p.time), Some(1), "a throttled, lower priority runs");
+    let refill = k.next_deadline(p.time).unwrap();
+    assert!(refill <= p.time + super::kernel::us_to_ticks(900, hz));
+    p.time = refill;
+    assert_eq!(k.schedule(p.time), Some(0), "a refilled preempts");
+}
+
+#[test]
+fn irq_signals_and_masks_until_ack() {
+    let a = pd("drv", 10).cap(slot::BASE_IRQ + 2, CapKind::IrqHandler, 40, 0);
+    let irqs = [IrqDesc { irq: 40, pd: 0, trigger: 0, reserved: 0, badge: 1 << 2 }];
+    let (mut k, mut p) = boot(vec![a], &irqs);
+    assert!(!p.masked.contains(&40));
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), None);
+    k.handle_irq(&mut p, 40);
+    assert!(p.masked.contains(&40));
+    assert_eq!(k.schedule(p.time), Some(0));
+    assert_eq!(k.tcb(0).ctx.x[1], 1 << 2);
+    assert_eq!(sys(&mut k, &mut p, Sysno::IrqAck as u64, slot::BASE_IRQ + 2, 0)[0], 0);
+    assert!(!p.masked.contains(&40));
+    k.handle_irq(&mut p, 99);
+    assert!(p.console.contains("IRQ 99 has no handler"));
+}

@@ -1,0 +1,177 @@
+//! Threads: one per PD, with its saved registers, state and scheduling parameters.
+
+use crate::cspace::{CSpace, PdIndex};
+
+/// Registers saved on every kernel entry from a PD. The layout is shared with the
+/// exception-entry assembly (`kernel/src/arch/vectors.rs`): do not reorder.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserContext {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// SP_EL0.
+    pub sp: u64,
+    /// Return address (ELR_EL2).
+    pub pc: u64,
+    /// Saved program status (SPSR_EL2).
+    pub spsr: u64,
+}
+
+/// SPSR for a PD: EL0t (AArch64, SP_EL0), all interrupts unmasked.
+pub const SPSR_EL0: u64 = 0;
+
+/// Offsets the assembly uses; checked by a test.
+pub const CONTEXT_SP_OFFSET: usize = 31 * 8;
+/// Offset of `pc` in [`UserContext`].
+pub const CONTEXT_PC_OFFSET: usize = 32 * 8;
+
+/// What a thread is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    /// Not part of the system (unused TCB slot).
+    Inactive,
+    /// Runnable (running or in a ready queue).
+    Ready,
+    /// Waiting on its input for a notification, PPC or child fault.
+    BlockedRecv,
+    /// Queued on `server`'s input to make a PPC.
+    BlockedSend {
+        /// The callee.
+        server: PdIndex,
+    },
+    /// PPC delivered; waiting for `server` to reply.
+    BlockedCall {
+        /// The callee.
+        server: PdIndex,
+    },
+    /// Faulted; the fault message is queued on or delivered to the parent, which
+    /// may reply (resume) or restart it.
+    BlockedFault,
+    /// Stopped by its parent.
+    Stopped,
+    /// Faulted with nobody to handle it: stopped for good.
+    Faulted,
+}
+
+impl ThreadState {
+    /// True if the thread can never run again without a parent's restart.
+    pub fn is_dead(self) -> bool {
+        matches!(self, ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault)
+    }
+}
+
+/// A message waiting to be delivered from a queued sender (PPC or fault).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingMessage {
+    /// Badge the receiver sees.
+    pub badge: u64,
+    /// Message info (label and count).
+    pub info: u64,
+    /// For faults: the message registers (PPC MRs stay in the sender's IPC buffer).
+    pub fault_mrs: [u64; 5],
+}
+
+/// A thread control block.
+#[derive(Clone, Debug)]
+pub struct Tcb {
+    /// PD name (NUL padded).
+    pub name: [u8; vcpos_abi::PD_NAME_LEN],
+    /// Saved registers.
+    pub ctx: UserContext,
+    /// State.
+    pub state: ThreadState,
+    /// Priority 0..=254.
+    pub priority: u8,
+    /// Budget per period, in counter ticks.
+    pub budget: u64,
+    /// Period in counter ticks.
+    pub period: u64,
+    /// Budget left in the current period.
+    pub remaining: u64,
+    /// When throttled: the counter value at which the budget is refilled.
+    pub refill_at: Option<u64>,
+    /// Passive PD (runs on its callers' time once it first waits).
+    pub passive: bool,
+    /// Parent PD, for children.
+    pub parent: Option<PdIndex>,
+    /// The id the parent names this child by.
+    pub child_id: u8,
+    /// Physical address of the IPC buffer page.
+    pub ipc_buffer: u64,
+    /// Physical address of the level-0 translation table.
+    pub vspace_root: u64,
+    /// Address-space id.
+    pub asid: u16,
+    /// Capability space.
+    pub cspace: CSpace,
+    /// Pending notification bits.
+    pub notification: u64,
+    /// Message this thread wants delivered (while `BlockedSend` or `BlockedFault`).
+    pub pending: PendingMessage,
+    /// Whether `pending` has not yet been delivered to the parent (faults).
+    pub fault_undelivered: bool,
+    /// The thread owed a reply by this one (PPC caller or faulted child).
+    pub reply_to: Option<PdIndex>,
+    /// Queue of threads waiting to send to this one (head).
+    pub send_head: Option<PdIndex>,
+    /// Queue link: next thread in the ready queue or in a send queue.
+    pub next: Option<PdIndex>,
+    /// Number of faults so far (for reports).
+    pub faults: u32,
+}
+
+impl Tcb {
+    /// An unused TCB.
+    pub const fn new() -> Tcb {
+        Tcb {
+            name: [0; vcpos_abi::PD_NAME_LEN],
+            ctx: UserContext { x: [0; 31], sp: 0, pc: 0, spsr: SPSR_EL0 },
+            state: ThreadState::Inactive,
+            priority: 0,
+            budget: 0,
+            period: 0,
+            remaining: 0,
+            refill_at: None,
+            passive: false,
+            parent: None,
+            child_id: 0,
+            ipc_buffer: 0,
+            vspace_root: 0,
+            asid: 0,
+            cspace: CSpace::new(),
+            notification: 0,
+            pending: PendingMessage { badge: 0, info: 0, fault_mrs: [0; 5] },
+            fault_undelivered: false,
+            reply_to: None,
+            send_head: None,
+            next: None,
+            faults: 0,
+        }
+    }
+
+    /// The name as text.
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+}
+
+impl Default for Tcb {
+    fn default() -> Self {
+        Tcb::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_layout_matches_assembly() {
+        let c = UserContext::default();
+        let base = &c as *const _ as usize;
+        assert_eq!(&c.sp as *const _ as usize - base, CONTEXT_SP_OFFSET);
+        assert_eq!(&c.pc as *const _ as usize - base, CONTEXT_PC_OFFSET);
+        assert_eq!(core::mem::size_of::<UserContext>(), 34 * 8);
+    }
+}
