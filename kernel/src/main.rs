@@ -1,5 +1,231 @@
-//! placeholder
+//! The vcpos kernel for aarch64 at EL2 (VHE), QEMU `virt`.
+//!
+//! vcpos is an seL4-style capability microkernel: it is not seL4 and it is not
+//! verified. This crate is the machine-dependent shell around
+//! [`vcpos_kernel_core`]: boot, trap entry and exit, the interrupt controller, the
+//! timer and the console. Boot sequence:
+//!
+//! 1. `_start` ([`arch::boot`]): VHE on, `.bss` zeroed, MMU on, jump to the upper
+//!    half, `kernel_main`.
+//! 2. [`kernel_main`]: find the boot-information blob (two symbols the builder
+//!    patched), zero the ranges it lists, bring up the GIC, build every PD's
+//!    capability space and address space ([`Kernel::boot`]), enable its IRQs.
+//! 3. Pick the first PD and `eret` to it. From then on the kernel runs only on
+//!    exceptions: syscalls, faults, interrupts.
 #![no_std]
 #![no_main]
+
+mod arch;
+
+use core::fmt::Write;
+use core::ptr::addr_of_mut;
+
+use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
+use vcpos_abi::bootinfo::BootInfo;
+use vcpos_kernel_core::{Kernel, Platform};
+
+use arch::{gic, mmio, timer, uart};
+
+/// Physical address of the boot-information blob (patched by the builder).
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut VCPOS_BOOT_INFO_PADDR: u64 = 0;
+/// Size of the boot-information blob (patched by the builder).
+#[no_mangle]
+#[used]
+#[link_section = ".data"]
+static mut VCPOS_BOOT_INFO_SIZE: u64 = 0;
+
+/// The machine as the kernel core sees it.
+struct Machine {
+    /// ASID of the address space loaded in TTBR0_EL2.
+    active_asid: u16,
+}
+
+impl Platform for Machine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        uart::write_bytes(bytes);
+    }
+    fn read_word(&self, paddr: u64) -> u64 {
+        mmio::ram_read_word(paddr)
+    }
+    fn write_word(&mut self, paddr: u64, value: u64) {
+        mmio::ram_write_word(paddr, value)
+    }
+    fn read_byte(&self, paddr: u64) -> u8 {
+        mmio::ram_read_byte(paddr)
+    }
+    fn now(&self) -> u64 {
+        timer::now()
+    }
+    fn counter_hz(&self) -> u64 {
+        timer::frequency()
+    }
+    fn irq_mask(&mut self, irq: u32) {
+        gic::mask(irq)
+    }
+    fn irq_unmask(&mut self, irq: u32) {
+        gic::unmask(irq)
+    }
+}
+
+/// Everything the kernel owns.
+struct State {
+    kernel: Kernel,
+    machine: Machine,
+}
+
+static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 } };
+
+/// The kernel state.
+fn state() -> &'static mut State {
+    // SAFETY: one core runs the kernel, with interrupts masked at EL2 for the whole
+    // of every kernel entry, so entries never overlap; each entry takes this
+    // reference once at its start and it is dead before the `eret` that ends it.
+    unsafe { &mut *addr_of_mut!(STATE) }
+}
+
+macro_rules! kprintln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(uart::Uart, $($arg)*);
+    }};
+}
+
+/// Stops the kernel for good.
+fn halt() -> ! {
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+/// Rust entry point, called by `_start` in the upper half with a valid stack.
+#[no_mangle]
+extern "C" fn kernel_main() -> ! {
+    kprintln!("vcpos|INFO: vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
+    // SAFETY: the builder patched these two words in the image before boot and
+    // nothing writes them afterwards; volatile reads keep the compiler from folding
+    // the link-time zeros.
+    let (paddr, size) = unsafe {
+        (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
+    };
+    let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
+        kprintln!("vcpos|ERROR: no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        halt();
+    };
+    let info = match BootInfo::parse(blob) {
+        Ok(info) => info,
+        Err(e) => {
+            kprintln!("vcpos|ERROR: bad boot information: {e:?}");
+            halt();
+        }
+    };
+    for i in 0..info.header.num_zero as usize {
+        let z = info.zero(i);
+        let overlaps_blob = z.paddr < paddr + size && paddr < z.paddr + z.size;
+        if overlaps_blob || !mmio::ram_zero(z.paddr, z.size) {
+            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
+        }
+    }
+    gic::init();
+    for i in 0..info.header.num_irqs as usize {
+        let irq = info.irq(i);
+        gic::set_trigger(irq.irq, irq.trigger != 0);
+    }
+    let st = state();
+    if let Err(e) = st.kernel.boot(&info, &mut st.machine) {
+        kprintln!("vcpos|ERROR: cannot start the system: {e:?}");
+        halt();
+    }
+    kprintln!("vcpos|INFO: {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
+    reschedule(st);
+    // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
+    // and loaded its address space.
+    unsafe { arch::vectors::vcpos_return_to_user() }
+}
+
+/// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
+/// runnable; then loads its address space, points TPIDR_EL2 at its registers and
+/// programs the timer for its budget.
+fn reschedule(st: &mut State) {
+    loop {
+        let now = timer::now();
+        let next = st.kernel.schedule(now);
+        timer::set_deadline(st.kernel.next_deadline(now));
+        if next.is_some() {
+            break;
+        }
+        aarch64_cpu::asm::wfi();
+        poll_interrupts(st);
+    }
+    let tcb = st.kernel.current_tcb_mut().expect("schedule returned a thread");
+    if st.machine.active_asid != tcb.asid {
+        TTBR0_EL2.set(tcb.vspace_root | ((tcb.asid as u64) << 48));
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+        st.machine.active_asid = tcb.asid;
+    }
+    TPIDR_EL2.set(&mut tcb.ctx as *mut _ as u64);
+}
+
+/// Takes every pending interrupt: the timer just needs stopping (the scheduler
+/// then sees the used budget), device IRQs go to their PDs.
+fn poll_interrupts(st: &mut State) {
+    loop {
+        let intid = gic::acknowledge();
+        if intid >= gic::SPURIOUS {
+            break;
+        }
+        if intid as u64 == arch::board::TIMER_IRQ {
+            timer::set_deadline(None);
+        } else {
+            st.kernel.handle_irq(&mut st.machine, intid);
+        }
+        gic::end_of_interrupt(intid);
+    }
+}
+
+/// A synchronous exception from a PD: a syscall or a fault.
+#[no_mangle]
+extern "C" fn vcpos_handle_lower_sync() {
+    let st = state();
+    let esr = ESR_EL2.get();
+    if esr >> 26 == vcpos_kernel_core::fault::ec::SVC64 {
+        st.kernel.handle_syscall(&mut st.machine);
+    } else {
+        st.kernel.handle_fault(&mut st.machine, esr, FAR_EL2.get());
+    }
+    reschedule(st);
+}
+
+/// An interrupt while a PD ran.
+#[no_mangle]
+extern "C" fn vcpos_handle_lower_irq() {
+    let st = state();
+    poll_interrupts(st);
+    reschedule(st);
+}
+
+/// An SError while a PD ran: treated as a fault of that PD.
+#[no_mangle]
+extern "C" fn vcpos_handle_lower_serror() {
+    let st = state();
+    st.kernel.handle_fault(&mut st.machine, ESR_EL2.get(), 0);
+    reschedule(st);
+}
+
+/// An exception taken in the kernel itself: a kernel bug. Report and stop.
+#[no_mangle]
+extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
+    let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
+    let elr: u64;
+    // SAFETY: reading ELR_EL2 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
+    kprintln!("vcpos|ERROR: kernel exception (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    halt();
+}
+
 #[panic_handler]
-fn p(_: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    kprintln!("vcpos|ERROR: kernel panic: {info}");
+    halt();
+}
