@@ -27,6 +27,12 @@ pub const SYMBOL_PADDR: &str = "VCPOS_BOOT_INFO_PADDR";
 pub const SYMBOL_SIZE: &str = "VCPOS_BOOT_INFO_SIZE";
 /// [`PdDesc::parent`] of a root PD.
 pub const NO_PARENT: u8 = 0xff;
+/// [`PdDesc::kind`]: a protection domain (EL0 thread with its own address space).
+pub const THREAD_PD: u8 = 0;
+/// [`PdDesc::kind`]: a vCPU of a VM, run at EL1 behind stage-2 translation. Its maps
+/// are guest-physical; it has no capabilities, stack or IPC buffer; its parent is the
+/// VMM PD and `child_id` is the vCPU id. It starts stopped until the VMM restarts it.
+pub const THREAD_VCPU: u8 = 1;
 
 /// Blob header.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,8 +94,10 @@ pub struct PdDesc {
     pub child_id: u8,
     /// CPU core the PD runs on.
     pub cpu: u8,
+    /// [`THREAD_PD`] or [`THREAD_VCPU`].
+    pub kind: u8,
     /// Reserved, zero.
-    pub reserved: [u8; 3],
+    pub reserved: [u8; 2],
 }
 
 impl PdDesc {
@@ -343,7 +351,8 @@ mod tests {
             parent,
             child_id: 0,
             cpu: 0,
-            reserved: [0; 3],
+            kind: THREAD_PD,
+            reserved: [0; 2],
         }
     }
 

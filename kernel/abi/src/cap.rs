@@ -48,6 +48,8 @@ pub enum CapKind {
     Tcb = 5,
     /// Right to write to the debug console.
     DebugConsole = 6,
+    /// Control of the vCPU thread `object` (restart, stop, registers, interrupts).
+    Vcpu = 7,
 }
 
 impl CapKind {
@@ -61,6 +63,7 @@ impl CapKind {
             4 => CapKind::IrqHandler,
             5 => CapKind::Tcb,
             6 => CapKind::DebugConsole,
+            7 => CapKind::Vcpu,
             _ => return None,
         })
     }
@@ -93,9 +96,9 @@ mod tests {
         for id in 0..crate::MAX_CHANNELS as u64 {
             assert_eq!(notification_badge(id) & (BADGE_PPC | BADGE_FAULT), 0);
         }
-        for v in 0..=6 {
+        for v in 0..=7 {
             assert_eq!(CapKind::from_u8(v).map(|k| k as u8), Some(v));
         }
-        assert_eq!(CapKind::from_u8(7), None);
+        assert_eq!(CapKind::from_u8(8), None);
     }
 }

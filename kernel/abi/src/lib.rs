@@ -7,7 +7,8 @@
 //! - [`msg`]: message info encoding and the IPC buffer layout;
 //! - [`fault`]: fault labels and message-register layouts (seL4 ARM MCS numbering);
 //! - [`bootinfo`]: the boot-information blob the builder writes and the kernel reads;
-//! - [`vspace`]: the PD virtual address-space layout and page-table accounting.
+//! - [`vspace`]: the PD virtual address-space layout and page-table accounting;
+//! - [`vcpu`]: vCPU register numbers and guest-exit messages for VMMs.
 //!
 //! The crate is `no_std`, has no `unsafe`, and is tested on the host.
 #![cfg_attr(not(test), no_std)]
@@ -21,6 +22,7 @@ pub mod cap;
 pub mod fault;
 pub mod msg;
 pub mod syscall;
+pub mod vcpu;
 pub mod vspace;
 
 /// Highest priority a PD may have; 255 is reserved for the kernel's own use.

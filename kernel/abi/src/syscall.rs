@@ -44,6 +44,18 @@ pub enum Sysno {
     /// Read the counter frequency and current count (x1 = Hz, x2 = count). Cap: input.
     /// Lets PDs that lack EL0 counter access time things; also a cheap null syscall.
     TimeNow = 9,
+    /// Set a vCPU's PC to `x1`, put it at EL1 with interrupts masked, and make it
+    /// runnable (Microkit `vcpu_restart`). Cap: vCPU (slot 266+id or 330+id).
+    VcpuRestart = 10,
+    /// Stop a vCPU. Cap: vCPU.
+    VcpuStop = 11,
+    /// Read vCPU register `x1` ([`crate::vcpu::reg`]) into `x1`. Cap: vCPU.
+    VcpuReadReg = 12,
+    /// Write `x2` to vCPU register `x1`. Cap: vCPU.
+    VcpuWriteReg = 13,
+    /// Make virtual interrupt `x1` (an INTID below 1020) pending on the vCPU and
+    /// wake it if it waits for interrupts. Cap: vCPU.
+    VcpuInjectIrq = 14,
 }
 
 impl Sysno {
@@ -60,6 +72,11 @@ impl Sysno {
             7 => Sysno::TcbStop,
             8 => Sysno::TcbResume,
             9 => Sysno::TimeNow,
+            10 => Sysno::VcpuRestart,
+            11 => Sysno::VcpuStop,
+            12 => Sysno::VcpuReadReg,
+            13 => Sysno::VcpuWriteReg,
+            14 => Sysno::VcpuInjectIrq,
             _ => return None,
         })
     }
@@ -128,10 +145,10 @@ mod tests {
 
     #[test]
     fn sysno_round_trips() {
-        for n in 0..=9 {
+        for n in 0..=14 {
             assert_eq!(Sysno::from_u64(n).map(|s| s as u64), Some(n));
         }
-        assert_eq!(Sysno::from_u64(10), None);
+        assert_eq!(Sysno::from_u64(15), None);
         assert_eq!(Sysno::from_u64(u64::MAX), None);
     }
 

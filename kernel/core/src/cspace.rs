@@ -41,6 +41,11 @@ pub enum Cap {
     },
     /// Write to the debug console.
     DebugConsole,
+    /// Control vCPU thread `thread`.
+    Vcpu {
+        /// The vCPU's thread.
+        thread: PdIndex,
+    },
 }
 
 impl Cap {
@@ -56,6 +61,7 @@ impl Cap {
             CapKind::IrqHandler => Cap::IrqHandler { irq: desc.object },
             CapKind::Tcb => Cap::Tcb { pd: pd()? },
             CapKind::DebugConsole => Cap::DebugConsole,
+            CapKind::Vcpu => Cap::Vcpu { thread: pd()? },
         })
     }
 }

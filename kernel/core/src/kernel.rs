@@ -6,7 +6,9 @@
 
 use core::fmt::Write;
 
-use vcpos_abi::bootinfo::BootInfo;
+use vcpos_abi::bootinfo::{BootInfo, THREAD_VCPU};
+use vcpos_abi::fault::label;
+use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
 use vcpos_abi::cap::BADGE_FAULT;
 use vcpos_abi::msg::{MsgInfo, DEBUG_AREA_OFFSET, DEBUG_AREA_SIZE, MAX_MRS};
 use vcpos_abi::syscall::{Error, Sysno};
@@ -15,8 +17,8 @@ use crate::cspace::{Cap, PdIndex};
 use crate::fault::{self, FaultInfo};
 use crate::platform::{Console, Platform};
 use crate::sched::ReadyQueues;
-use crate::thread::{PendingMessage, Tcb, ThreadState, SPSR_EL0};
-use crate::vspace::{self, TablePool};
+use crate::thread::{PendingMessage, Tcb, ThreadKind, ThreadState, SPSR_EL0};
+use crate::vspace::{self, Stage, TablePool};
 
 /// Most threads (PDs) the kernel holds.
 pub const MAX_THREADS: usize = 64;
@@ -103,9 +105,10 @@ impl Kernel {
         let mut pool = TablePool::new(info.header.pt_pool_paddr, info.header.pt_pool_size);
         for i in 0..n {
             let d = info.pd(i);
+            let stage = if d.kind == THREAD_VCPU { Stage::Two } else { Stage::One };
             let root = pool.alloc(plat).map_err(|error| BootError::Map { pd: i, error })?;
             for m in info.pd_maps(&d) {
-                vspace::map(root, m.vaddr, m.paddr, m.size, m.attrs, &mut pool, plat)
+                vspace::map_in(stage, root, m.vaddr, m.paddr, m.size, m.attrs, &mut pool, plat)
                     .map_err(|error| BootError::Map { pd: i, error })?;
             }
             let t = &mut self.tcbs[i];
@@ -130,7 +133,14 @@ impl Kernel {
                     return Err(BootError::BadCap { pd: i });
                 }
             }
-            t.state = ThreadState::Ready;
+            if d.kind == THREAD_VCPU {
+                // A vCPU waits, stopped, until its VMM restarts it (Microkit semantics).
+                t.kind = ThreadKind::Vcpu;
+                t.ctx.spsr = SPSR_EL1H_MASKED;
+                t.state = ThreadState::Stopped;
+            } else {
+                t.state = ThreadState::Ready;
+            }
         }
         self.num_threads = n;
         let num_irqs = info.header.num_irqs as usize;
@@ -143,7 +153,9 @@ impl Kernel {
             plat.irq_unmask(r.irq);
         }
         for i in 0..n {
-            self.ready.push_back(&mut self.tcbs, i as PdIndex);
+            if self.tcbs[i].state == ThreadState::Ready {
+                self.ready.push_back(&mut self.tcbs, i as PdIndex);
+            }
         }
         self.charged_at = plat.now();
         Ok(())
@@ -332,9 +344,110 @@ impl Kernel {
                 let (hz, now) = (plat.counter_hz(), plat.now());
                 self.set_ret(t, 0, hz, now);
             }
+            (Sysno::VcpuRestart | Sysno::VcpuStop | Sysno::VcpuReadReg | Sysno::VcpuWriteReg | Sysno::VcpuInjectIrq, Cap::Vcpu { thread }) => {
+                if self.tcbs[thread as usize].kind != ThreadKind::Vcpu {
+                    return Err(Error::InvalidCapability);
+                }
+                let a2 = self.tcbs[t as usize].ctx.x[2];
+                let x1 = self.vcpu_control(nr, thread, a1, a2)?;
+                self.set_ret(t, 0, x1, 0);
+            }
             _ => return Err(Error::InvalidCapability),
         }
         Ok(())
+    }
+
+    /// The vCPU syscalls; returns the value for `x1`.
+    fn vcpu_control(&mut self, nr: Sysno, v: PdIndex, a1: u64, a2: u64) -> Result<u64, Error> {
+        match nr {
+            Sysno::VcpuRestart => {
+                self.detach(v);
+                let tv = &mut self.tcbs[v as usize];
+                tv.ctx.pc = a1;
+                tv.ctx.spsr = SPSR_EL1H_MASKED;
+                tv.virqs = Default::default();
+                tv.vcpu_reset = true;
+                self.make_ready(v);
+            }
+            Sysno::VcpuStop => {
+                self.detach(v);
+                self.tcbs[v as usize].state = ThreadState::Stopped;
+            }
+            Sysno::VcpuReadReg => {
+                let ctx = &self.tcbs[v as usize].ctx;
+                return Ok(match a1 {
+                    0..=30 => ctx.x[a1 as usize],
+                    reg::SP_EL0 => ctx.sp,
+                    reg::PC => ctx.pc,
+                    reg::SPSR => ctx.spsr,
+                    _ => return Err(Error::InvalidArgument),
+                });
+            }
+            Sysno::VcpuWriteReg => {
+                let ctx = &mut self.tcbs[v as usize].ctx;
+                match a1 {
+                    0..=30 => ctx.x[a1 as usize] = a2,
+                    reg::SP_EL0 => ctx.sp = a2,
+                    reg::PC => ctx.pc = a2,
+                    // Only EL1h/EL1t/EL0t AArch64 states with any DAIF: the guest can
+                    // never be sent to EL2 or to AArch32.
+                    reg::SPSR if matches!(a2 & 0x1f, 0b00101 | 0b00100 | 0b00000) => ctx.spsr = a2,
+                    _ => return Err(Error::InvalidArgument),
+                }
+            }
+            Sysno::VcpuInjectIrq => {
+                if a1 >= MAX_VIRQ {
+                    return Err(Error::InvalidArgument);
+                }
+                self.inject_virq(v, a1 as u32);
+            }
+            _ => return Err(Error::InvalidCapability),
+        }
+        Ok(0)
+    }
+
+    /// Makes virtual interrupt `irq` pending on vCPU `v` and wakes it from WFI.
+    pub fn inject_virq(&mut self, v: PdIndex, irq: u32) {
+        let tv = &mut self.tcbs[v as usize];
+        tv.virqs.insert(irq);
+        if tv.state == ThreadState::BlockedWfi {
+            self.make_ready(v);
+        }
+    }
+
+    /// Takes the next virtual interrupt to put in a list register of vCPU `v`.
+    pub fn take_virq(&mut self, v: PdIndex) -> Option<u32> {
+        self.tcbs[v as usize].virqs.pop()
+    }
+
+    /// Returns whether vCPU `v` must have its EL1 state reset before it runs (it was
+    /// restarted), clearing the request.
+    pub fn take_vcpu_reset(&mut self, v: PdIndex) -> bool {
+        core::mem::take(&mut self.tcbs[v as usize].vcpu_reset)
+    }
+
+    /// The current vCPU left the guest with a synchronous exception. WFI with nothing
+    /// pending parks it; stage-2 aborts and HVC/SMC/system-register traps go to the
+    /// VMM as fault messages. `virq_in_flight` says whether a virtual interrupt is
+    /// still pending in a list register.
+    pub fn handle_vcpu_exit(&mut self, plat: &mut impl Platform, esr: u64, far: u64, hpfar: u64, virq_in_flight: bool) {
+        let Some(t) = self.current else { return };
+        let pc = self.tcbs[t as usize].ctx.pc;
+        match esr >> 26 {
+            fault::ec::WFX => {
+                self.tcbs[t as usize].ctx.pc = pc + 4;
+                let is_wfi = esr & 1 == 0;
+                if is_wfi && !virq_in_flight && self.tcbs[t as usize].virqs.is_empty() {
+                    self.tcbs[t as usize].state = ThreadState::BlockedWfi;
+                }
+            }
+            class @ (fault::ec::DABT_LOWER | fault::ec::IABT_LOWER) => {
+                let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+                let mrs = [pc, ipa, (class == fault::ec::IABT_LOWER) as u64, esr, 0];
+                self.send_fault(plat, t, label::VM_FAULT, mrs, 4);
+            }
+            _ => self.send_fault(plat, t, label::VCPU_FAULT, [esr, pc, 0, 0, 0], 2),
+        }
     }
 
     /// ORs `badge` into `r`'s notification word and wakes it if it waits.
@@ -525,14 +638,16 @@ impl Kernel {
         self.fail_peers(t);
         let parent = self.tcbs[t as usize].parent;
         self.report_fault(plat, t, &f, parent);
-        match parent {
+        self.send_fault(plat, t, f.label, f.mrs, f.len);
+    }
+
+    /// Queues fault message (`label`, `mrs[..len]`) from thread `t` for its parent and
+    /// blocks `t` until the parent answers; a thread without a parent is stopped.
+    fn send_fault(&mut self, plat: &mut impl Platform, t: PdIndex, label: u64, mrs: [u64; 5], len: usize) {
+        match self.tcbs[t as usize].parent {
             Some(p) => {
                 let tt = &mut self.tcbs[t as usize];
-                tt.pending = PendingMessage {
-                    badge: BADGE_FAULT | tt.child_id as u64,
-                    info: MsgInfo::new(f.label, f.len).0,
-                    fault_mrs: f.mrs,
-                };
+                tt.pending = PendingMessage { badge: BADGE_FAULT | tt.child_id as u64, info: MsgInfo::new(label, len).0, fault_mrs: mrs };
                 tt.state = ThreadState::BlockedFault;
                 tt.fault_undelivered = true;
                 if self.tcbs[p as usize].state == ThreadState::BlockedRecv {

@@ -19,6 +19,7 @@ fn ipc(pd: usize) -> u64 {
 }
 
 struct Pd {
+    kind: u8,
     name: &'static str,
     prio: u8,
     budget: u64,
@@ -28,7 +29,7 @@ struct Pd {
 }
 
 fn pd(name: &'static str, prio: u8) -> Pd {
-    Pd { name, prio, budget: 1000, period: 1000, parent: NO_PARENT, caps: vec![(slot::INPUT as u16, CapKind::Input, 0, 0)] }
+    Pd { kind: bootinfo::THREAD_PD, name, prio, budget: 1000, period: 1000, parent: NO_PARENT, caps: vec![(slot::INPUT as u16, CapKind::Input, 0, 0)] }
 }
 
 impl Pd {
@@ -59,10 +60,11 @@ fn boot(pds: Vec<Pd>, irqs: &[IrqDesc]) -> (Box<Kernel>, FakePlatform) {
             parent: p.parent,
             child_id: 3,
             cpu: 0,
-            reserved: [0; 3],
+            kind: p.kind,
+            reserved: [0; 2],
         });
         maps.push(MapDesc {
-            vaddr: vcpos_abi::msg::IPC_BUFFER_VADDR,
+            vaddr: if p.kind == bootinfo::THREAD_VCPU { 0x4000_0000 } else { vcpos_abi::msg::IPC_BUFFER_VADDR },
             paddr: ipc(i),
             size: 0x1000,
             attrs: attr::READ | attr::WRITE | attr::CACHED,
@@ -327,4 +329,95 @@ fn irq_signals_and_masks_until_ack() {
     assert!(!p.masked.contains(&40));
     k.handle_irq(&mut p, 99);
     assert!(p.console.contains("IRQ 99 has no handler"));
+}
+
+fn vmm_and_vcpu() -> (Box<Kernel>, FakePlatform) {
+    let vmm = pd("vmm", 100).cap(slot::BASE_VM_TCB, CapKind::Vcpu, 1, 0).cap(slot::BASE_VCPU, CapKind::Vcpu, 1, 0).cap(
+        slot::BASE_VCPU + 1,
+        CapKind::Vcpu,
+        0,
+        0,
+    );
+    let mut vcpu = pd("guest", 50);
+    vcpu.kind = bootinfo::THREAD_VCPU;
+    vcpu.parent = 0;
+    vcpu.caps.clear();
+    boot(vec![vmm, vcpu], &[])
+}
+
+#[test]
+fn vcpu_starts_stopped_and_vmm_restarts_it() {
+    use vcpos_abi::vcpu::reg;
+    let (mut k, mut p) = vmm_and_vcpu();
+    assert_eq!(k.tcb(1).state, ThreadState::Stopped);
+    assert_eq!(k.tcb(1).kind, crate::thread::ThreadKind::Vcpu);
+    // Write x0 = dtb address, then restart at the kernel entry.
+    let me = k.current().unwrap();
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = Sysno::VcpuWriteReg as u64;
+    t.ctx.x[0] = slot::BASE_VCPU;
+    t.ctx.x[1] = reg::X0;
+    t.ctx.x[2] = 0x4800_0000;
+    k.handle_syscall(&mut p);
+    assert_eq!(k.tcb(me).ctx.x[0], 0);
+    assert_eq!(k.tcb(1).ctx.x[0], 0x4800_0000);
+    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuReadReg as u64, slot::BASE_VCPU, reg::X0), [0, 0x4800_0000, 0]);
+    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuReadReg as u64, slot::BASE_VCPU, 99)[0], Error::InvalidArgument as u64);
+    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuInjectIrq as u64, slot::BASE_VCPU, 1020)[0], Error::InvalidArgument as u64);
+    // A vCPU cap naming a PD is refused.
+    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuStop as u64, slot::BASE_VCPU + 1, 0)[0], Error::InvalidCapability as u64);
+    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000)[0], 0);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_0000);
+    assert_eq!(k.tcb(1).ctx.spsr, vcpos_abi::vcpu::SPSR_EL1H_MASKED);
+    assert!(k.take_vcpu_reset(1));
+    assert!(!k.take_vcpu_reset(1));
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(1), "the guest runs once the VMM waits");
+}
+
+#[test]
+fn vcpu_exits_reach_the_vmm_and_wfi_parks() {
+    let (mut k, mut p) = vmm_and_vcpu();
+    sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(1));
+    // Stage-2 data abort at IPA 0x0a00_0050 (an emulated device).
+    let esr = (0x24 << 26) | (1 << 24) | (1 << 6);
+    k.handle_vcpu_exit(&mut p, esr, 0xffff_0000_1234_5050, 0x0a00_0000 >> 8, false);
+    k.schedule(p.time);
+    assert_eq!(k.current(), Some(0));
+    let c = k.tcb(0).ctx;
+    assert_eq!(c.x[1], BADGE_FAULT | 3);
+    assert_eq!(MsgInfo(c.x[2]).label(), label::VM_FAULT);
+    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::ADDR as u64)], 0x0a00_0050);
+    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::FSR as u64)], esr);
+    // The VMM advances the PC and replies: the guest resumes there.
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = Sysno::VcpuWriteReg as u64;
+    t.ctx.x[0] = slot::BASE_VCPU;
+    t.ctx.x[1] = vcpos_abi::vcpu::reg::PC;
+    t.ctx.x[2] = 0x4020_0004;
+    k.handle_syscall(&mut p);
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(1));
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_0004);
+    // HVC goes to the VMM as a vCPU fault carrying the ESR.
+    k.handle_vcpu_exit(&mut p, 0x16 << 26, 0, 0, false);
+    k.schedule(p.time);
+    assert_eq!(MsgInfo(k.tcb(0).ctx.x[2]).label(), label::VCPU_FAULT);
+    assert_eq!(p.mem[&ipc(0)], 0x16 << 26);
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
+    // WFI with nothing pending parks the vCPU; an injected interrupt wakes it.
+    k.handle_vcpu_exit(&mut p, 0x01 << 26, 0, 0, false);
+    k.schedule(p.time);
+    assert_eq!(k.tcb(1).state, ThreadState::BlockedWfi);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_0008);
+    assert_eq!(k.current(), None);
+    k.inject_virq(1, 27);
+    assert_eq!(k.schedule(p.time), Some(1));
+    assert_eq!(k.take_virq(1), Some(27));
+    assert_eq!(k.take_virq(1), None);
+    // WFI with an interrupt still in a list register does not park.
+    k.handle_vcpu_exit(&mut p, 0x01 << 26, 0, 0, true);
+    assert_eq!(k.schedule(p.time), Some(1));
 }

@@ -51,12 +51,62 @@ pub enum ThreadState {
     Stopped,
     /// Faulted with nobody to handle it: stopped for good.
     Faulted,
+    /// A vCPU that executed WFI with no virtual interrupt pending.
+    BlockedWfi,
 }
 
 impl ThreadState {
     /// True if the thread can never run again without a parent's restart.
     pub fn is_dead(self) -> bool {
         matches!(self, ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault)
+    }
+}
+
+/// What kind of thread a TCB runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// A protection domain at EL0.
+    Pd,
+    /// A vCPU at EL1 behind stage-2 translation.
+    Vcpu,
+}
+
+/// Virtual interrupts waiting to be put in the vGIC list registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirqSet {
+    bits: [u64; 16],
+}
+
+impl VirqSet {
+    /// Empty set.
+    pub const fn new() -> VirqSet {
+        VirqSet { bits: [0; 16] }
+    }
+
+    /// Adds `irq` (< 1024).
+    pub fn insert(&mut self, irq: u32) {
+        if let Some(w) = self.bits.get_mut(irq as usize / 64) {
+            *w |= 1 << (irq % 64);
+        }
+    }
+
+    /// Removes and returns the lowest pending interrupt.
+    pub fn pop(&mut self) -> Option<u32> {
+        let (i, w) = self.bits.iter_mut().enumerate().find(|(_, w)| **w != 0)?;
+        let bit = w.trailing_zeros();
+        *w &= !(1 << bit);
+        Some(i as u32 * 64 + bit)
+    }
+
+    /// True if nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|w| *w == 0)
+    }
+}
+
+impl Default for VirqSet {
+    fn default() -> Self {
+        VirqSet::new()
     }
 }
 
@@ -118,6 +168,12 @@ pub struct Tcb {
     pub next: Option<PdIndex>,
     /// Number of faults so far (for reports).
     pub faults: u32,
+    /// PD or vCPU.
+    pub kind: ThreadKind,
+    /// vCPUs: virtual interrupts to inject.
+    pub virqs: VirqSet,
+    /// vCPUs: EL1 state must be reset before the next entry (after a restart).
+    pub vcpu_reset: bool,
 }
 
 impl Tcb {
@@ -146,6 +202,9 @@ impl Tcb {
             send_head: None,
             next: None,
             faults: 0,
+            kind: ThreadKind::Pd,
+            virqs: VirqSet::new(),
+            vcpu_reset: false,
         }
     }
 
@@ -165,6 +224,17 @@ impl Default for Tcb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virq_set_pops_in_order() {
+        let mut v = VirqSet::new();
+        assert!(v.is_empty());
+        v.insert(27);
+        v.insert(33);
+        v.insert(27);
+        v.insert(5000);
+        assert_eq!((v.pop(), v.pop(), v.pop()), (Some(27), Some(33), None));
+    }
 
     #[test]
     fn context_layout_matches_assembly() {

@@ -4,6 +4,10 @@
 //! The kernel runs with `HCR_EL2.{E2H,TGE}` set, so PD address spaces are TTBR0_EL2
 //! tables of the EL2&0 regime: user pages are non-global (tagged with the PD's ASID)
 //! and never executable by the kernel (PXN).
+//!
+//! A VM's guest-physical address space is a stage-2 table ([`Stage::Two`]): 39-bit
+//! IPA, walk from level 1 (`VTCR_EL2.{T0SZ=25, SL0=1}`), stage-2 permission and
+//! memory-attribute encodings.
 
 use vcpos_abi::vspace::{attr, LARGE_PAGE_SIZE, PAGE_SIZE, USER_VSPACE_TOP};
 
@@ -72,6 +76,60 @@ impl TablePool {
     }
 }
 
+/// Which translation a table is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// A PD's stage-1 address space (EL2&0 regime, TTBR0_EL2, 40-bit VA, from level 0).
+    One,
+    /// A VM's stage-2 guest-physical space (VTTBR_EL2, 39-bit IPA, from level 1).
+    Two,
+}
+
+impl Stage {
+    fn first_level(self) -> u32 {
+        match self {
+            Stage::One => 0,
+            Stage::Two => 1,
+        }
+    }
+
+    fn top(self) -> u64 {
+        match self {
+            Stage::One => USER_VSPACE_TOP,
+            Stage::Two => 1 << 39,
+        }
+    }
+}
+
+/// VTCR_EL2 for [`Stage::Two`] tables: T0SZ=25, SL0=1 (level 1), write-back inner-
+/// shareable walks, 4 KiB granule, 40-bit PA.
+pub const VTCR_VALUE: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 31);
+
+const S2_MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
+const S2_MEMATTR_DEVICE: u64 = 0b0001 << 2;
+const S2AP_READ: u64 = 1 << 6;
+const S2AP_WRITE: u64 = 1 << 7;
+const S2_XN: u64 = 1 << 54;
+
+/// Stage-2 leaf descriptor bits for map attributes.
+pub fn stage2_leaf_bits(attrs: u32) -> Result<u64, MapError> {
+    if attrs & attr::WRITE != 0 && attrs & attr::EXECUTE != 0 && attrs & attr::CACHED == 0 {
+        return Err(MapError::WriteAndExecute);
+    }
+    let mut d = AF;
+    d |= if attrs & attr::CACHED != 0 { S2_MEMATTR_NORMAL_WB | SH_INNER } else { S2_MEMATTR_DEVICE };
+    if attrs & attr::READ != 0 {
+        d |= S2AP_READ;
+    }
+    if attrs & attr::WRITE != 0 {
+        d |= S2AP_WRITE;
+    }
+    if attrs & attr::EXECUTE == 0 {
+        d |= S2_XN;
+    }
+    Ok(d)
+}
+
 /// Leaf descriptor bits for map attributes.
 pub fn leaf_bits(attrs: u32) -> Result<u64, MapError> {
     if attrs & attr::WRITE != 0 && attrs & attr::EXECUTE != 0 {
@@ -115,16 +173,39 @@ pub fn map(
     pool: &mut TablePool,
     mem: &mut impl Platform,
 ) -> Result<(), MapError> {
+    map_in(Stage::One, root, vaddr, paddr, size, attrs, pool, mem)
+}
+
+/// Like [`map`], for either stage (a stage-2 `root` is a level-1 table and
+/// `vaddr` a guest-physical address). Guest memory may be writable and executable
+/// (the guest applies its own stage-1 permissions); device memory never executes.
+#[allow(clippy::too_many_arguments)]
+pub fn map_in(
+    stage: Stage,
+    root: u64,
+    vaddr: u64,
+    paddr: u64,
+    size: u64,
+    attrs: u32,
+    pool: &mut TablePool,
+    mem: &mut impl Platform,
+) -> Result<(), MapError> {
     let large = attrs & attr::LARGE != 0;
     let step = if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
-    if vaddr % step != 0 || paddr % step != 0 || size % step != 0 || vaddr.checked_add(size).map_or(true, |e| e > USER_VSPACE_TOP) {
+    if vaddr % step != 0 || paddr % step != 0 || size % step != 0 || vaddr.checked_add(size).map_or(true, |e| e > stage.top()) {
         return Err(MapError::BadRange);
     }
-    let bits = leaf_bits(attrs)?;
+    let bits = match stage {
+        Stage::One => leaf_bits(attrs)?,
+        Stage::Two => stage2_leaf_bits(attrs)?,
+    };
     let mut off = 0;
     while off < size {
         let va = vaddr + off;
-        let l1 = next_table(root, index(va, 0), pool, mem)?;
+        let l1 = match stage {
+            Stage::One => next_table(root, index(va, 0), pool, mem)?,
+            Stage::Two => root,
+        };
         let l2 = next_table(l1, index(va, 1), pool, mem)?;
         let (table, idx, desc) = if large {
             (l2, index(va, 2), (paddr + off) | bits | VALID)
@@ -143,8 +224,13 @@ pub fn map(
 
 /// Walks the tables: the physical address and leaf descriptor for `vaddr`.
 pub fn translate(root: u64, vaddr: u64, mem: &impl Platform) -> Option<(u64, u64)> {
+    translate_in(Stage::One, root, vaddr, mem)
+}
+
+/// Like [`translate`], for either stage.
+pub fn translate_in(stage: Stage, root: u64, vaddr: u64, mem: &impl Platform) -> Option<(u64, u64)> {
     let mut table = root;
-    for level in 0..4 {
+    for level in stage.first_level()..4 {
         let entry = mem.read_word(table + index(vaddr, level) * 8);
         if entry & VALID == 0 {
             return None;
@@ -218,6 +304,28 @@ mod tests {
         assert_eq!(map(root, 0x20_0000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::Overlap));
         // Pool has no page left for a second L1 table.
         assert_eq!(map(root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::OutOfTables));
+    }
+
+    #[test]
+    fn stage2_maps_guest_ram_rwx_and_devices_xn() {
+        let mut mem = FakePlatform::new();
+        let mut pool = TablePool::new(POOL, 8 * PAGE_SIZE);
+        let root = pool.alloc(&mut mem).unwrap();
+        let ram = attr::READ | attr::WRITE | attr::EXECUTE | attr::CACHED | attr::LARGE;
+        map_in(Stage::Two, root, 0x4000_0000, 0x5000_0000, 0x40_0000, ram, &mut pool, &mut mem).unwrap();
+        map_in(Stage::Two, root, 0x0801_0000, 0x0804_0000, 0x1000, attr::READ | attr::WRITE, &mut pool, &mut mem).unwrap();
+        let (pa, d) = translate_in(Stage::Two, root, 0x4012_3456, &mem).unwrap();
+        assert_eq!(pa, 0x5012_3456);
+        assert_eq!(d & (S2AP_READ | S2AP_WRITE | S2_XN), S2AP_READ | S2AP_WRITE);
+        let (pa, d) = translate_in(Stage::Two, root, 0x0801_0010, &mem).unwrap();
+        assert_eq!(pa, 0x0804_0010);
+        assert_ne!(d & S2_XN, 0);
+        assert_eq!(translate_in(Stage::Two, root, 0x0900_0000, &mem), None);
+        assert_eq!(map_in(Stage::Two, root, 1 << 39, 0, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
+        assert_eq!(
+            map_in(Stage::Two, root, 0x0, 0x0, 0x1000, attr::READ | attr::WRITE | attr::EXECUTE, &mut pool, &mut mem),
+            Err(MapError::WriteAndExecute)
+        );
     }
 
     #[test]
