@@ -24,7 +24,9 @@ use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, T
 use vcpos_abi::bootinfo::BootInfo;
 use vcpos_kernel_core::{Kernel, Platform};
 
+use arch::vcpu::{self, VcpuArch};
 use arch::{gic, mmio, timer, uart};
+use vcpos_kernel_core::thread::ThreadKind;
 
 /// Physical address of the boot-information blob (patched by the builder).
 #[no_mangle]
@@ -74,9 +76,10 @@ impl Platform for Machine {
 struct State {
     kernel: Kernel,
     machine: Machine,
+    vcpu: VcpuArch,
 }
 
-static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 } };
+static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new() };
 
 /// The kernel state.
 fn state() -> &'static mut State {
@@ -128,6 +131,7 @@ extern "C" fn kernel_main() -> ! {
         }
     }
     gic::init();
+    state().vcpu.init();
     for i in 0..info.header.num_irqs as usize {
         let irq = info.irq(i);
         gic::set_trigger(irq.irq, irq.trigger != 0);
@@ -158,27 +162,42 @@ fn reschedule(st: &mut State) {
         aarch64_cpu::asm::wfi();
         poll_interrupts(st);
     }
-    let tcb = st.kernel.current_tcb_mut().expect("schedule returned a thread");
-    if st.machine.active_asid != tcb.asid {
-        TTBR0_EL2.set(tcb.vspace_root | ((tcb.asid as u64) << 48));
-        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-        st.machine.active_asid = tcb.asid;
+    let current = st.kernel.current().expect("schedule returned a thread");
+    if st.kernel.tcb(current).kind == ThreadKind::Vcpu {
+        st.vcpu.enter_guest(&mut st.kernel, current);
+    } else {
+        st.vcpu.enter_host();
+        let tcb = st.kernel.tcb(current);
+        if st.machine.active_asid != tcb.asid {
+            TTBR0_EL2.set(tcb.vspace_root | ((tcb.asid as u64) << 48));
+            aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+            st.machine.active_asid = tcb.asid;
+        }
     }
+    let tcb = st.kernel.current_tcb_mut().expect("schedule returned a thread");
     TPIDR_EL2.set(&mut tcb.ctx as *mut _ as u64);
 }
 
 /// Takes every pending interrupt: the timer just needs stopping (the scheduler
-/// then sees the used budget), device IRQs go to their PDs.
+/// then sees the used budget); the guest's virtual timer is masked and injected
+/// into the vCPU that owns it (unmasked again when the guest has handled it); vGIC
+/// maintenance frees list registers; device IRQs go to their PDs.
 fn poll_interrupts(st: &mut State) {
     loop {
         let intid = gic::acknowledge();
         if intid >= gic::SPURIOUS {
             break;
         }
-        if intid as u64 == arch::board::TIMER_IRQ {
-            timer::set_deadline(None);
-        } else {
-            st.kernel.handle_irq(&mut st.machine, intid);
+        match intid {
+            i if i as u64 == arch::board::TIMER_IRQ => timer::set_deadline(None),
+            vcpu::VTIMER_PPI => {
+                gic::disable_ppi(vcpu::VTIMER_PPI);
+                if let Some(v) = st.vcpu.loaded() {
+                    st.kernel.inject_virq(v, vcpu::VTIMER_PPI);
+                }
+            }
+            vcpu::MAINTENANCE_PPI => st.vcpu.maintenance(&mut st.kernel),
+            _ => st.kernel.handle_irq(&mut st.machine, intid),
         }
         gic::end_of_interrupt(intid);
     }
@@ -189,7 +208,11 @@ fn poll_interrupts(st: &mut State) {
 extern "C" fn vcpos_handle_lower_sync() {
     let st = state();
     let esr = ESR_EL2.get();
-    if esr >> 26 == vcpos_kernel_core::fault::ec::SVC64 {
+    let is_vcpu = st.kernel.current().is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
+    if is_vcpu {
+        let in_flight = st.vcpu.virq_in_flight();
+        st.kernel.handle_vcpu_exit(&mut st.machine, esr, FAR_EL2.get(), vcpu::hpfar(), in_flight);
+    } else if esr >> 26 == vcpos_kernel_core::fault::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
         st.kernel.handle_fault(&mut st.machine, esr, FAR_EL2.get());

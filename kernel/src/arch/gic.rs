@@ -91,6 +91,20 @@ fn set_priority(base: u64, n: u32) {
     mmio::write32(reg, v);
 }
 
+/// Enables PPI `ppi` (0..32) on the boot core's redistributor.
+pub fn enable_ppi(ppi: u32) {
+    if ppi < 32 {
+        mmio::write32(board::GICR + SGI_BASE + GICD_ISENABLER, 1 << ppi);
+    }
+}
+
+/// Disables PPI `ppi` on the boot core's redistributor.
+pub fn disable_ppi(ppi: u32) {
+    if ppi < 32 {
+        mmio::write32(board::GICR + SGI_BASE + GICD_ICENABLER, 1 << ppi);
+    }
+}
+
 /// Configures SPI `irq` as level or edge triggered.
 pub fn set_trigger(irq: u32, edge: bool) {
     if irq < 32 || irq as u64 > board::MAX_IRQ {

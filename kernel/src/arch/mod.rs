@@ -6,6 +6,7 @@ pub mod gic;
 pub mod mmio;
 pub mod timer;
 pub mod uart;
+pub mod vcpu;
 pub mod vectors;
 
 /// Board constants generated from `kernel-config/<board>.toml`.
