@@ -1,1 +1,409 @@
-//! placeholder
+//! Integration-test harness: builds a system image from `tests/systems/<scenario>.system`
+//! with the prebuilt target artifacts (kernel and PD ELFs from `tools/build-targets.sh`),
+//! boots it in QEMU with a timeout through [`vcpos_tool::runner`], and checks the serial
+//! transcript for the markers test PDs and the kernel print.
+//!
+//! Missing artifacts are a test failure that says to run `tools/build-targets.sh`, never
+//! a skip. The image and report of each scenario stay in `target/vcpos-tests/<scenario>/`
+//! for inspection.
+#![forbid(unsafe_code)]
+
+pub mod baremetal;
+pub mod bench;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use vcpos_tool::board::{self, Board};
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Ending, FAIL_MARKER, KERNEL_ERROR, KERNEL_FAULT, PASS_MARKER};
+
+/// The target triple of the kernel and PDs.
+pub const TARGET: &str = "aarch64-unknown-none-softfloat";
+/// The kernel's binary name in the artifact directory.
+pub const KERNEL_BINARY: &str = "vcpos-kernel";
+/// The board the tests run on.
+pub const BOARD: &str = "qemu_virt_aarch64";
+/// Default time a system may take to print its pass marker (QEMU TCG on a loaded
+/// 2-core machine is slow); `VCPOS_TEST_TIMEOUT` (seconds) overrides it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root (the repository).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace root if
+/// relative) or `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => workspace_root().join(d),
+        _ => workspace_root().join("target"),
+    }
+}
+
+/// Where `tools/build-targets.sh` leaves the kernel and PD ELFs.
+pub fn artifact_dir() -> PathBuf {
+    target_dir().join(TARGET).join("release")
+}
+
+/// The system file of a test scenario.
+pub fn scenario_system(scenario: &str) -> PathBuf {
+    workspace_root().join("tests/systems").join(format!("{scenario}.system"))
+}
+
+/// The boot timeout: `$VCPOS_TEST_TIMEOUT` seconds, or [`DEFAULT_TIMEOUT`].
+pub fn timeout() -> Duration {
+    parse_timeout(std::env::var("VCPOS_TEST_TIMEOUT").ok().as_deref())
+}
+
+/// A timeout in whole seconds from `text`, or [`DEFAULT_TIMEOUT`] if absent or not a
+/// positive number.
+pub fn parse_timeout(text: Option<&str>) -> Duration {
+    text.and_then(|s| s.trim().parse::<u64>().ok()).filter(|&s| s > 0).map_or(DEFAULT_TIMEOUT, Duration::from_secs)
+}
+
+/// The board the tests run on.
+pub fn board() -> Result<Board, String> {
+    board::load(BOARD, None).map_err(|e| e.to_string())
+}
+
+fn render(diags: &[vcpos_tool::diag::Diagnostic]) -> String {
+    diags.iter().map(|d| format!("  {d}\n")).collect()
+}
+
+/// The ELF files a system needs from `dir` that are not there: the kernel and each PD's
+/// program image (and symbol image). Relative names are looked up in `dir`.
+pub fn missing_artifacts(system: &vcpos_tool::model::System, dir: &Path) -> Vec<PathBuf> {
+    let mut needed = vec![KERNEL_BINARY.to_string()];
+    for pd in &system.pds {
+        needed.push(pd.program_image.path.clone());
+        needed.extend(pd.program_image.path_for_symbols.clone());
+    }
+    let mut missing = Vec::new();
+    for name in needed {
+        let path = dir.join(&name);
+        if !path.is_file() && !missing.contains(&path) {
+            missing.push(path);
+        }
+    }
+    missing
+}
+
+/// `vcpos build`'s arguments, parsed from a command line so the harness depends on the
+/// builder's CLI (Microkit's) rather than on the fields of its argument struct.
+#[derive(Parser)]
+#[command(name = "vcpos-build")]
+struct BuildCli {
+    #[command(flatten)]
+    args: vcpos_tool::image::BuildArgs,
+}
+
+/// Builds `system` (config `config`: debug, release or benchmark) into
+/// `out_dir/vcpos.img` and `out_dir/report.txt` with the builder library; returns the
+/// image path.
+pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBuf, String> {
+    if !system.is_file() {
+        return Err(format!("system file {} not found", system.display()));
+    }
+    let loaded = vcpos_tool::sdf::load(system)
+        .map_err(|e| format!("{} is not a valid system description:\n{}", system.display(), render(&e)))?;
+    let dir = artifact_dir();
+    let missing = missing_artifacts(&loaded.system, &dir);
+    if !missing.is_empty() {
+        let list: String = missing.iter().map(|p| format!("  {}\n", p.display())).collect();
+        return Err(format!(
+            "target artifacts missing (kernel or PD ELFs):\n{list}build them first: tools/build-targets.sh \
+             (or run ./test.sh, which does)"
+        ));
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let image = out_dir.join("vcpos.img");
+    let report = out_dir.join("report.txt");
+    let argv = [
+        "vcpos-build".as_ref(),
+        "--board".as_ref(),
+        BOARD.as_ref(),
+        "--config".as_ref(),
+        config.as_ref(),
+        "--search-path".as_ref(),
+        dir.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+        "-r".as_ref(),
+        report.as_os_str(),
+        system.as_os_str(),
+    ];
+    let cli: BuildCli = BuildCli::try_parse_from(argv).map_err(|e| format!("builder arguments: {e}"))?;
+    vcpos_tool::image::build_command(&cli.args)
+        .map_err(|e| format!("vcpos build {} failed:\n{}", system.display(), render(&e)))?;
+    if !image.is_file() {
+        return Err(format!("vcpos build reported success but wrote no {}", image.display()));
+    }
+    Ok(image)
+}
+
+/// What booting a system printed, with where it came from.
+#[derive(Debug)]
+pub struct Transcript {
+    /// Scenario name (or a label).
+    pub label: String,
+    /// The image booted.
+    pub image: PathBuf,
+    /// The captured run.
+    pub capture: Capture,
+}
+
+/// Builds `system` with `config` into `target/vcpos-tests/<label>/` and boots it until a
+/// pass/fail marker or kernel error (plus a short grace period), or `timeout`.
+pub fn boot_system(label: &str, system: &Path, config: &str, timeout: Duration) -> Result<Transcript, String> {
+    let board = board()?;
+    let out_dir = target_dir().join("vcpos-tests").join(label);
+    let image = build_image(system, config, &out_dir)?;
+    let capture = runner::run_image(&board, &image, &CaptureOptions::until_marker(timeout)).map_err(|e| e.to_string())?;
+    Ok(Transcript { label: label.to_string(), image, capture })
+}
+
+/// Boots scenario `tests/systems/<scenario>.system` (debug config, [`timeout`]); panics
+/// with the reason if it cannot be built or started.
+pub fn boot(scenario: &str) -> Transcript {
+    match boot_system(scenario, &scenario_system(scenario), "debug", timeout()) {
+        Ok(t) => t,
+        Err(e) => panic!("scenario '{scenario}': {e}"),
+    }
+}
+
+impl Transcript {
+    /// The serial output.
+    pub fn output(&self) -> &str {
+        &self.capture.output
+    }
+
+    /// Panics with `why` and the whole transcript.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!("scenario '{}': {why}\n{self}", self.label)
+    }
+
+    /// Asserts [`check_pass`] for `name`; panics with the transcript if it fails.
+    pub fn assert_pass(&self, name: &str) {
+        if let Err(e) = check_pass(self.output(), name) {
+            self.fail(&e);
+        }
+    }
+
+    /// Asserts the first line of `TEST PASS: <anything>` and a clean transcript.
+    pub fn assert_any_pass(&self) {
+        if let Err(e) = check_clean(self.output()) {
+            self.fail(&e);
+        }
+        if !self.output().contains(PASS_MARKER) {
+            self.fail(&format!("no '{PASS_MARKER}' line"));
+        }
+    }
+}
+
+impl fmt::Display for Transcript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.capture;
+        writeln!(f, "image: {}", self.image.display())?;
+        writeln!(f, "run: {} after {:.1} s", c.ending, c.elapsed.as_secs_f64())?;
+        writeln!(f, "----- serial output -----")?;
+        f.write_str(&c.output)?;
+        writeln!(f, "----- end of serial output -----")?;
+        if !c.stderr.is_empty() {
+            writeln!(f, "----- QEMU stderr -----")?;
+            f.write_str(&c.stderr)?;
+            writeln!(f, "----- end of QEMU stderr -----")?;
+        }
+        if let Ending::TimedOut(t) = c.ending {
+            writeln!(f, "(no marker within {} s; VCPOS_TEST_TIMEOUT=<seconds> raises the limit)", t.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
+/// Index of the first line holding `TEST PASS: <name>` with `name` as a whole word
+/// (followed by the end of the line, a space or punctuation other than `-`/`_`).
+pub fn pass_line(output: &str, name: &str) -> Option<usize> {
+    let needle = format!("{PASS_MARKER}{name}");
+    output.lines().position(|line| {
+        line.match_indices(&needle).any(|(i, _)| {
+            line[i + needle.len()..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'))
+        })
+    })
+}
+
+/// No `TEST FAIL:` line and no kernel error line.
+pub fn check_clean(output: &str) -> Result<(), String> {
+    let bad: Vec<&str> = output.lines().filter(|l| l.contains(FAIL_MARKER) || l.contains(KERNEL_ERROR)).collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failure lines in the transcript:\n  {}", bad.join("\n  ")))
+    }
+}
+
+/// `TEST PASS: <name>` appeared, and [`check_clean`] holds.
+pub fn check_pass(output: &str, name: &str) -> Result<(), String> {
+    check_clean(output)?;
+    match pass_line(output, name) {
+        Some(_) => Ok(()),
+        None => Err(format!("no '{PASS_MARKER}{name}' line")),
+    }
+}
+
+/// A kernel fault report line, as the tests read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultLine {
+    /// Line index in the output.
+    pub index: usize,
+    /// The faulting address.
+    pub address: u64,
+    /// The PC of the faulting instruction.
+    pub pc: u64,
+}
+
+/// Words one of which names the kind of fault in a kernel fault line.
+const FAULT_KINDS: &[&str] = &[
+    "abort",
+    "vm fault",
+    "vm_fault",
+    "exception",
+    "translation",
+    "permission",
+    "alignment",
+    "undefined",
+    "access flag",
+    "breakpoint",
+];
+
+/// `0x<hex>` after the word `key` in `line` (case-insensitive; `:`/`=`/spaces between).
+fn hex_after(line: &str, key: &str) -> Option<u64> {
+    let lower = line.to_ascii_lowercase();
+    lower.match_indices(key).find_map(|(i, _)| {
+        let word_start = lower[..i].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+        if !word_start {
+            return None;
+        }
+        let rest = lower[i + key.len()..].trim_start_matches([' ', ':', '=']);
+        let hex = rest.strip_prefix("0x")?;
+        let digits: String = hex.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '_').filter(|c| *c != '_').collect();
+        u64::from_str_radix(&digits, 16).ok()
+    })
+}
+
+/// The kernel's `vcpos|FAULT:` line about PD `pd`: it must name the PD (`'pd'`), a
+/// fault kind, `address 0x...` and `pc 0x...`.
+pub fn find_fault(output: &str, pd: &str) -> Result<FaultLine, String> {
+    let quoted = format!("'{pd}'");
+    let (index, line) = output
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(KERNEL_FAULT) && l.contains(&quoted))
+        .ok_or_else(|| format!("no '{KERNEL_FAULT}' line naming PD {quoted}"))?;
+    let after_pd = line[line.find(&quoted).unwrap_or(0)..].to_ascii_lowercase();
+    if !FAULT_KINDS.iter().any(|k| after_pd.contains(k)) {
+        return Err(format!("fault line names no fault kind (one of {FAULT_KINDS:?}): {line}"));
+    }
+    let address = hex_after(line, "address").ok_or_else(|| format!("fault line has no 'address 0x...': {line}"))?;
+    let pc = hex_after(line, "pc").ok_or_else(|| format!("fault line has no 'pc 0x...': {line}"))?;
+    Ok(FaultLine { index, address, pc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAULT_RUN: &str = "vcpos|INFO: booting\n\
+        crasher: about to fault\n\
+        vcpos|FAULT: PD 'crasher' data abort (translation fault, level 0) writing address 0xdead0000 pc 0x200a4c\n\
+        watcher: TEST PASS: fault-isolation\n";
+
+    #[test]
+    fn pass_lines_match_whole_names() {
+        let out = "x\nTEST PASS: hello-world\nTEST PASS: hello (3 messages)\n";
+        assert_eq!(pass_line(out, "hello"), Some(2));
+        assert_eq!(pass_line(out, "hello-world"), Some(1));
+        assert_eq!(pass_line(out, "hell"), None);
+        assert_eq!(pass_line("TEST PASS: hello", "hello"), Some(0));
+        assert!(check_pass(out, "hello").is_ok());
+        assert!(check_pass(out, "pingpong").unwrap_err().contains("no 'TEST PASS: pingpong' line"));
+    }
+
+    #[test]
+    fn failures_and_kernel_errors_fail_a_pass() {
+        let e = check_pass("TEST PASS: hello\nTEST FAIL: late\n", "hello").unwrap_err();
+        assert!(e.contains("TEST FAIL: late"), "{e}");
+        let e = check_pass("vcpos|ERROR: out of memory\nTEST PASS: hello\n", "hello").unwrap_err();
+        assert!(e.contains("out of memory"), "{e}");
+        assert!(check_clean("vcpos|INFO: ok\nvcpos|FAULT: PD 'x' ...\n").is_ok());
+    }
+
+    #[test]
+    fn fault_line_is_parsed() {
+        let f = find_fault(FAULT_RUN, "crasher").unwrap();
+        assert_eq!(f, FaultLine { index: 2, address: 0xdead_0000, pc: 0x200a4c });
+        assert!(pass_line(FAULT_RUN, "fault-isolation").unwrap() > f.index);
+        assert!(find_fault(FAULT_RUN, "watcher").unwrap_err().contains("no 'vcpos|FAULT:' line naming PD 'watcher'"));
+    }
+
+    #[test]
+    fn fault_line_needs_kind_address_and_pc() {
+        for (line, missing) in [
+            ("vcpos|FAULT: PD 'c' something at address 0x10 pc 0x20", "fault kind"),
+            ("vcpos|FAULT: PD 'c' data abort pc 0x20", "address"),
+            ("vcpos|FAULT: PD 'c' data abort address 0x10 epc 0x20", "pc"),
+            ("vcpos|FAULT: PD 'c' data abort address 10 pc 0x20", "address"),
+        ] {
+            let e = find_fault(line, "c").unwrap_err();
+            assert!(e.contains(missing), "{line}: {e}");
+        }
+        let f = find_fault("vcpos|FAULT: PD 'c' instruction abort: address=0x0 PC: 0x20_0000", "c").unwrap();
+        assert_eq!((f.address, f.pc), (0, 0x20_0000));
+    }
+
+    #[test]
+    fn missing_artifacts_are_listed() {
+        let sys = vcpos_tool::sdf::parse_str(
+            "t.system",
+            r#"<system><protection_domain name="a"><program_image path="no-such-pd-elf" /></protection_domain></system>"#,
+        );
+        let sys = match sys {
+            Ok(l) => l.system,
+            Err(e) => panic!("{}", render(&e)),
+        };
+        let dir = std::env::temp_dir().join(format!("vcpos-harness-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = missing_artifacts(&sys, &dir);
+        assert_eq!(missing, vec![dir.join(KERNEL_BINARY), dir.join("no-such-pd-elf")]);
+        std::fs::write(dir.join(KERNEL_BINARY), b"").unwrap();
+        std::fs::write(dir.join("no-such-pd-elf"), b"").unwrap();
+        assert!(missing_artifacts(&sys, &dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn build_image_fails_clearly_without_artifacts() {
+        let dir = std::env::temp_dir().join(format!("vcpos-harness-sys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let system = dir.join("t.system");
+        std::fs::write(
+            &system,
+            r#"<system><protection_domain name="a"><program_image path="no-such-pd-elf-xyz" /></protection_domain></system>"#,
+        )
+        .unwrap();
+        let e = build_image(&system, "debug", &dir.join("out")).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("no-such-pd-elf-xyz") && e.contains("tools/build-targets.sh"), "{e}");
+    }
+
+    #[test]
+    fn timeout_parsing() {
+        assert_eq!(parse_timeout(None), DEFAULT_TIMEOUT);
+        assert_eq!(parse_timeout(Some(" 120 ")), Duration::from_secs(120));
+        assert_eq!(parse_timeout(Some("0")), DEFAULT_TIMEOUT);
+        assert_eq!(parse_timeout(Some("soon")), DEFAULT_TIMEOUT);
+    }
+}

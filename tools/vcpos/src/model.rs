@@ -72,6 +72,11 @@ pub struct ProtectionDomain {
     pub stack_size: u64,
     /// CPU core.
     pub cpu: u32,
+    /// `smc`: may make Secure Monitor Calls (Microkit 2.0+, ARM only; default false).
+    pub smc: bool,
+    /// `fpu`: may use the FPU (Microkit 2.3; default true). vcpos PDs are built
+    /// soft-float, so this is recorded but grants nothing.
+    pub fpu: bool,
     /// Index of the parent PD in [`System::pds`], for children.
     pub parent: Option<usize>,
     /// The id the parent names this child by (children only).
@@ -129,6 +134,9 @@ pub struct Map {
     pub setvar_vaddr: Option<String>,
     /// Symbol patched with the region's size.
     pub setvar_size: Option<String>,
+    /// Symbol patched with the size of the region's prefill file (region has a
+    /// `prefill_path`).
+    pub setvar_prefill_size: Option<String>,
     /// Where it was declared.
     pub span: Span,
 }
@@ -218,8 +226,10 @@ pub struct VirtualMachine {
 pub struct Vcpu {
     /// Id the VMM names it by (0..=61; distinct from child PD ids).
     pub id: u8,
-    /// CPU core.
+    /// CPU core (default: the VMM PD's core).
     pub cpu: u32,
+    /// Symbol in the VMM PD's image patched with `id`.
+    pub setvar_id: Option<String>,
     /// Where it was declared.
     pub span: Span,
 }

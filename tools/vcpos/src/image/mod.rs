@@ -1,10 +1,46 @@
 //! Building a bootable image and its report from a checked system.
 //!
-//! (Being written.)
+//! Stages, each a module with typed input and output:
+//!
+//! 1. [`board_check`]: board-dependent checks of the system (also used by `vcpos check`);
+//! 2. [`elf`]: load the kernel and every PD's program image, with ELF checks;
+//! 3. [`vspace`]: each PD's address space (program-image runs, page-table count);
+//! 4. [`caps`]: capability spaces and IRQ routing;
+//! 5. [`symbols`]: check (then apply) the `microkit_*` and `setvar` patches;
+//! 6. [`layout`]: the physical memory layout (pure, sizes in, addresses out);
+//! 7. [`blob`]: the boot-information blob;
+//! 8. [`writer`]: the output ELF image;
+//! 9. [`report`]: the human-readable report.
+//!
+//! [`build`] runs them all and returns every error it can find, each located at the
+//! system-description element it concerns when there is one.
+
+pub mod blob;
+pub mod board_check;
+pub mod caps;
+pub mod elf;
+pub mod layout;
+pub mod report;
+pub mod symbols;
+pub mod vspace;
+pub mod writer;
 
 use std::path::PathBuf;
 
+use vcpos_abi::bootinfo::{SYMBOL_PADDR, SYMBOL_SIZE};
+use vcpos_abi::vspace::{user_map_limit, PAGE_SIZE};
+use vcpos_abi::KERNEL_VIRT_OFFSET;
+
+pub use board_check::check_board;
+
+use self::blob::{MrInit, RecordInputs, Records};
+use self::elf::ElfImage;
+use self::layout::{Item, Layout, LayoutError, PRange, PdPlacement};
+use self::symbols::{PdImage, Patched};
+use self::vspace::PdSpace;
+use crate::board::Board;
 use crate::diag::Diagnostic;
+use crate::model::System;
 
 /// `vcpos build` arguments (Microkit's tool is the model).
 #[derive(clap::Args, Clone, Debug)]
@@ -31,8 +67,556 @@ pub struct BuildArgs {
     pub system: PathBuf,
 }
 
-/// Runs `vcpos build`.
+/// Build configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    /// PDs get the debug console.
+    Debug,
+    /// No debug console.
+    Release,
+    /// Like debug (benchmarks print their results).
+    Benchmark,
+}
+
+impl Config {
+    /// Parses `debug`, `release` or `benchmark`.
+    pub fn parse(s: &str) -> Result<Config, Diagnostic> {
+        match s {
+            "debug" => Ok(Config::Debug),
+            "release" => Ok(Config::Release),
+            "benchmark" => Ok(Config::Benchmark),
+            _ => Err(Diagnostic::plain(format!(
+                "unknown config '{s}' (expected debug, release or benchmark)"
+            ))),
+        }
+    }
+}
+
+/// Everything [`build`] needs besides the system and the board.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Build configuration.
+    pub config: Config,
+    /// Where program images, prefill files and (by default) the kernel are found.
+    pub search_paths: Vec<PathBuf>,
+    /// The kernel ELF; default `vcpos-kernel` in the search paths.
+    pub kernel: Option<PathBuf>,
+}
+
+/// Name of the kernel ELF looked up in the search paths.
+pub const KERNEL_NAME: &str = "vcpos-kernel";
+
+/// One entry of the physical memory map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhysEntry {
+    /// Physical address.
+    pub paddr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// What it is.
+    pub what: String,
+    /// The PD it belongs to, if any.
+    pub pd: Option<usize>,
+    /// The memory region it is, if any.
+    pub mr: Option<usize>,
+    /// Whether the allocator placed it in RAM (false for the kernel and device memory).
+    pub allocated: bool,
+}
+
+/// A kernel symbol the builder patched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelPatch {
+    /// Symbol name.
+    pub symbol: String,
+    /// Its virtual address in the kernel.
+    pub vaddr: u64,
+    /// The value written.
+    pub value: u64,
+}
+
+/// A built image and everything that went into it.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The output ELF file.
+    pub image: Vec<u8>,
+    /// The report text.
+    pub report: String,
+    /// The serialised boot-info blob (also inside `image` at `layout.blob`).
+    pub blob: Vec<u8>,
+    /// The blob's records.
+    pub records: Records,
+    /// The physical layout.
+    pub layout: Layout,
+    /// The page-table pool `(paddr, size)`.
+    pub pt_pool: (u64, u64),
+    /// The kernel's physical entry point (`e_entry` of the image).
+    pub entry: u64,
+    /// Physical memory map, sorted by address.
+    pub memory_map: Vec<PhysEntry>,
+    /// PD symbols patched.
+    pub patched: Vec<Patched>,
+    /// Kernel symbols patched.
+    pub kernel_patched: Vec<KernelPatch>,
+}
+
+fn located_program_image(system: &System, pd: usize, msg: String) -> Diagnostic {
+    let p = &system.pds[pd];
+    Diagnostic::at(msg, "program_image", &p.program_image.span)
+}
+
+/// Loads and checks PD `i`'s program image (and its symbol file).
+fn load_pd(system: &System, i: usize, search: &[PathBuf]) -> Result<PdImage, Vec<Diagnostic>> {
+    let pd = &system.pds[i];
+    let pi = &pd.program_image;
+    let path = elf::resolve(&pi.path, search).ok_or_else(|| {
+        vec![located_program_image(system, i, format!("unable to find program image: '{}'", pi.path))]
+    })?;
+    let image = elf::load(&path).map_err(|m| {
+        vec![located_program_image(system, i, format!("program image '{}' is not usable: {m}", path.display()))]
+    })?;
+    let mut errors: Vec<Diagnostic> = image
+        .check_user(user_map_limit(pd.stack_size))
+        .into_iter()
+        .map(|m| located_program_image(system, i, format!("program image '{}' is not usable: {m}", path.display())))
+        .collect();
+    let (symbols_path, symbols) = match &pi.path_for_symbols {
+        None => (None, image.symbols.clone()),
+        Some(name) => match elf::resolve(name, search) {
+            None => {
+                errors.push(located_program_image(system, i, format!("unable to find program image for symbols: '{name}'")));
+                (None, Default::default())
+            }
+            Some(p) => match elf::load(&p) {
+                Ok(s) => (Some(p), s.symbols),
+                Err(m) => {
+                    errors.push(located_program_image(
+                        system,
+                        i,
+                        format!("program image for symbols '{}' is not usable: {m}", p.display()),
+                    ));
+                    (None, Default::default())
+                }
+            },
+        },
+    };
+    if errors.is_empty() {
+        Ok(PdImage { path, image, symbols_path, symbols })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The loaded kernel: image, physical entry, and the addresses of the two boot-info symbols.
+struct Kernel {
+    path: PathBuf,
+    image: ElfImage,
+    entry: u64,
+    sym_paddr: u64,
+    sym_size: u64,
+}
+
+fn load_kernel(opts: &BuildOptions) -> Result<Kernel, Vec<Diagnostic>> {
+    let path = match &opts.kernel {
+        Some(p) => p.clone(),
+        None => opts
+            .search_paths
+            .iter()
+            .map(|d| d.join(KERNEL_NAME))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                vec![Diagnostic::plain(format!(
+                    "unable to find kernel image '{KERNEL_NAME}' in the search paths (give --kernel)"
+                ))]
+            })?,
+    };
+    let bad = |m: String| Diagnostic::plain(format!("kernel image '{}' is not usable: {m}", path.display()));
+    let image = elf::load(&path).map_err(|m| vec![bad(m)])?;
+    let mut errors: Vec<Diagnostic> = image.overlap_errors(|s| s.paddr, "physical").into_iter().map(bad).collect();
+    if image.segments.is_empty() {
+        errors.push(bad("it has no loadable segments".into()));
+    }
+    for s in &image.segments {
+        if s.vaddr != s.paddr && s.vaddr != s.paddr.wrapping_add(KERNEL_VIRT_OFFSET) {
+            errors.push(bad(format!(
+                "segment {} is linked at 0x{:x} but loaded at 0x{:x}: kernel segments must be linked \
+                 at their physical address plus 0x{KERNEL_VIRT_OFFSET:x}",
+                s.index, s.vaddr, s.paddr
+            )));
+        }
+    }
+    let entry = image
+        .segments
+        .iter()
+        .find(|s| s.vaddr <= image.entry && image.entry < s.vend())
+        .map(|s| s.paddr + (image.entry - s.vaddr));
+    if entry.is_none() {
+        errors.push(bad(format!("its entry point 0x{:x} is not in a loadable segment", image.entry)));
+    }
+    let mut sym = |name: &str| match image.check_patch(&image.symbols, name, 8) {
+        Ok(v) => v,
+        Err(e) => {
+            let hint = if matches!(e, elf::PatchError::NotInFile { .. }) { "" } else { " (it must be a u64 in .data)" };
+            errors.push(bad(format!("could not patch symbol '{name}': {e}{hint}")));
+            0
+        }
+    };
+    let sym_paddr = sym(SYMBOL_PADDR);
+    let sym_size = sym(SYMBOL_SIZE);
+    match entry {
+        Some(entry) if errors.is_empty() => Ok(Kernel { path, image, entry, sym_paddr, sym_size }),
+        _ => Err(errors),
+    }
+}
+
+/// Finds, reads and checks each memory region's prefill file. Returns how each region
+/// starts out (device memory, zeroed RAM, prefilled RAM) and the prefill bytes.
+fn load_prefills(
+    system: &System,
+    board: &Board,
+    search: &[PathBuf],
+) -> Result<(Vec<MrInit>, Vec<Option<Vec<u8>>>), Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut init = Vec::new();
+    let mut data = Vec::new();
+    for mr in &system.memory_regions {
+        let in_ram = match mr.phys_addr {
+            None => true,
+            Some(p) => board_check::overlaps(p, mr.size, board.memory.ram_base, board.memory.ram_size),
+        };
+        let Some(name) = &mr.prefill_path else {
+            init.push(if in_ram { MrInit::Zeroed } else { MrInit::Device });
+            data.push(None);
+            continue;
+        };
+        let bytes = match elf::resolve(name, search) {
+            None => Err(format!("unable to find prefill file: '{name}'")),
+            Some(p) => std::fs::read(&p).map_err(|e| format!("cannot read prefill file '{}': {e}", p.display())),
+        };
+        let bytes = bytes.and_then(|b| {
+            if b.is_empty() {
+                Err(format!("prefill file '{name}' is empty"))
+            } else if b.len() as u64 > mr.size {
+                Err(format!(
+                    "prefill file '{name}' is 0x{:x} bytes, larger than memory region '{}' (0x{:x} bytes)",
+                    b.len(),
+                    mr.name,
+                    mr.size
+                ))
+            } else {
+                Ok(b)
+            }
+        });
+        match bytes {
+            Ok(b) => {
+                init.push(MrInit::Prefilled(b.len() as u64));
+                data.push(Some(b));
+            }
+            Err(m) => {
+                errors.push(Diagnostic::at(m, "memory_region", &mr.span));
+                init.push(MrInit::Zeroed);
+                data.push(None);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((init, data))
+    } else {
+        Err(errors)
+    }
+}
+
+fn layout_error(system: &System, e: &LayoutError) -> Diagnostic {
+    let mr_at = |mr: usize, msg: String| {
+        let m = &system.memory_regions[mr];
+        Diagnostic::at(msg, "memory_region", &m.span)
+    };
+    match e {
+        LayoutError::KernelOutsideRam { segment } => Diagnostic::plain(format!(
+            "kernel segment [0x{:x}..0x{:x}) lies outside the RAM the board gives the kernel",
+            segment.base,
+            segment.end()
+        )),
+        LayoutError::FixedOverlapsKernel { mr, kernel } => {
+            let m = &system.memory_regions[*mr];
+            mr_at(
+                *mr,
+                format!(
+                    "memory region '{}' [0x{:x}..0x{:x}) overlaps the RAM the kernel uses [0x{:x}..0x{:x})",
+                    m.name,
+                    m.phys_addr.unwrap_or(0),
+                    m.phys_addr.unwrap_or(0).saturating_add(m.size),
+                    kernel.base,
+                    kernel.end()
+                ),
+            )
+        }
+        LayoutError::FixedOverlap { a, b } => mr_at(
+            *b,
+            format!(
+                "memory region '{}' overlaps memory region '{}' (both have fixed physical addresses)",
+                system.memory_regions[*b].name, system.memory_regions[*a].name
+            ),
+        ),
+        LayoutError::OutOfRam { item, size, needed, available } => {
+            let what = match *item {
+                Item::BootInfo => "the boot information".to_string(),
+                Item::PageTables => "the page tables".to_string(),
+                Item::ProgramImage { pd, .. } => format!("the program image of protection domain '{}'", system.pds[pd].name),
+                Item::Stack { pd } => format!("the stack of protection domain '{}'", system.pds[pd].name),
+                Item::IpcBuffer { pd } => format!("the IPC buffer of protection domain '{}'", system.pds[pd].name),
+                Item::MemoryRegion { mr } => format!("memory region '{}'", system.memory_regions[mr].name),
+            };
+            let msg = format!(
+                "the system does not fit in RAM: no room for {what} (0x{size:x} bytes); the system \
+                 needs 0x{needed:x} bytes of RAM above the kernel but only 0x{available:x} are free"
+            );
+            match *item {
+                Item::MemoryRegion { mr } => mr_at(mr, msg),
+                Item::ProgramImage { pd, .. } | Item::Stack { pd } | Item::IpcBuffer { pd } => {
+                    Diagnostic::at(msg, "protection_domain", &system.pds[pd].span)
+                }
+                _ => Diagnostic::plain(msg),
+            }
+        }
+    }
+}
+
+/// Builds the image: runs every stage and collects every error it can.
+pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Built, Vec<Diagnostic>> {
+    let mut errors = check_board(system, board);
+    for pd in &system.pds {
+        if pd.smc {
+            errors.push(Diagnostic::at(
+                format!("protection domain '{}' asks for smc, but vcpos does not support SMC calls from PDs", pd.name),
+                "protection_domain",
+                &pd.span,
+            ));
+        }
+        if let Some(vm) = &pd.virtual_machine {
+            errors.push(Diagnostic::at(
+                format!(
+                    "virtual machines are not supported by the image builder yet (virtual machine '{}' \
+                     of protection domain '{}')",
+                    vm.name, pd.name
+                ),
+                "virtual_machine",
+                &vm.span,
+            ));
+        }
+    }
+    let kernel = load_kernel(opts).map_err(|e| errors.extend(e)).ok();
+    let mut images = Vec::new();
+    for i in 0..system.pds.len() {
+        match load_pd(system, i, &opts.search_paths) {
+            Ok(img) => images.push(img),
+            Err(e) => errors.extend(e),
+        }
+    }
+    let prefills = load_prefills(system, board, &opts.search_paths).map_err(|e| errors.extend(e)).ok();
+    let (Some(mut kernel), Some((mr_init, prefill_data))) = (kernel, prefills) else { return Err(errors) };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Address spaces, capabilities, symbol checks: independent of physical addresses.
+    let mut spaces: Vec<PdSpace> = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        match vspace::plan_pd(system, i, &img.image) {
+            Ok(s) => spaces.push(s),
+            Err(e) => errors.extend(e),
+        }
+    }
+    let caps = caps::build(system, opts.config != Config::Release).map_err(|e| errors.extend(e)).ok();
+    let prefill_len: Vec<Option<u64>> = prefill_data.iter().map(|d| d.as_ref().map(|d| d.len() as u64)).collect();
+    let patches = symbols::plan(system, &images, &prefill_len).map_err(|e| errors.extend(e)).ok();
+    let (Some(caps), Some(patches)) = (caps, patches) else { return Err(errors) };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Size the blob with a zero layout, then lay out physical memory.
+    let entries: Vec<u64> = images.iter().map(|i| i.image.entry).collect();
+    let zero_places: Vec<PdPlacement> = spaces
+        .iter()
+        .map(|s| PdPlacement { runs: vec![0; s.runs.len()], stack: 0, ipc_buffer: 0 })
+        .collect();
+    let zero_mrs = vec![0u64; system.memory_regions.len()];
+    let sizing = blob::records(&RecordInputs {
+        system,
+        entries: &entries,
+        spaces: &spaces,
+        caps: &caps,
+        places: &zero_places,
+        mr_paddrs: &zero_mrs,
+        mr_init: &mr_init,
+    });
+    let pt_pool_size = spaces.iter().map(|s| s.page_tables as u64).sum::<u64>() * PAGE_SIZE;
+    let request = layout::Request {
+        ram: PRange { base: board.memory.ram_base, size: board.memory.ram_size },
+        kernel_paddr: board.memory.kernel_paddr,
+        kernel: kernel.image.segments.iter().map(|s| PRange { base: s.paddr, size: s.memsz }).collect(),
+        blob_size: sizing.size(),
+        pt_pool_size,
+        pds: system
+            .pds
+            .iter()
+            .zip(&spaces)
+            .map(|(p, s)| layout::PdRequest { runs: s.runs.iter().map(|r| r.size).collect(), stack_size: p.stack_size })
+            .collect(),
+        mrs: system
+            .memory_regions
+            .iter()
+            .map(|m| layout::MrRequest { size: m.size, page_size: m.page_size, fixed: m.phys_addr })
+            .collect(),
+    };
+    let layout = layout::plan(&request).map_err(|es| es.iter().map(|e| layout_error(system, e)).collect::<Vec<_>>())?;
+
+    // Patch, then assemble the blob and the image.
+    let patched = symbols::apply(&patches, &mut images, &layout.mrs).map_err(|e| vec![e])?;
+    let records = blob::records(&RecordInputs {
+        system,
+        entries: &entries,
+        spaces: &spaces,
+        caps: &caps,
+        places: &layout.pds,
+        mr_paddrs: &layout.mrs,
+        mr_init: &mr_init,
+    });
+    let pt_pool = (layout.pt_pool, pt_pool_size);
+    let blob = records.serialise(pt_pool);
+    let internal = |m: String| vec![Diagnostic::plain(format!("internal error: {m}"))];
+    if blob.len() as u64 != sizing.size() {
+        return Err(internal(format!("blob is 0x{:x} bytes, sized as 0x{:x}", blob.len(), sizing.size())));
+    }
+    let kernel_patched = vec![
+        KernelPatch { symbol: SYMBOL_PADDR.into(), vaddr: kernel.sym_paddr, value: layout.blob },
+        KernelPatch { symbol: SYMBOL_SIZE.into(), vaddr: kernel.sym_size, value: blob.len() as u64 },
+    ];
+    for p in &kernel_patched {
+        kernel.image.write(p.vaddr, &p.value.to_le_bytes()).map_err(|e| internal(e.to_string()))?;
+    }
+
+    let mut pieces = Vec::new();
+    let mut map = Vec::new();
+    for s in &kernel.image.segments {
+        pieces.push(writer::Piece {
+            paddr: s.paddr,
+            data: s.data.clone(),
+            memsz: s.memsz,
+            flags: s.p_flags,
+            what: format!("kernel segment {}", s.index),
+        });
+        map.push(PhysEntry {
+            paddr: s.paddr,
+            size: s.memsz,
+            what: format!("kernel segment {} ({}) of '{}'", s.index, s.perms.text(), kernel.path.display()),
+            pd: None,
+            mr: None,
+            allocated: false,
+        });
+    }
+    pieces.push(writer::Piece {
+        paddr: layout.blob,
+        data: blob.clone(),
+        memsz: blob.len() as u64,
+        flags: object::elf::PF_R.0,
+        what: "boot information".into(),
+    });
+    map.push(PhysEntry { paddr: layout.blob, size: blob.len() as u64, what: "boot information".into(), pd: None, mr: None, allocated: true });
+    map.push(PhysEntry { paddr: layout.pt_pool, size: pt_pool_size, what: "page-table pool".into(), pd: None, mr: None, allocated: true });
+    for (i, (img, space)) in images.iter().zip(&spaces).enumerate() {
+        let name = &system.pds[i].name;
+        let place = &layout.pds[i];
+        for (ri, run) in space.runs.iter().enumerate() {
+            let segs = run.segments.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+            pieces.push(writer::Piece {
+                paddr: place.runs[ri],
+                data: run.bytes(&img.image),
+                memsz: run.size,
+                flags: (object::elf::PF_R | object::elf::PF_W).0,
+                what: format!("PD '{name}' run {ri}"),
+            });
+            map.push(PhysEntry {
+                paddr: place.runs[ri],
+                size: run.size,
+                what: format!("PD '{name}' program image 0x{:x}.. (ELF segments {segs})", run.vaddr),
+                pd: Some(i),
+                mr: None,
+                allocated: true,
+            });
+        }
+        map.push(PhysEntry { paddr: place.stack, size: system.pds[i].stack_size, what: format!("PD '{name}' stack"), pd: Some(i), mr: None, allocated: true });
+        map.push(PhysEntry { paddr: place.ipc_buffer, size: PAGE_SIZE, what: format!("PD '{name}' IPC buffer"), pd: Some(i), mr: None, allocated: true });
+    }
+    for (i, mr) in system.memory_regions.iter().enumerate() {
+        let paddr = layout.mrs[i];
+        if let Some(data) = &prefill_data[i] {
+            pieces.push(writer::Piece {
+                paddr,
+                data: data.clone(),
+                memsz: mr.size,
+                flags: (object::elf::PF_R | object::elf::PF_W).0,
+                what: format!("memory region '{}'", mr.name),
+            });
+        }
+        let kind = match mr_init[i] {
+            MrInit::Device => "device memory".to_string(),
+            MrInit::Zeroed => "zeroed".to_string(),
+            MrInit::Prefilled(n) => format!("prefilled with 0x{n:x} bytes of '{}'", mr.prefill_path.as_deref().unwrap_or("")),
+        };
+        let fixed = if mr.phys_addr.is_some() { ", fixed address" } else { "" };
+        map.push(PhysEntry {
+            paddr,
+            size: mr.size,
+            what: format!("memory region '{}' ({kind}{fixed})", mr.name),
+            pd: None,
+            mr: Some(i),
+            allocated: mr.phys_addr.is_none(),
+        });
+    }
+    map.sort_by_key(|e| e.paddr);
+
+    let image = writer::write_image(kernel.entry, &pieces).map_err(internal)?;
+    let mut built = Built {
+        image,
+        report: String::new(),
+        blob,
+        records,
+        layout,
+        pt_pool,
+        entry: kernel.entry,
+        memory_map: map,
+        patched,
+        kernel_patched,
+    };
+    built.report = report::render(system, board, opts, &built);
+    Ok(built)
+}
+
+/// Runs `vcpos build`: reads the system and board, builds, writes the image and report.
 pub fn build_command(args: &BuildArgs) -> Result<(), Vec<Diagnostic>> {
-    let _ = args;
-    Err(vec![Diagnostic::plain("image builder not written yet")])
+    let config = Config::parse(&args.config).map_err(|e| vec![e])?;
+    let loaded = crate::sdf::load(&args.system)?;
+    for w in &loaded.warnings {
+        println!("{w}");
+    }
+    let board = crate::board::load(&args.board, None).map_err(|e| vec![e])?;
+    let opts = BuildOptions { config, search_paths: args.search_paths.clone(), kernel: args.kernel.clone() };
+    let built = build(&loaded.system, &board, &opts)?;
+    std::fs::write(&args.output, &built.image)
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot write image '{}': {e}", args.output.display()))])?;
+    std::fs::write(&args.report, &built.report)
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot write report '{}': {e}", args.report.display()))])?;
+    println!(
+        "vcpos: image '{}': {} bytes, {} protection domains, {} bytes of RAM used \
+         (0x{:x}..0x{:x}); report '{}'",
+        args.output.display(),
+        built.image.len(),
+        loaded.system.pds.len(),
+        built.layout.end - board.memory.kernel_paddr,
+        board.memory.kernel_paddr,
+        built.layout.end,
+        args.report.display()
+    );
+    Ok(())
 }

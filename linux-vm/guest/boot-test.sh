@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# linux-vm/guest/boot-test.sh: boots the guest Image + initrd.gz built by
+# tools/guest-image.sh directly on QEMU (no vcpos), types a command into its
+# shell through the serial console and checks the answer. Prints per run the
+# wall time from QEMU's start to the "vcpos-guest: ready" marker and to the
+# shell prompt, the guest's own uptime at the marker, and the medians.
+#
+# Usage: boot-test.sh [--image F] [--initrd F] [--runs N] [--timeout S]
+#                     [--machine M] [--cpu C] [--mem MB] [--append ARGS]
+#                     [--devices mmio|none] [--qemu-arg ARG]...
+# Defaults: .cache/guest/{Image,initrd.gz}, 1 run, 60 s per run,
+#   -M virt,gic-version=3 -cpu max,pauth=off -m 512, console=ttyAMA0,
+#   --devices mmio: no PCI NIC, one virtio-blk-device on a small disk image
+#   whose first bytes are "vcpos-disk-ok" and one virtio-net-device (slirp,
+#   restrict=on, MAC 52:54:00:00:00:2a); the shell must read both back.
+# Exit status 0 iff every run passed; the last line is "boot-test: N passed, M failed".
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE=${VCPOS_GUEST_CACHE:-$ROOT/.cache/guest}
+image=$CACHE/Image
+initrd=$CACHE/initrd.gz
+runs=1
+timeout=60
+machine=virt,gic-version=3
+cpu=max,pauth=off
+mem=512
+append=console=ttyAMA0
+devices=mmio
+extra=()
+QEMU=${QEMU:-qemu-system-aarch64}
+
+die() { echo "boot-test: error: $*" >&2; exit 2; }
+while (($#)); do
+    (($# >= 2)) || die "option $1 needs a value"
+    case "$1" in
+        --image) image=$2 ;;
+        --initrd) initrd=$2 ;;
+        --runs) runs=$2 ;;
+        --timeout) timeout=$2 ;;
+        --machine) machine=$2 ;;
+        --cpu) cpu=$2 ;;
+        --mem) mem=$2 ;;
+        --append) append=$2 ;;
+        --devices) devices=$2 ;;
+        --qemu-arg) extra+=("$2") ;;
+        *) die "unknown option $1" ;;
+    esac
+    shift 2
+done
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+[[ $timeout =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer (seconds)"
+[[ $devices == mmio || $devices == none ]] || die "--devices must be mmio or none"
+[[ -f $image && -f $initrd ]] || die "missing $image or $initrd: run tools/guest-image.sh first"
+command -v "$QEMU" >/dev/null || die "$QEMU not found"
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+logdir=$CACHE/boot-test
+mkdir -p "$logdir"
+qemu_pid=""
+work=$(mktemp -d)
+cleanup() {
+    if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then kill "$qemu_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# Writing to QEMU's input after it exited must fail, not kill this script.
+trap '' PIPE
+
+# The command typed into the guest's shell and the line it must print. The
+# echoed command line itself never contains the expected text.
+command='echo vcpos-guest-$((6*7))'
+expect='vcpos-guest-42'
+device_args=()
+if [[ $devices == mmio ]]; then
+    disk=$work/disk.img
+    printf 'vcpos-disk-ok' >"$disk"
+    truncate -s 8M "$disk"
+    device_args=(-nic none
+        -drive "file=$disk,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0
+        -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0,mac=52:54:00:00:00:2a)
+    command+=' disk=$(head -c 13 /dev/vda) net=$(cat /sys/class/net/eth0/address)'
+    expect+=' disk=vcpos-disk-ok net=52:54:00:00:00:2a'
+fi
+
+# Waits until the log holds fixed string $1 (returns 0), QEMU exits or the
+# run's deadline passes (returns 1).
+wait_for() {
+    while :; do
+        grep -qF -- "$1" "$log" && return 0
+        kill -0 "$qemu_pid" 2>/dev/null || { grep -qF -- "$1" "$log"; return; }
+        [[ $(awk -v d="$deadline" -v n="$(now)" 'BEGIN { print (n > d) }') == 1 ]] && return 1
+        sleep 0.02
+    done
+}
+
+passed=0
+failed=0
+ready_t=() prompt_t=() uptime_t=()
+for ((i = 1; i <= runs; i++)); do
+    log=$logdir/run-$i.log
+    : >"$log"
+    rm -f "$work/in"
+    mkfifo "$work/in"
+    t0=$(now)
+    deadline=$(awk -v t="$t0" -v s="$timeout" 'BEGIN { printf "%.3f", t + s }')
+    "$QEMU" -M "$machine" -cpu "$cpu" -m "$mem" -nographic \
+        -kernel "$image" -initrd "$initrd" -append "$append" "${device_args[@]}" "${extra[@]}" \
+        <"$work/in" >"$log" 2>&1 &
+    qemu_pid=$!
+    exec 3>"$work/in"
+
+    verdict=FAIL
+    reason=""
+    if ! wait_for "vcpos-guest: ready"; then
+        reason="no 'vcpos-guest: ready' marker"
+    else
+        t_ready=$(now)
+        if ! wait_for "vcpos-guest# "; then
+            reason="no shell prompt"
+        else
+            t_prompt=$(now)
+            echo "$command" >&3 2>/dev/null || true
+            if ! wait_for "$expect"; then
+                reason="shell did not answer '$expect'"
+            else
+                verdict=PASS
+            fi
+        fi
+    fi
+    # Leaving the shell makes /init power the VM off, which ends QEMU.
+    echo exit >&3 2>/dev/null || true
+    while kill -0 "$qemu_pid" 2>/dev/null && [[ $(awk -v d="$deadline" -v n="$(now)" 'BEGIN { print (n > d) }') == 0 ]]; do
+        sleep 0.05
+    done
+    if kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        [[ $verdict == PASS ]] && { verdict=FAIL; reason="QEMU did not exit after the shell's exit (no power-off)"; }
+    fi
+    wait "$qemu_pid" 2>/dev/null || true
+    qemu_pid=""
+    exec 3>&-
+    t_end=$(now)
+
+    if [[ $verdict == PASS ]]; then
+        up=$(sed -n 's/.*vcpos-guest: ready uptime=\([0-9.]*\)s.*/\1/p' "$log" | head -n 1)
+        ready_t+=("$(elapsed "$t0" "$t_ready")")
+        prompt_t+=("$(elapsed "$t0" "$t_prompt")")
+        uptime_t+=("${up:-0}")
+        echo "boot-test: run $i PASS: qemu start -> ready ${ready_t[-1]} s, -> prompt ${prompt_t[-1]} s," \
+            "guest uptime at ready ${up:-?} s, whole run $(elapsed "$t0" "$t_end") s (log $log)"
+        passed=$((passed + 1))
+    else
+        echo "boot-test: run $i FAIL: $reason after $(elapsed "$t0" "$t_end") s; last lines of $log:"
+        tail -n 25 "$log" | sed 's/^/    | /'
+        failed=$((failed + 1))
+    fi
+done
+
+echo "boot-test: machine=$machine cpu=$cpu mem=${mem}M append='$append' devices=$devices"
+if ((passed > 0)); then
+    echo "boot-test: median of $passed: ready $(median "${ready_t[@]}") s, prompt $(median "${prompt_t[@]}") s," \
+        "guest uptime at ready $(median "${uptime_t[@]}") s"
+fi
+echo "boot-test: $passed passed, $failed failed"
+((failed == 0))
