@@ -1236,6 +1236,13 @@ fn vm_map_overlap() {
 }
 
 #[test]
+fn vm_map_rwx() {
+    let s = check_ok("vm_map_rwx.system").system;
+    let vm = s.pds[0].virtual_machine.as_ref().unwrap();
+    assert!(vm.maps[0].perms.write && vm.maps[0].perms.execute);
+}
+
+#[test]
 fn vm_map_setvar() {
     check_error(
         "vm_map_setvar.system",

@@ -210,7 +210,7 @@ fn map(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, in_vm: bool) -> RawMap {
     }
     let mr = el.required_text(cx, "mr");
     let vaddr = el.required_number(cx, "vaddr");
-    let perms = perms(cx, el);
+    let perms = perms(cx, el, in_vm);
     let cached = el.boolean(cx, "cached").or(true).unwrap_or(true);
     let setvar = |name: &str| if in_vm { None } else { el.text(name) };
     RawMap {
@@ -226,8 +226,9 @@ fn map(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, in_vm: bool) -> RawMap {
 }
 
 /// `perms`: letters from `r`, `w`, `x` (default `rw`); no write-only maps, and no
-/// map both writable and executable (W^X, a vcpos rule).
-fn perms(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> Perms {
+/// PD map both writable and executable (W^X, a vcpos rule). A VM's guest RAM may be
+/// `rwx`: the guest enforces its own permissions in its stage-1 tables.
+fn perms(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, in_vm: bool) -> Perms {
     let default = Perms {
         read: true,
         write: true,
@@ -257,7 +258,7 @@ fn perms(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> Perms {
     }
     if text.is_empty() {
         el.error(cx, "perms must not be empty (use some of 'r', 'w' and 'x')");
-    } else if p.write && p.execute {
+    } else if p.write && p.execute && !in_vm {
         el.error(
             cx,
             format!("perms '{text}' violates W^X: a map cannot be both writable and executable"),
