@@ -68,6 +68,12 @@ fi
 ((dry_run)) && exit 0
 
 # The toolchain must now work as the build scripts use it.
+have=$(rustc --version | awk '{print $2}')
+if [[ $(printf '%s\n' "$min_rustc" "$have" | sort -V | head -n1) != "$min_rustc" ]]; then
+  echo "setup.sh: rustc $have is older than $min_rustc; Debian 12 ships rustc-web $min_rustc in" \
+    "bookworm-security: enable that suite in the apt sources and run tools/setup.sh again" >&2
+  exit 1
+fi
 sysroot=$(rustc --print sysroot)
 [[ -d $sysroot/lib/rustlib/src/rust/library/core ]] ||
   { echo "setup.sh: no Rust library source under $sysroot (rust-web-src)" >&2; exit 1; }

@@ -7,12 +7,16 @@
 #
 # Usage: boot-test.sh [--image F] [--initrd F] [--runs N] [--timeout S]
 #                     [--machine M] [--cpu C] [--mem MB] [--append ARGS]
-#                     [--devices mmio|none] [--qemu-arg ARG]...
+#                     [--devices mmio|none] [--console ttyAMA0|hvc0]
+#                     [--qemu-arg ARG]...
 # Defaults: .cache/guest/{Image,initrd.gz}, 1 run, 60 s per run,
 #   -M virt,gic-version=3 -cpu max,pauth=off -m 512, console=ttyAMA0,
 #   --devices mmio: no PCI NIC, one virtio-blk-device on a small disk image
 #   whose first bytes are "vcpos-disk-ok" and one virtio-net-device (slirp,
 #   restrict=on, MAC 52:54:00:00:00:2a); the shell must read both back.
+#   --console hvc0 puts the console on a virtconsole (virtio-serial-device)
+#   instead of the PL011, appending console=hvc0 (kernel messages before the
+#   virtio_mmio module loads are then not shown).
 # Exit status 0 iff every run passed; the last line is "boot-test: N passed, M failed".
 set -euo pipefail
 
@@ -27,6 +31,7 @@ cpu=max,pauth=off
 mem=512
 append=console=ttyAMA0
 devices=mmio
+console=ttyAMA0
 extra=()
 QEMU=${QEMU:-qemu-system-aarch64}
 
@@ -43,6 +48,7 @@ while (($#)); do
         --mem) mem=$2 ;;
         --append) append=$2 ;;
         --devices) devices=$2 ;;
+        --console) console=$2 ;;
         --qemu-arg) extra+=("$2") ;;
         *) die "unknown option $1" ;;
     esac
@@ -51,6 +57,16 @@ done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
 [[ $timeout =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer (seconds)"
 [[ $devices == mmio || $devices == none ]] || die "--devices must be mmio or none"
+case "$console" in
+    ttyAMA0) console_args=(-nographic) ;;
+    hvc0)
+        # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
+        console_args=(-display none -serial none -monitor none -chardev stdio,id=con0,signal=off
+            -device virtio-serial-device -device virtconsole,chardev=con0)
+        append=${append//console=ttyAMA0/console=hvc0}
+        ;;
+    *) die "--console must be ttyAMA0 or hvc0" ;;
+esac
 [[ -f $image && -f $initrd ]] || die "missing $image or $initrd: run tools/guest-image.sh first"
 command -v "$QEMU" >/dev/null || die "$QEMU not found"
 
@@ -72,6 +88,7 @@ trap '' PIPE
 
 # The command typed into the guest's shell and the line it must print. The
 # echoed command line itself never contains the expected text.
+# shellcheck disable=SC2016 # expanded by the guest's shell, not here
 command='echo vcpos-guest-$((6*7))'
 expect='vcpos-guest-42'
 device_args=()
@@ -79,9 +96,11 @@ if [[ $devices == mmio ]]; then
     disk=$work/disk.img
     printf 'vcpos-disk-ok' >"$disk"
     truncate -s 8M "$disk"
+    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
     device_args=(-nic none
         -drive "file=$disk,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0
         -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0,mac=52:54:00:00:00:2a)
+    # shellcheck disable=SC2016
     command+=' disk=$(head -c 13 /dev/vda) net=$(cat /sys/class/net/eth0/address)'
     expect+=' disk=vcpos-disk-ok net=52:54:00:00:00:2a'
 fi
@@ -107,7 +126,7 @@ for ((i = 1; i <= runs; i++)); do
     mkfifo "$work/in"
     t0=$(now)
     deadline=$(awk -v t="$t0" -v s="$timeout" 'BEGIN { printf "%.3f", t + s }')
-    "$QEMU" -M "$machine" -cpu "$cpu" -m "$mem" -nographic \
+    "$QEMU" -M "$machine" -cpu "$cpu" -m "$mem" "${console_args[@]}" \
         -kernel "$image" -initrd "$initrd" -append "$append" "${device_args[@]}" "${extra[@]}" \
         <"$work/in" >"$log" 2>&1 &
     qemu_pid=$!
@@ -126,6 +145,8 @@ for ((i = 1; i <= runs; i++)); do
             echo "$command" >&3 2>/dev/null || true
             if ! wait_for "$expect"; then
                 reason="shell did not answer '$expect'"
+            elif grep -qF "job control turned off" "$log"; then
+                reason="the shell has no controlling tty (job control turned off)"
             else
                 verdict=PASS
             fi
@@ -160,7 +181,7 @@ for ((i = 1; i <= runs; i++)); do
     fi
 done
 
-echo "boot-test: machine=$machine cpu=$cpu mem=${mem}M append='$append' devices=$devices"
+echo "boot-test: machine=$machine cpu=$cpu mem=${mem}M append='$append' devices=$devices console=$console"
 if ((passed > 0)); then
     echo "boot-test: median of $passed: ready $(median "${ready_t[@]}") s, prompt $(median "${prompt_t[@]}") s," \
         "guest uptime at ready $(median "${uptime_t[@]}") s"

@@ -4,8 +4,8 @@
 //! transcript for the markers test PDs and the kernel print.
 //!
 //! Missing artifacts are a test failure that says to run `tools/build-targets.sh`, never
-//! a skip. The image and report of each scenario stay in `target/vcpos-tests/<scenario>/`
-//! for inspection.
+//! a skip. The image, report and serial transcript of each scenario stay in
+//! `target/vcpos-tests/<scenario>/` for inspection.
 #![forbid(unsafe_code)]
 
 pub mod baremetal;
@@ -156,14 +156,30 @@ pub struct Transcript {
     pub capture: Capture,
 }
 
-/// Builds `system` with `config` into `target/vcpos-tests/<label>/` and boots it until a
-/// pass/fail marker or kernel error (plus a short grace period), or `timeout`.
+/// Builds `system` with `config` and boots it until a pass/fail marker or kernel error
+/// (plus a short grace period), or `timeout`.
+///
+/// The image is built in a directory of this process (several test runs may share the
+/// target directory) and afterwards moved, with its report and the serial transcript
+/// (`serial.log`), to `target/vcpos-tests/<label>/`.
 pub fn boot_system(label: &str, system: &Path, config: &str, timeout: Duration) -> Result<Transcript, String> {
     let board = board()?;
-    let out_dir = target_dir().join("vcpos-tests").join(label);
-    let image = build_image(system, config, &out_dir)?;
+    let keep_dir = target_dir().join("vcpos-tests").join(label);
+    let work_dir = keep_dir.join(format!("run-{}", std::process::id()));
+    let image = build_image(system, config, &work_dir).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    })?;
     let capture = runner::run_image(&board, &image, &CaptureOptions::until_marker(timeout)).map_err(|e| e.to_string())?;
-    Ok(Transcript { label: label.to_string(), image, capture })
+    let _ = std::fs::write(work_dir.join("serial.log"), &capture.output);
+    let mut kept = image.clone();
+    for name in ["vcpos.img", "report.txt", "serial.log"] {
+        // Best effort: a failed move leaves the files in the work directory.
+        if std::fs::rename(work_dir.join(name), keep_dir.join(name)).is_ok() && name == "vcpos.img" {
+            kept = keep_dir.join(name);
+        }
+    }
+    let _ = std::fs::remove_dir(&work_dir);
+    Ok(Transcript { label: label.to_string(), image: kept, capture })
 }
 
 /// Boots scenario `tests/systems/<scenario>.system` (debug config, [`timeout`]); panics

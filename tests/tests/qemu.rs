@@ -2,39 +2,54 @@
 //! `system.xml`) and checks its serial transcript. They need the target artifacts
 //! (`tools/build-targets.sh`; `./test.sh` builds them first) and fail without them.
 
-use vcpos_tests::{boot, boot_system, find_fault, pass_line, timeout, workspace_root};
+use vcpos_tests::{boot, boot_system, find_fault, pass_line, timeout, workspace_root, Transcript};
 
-/// The PD of `fault.system` that crashes on purpose.
-const CRASHER: &str = "crasher";
+/// Asserts that the kernel's fault report about `pd` (naming the PD, the fault kind,
+/// the address and the PC) comes before the `TEST PASS: <test>` line.
+fn assert_fault_then_pass(t: &Transcript, pd: &str, test: &str) {
+    t.assert_pass(test);
+    let fault = find_fault(t.output(), pd).unwrap_or_else(|e| t.fail(&e));
+    let pass = pass_line(t.output(), test).unwrap_or_else(|| t.fail("no pass line"));
+    if pass <= fault.index {
+        t.fail(&format!("'TEST PASS: {test}' came before the kernel's fault report about '{pd}'"));
+    }
+}
 
 #[test]
 fn hello() {
     boot("hello").assert_pass("hello");
 }
 
+/// PPC and notifications between two PDs.
 #[test]
 fn pingpong() {
     boot("pingpong").assert_pass("pingpong");
 }
 
-/// A PD with no parent faults: the kernel reports it (PD, kind, address, PC) and stops
-/// only that PD; another PD then proves the rest of the system still runs.
+/// A root PD faults: the kernel reports it and stops only that PD; the other PDs then
+/// prove the rest of the system still runs.
 #[test]
 fn fault() {
-    let t = boot("fault");
-    t.assert_pass("fault-isolation");
-    let f = find_fault(t.output(), CRASHER).unwrap_or_else(|e| t.fail(&e));
-    let pass = pass_line(t.output(), "fault-isolation").unwrap_or_else(|| t.fail("no pass line"));
-    if pass <= f.index {
-        t.fail("'TEST PASS: fault-isolation' came before the kernel's fault report");
+    assert_fault_then_pass(&boot("fault"), "crasher", "fault-isolation");
+}
+
+/// A child PD faults: the fault goes to its parent, which restarts it.
+#[test]
+fn child_fault() {
+    assert_fault_then_pass(&boot("child-fault"), "faulty", "child-fault");
+}
+
+/// A child PD panics: the runtime prints the panic, the parent gets the fault.
+#[test]
+fn panic() {
+    let t = boot("panic");
+    t.assert_pass("panic");
+    if !t.output().lines().any(|l| l.contains("panicker") && l.contains("panicked at")) {
+        t.fail("no 'panicker: panicked at ...' line from the PD runtime");
     }
 }
 
-#[test]
-fn child_fault() {
-    boot("child_fault").assert_pass("child_fault");
-}
-
+/// Invocations of missing or wrong capabilities return errors and harm nobody.
 #[test]
 fn badcap() {
     boot("badcap").assert_pass("badcap");

@@ -19,10 +19,7 @@ const RUNTIME_PACKAGE: &str = "vcpos-microkit";
 
 /// Declares the PD's `init` function: see the crate docs.
 #[proc_macro_attribute]
-pub fn protection_domain(
-    attr: proc_macro::TokenStream,
-    item: proc_macro::TokenStream,
-) -> proc_macro::TokenStream {
+pub fn protection_domain(attr: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let runtime = runtime_path();
     expand(attr.into(), item.into(), runtime).unwrap_or_else(syn::Error::into_compile_error).into()
 }
@@ -117,11 +114,11 @@ mod tests {
             expand_str("heap = 4", "fn init() -> H { H }").unwrap_err(),
             "unknown protection_domain option (expected `heap_size` or `stack_size`)"
         );
-        assert_eq!(expand_str("heap_size = 1, heap_size = 2", "fn init() -> H { H }").unwrap_err(), "option given twice");
         assert_eq!(
-            expand_str("", "fn init(x: u32) -> H { H }").unwrap_err(),
-            "the init function takes no arguments"
+            expand_str("heap_size = 1, heap_size = 2", "fn init() -> H { H }").unwrap_err(),
+            "option given twice"
         );
+        assert_eq!(expand_str("", "fn init(x: u32) -> H { H }").unwrap_err(), "the init function takes no arguments");
         assert!(expand_str("", "struct NotAFunction;").is_err());
     }
 }

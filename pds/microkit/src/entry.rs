@@ -66,8 +66,7 @@ macro_rules! declare_protection_domain {
 macro_rules! __vcpos_microkit_heap {
     ($size:expr) => {
         #[global_allocator]
-        static __VCPOS_MICROKIT_HEAP: $crate::_private::StaticHeap<{ $size }> =
-            $crate::_private::StaticHeap::new();
+        static __VCPOS_MICROKIT_HEAP: $crate::_private::StaticHeap<{ $size }> = $crate::_private::StaticHeap::new();
     };
 }
 

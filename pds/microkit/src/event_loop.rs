@@ -187,10 +187,7 @@ mod tests {
         assert_eq!(h.calls, ["protected 4 7", "notified {3}"]);
         assert_eq!(
             fake::take_log(),
-            [
-                rec(Sysno::Recv, 1, 0),
-                rec(Sysno::ReplyRecv, 1, MessageInfo::new(8, 1).into_inner().0),
-            ]
+            [rec(Sysno::Recv, 1, 0), rec(Sysno::ReplyRecv, 1, MessageInfo::new(8, 1).into_inner().0),]
         );
     }
 

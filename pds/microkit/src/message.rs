@@ -276,10 +276,7 @@ mod tests {
         let f = MessageInfo::new(label::VM_FAULT, vm_fault::LENGTH).fault();
         assert_eq!(f, Fault::VmFault { ip: 0x20_1234, addr: 0xdead_0000, prefetch: false, fsr: 0x9200_0046 });
         assert_eq!(f.label(), label::VM_FAULT);
-        assert_eq!(
-            f.to_string(),
-            "VM fault (data access) at address 0xdead0000, pc 0x201234, fsr 0x92000046"
-        );
+        assert_eq!(f.to_string(), "VM fault (data access) at address 0xdead0000, pc 0x201234, fsr 0x92000046");
     }
 
     #[test]

@@ -106,17 +106,13 @@ macro_rules! memory_region_symbol {
 /// Turns a patched region address into a pointer; panics if it was never patched.
 #[doc(hidden)]
 pub fn region_ptr<T>(addr: usize, symbol: &str) -> NonNull<T> {
-    NonNull::new(core::ptr::with_exposed_provenance_mut(addr))
-        .unwrap_or_else(|| panic!("{symbol} is null"))
+    NonNull::new(core::ptr::with_exposed_provenance_mut(addr)).unwrap_or_else(|| panic!("{symbol} is null"))
 }
 
 /// Checks the `bytes = B` form of `memory_region_symbol!`.
 #[doc(hidden)]
 pub fn assert_fits(symbol: &str, needed: usize, bytes: usize) {
-    assert!(
-        needed <= bytes,
-        "memory region {symbol}: the type needs {needed} bytes but the region has {bytes}"
-    );
+    assert!(needed <= bytes, "memory region {symbol}: the type needs {needed} bytes but the region has {bytes}");
 }
 
 // The globals every PD image carries (Microkit's names and sizes), patched by the builder.
@@ -164,7 +160,9 @@ static microkit_pps: ImmutableCell<u64> = ImmutableCell::new(0);
 static microkit_ioports: ImmutableCell<u64> = ImmutableCell::new(0);
 
 /// Makes sure the linker keeps every patched global even if nothing reads it, so the
-/// builder always finds them (`#[used]` alone does not survive `--gc-sections`).
+/// builder always finds them. Today's rustc already marks `#[used]` statics' sections
+/// `SHF_GNU_RETAIN` (kept by `--gc-sections`); this real reference from the entry path
+/// keeps them on toolchains that do not.
 pub(crate) fn keep_patched_symbols() {
     core::hint::black_box(&microkit_name);
     core::hint::black_box(&microkit_passive);
@@ -186,11 +184,7 @@ pub(crate) struct Masks {
 pub(crate) fn masks() -> Masks {
     #[cfg(all(target_arch = "aarch64", target_os = "none"))]
     {
-        Masks {
-            irqs: microkit_irqs.read(),
-            notifications: microkit_notifications.read(),
-            pps: microkit_pps.read(),
-        }
+        Masks { irqs: microkit_irqs.read(), notifications: microkit_notifications.read(), pps: microkit_pps.read() }
     }
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     {

@@ -6,7 +6,7 @@
 //!
 //! Every syscall is memory-safe for the calling PD: the kernel only ever writes the
 //! PD's IPC buffer, which Rust code reaches exclusively through volatile accesses in
-//! [`crate::ipc`] (no references into it exist), so the wrappers here are safe
+//! the runtime's `ipc` module (no references into it exist), so the wrappers here are safe
 //! functions. This module is also a vcpos addition to the `sel4-microkit` API: an
 //! escape hatch ([`raw_syscall`]) that tests use to present the kernel with
 //! deliberately bad requests.
@@ -15,8 +15,8 @@
 //! recording fake kernel stands in (see [`fake`]).
 #![allow(unsafe_code)]
 
-pub use vcpos_abi::syscall::{Error, Sysno};
 use vcpos_abi::msg::MsgInfo;
+pub use vcpos_abi::syscall::{Error, Sysno};
 
 /// The three registers a syscall returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,10 +326,7 @@ mod tests {
         assert_eq!(recv(1), Err(Error::IllegalOperation));
         assert_eq!(tcb_restart(202, 0x20_1000), Ok(()));
         let log = fake::take_log();
-        assert_eq!(
-            log[0],
-            fake::Record { sysno: Sysno::Call as u64, cptr: 75, arg1: MsgInfo::new(3, 1).0, arg2: 0 }
-        );
+        assert_eq!(log[0], fake::Record { sysno: Sysno::Call as u64, cptr: 75, arg1: MsgInfo::new(3, 1).0, arg2: 0 });
         assert_eq!(log[1].sysno, Sysno::Signal as u64);
         assert_eq!(log[1].cptr, 4096);
         assert_eq!(log[2].sysno, Sysno::Recv as u64);

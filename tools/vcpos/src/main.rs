@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Validate a system description (Microkit 2.3 SDF) without building anything.
     Check {
+        /// Board whose limits apply (IRQ numbers, cores, device addresses).
+        #[arg(long, default_value = "qemu_virt_aarch64")]
+        board: String,
         /// The system description.
         system: PathBuf,
     },
@@ -30,7 +33,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { system } => match sdf::load(&system) {
+        Command::Check { board, system } => match sdf::load(&system).and_then(|loaded| {
+            let board = vcpos_tool::board::load(&board, None).map_err(|e| vec![e])?;
+            let errors = image::check_board(&loaded.system, &board);
+            if errors.is_empty() {
+                Ok(loaded)
+            } else {
+                Err(errors)
+            }
+        }) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     println!("{w}");

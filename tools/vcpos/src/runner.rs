@@ -493,7 +493,7 @@ mod tests {
     /// True if a live (not zombie) process of group `pgid` exists, per /proc (a killed
     /// orphan stays a zombie until its new parent reaps it, so `kill(-pgid, 0)` is not
     /// the test).
-    fn group_alive(pgid: u32) -> bool {
+    fn group_alive_now(pgid: u32) -> bool {
         let Ok(dir) = std::fs::read_dir("/proc") else { panic!("no /proc") };
         dir.flatten().any(|e| {
             let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
@@ -502,6 +502,29 @@ mod tests {
             let f: Vec<&str> = rest.split_whitespace().collect();
             f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
         })
+    }
+
+    /// True if group `pgid` still has a live process 5 s from now. (SIGKILL is
+    /// delivered asynchronously: a grandchild may take a moment to die on a busy
+    /// machine; the direct child is reaped before `capture` returns.)
+    fn group_alive(pgid: u32) -> bool {
+        let t0 = Instant::now();
+        while group_alive_now(pgid) {
+            if t0.elapsed() > Duration::from_secs(5) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn group_check_sees_a_live_group() {
+        let mut child = sh("sleep 100").process_group(0).spawn().unwrap();
+        assert!(group_alive_now(child.id()));
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        assert!(!group_alive(child.id()));
     }
 
     #[test]

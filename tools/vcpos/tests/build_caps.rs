@@ -40,7 +40,13 @@ fn sample() -> System {
 }
 
 fn c(slot: u16, kind: CapKind, object: u32, badge: u64) -> CapDesc {
-    CapDesc { slot, kind: kind as u8, reserved: 0, object, badge }
+    CapDesc {
+        slot,
+        kind: kind as u8,
+        reserved: 0,
+        object,
+        badge,
+    }
 }
 
 fn caps_of(blob: &[u8], pd: usize) -> Vec<CapDesc> {
@@ -53,7 +59,8 @@ fn caps_of(blob: &[u8], pd: usize) -> Vec<CapDesc> {
 #[test]
 fn cap_tables_and_badges_are_exact() {
     let f = Fixture::new("caps_exact");
-    let built = build(&sample(), &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sample(), &board(), &f.opts(Config::Debug))
+        .unwrap_or_else(|e| panic!("{}", render(&e)));
     use CapKind::*;
     assert_eq!(
         caps_of(&built.blob, 0),
@@ -74,7 +81,10 @@ fn cap_tables_and_badges_are_exact() {
             c(207, Tcb, 2, 0),
         ]
     );
-    assert_eq!(caps_of(&built.blob, 2), vec![c(1, Input, 2, 0), c(8, DebugConsole, 0, 0)]);
+    assert_eq!(
+        caps_of(&built.blob, 2),
+        vec![c(1, Input, 2, 0), c(8, DebugConsole, 0, 0)]
+    );
     assert_eq!(
         caps_of(&built.blob, 3),
         vec![
@@ -86,12 +96,26 @@ fn cap_tables_and_badges_are_exact() {
         ]
     );
     let info = BootInfo::parse(&built.blob).unwrap();
-    let irqs: Vec<IrqDesc> = (0..info.header.num_irqs as usize).map(|i| info.irq(i)).collect();
+    let irqs: Vec<IrqDesc> = (0..info.header.num_irqs as usize)
+        .map(|i| info.irq(i))
+        .collect();
     assert_eq!(
         irqs,
         vec![
-            IrqDesc { irq: 33, pd: 3, trigger: 0, reserved: 0, badge: 1 << 3 },
-            IrqDesc { irq: 40, pd: 3, trigger: 1, reserved: 0, badge: 1 << 7 },
+            IrqDesc {
+                irq: 33,
+                pd: 3,
+                trigger: 0,
+                reserved: 0,
+                badge: 1 << 3
+            },
+            IrqDesc {
+                irq: 40,
+                pd: 3,
+                trigger: 1,
+                reserved: 0,
+                badge: 1 << 7
+            },
         ]
     );
 }
@@ -102,7 +126,10 @@ fn release_config_has_no_debug_console() {
     let built = build(&sample(), &board(), &f.opts(Config::Release)).unwrap();
     for pd in 0..4 {
         let caps = caps_of(&built.blob, pd);
-        assert!(caps.iter().all(|c| c.kind != CapKind::DebugConsole as u8), "{caps:?}");
+        assert!(
+            caps.iter().all(|c| c.kind != CapKind::DebugConsole as u8),
+            "{caps:?}"
+        );
         assert_eq!(caps[0], c(1, CapKind::Input, pd as u32, 0));
     }
     let bench = build(&sample(), &board(), &f.opts(Config::Benchmark)).unwrap();
@@ -116,7 +143,15 @@ fn pd_descriptors_carry_scheduling_and_family() {
     let info = BootInfo::parse(&built.blob).unwrap();
     let server = info.pd(0);
     assert_eq!(server.name_str(), "server");
-    assert_eq!((server.priority, server.passive, server.budget_us, server.period_us), (200, 1, 500, 2000));
+    assert_eq!(
+        (
+            server.priority,
+            server.passive,
+            server.budget_us,
+            server.period_us
+        ),
+        (200, 1, 500, 2000)
+    );
     assert_eq!(server.parent, NO_PARENT);
     let child = info.pd(2);
     assert_eq!((child.parent, child.child_id, child.priority), (1, 5, 50));
@@ -142,8 +177,17 @@ fn reused_slot_and_out_of_range_ids_are_located_errors() {
     // A second IRQ with id 3 in the driver collides with the first one's slot.
     sys.pds[3].irqs.push(irq(50, 3, 43));
     // A channel id past 61 cannot have a slot.
-    sys.channels.push(channel(end(0, 62, false, true, 56), end(2, 1, false, true, 57), 56));
+    sys.channels.push(channel(
+        end(0, 62, false, true, 56),
+        end(2, 1, false, true, 57),
+        56,
+    ));
     let errors = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_err();
-    assert_error(&errors, "capability slot 141 of protection domain 'driver' is used twice", "irq", 43);
+    assert_error(
+        &errors,
+        "capability slot 141 of protection domain 'driver' is used twice",
+        "irq",
+        43,
+    );
     assert_error(&errors, "channel id must be < 62, got 62", "end", 56);
 }

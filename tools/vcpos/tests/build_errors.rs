@@ -27,8 +27,18 @@ fn missing_program_images_are_all_reported() {
     sys.pds[2].program_image.path = "gone.elf".into();
     let errors = build_err(&f, &sys);
     assert_eq!(errors.len(), 2, "{}", render(&errors));
-    assert_error(&errors, "unable to find program image: 'nope.elf'", "program_image", 11);
-    assert_error(&errors, "unable to find program image: 'gone.elf'", "program_image", 31);
+    assert_error(
+        &errors,
+        "unable to find program image: 'nope.elf'",
+        "program_image",
+        11,
+    );
+    assert_error(
+        &errors,
+        "unable to find program image: 'gone.elf'",
+        "program_image",
+        31,
+    );
     assert_eq!(
         errors[0].to_string(),
         "Error: unable to find program image: 'nope.elf' on element 'program_image': test.system:11:5"
@@ -59,7 +69,8 @@ fn program_images_are_found_in_search_paths_then_cwd() {
 #[test]
 fn malformed_elf_files_are_located_errors() {
     let f = Fixture::new("err_bad_elf");
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+    let cases: Vec<(&str, Vec<u8>, &str)> =
+        vec![
         ("text.elf", b"this is not an ELF file at all, just text".to_vec(), "not an ELF64 file"),
         ("x86.elf", ElfSpec { machine: 62, ..pd_elf() }.bytes(), "not an AArch64 ELF file"),
         ("dyn.elf", ElfSpec { e_type: 3, ..pd_elf() }.bytes(), "not an executable ELF file"),
@@ -135,13 +146,19 @@ fn shared_page_that_would_be_writable_and_executable_is_an_error() {
     let mut sys = one_pd();
     sys.pds[0].program_image.path = "shared.elf".into();
     let errors = build_err(&f, &sys);
-    assert_error(&errors, "ELF segments 0 and 1 of program image 'shared.elf' share the page at 0x200000", "program_image", 11);
+    assert_error(
+        &errors,
+        "ELF segments 0 and 1 of program image 'shared.elf' share the page at 0x200000",
+        "program_image",
+        11,
+    );
     // A read-only segment sharing the text page is fine, and the page is r-x.
     let mut s = pd_elf();
     s.segs[1].vaddr = 0x20_0800;
     f.write("shared_ro.elf", &s.bytes());
     sys.pds[0].program_image.path = "shared_ro.elf".into();
-    let built = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built =
+        build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     let m = &built.records.maps[0].0;
     assert_eq!((m.vaddr, m.size), (0x20_0000, 0x1000));
     assert_eq!(read_pd(&built, 0, 0x20_0800, 6), b"rodata");
@@ -187,7 +204,12 @@ fn cpu_must_exist() {
     sys.pds[0].cpu = 1;
     let errors = check_board(&sys, &board());
     assert_eq!(errors.len(), 1);
-    assert_error(&errors, "cpu core must be less than 1, got 1", "protection_domain", 10);
+    assert_error(
+        &errors,
+        "cpu core must be less than 1, got 1",
+        "protection_domain",
+        10,
+    );
 }
 
 #[test]
@@ -211,13 +233,33 @@ fn fixed_regions_must_avoid_kernel_devices_and_ram() {
     pre.prefill_path = Some("x".into());
     sys.memory_regions.push(pre);
     let errors = check_board(&sys, &board());
-    assert_error(&errors, "memory region 'gicd' [0x8000000..0x8001000) overlaps the GIC distributor", "memory_region", 2);
-    assert_error(&errors, "overlaps the GIC redistributors", "memory_region", 3);
+    assert_error(
+        &errors,
+        "memory region 'gicd' [0x8000000..0x8001000) overlaps the GIC distributor",
+        "memory_region",
+        2,
+    );
+    assert_error(
+        &errors,
+        "overlaps the GIC redistributors",
+        "memory_region",
+        3,
+    );
     assert_error(&errors, "overlaps the kernel's UART", "memory_region", 4);
-    assert_error(&errors, "overlaps the RAM below the kernel", "memory_region", 5);
+    assert_error(
+        &errors,
+        "overlaps the RAM below the kernel",
+        "memory_region",
+        5,
+    );
     assert_error(&errors, "lies partly inside RAM", "memory_region", 6);
     assert_error(&errors, "cannot be prefilled", "memory_region", 9);
-    assert_eq!(errors.len(), 6, "rtc and ram are fine:\n{}", render(&errors));
+    assert_eq!(
+        errors.len(),
+        6,
+        "rtc and ram are fine:\n{}",
+        render(&errors)
+    );
 }
 
 #[test]
@@ -230,7 +272,12 @@ fn fixed_ram_region_over_the_kernel_image_is_an_error() {
     sys.pds[0].maps.push(map(0, 0x100_0000, 12));
     assert!(check_board(&sys, &board()).is_empty());
     let errors = build_err(&f, &sys);
-    assert_error(&errors, "memory region 'over' [0x40203000..0x40204000) overlaps the RAM the kernel uses", "memory_region", 2);
+    assert_error(
+        &errors,
+        "memory region 'over' [0x40203000..0x40204000) overlaps the RAM the kernel uses",
+        "memory_region",
+        2,
+    );
 }
 
 #[test]
@@ -238,11 +285,17 @@ fn system_too_big_for_ram_is_located() {
     let f = Fixture::new("err_too_big");
     let mut sys = one_pd();
     sys.memory_regions.push(mr("small", 0x1000, 0x1000, 2));
-    sys.memory_regions.push(mr("huge", 0x8000_0000, 0x20_0000, 3));
+    sys.memory_regions
+        .push(mr("huge", 0x8000_0000, 0x20_0000, 3));
     sys.pds[0].maps.push(map(1, 0x4000_0000, 12));
     let errors = build_err(&f, &sys);
     assert_eq!(errors.len(), 1, "{}", render(&errors));
-    assert_error(&errors, "the system does not fit in RAM: no room for memory region 'huge' (0x80000000 bytes)", "memory_region", 3);
+    assert_error(
+        &errors,
+        "the system does not fit in RAM: no room for memory region 'huge' (0x80000000 bytes)",
+        "memory_region",
+        3,
+    );
     // Just fits: RAM above the kernel image less everything else.
     let mut b = board();
     b.memory.ram_size = 0x1000_0000;
@@ -259,13 +312,23 @@ fn virtual_machines_and_smc_are_not_supported_yet() {
         priority: 50,
         budget_us: 1000,
         period_us: 1000,
-        vcpus: vec![Vcpu { id: 0, cpu: 0, setvar_id: None, span: span(16) }],
+        vcpus: vec![Vcpu {
+            id: 0,
+            cpu: 0,
+            setvar_id: None,
+            span: span(16),
+        }],
         maps: vec![],
         span: span(15),
     });
     sys.pds[0].smc = true;
     let errors = build_err(&f, &sys);
-    assert_error(&errors, "virtual machines are not supported by the image builder yet", "virtual_machine", 15);
+    assert_error(
+        &errors,
+        "virtual machines are not supported by the image builder yet",
+        "virtual_machine",
+        15,
+    );
     assert_error(&errors, "asks for smc", "protection_domain", 10);
 }
 
@@ -275,7 +338,13 @@ fn missing_kernel_and_bad_kernel_are_reported() {
     std::fs::remove_file(f.dir.join("vcpos-kernel")).unwrap();
     let errors = build_err(&f, &one_pd());
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].message.contains("unable to find kernel image 'vcpos-kernel'"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .message
+            .contains("unable to find kernel image 'vcpos-kernel'"),
+        "{}",
+        errors[0]
+    );
     // A kernel segment linked at the wrong virtual address.
     let mut k = kernel_elf();
     k.segs[0].vaddr = 0x1234_0000;
@@ -283,7 +352,13 @@ fn missing_kernel_and_bad_kernel_are_reported() {
     f.write("vcpos-kernel", &k.bytes());
     let errors = build_err(&f, &one_pd());
     assert_eq!(errors.len(), 1, "{}", render(&errors));
-    assert!(errors[0].message.contains("segment 0 is linked at 0x12340000 but loaded at 0x40200000"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .message
+            .contains("segment 0 is linked at 0x12340000 but loaded at 0x40200000"),
+        "{}",
+        errors[0]
+    );
     // A kernel segment outside RAM.
     let mut k = kernel_elf();
     k.segs[1].paddr = 0x3000_0000;
@@ -294,13 +369,29 @@ fn missing_kernel_and_bad_kernel_are_reported() {
     f.write("vcpos-kernel", &k.bytes());
     let errors = build_err(&f, &one_pd());
     assert_eq!(errors.len(), 1, "{}", render(&errors));
-    assert!(errors[0].message.contains("kernel segment [0x30000000..0x30005000) lies outside the RAM"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .message
+            .contains("kernel segment [0x30000000..0x30005000) lies outside the RAM"),
+        "{}",
+        errors[0]
+    );
     // Boot-info symbols in .bss cannot be patched.
-    let k = kernel_elf().with_sym("VCPOS_BOOT_INFO_SIZE", KERNEL_TEXT + 0x2000 + KERNEL_VIRT_OFFSET, 8);
+    let k = kernel_elf().with_sym(
+        "VCPOS_BOOT_INFO_SIZE",
+        KERNEL_TEXT + 0x2000 + KERNEL_VIRT_OFFSET,
+        8,
+    );
     f.write("vcpos-kernel", &k.bytes());
     let errors = build_err(&f, &one_pd());
     assert_eq!(errors.len(), 1, "{}", render(&errors));
-    assert!(errors[0].message.contains("'VCPOS_BOOT_INFO_SIZE': 0xffffff8040202000 is not in the file-backed bytes"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .message
+            .contains("'VCPOS_BOOT_INFO_SIZE': 0xffffff8040202000 is not in the file-backed bytes"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -311,7 +402,12 @@ fn errors_from_independent_stages_are_collected() {
     sys.pds[1].program_image.path = "missing.elf".into();
     let errors = build_err(&f, &sys);
     assert_error(&errors, "IRQ 5 is not available", "irq", 12);
-    assert_error(&errors, "unable to find program image: 'missing.elf'", "program_image", 21);
+    assert_error(
+        &errors,
+        "unable to find program image: 'missing.elf'",
+        "program_image",
+        21,
+    );
 }
 
 #[test]
@@ -326,7 +422,22 @@ fn prefill_files_are_checked() {
         sys.memory_regions.push(m);
     }
     let errors = build_err(&f, &sys);
-    assert_error(&errors, "prefill file 'empty.bin' is empty", "memory_region", 2);
-    assert_error(&errors, "prefill file 'big.bin' is 0x1001 bytes, larger than memory region 'm1'", "memory_region", 3);
-    assert_error(&errors, "unable to find prefill file: 'absent.bin'", "memory_region", 4);
+    assert_error(
+        &errors,
+        "prefill file 'empty.bin' is empty",
+        "memory_region",
+        2,
+    );
+    assert_error(
+        &errors,
+        "prefill file 'big.bin' is 0x1001 bytes, larger than memory region 'm1'",
+        "memory_region",
+        3,
+    );
+    assert_error(
+        &errors,
+        "unable to find prefill file: 'absent.bin'",
+        "memory_region",
+        4,
+    );
 }

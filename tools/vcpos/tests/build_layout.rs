@@ -24,7 +24,10 @@ impl Rng {
     }
 }
 
-const RAM: PRange = PRange { base: 0x4000_0000, size: 0x8000_0000 };
+const RAM: PRange = PRange {
+    base: 0x4000_0000,
+    size: 0x8000_0000,
+};
 const KPADDR: u64 = 0x4020_0000;
 const PAGE: u64 = 0x1000;
 const LARGE: u64 = 0x20_0000;
@@ -35,13 +38,21 @@ fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
 
 fn random_request(rng: &mut Rng, ram: PRange) -> Request {
     let ksize = (1 + rng.below(64)) * PAGE + rng.below(PAGE);
-    let mut kernel = vec![PRange { base: KPADDR, size: ksize }];
+    let mut kernel = vec![PRange {
+        base: KPADDR,
+        size: ksize,
+    }];
     if rng.below(2) == 0 {
-        kernel.push(PRange { base: (KPADDR + ksize).div_ceil(PAGE) * PAGE, size: 1 + rng.below(0x10000) });
+        kernel.push(PRange {
+            base: (KPADDR + ksize).div_ceil(PAGE) * PAGE,
+            size: 1 + rng.below(0x10000),
+        });
     }
     let pds = (0..1 + rng.below(10))
         .map(|_| PdRequest {
-            runs: (0..1 + rng.below(4)).map(|_| (1 + rng.below(16)) * PAGE).collect(),
+            runs: (0..1 + rng.below(4))
+                .map(|_| (1 + rng.below(16)) * PAGE)
+                .collect(),
             stack_size: (1 + rng.below(8)) * PAGE,
         })
         .collect();
@@ -62,7 +73,11 @@ fn random_request(rng: &mut Rng, ram: PRange) -> Request {
             1 => Some(0x1000_0000 + mrs.len() as u64 * 0x100_0000),
             _ => None,
         };
-        mrs.push(MrRequest { size, page_size, fixed });
+        mrs.push(MrRequest {
+            size,
+            page_size,
+            fixed,
+        });
     }
     Request {
         ram,
@@ -82,9 +97,16 @@ fn generated_layouts_never_overlap_and_stay_aligned_in_ram() {
         let req = random_request(&mut rng, RAM);
         let l = plan(&req).unwrap_or_else(|e| panic!("case {case}: {e:?}\n{req:?}"));
         let kernel_end = req.kernel.iter().map(|k| k.base + k.size).max().unwrap();
-        assert!(l.alloc_start >= kernel_end && l.alloc_start % PAGE == 0, "case {case}");
+        assert!(
+            l.alloc_start >= kernel_end && l.alloc_start.is_multiple_of(PAGE),
+            "case {case}"
+        );
         // (base, size, align, allocated)
-        let mut pieces: Vec<(u64, u64, u64, bool)> = req.kernel.iter().map(|k| (k.base, k.size, 1, false)).collect();
+        let mut pieces: Vec<(u64, u64, u64, bool)> = req
+            .kernel
+            .iter()
+            .map(|k| (k.base, k.size, 1, false))
+            .collect();
         pieces.push((l.blob, req.blob_size, PAGE, true));
         pieces.push((l.pt_pool, req.pt_pool_size, PAGE, true));
         for (p, place) in req.pds.iter().zip(&l.pds) {
@@ -103,11 +125,17 @@ fn generated_layouts_never_overlap_and_stay_aligned_in_ram() {
         for (i, a) in pieces.iter().enumerate() {
             assert_eq!(a.0 % a.2, 0, "case {case}: piece {i} misaligned: {a:x?}");
             if a.3 {
-                assert!(a.0 >= l.alloc_start && a.0 + a.1 <= RAM.base + RAM.size, "case {case}: {a:x?}");
+                assert!(
+                    a.0 >= l.alloc_start && a.0 + a.1 <= RAM.base + RAM.size,
+                    "case {case}: {a:x?}"
+                );
                 assert!(a.0 + a.1 <= l.end, "case {case}: end covers everything");
             }
             for b in &pieces[i + 1..] {
-                assert!(!overlap((a.0, a.1), (b.0, b.1)), "case {case}: {a:x?} overlaps {b:x?}");
+                assert!(
+                    !overlap((a.0, a.1), (b.0, b.1)),
+                    "case {case}: {a:x?} overlaps {b:x?}"
+                );
             }
         }
     }
@@ -118,8 +146,11 @@ fn layouts_that_do_not_fit_say_so() {
     let mut rng = Rng(42);
     let mut failures = 0;
     for case in 0..200 {
-        let small = PRange { base: RAM.base, size: 0x40_0000 + rng.below(0x100) * PAGE };
-        let mut req = random_request(&mut rng, small);
+        let small = PRange {
+            base: RAM.base,
+            size: 0x40_0000 + rng.below(0x100) * PAGE,
+        };
+        let req = random_request(&mut rng, small);
         match plan(&req) {
             Ok(l) => assert!(l.end <= small.base + small.size, "case {case}"),
             Err(e) => {
@@ -131,7 +162,10 @@ fn layouts_that_do_not_fit_say_so() {
             }
         }
     }
-    assert!(failures > 20 && failures < 200, "the generator should produce both outcomes: {failures}");
+    assert!(
+        failures > 20 && failures < 200,
+        "the generator should produce both outcomes: {failures}"
+    );
 }
 
 #[test]
@@ -139,30 +173,53 @@ fn fixed_ram_region_is_skipped_by_the_allocator() {
     let req = Request {
         ram: RAM,
         kernel_paddr: KPADDR,
-        kernel: vec![PRange { base: KPADDR, size: 0x1000 }],
+        kernel: vec![PRange {
+            base: KPADDR,
+            size: 0x1000,
+        }],
         blob_size: 0x100,
         pt_pool_size: 0x1000,
-        pds: vec![PdRequest { runs: vec![0x1000], stack_size: 0x1000 }],
+        pds: vec![PdRequest {
+            runs: vec![0x1000],
+            stack_size: 0x1000,
+        }],
         // A fixed region right where the allocator would go next, then one that must
         // move past it.
         mrs: vec![
-            MrRequest { size: 0x2000, page_size: PAGE, fixed: Some(0x4020_3000) },
-            MrRequest { size: 0x4000, page_size: PAGE, fixed: None },
+            MrRequest {
+                size: 0x2000,
+                page_size: PAGE,
+                fixed: Some(0x4020_3000),
+            },
+            MrRequest {
+                size: 0x4000,
+                page_size: PAGE,
+                fixed: None,
+            },
         ],
     };
     let l = plan(&req).unwrap();
     assert_eq!(l.alloc_start, 0x4020_1000);
     assert_eq!(l.blob, 0x4020_1000);
     assert_eq!(l.pt_pool, 0x4020_2000);
-    assert_eq!(l.pds[0].runs[0], 0x4020_5000, "skips the fixed region at 0x40203000..0x40205000");
+    assert_eq!(
+        l.pds[0].runs[0], 0x4020_5000,
+        "skips the fixed region at 0x40203000..0x40205000"
+    );
     assert_eq!(l.mrs, vec![0x4020_3000, 0x4020_8000]);
     // Fixed regions under the kernel are refused.
     let mut bad = req.clone();
     bad.mrs[0].fixed = Some(KPADDR);
-    assert!(matches!(plan(&bad).unwrap_err()[..], [LayoutError::FixedOverlapsKernel { mr: 0, .. }]));
+    assert!(matches!(
+        plan(&bad).unwrap_err()[..],
+        [LayoutError::FixedOverlapsKernel { mr: 0, .. }]
+    ));
     let mut bad = req;
     bad.mrs[1].fixed = Some(0x4020_4000);
-    assert!(matches!(plan(&bad).unwrap_err()[..], [LayoutError::FixedOverlap { a: 0, b: 1 }]));
+    assert!(matches!(
+        plan(&bad).unwrap_err()[..],
+        [LayoutError::FixedOverlap { a: 0, b: 1 }]
+    ));
 }
 
 /// A random system: PDs with random maps of random regions, channels, IRQs.
@@ -171,7 +228,12 @@ fn random_system(rng: &mut Rng) -> vcpos_tool::model::System {
     let mut mrs = Vec::new();
     for i in 0..nmrs {
         let page = if rng.below(3) == 0 { LARGE } else { PAGE };
-        let mut m = mr(&format!("mr{i}"), (1 + rng.below(4)) * page, page, 100 + i as u32);
+        let mut m = mr(
+            &format!("mr{i}"),
+            (1 + rng.below(4)) * page,
+            page,
+            100 + i as u32,
+        );
         match rng.below(5) {
             0 => m.phys_addr = Some(0x1000_0000 + i as u64 * 0x100_0000),
             1 => m.phys_addr = Some(0x4800_0000 + i as u64 * 0x100_0000),
@@ -184,10 +246,10 @@ fn random_system(rng: &mut Rng) -> vcpos_tool::model::System {
     for p in 0..npds {
         let mut d = pd(&format!("pd{p}"), 10 * (p as u32 + 1));
         d.stack_size = (1 + rng.below(4)) * PAGE;
-        let mut vaddr = 0x1000_0000;
+        let mut vaddr: u64 = 0x1000_0000;
         for (i, m) in mrs.iter().enumerate() {
             if rng.below(2) == 0 {
-                vaddr = (vaddr as u64).div_ceil(m.page_size) * m.page_size;
+                vaddr = vaddr.div_ceil(m.page_size) * m.page_size;
                 let mut mp = map(i, vaddr, 10 * (p as u32 + 1) + 2);
                 mp.cached = m.phys_addr.is_none_or(|a| a >= 0x4000_0000);
                 d.maps.push(mp);
@@ -201,7 +263,11 @@ fn random_system(rng: &mut Rng) -> vcpos_tool::model::System {
     }
     let mut channels = Vec::new();
     for p in 1..npds {
-        channels.push(channel(end(p - 1, 2, false, true, 200), end(p, 3, false, rng.below(2) == 0, 201), 200));
+        channels.push(channel(
+            end(p - 1, 2, false, true, 200),
+            end(p, 3, false, rng.below(2) == 0, 201),
+            200,
+        ));
     }
     system(pds, mrs, channels)
 }
@@ -214,30 +280,50 @@ fn generated_systems_build_into_consistent_images() {
     let ram_end = b.memory.ram_base + b.memory.ram_size;
     for case in 0..40 {
         let sys = random_system(&mut rng);
-        let built = build(&sys, &b, &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("case {case}: {}", render(&e)));
+        let built = build(&sys, &b, &f.opts(Config::Debug))
+            .unwrap_or_else(|e| panic!("case {case}: {}", render(&e)));
         let mm = &built.memory_map;
         for (i, a) in mm.iter().enumerate() {
             if a.allocated {
-                assert!(a.paddr >= built.layout.alloc_start && a.paddr + a.size <= ram_end, "case {case}: {a:?}");
+                assert!(
+                    a.paddr >= built.layout.alloc_start && a.paddr + a.size <= ram_end,
+                    "case {case}: {a:?}"
+                );
                 assert_eq!(a.paddr % PAGE, 0, "case {case}: {a:?}");
             }
             for b2 in &mm[i + 1..] {
-                assert!(!overlap((a.paddr, a.size), (b2.paddr, b2.size)), "case {case}: {a:?} / {b2:?}");
+                assert!(
+                    !overlap((a.paddr, a.size), (b2.paddr, b2.size)),
+                    "case {case}: {a:?} / {b2:?}"
+                );
             }
         }
         for (i, m) in sys.memory_regions.iter().enumerate() {
-            assert_eq!(built.layout.mrs[i] % m.page_size, 0, "case {case}: region {i} aligned to its page size");
+            assert_eq!(
+                built.layout.mrs[i] % m.page_size,
+                0,
+                "case {case}: region {i} aligned to its page size"
+            );
         }
         // Every map points into one memory-map entry, and large maps are 2 MiB aligned.
         let info = BootInfo::parse(&built.blob).unwrap();
         for i in 0..info.header.num_maps as usize {
             let m = info.map(i);
             assert!(
-                mm.iter().any(|e| e.paddr <= m.paddr && m.paddr + m.size <= e.paddr + e.size),
+                mm.iter()
+                    .any(|e| e.paddr <= m.paddr && m.paddr + m.size <= e.paddr + e.size),
                 "case {case}: map {m:x?} not backed"
             );
-            let align = if m.attrs & attr::LARGE != 0 { LARGE } else { PAGE };
-            assert_eq!((m.vaddr % align, m.paddr % align, m.size % align), (0, 0, 0), "case {case}: {m:x?}");
+            let align = if m.attrs & attr::LARGE != 0 {
+                LARGE
+            } else {
+                PAGE
+            };
+            assert_eq!(
+                (m.vaddr % align, m.paddr % align, m.size % align),
+                (0, 0, 0),
+                "case {case}: {m:x?}"
+            );
         }
         // Every zero range lies in RAM and inside an entry that is not the kernel.
         for i in 0..info.header.num_zero as usize {

@@ -83,7 +83,12 @@ impl Handler for NotifyLatency {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         ensure!(TEST, channels.contains(SERVER), "notified on unexpected channels {}", channels.display());
         let handled = region()[0].load(SeqCst);
-        ensure!(TEST, handled == self.round as u64 + 1, "server handled {handled} notifications, expected {}", self.round + 1);
+        ensure!(
+            TEST,
+            handled == self.round as u64 + 1,
+            "server handled {handled} notifications, expected {}",
+            self.round + 1
+        );
         let t1 = region()[1].load(SeqCst);
         if self.round >= WARMUP {
             self.samples.push(t1.wrapping_sub(self.t0));

@@ -43,7 +43,12 @@ impl Handler for Restarter {
             let _ = child.stop();
             return Err(fail(TEST, format_args!("child faulted again after a restart: {}", msg_info.fault())));
         }
-        ensure!(TEST, msg_info.label() == VM_FAULT_LABEL, "fault label {}, expected {VM_FAULT_LABEL}", msg_info.label());
+        ensure!(
+            TEST,
+            msg_info.label() == VM_FAULT_LABEL,
+            "fault label {}, expected {VM_FAULT_LABEL}",
+            msg_info.label()
+        );
         let fault = msg_info.fault();
         debug_println!("restarter: child {} faulted: {fault}", child.index());
         let Fault::VmFault { ip, addr, prefetch, fsr } = fault else {

@@ -28,7 +28,12 @@ impl Handler for Watcher {
         ensure!(TEST, child == CHILD, "fault from child {}", child.index());
         let fault = msg_info.fault();
         debug_println!("watcher: child {} faulted: {fault}", child.index());
-        ensure!(TEST, msg_info.label() == USER_EXCEPTION_LABEL, "label {}, expected {USER_EXCEPTION_LABEL}", msg_info.label());
+        ensure!(
+            TEST,
+            msg_info.label() == USER_EXCEPTION_LABEL,
+            "label {}, expected {USER_EXCEPTION_LABEL}",
+            msg_info.label()
+        );
         let Fault::UserException { ip, ec, .. } = fault else {
             return Err(fail(TEST, format_args!("not decoded as a user exception: {fault}")));
         };

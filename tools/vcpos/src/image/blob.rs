@@ -44,15 +44,30 @@ fn perm_attrs(p: SegPerms) -> u32 {
 }
 
 /// PD `pd`'s maps, sorted by virtual address.
-pub fn pd_maps(system: &System, pd: usize, space: &PdSpace, place: &PdPlacement, mr_paddrs: &[u64]) -> Vec<(MapDesc, MapWhat)> {
+pub fn pd_maps(
+    system: &System,
+    pd: usize,
+    space: &PdSpace,
+    place: &PdPlacement,
+    mr_paddrs: &[u64],
+) -> Vec<(MapDesc, MapWhat)> {
     let p = &system.pds[pd];
     let mut maps = Vec::new();
     for (ri, run) in space.runs.iter().enumerate() {
         let paddr = place.runs.get(ri).copied().unwrap_or(0);
         for (off, size, perms) in run.pieces() {
             maps.push((
-                MapDesc { vaddr: run.vaddr + off, paddr: paddr + off, size, attrs: perm_attrs(perms) | attr::CACHED, reserved: 0 },
-                MapWhat::Program { run: ri, segments: run.segments.clone() },
+                MapDesc {
+                    vaddr: run.vaddr + off,
+                    paddr: paddr + off,
+                    size,
+                    attrs: perm_attrs(perms) | attr::CACHED,
+                    reserved: 0,
+                },
+                MapWhat::Program {
+                    run: ri,
+                    segments: run.segments.clone(),
+                },
             ));
         }
     }
@@ -67,7 +82,13 @@ pub fn pd_maps(system: &System, pd: usize, space: &PdSpace, place: &PdPlacement,
         MapWhat::Stack,
     ));
     maps.push((
-        MapDesc { vaddr: IPC_BUFFER_VADDR, paddr: place.ipc_buffer, size: PAGE_SIZE, attrs: attr::READ | attr::WRITE | attr::CACHED, reserved: 0 },
+        MapDesc {
+            vaddr: IPC_BUFFER_VADDR,
+            paddr: place.ipc_buffer,
+            size: PAGE_SIZE,
+            attrs: attr::READ | attr::WRITE | attr::CACHED,
+            reserved: 0,
+        },
         MapWhat::IpcBuffer,
     ));
     for m in &p.maps {
@@ -76,9 +97,19 @@ pub fn pd_maps(system: &System, pd: usize, space: &PdSpace, place: &PdPlacement,
             | (if m.perms.write { attr::WRITE } else { 0 })
             | (if m.perms.execute { attr::EXECUTE } else { 0 })
             | (if m.cached { attr::CACHED } else { 0 })
-            | (if mr.page_size == LARGE_PAGE_SIZE { attr::LARGE } else { 0 });
+            | (if mr.page_size == LARGE_PAGE_SIZE {
+                attr::LARGE
+            } else {
+                0
+            });
         maps.push((
-            MapDesc { vaddr: m.vaddr, paddr: mr_paddrs.get(m.mr).copied().unwrap_or(0), size: mr.size, attrs, reserved: 0 },
+            MapDesc {
+                vaddr: m.vaddr,
+                paddr: mr_paddrs.get(m.mr).copied().unwrap_or(0),
+                size: mr.size,
+                attrs,
+                reserved: 0,
+            },
             MapWhat::Region { mr: m.mr },
         ));
     }
@@ -99,24 +130,45 @@ pub enum MrInit {
 
 /// Every physical range the kernel zeroes at boot: `.bss` tails of program-image runs,
 /// stacks, IPC buffers, and RAM memory regions (beyond any prefill).
-pub fn zero_ranges(system: &System, spaces: &[PdSpace], places: &[PdPlacement], mr_paddrs: &[u64], mr_init: &[MrInit]) -> Vec<ZeroDesc> {
+pub fn zero_ranges(
+    system: &System,
+    spaces: &[PdSpace],
+    places: &[PdPlacement],
+    mr_paddrs: &[u64],
+    mr_init: &[MrInit],
+) -> Vec<ZeroDesc> {
     let mut zero = Vec::new();
     for (pd, (space, place)) in spaces.iter().zip(places).enumerate() {
         for (ri, run) in space.runs.iter().enumerate() {
             if run.file_len < run.size {
                 let paddr = place.runs.get(ri).copied().unwrap_or(0);
-                zero.push(ZeroDesc { paddr: paddr + run.file_len, size: run.size - run.file_len });
+                zero.push(ZeroDesc {
+                    paddr: paddr + run.file_len,
+                    size: run.size - run.file_len,
+                });
             }
         }
-        zero.push(ZeroDesc { paddr: place.stack, size: system.pds[pd].stack_size });
-        zero.push(ZeroDesc { paddr: place.ipc_buffer, size: PAGE_SIZE });
+        zero.push(ZeroDesc {
+            paddr: place.stack,
+            size: system.pds[pd].stack_size,
+        });
+        zero.push(ZeroDesc {
+            paddr: place.ipc_buffer,
+            size: PAGE_SIZE,
+        });
     }
     for (i, mr) in system.memory_regions.iter().enumerate() {
         let paddr = mr_paddrs.get(i).copied().unwrap_or(0);
         match mr_init[i] {
             MrInit::Device => {}
-            MrInit::Zeroed => zero.push(ZeroDesc { paddr, size: mr.size }),
-            MrInit::Prefilled(len) if len < mr.size => zero.push(ZeroDesc { paddr: paddr + len, size: mr.size - len }),
+            MrInit::Zeroed => zero.push(ZeroDesc {
+                paddr,
+                size: mr.size,
+            }),
+            MrInit::Prefilled(len) if len < mr.size => zero.push(ZeroDesc {
+                paddr: paddr + len,
+                size: mr.size - len,
+            }),
             MrInit::Prefilled(_) => {}
         }
     }
@@ -169,7 +221,13 @@ pub struct RecordInputs<'a> {
 
 /// Builds every record of the blob.
 pub fn records(inp: &RecordInputs) -> Records {
-    let mut out = Records { pds: Vec::new(), maps: Vec::new(), caps: Vec::new(), irqs: inp.caps.irqs.clone(), zero: Vec::new() };
+    let mut out = Records {
+        pds: Vec::new(),
+        maps: Vec::new(),
+        caps: Vec::new(),
+        irqs: inp.caps.irqs.clone(),
+        zero: Vec::new(),
+    };
     for (i, p) in inp.system.pds.iter().enumerate() {
         let maps = pd_maps(inp.system, i, &inp.spaces[i], &inp.places[i], inp.mr_paddrs);
         let caps = &inp.caps.pds[i];
@@ -194,7 +252,13 @@ pub fn records(inp: &RecordInputs) -> Records {
         out.maps.extend(maps);
         out.caps.extend_from_slice(caps);
     }
-    out.zero = zero_ranges(inp.system, inp.spaces, inp.places, inp.mr_paddrs, inp.mr_init);
+    out.zero = zero_ranges(
+        inp.system,
+        inp.spaces,
+        inp.places,
+        inp.mr_paddrs,
+        inp.mr_init,
+    );
     out
 }
 
@@ -202,11 +266,19 @@ impl Records {
     /// Serialises the blob; `pt_pool` is the page-table pool's `(paddr, size)`.
     pub fn serialise(&self, pt_pool: (u64, u64)) -> Vec<u8> {
         let maps: Vec<MapDesc> = self.maps.iter().map(|m| m.0).collect();
-        bootinfo::write(pt_pool.0, pt_pool.1, &self.pds, &maps, &self.caps, &self.irqs, &self.zero)
+        bootinfo::write(
+            pt_pool.0, pt_pool.1, &self.pds, &maps, &self.caps, &self.irqs, &self.zero,
+        )
     }
 
     /// Size of the serialised blob.
     pub fn size(&self) -> u64 {
-        blob_size(self.pds.len(), self.maps.len(), self.caps.len(), self.irqs.len(), self.zero.len())
+        blob_size(
+            self.pds.len(),
+            self.maps.len(),
+            self.caps.len(),
+            self.irqs.len(),
+            self.zero.len(),
+        )
     }
 }

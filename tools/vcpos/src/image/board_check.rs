@@ -32,13 +32,21 @@ pub struct KernelRange {
 pub fn kernel_ranges(board: &Board) -> Vec<KernelRange> {
     let d = &board.devices;
     let mut v = vec![
-        KernelRange { what: "the GIC distributor", base: d.gicd, size: GICD_SIZE },
+        KernelRange {
+            what: "the GIC distributor",
+            base: d.gicd,
+            size: GICD_SIZE,
+        },
         KernelRange {
             what: "the GIC redistributors",
             base: d.gicr,
             size: d.gicr_stride.saturating_mul(u64::from(d.cores.max(1))),
         },
-        KernelRange { what: "the kernel's UART", base: d.uart_pl011, size: UART_SIZE },
+        KernelRange {
+            what: "the kernel's UART",
+            base: d.uart_pl011,
+            size: UART_SIZE,
+        },
     ];
     let m = &board.memory;
     if m.kernel_paddr > m.ram_base {

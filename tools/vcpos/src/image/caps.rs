@@ -32,7 +32,13 @@ pub struct CapTables {
 pub const MAX_CHILDREN: usize = (slot::BASE_VM_TCB - slot::BASE_TCB) as usize;
 
 fn cap(slot: u64, kind: CapKind, object: u32, badge: u64) -> CapDesc {
-    CapDesc { slot: slot as u16, kind: kind as u8, reserved: 0, object, badge }
+    CapDesc {
+        slot: slot as u16,
+        kind: kind as u8,
+        reserved: 0,
+        object,
+        badge,
+    }
 }
 
 /// Derives every PD's capabilities. `debug_console` grants slot 8 (all configs but
@@ -43,19 +49,36 @@ pub fn build(system: &System, debug_console: bool) -> Result<CapTables, Vec<Diag
     let mut errors = Vec::new();
     let mut check_id = |id: u8, max: usize, what: &str, tag: &str, span: &Span| {
         if usize::from(id) >= max {
-            errors.push(Diagnostic::at(format!("{what} id must be < {max}, got {id}"), tag, span));
+            errors.push(Diagnostic::at(
+                format!("{what} id must be < {max}, got {id}"),
+                tag,
+                span,
+            ));
         }
     };
     let mut irqs = Vec::new();
     for (i, pd) in system.pds.iter().enumerate() {
-        per_pd[i].push((cap(slot::INPUT, CapKind::Input, i as u32, 0), "protection_domain", &pd.span));
+        per_pd[i].push((
+            cap(slot::INPUT, CapKind::Input, i as u32, 0),
+            "protection_domain",
+            &pd.span,
+        ));
         if debug_console {
-            per_pd[i].push((cap(slot::DEBUG_CONSOLE, CapKind::DebugConsole, 0, 0), "protection_domain", &pd.span));
+            per_pd[i].push((
+                cap(slot::DEBUG_CONSOLE, CapKind::DebugConsole, 0, 0),
+                "protection_domain",
+                &pd.span,
+            ));
         }
         for irq in &pd.irqs {
             check_id(irq.id, MAX_CHANNELS, "irq", "irq", &irq.span);
             per_pd[i].push((
-                cap(slot::BASE_IRQ + u64::from(irq.id), CapKind::IrqHandler, irq.irq, 0),
+                cap(
+                    slot::BASE_IRQ + u64::from(irq.id),
+                    CapKind::IrqHandler,
+                    irq.irq,
+                    0,
+                ),
                 "irq",
                 &irq.span,
             ));
@@ -72,7 +95,11 @@ pub fn build(system: &System, debug_console: bool) -> Result<CapTables, Vec<Diag
         }
         if let (Some(parent), Some(id)) = (pd.parent, pd.child_id) {
             check_id(id, MAX_CHILDREN, "child", "protection_domain", &pd.span);
-            per_pd[parent].push((cap(slot::BASE_TCB + u64::from(id), CapKind::Tcb, i as u32, 0), "protection_domain", &pd.span));
+            per_pd[parent].push((
+                cap(slot::BASE_TCB + u64::from(id), CapKind::Tcb, i as u32, 0),
+                "protection_domain",
+                &pd.span,
+            ));
         }
     }
     for ch in &system.channels {
@@ -82,14 +109,24 @@ pub fn build(system: &System, debug_console: bool) -> Result<CapTables, Vec<Diag
             let ib = u64::from(b.id);
             if a.notify {
                 per_pd[a.pd].push((
-                    cap(slot::BASE_NOTIFICATION + ia, CapKind::Notification, b.pd as u32, cap::notification_badge(ib)),
+                    cap(
+                        slot::BASE_NOTIFICATION + ia,
+                        CapKind::Notification,
+                        b.pd as u32,
+                        cap::notification_badge(ib),
+                    ),
                     "end",
                     &a.span,
                 ));
             }
             if a.pp {
                 per_pd[a.pd].push((
-                    cap(slot::BASE_ENDPOINT + ia, CapKind::Endpoint, b.pd as u32, cap::BADGE_PPC | ib),
+                    cap(
+                        slot::BASE_ENDPOINT + ia,
+                        CapKind::Endpoint,
+                        b.pd as u32,
+                        cap::BADGE_PPC | ib,
+                    ),
                     "end",
                     &a.span,
                 ));

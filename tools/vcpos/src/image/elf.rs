@@ -139,7 +139,9 @@ pub fn resolve(name: &str, search_paths: &[PathBuf]) -> Option<PathBuf> {
 pub fn parse(bytes: &[u8]) -> Result<ElfImage, String> {
     let header = elf::FileHeader64::<Endianness>::parse(bytes)
         .map_err(|e| format!("not an ELF64 file ({e})"))?;
-    let endian = header.endian().map_err(|e| format!("bad ELF header ({e})"))?;
+    let endian = header
+        .endian()
+        .map_err(|e| format!("bad ELF header ({e})"))?;
     if endian != Endianness::Little {
         return Err("not a little-endian ELF file".into());
     }
@@ -189,10 +191,22 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage, String> {
             write: flags.contains(elf::PF_W),
             execute: flags.contains(elf::PF_X),
         };
-        segments.push(Segment { index, vaddr, paddr, memsz, data, perms, p_flags: flags.0 });
+        segments.push(Segment {
+            index,
+            vaddr,
+            paddr,
+            memsz,
+            data,
+            perms,
+            p_flags: flags.0,
+        });
     }
-    let symbols = parse_symbols(&header, endian, bytes)?;
-    Ok(ElfImage { entry: header.e_entry(endian), segments, symbols })
+    let symbols = parse_symbols(header, endian, bytes)?;
+    Ok(ElfImage {
+        entry: header.e_entry(endian),
+        segments,
+        symbols,
+    })
 }
 
 fn parse_symbols(
@@ -200,7 +214,9 @@ fn parse_symbols(
     endian: Endianness,
     bytes: &[u8],
 ) -> Result<HashMap<String, Symbol>, String> {
-    let sections = header.sections(endian, bytes).map_err(|e| format!("bad section headers ({e})"))?;
+    let sections = header
+        .sections(endian, bytes)
+        .map_err(|e| format!("bad section headers ({e})"))?;
     let table = sections
         .symbols(endian, bytes, elf::SHT_SYMTAB)
         .map_err(|e| format!("bad symbol table ({e})"))?;
@@ -213,13 +229,20 @@ fn parse_symbols(
         if ty == elf::STT_SECTION || ty == elf::STT_FILE {
             continue;
         }
-        let Ok(name) = sym.name(endian, table.strings()) else { continue };
-        let Ok(name) = std::str::from_utf8(name) else { continue };
+        let Ok(name) = sym.name(endian, table.strings()) else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
         if name.is_empty() {
             continue;
         }
         let global = sym.st_bind() != elf::STB_LOCAL;
-        let s = Symbol { vaddr: sym.st_value(endian), size: sym.st_size(endian) };
+        let s = Symbol {
+            vaddr: sym.st_value(endian),
+            size: sym.st_size(endian),
+        };
         match symbols.get(name) {
             Some((_, true)) => {}
             Some((_, false)) if !global => {}
@@ -272,7 +295,10 @@ impl ElfImage {
                 .iter()
                 .any(|s| s.perms.execute && s.vaddr <= self.entry && self.entry < s.vend())
         {
-            errors.push(format!("its entry point 0x{:x} is not in an executable segment", self.entry));
+            errors.push(format!(
+                "its entry point 0x{:x} is not in an executable segment",
+                self.entry
+            ));
         }
         errors
     }
@@ -309,9 +335,13 @@ impl ElfImage {
     ) -> Result<u64, PatchError> {
         let sym = symbols.get(symbol).ok_or(PatchError::NotFound)?;
         if sym.size != len {
-            return Err(PatchError::WrongSize { actual: sym.size, expected: len });
+            return Err(PatchError::WrongSize {
+                actual: sym.size,
+                expected: len,
+            });
         }
-        self.locate(sym.vaddr, len).ok_or(PatchError::NotInFile { vaddr: sym.vaddr })?;
+        self.locate(sym.vaddr, len)
+            .ok_or(PatchError::NotInFile { vaddr: sym.vaddr })?;
         Ok(sym.vaddr)
     }
 
@@ -326,7 +356,9 @@ impl ElfImage {
 
     /// Writes `value` at `vaddr` (which [`ElfImage::check_patch`] accepted).
     pub fn write(&mut self, vaddr: u64, value: &[u8]) -> Result<(), PatchError> {
-        let (seg, off) = self.locate(vaddr, value.len() as u64).ok_or(PatchError::NotInFile { vaddr })?;
+        let (seg, off) = self
+            .locate(vaddr, value.len() as u64)
+            .ok_or(PatchError::NotInFile { vaddr })?;
         self.segments[seg].data[off..off + value.len()].copy_from_slice(value);
         Ok(())
     }

@@ -180,7 +180,11 @@ impl Allocator {
             if end > self.ram_end {
                 return None;
             }
-            match self.reserved.iter().find(|r| overlaps(at, size, r.base, r.size)) {
+            match self
+                .reserved
+                .iter()
+                .find(|r| overlaps(at, size, r.base, r.size))
+            {
                 Some(r) => at = align_up(r.end(), align)?,
                 None => {
                     self.cursor = end;
@@ -200,7 +204,12 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
             errors.push(LayoutError::KernelOutsideRam { segment: *k });
         }
     }
-    let kernel_end = req.kernel.iter().map(PRange::end).max().unwrap_or(req.kernel_paddr);
+    let kernel_end = req
+        .kernel
+        .iter()
+        .map(PRange::end)
+        .max()
+        .unwrap_or(req.kernel_paddr);
     let alloc_start = align_up(kernel_end.max(req.kernel_paddr), PAGE).unwrap_or(ram_end);
 
     // Fixed regions: inside RAM they are reserved, outside they are device memory.
@@ -221,7 +230,10 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
             if base < alloc_start {
                 errors.push(LayoutError::FixedOverlapsKernel {
                     mr: i,
-                    kernel: PRange { base: req.ram.base, size: alloc_start - req.ram.base },
+                    kernel: PRange {
+                        base: req.ram.base,
+                        size: alloc_start - req.ram.base,
+                    },
                 });
             }
             reserved.push(r);
@@ -233,7 +245,11 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
 
     // Everything to allocate, in order, as (item, size, align).
     let mut items = vec![
-        (Item::BootInfo, align_up(req.blob_size, PAGE).unwrap_or(u64::MAX), PAGE),
+        (
+            Item::BootInfo,
+            align_up(req.blob_size, PAGE).unwrap_or(u64::MAX),
+            PAGE,
+        ),
         (Item::PageTables, req.pt_pool_size, PAGE),
     ];
     for (pd, p) in req.pds.iter().enumerate() {
@@ -249,18 +265,27 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
         }
     }
 
-    let mut alloc = Allocator { cursor: alloc_start, ram_end, reserved: reserved.clone() };
+    let mut alloc = Allocator {
+        cursor: alloc_start,
+        ram_end,
+        reserved: reserved.clone(),
+    };
     let mut placed = Vec::with_capacity(items.len());
     for &(item, size, align) in &items {
         match alloc.alloc(size, align) {
             Some(at) => placed.push(at),
             None => {
-                let needed = items
-                    .iter()
-                    .fold(0u64, |acc, &(_, s, a)| align_up(acc, a).unwrap_or(u64::MAX).saturating_add(s));
+                let needed = items.iter().fold(0u64, |acc, &(_, s, a)| {
+                    align_up(acc, a).unwrap_or(u64::MAX).saturating_add(s)
+                });
                 let fixed: u64 = reserved.iter().map(|r| r.size).sum();
                 let available = ram_end.saturating_sub(alloc_start).saturating_sub(fixed);
-                return Err(vec![LayoutError::OutOfRam { item, size, needed, available }]);
+                return Err(vec![LayoutError::OutOfRam {
+                    item,
+                    size,
+                    needed,
+                    available,
+                }]);
             }
         }
     }
@@ -276,7 +301,11 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
             let runs = p.runs.iter().map(|_| take()).collect();
             let stack = take();
             let ipc_buffer = take();
-            PdPlacement { runs, stack, ipc_buffer }
+            PdPlacement {
+                runs,
+                stack,
+                ipc_buffer,
+            }
         })
         .collect();
     for (i, m) in req.mrs.iter().enumerate() {
@@ -284,6 +313,15 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
             mrs[i] = take();
         }
     }
-    let end = alloc.cursor.max(reserved.iter().map(PRange::end).max().unwrap_or(0));
-    Ok(Layout { alloc_start, blob, pt_pool, pds, mrs, end })
+    let end = alloc
+        .cursor
+        .max(reserved.iter().map(PRange::end).max().unwrap_or(0));
+    Ok(Layout {
+        alloc_start,
+        blob,
+        pt_pool,
+        pds,
+        mrs,
+        end,
+    })
 }

@@ -36,7 +36,7 @@ pub use board_check::check_board;
 use self::blob::{MrInit, RecordInputs, Records};
 use self::elf::ElfImage;
 use self::layout::{Item, Layout, LayoutError, PRange, PdPlacement};
-use self::symbols::{PdImage, Patched};
+use self::symbols::{Patched, PdImage};
 use self::vspace::PdSpace;
 use crate::board::Board;
 use crate::diag::Diagnostic;
@@ -169,21 +169,39 @@ fn load_pd(system: &System, i: usize, search: &[PathBuf]) -> Result<PdImage, Vec
     let pd = &system.pds[i];
     let pi = &pd.program_image;
     let path = elf::resolve(&pi.path, search).ok_or_else(|| {
-        vec![located_program_image(system, i, format!("unable to find program image: '{}'", pi.path))]
+        vec![located_program_image(
+            system,
+            i,
+            format!("unable to find program image: '{}'", pi.path),
+        )]
     })?;
     let image = elf::load(&path).map_err(|m| {
-        vec![located_program_image(system, i, format!("program image '{}' is not usable: {m}", path.display()))]
+        vec![located_program_image(
+            system,
+            i,
+            format!("program image '{}' is not usable: {m}", path.display()),
+        )]
     })?;
     let mut errors: Vec<Diagnostic> = image
         .check_user(user_map_limit(pd.stack_size))
         .into_iter()
-        .map(|m| located_program_image(system, i, format!("program image '{}' is not usable: {m}", path.display())))
+        .map(|m| {
+            located_program_image(
+                system,
+                i,
+                format!("program image '{}' is not usable: {m}", path.display()),
+            )
+        })
         .collect();
     let (symbols_path, symbols) = match &pi.path_for_symbols {
         None => (None, image.symbols.clone()),
         Some(name) => match elf::resolve(name, search) {
             None => {
-                errors.push(located_program_image(system, i, format!("unable to find program image for symbols: '{name}'")));
+                errors.push(located_program_image(
+                    system,
+                    i,
+                    format!("unable to find program image for symbols: '{name}'"),
+                ));
                 (None, Default::default())
             }
             Some(p) => match elf::load(&p) {
@@ -192,7 +210,10 @@ fn load_pd(system: &System, i: usize, search: &[PathBuf]) -> Result<PdImage, Vec
                     errors.push(located_program_image(
                         system,
                         i,
-                        format!("program image for symbols '{}' is not usable: {m}", p.display()),
+                        format!(
+                            "program image for symbols '{}' is not usable: {m}",
+                            p.display()
+                        ),
                     ));
                     (None, Default::default())
                 }
@@ -200,7 +221,12 @@ fn load_pd(system: &System, i: usize, search: &[PathBuf]) -> Result<PdImage, Vec
         },
     };
     if errors.is_empty() {
-        Ok(PdImage { path, image, symbols_path, symbols })
+        Ok(PdImage {
+            path,
+            image,
+            symbols_path,
+            symbols,
+        })
     } else {
         Err(errors)
     }
@@ -229,9 +255,18 @@ fn load_kernel(opts: &BuildOptions) -> Result<Kernel, Vec<Diagnostic>> {
                 ))]
             })?,
     };
-    let bad = |m: String| Diagnostic::plain(format!("kernel image '{}' is not usable: {m}", path.display()));
+    let bad = |m: String| {
+        Diagnostic::plain(format!(
+            "kernel image '{}' is not usable: {m}",
+            path.display()
+        ))
+    };
     let image = elf::load(&path).map_err(|m| vec![bad(m)])?;
-    let mut errors: Vec<Diagnostic> = image.overlap_errors(|s| s.paddr, "physical").into_iter().map(bad).collect();
+    let mut errors: Vec<Diagnostic> = image
+        .overlap_errors(|s| s.paddr, "physical")
+        .into_iter()
+        .map(bad)
+        .collect();
     if image.segments.is_empty() {
         errors.push(bad("it has no loadable segments".into()));
     }
@@ -250,12 +285,19 @@ fn load_kernel(opts: &BuildOptions) -> Result<Kernel, Vec<Diagnostic>> {
         .find(|s| s.vaddr <= image.entry && image.entry < s.vend())
         .map(|s| s.paddr + (image.entry - s.vaddr));
     if entry.is_none() {
-        errors.push(bad(format!("its entry point 0x{:x} is not in a loadable segment", image.entry)));
+        errors.push(bad(format!(
+            "its entry point 0x{:x} is not in a loadable segment",
+            image.entry
+        )));
     }
     let mut sym = |name: &str| match image.check_patch(&image.symbols, name, 8) {
         Ok(v) => v,
         Err(e) => {
-            let hint = if matches!(e, elf::PatchError::NotInFile { .. }) { "" } else { " (it must be a u64 in .data)" };
+            let hint = if matches!(e, elf::PatchError::NotInFile { .. }) {
+                ""
+            } else {
+                " (it must be a u64 in .data)"
+            };
             errors.push(bad(format!("could not patch symbol '{name}': {e}{hint}")));
             0
         }
@@ -263,10 +305,19 @@ fn load_kernel(opts: &BuildOptions) -> Result<Kernel, Vec<Diagnostic>> {
     let sym_paddr = sym(SYMBOL_PADDR);
     let sym_size = sym(SYMBOL_SIZE);
     match entry {
-        Some(entry) if errors.is_empty() => Ok(Kernel { path, image, entry, sym_paddr, sym_size }),
+        Some(entry) if errors.is_empty() => Ok(Kernel {
+            path,
+            image,
+            entry,
+            sym_paddr,
+            sym_size,
+        }),
         _ => Err(errors),
     }
 }
+
+/// How each memory region starts out, and the prefill bytes of those that are prefilled.
+type Prefills = (Vec<MrInit>, Vec<Option<Vec<u8>>>);
 
 /// Finds, reads and checks each memory region's prefill file. Returns how each region
 /// starts out (device memory, zeroed RAM, prefilled RAM) and the prefill bytes.
@@ -274,23 +325,30 @@ fn load_prefills(
     system: &System,
     board: &Board,
     search: &[PathBuf],
-) -> Result<(Vec<MrInit>, Vec<Option<Vec<u8>>>), Vec<Diagnostic>> {
+) -> Result<Prefills, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut init = Vec::new();
     let mut data = Vec::new();
     for mr in &system.memory_regions {
         let in_ram = match mr.phys_addr {
             None => true,
-            Some(p) => board_check::overlaps(p, mr.size, board.memory.ram_base, board.memory.ram_size),
+            Some(p) => {
+                board_check::overlaps(p, mr.size, board.memory.ram_base, board.memory.ram_size)
+            }
         };
         let Some(name) = &mr.prefill_path else {
-            init.push(if in_ram { MrInit::Zeroed } else { MrInit::Device });
+            init.push(if in_ram {
+                MrInit::Zeroed
+            } else {
+                MrInit::Device
+            });
             data.push(None);
             continue;
         };
         let bytes = match elf::resolve(name, search) {
             None => Err(format!("unable to find prefill file: '{name}'")),
-            Some(p) => std::fs::read(&p).map_err(|e| format!("cannot read prefill file '{}': {e}", p.display())),
+            Some(p) => std::fs::read(&p)
+                .map_err(|e| format!("cannot read prefill file '{}': {e}", p.display())),
         };
         let bytes = bytes.and_then(|b| {
             if b.is_empty() {
@@ -382,7 +440,11 @@ fn layout_error(system: &System, e: &LayoutError) -> Diagnostic {
 }
 
 /// Builds the image: runs every stage and collects every error it can.
-pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Built, Vec<Diagnostic>> {
+pub fn build(
+    system: &System,
+    board: &Board,
+    opts: &BuildOptions,
+) -> Result<Built, Vec<Diagnostic>> {
     let mut errors = check_board(system, board);
     for pd in &system.pds {
         if pd.smc {
@@ -412,8 +474,12 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
             Err(e) => errors.extend(e),
         }
     }
-    let prefills = load_prefills(system, board, &opts.search_paths).map_err(|e| errors.extend(e)).ok();
-    let (Some(mut kernel), Some((mr_init, prefill_data))) = (kernel, prefills) else { return Err(errors) };
+    let prefills = load_prefills(system, board, &opts.search_paths)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let (Some(mut kernel), Some((mr_init, prefill_data))) = (kernel, prefills) else {
+        return Err(errors);
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -426,10 +492,19 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
             Err(e) => errors.extend(e),
         }
     }
-    let caps = caps::build(system, opts.config != Config::Release).map_err(|e| errors.extend(e)).ok();
-    let prefill_len: Vec<Option<u64>> = prefill_data.iter().map(|d| d.as_ref().map(|d| d.len() as u64)).collect();
-    let patches = symbols::plan(system, &images, &prefill_len).map_err(|e| errors.extend(e)).ok();
-    let (Some(caps), Some(patches)) = (caps, patches) else { return Err(errors) };
+    let caps = caps::build(system, opts.config != Config::Release)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let prefill_len: Vec<Option<u64>> = prefill_data
+        .iter()
+        .map(|d| d.as_ref().map(|d| d.len() as u64))
+        .collect();
+    let patches = symbols::plan(system, &images, &prefill_len)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let (Some(caps), Some(patches)) = (caps, patches) else {
+        return Err(errors);
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -438,7 +513,11 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
     let entries: Vec<u64> = images.iter().map(|i| i.image.entry).collect();
     let zero_places: Vec<PdPlacement> = spaces
         .iter()
-        .map(|s| PdPlacement { runs: vec![0; s.runs.len()], stack: 0, ipc_buffer: 0 })
+        .map(|s| PdPlacement {
+            runs: vec![0; s.runs.len()],
+            stack: 0,
+            ipc_buffer: 0,
+        })
         .collect();
     let zero_mrs = vec![0u64; system.memory_regions.len()];
     let sizing = blob::records(&RecordInputs {
@@ -452,24 +531,46 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
     });
     let pt_pool_size = spaces.iter().map(|s| s.page_tables as u64).sum::<u64>() * PAGE_SIZE;
     let request = layout::Request {
-        ram: PRange { base: board.memory.ram_base, size: board.memory.ram_size },
+        ram: PRange {
+            base: board.memory.ram_base,
+            size: board.memory.ram_size,
+        },
         kernel_paddr: board.memory.kernel_paddr,
-        kernel: kernel.image.segments.iter().map(|s| PRange { base: s.paddr, size: s.memsz }).collect(),
+        kernel: kernel
+            .image
+            .segments
+            .iter()
+            .map(|s| PRange {
+                base: s.paddr,
+                size: s.memsz,
+            })
+            .collect(),
         blob_size: sizing.size(),
         pt_pool_size,
         pds: system
             .pds
             .iter()
             .zip(&spaces)
-            .map(|(p, s)| layout::PdRequest { runs: s.runs.iter().map(|r| r.size).collect(), stack_size: p.stack_size })
+            .map(|(p, s)| layout::PdRequest {
+                runs: s.runs.iter().map(|r| r.size).collect(),
+                stack_size: p.stack_size,
+            })
             .collect(),
         mrs: system
             .memory_regions
             .iter()
-            .map(|m| layout::MrRequest { size: m.size, page_size: m.page_size, fixed: m.phys_addr })
+            .map(|m| layout::MrRequest {
+                size: m.size,
+                page_size: m.page_size,
+                fixed: m.phys_addr,
+            })
             .collect(),
     };
-    let layout = layout::plan(&request).map_err(|es| es.iter().map(|e| layout_error(system, e)).collect::<Vec<_>>())?;
+    let layout = layout::plan(&request).map_err(|es| {
+        es.iter()
+            .map(|e| layout_error(system, e))
+            .collect::<Vec<_>>()
+    })?;
 
     // Patch, then assemble the blob and the image.
     let patched = symbols::apply(&patches, &mut images, &layout.mrs).map_err(|e| vec![e])?;
@@ -486,14 +587,29 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
     let blob = records.serialise(pt_pool);
     let internal = |m: String| vec![Diagnostic::plain(format!("internal error: {m}"))];
     if blob.len() as u64 != sizing.size() {
-        return Err(internal(format!("blob is 0x{:x} bytes, sized as 0x{:x}", blob.len(), sizing.size())));
+        return Err(internal(format!(
+            "blob is 0x{:x} bytes, sized as 0x{:x}",
+            blob.len(),
+            sizing.size()
+        )));
     }
     let kernel_patched = vec![
-        KernelPatch { symbol: SYMBOL_PADDR.into(), vaddr: kernel.sym_paddr, value: layout.blob },
-        KernelPatch { symbol: SYMBOL_SIZE.into(), vaddr: kernel.sym_size, value: blob.len() as u64 },
+        KernelPatch {
+            symbol: SYMBOL_PADDR.into(),
+            vaddr: kernel.sym_paddr,
+            value: layout.blob,
+        },
+        KernelPatch {
+            symbol: SYMBOL_SIZE.into(),
+            vaddr: kernel.sym_size,
+            value: blob.len() as u64,
+        },
     ];
     for p in &kernel_patched {
-        kernel.image.write(p.vaddr, &p.value.to_le_bytes()).map_err(|e| internal(e.to_string()))?;
+        kernel
+            .image
+            .write(p.vaddr, &p.value.to_le_bytes())
+            .map_err(|e| internal(e.to_string()))?;
     }
 
     let mut pieces = Vec::new();
@@ -509,7 +625,12 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
         map.push(PhysEntry {
             paddr: s.paddr,
             size: s.memsz,
-            what: format!("kernel segment {} ({}) of '{}'", s.index, s.perms.text(), kernel.path.display()),
+            what: format!(
+                "kernel segment {} ({}) of '{}'",
+                s.index,
+                s.perms.text(),
+                kernel.path.display()
+            ),
             pd: None,
             mr: None,
             allocated: false,
@@ -522,13 +643,32 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
         flags: object::elf::PF_R.0,
         what: "boot information".into(),
     });
-    map.push(PhysEntry { paddr: layout.blob, size: blob.len() as u64, what: "boot information".into(), pd: None, mr: None, allocated: true });
-    map.push(PhysEntry { paddr: layout.pt_pool, size: pt_pool_size, what: "page-table pool".into(), pd: None, mr: None, allocated: true });
+    map.push(PhysEntry {
+        paddr: layout.blob,
+        size: blob.len() as u64,
+        what: "boot information".into(),
+        pd: None,
+        mr: None,
+        allocated: true,
+    });
+    map.push(PhysEntry {
+        paddr: layout.pt_pool,
+        size: pt_pool_size,
+        what: "page-table pool".into(),
+        pd: None,
+        mr: None,
+        allocated: true,
+    });
     for (i, (img, space)) in images.iter().zip(&spaces).enumerate() {
         let name = &system.pds[i].name;
         let place = &layout.pds[i];
         for (ri, run) in space.runs.iter().enumerate() {
-            let segs = run.segments.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+            let segs = run
+                .segments
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             pieces.push(writer::Piece {
                 paddr: place.runs[ri],
                 data: run.bytes(&img.image),
@@ -539,14 +679,31 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
             map.push(PhysEntry {
                 paddr: place.runs[ri],
                 size: run.size,
-                what: format!("PD '{name}' program image 0x{:x}.. (ELF segments {segs})", run.vaddr),
+                what: format!(
+                    "PD '{name}' program image 0x{:x}.. (ELF segments {segs})",
+                    run.vaddr
+                ),
                 pd: Some(i),
                 mr: None,
                 allocated: true,
             });
         }
-        map.push(PhysEntry { paddr: place.stack, size: system.pds[i].stack_size, what: format!("PD '{name}' stack"), pd: Some(i), mr: None, allocated: true });
-        map.push(PhysEntry { paddr: place.ipc_buffer, size: PAGE_SIZE, what: format!("PD '{name}' IPC buffer"), pd: Some(i), mr: None, allocated: true });
+        map.push(PhysEntry {
+            paddr: place.stack,
+            size: system.pds[i].stack_size,
+            what: format!("PD '{name}' stack"),
+            pd: Some(i),
+            mr: None,
+            allocated: true,
+        });
+        map.push(PhysEntry {
+            paddr: place.ipc_buffer,
+            size: PAGE_SIZE,
+            what: format!("PD '{name}' IPC buffer"),
+            pd: Some(i),
+            mr: None,
+            allocated: true,
+        });
     }
     for (i, mr) in system.memory_regions.iter().enumerate() {
         let paddr = layout.mrs[i];
@@ -562,9 +719,16 @@ pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Buil
         let kind = match mr_init[i] {
             MrInit::Device => "device memory".to_string(),
             MrInit::Zeroed => "zeroed".to_string(),
-            MrInit::Prefilled(n) => format!("prefilled with 0x{n:x} bytes of '{}'", mr.prefill_path.as_deref().unwrap_or("")),
+            MrInit::Prefilled(n) => format!(
+                "prefilled with 0x{n:x} bytes of '{}'",
+                mr.prefill_path.as_deref().unwrap_or("")
+            ),
         };
-        let fixed = if mr.phys_addr.is_some() { ", fixed address" } else { "" };
+        let fixed = if mr.phys_addr.is_some() {
+            ", fixed address"
+        } else {
+            ""
+        };
         map.push(PhysEntry {
             paddr,
             size: mr.size,
@@ -601,12 +765,24 @@ pub fn build_command(args: &BuildArgs) -> Result<(), Vec<Diagnostic>> {
         println!("{w}");
     }
     let board = crate::board::load(&args.board, None).map_err(|e| vec![e])?;
-    let opts = BuildOptions { config, search_paths: args.search_paths.clone(), kernel: args.kernel.clone() };
+    let opts = BuildOptions {
+        config,
+        search_paths: args.search_paths.clone(),
+        kernel: args.kernel.clone(),
+    };
     let built = build(&loaded.system, &board, &opts)?;
-    std::fs::write(&args.output, &built.image)
-        .map_err(|e| vec![Diagnostic::plain(format!("cannot write image '{}': {e}", args.output.display()))])?;
-    std::fs::write(&args.report, &built.report)
-        .map_err(|e| vec![Diagnostic::plain(format!("cannot write report '{}': {e}", args.report.display()))])?;
+    std::fs::write(&args.output, &built.image).map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot write image '{}': {e}",
+            args.output.display()
+        ))]
+    })?;
+    std::fs::write(&args.report, &built.report).map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot write report '{}': {e}",
+            args.report.display()
+        ))]
+    })?;
     println!(
         "vcpos: image '{}': {} bytes, {} protection domains, {} bytes of RAM used \
          (0x{:x}..0x{:x}); report '{}'",

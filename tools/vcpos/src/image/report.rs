@@ -19,14 +19,30 @@ fn map_line(out: &mut String, system: &System, m: &MapDesc, what: &MapWhat) {
         "{}{}{}",
         if m.attrs & attr::READ != 0 { 'r' } else { '-' },
         if m.attrs & attr::WRITE != 0 { 'w' } else { '-' },
-        if m.attrs & attr::EXECUTE != 0 { 'x' } else { '-' }
+        if m.attrs & attr::EXECUTE != 0 {
+            'x'
+        } else {
+            '-'
+        }
     );
-    let cache = if m.attrs & attr::CACHED != 0 { "cached" } else { "device" };
-    let large = if m.attrs & attr::LARGE != 0 { " 2M-pages" } else { "" };
+    let cache = if m.attrs & attr::CACHED != 0 {
+        "cached"
+    } else {
+        "device"
+    };
+    let large = if m.attrs & attr::LARGE != 0 {
+        " 2M-pages"
+    } else {
+        ""
+    };
     let what = match what {
         MapWhat::Program { segments, .. } => format!(
             "program image (ELF segments {})",
-            segments.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            segments
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         MapWhat::Stack => "stack".into(),
         MapWhat::IpcBuffer => "IPC buffer".into(),
@@ -49,7 +65,11 @@ fn cap_line(out: &mut String, system: &System, c: &CapDesc) {
         Some(CapKind::Input) => "Input (own notification and endpoint)".to_string(),
         Some(CapKind::DebugConsole) => "DebugConsole".to_string(),
         Some(CapKind::Notification) => {
-            format!("Notification -> '{}', badge 0x{:x}", pd_name(c.object), c.badge)
+            format!(
+                "Notification -> '{}', badge 0x{:x}",
+                pd_name(c.object),
+                c.badge
+            )
         }
         Some(CapKind::Endpoint) => format!(
             "Endpoint (PPC) -> '{}', badge 0x{:x} (PPC, channel {})",
@@ -80,7 +100,12 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
         board.devices.cores
     );
     let _ = writeln!(out, "Config:       {:?}", opts.config);
-    let _ = writeln!(out, "Image:        {} bytes, kernel entry (physical) 0x{:x}", built.image.len(), built.entry);
+    let _ = writeln!(
+        out,
+        "Image:        {} bytes, kernel entry (physical) 0x{:x}",
+        built.image.len(),
+        built.entry
+    );
     let _ = writeln!(
         out,
         "Boot info:    0x{:x} ({} bytes: {} PDs, {} maps, {} caps, {} IRQs, {} zero ranges)",
@@ -112,7 +137,10 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
         let parent = if d.parent == NO_PARENT {
             "none".to_string()
         } else {
-            format!("'{}' (child id {})", system.pds[d.parent as usize].name, d.child_id)
+            format!(
+                "'{}' (child id {})",
+                system.pds[d.parent as usize].name, d.child_id
+            )
         };
         let _ = writeln!(out, "  parent:       {parent}");
         let _ = writeln!(
@@ -178,7 +206,13 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
                     Trigger::Level => "level",
                     Trigger::Edge => "edge",
                 };
-                let _ = writeln!(out, "    IRQ {} -> channel {} ({trig}, badge 0x{:x})", q.irq, q.id, 1u64 << q.id);
+                let _ = writeln!(
+                    out,
+                    "    IRQ {} -> channel {} ({trig}, badge 0x{:x})",
+                    q.irq,
+                    q.id,
+                    1u64 << q.id
+                );
             }
         }
         let _ = writeln!(out, "  patched symbols:");
@@ -188,24 +222,45 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
                 w.copy_from_slice(&p.bytes);
                 format!("0x{:x}", u64::from_le_bytes(w))
             } else if p.symbol == "microkit_name" {
-                let n = p.bytes.iter().position(|&b| b == 0).unwrap_or(p.bytes.len());
+                let n = p
+                    .bytes
+                    .iter()
+                    .position(|&b| b == 0)
+                    .unwrap_or(p.bytes.len());
                 format!("\"{}\"", String::from_utf8_lossy(&p.bytes[..n]))
             } else if p.bytes.len() == 1 {
                 p.bytes[0].to_string()
             } else {
                 format!("{:?}", p.bytes)
             };
-            let _ = writeln!(out, "    {} @ 0x{:x} = {value}  ({})", p.symbol, p.vaddr, p.reason);
+            let _ = writeln!(
+                out,
+                "    {} @ 0x{:x} = {value}  ({})",
+                p.symbol, p.vaddr, p.reason
+            );
         }
     }
 
     let _ = writeln!(out, "\n# Physical memory map");
     for e in &built.memory_map {
-        let _ = writeln!(out, "  0x{:010x}..0x{:010x}  0x{:08x}  {}", e.paddr, e.paddr + e.size, e.size, e.what);
+        let _ = writeln!(
+            out,
+            "  0x{:010x}..0x{:010x}  0x{:08x}  {}",
+            e.paddr,
+            e.paddr + e.size,
+            e.size,
+            e.what
+        );
     }
     let _ = writeln!(out, "\n# Zeroed by the kernel at boot");
     for z in &built.records.zero {
-        let _ = writeln!(out, "  0x{:010x}..0x{:010x}  0x{:08x}", z.paddr, z.paddr + z.size, z.size);
+        let _ = writeln!(
+            out,
+            "  0x{:010x}..0x{:010x}  0x{:08x}",
+            z.paddr,
+            z.paddr + z.size,
+            z.size
+        );
     }
     let _ = writeln!(out, "\n# Kernel symbols");
     for k in &built.kernel_patched {

@@ -46,7 +46,11 @@ impl Run {
     /// The run's initial contents (`file_len` bytes) from `image`'s segments.
     pub fn bytes(&self, image: &ElfImage) -> Vec<u8> {
         let mut out = vec![0u8; self.file_len as usize];
-        for s in image.segments.iter().filter(|s| self.segments.contains(&s.index)) {
+        for s in image
+            .segments
+            .iter()
+            .filter(|s| self.segments.contains(&s.index))
+        {
             let off = (s.vaddr - self.vaddr) as usize;
             out[off..off + s.data.len()].copy_from_slice(&s.data);
         }
@@ -86,7 +90,13 @@ pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
         let file_end = s.vaddr + s.data.len() as u64;
         let extend = matches!(runs.last(), Some(r) if start < r.vaddr + r.size);
         if !extend {
-            runs.push(Run { vaddr: start, size: 0, file_len: 0, pages: Vec::new(), segments: Vec::new() });
+            runs.push(Run {
+                vaddr: start,
+                size: 0,
+                file_len: 0,
+                pages: Vec::new(),
+                segments: Vec::new(),
+            });
             owners.clear();
         }
         let Some(r) = runs.last_mut() else { continue };
@@ -100,7 +110,8 @@ pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
             let i = ((page - r.vaddr) / PAGE_SIZE) as usize;
             let had = r.pages[i];
             let now = had.union(s.perms);
-            if now.write && now.execute && !(had.write && had.execute) && had != SegPerms::default() {
+            if now.write && now.execute && !(had.write && had.execute) && had != SegPerms::default()
+            {
                 wx.push((owners[i], s.index, page));
             }
             if had == SegPerms::default() {
@@ -126,7 +137,11 @@ pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
 /// Plans PD `pd_index`'s address space against its (already checked) program image:
 /// merges segments into runs, rejects shared pages that would be writable and
 /// executable, rejects maps that overlap the program image, and counts page tables.
-pub fn plan_pd(system: &System, pd_index: usize, image: &ElfImage) -> Result<PdSpace, Vec<Diagnostic>> {
+pub fn plan_pd(
+    system: &System,
+    pd_index: usize,
+    image: &ElfImage,
+) -> Result<PdSpace, Vec<Diagnostic>> {
     let pd: &ProtectionDomain = &system.pds[pd_index];
     let mut errors = Vec::new();
     let (runs, wx) = runs(image);
@@ -141,8 +156,14 @@ pub fn plan_pd(system: &System, pd_index: usize, image: &ElfImage) -> Result<PdS
             &pd.program_image.span,
         ));
     }
-    let mut ranges: Vec<VRange> =
-        runs.iter().map(|r| VRange { vaddr: r.vaddr, size: r.size, large: false }).collect();
+    let mut ranges: Vec<VRange> = runs
+        .iter()
+        .map(|r| VRange {
+            vaddr: r.vaddr,
+            size: r.size,
+            large: false,
+        })
+        .collect();
     for map in &pd.maps {
         let mr = &system.memory_regions[map.mr];
         let end = map.vaddr.saturating_add(mr.size);
@@ -164,13 +185,28 @@ pub fn plan_pd(system: &System, pd_index: usize, image: &ElfImage) -> Result<PdS
                 ));
             }
         }
-        ranges.push(VRange { vaddr: map.vaddr, size: mr.size, large: mr.page_size == LARGE_PAGE_SIZE });
+        ranges.push(VRange {
+            vaddr: map.vaddr,
+            size: mr.size,
+            large: mr.page_size == LARGE_PAGE_SIZE,
+        });
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    ranges.push(VRange { vaddr: vspace::stack_bottom(pd.stack_size), size: pd.stack_size, large: false });
-    ranges.push(VRange { vaddr: IPC_BUFFER_VADDR, size: PAGE_SIZE, large: false });
+    ranges.push(VRange {
+        vaddr: vspace::stack_bottom(pd.stack_size),
+        size: pd.stack_size,
+        large: false,
+    });
+    ranges.push(VRange {
+        vaddr: IPC_BUFFER_VADDR,
+        size: PAGE_SIZE,
+        large: false,
+    });
     ranges.sort_by_key(|r| r.vaddr);
-    Ok(PdSpace { runs, page_tables: vspace::page_tables_needed(&ranges) })
+    Ok(PdSpace {
+        runs,
+        page_tables: vspace::page_tables_needed(&ranges),
+    })
 }

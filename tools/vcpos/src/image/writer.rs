@@ -47,7 +47,11 @@ pub fn write_image(entry: u64, pieces: &[Piece]) -> Result<Vec<u8>, String> {
     let mut offsets = Vec::with_capacity(order.len());
     for p in &order {
         let cur = w.reserved_len();
-        let off = if p.data.is_empty() { cur } else { cur + (p.paddr.wrapping_sub(cur) % ALIGN) };
+        let off = if p.data.is_empty() {
+            cur
+        } else {
+            cur + (p.paddr.wrapping_sub(cur) % ALIGN)
+        };
         w.reserve_until(off);
         w.reserve(p.data.len() as u64, 1);
         offsets.push(off);

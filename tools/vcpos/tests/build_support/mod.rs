@@ -57,7 +57,11 @@ impl ElfSpec {
     /// Adds (or replaces) a symbol.
     pub fn with_sym(mut self, name: &str, vaddr: u64, size: u64) -> Self {
         self.syms.retain(|s| s.name != name);
-        self.syms.push(FSym { name: name.into(), vaddr, size });
+        self.syms.push(FSym {
+            name: name.into(),
+            vaddr,
+            size,
+        });
         self
     }
 
@@ -142,7 +146,11 @@ impl ElfSpec {
                 st_name: w.string_offset(Some(*id)),
                 st_info: elf::SymbolInfo::new(elf::STB_GLOBAL, elf::STT_OBJECT),
                 st_other: elf::SymbolOther(0),
-                st_shndx: if sec.is_some() { elf::SymbolSection(0) } else { elf::SHN_ABS },
+                st_shndx: if sec.is_some() {
+                    elf::SymbolSection(0)
+                } else {
+                    elf::SHN_ABS
+                },
                 st_value: s.vaddr,
                 st_size: s.size,
             });
@@ -160,11 +168,19 @@ impl ElfSpec {
             }
             w.write_section_header(&SectionHeader {
                 sh_name: w.section_name_offset(Some(sec_names[i])),
-                sh_type: if s.data.is_empty() { elf::SHT_NOBITS } else { elf::SHT_PROGBITS },
+                sh_type: if s.data.is_empty() {
+                    elf::SHT_NOBITS
+                } else {
+                    elf::SHT_PROGBITS
+                },
                 sh_flags: flags,
                 sh_addr: s.vaddr,
                 sh_offset: offs[i],
-                sh_size: if s.data.is_empty() { s.memsz } else { s.data.len() as u64 },
+                sh_size: if s.data.is_empty() {
+                    s.memsz
+                } else {
+                    s.data.len() as u64
+                },
                 sh_link: 0,
                 sh_info: 0,
                 sh_addralign: 1,
@@ -189,28 +205,84 @@ pub const DATA_FILL: u8 = 0xaa;
 /// A PD image linked at 0x200000: text (r-x), rodata (r--), data+bss (rw-), with the
 /// microkit globals, `var0..var7` (u64), `small_var` (u32) in .data and `bss_var` in .bss.
 pub fn pd_elf() -> ElfSpec {
-    let text: Vec<u8> = (0..0x60).flat_map(|_| 0xd503_201fu32.to_le_bytes()).collect();
+    let text: Vec<u8> = (0..0x60)
+        .flat_map(|_| 0xd503_201fu32.to_le_bytes())
+        .collect();
     let rodata = b"rodata of the fixture PD".to_vec();
     let data = vec![DATA_FILL; 0x100];
     let mut syms = vec![
-        FSym { name: "microkit_name".into(), vaddr: DATA, size: 64 },
-        FSym { name: "microkit_passive".into(), vaddr: DATA + 0x40, size: 1 },
-        FSym { name: "microkit_irqs".into(), vaddr: DATA + 0x48, size: 8 },
-        FSym { name: "microkit_notifications".into(), vaddr: DATA + 0x50, size: 8 },
-        FSym { name: "microkit_pps".into(), vaddr: DATA + 0x58, size: 8 },
-        FSym { name: "microkit_ioports".into(), vaddr: DATA + 0x60, size: 8 },
-        FSym { name: "small_var".into(), vaddr: DATA + 0x70, size: 4 },
-        FSym { name: "bss_var".into(), vaddr: DATA + 0x200, size: 8 },
+        FSym {
+            name: "microkit_name".into(),
+            vaddr: DATA,
+            size: 64,
+        },
+        FSym {
+            name: "microkit_passive".into(),
+            vaddr: DATA + 0x40,
+            size: 1,
+        },
+        FSym {
+            name: "microkit_irqs".into(),
+            vaddr: DATA + 0x48,
+            size: 8,
+        },
+        FSym {
+            name: "microkit_notifications".into(),
+            vaddr: DATA + 0x50,
+            size: 8,
+        },
+        FSym {
+            name: "microkit_pps".into(),
+            vaddr: DATA + 0x58,
+            size: 8,
+        },
+        FSym {
+            name: "microkit_ioports".into(),
+            vaddr: DATA + 0x60,
+            size: 8,
+        },
+        FSym {
+            name: "small_var".into(),
+            vaddr: DATA + 0x70,
+            size: 4,
+        },
+        FSym {
+            name: "bss_var".into(),
+            vaddr: DATA + 0x200,
+            size: 8,
+        },
     ];
     for i in 0..8 {
-        syms.push(FSym { name: format!("var{i}"), vaddr: VARS + 8 * i, size: 8 });
+        syms.push(FSym {
+            name: format!("var{i}"),
+            vaddr: VARS + 8 * i,
+            size: 8,
+        });
     }
     ElfSpec {
         entry: 0x20_0000,
         segs: vec![
-            Seg { vaddr: 0x20_0000, paddr: 0x20_0000, memsz: text.len() as u64, data: text, flags: R | X },
-            Seg { vaddr: 0x20_1000, paddr: 0x20_1000, memsz: rodata.len() as u64, data: rodata, flags: R },
-            Seg { vaddr: DATA, paddr: DATA, data, memsz: 0x1900, flags: R | W },
+            Seg {
+                vaddr: 0x20_0000,
+                paddr: 0x20_0000,
+                memsz: text.len() as u64,
+                data: text,
+                flags: R | X,
+            },
+            Seg {
+                vaddr: 0x20_1000,
+                paddr: 0x20_1000,
+                memsz: rodata.len() as u64,
+                data: rodata,
+                flags: R,
+            },
+            Seg {
+                vaddr: DATA,
+                paddr: DATA,
+                data,
+                memsz: 0x1900,
+                flags: R | W,
+            },
         ],
         syms,
         machine: elf::EM_AARCH64.0,
@@ -232,12 +304,32 @@ pub fn kernel_elf() -> ElfSpec {
     ElfSpec {
         entry: v(KERNEL_TEXT + KERNEL_ENTRY_OFF),
         segs: vec![
-            Seg { vaddr: v(KERNEL_TEXT), paddr: KERNEL_TEXT, memsz: 0x1000, data: text, flags: R | X },
-            Seg { vaddr: v(KERNEL_TEXT + 0x1000), paddr: KERNEL_TEXT + 0x1000, data, memsz: 0x5000, flags: R | W },
+            Seg {
+                vaddr: v(KERNEL_TEXT),
+                paddr: KERNEL_TEXT,
+                memsz: 0x1000,
+                data: text,
+                flags: R | X,
+            },
+            Seg {
+                vaddr: v(KERNEL_TEXT + 0x1000),
+                paddr: KERNEL_TEXT + 0x1000,
+                data,
+                memsz: 0x5000,
+                flags: R | W,
+            },
         ],
         syms: vec![
-            FSym { name: "VCPOS_BOOT_INFO_PADDR".into(), vaddr: v(KERNEL_TEXT + 0x1000), size: 8 },
-            FSym { name: "VCPOS_BOOT_INFO_SIZE".into(), vaddr: v(KERNEL_TEXT + 0x1008), size: 8 },
+            FSym {
+                name: "VCPOS_BOOT_INFO_PADDR".into(),
+                vaddr: v(KERNEL_TEXT + 0x1000),
+                size: 8,
+            },
+            FSym {
+                name: "VCPOS_BOOT_INFO_SIZE".into(),
+                vaddr: v(KERNEL_TEXT + 0x1008),
+                size: 8,
+            },
         ],
         machine: elf::EM_AARCH64.0,
         e_type: elf::ET_EXEC.0,
@@ -252,7 +344,9 @@ pub struct Fixture {
 impl Fixture {
     /// A fresh directory named after the test.
     pub fn new(test: &str) -> Fixture {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-tests").join(test);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("build-tests")
+            .join(test);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let f = Fixture { dir };
@@ -268,7 +362,11 @@ impl Fixture {
 
     /// Build options searching this directory.
     pub fn opts(&self, config: Config) -> BuildOptions {
-        BuildOptions { config, search_paths: vec![self.dir.clone()], kernel: None }
+        BuildOptions {
+            config,
+            search_paths: vec![self.dir.clone()],
+            kernel: None,
+        }
     }
 }
 
@@ -279,7 +377,11 @@ pub fn board() -> Board {
 
 /// A span on `line` of "test.system".
 pub fn span(line: u32) -> Span {
-    Span { file: "test.system".into(), line, col: 5 }
+    Span {
+        file: "test.system".into(),
+        line,
+        col: 5,
+    }
 }
 
 /// A root PD with defaults (priority 100, 1000 us budget, image `pd.elf`).
@@ -297,7 +399,11 @@ pub fn pd(name: &str, line: u32) -> ProtectionDomain {
         parent: None,
         child_id: None,
         setvar_id: None,
-        program_image: ProgramImage { path: "pd.elf".into(), path_for_symbols: None, span: span(line + 1) },
+        program_image: ProgramImage {
+            path: "pd.elf".into(),
+            path_for_symbols: None,
+            span: span(line + 1),
+        },
         maps: vec![],
         irqs: vec![],
         setvars: vec![],
@@ -308,7 +414,14 @@ pub fn pd(name: &str, line: u32) -> ProtectionDomain {
 
 /// A memory region without a fixed address.
 pub fn mr(name: &str, size: u64, page_size: u64, line: u32) -> MemoryRegion {
-    MemoryRegion { name: name.into(), size, page_size, phys_addr: None, prefill_path: None, span: span(line) }
+    MemoryRegion {
+        name: name.into(),
+        size,
+        page_size,
+        phys_addr: None,
+        prefill_path: None,
+        span: span(line),
+    }
 }
 
 /// A read-write cached map of region `mr` at `vaddr`.
@@ -316,7 +429,11 @@ pub fn map(mr: usize, vaddr: u64, line: u32) -> Map {
     Map {
         mr,
         vaddr,
-        perms: Perms { read: true, write: true, execute: false },
+        perms: Perms {
+            read: true,
+            write: true,
+            execute: false,
+        },
         cached: true,
         setvar_vaddr: None,
         setvar_size: None,
@@ -327,22 +444,47 @@ pub fn map(mr: usize, vaddr: u64, line: u32) -> Map {
 
 /// An IRQ.
 pub fn irq(irq: u32, id: u8, line: u32) -> Irq {
-    Irq { irq, id, trigger: Trigger::Level, setvar_id: None, span: span(line) }
+    Irq {
+        irq,
+        id,
+        trigger: Trigger::Level,
+        setvar_id: None,
+        span: span(line),
+    }
 }
 
 /// A channel end.
 pub fn end(pd: usize, id: u8, pp: bool, notify: bool, line: u32) -> ChannelEnd {
-    ChannelEnd { pd, id, pp, notify, setvar_id: None, span: span(line) }
+    ChannelEnd {
+        pd,
+        id,
+        pp,
+        notify,
+        setvar_id: None,
+        span: span(line),
+    }
 }
 
 /// A channel.
 pub fn channel(a: ChannelEnd, b: ChannelEnd, line: u32) -> Channel {
-    Channel { ends: [a, b], span: span(line) }
+    Channel {
+        ends: [a, b],
+        span: span(line),
+    }
 }
 
 /// A system.
-pub fn system(pds: Vec<ProtectionDomain>, mrs: Vec<MemoryRegion>, channels: Vec<Channel>) -> System {
-    System { path: "test.system".into(), memory_regions: mrs, pds, channels }
+pub fn system(
+    pds: Vec<ProtectionDomain>,
+    mrs: Vec<MemoryRegion>,
+    channels: Vec<Channel>,
+) -> System {
+    System {
+        path: "test.system".into(),
+        memory_regions: mrs,
+        pds,
+        channels,
+    }
 }
 
 /// The `PT_LOAD` segments of an output image.
@@ -367,16 +509,31 @@ impl ImageView {
             .iter()
             .filter(|p| p.p_type(e) == elf::PT_LOAD)
             .map(|p| {
-                (p.p_vaddr(e), p.p_paddr(e), p.p_offset(e), p.data(e, bytes).unwrap().to_vec(), p.p_memsz(e))
+                (
+                    p.p_vaddr(e),
+                    p.p_paddr(e),
+                    p.p_offset(e),
+                    p.data(e, bytes).unwrap().to_vec(),
+                    p.p_memsz(e),
+                )
             })
             .collect();
-        ImageView { entry: h.e_entry(e), machine: h.e_machine(e).0, e_type: h.e_type(e).0, segs, shnum: h.e_shnum(e) }
+        ImageView {
+            entry: h.e_entry(e),
+            machine: h.e_machine(e).0,
+            e_type: h.e_type(e).0,
+            segs,
+            shnum: h.e_shnum(e),
+        }
     }
 
     /// `len` bytes of physical memory at `paddr` as QEMU would load them (zero past
     /// `p_filesz`), if a single segment covers them.
     pub fn read_phys(&self, paddr: u64, len: u64) -> Option<Vec<u8>> {
-        let (_, base, _, data, memsz) = self.segs.iter().find(|s| s.1 <= paddr && paddr + len <= s.1 + s.4)?;
+        let (_, base, _, data, memsz) = self
+            .segs
+            .iter()
+            .find(|s| s.1 <= paddr && paddr + len <= s.1 + s.4)?;
         let _ = memsz;
         Some(
             (paddr..paddr + len)
@@ -390,14 +547,18 @@ impl ImageView {
 pub fn virt_to_phys(built: &Built, pd: usize, vaddr: u64) -> Option<u64> {
     let info = BootInfo::parse(&built.blob).unwrap();
     let d = info.pd(pd);
-    let found = info.pd_maps(&d).find(|m| m.vaddr <= vaddr && vaddr < m.vaddr + m.size);
+    let found = info
+        .pd_maps(&d)
+        .find(|m| m.vaddr <= vaddr && vaddr < m.vaddr + m.size);
     found.map(|m| m.paddr + (vaddr - m.vaddr))
 }
 
 /// Reads `len` bytes of PD `pd`'s memory at `vaddr` from the output image.
 pub fn read_pd(built: &Built, pd: usize, vaddr: u64, len: u64) -> Vec<u8> {
     let paddr = virt_to_phys(built, pd, vaddr).expect("vaddr is mapped");
-    ImageView::parse(&built.image).read_phys(paddr, len).expect("bytes are in the image")
+    ImageView::parse(&built.image)
+        .read_phys(paddr, len)
+        .expect("bytes are in the image")
 }
 
 /// Reads a u64 of PD `pd`'s memory from the output image.
@@ -407,13 +568,30 @@ pub fn read_pd_u64(built: &Built, pd: usize, vaddr: u64) -> u64 {
 
 /// The rendered errors, one per line (for assertion messages).
 pub fn render(errors: &[vcpos_tool::diag::Diagnostic]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Asserts exactly one error mentions `needle`, at element `tag` on `line`.
 pub fn assert_error(errors: &[vcpos_tool::diag::Diagnostic], needle: &str, tag: &str, line: u32) {
-    let hits: Vec<_> = errors.iter().filter(|e| e.message.contains(needle)).collect();
-    assert_eq!(hits.len(), 1, "expected one error containing {needle:?}, got:\n{}", render(errors));
+    let hits: Vec<_> = errors
+        .iter()
+        .filter(|e| e.message.contains(needle))
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected one error containing {needle:?}, got:\n{}",
+        render(errors)
+    );
     assert_eq!(hits[0].tag.as_deref(), Some(tag), "{}", hits[0]);
-    assert_eq!(hits[0].span.as_ref().map(|s| s.line), Some(line), "{}", hits[0]);
+    assert_eq!(
+        hits[0].span.as_ref().map(|s| s.line),
+        Some(line),
+        "{}",
+        hits[0]
+    );
 }

@@ -1,0 +1,135 @@
+//! What a guest driver can do wrong, as seen by the device side of virtio.
+//!
+//! Errors come in two kinds (see [`GuestError::is_fatal`]):
+//! - **fatal**: the driver broke the virtqueue or initialisation protocol. The
+//!   transport sets DEVICE_NEEDS_RESET (virtio 1.2 §2.1.1), raises a configuration
+//!   change interrupt if DRIVER_OK was set, and stops processing queues until reset.
+//! - **ignored**: a register access the spec forbids (wrong size, unknown queue, write
+//!   to a live queue's setup registers). The access is dropped (reads return 0) and the
+//!   error is kept for the VMM to log.
+
+use crate::memory::MemoryError;
+use core::fmt;
+
+/// A protocol violation by the guest driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestError {
+    /// A ring, descriptor table or buffer lies (partly) outside guest memory.
+    Memory(MemoryError),
+    /// A descriptor's `addr + len` overflows the 64-bit address space.
+    BufferOverflow { queue: u16, addr: u64, len: u32 },
+    /// Queue enabled with a size that is zero, not a power of two, or above QueueNumMax
+    /// (virtio 1.2 §2.7: split queue sizes are powers of two).
+    QueueSize { queue: u16, size: u32 },
+    /// Queue enabled with a misaligned area (virtio 1.2 §2.7: descriptor table 16,
+    /// driver area 2, device area 4 bytes).
+    QueueAlignment { queue: u16 },
+    /// `avail.idx` moved more than the queue size past the last entry the device used
+    /// (virtio 1.2 §2.7.6).
+    AvailIndexJump { queue: u16, avail_idx: u16, last_seen: u16 },
+    /// A descriptor index (chain head or `next`) is not below the queue size.
+    DescriptorIndex { queue: u16, index: u16 },
+    /// A chain has more descriptors than the queue size: a loop (virtio 1.2 §2.7.5.1).
+    ChainTooLong { queue: u16 },
+    /// VIRTQ_DESC_F_INDIRECT used although VIRTIO_F_RING_INDIRECT_DESC was not offered.
+    IndirectDescriptor { queue: u16 },
+    /// A device-readable descriptor follows a device-writable one (virtio 1.2 §2.7.4.2).
+    ReadableAfterWritable { queue: u16 },
+    /// The device completed a chain head that is out of range (a device-side bug,
+    /// reported rather than panicking).
+    UsedIndex { queue: u16, index: u16 },
+    /// DRIVER_OK set without FEATURES_OK (virtio 1.2 §3.1.1).
+    DriverOkWithoutFeaturesOk,
+    /// Control register (below 0x100) accessed with a size other than 4 or misaligned
+    /// (virtio 1.2 §4.2.2.2). Ignored.
+    RegisterAccess { offset: u64, size: u8, write: bool },
+    /// Device configuration space accessed out of range, misaligned or with a bad size
+    /// (virtio 1.2 §4.2.2.2). Ignored.
+    ConfigAccess { offset: u64, size: u8, write: bool },
+    /// QueueNotify for a queue that does not exist or is not ready. Ignored.
+    NotifyInvalidQueue { queue: u32 },
+    /// Queue setup register written while the selected queue is ready or does not
+    /// exist (virtio 1.2 §4.2.3.2). Ignored.
+    QueueSetupRejected { queue: u32, offset: u64 },
+    /// DriverFeatures written after FEATURES_OK. Ignored.
+    FeaturesAfterFeaturesOk,
+}
+
+impl GuestError {
+    /// Whether this error puts the device into DEVICE_NEEDS_RESET.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(
+            self,
+            GuestError::RegisterAccess { .. }
+                | GuestError::ConfigAccess { .. }
+                | GuestError::NotifyInvalidQueue { .. }
+                | GuestError::QueueSetupRejected { .. }
+                | GuestError::FeaturesAfterFeaturesOk
+        )
+    }
+}
+
+impl From<MemoryError> for GuestError {
+    fn from(e: MemoryError) -> Self {
+        GuestError::Memory(e)
+    }
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            GuestError::Memory(e) => write!(f, "{e}"),
+            GuestError::BufferOverflow { queue, addr, len } => {
+                write!(f, "queue {queue}: buffer {addr:#x}+{len:#x} overflows")
+            }
+            GuestError::QueueSize { queue, size } => {
+                write!(f, "queue {queue}: invalid size {size}")
+            }
+            GuestError::QueueAlignment { queue } => {
+                write!(f, "queue {queue}: misaligned ring address")
+            }
+            GuestError::AvailIndexJump { queue, avail_idx, last_seen } => write!(
+                f,
+                "queue {queue}: avail idx {avail_idx} is more than the queue size past {last_seen}"
+            ),
+            GuestError::DescriptorIndex { queue, index } => {
+                write!(f, "queue {queue}: descriptor index {index} out of range")
+            }
+            GuestError::ChainTooLong { queue } => {
+                write!(f, "queue {queue}: descriptor chain longer than the queue (loop)")
+            }
+            GuestError::IndirectDescriptor { queue } => {
+                write!(f, "queue {queue}: indirect descriptor not negotiated")
+            }
+            GuestError::ReadableAfterWritable { queue } => {
+                write!(f, "queue {queue}: readable descriptor after a writable one")
+            }
+            GuestError::UsedIndex { queue, index } => {
+                write!(f, "queue {queue}: used element for out-of-range head {index}")
+            }
+            GuestError::DriverOkWithoutFeaturesOk => {
+                write!(f, "DRIVER_OK set before FEATURES_OK")
+            }
+            GuestError::RegisterAccess { offset, size, write } => write!(
+                f,
+                "{} of {size} bytes at register {offset:#x} ignored (must be 4 bytes, aligned)",
+                if write { "write" } else { "read" }
+            ),
+            GuestError::ConfigAccess { offset, size, write } => write!(
+                f,
+                "{} of {size} bytes at config offset {offset:#x} ignored",
+                if write { "write" } else { "read" }
+            ),
+            GuestError::NotifyInvalidQueue { queue } => {
+                write!(f, "notify for missing or not-ready queue {queue} ignored")
+            }
+            GuestError::QueueSetupRejected { queue, offset } => write!(
+                f,
+                "queue {queue}: setup register {offset:#x} written while ready or missing; ignored"
+            ),
+            GuestError::FeaturesAfterFeaturesOk => {
+                write!(f, "DriverFeatures written after FEATURES_OK; ignored")
+            }
+        }
+    }
+}
