@@ -22,6 +22,7 @@
 //! - [`MessageInfo::fault`] returns this crate's [`Fault`], not `sel4::Fault`.
 //! - Kernel errors are [`KernelError`] (`vcpos_abi::syscall::Error`), not `sel4::Error`.
 //! - [`sys`]: raw syscalls and the counter, for tests and benchmarks.
+//! - [`Vcpu`]: control of a VM's vCPUs by its VMM (libmicrokit's `microkit_vcpu_*`).
 //! - The passive-PD handshake with a monitor is not needed: the kernel makes a
 //!   passive PD passive itself.
 #![cfg_attr(not(test), no_std)]
@@ -45,6 +46,7 @@ pub mod panicking;
 mod printing;
 mod symbols;
 pub mod sys;
+mod vcpu;
 
 pub use channel::{Channel, ChannelSet, Child, DisplayChannelSet, IrqAckError, MAX_CHANNELS};
 pub use defer::{DeferredAction, DeferredActionInterface, DeferredActionSlot};
@@ -55,6 +57,7 @@ pub use message::{
     MessageLabel, MessageRegisterValue, NUM_MESSAGE_REGISTERS,
 };
 pub use symbols::{pd_is_passive, pd_name, pd_name_bytes};
+pub use vcpu::Vcpu;
 /// An error code returned by the kernel.
 pub use vcpos_abi::syscall::Error as KernelError;
 /// The attribute that declares a PD's `init` function (see [`declare_protection_domain!`]).
