@@ -5,8 +5,9 @@
 # Usage: tools/guest-image.sh [--boot-test [boot-test options]]
 #
 # Everything is cached outside git under .cache/guest/ (override with
-# VCPOS_GUEST_CACHE; VCPOS_GUEST_KERNEL_PATTERN picks another kernel series); a second run downloads nothing and rewrites nothing
-# unless Debian's current kernel package changed. Outputs:
+# VCPOS_GUEST_CACHE; VCPOS_GUEST_KERNEL_PATTERN picks another kernel series);
+# a second run downloads nothing and rewrites nothing unless Debian's current
+# kernel package changed. Outputs:
 #   .cache/guest/Image       uncompressed arm64 Image (from /boot/vmlinuz-*)
 #   .cache/guest/initrd.gz   gzip'd cpio (newc): busybox, virtio modules, /init
 #   .cache/guest/manifest.txt packages, versions, sha256s, sizes
@@ -36,7 +37,7 @@ boot_args=()
 while (($#)); do
     case "$1" in
         --boot-test) boot_test=1; shift; boot_args=("$@"); break ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
 done
@@ -66,7 +67,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     need_root "dpkg --add-architecture arm64" "apt-get update"
     apt_updated=1
 fi
-for tool in cpio gzip dpkg-deb flock; do
+for tool in cpio gzip dpkg-deb; do
     command -v "$tool" >/dev/null || missing_tools="${missing_tools:-} $tool"
 done
 if [[ -n ${missing_tools:-} ]]; then
@@ -230,8 +231,8 @@ fi
 decompress_module() {
     case "$1" in
         *.ko) cat "$1" ;;
-        *.ko.xz) xz -dc "$1" ;;
-        *.ko.zst) zstd -qdc "$1" ;;
+        *.ko.xz) command -v xz >/dev/null || die "xz is missing (apt-get install xz-utils)"; xz -dc "$1" ;;
+        *.ko.zst) command -v zstd >/dev/null || die "zstd is missing (apt-get install zstd)"; zstd -qdc "$1" ;;
         *.ko.gz) gzip -dc "$1" ;;
         *) die "unknown module file type: $1" ;;
     esac
