@@ -2,7 +2,7 @@
 //!
 //! Errors come in two kinds (see [`GuestError::is_fatal`]):
 //! - **fatal**: the driver broke the virtqueue or initialisation protocol. The
-//!   transport sets DEVICE_NEEDS_RESET (virtio 1.2 §2.1.1), raises a configuration
+//!   transport sets DEVICE_NEEDS_RESET (virtio 1.2 §2.1.2), raises a configuration
 //!   change interrupt if DRIVER_OK was set, and stops processing queues until reset.
 //! - **ignored**: a register access the spec forbids (wrong size, unknown queue, write
 //!   to a live queue's setup registers). The access is dropped (reads return 0) and the
@@ -26,10 +26,14 @@ pub enum GuestError {
     QueueAlignment { queue: u16 },
     /// `avail.idx` moved more than the queue size past the last entry the device used
     /// (virtio 1.2 §2.7.6).
-    AvailIndexJump { queue: u16, avail_idx: u16, last_seen: u16 },
+    AvailIndexJump {
+        queue: u16,
+        avail_idx: u16,
+        last_seen: u16,
+    },
     /// A descriptor index (chain head or `next`) is not below the queue size.
     DescriptorIndex { queue: u16, index: u16 },
-    /// A chain has more descriptors than the queue size: a loop (virtio 1.2 §2.7.5.1).
+    /// A chain has more descriptors than the queue size: a loop (virtio 1.2 §2.7.5.2).
     ChainTooLong { queue: u16 },
     /// VIRTQ_DESC_F_INDIRECT used although VIRTIO_F_RING_INDIRECT_DESC was not offered.
     IndirectDescriptor { queue: u16 },
@@ -88,7 +92,11 @@ impl fmt::Display for GuestError {
             GuestError::QueueAlignment { queue } => {
                 write!(f, "queue {queue}: misaligned ring address")
             }
-            GuestError::AvailIndexJump { queue, avail_idx, last_seen } => write!(
+            GuestError::AvailIndexJump {
+                queue,
+                avail_idx,
+                last_seen,
+            } => write!(
                 f,
                 "queue {queue}: avail idx {avail_idx} is more than the queue size past {last_seen}"
             ),
@@ -96,7 +104,10 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: descriptor index {index} out of range")
             }
             GuestError::ChainTooLong { queue } => {
-                write!(f, "queue {queue}: descriptor chain longer than the queue (loop)")
+                write!(
+                    f,
+                    "queue {queue}: descriptor chain longer than the queue (loop)"
+                )
             }
             GuestError::IndirectDescriptor { queue } => {
                 write!(f, "queue {queue}: indirect descriptor not negotiated")
@@ -105,17 +116,28 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: readable descriptor after a writable one")
             }
             GuestError::UsedIndex { queue, index } => {
-                write!(f, "queue {queue}: used element for out-of-range head {index}")
+                write!(
+                    f,
+                    "queue {queue}: used element for out-of-range head {index}"
+                )
             }
             GuestError::DriverOkWithoutFeaturesOk => {
                 write!(f, "DRIVER_OK set before FEATURES_OK")
             }
-            GuestError::RegisterAccess { offset, size, write } => write!(
+            GuestError::RegisterAccess {
+                offset,
+                size,
+                write,
+            } => write!(
                 f,
                 "{} of {size} bytes at register {offset:#x} ignored (must be 4 bytes, aligned)",
                 if write { "write" } else { "read" }
             ),
-            GuestError::ConfigAccess { offset, size, write } => write!(
+            GuestError::ConfigAccess {
+                offset,
+                size,
+                write,
+            } => write!(
                 f,
                 "{} of {size} bytes at config offset {offset:#x} ignored",
                 if write { "write" } else { "read" }

@@ -194,10 +194,7 @@ mod tests {
     #[test]
     fn failed_write_changes_nothing() {
         let mut m = VecMemory::zeroed(0, 8);
-        assert_eq!(
-            m.write(6, &[1, 2, 3]),
-            Err(MemoryError { addr: 6, len: 3 })
-        );
+        assert_eq!(m.write(6, &[1, 2, 3]), Err(MemoryError { addr: 6, len: 3 }));
         assert_eq!(m.as_bytes(), &[0u8; 8]);
     }
 

@@ -4,7 +4,7 @@
 //! Every value read from guest memory is untrusted. A chain is read once, each
 //! descriptor copied out and checked before use:
 //! - head and `next` indices are below the queue size (§2.7.5),
-//! - a chain has at most queue-size descriptors, so a `next` loop ends (§2.7.5.1),
+//! - a chain has at most queue-size descriptors, so a `next` loop ends (§2.7.5.2 forbids loops),
 //! - `addr + len` does not overflow and lies inside guest memory,
 //! - device-readable descriptors come before device-writable ones (§2.7.4.2),
 //! - VIRTQ_DESC_F_INDIRECT is refused, since VIRTIO_F_RING_INDIRECT_DESC is never
@@ -127,12 +127,21 @@ impl DescriptorChain {
 
     /// A cursor reading the readable buffers in order.
     pub fn reader(&self) -> Reader<'_> {
-        Reader { segments: &self.readable, seg: 0, offset: 0 }
+        Reader {
+            segments: &self.readable,
+            seg: 0,
+            offset: 0,
+        }
     }
 
     /// A cursor filling the writable buffers in order.
     pub fn writer(&self) -> Writer<'_> {
-        Writer { segments: &self.writable, seg: 0, offset: 0, written: 0 }
+        Writer {
+            segments: &self.writable,
+            seg: 0,
+            offset: 0,
+            written: 0,
+        }
     }
 
     /// Index of the queue the chain came from.
@@ -154,7 +163,9 @@ impl Reader<'_> {
     pub fn read(&mut self, mem: &dyn GuestMemory, buf: &mut [u8]) -> Result<usize, GuestError> {
         let mut done = 0;
         while done < buf.len() {
-            let Some(s) = self.segments.get(self.seg) else { break };
+            let Some(s) = self.segments.get(self.seg) else {
+                break;
+            };
             let n = ((s.len - self.offset) as usize).min(buf.len() - done);
             // Cannot overflow: addr + len was checked when the chain was popped.
             mem.read(s.addr + u64::from(self.offset), &mut buf[done..done + n])?;
@@ -170,7 +181,12 @@ impl Reader<'_> {
 
     /// Readable bytes not yet read.
     pub fn remaining(&self) -> u64 {
-        let rest: u64 = self.segments.iter().skip(self.seg).map(|s| u64::from(s.len)).sum();
+        let rest: u64 = self
+            .segments
+            .iter()
+            .skip(self.seg)
+            .map(|s| u64::from(s.len))
+            .sum();
         rest - u64::from(self.offset)
     }
 }
@@ -190,7 +206,9 @@ impl Writer<'_> {
     pub fn write(&mut self, mem: &mut dyn GuestMemory, data: &[u8]) -> Result<usize, GuestError> {
         let mut done = 0;
         while done < data.len() {
-            let Some(s) = self.segments.get(self.seg) else { break };
+            let Some(s) = self.segments.get(self.seg) else {
+                break;
+            };
             let n = ((s.len - self.offset) as usize).min(data.len() - done);
             // Cannot overflow: addr + len was checked when the chain was popped.
             mem.write(s.addr + u64::from(self.offset), &data[done..done + n])?;
@@ -207,7 +225,12 @@ impl Writer<'_> {
 
     /// Writable bytes not yet written.
     pub fn remaining(&self) -> u64 {
-        let rest: u64 = self.segments.iter().skip(self.seg).map(|s| u64::from(s.len)).sum();
+        let rest: u64 = self
+            .segments
+            .iter()
+            .skip(self.seg)
+            .map(|s| u64::from(s.len))
+            .sum();
         rest - u64::from(self.offset)
     }
 
@@ -234,7 +257,10 @@ pub struct Queue {
 
 /// `base + off` or a memory error naming the range.
 fn offset(base: u64, off: u64, len: u64) -> Result<u64, GuestError> {
-    base.checked_add(off).ok_or(GuestError::Memory(MemoryError { addr: base, len: off + len }))
+    base.checked_add(off).ok_or(GuestError::Memory(MemoryError {
+        addr: base,
+        len: off + len,
+    }))
 }
 
 impl Queue {
@@ -331,7 +357,10 @@ impl Queue {
             return Err(GuestError::QueueSize { queue, size });
         }
         let size = size as u16;
-        if self.desc_table % 16 != 0 || self.avail_ring % 2 != 0 || self.used_ring % 4 != 0 {
+        if !self.desc_table.is_multiple_of(16)
+            || !self.avail_ring.is_multiple_of(2)
+            || !self.used_ring.is_multiple_of(4)
+        {
             return Err(GuestError::QueueAlignment { queue });
         }
         mem.check_range(self.desc_table, desc_table_bytes(size))?;
@@ -402,7 +431,10 @@ impl Queue {
                 return Err(GuestError::ChainTooLong { queue });
             }
             let mut raw = [0u8; DESC_SIZE as usize];
-            mem.read(offset(self.desc_table, DESC_SIZE * u64::from(index), DESC_SIZE)?, &mut raw)?;
+            mem.read(
+                offset(self.desc_table, DESC_SIZE * u64::from(index), DESC_SIZE)?,
+                &mut raw,
+            )?;
             let desc: Descriptor = zerocopy::transmute!(raw);
             let (addr, len, flags) = (desc.addr.get(), desc.len.get(), desc.flags.get());
             if flags & VIRTQ_DESC_F_INDIRECT != 0 {
@@ -448,13 +480,23 @@ impl Queue {
         }
         let size = self.size();
         if head >= size {
-            return Err(GuestError::UsedIndex { queue: self.index, index: head });
+            return Err(GuestError::UsedIndex {
+                queue: self.index,
+                index: head,
+            });
         }
         let slot = self.next_used % size;
-        let elem = UsedElem { id: U32::new(u32::from(head)), len: U32::new(len) };
-        let at = offset(self.used_ring, 4 + USED_ELEM_SIZE * u64::from(slot), USED_ELEM_SIZE)?;
+        let elem = UsedElem {
+            id: U32::new(u32::from(head)),
+            len: U32::new(len),
+        };
+        let at = offset(
+            self.used_ring,
+            4 + USED_ELEM_SIZE * u64::from(slot),
+            USED_ELEM_SIZE,
+        )?;
         mem.write(at, elem.as_bytes())?;
-        // The element must be visible before the index that publishes it (§2.7.8.2).
+        // The element must be visible before the index that publishes it (§2.7.8).
         fence(Ordering::Release);
         let next = self.next_used.wrapping_add(1);
         mem.write_u16(offset(self.used_ring, 2, 2)?, next)?;
@@ -498,7 +540,8 @@ mod tests {
     }
 
     fn offer(mem: &mut VecMemory, slot: u16, head: u16, new_idx: u16) {
-        mem.write_u16(AVAIL + 4 + 2 * u64::from(slot), head).unwrap();
+        mem.write_u16(AVAIL + 4 + 2 * u64::from(slot), head)
+            .unwrap();
         mem.write_u16(AVAIL + 2, new_idx).unwrap();
     }
 
@@ -516,7 +559,14 @@ mod tests {
         q.enable(&mem).unwrap();
         desc(&mut mem, 3, BUF, 4, VIRTQ_DESC_F_NEXT, 5);
         desc(&mut mem, 5, BUF + 0x10, 0, VIRTQ_DESC_F_NEXT, 6); // empty: dropped
-        desc(&mut mem, 6, BUF + 0x20, 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 0);
+        desc(
+            &mut mem,
+            6,
+            BUF + 0x20,
+            8,
+            VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+            0,
+        );
         desc(&mut mem, 0, BUF + 0x40, 2, VIRTQ_DESC_F_WRITE, 0);
         offer(&mut mem, 0, 3, 1);
         mem.write(BUF, b"abcd").unwrap();
@@ -572,7 +622,10 @@ mod tests {
     fn enable_rejects_bad_setup() {
         for size in [0u32, 3, 12, 32, 0x1_0000] {
             let (mut q, mem) = setup(size);
-            assert_eq!(q.enable(&mem), Err(GuestError::QueueSize { queue: 1, size }));
+            assert_eq!(
+                q.enable(&mem),
+                Err(GuestError::QueueSize { queue: 1, size })
+            );
             assert!(!q.is_ready());
         }
         let (mut q, mem) = setup(8);
@@ -608,13 +661,19 @@ mod tests {
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_NEXT, 4);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::DescriptorIndex { queue: 1, index: 4 }));
+        assert_eq!(
+            q.pop(&mem),
+            Err(GuestError::DescriptorIndex { queue: 1, index: 4 })
+        );
 
         // head out of range.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         offer(&mut mem, 0, 9, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::DescriptorIndex { queue: 1, index: 9 }));
+        assert_eq!(
+            q.pop(&mem),
+            Err(GuestError::DescriptorIndex { queue: 1, index: 9 })
+        );
 
         // Buffer outside memory, buffer wrapping the address space.
         let (mut q, mut mem) = setup(4);
@@ -626,26 +685,45 @@ mod tests {
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, u64::MAX - 2, 0x10, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert!(matches!(q.pop(&mem), Err(GuestError::BufferOverflow { .. })));
+        assert!(matches!(
+            q.pop(&mem),
+            Err(GuestError::BufferOverflow { .. })
+        ));
 
         // Indirect, readable after writable.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 16, VIRTQ_DESC_F_INDIRECT, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::IndirectDescriptor { queue: 1 }));
+        assert_eq!(
+            q.pop(&mem),
+            Err(GuestError::IndirectDescriptor { queue: 1 })
+        );
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
-        desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+        desc(
+            &mut mem,
+            0,
+            BUF,
+            1,
+            VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+            1,
+        );
         desc(&mut mem, 1, BUF, 1, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::ReadableAfterWritable { queue: 1 }));
+        assert_eq!(
+            q.pop(&mem),
+            Err(GuestError::ReadableAfterWritable { queue: 1 })
+        );
 
         // avail idx jumping further than the queue size.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         mem.write_u16(AVAIL + 2, 5).unwrap();
-        assert!(matches!(q.pop(&mem), Err(GuestError::AvailIndexJump { .. })));
+        assert!(matches!(
+            q.pop(&mem),
+            Err(GuestError::AvailIndexJump { .. })
+        ));
     }
 
     #[test]
