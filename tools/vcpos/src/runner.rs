@@ -48,6 +48,13 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long to wait for the last output after the process group was killed.
 const DRAIN: Duration = Duration::from_secs(1);
 
+/// A longer run of output without a line end is cut into lines of this many bytes.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Output kept per stream; a runaway guest's further lines are dropped (but still
+/// checked for stop markers).
+const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+
 /// `vcpos run` arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
@@ -285,7 +292,7 @@ fn spawn_reader<R: Read + Send + 'static>(r: Option<R>, stream: Stream, tx: mpsc
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match r.read_until(b'\n', &mut buf) {
+            match (&mut r).take(MAX_LINE).read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let line: String =
@@ -324,8 +331,13 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
             let _ = out.flush();
         }
         let into = if stream == Stream::Out { output } else { stderr };
-        into.push_str(&line);
-        into.push('\n');
+        if into.len() < MAX_OUTPUT {
+            into.push_str(&line);
+            into.push('\n');
+            if into.len() >= MAX_OUTPUT {
+                into.push_str("[vcpos: output truncated here]\n");
+            }
+        }
         line
     };
     loop {
@@ -613,6 +625,19 @@ mod tests {
         assert_eq!(c.output, "started\npartial\n");
         assert!(!c.passed());
         assert!(!group_alive(c.pid));
+    }
+
+    #[test]
+    fn endless_line_is_cut() {
+        let c = capture(
+            sh("head -c 200000 /dev/zero | tr '\\0' x; echo; echo 'TEST PASS: long'; sleep 100"),
+            &CaptureOptions::until_marker(Duration::from_secs(30)),
+        )
+        .unwrap();
+        let lines: Vec<&str> = c.output.lines().collect();
+        assert_eq!(lines.iter().map(|l| l.len()).take(4).collect::<Vec<_>>(), [65536, 65536, 65536, 3392]);
+        assert_eq!(lines.last(), Some(&"TEST PASS: long"));
+        assert!(c.passed());
     }
 
     #[test]

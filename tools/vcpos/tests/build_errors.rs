@@ -107,6 +107,33 @@ fn malformed_elf_files_are_located_errors() {
             "its entry point 0x202000 is not in an executable segment",
         ),
         (
+            "elf32.elf",
+            {
+                let mut b = pd_elf().bytes();
+                b[4] = 1; // ELFCLASS32
+                b
+            },
+            "not an ELF64 file",
+        ),
+        (
+            "big_endian.elf",
+            {
+                let mut b = pd_elf().bytes();
+                b[5] = 2; // ELFDATA2MSB
+                b
+            },
+            "not a little-endian ELF file",
+        ),
+        (
+            "huge.elf",
+            {
+                let mut s = pd_elf();
+                s.segs[2].memsz = 0xf0_0000_0000;
+                s.bytes()
+            },
+            "more than the board's RAM",
+        ),
+        (
             "truncated.elf",
             {
                 let b = pd_elf().bytes();
@@ -439,5 +466,48 @@ fn prefill_files_are_checked() {
         "unable to find prefill file: 'absent.bin'",
         "memory_region",
         4,
+    );
+}
+
+#[test]
+fn mutated_elf_files_never_panic() {
+    use vcpos_tool::image::{elf, vspace};
+    let good = pd_elf().bytes();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut parsed = 0;
+    for _ in 0..3000 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + rand() % 4 {
+            // Mostly the headers (file header, program headers), sometimes anywhere.
+            let at = if rand() % 4 == 0 {
+                rand() as usize % bytes.len()
+            } else {
+                rand() as usize % 0x100
+            };
+            bytes[at] = rand() as u8;
+        }
+        if rand() % 8 == 0 {
+            bytes.truncate(rand() as usize % bytes.len());
+        }
+        if let Ok(img) = elf::parse(&bytes) {
+            parsed += 1;
+            if img
+                .check_user(vcpos_abi::vspace::user_map_limit(0x2000))
+                .is_empty()
+            {
+                let _ = vspace::runs(&img);
+                let _ = img.check_patch(&img.symbols, "microkit_name", 64);
+            }
+        }
+    }
+    assert!(
+        parsed > 100,
+        "most single-byte changes still parse: {parsed}"
     );
 }

@@ -55,7 +55,7 @@ pub fn pd_maps(
     let mut maps = Vec::new();
     for (ri, run) in space.runs.iter().enumerate() {
         let paddr = place.runs.get(ri).copied().unwrap_or(0);
-        for (off, size, perms) in run.pieces() {
+        for &(off, size, perms) in &run.pieces {
             maps.push((
                 MapDesc {
                     vaddr: run.vaddr + off,

@@ -3,13 +3,14 @@
 //! Stages, each a module with typed input and output:
 //!
 //! 1. [`board_check`]: board-dependent checks of the system (also used by `vcpos check`);
-//! 2. [`elf`]: load the kernel and every PD's program image, with ELF checks;
+//! 2. [`inputs`] (with [`elf`]): load the kernel, every PD's program image and the
+//!    prefill files, with ELF checks;
 //! 3. [`vspace`]: each PD's address space (program-image runs, page-table count);
 //! 4. [`caps`]: capability spaces and IRQ routing;
 //! 5. [`symbols`]: check (then apply) the `microkit_*` and `setvar` patches;
 //! 6. [`layout`]: the physical memory layout (pure, sizes in, addresses out);
 //! 7. [`blob`]: the boot-information blob;
-//! 8. [`writer`]: the output ELF image;
+//! 8. [`pieces`] and [`writer`]: the loadable pieces and the output ELF image;
 //! 9. [`report`]: the human-readable report.
 //!
 //! [`build`] runs them all and returns every error it can find, each located at the
@@ -19,7 +20,9 @@ pub mod blob;
 pub mod board_check;
 pub mod caps;
 pub mod elf;
+pub mod inputs;
 pub mod layout;
+pub mod pieces;
 pub mod report;
 pub mod symbols;
 pub mod vspace;
@@ -28,15 +31,15 @@ pub mod writer;
 use std::path::PathBuf;
 
 use vcpos_abi::bootinfo::{SYMBOL_PADDR, SYMBOL_SIZE};
-use vcpos_abi::vspace::{user_map_limit, PAGE_SIZE};
-use vcpos_abi::KERNEL_VIRT_OFFSET;
+use vcpos_abi::vspace::PAGE_SIZE;
 
 pub use board_check::check_board;
+pub use pieces::PhysEntry;
 
-use self::blob::{MrInit, RecordInputs, Records};
-use self::elf::ElfImage;
+use self::blob::{RecordInputs, Records};
+use self::inputs::{load_kernel, load_pd, load_prefills};
 use self::layout::{Item, Layout, LayoutError, PRange, PdPlacement};
-use self::symbols::{Patched, PdImage};
+use self::symbols::Patched;
 use self::vspace::PdSpace;
 use crate::board::Board;
 use crate::diag::Diagnostic;
@@ -106,23 +109,6 @@ pub struct BuildOptions {
 /// Name of the kernel ELF looked up in the search paths.
 pub const KERNEL_NAME: &str = "vcpos-kernel";
 
-/// One entry of the physical memory map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PhysEntry {
-    /// Physical address.
-    pub paddr: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// What it is.
-    pub what: String,
-    /// The PD it belongs to, if any.
-    pub pd: Option<usize>,
-    /// The memory region it is, if any.
-    pub mr: Option<usize>,
-    /// Whether the allocator placed it in RAM (false for the kernel and device memory).
-    pub allocated: bool,
-}
-
 /// A kernel symbol the builder patched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelPatch {
@@ -157,230 +143,6 @@ pub struct Built {
     pub patched: Vec<Patched>,
     /// Kernel symbols patched.
     pub kernel_patched: Vec<KernelPatch>,
-}
-
-fn located_program_image(system: &System, pd: usize, msg: String) -> Diagnostic {
-    let p = &system.pds[pd];
-    Diagnostic::at(msg, "program_image", &p.program_image.span)
-}
-
-/// Loads and checks PD `i`'s program image (and its symbol file).
-fn load_pd(system: &System, i: usize, search: &[PathBuf]) -> Result<PdImage, Vec<Diagnostic>> {
-    let pd = &system.pds[i];
-    let pi = &pd.program_image;
-    let path = elf::resolve(&pi.path, search).ok_or_else(|| {
-        vec![located_program_image(
-            system,
-            i,
-            format!("unable to find program image: '{}'", pi.path),
-        )]
-    })?;
-    let image = elf::load(&path).map_err(|m| {
-        vec![located_program_image(
-            system,
-            i,
-            format!("program image '{}' is not usable: {m}", path.display()),
-        )]
-    })?;
-    let mut errors: Vec<Diagnostic> = image
-        .check_user(user_map_limit(pd.stack_size))
-        .into_iter()
-        .map(|m| {
-            located_program_image(
-                system,
-                i,
-                format!("program image '{}' is not usable: {m}", path.display()),
-            )
-        })
-        .collect();
-    let (symbols_path, symbols) = match &pi.path_for_symbols {
-        None => (None, image.symbols.clone()),
-        Some(name) => match elf::resolve(name, search) {
-            None => {
-                errors.push(located_program_image(
-                    system,
-                    i,
-                    format!("unable to find program image for symbols: '{name}'"),
-                ));
-                (None, Default::default())
-            }
-            Some(p) => match elf::load(&p) {
-                Ok(s) => (Some(p), s.symbols),
-                Err(m) => {
-                    errors.push(located_program_image(
-                        system,
-                        i,
-                        format!(
-                            "program image for symbols '{}' is not usable: {m}",
-                            p.display()
-                        ),
-                    ));
-                    (None, Default::default())
-                }
-            },
-        },
-    };
-    if errors.is_empty() {
-        Ok(PdImage {
-            path,
-            image,
-            symbols_path,
-            symbols,
-        })
-    } else {
-        Err(errors)
-    }
-}
-
-/// The loaded kernel: image, physical entry, and the addresses of the two boot-info symbols.
-struct Kernel {
-    path: PathBuf,
-    image: ElfImage,
-    entry: u64,
-    sym_paddr: u64,
-    sym_size: u64,
-}
-
-fn load_kernel(opts: &BuildOptions) -> Result<Kernel, Vec<Diagnostic>> {
-    let path = match &opts.kernel {
-        Some(p) => p.clone(),
-        None => opts
-            .search_paths
-            .iter()
-            .map(|d| d.join(KERNEL_NAME))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                vec![Diagnostic::plain(format!(
-                    "unable to find kernel image '{KERNEL_NAME}' in the search paths (give --kernel)"
-                ))]
-            })?,
-    };
-    let bad = |m: String| {
-        Diagnostic::plain(format!(
-            "kernel image '{}' is not usable: {m}",
-            path.display()
-        ))
-    };
-    let image = elf::load(&path).map_err(|m| vec![bad(m)])?;
-    let mut errors: Vec<Diagnostic> = image
-        .overlap_errors(|s| s.paddr, "physical")
-        .into_iter()
-        .map(bad)
-        .collect();
-    if image.segments.is_empty() {
-        errors.push(bad("it has no loadable segments".into()));
-    }
-    for s in &image.segments {
-        if s.vaddr != s.paddr && s.vaddr != s.paddr.wrapping_add(KERNEL_VIRT_OFFSET) {
-            errors.push(bad(format!(
-                "segment {} is linked at 0x{:x} but loaded at 0x{:x}: kernel segments must be linked \
-                 at their physical address plus 0x{KERNEL_VIRT_OFFSET:x}",
-                s.index, s.vaddr, s.paddr
-            )));
-        }
-    }
-    let entry = image
-        .segments
-        .iter()
-        .find(|s| s.vaddr <= image.entry && image.entry < s.vend())
-        .map(|s| s.paddr + (image.entry - s.vaddr));
-    if entry.is_none() {
-        errors.push(bad(format!(
-            "its entry point 0x{:x} is not in a loadable segment",
-            image.entry
-        )));
-    }
-    let mut sym = |name: &str| match image.check_patch(&image.symbols, name, 8) {
-        Ok(v) => v,
-        Err(e) => {
-            let hint = if matches!(e, elf::PatchError::NotInFile { .. }) {
-                ""
-            } else {
-                " (it must be a u64 in .data)"
-            };
-            errors.push(bad(format!("could not patch symbol '{name}': {e}{hint}")));
-            0
-        }
-    };
-    let sym_paddr = sym(SYMBOL_PADDR);
-    let sym_size = sym(SYMBOL_SIZE);
-    match entry {
-        Some(entry) if errors.is_empty() => Ok(Kernel {
-            path,
-            image,
-            entry,
-            sym_paddr,
-            sym_size,
-        }),
-        _ => Err(errors),
-    }
-}
-
-/// How each memory region starts out, and the prefill bytes of those that are prefilled.
-type Prefills = (Vec<MrInit>, Vec<Option<Vec<u8>>>);
-
-/// Finds, reads and checks each memory region's prefill file. Returns how each region
-/// starts out (device memory, zeroed RAM, prefilled RAM) and the prefill bytes.
-fn load_prefills(
-    system: &System,
-    board: &Board,
-    search: &[PathBuf],
-) -> Result<Prefills, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let mut init = Vec::new();
-    let mut data = Vec::new();
-    for mr in &system.memory_regions {
-        let in_ram = match mr.phys_addr {
-            None => true,
-            Some(p) => {
-                board_check::overlaps(p, mr.size, board.memory.ram_base, board.memory.ram_size)
-            }
-        };
-        let Some(name) = &mr.prefill_path else {
-            init.push(if in_ram {
-                MrInit::Zeroed
-            } else {
-                MrInit::Device
-            });
-            data.push(None);
-            continue;
-        };
-        let bytes = match elf::resolve(name, search) {
-            None => Err(format!("unable to find prefill file: '{name}'")),
-            Some(p) => std::fs::read(&p)
-                .map_err(|e| format!("cannot read prefill file '{}': {e}", p.display())),
-        };
-        let bytes = bytes.and_then(|b| {
-            if b.is_empty() {
-                Err(format!("prefill file '{name}' is empty"))
-            } else if b.len() as u64 > mr.size {
-                Err(format!(
-                    "prefill file '{name}' is 0x{:x} bytes, larger than memory region '{}' (0x{:x} bytes)",
-                    b.len(),
-                    mr.name,
-                    mr.size
-                ))
-            } else {
-                Ok(b)
-            }
-        });
-        match bytes {
-            Ok(b) => {
-                init.push(MrInit::Prefilled(b.len() as u64));
-                data.push(Some(b));
-            }
-            Err(m) => {
-                errors.push(Diagnostic::at(m, "memory_region", &mr.span));
-                init.push(MrInit::Zeroed);
-                data.push(None);
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok((init, data))
-    } else {
-        Err(errors)
-    }
 }
 
 fn layout_error(system: &System, e: &LayoutError) -> Diagnostic {
@@ -446,6 +208,14 @@ pub fn build(
     opts: &BuildOptions,
 ) -> Result<Built, Vec<Diagnostic>> {
     let mut errors = check_board(system, board);
+    if system.pds.len() > vcpos_abi::MAX_PDS {
+        errors.push(Diagnostic::plain(format!(
+            "too many protection domains ({}) defined. Maximum is {}.",
+            system.pds.len(),
+            vcpos_abi::MAX_PDS
+        )));
+        return Err(errors);
+    }
     for pd in &system.pds {
         if pd.smc {
             errors.push(Diagnostic::at(
@@ -469,7 +239,7 @@ pub fn build(
     let kernel = load_kernel(opts).map_err(|e| errors.extend(e)).ok();
     let mut images = Vec::new();
     for i in 0..system.pds.len() {
-        match load_pd(system, i, &opts.search_paths) {
+        match load_pd(system, i, &opts.search_paths, board.memory.ram_size) {
             Ok(img) => images.push(img),
             Err(e) => errors.extend(e),
         }
@@ -612,133 +382,17 @@ pub fn build(
             .map_err(|e| internal(e.to_string()))?;
     }
 
-    let mut pieces = Vec::new();
-    let mut map = Vec::new();
-    for s in &kernel.image.segments {
-        pieces.push(writer::Piece {
-            paddr: s.paddr,
-            data: s.data.clone(),
-            memsz: s.memsz,
-            flags: s.p_flags,
-            what: format!("kernel segment {}", s.index),
-        });
-        map.push(PhysEntry {
-            paddr: s.paddr,
-            size: s.memsz,
-            what: format!(
-                "kernel segment {} ({}) of '{}'",
-                s.index,
-                s.perms.text(),
-                kernel.path.display()
-            ),
-            pd: None,
-            mr: None,
-            allocated: false,
-        });
-    }
-    pieces.push(writer::Piece {
-        paddr: layout.blob,
-        data: blob.clone(),
-        memsz: blob.len() as u64,
-        flags: object::elf::PF_R.0,
-        what: "boot information".into(),
+    let (pieces, map) = pieces::assemble(&pieces::Inputs {
+        system,
+        kernel: &kernel,
+        blob: &blob,
+        layout: &layout,
+        pt_pool_size,
+        images: &images,
+        spaces: &spaces,
+        prefill_data: &prefill_data,
+        mr_init: &mr_init,
     });
-    map.push(PhysEntry {
-        paddr: layout.blob,
-        size: blob.len() as u64,
-        what: "boot information".into(),
-        pd: None,
-        mr: None,
-        allocated: true,
-    });
-    map.push(PhysEntry {
-        paddr: layout.pt_pool,
-        size: pt_pool_size,
-        what: "page-table pool".into(),
-        pd: None,
-        mr: None,
-        allocated: true,
-    });
-    for (i, (img, space)) in images.iter().zip(&spaces).enumerate() {
-        let name = &system.pds[i].name;
-        let place = &layout.pds[i];
-        for (ri, run) in space.runs.iter().enumerate() {
-            let segs = run
-                .segments
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            pieces.push(writer::Piece {
-                paddr: place.runs[ri],
-                data: run.bytes(&img.image),
-                memsz: run.size,
-                flags: (object::elf::PF_R | object::elf::PF_W).0,
-                what: format!("PD '{name}' run {ri}"),
-            });
-            map.push(PhysEntry {
-                paddr: place.runs[ri],
-                size: run.size,
-                what: format!(
-                    "PD '{name}' program image 0x{:x}.. (ELF segments {segs})",
-                    run.vaddr
-                ),
-                pd: Some(i),
-                mr: None,
-                allocated: true,
-            });
-        }
-        map.push(PhysEntry {
-            paddr: place.stack,
-            size: system.pds[i].stack_size,
-            what: format!("PD '{name}' stack"),
-            pd: Some(i),
-            mr: None,
-            allocated: true,
-        });
-        map.push(PhysEntry {
-            paddr: place.ipc_buffer,
-            size: PAGE_SIZE,
-            what: format!("PD '{name}' IPC buffer"),
-            pd: Some(i),
-            mr: None,
-            allocated: true,
-        });
-    }
-    for (i, mr) in system.memory_regions.iter().enumerate() {
-        let paddr = layout.mrs[i];
-        if let Some(data) = &prefill_data[i] {
-            pieces.push(writer::Piece {
-                paddr,
-                data: data.clone(),
-                memsz: mr.size,
-                flags: (object::elf::PF_R | object::elf::PF_W).0,
-                what: format!("memory region '{}'", mr.name),
-            });
-        }
-        let kind = match mr_init[i] {
-            MrInit::Device => "device memory".to_string(),
-            MrInit::Zeroed => "zeroed".to_string(),
-            MrInit::Prefilled(n) => format!(
-                "prefilled with 0x{n:x} bytes of '{}'",
-                mr.prefill_path.as_deref().unwrap_or("")
-            ),
-        };
-        let fixed = if mr.phys_addr.is_some() {
-            ", fixed address"
-        } else {
-            ""
-        };
-        map.push(PhysEntry {
-            paddr,
-            size: mr.size,
-            what: format!("memory region '{}' ({kind}{fixed})", mr.name),
-            pd: None,
-            mr: Some(i),
-            allocated: mr.phys_addr.is_none(),
-        });
-    }
-    map.sort_by_key(|e| e.paddr);
 
     let image = writer::write_image(kernel.entry, &pieces).map_err(internal)?;
     let mut built = Built {

@@ -24,25 +24,14 @@ pub struct Run {
     /// Bytes from `vaddr` up to the end of the last file-backed byte; the rest of the
     /// run is zero (`.bss`) and is zeroed by the kernel.
     pub file_len: u64,
-    /// Permissions of each page (union of the segments on it).
-    pub pages: Vec<SegPerms>,
+    /// Maximal groups of consecutive pages with equal permissions (the union of the
+    /// segments on each page): `(offset, size, perms)`, covering the run in order.
+    pub pieces: Vec<(u64, u64, SegPerms)>,
     /// Program-header indices of the segments in the run.
     pub segments: Vec<usize>,
 }
 
 impl Run {
-    /// Maximal groups of consecutive pages with equal permissions: `(offset, size, perms)`.
-    pub fn pieces(&self) -> Vec<(u64, u64, SegPerms)> {
-        let mut out: Vec<(u64, u64, SegPerms)> = Vec::new();
-        for (i, p) in self.pages.iter().enumerate() {
-            match out.last_mut() {
-                Some(last) if last.2 == *p => last.1 += PAGE_SIZE,
-                _ => out.push((i as u64 * PAGE_SIZE, PAGE_SIZE, *p)),
-            }
-        }
-        out
-    }
-
     /// The run's initial contents (`file_len` bytes) from `image`'s segments.
     pub fn bytes(&self, image: &ElfImage) -> Vec<u8> {
         let mut out = vec![0u8; self.file_len as usize];
@@ -75,62 +64,84 @@ pub(crate) fn page_up(v: u64) -> u64 {
     v.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
 
-/// Groups `image`'s segments into runs. Returns the runs and, for every page whose
-/// segments together need write and execute, the two segments and the page.
+/// Groups `image`'s segments (which must end below the user address-space limit) into
+/// runs. Returns the runs and, for every page range whose segments together need write
+/// and execute, two of those segments and the range's first page.
+///
+/// Work is proportional to the number of segments, not pages.
 pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
-    let mut segs: Vec<_> = image.segments.iter().collect();
-    segs.sort_by_key(|s| s.vaddr);
-    let mut runs: Vec<Run> = Vec::new();
+    // Page-granular extent of each segment: (start, end, segment).
+    let mut spans: Vec<(u64, u64, &super::elf::Segment)> = image
+        .segments
+        .iter()
+        .map(|s| (page_down(s.vaddr), page_up(s.vend()), s))
+        .collect();
+    spans.sort_by_key(|x| (x.0, x.1));
+    // Merge spans that share a page into groups.
+    let mut groups: Vec<Vec<(u64, u64, &super::elf::Segment)>> = Vec::new();
+    for sp in spans {
+        match groups.last_mut() {
+            Some(g) if sp.0 < g.iter().map(|x| x.1).max().unwrap_or(0) => g.push(sp),
+            _ => groups.push(vec![sp]),
+        }
+    }
     let mut wx = Vec::new();
-    // For each page of the current run, the first segment on it (for messages).
-    let mut owners: Vec<usize> = Vec::new();
-    for s in segs {
-        let start = page_down(s.vaddr);
-        let end = page_up(s.vend());
-        let file_end = s.vaddr + s.data.len() as u64;
-        let extend = matches!(runs.last(), Some(r) if start < r.vaddr + r.size);
-        if !extend {
-            runs.push(Run {
+    let runs = groups
+        .into_iter()
+        .map(|g| {
+            let start = g[0].0;
+            let end = g.iter().map(|x| x.1).max().unwrap_or(start);
+            // Sweep the boundaries: between two consecutive ones the set of segments
+            // covering the pages is constant.
+            let mut cuts: Vec<u64> = g.iter().flat_map(|x| [x.0, x.1]).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut pieces: Vec<(u64, u64, SegPerms)> = Vec::new();
+            for w in cuts.windows(2) {
+                let (lo, hi) = (w[0], w[1]);
+                let on: Vec<_> = g
+                    .iter()
+                    .filter(|x| x.0 <= lo && hi <= x.1)
+                    .map(|x| x.2)
+                    .collect();
+                // Every mapped page is readable: AArch64 cannot express write-only
+                // pages, and execute-only segments are mapped readable too.
+                let mut perms = SegPerms {
+                    read: true,
+                    ..SegPerms::default()
+                };
+                for s in &on {
+                    perms = perms.union(s.perms);
+                }
+                if perms.write
+                    && perms.execute
+                    && on.len() > 1
+                    && !on.iter().any(|s| s.perms.write && s.perms.execute)
+                {
+                    wx.push((on[0].index, on[1].index, lo));
+                }
+                match pieces.last_mut() {
+                    Some(last) if last.2 == perms => last.1 += hi - lo,
+                    _ => pieces.push((lo - start, hi - lo, perms)),
+                }
+            }
+            let file_len = g
+                .iter()
+                .filter(|x| !x.2.data.is_empty())
+                .map(|x| x.2.vaddr + x.2.data.len() as u64 - start)
+                .max()
+                .unwrap_or(0);
+            let mut segments: Vec<usize> = g.iter().map(|x| x.2.index).collect();
+            segments.sort_unstable();
+            Run {
                 vaddr: start,
-                size: 0,
-                file_len: 0,
-                pages: Vec::new(),
-                segments: Vec::new(),
-            });
-            owners.clear();
-        }
-        let Some(r) = runs.last_mut() else { continue };
-        let new_end = end.max(r.vaddr + r.size);
-        while r.vaddr + r.size < new_end {
-            r.pages.push(SegPerms::default());
-            owners.push(s.index);
-            r.size += PAGE_SIZE;
-        }
-        for page in (start..end).step_by(PAGE_SIZE as usize) {
-            let i = ((page - r.vaddr) / PAGE_SIZE) as usize;
-            let had = r.pages[i];
-            let now = had.union(s.perms);
-            if now.write && now.execute && !(had.write && had.execute) && had != SegPerms::default()
-            {
-                wx.push((owners[i], s.index, page));
+                size: end - start,
+                file_len,
+                pieces,
+                segments,
             }
-            if had == SegPerms::default() {
-                owners[i] = s.index;
-            }
-            r.pages[i] = now;
-        }
-        if !s.data.is_empty() {
-            r.file_len = r.file_len.max(file_end - r.vaddr);
-        }
-        r.segments.push(s.index);
-    }
-    // Every mapped page is readable: AArch64 cannot express write-only pages, and the
-    // kernel maps execute-only segments readable too.
-    for r in &mut runs {
-        for p in &mut r.pages {
-            p.read = true;
-        }
-    }
+        })
+        .collect();
     (runs, wx)
 }
 
