@@ -13,8 +13,6 @@ use crate::model::System;
 pub const FIRST_SPI: u32 = 32;
 /// Size of the GICv3 distributor frame.
 pub const GICD_SIZE: u64 = 0x1_0000;
-/// Size of the PL011 UART frame.
-pub const UART_SIZE: u64 = 0x1000;
 
 /// A physical range the kernel owns (a device it drives or RAM it is loaded into).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,8 +25,12 @@ pub struct KernelRange {
     pub size: u64,
 }
 
-/// The physical ranges no memory region may overlap on `board`: the devices the kernel
-/// drives and the RAM below the kernel's load address (device tree, firmware).
+/// The physical ranges no memory region may overlap on `board`: the interrupt controller
+/// the kernel drives and the RAM below the kernel's load address (device tree, firmware).
+///
+/// The kernel's console UART is deliberately not among them: as on seL4's debug builds,
+/// a PD may map it (a serial driver, or the VMM reading the keyboard). The kernel only
+/// ever writes whole characters to its data register, so output interleaves by line.
 pub fn kernel_ranges(board: &Board) -> Vec<KernelRange> {
     let d = &board.devices;
     let mut v = vec![
@@ -41,11 +43,6 @@ pub fn kernel_ranges(board: &Board) -> Vec<KernelRange> {
             what: "the GIC redistributors",
             base: d.gicr,
             size: d.gicr_stride.saturating_mul(u64::from(d.cores.max(1))),
-        },
-        KernelRange {
-            what: "the kernel's UART",
-            base: d.uart_pl011,
-            size: UART_SIZE,
         },
     ];
     let m = &board.memory;
