@@ -1530,7 +1530,7 @@ fn valid_full_virtual_machine() {
         .iter()
         .map(|v| (v.id, v.cpu, v.setvar_id.as_deref()))
         .collect();
-    assert_eq!(vcpus, [(0, 0, Some("vcpu0")), (1, 1, None)]);
+    assert_eq!(vcpus, [(0, 0, Some("vcpu0")), (1, 0, None)], "cpu defaults to the parent's core");
     let maps: Vec<(usize, u64, bool)> = vm
         .maps
         .iter()
