@@ -6,7 +6,7 @@ mod build_support;
 use build_support::*;
 use vcpos_abi::KERNEL_VIRT_OFFSET;
 use vcpos_tool::image::{build, check_board, Config};
-use vcpos_tool::model::{System, Vcpu, VirtualMachine};
+use vcpos_tool::model::System;
 
 fn one_pd() -> System {
     system(vec![pd("hello", 10)], vec![], vec![])
@@ -330,31 +330,11 @@ fn system_too_big_for_ram_is_located() {
 }
 
 #[test]
-fn virtual_machines_and_smc_are_not_supported_yet() {
-    let f = Fixture::new("err_vm");
+fn smc_is_not_supported() {
+    let f = Fixture::new("err_smc");
     let mut sys = one_pd();
-    sys.pds[0].virtual_machine = Some(VirtualMachine {
-        name: "linux".into(),
-        priority: 50,
-        budget_us: 1000,
-        period_us: 1000,
-        vcpus: vec![Vcpu {
-            id: 0,
-            cpu: 0,
-            setvar_id: None,
-            span: span(16),
-        }],
-        maps: vec![],
-        span: span(15),
-    });
     sys.pds[0].smc = true;
     let errors = build_err(&f, &sys);
-    assert_error(
-        &errors,
-        "virtual machines are not supported by the image builder yet",
-        "virtual_machine",
-        15,
-    );
     assert_error(&errors, "asks for smc", "protection_domain", 10);
 }
 

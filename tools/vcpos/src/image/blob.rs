@@ -252,6 +252,11 @@ pub fn records(inp: &RecordInputs) -> Records {
         out.maps.extend(maps);
         out.caps.extend_from_slice(caps);
     }
+    for t in super::vm::vcpu_threads(inp.system) {
+        let maps = super::vm::vm_maps(inp.system, t.vm, inp.mr_paddrs);
+        out.pds.push(super::vm::vcpu_desc(&t, out.maps.len() as u32, maps.len() as u32));
+        out.maps.extend(maps.into_iter().map(|(d, mr)| (d, MapWhat::Region { mr })));
+    }
     out.zero = zero_ranges(
         inp.system,
         inp.spaces,

@@ -10,6 +10,8 @@
 //! | 74 + ch       | Endpoint (PPC) to the other end  | other PD      | `BADGE_PPC \| other id`   |
 //! | 138 + id      | IrqHandler                       | IRQ number    | 0 (IRQ badge: `1 << id`)  |
 //! | 202 + child   | Tcb of the child                 | child PD      | 0                         |
+//! | 266 + vcpu    | vCPU (as Microkit's VM TCB)      | vCPU thread   | 0                         |
+//! | 330 + vcpu    | vCPU (as Microkit's VCPU object) | vCPU thread   | 0                         |
 
 use vcpos_abi::bootinfo::{CapDesc, IrqDesc};
 use vcpos_abi::cap::{self, slot, CapKind};
@@ -99,6 +101,15 @@ pub fn build(system: &System, debug_console: bool) -> Result<CapTables, Vec<Diag
                 cap(slot::BASE_TCB + u64::from(id), CapKind::Tcb, i as u32, 0),
                 "protection_domain",
                 &pd.span,
+            ));
+        }
+    }
+    for t in super::vm::vcpu_threads(system) {
+        for base in [slot::BASE_VM_TCB, slot::BASE_VCPU] {
+            per_pd[t.vmm].push((
+                cap(base + u64::from(t.vcpu.id), CapKind::Vcpu, t.thread as u32, 0),
+                "vcpu",
+                &t.vcpu.span,
             ));
         }
     }

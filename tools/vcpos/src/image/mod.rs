@@ -25,6 +25,7 @@ pub mod layout;
 pub mod pieces;
 pub mod report;
 pub mod symbols;
+pub mod vm;
 pub mod vspace;
 pub mod writer;
 
@@ -224,18 +225,8 @@ pub fn build(
                 &pd.span,
             ));
         }
-        if let Some(vm) = &pd.virtual_machine {
-            errors.push(Diagnostic::at(
-                format!(
-                    "virtual machines are not supported by the image builder yet (virtual machine '{}' \
-                     of protection domain '{}')",
-                    vm.name, pd.name
-                ),
-                "virtual_machine",
-                &vm.span,
-            ));
-        }
     }
+    errors.extend(vm::check_thread_count(system));
     let kernel = load_kernel(opts).map_err(|e| errors.extend(e)).ok();
     let mut images = Vec::new();
     for i in 0..system.pds.len() {
@@ -299,7 +290,8 @@ pub fn build(
         mr_paddrs: &zero_mrs,
         mr_init: &mr_init,
     });
-    let pt_pool_size = spaces.iter().map(|s| s.page_tables as u64).sum::<u64>() * PAGE_SIZE;
+    let vcpu_tables: u64 = vm::vcpu_threads(system).iter().map(|t| vm::vm_page_tables(system, t.vm) as u64).sum();
+    let pt_pool_size = (spaces.iter().map(|s| s.page_tables as u64).sum::<u64>() + vcpu_tables) * PAGE_SIZE;
     let request = layout::Request {
         ram: PRange {
             base: board.memory.ram_base,

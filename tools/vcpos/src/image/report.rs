@@ -79,6 +79,7 @@ fn cap_line(out: &mut String, system: &System, c: &CapDesc) {
         ),
         Some(CapKind::IrqHandler) => format!("IrqHandler -> IRQ {}", c.object),
         Some(CapKind::Tcb) => format!("Tcb -> child '{}'", pd_name(c.object)),
+        Some(CapKind::Vcpu) => format!("vCPU -> thread {}", c.object),
         _ => format!("kind {} object {}", c.kind, c.object),
     };
     let _ = writeln!(out, "    slot {:3}: {text}", c.slot);
@@ -237,6 +238,38 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
                 out,
                 "    {} @ 0x{:x} = {value}  ({})",
                 p.symbol, p.vaddr, p.reason
+            );
+        }
+    }
+
+    let threads = super::vm::vcpu_threads(system);
+    if !threads.is_empty() {
+        let _ = writeln!(out, "\n# Virtual machines (vCPU threads, run at EL1 behind stage-2 translation)");
+    }
+    for t in &threads {
+        let Some(d) = built.records.pds.get(t.thread) else { continue };
+        let _ = writeln!(out, "\n## thread {}: '{}'", t.thread, super::vm::vcpu_name(t));
+        let _ = writeln!(out, "  VMM:          '{}' (vCPU id {})", system.pds[t.vmm].name, t.vcpu.id);
+        let _ = writeln!(out, "  priority:     {}", d.priority);
+        let _ = writeln!(out, "  budget:       {} us per {} us", d.budget_us, d.period_us);
+        let _ = writeln!(out, "  cpu:          {}", d.cpu);
+        let _ = writeln!(out, "  guest-physical maps (stage 2):");
+        let first = d.maps_first as usize;
+        for (m, what) in &built.records.maps[first..first + d.maps_count as usize] {
+            let name = match what {
+                MapWhat::Region { mr } => system.memory_regions[*mr].name.as_str(),
+                _ => "?",
+            };
+            let _ = writeln!(
+                out,
+                "    IPA 0x{:010x}..0x{:010x} -> 0x{:010x}  {}{}{} {}  '{name}'",
+                m.vaddr,
+                m.vaddr + m.size,
+                m.paddr,
+                if m.attrs & attr::READ != 0 { 'r' } else { '-' },
+                if m.attrs & attr::WRITE != 0 { 'w' } else { '-' },
+                if m.attrs & attr::EXECUTE != 0 { 'x' } else { '-' },
+                if m.attrs & attr::CACHED != 0 { "cached" } else { "device" },
             );
         }
     }
