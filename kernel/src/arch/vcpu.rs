@@ -22,8 +22,10 @@ pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | (1 << 27);
 pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31) | (1 << 34) | (1 << 40) | (1 << 41);
 /// CPTR_EL2 for PDs: FP/SIMD trapped (PDs are soft-float).
 const CPTR_HOST: u64 = 0;
-/// CPTR_EL2 for guests: FP/SIMD allowed.
-const CPTR_GUEST: u64 = 3 << 20;
+/// CPTR_EL2 for guests: FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the
+/// FP/SIMD registers are switched between vCPUs; SVE/SME state is left live, which is
+/// sound while one VM runs (see ARCHITECTURE.md).
+const CPTR_GUEST: u64 = (3 << 16) | (3 << 20) | (3 << 24);
 
 /// The virtual timer's PPI and the vGIC maintenance PPI.
 pub const VTIMER_PPI: u32 = 27;
@@ -117,15 +119,20 @@ impl VcpuArch {
         }
         let tcb = kernel.tcb(v);
         let vttbr = tcb.vspace_root | ((tcb.asid as u64) << 48);
+        // The guest's MPIDR: affinity 0.0.0.<vCPU id>, bit 31 RES1 (what its device
+        // tree's cpu@<id> and the redistributor's GICR_TYPER say).
+        let vmpidr = (1u64 << 31) | u64::from(tcb.child_id);
         // SAFETY: the guest regime: stage-2 tables the kernel built for this vCPU
         // from the VM's maps, tagged with its own VMID; FP access for the guest.
         unsafe {
             asm!(
                 "msr vttbr_el2, {vttbr}",
+                "msr vmpidr_el2, {vmpidr}",
                 "msr hcr_el2, {hcr}",
                 "msr cptr_el2, {cptr}",
                 "isb",
                 vttbr = in(reg) vttbr,
+                vmpidr = in(reg) vmpidr,
                 hcr = in(reg) HCR_GUEST,
                 cptr = in(reg) CPTR_GUEST,
             );

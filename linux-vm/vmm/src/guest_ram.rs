@@ -23,11 +23,6 @@ impl MappedRam {
         MappedRam { ptr, base, size }
     }
 
-    /// Guest-physical base.
-    pub fn base(&self) -> u64 {
-        self.base
-    }
-
     /// Size in bytes.
     pub fn size(&self) -> u64 {
         self.size

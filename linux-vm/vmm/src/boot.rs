@@ -1,0 +1,66 @@
+//! Booting the guest: kernel `Image`, initramfs and a generated device tree into guest
+//! RAM, then vCPU 0 started at the kernel with x0 = the device tree (Linux's arm64
+//! boot protocol: EL1, MMU off, interrupts masked).
+
+use alloc::format;
+
+use sel4_microkit::debug_println;
+use vcpos_abi::vcpu::reg;
+use vcpos_virtio::GuestMemory;
+use vcpos_vmm_devices::fdt::{self, FdtConfig};
+use vcpos_vmm_devices::image::{boot_layout, ImageHeader};
+use vcpos_vmm_devices::layout;
+use vcpos_vmm_devices::vgic::Vgic;
+
+use crate::{Vmm, VmmError, BOOTARGS, CONSOLE_SLOT, VCPU};
+
+/// virtio-mmio `Status` register offset.
+const STATUS_REGISTER: u64 = 0x070;
+
+impl Vmm {
+    /// (Re)boots the guest from the pristine kernel and initramfs, with fresh device
+    /// models. Console input typed meanwhile is kept.
+    pub fn boot_guest(&mut self) -> Result<(), VmmError> {
+        let err = |what: &str, e: &dyn core::fmt::Display| VmmError(format!("{what}: {e}"));
+        let header = ImageHeader::parse(self.kernel).map_err(|e| err("bad kernel Image", &e))?;
+        let places = boot_layout(&header, layout::RAM_BASE, self.ram.size(), Some(self.initrd.len() as u64))
+            .map_err(|e| err("guest RAM too small", &e))?;
+        let dtb = fdt::build(&FdtConfig {
+            ram_size: self.ram.size(),
+            bootargs: BOOTARGS,
+            initrd: places.initrd,
+            virtio_slots: &[CONSOLE_SLOT],
+            pl011: false,
+        })
+        .map_err(|e| err("device tree", &e))?;
+        self.ram.write(places.kernel, self.kernel).map_err(|e| err("loading the kernel", &e))?;
+        if let Some((start, _)) = places.initrd {
+            self.ram.write(start, self.initrd).map_err(|e| err("loading the initramfs", &e))?;
+        }
+        self.ram.write(places.dtb, &dtb).map_err(|e| err("loading the device tree", &e))?;
+
+        self.vgic = Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).map_err(|e| err("vGIC", &e))?;
+        // A device reset, as a driver's Status = 0 write does: the old guest's queues
+        // are forgotten; typed-ahead input survives (virtio 1.2 §4.2.2.1).
+        let _ = self.console.write(STATUS_REGISTER, 4, 0, &mut self.ram);
+
+        let kerr = |e: sel4_microkit::KernelError| err("vCPU", &e);
+        VCPU.write_reg(reg::X0, places.dtb).map_err(kerr)?;
+        for r in 1..=3 {
+            VCPU.write_reg(reg::X0 + r, 0).map_err(kerr)?;
+        }
+        VCPU.restart(places.kernel).map_err(kerr)?;
+        self.boots += 1;
+        debug_println!(
+            "linux_vmm: boot {}: kernel {} KiB at {:#x}, initramfs {} KiB at {:#x}, device tree at {:#x}, {} MiB RAM",
+            self.boots,
+            self.kernel.len() / 1024,
+            places.kernel,
+            self.initrd.len() / 1024,
+            places.initrd.map_or(0, |i| i.0),
+            places.dtb,
+            self.ram.size() >> 20
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Guest exits: what the VMM does with each fault message the kernel sends about the
+//! vCPU — emulated device accesses, PSCI calls, trapped system registers.
+
+use alloc::format;
+
+use sel4_microkit::{debug_println, get_mr, MessageInfo};
+use vcpos_abi::fault::{label, vm_fault};
+use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
+use vcpos_vmm_devices::layout::{self, Device};
+use vcpos_vmm_devices::mmio::{self, MmioAccess};
+use vcpos_vmm_devices::psci::{self, Action};
+use vcpos_vmm_devices::vgic::Region;
+
+use crate::{Vmm, CONSOLE_SLOT, VCPU};
+
+/// Exception classes of VCPU_FAULT messages.
+const EC_HVC64: u64 = 0x16;
+const EC_SMC64: u64 = 0x17;
+const EC_SYSREG: u64 = 0x18;
+
+/// Stray accesses reported before the VMM goes quiet about them.
+const MAX_STRAY_REPORTS: u32 = 16;
+
+/// ISS encoding (Op0, Op1, CRn, CRm, Op2) of ICC_SGI1R_EL1.
+const ICC_SGI1R_EL1: (u64, u64, u64, u64, u64) = (3, 0, 12, 11, 5);
+
+impl Vmm {
+    /// Handles one guest exit; true means "resume the vCPU" (reply to the fault).
+    pub fn handle_exit(&mut self, msg: MessageInfo) -> bool {
+        let resume = match msg.label() {
+            label::VM_FAULT => {
+                let (pc, addr) = (get_mr(vm_fault::IP), get_mr(vm_fault::ADDR));
+                let (prefetch, esr) = (get_mr(vm_fault::PREFETCH_FAULT) != 0, get_mr(vm_fault::FSR));
+                if prefetch {
+                    self.reboot(&format!("guest executed outside its RAM at {addr:#x} (pc {pc:#x})"))
+                } else {
+                    self.mmio_exit(pc, addr, esr)
+                }
+            }
+            label::VCPU_FAULT => self.vcpu_exit(get_mr(VCPU_FAULT_ESR), get_mr(1)),
+            other => self.reboot(&format!("unexpected exit, label {other}")),
+        };
+        self.deliver_irqs();
+        resume
+    }
+
+    /// Reports why and boots the guest again; false (the vCPU was restarted).
+    fn reboot(&mut self, why: &str) -> bool {
+        debug_println!("linux_vmm: {why}; booting the guest again");
+        if let Err(e) = self.boot_guest() {
+            debug_println!("linux_vmm: cannot boot the guest: {e}; VM stopped");
+            let _ = VCPU.stop();
+        }
+        false
+    }
+
+    fn advance_pc(&self, pc: u64, esr: u64) {
+        let _ = VCPU.write_reg(reg::PC, pc + mmio::instruction_length(esr));
+    }
+
+    /// A load or store to guest-physical `ipa` that no RAM backs: emulate the device
+    /// there, or report the stray access (loads read 0, stores are dropped).
+    fn mmio_exit(&mut self, pc: u64, ipa: u64, esr: u64) -> bool {
+        let access = match MmioAccess::decode(esr) {
+            Ok(a) => a,
+            Err(e) => {
+                self.report_stray(pc, ipa, &format!("access cannot be emulated ({e:?})"));
+                self.advance_pc(pc, esr);
+                return true;
+            }
+        };
+        let stored = match access.reg {
+            Some(r) if access.write => access.store_value(VCPU.read_reg(u64::from(r)).unwrap_or(0)),
+            _ => 0,
+        };
+        let size = access.size;
+        let loaded = match layout::device_at(ipa) {
+            Some((Device::GicDistributor, off)) => self.gic(Region::Distributor, off, size, access.write, stored),
+            Some((Device::GicRedistributor, off)) => self.gic(Region::Redistributor, off, size, access.write, stored),
+            Some((Device::Pl011, off)) => {
+                if access.write {
+                    if let Some(b) = self.pl011.write(off, size, stored) {
+                        self.uart.write_bytes(&[b]);
+                    }
+                    0
+                } else {
+                    self.pl011.read(off, size)
+                }
+            }
+            Some((Device::VirtioMmio(CONSOLE_SLOT), off)) => {
+                if access.write {
+                    if self.console.write(off, size, stored as u32, &mut self.ram) {
+                        self.raise_console_irq();
+                    }
+                    if let Some(e) = self.console.take_error() {
+                        debug_println!("linux_vmm: virtio console: guest error: {e}");
+                    }
+                    self.flush_console();
+                    0
+                } else {
+                    u64::from(self.console.read(off, size))
+                }
+            }
+            // Empty virtio slots read as "no device" (DeviceID 0) with the right magic.
+            Some((Device::VirtioMmio(_), off)) => match off {
+                0x000 => 0x7472_6976,
+                0x004 => 2,
+                _ => 0,
+            },
+            None => {
+                let kind = if access.write { "write" } else { "read" };
+                self.report_stray(pc, ipa, &format!("{kind} of {size} bytes outside guest memory"));
+                0
+            }
+        };
+        if !access.write {
+            if let Some(r) = access.reg {
+                let _ = VCPU.write_reg(u64::from(r), access.load_result(loaded));
+            }
+        }
+        self.advance_pc(pc, esr);
+        true
+    }
+
+    fn gic(&mut self, region: Region, off: u64, size: u8, write: bool, value: u64) -> u64 {
+        if write {
+            self.vgic.write(region, off, size, value);
+            0
+        } else {
+            self.vgic.read(region, off, size)
+        }
+    }
+
+    fn report_stray(&mut self, pc: u64, ipa: u64, what: &str) {
+        self.stray_accesses += 1;
+        if self.stray_accesses <= MAX_STRAY_REPORTS {
+            debug_println!("linux_vmm: guest {what}: address {ipa:#x}, pc {pc:#x}; ignored");
+        }
+    }
+
+    /// HVC, SMC or a trapped system-register access.
+    fn vcpu_exit(&mut self, esr: u64, pc: u64) -> bool {
+        match esr >> 26 {
+            EC_HVC64 => self.psci(),
+            EC_SMC64 => {
+                // A trapped SMC's PC points at the instruction itself.
+                self.advance_pc(pc, esr);
+                self.psci()
+            }
+            EC_SYSREG => {
+                self.system_register(esr);
+                self.advance_pc(pc, esr);
+                true
+            }
+            ec => self.reboot(&format!("guest exit with exception class {ec:#x} at pc {pc:#x}")),
+        }
+    }
+
+    fn psci(&mut self) -> bool {
+        let mut x = [0u64; 4];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = VCPU.read_reg(reg::X0 + i as u64).unwrap_or(0);
+        }
+        let outcome = psci::handle(x, layout::VCPU0_MPIDR_AFFINITY);
+        let _ = VCPU.write_reg(reg::X0, outcome.x0);
+        match outcome.action {
+            Action::Continue => true,
+            Action::PowerOff | Action::CpuOff => self.reboot("guest powered off (PSCI SYSTEM_OFF)"),
+            Action::Reset => self.reboot("guest asked for a reset (PSCI SYSTEM_RESET)"),
+        }
+    }
+
+    /// Trapped system registers: a self-IPI through ICC_SGI1R_EL1 is injected; every
+    /// other register reads as zero and ignores writes.
+    fn system_register(&mut self, esr: u64) {
+        let iss = esr & 0x1ff_ffff;
+        let read = iss & 1 != 0;
+        let rt = (iss >> 5) & 0x1f;
+        let enc = ((iss >> 20) & 3, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf, (iss >> 17) & 7);
+        if read {
+            if rt != 31 {
+                let _ = VCPU.write_reg(rt, 0);
+            }
+            return;
+        }
+        if enc == ICC_SGI1R_EL1 {
+            let value = if rt == 31 { 0 } else { VCPU.read_reg(rt).unwrap_or(0) };
+            let intid = ((value >> 24) & 0xf) as u32;
+            let to_all_others = value & (1 << 40) != 0;
+            let aff_above_0 = value & 0x00ff_00ff_00ff_0000;
+            let targets_self = !to_all_others && aff_above_0 == 0 && value & 1 != 0;
+            if targets_self {
+                let _ = VCPU.inject_irq(intid);
+            }
+        }
+    }
+}
