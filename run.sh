@@ -11,10 +11,11 @@ shift $(($# > 0 ? 1 : 0))
 cd "$(dirname "$0")"
 
 tools/setup.sh
+tools/guest-image.sh
 tools/build-targets.sh
 mkdir -p build
 cargo run -q --bin vcpos -- build \
-  --search-path target/aarch64-unknown-none-softfloat/release \
+  --search-path target/aarch64-unknown-none-softfloat/release --search-path .cache/guest \
   -o build/vcpos.img -r build/report.txt "$system"
 echo "run.sh: built build/vcpos.img (report: build/report.txt)"
 exec cargo run -q --bin vcpos -- run "$@" build/vcpos.img
