@@ -108,7 +108,7 @@ impl Kernel {
             let stage = if d.kind == THREAD_VCPU { Stage::Two } else { Stage::One };
             let root = pool.alloc(plat).map_err(|error| BootError::Map { pd: i, error })?;
             for m in info.pd_maps(&d) {
-                vspace::map_in(stage, root, m.vaddr, m.paddr, m.size, m.attrs, &mut pool, plat)
+                vspace::map(stage, root, m.vaddr, m.paddr, m.size, m.attrs, &mut pool, plat)
                     .map_err(|error| BootError::Map { pd: i, error })?;
             }
             let t = &mut self.tcbs[i];

@@ -162,25 +162,13 @@ fn next_table(table: u64, idx: u64, pool: &mut TablePool, mem: &mut impl Platfor
     Ok(new)
 }
 
-/// Maps `[vaddr, vaddr + size)` to `[paddr, ...)` in the address space rooted at
-/// `root`, with [`vcpos_abi::vspace::attr`] bits `attrs`.
+/// Maps `[vaddr, vaddr + size)` to `[paddr, ...)` with [`vcpos_abi::vspace::attr`]
+/// bits `attrs` in the `stage` tables rooted at `root` (a stage-2 `root` is a level-1
+/// table and `vaddr` a guest-physical address). Guest memory may be writable and
+/// executable (the guest applies its own stage-1 permissions); device memory never
+/// executes.
+#[allow(clippy::too_many_arguments)] // one argument per part of the mapping
 pub fn map(
-    root: u64,
-    vaddr: u64,
-    paddr: u64,
-    size: u64,
-    attrs: u32,
-    pool: &mut TablePool,
-    mem: &mut impl Platform,
-) -> Result<(), MapError> {
-    map_in(Stage::One, root, vaddr, paddr, size, attrs, pool, mem)
-}
-
-/// Like [`map`], for either stage (a stage-2 `root` is a level-1 table and
-/// `vaddr` a guest-physical address). Guest memory may be writable and executable
-/// (the guest applies its own stage-1 permissions); device memory never executes.
-#[allow(clippy::too_many_arguments)]
-pub fn map_in(
     stage: Stage,
     root: u64,
     vaddr: u64,
@@ -222,13 +210,9 @@ pub fn map_in(
     Ok(())
 }
 
-/// Walks the tables: the physical address and leaf descriptor for `vaddr`.
-pub fn translate(root: u64, vaddr: u64, mem: &impl Platform) -> Option<(u64, u64)> {
-    translate_in(Stage::One, root, vaddr, mem)
-}
-
-/// Like [`translate`], for either stage.
-pub fn translate_in(stage: Stage, root: u64, vaddr: u64, mem: &impl Platform) -> Option<(u64, u64)> {
+/// Walks the `stage` tables rooted at `root`: the physical address and leaf
+/// descriptor for `vaddr`.
+pub fn translate(stage: Stage, root: u64, vaddr: u64, mem: &impl Platform) -> Option<(u64, u64)> {
     let mut table = root;
     for level in stage.first_level()..4 {
         let entry = mem.read_word(table + index(vaddr, level) * 8);
@@ -267,20 +251,20 @@ mod tests {
         let mut mem = FakePlatform::new();
         let mut pool = TablePool::new(POOL, 16 * PAGE_SIZE);
         let root = pool.alloc(&mut mem).unwrap();
-        map(root, 0x20_0000, 0x4200_0000, 0x2000, attr::READ | attr::EXECUTE | attr::CACHED, &mut pool, &mut mem).unwrap();
-        map(root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ | attr::WRITE | attr::CACHED, &mut pool, &mut mem).unwrap();
-        map(root, 0x4000_0000, 0x6000_0000, 0x40_0000, attr::READ | attr::WRITE | attr::CACHED | attr::LARGE, &mut pool, &mut mem).unwrap();
+        map(Stage::One, root, 0x20_0000, 0x4200_0000, 0x2000, attr::READ | attr::EXECUTE | attr::CACHED, &mut pool, &mut mem).unwrap();
+        map(Stage::One, root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ | attr::WRITE | attr::CACHED, &mut pool, &mut mem).unwrap();
+        map(Stage::One, root, 0x4000_0000, 0x6000_0000, 0x40_0000, attr::READ | attr::WRITE | attr::CACHED | attr::LARGE, &mut pool, &mut mem).unwrap();
 
-        let (pa, d) = translate(root, 0x20_1234, &mem).unwrap();
+        let (pa, d) = translate(Stage::One, root, 0x20_1234, &mem).unwrap();
         assert_eq!(pa, 0x4200_1234);
         assert!(leaf_executable(d) && !leaf_writable(d));
-        let (pa, d) = translate(root, 0xff_ffff_f008, &mem).unwrap();
+        let (pa, d) = translate(Stage::One, root, 0xff_ffff_f008, &mem).unwrap();
         assert_eq!(pa, 0x4300_0008);
         assert!(leaf_writable(d) && !leaf_executable(d));
-        let (pa, _) = translate(root, 0x4023_4567, &mem).unwrap();
+        let (pa, _) = translate(Stage::One, root, 0x4023_4567, &mem).unwrap();
         assert_eq!(pa, 0x6023_4567);
-        assert_eq!(translate(root, 0x20_2000, &mem), None);
-        assert_eq!(translate(root, 0xff_ffff_e000, &mem), None, "guard page stays unmapped");
+        assert_eq!(translate(Stage::One, root, 0x20_2000, &mem), None);
+        assert_eq!(translate(Stage::One, root, 0xff_ffff_e000, &mem), None, "guard page stays unmapped");
         // root + 2 L1 + 3 L2 (2 MiB code, 1 GiB block area, top) ... all within the count.
         let used = 16 - pool.remaining() as usize;
         let ranges = [
@@ -297,13 +281,13 @@ mod tests {
         let mut pool = TablePool::new(POOL, 4 * PAGE_SIZE);
         let root = pool.alloc(&mut mem).unwrap();
         let rwx = attr::READ | attr::WRITE | attr::EXECUTE;
-        assert_eq!(map(root, 0x20_0000, 0x4200_0000, 0x1000, rwx, &mut pool, &mut mem), Err(MapError::WriteAndExecute));
-        assert_eq!(map(root, 0x20_0800, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
-        assert_eq!(map(root, USER_VSPACE_TOP, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
-        map(root, 0x20_0000, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem).unwrap();
-        assert_eq!(map(root, 0x20_0000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::Overlap));
+        assert_eq!(map(Stage::One, root, 0x20_0000, 0x4200_0000, 0x1000, rwx, &mut pool, &mut mem), Err(MapError::WriteAndExecute));
+        assert_eq!(map(Stage::One, root, 0x20_0800, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
+        assert_eq!(map(Stage::One, root, USER_VSPACE_TOP, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
+        map(Stage::One, root, 0x20_0000, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem).unwrap();
+        assert_eq!(map(Stage::One, root, 0x20_0000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::Overlap));
         // Pool has no page left for a second L1 table.
-        assert_eq!(map(root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::OutOfTables));
+        assert_eq!(map(Stage::One, root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::OutOfTables));
     }
 
     #[test]
@@ -312,18 +296,18 @@ mod tests {
         let mut pool = TablePool::new(POOL, 8 * PAGE_SIZE);
         let root = pool.alloc(&mut mem).unwrap();
         let ram = attr::READ | attr::WRITE | attr::EXECUTE | attr::CACHED | attr::LARGE;
-        map_in(Stage::Two, root, 0x4000_0000, 0x5000_0000, 0x40_0000, ram, &mut pool, &mut mem).unwrap();
-        map_in(Stage::Two, root, 0x0801_0000, 0x0804_0000, 0x1000, attr::READ | attr::WRITE, &mut pool, &mut mem).unwrap();
-        let (pa, d) = translate_in(Stage::Two, root, 0x4012_3456, &mem).unwrap();
+        map(Stage::Two, root, 0x4000_0000, 0x5000_0000, 0x40_0000, ram, &mut pool, &mut mem).unwrap();
+        map(Stage::Two, root, 0x0801_0000, 0x0804_0000, 0x1000, attr::READ | attr::WRITE, &mut pool, &mut mem).unwrap();
+        let (pa, d) = translate(Stage::Two, root, 0x4012_3456, &mem).unwrap();
         assert_eq!(pa, 0x5012_3456);
         assert_eq!(d & (S2AP_READ | S2AP_WRITE | S2_XN), S2AP_READ | S2AP_WRITE);
-        let (pa, d) = translate_in(Stage::Two, root, 0x0801_0010, &mem).unwrap();
+        let (pa, d) = translate(Stage::Two, root, 0x0801_0010, &mem).unwrap();
         assert_eq!(pa, 0x0804_0010);
         assert_ne!(d & S2_XN, 0);
-        assert_eq!(translate_in(Stage::Two, root, 0x0900_0000, &mem), None);
-        assert_eq!(map_in(Stage::Two, root, 1 << 39, 0, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
+        assert_eq!(translate(Stage::Two, root, 0x0900_0000, &mem), None);
+        assert_eq!(map(Stage::Two, root, 1 << 39, 0, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
         assert_eq!(
-            map_in(Stage::Two, root, 0x0, 0x0, 0x1000, attr::READ | attr::WRITE | attr::EXECUTE, &mut pool, &mut mem),
+            map(Stage::Two, root, 0x0, 0x0, 0x1000, attr::READ | attr::WRITE | attr::EXECUTE, &mut pool, &mut mem),
             Err(MapError::WriteAndExecute)
         );
     }
