@@ -52,12 +52,21 @@ pub struct VcpuArch {
     num_lrs: usize,
     /// Whether the host regime is in force (false while a guest's is).
     host: bool,
+    /// The loaded vCPU's TPIDR_EL0/TPIDRRO_EL0 while PDs run (PDs see zeros).
+    thread_ids: [u64; 2],
 }
 
 impl VcpuArch {
     /// Nothing loaded.
     pub const fn new() -> VcpuArch {
-        VcpuArch { loaded: None, saved: [SavedState([0; STATE_WORDS]); MAX_THREADS], lr_virq: [0; 16], num_lrs: 0, host: true }
+        VcpuArch {
+            loaded: None,
+            saved: [SavedState([0; STATE_WORDS]); MAX_THREADS],
+            lr_virq: [0; 16],
+            num_lrs: 0,
+            host: true,
+            thread_ids: [0; 2],
+        }
     }
 
     /// Boot-time setup: stage-2 control, list-register count, virtual CPU interface
@@ -83,11 +92,30 @@ impl VcpuArch {
         gic::enable_ppi(MAINTENANCE_PPI);
     }
 
-    /// Puts the CPU in the host regime for PD `asid`'s turn (cheap if already so).
+    /// Puts the CPU in the host regime for a PD's turn (cheap if already so). The
+    /// guest's EL0 thread-ID registers, the only guest state a PD could read, are put
+    /// aside and zeroed.
     pub fn enter_host(&mut self) {
         if !self.host {
-            // SAFETY: restores the host HCR/CPTR values the kernel booted with.
-            unsafe { asm!("msr hcr_el2, {h}", "msr cptr_el2, {c}", "isb", h = in(reg) HCR_HOST, c = in(reg) CPTR_HOST) };
+            let (tpidr, tpidrro): (u64, u64);
+            // SAFETY: restores the host HCR/CPTR values the kernel booted with and
+            // swaps the EL0 thread-ID registers, which only EL0 code reads.
+            unsafe {
+                asm!(
+                    "msr hcr_el2, {h}",
+                    "msr cptr_el2, {c}",
+                    "mrs {t}, tpidr_el0",
+                    "mrs {r}, tpidrro_el0",
+                    "msr tpidr_el0, xzr",
+                    "msr tpidrro_el0, xzr",
+                    "isb",
+                    h = in(reg) HCR_HOST,
+                    c = in(reg) CPTR_HOST,
+                    t = out(reg) tpidr,
+                    r = out(reg) tpidrro,
+                )
+            };
+            self.thread_ids = [tpidr, tpidrro];
             self.host = true;
         }
     }
@@ -97,6 +125,13 @@ impl VcpuArch {
     /// list registers.
     pub fn enter_guest(&mut self, kernel: &mut Kernel, v: PdIndex) {
         let reset = kernel.take_vcpu_reset(v);
+        if self.host && self.loaded.is_some() {
+            // SAFETY: puts back the loaded vCPU's EL0 thread-ID registers (set aside
+            // by `enter_host`), so the CPU holds exactly that vCPU's state again.
+            unsafe {
+                asm!("msr tpidr_el0, {}", "msr tpidrro_el0, {}", in(reg) self.thread_ids[0], in(reg) self.thread_ids[1])
+            };
+        }
         // SAFETY: allow FP/SIMD at EL2 too, so the state switch below can move the
         // guest's q registers; PDs never run until `enter_host` traps FP again.
         unsafe { asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_GUEST) };
