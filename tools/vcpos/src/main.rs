@@ -21,6 +21,9 @@ enum Command {
         /// Board whose limits apply (IRQ numbers, cores, device addresses).
         #[arg(long, default_value = "qemu_virt_aarch64")]
         board: String,
+        /// Directories where files the system names (prefill files) are looked up.
+        #[arg(long = "search-path", short = 's')]
+        search_paths: Vec<PathBuf>,
         /// The system description.
         system: PathBuf,
     },
@@ -33,7 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { board, system } => match sdf::load(&system).and_then(|loaded| {
+        Command::Check { board, search_paths, system } => match sdf::load_with(&system, &search_paths).and_then(|loaded| {
             let board = vcpos_tool::board::load(&board, None).map_err(|e| vec![e])?;
             let errors = image::check_board(&loaded.system, &board);
             if errors.is_empty() {

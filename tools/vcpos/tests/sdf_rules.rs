@@ -622,12 +622,24 @@ fn mr_prefill_bootinfo_x86() {
 
 #[test]
 fn mr_prefill_without_size() {
+    // The file is not found (no search path): the region cannot be sized.
     check_error(
         "mr_prefill_without_size.system",
         &[
-            "Error: Missing required attribute 'size' (vcpos does not size regions from prefill_path) on element 'memory_region': mr_prefill_without_size.system:3:5",
+            "Error: unable to find prefill file 'data.bin' to size the region (give 'size', or a search path) on element 'memory_region': mr_prefill_without_size.system:3:5",
         ],
     );
+    // Found through a search path: sized from the file, rounded up to the page size
+    // (Microkit semantics).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdf-prefill");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data.bin"), vec![7u8; 0x1801]).unwrap();
+    let text = std::fs::read_to_string(Path::new(FIXTURES).join("mr_prefill_without_size.system")).unwrap();
+    let loaded = sdf::parse_str_with("mr_prefill_without_size.system", &text, &[dir.clone()]).unwrap();
+    assert_eq!(loaded.system.memory_regions[0].size, 0x2000);
+    std::fs::write(dir.join("data.bin"), b"").unwrap();
+    let errors = sdf::parse_str_with("mr_prefill_without_size.system", &text, &[dir]).unwrap_err();
+    assert!(errors[0].to_string().contains("prefill file 'data.bin' is empty"), "{}", errors[0]);
 }
 
 #[test]

@@ -406,7 +406,7 @@ pub fn build(
 /// Runs `vcpos build`: reads the system and board, builds, writes the image and report.
 pub fn build_command(args: &BuildArgs) -> Result<(), Vec<Diagnostic>> {
     let config = Config::parse(&args.config).map_err(|e| vec![e])?;
-    let loaded = crate::sdf::load(&args.system)?;
+    let loaded = crate::sdf::load_with(&args.system, &args.search_paths)?;
     for w in &loaded.warnings {
         println!("{w}");
     }

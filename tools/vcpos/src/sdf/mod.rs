@@ -39,21 +39,33 @@ pub struct Loaded {
 }
 
 /// Reads and checks the system description at `path`. On failure, every error found
-/// in the file is returned, each with its location.
+/// in the file is returned, each with its location. Prefill files are looked up
+/// relative to the current directory only; see [`load_with`].
 pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    load_with(path, &[])
+}
+
+/// [`load`], looking up files the system names (prefill files, to size regions that
+/// give no `size`) in `search_paths` first, as the builder does.
+pub fn load_with(path: &Path, search_paths: &[std::path::PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::plain(format!(
             "cannot read '{}': {e}",
             path.display()
         ))]
     })?;
-    let mut loaded = parse_str(&path.display().to_string(), &text)?;
+    let mut loaded = parse_str_with(&path.display().to_string(), &text, search_paths)?;
     loaded.system.path = path.to_path_buf();
     Ok(loaded)
 }
 
 /// Parses and checks SDF `text`; `file` is the name used in locations.
 pub fn parse_str(file: &str, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    parse_str_with(file, text, &[])
+}
+
+/// [`parse_str`] with search paths for the files the system names.
+pub fn parse_str_with(file: &str, text: &str, search_paths: &[std::path::PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
     if let Some(offset) = depth::too_deep(text) {
         let (line, col) = position(&text[..offset]);
         return Err(vec![Diagnostic {
@@ -71,6 +83,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     }
     let doc = roxmltree::Document::parse(text).map_err(|e| vec![xml_error(file, text, &e)])?;
     let mut cx = reader::Cx::new(file, &doc);
+    cx.search_paths = search_paths.to_vec();
     parse::stray_text(&mut cx, &doc);
     let raw = parse::system(&mut cx, &doc);
     let checked = raw.as_ref().map(|raw| check::check(&mut cx, raw));

@@ -229,13 +229,8 @@ fn memory_region(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawMr {
         }
         Attr::Valid(s) => Some(s),
         Attr::Invalid => None,
-        Attr::Absent if prefill_path.is_some() => {
-            el.error(
-                cx,
-                "Missing required attribute 'size' (vcpos does not size regions from prefill_path)",
-            );
-            None
-        }
+        // Sized from the file below, once the page size is known (Microkit semantics).
+        Attr::Absent if prefill_path.is_some() => None,
         Attr::Absent if bootinfo.is_some() => None,
         Attr::Absent => {
             el.missing(cx, "size");
@@ -254,6 +249,13 @@ fn memory_region(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawMr {
         }
     });
     let phys_addr = el.number(cx, "phys_addr");
+    let size = match (&size, &prefill_path) {
+        (None, Some(path)) if el.node.attribute("size").is_none() => {
+            let page = if let Attr::Valid(p) = &page_size { *p } else { PAGE_SIZE };
+            prefill_file_size(cx, el, path, page)
+        }
+        _ => size,
+    };
     RawMr {
         name,
         size,
@@ -261,6 +263,31 @@ fn memory_region(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawMr {
         phys_addr,
         prefill_path,
         span: el.span.clone(),
+    }
+}
+
+/// The size of a region given by `prefill_path` only: the file's length rounded up to
+/// `page_size`. The file is looked up as the builder does: in the search paths, then
+/// relative to the current directory.
+fn prefill_file_size(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, path: &str, page_size: u64) -> Option<u64> {
+    let found = cx.find_file(path);
+    let Some(file) = found else {
+        el.error(
+            cx,
+            format!("unable to find prefill file '{path}' to size the region (give 'size', or a search path)"),
+        );
+        return None;
+    };
+    match std::fs::metadata(&file).map(|m| m.len()) {
+        Ok(0) => {
+            el.error(cx, format!("prefill file '{path}' is empty"));
+            None
+        }
+        Ok(len) => Some(len.div_ceil(page_size) * page_size),
+        Err(e) => {
+            el.error(cx, format!("cannot read prefill file '{}': {e}", file.display()));
+            None
+        }
     }
 }
 

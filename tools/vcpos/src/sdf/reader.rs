@@ -19,6 +19,9 @@ pub struct Cx<'d, 'input> {
     doc: &'d Document<'input>,
     /// Errors, in the order they were found (sorted into document order at the end).
     pub diags: Vec<Diagnostic>,
+    /// Where files named by the system (prefill files) are looked up, before the
+    /// current directory.
+    pub search_paths: Vec<std::path::PathBuf>,
 }
 
 impl<'d, 'input> Cx<'d, 'input> {
@@ -28,7 +31,18 @@ impl<'d, 'input> Cx<'d, 'input> {
             file,
             doc,
             diags: Vec::new(),
+            search_paths: Vec::new(),
         }
+    }
+
+    /// The first existing `name` in the search paths, then relative to the current
+    /// directory.
+    pub fn find_file(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.search_paths
+            .iter()
+            .map(|d| d.join(name))
+            .chain(std::iter::once(std::path::PathBuf::from(name)))
+            .find(|p| p.is_file())
     }
 
     /// The location of byte offset `pos` of the text.
