@@ -18,6 +18,11 @@ const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 const EC_SYSREG: u64 = 0x18;
 
+/// Guest boots allowed within [`QUICK_REBOOT_WINDOW_S`] before the VM is stopped.
+const MAX_QUICK_REBOOTS: u32 = 5;
+/// The window for [`MAX_QUICK_REBOOTS`], in seconds.
+const QUICK_REBOOT_WINDOW_S: u64 = 30;
+
 /// Stray accesses reported before the VMM goes quiet about them.
 const MAX_STRAY_REPORTS: u32 = 16;
 
@@ -44,8 +49,25 @@ impl Vmm {
         resume
     }
 
-    /// Reports why and boots the guest again; false (the vCPU was restarted).
+    /// Reports why and boots the guest again, unless it keeps failing: more than
+    /// [`MAX_QUICK_REBOOTS`] boots within [`QUICK_REBOOT_WINDOW_S`] seconds stop the VM
+    /// (a crash loop would otherwise eat the CPU). False: the vCPU was not resumed.
     fn reboot(&mut self, why: &str) -> bool {
+        let now = sel4_microkit::sys::counter();
+        let window = QUICK_REBOOT_WINDOW_S * sel4_microkit::sys::counter_frequency();
+        if now.saturating_sub(self.window_start) > window {
+            self.window_start = now;
+            self.boots_in_window = 0;
+        }
+        self.boots_in_window += 1;
+        if self.boots_in_window > MAX_QUICK_REBOOTS {
+            debug_println!(
+                "linux_vmm: {why}; {} boots within {QUICK_REBOOT_WINDOW_S} s, VM stopped",
+                self.boots_in_window
+            );
+            let _ = VCPU.stop();
+            return false;
+        }
         debug_println!("linux_vmm: {why}; booting the guest again");
         if let Err(e) = self.boot_guest() {
             debug_println!("linux_vmm: cannot boot the guest: {e}; VM stopped");

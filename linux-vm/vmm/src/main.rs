@@ -52,6 +52,9 @@ pub struct Vmm {
     boots: u32,
     /// Guest accesses outside its memory reported so far (reports are capped).
     stray_accesses: u32,
+    /// Start (counter value) of the current reboot-rate window, and reboots in it.
+    window_start: u64,
+    boots_in_window: u32,
 }
 
 /// Why the VMM cannot go on with the guest.
@@ -94,6 +97,8 @@ fn init() -> Vmm {
         initrd,
         boots: 0,
         stray_accesses: 0,
+        window_start: 0,
+        boots_in_window: 0,
     };
     vmm.uart.enable_rx_interrupt();
     if let Err(e) = vmm.boot_guest() {
