@@ -11,8 +11,8 @@ shift $(($# > 0 ? 1 : 0))
 cd "$(dirname "$0")"
 
 tools/setup.sh
-tools/guest-image.sh
 tools/build-targets.sh
+tools/guest-image.sh # after the target build: the initramfs carries its guest tools
 mkdir -p build
 cargo run -q --bin vcpos -- build \
   --search-path target/aarch64-unknown-none-softfloat/release --search-path .cache/guest \

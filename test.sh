@@ -21,8 +21,8 @@ run_step() { # run_step NAME COMMAND...: a titled, timed step
 trap 'echo "test.sh: FAILED in step: $step" >&2' ERR
 
 run_step setup tools/setup.sh
-run_step "guest image (Debian arm64 kernel + busybox)" tools/guest-image.sh
 run_step "build target crates" tools/build-targets.sh
+run_step "guest image (Debian arm64 kernel + busybox)" tools/guest-image.sh
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

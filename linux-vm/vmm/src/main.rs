@@ -112,6 +112,9 @@ impl Handler for Vmm {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), VmmError> {
         if channels.contains(UART_IRQ) {
+            // Clear first, then drain: a byte arriving after the drain raises the
+            // interrupt again instead of waiting unseen in the FIFO.
+            self.uart.clear_rx_interrupt();
             let mut buf = [0u8; 64];
             let mut n = 0;
             while let Some(b) = self.uart.read_byte() {
@@ -123,7 +126,6 @@ impl Handler for Vmm {
                 }
             }
             self.console.device_mut().push_input(&buf[..n]);
-            self.uart.clear_rx_interrupt();
             let _ = UART_IRQ.irq_ack();
             if self.console.poll(&mut self.ram) {
                 self.raise_console_irq();

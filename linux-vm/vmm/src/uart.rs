@@ -65,7 +65,8 @@ impl Uart {
         (self.read(FR) & FR_RXFE == 0).then(|| self.read(DR) as u8)
     }
 
-    /// Clears the receive interrupts (after draining the FIFO).
+    /// Clears the receive interrupts (before draining the FIFO, so nothing that
+    /// arrives during the drain is missed).
     pub fn clear_rx_interrupt(&self) {
         self.write(ICR, INT_RX | INT_RT);
     }
