@@ -9,7 +9,8 @@
 # a second run downloads nothing and rewrites nothing unless Debian's current
 # kernel package changed. Outputs:
 #   .cache/guest/Image       uncompressed arm64 Image (from /boot/vmlinuz-*)
-#   .cache/guest/initrd.gz   gzip'd cpio (newc): busybox, virtio modules, /init
+#   .cache/guest/initrd.gz   gzip'd cpio (newc): busybox, virtio modules, /init,
+#                            /bin/vcpos-mmio-bench if built (linux-vm/guest/bench)
 #   .cache/guest/manifest.txt packages, versions, sha256s, sizes
 # With --boot-test, linux-vm/guest/boot-test.sh then boots them on QEMU
 # (remaining arguments go to it, e.g. --runs 3 --machine virt,virtualization=on,gic-version=3).
@@ -37,7 +38,7 @@ boot_args=()
 while (($#)); do
     case "$1" in
         --boot-test) boot_test=1; shift; boot_args=("$@"); break ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
 done
@@ -214,6 +215,18 @@ cp "$busybox_dir/bin/busybox" "$stage/bin/busybox"
 # (the arm64 binary cannot be run here to list its applets).
 ln -s busybox "$stage/bin/sh"
 install -m 0755 "$GUEST_SRC/init" "$stage/init"
+# The guest-side MMIO-exit benchmark (linux-vm/guest/bench, a static arm64 program
+# built by tools/build-targets.sh), when it has been built.
+target_dir=${CARGO_TARGET_DIR:-target}
+[[ $target_dir == /* ]] || target_dir=$ROOT/$target_dir
+bench_bin=$target_dir/aarch64-unknown-none-softfloat/release/vcpos-mmio-bench
+if [[ -f $bench_bin ]]; then
+    install -m 0755 "$bench_bin" "$stage/bin/vcpos-mmio-bench"
+    bench_note="sha256=$(sha256sum "$bench_bin" | cut -d' ' -f1)"
+else
+    log "no $bench_bin yet (tools/build-targets.sh builds it): no /bin/vcpos-mmio-bench in the initramfs"
+    bench_note=absent
+fi
 
 # Module name as the kernel sees it: basename without .ko[.xz|.zst|.gz], '-' -> '_'.
 modnames_awk='function m(p) { sub(/.*\//, "", p); sub(/\.ko.*/, "", p); gsub(/-/, "_", p); return p }'
@@ -305,6 +318,7 @@ size() { stat -c %s "$1"; }
     echo "image_page_size=$page_size"
     echo "modules=${order[*]}"
     echo "module_compression=${compression[*]}"
+    echo "vcpos_mmio_bench=$bench_note"
     echo "image_bytes=$(size "$CACHE/Image") sha256=$(sha256sum "$CACHE/Image" | cut -d' ' -f1)"
     echo "initrd_bytes=$(size "$CACHE/initrd.gz") sha256=$(sha256sum "$CACHE/initrd.gz" | cut -d' ' -f1)"
 } >"$CACHE/manifest.txt"

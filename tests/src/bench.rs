@@ -1,5 +1,8 @@
 //! Benchmark results: parsing the `BENCH <name> median_ns=<n> median_ticks=<t>
-//! iterations=<k>` lines benchmark PDs print, and printing them as a table.
+//! iterations=<k>` lines benchmark PDs (and the Linux guest's benchmark program) print,
+//! and printing them as a table. The VM benchmarks are in [`vm`].
+
+pub mod vm;
 
 use std::fmt::Write as _;
 

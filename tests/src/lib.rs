@@ -1,15 +1,18 @@
 //! Integration-test harness: builds a system image from `tests/systems/<scenario>.system`
-//! with the prebuilt target artifacts (kernel and PD ELFs from `tools/build-targets.sh`),
-//! boots it in QEMU with a timeout through [`vcpos_tool::runner`], and checks the serial
-//! transcript for the markers test PDs and the kernel print.
+//! with the prebuilt target artifacts (kernel and PD ELFs from `tools/build-targets.sh`)
+//! and the Linux guest's files (`tools/guest-image.sh`, in `.cache/guest`), boots it in
+//! QEMU with a timeout through [`vcpos_tool::runner`] (optionally typing a console
+//! script, see [`linux`]), and checks the serial transcript for the markers test PDs
+//! and the kernel print.
 //!
-//! Missing artifacts are a test failure that says to run `tools/build-targets.sh`, never
-//! a skip. The image, report and serial transcript of each scenario stay in
+//! Missing artifacts or guest files are a test failure that says which script to run,
+//! never a skip. The image, report and serial transcript of each scenario stay in
 //! `target/vcpos-tests/<scenario>/` for inspection.
 #![forbid(unsafe_code)]
 
 pub mod baremetal;
 pub mod bench;
+pub mod linux;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use vcpos_tool::board::{self, Board};
-use vcpos_tool::runner::{self, Capture, CaptureOptions, Ending, FAIL_MARKER, KERNEL_ERROR, KERNEL_FAULT, PASS_MARKER};
+use vcpos_tool::runner::{
+    self, Capture, CaptureOptions, Ending, Step, FAIL_MARKER, KERNEL_ERROR, KERNEL_FAULT, PASS_MARKER,
+};
 
 /// The target triple of the kernel and PDs.
 pub const TARGET: &str = "aarch64-unknown-none-softfloat";
@@ -47,6 +52,16 @@ pub fn target_dir() -> PathBuf {
 /// Where `tools/build-targets.sh` leaves the kernel and PD ELFs.
 pub fn artifact_dir() -> PathBuf {
     target_dir().join(TARGET).join("release")
+}
+
+/// Where `tools/guest-image.sh` leaves the Linux guest's files (`Image`, `initrd.gz`):
+/// `$VCPOS_GUEST_CACHE` (relative to the workspace root if relative), as in that
+/// script, or `<root>/.cache/guest`.
+pub fn guest_dir() -> PathBuf {
+    match std::env::var_os("VCPOS_GUEST_CACHE") {
+        Some(d) if !d.is_empty() => workspace_root().join(d),
+        _ => workspace_root().join(".cache/guest"),
+    }
 }
 
 /// The system file of a test scenario.
@@ -92,6 +107,39 @@ pub fn missing_artifacts(system: &vcpos_tool::model::System, dir: &Path) -> Vec<
     missing
 }
 
+/// The prefill files of a system's memory regions (the guest kernel and initramfs of a
+/// VM) that none of `dirs` holds. Absolute names are checked as they are.
+pub fn missing_prefills(system: &vcpos_tool::model::System, dirs: &[PathBuf]) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for name in system.memory_regions.iter().filter_map(|mr| mr.prefill_path.as_ref()) {
+        let found = if Path::new(name).is_absolute() {
+            Path::new(name).is_file()
+        } else {
+            dirs.iter().any(|d| d.join(name).is_file())
+        };
+        if !found && !missing.contains(name) {
+            missing.push(name.clone());
+        }
+    }
+    missing
+}
+
+/// Checks that every prefill file of `system` is in `dirs` or in `guest` (the guest
+/// files' directory); if not, says to run `tools/guest-image.sh`.
+pub fn check_prefills(system: &vcpos_tool::model::System, dirs: &[PathBuf], guest: &Path) -> Result<(), String> {
+    let mut all = dirs.to_vec();
+    all.push(guest.to_path_buf());
+    let missing = missing_prefills(system, &all);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "guest files missing from {} (memory region prefills): {}\nrun tools/guest-image.sh (or ./test.sh, which does)",
+        guest.display(),
+        missing.join(", ")
+    ))
+}
+
 /// `vcpos build`'s arguments, parsed from a command line so the harness depends on the
 /// builder's CLI (Microkit's) rather than on the fields of its argument struct.
 #[derive(Parser)]
@@ -119,6 +167,8 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
              (or run ./test.sh, which does)"
         ));
     }
+    let guest = guest_dir();
+    check_prefills(&loaded.system, std::slice::from_ref(&dir), &guest)?;
     std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let image = out_dir.join("vcpos.img");
     let report = out_dir.join("report.txt");
@@ -130,6 +180,8 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
         config.as_ref(),
         "--search-path".as_ref(),
         dir.as_os_str(),
+        "--search-path".as_ref(),
+        guest.as_os_str(),
         "-o".as_ref(),
         image.as_os_str(),
         "-r".as_ref(),
@@ -154,32 +206,62 @@ pub struct Transcript {
     pub image: PathBuf,
     /// The captured run.
     pub capture: Capture,
+    /// The console script the run typed (empty if none).
+    pub script: Vec<Step>,
 }
 
-/// Builds `system` with `config` and boots it until a pass/fail marker or kernel error
-/// (plus a short grace period), or `timeout`.
-///
-/// The image is built in a directory of this process (several test runs may share the
-/// target directory) and afterwards moved, with its report and the serial transcript
-/// (`serial.log`), to `target/vcpos-tests/<label>/`.
-pub fn boot_system(label: &str, system: &Path, config: &str, timeout: Duration) -> Result<Transcript, String> {
-    let board = board()?;
+/// A system image built for a test, not booted yet.
+#[derive(Debug)]
+pub struct BuiltSystem {
+    /// Scenario name (or a label).
+    pub label: String,
+    /// The image, in a work directory of this process.
+    pub image: PathBuf,
+    /// The builder's report (physical layout, maps, capabilities).
+    pub report: String,
+    work_dir: PathBuf,
+    keep_dir: PathBuf,
+}
+
+/// Builds `system` with `config` in a directory of this process (several test runs may
+/// share the target directory), `target/vcpos-tests/<label>/run-<pid>/`.
+pub fn build_system(label: &str, system: &Path, config: &str) -> Result<BuiltSystem, String> {
     let keep_dir = target_dir().join("vcpos-tests").join(label);
     let work_dir = keep_dir.join(format!("run-{}", std::process::id()));
     let image = build_image(system, config, &work_dir).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&work_dir);
     })?;
-    let capture = runner::run_image(&board, &image, &CaptureOptions::until_marker(timeout)).map_err(|e| e.to_string())?;
-    let _ = std::fs::write(work_dir.join("serial.log"), &capture.output);
-    let mut kept = image.clone();
-    for name in ["vcpos.img", "report.txt", "serial.log"] {
-        // Best effort: a failed move leaves the files in the work directory.
-        if std::fs::rename(work_dir.join(name), keep_dir.join(name)).is_ok() && name == "vcpos.img" {
-            kept = keep_dir.join(name);
+    let report = std::fs::read_to_string(work_dir.join("report.txt"))
+        .map_err(|e| format!("cannot read the build report of {}: {e}", system.display()))?;
+    Ok(BuiltSystem { label: label.to_string(), image, report, work_dir, keep_dir })
+}
+
+impl BuiltSystem {
+    /// Boots the image with `opts` (and its console script, if any). Afterwards the
+    /// image, its report and the serial transcript (`serial.log`) are moved to
+    /// `target/vcpos-tests/<label>/`.
+    pub fn boot(self, opts: &CaptureOptions) -> Result<Transcript, String> {
+        let board = board()?;
+        let capture = runner::run_image(&board, &self.image, opts).map_err(|e| e.to_string());
+        if let Ok(c) = &capture {
+            let _ = std::fs::write(self.work_dir.join("serial.log"), &c.output);
         }
+        let mut kept = self.image.clone();
+        for name in ["vcpos.img", "report.txt", "serial.log"] {
+            // Best effort: a failed move leaves the files in the work directory.
+            if std::fs::rename(self.work_dir.join(name), self.keep_dir.join(name)).is_ok() && name == "vcpos.img" {
+                kept = self.keep_dir.join(name);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.work_dir);
+        Ok(Transcript { label: self.label, image: kept, capture: capture?, script: opts.script.clone() })
     }
-    let _ = std::fs::remove_dir(&work_dir);
-    Ok(Transcript { label: label.to_string(), image: kept, capture })
+}
+
+/// Builds `system` with `config` and boots it until a pass/fail marker or kernel error
+/// (plus a short grace period), or `timeout` (see [`build_system`], [`BuiltSystem::boot`]).
+pub fn boot_system(label: &str, system: &Path, config: &str, timeout: Duration) -> Result<Transcript, String> {
+    build_system(label, system, config)?.boot(&CaptureOptions::until_marker(timeout))
 }
 
 /// Boots scenario `tests/systems/<scenario>.system` (debug config, [`timeout`]); panics
@@ -234,8 +316,18 @@ impl fmt::Display for Transcript {
             f.write_str(&c.stderr)?;
             writeln!(f, "----- end of QEMU stderr -----")?;
         }
+        if !self.script.is_empty() {
+            writeln!(f, "----- console script ({} of {} steps happened) -----", c.steps_done.len(), self.script.len())?;
+            for (i, step) in self.script.iter().enumerate() {
+                match c.steps_done.get(i) {
+                    Some(t) => writeln!(f, "  {:>2}. at {:6.1} s: {step}", i + 1, t.as_secs_f64())?,
+                    None => writeln!(f, "  {:>2}. never:     {step}", i + 1)?,
+                }
+            }
+        }
         if let Ending::TimedOut(t) = c.ending {
-            writeln!(f, "(no marker within {} s; VCPOS_TEST_TIMEOUT=<seconds> raises the limit)", t.as_secs())?;
+            let what = if self.script.is_empty() { "no marker" } else { "the script did not finish" };
+            writeln!(f, "({what} within {} s; VCPOS_TEST_TIMEOUT=<seconds> raises the limit)", t.as_secs())?;
         }
         Ok(())
     }
@@ -306,7 +398,8 @@ fn hex_after(line: &str, key: &str) -> Option<u64> {
         }
         let rest = lower[i + key.len()..].trim_start_matches([' ', ':', '=']);
         let hex = rest.strip_prefix("0x")?;
-        let digits: String = hex.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '_').filter(|c| *c != '_').collect();
+        let digits: String =
+            hex.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '_').filter(|c| *c != '_').collect();
         u64::from_str_radix(&digits, 16).ok()
     })
 }
@@ -399,6 +492,52 @@ mod tests {
         std::fs::write(dir.join("no-such-pd-elf"), b"").unwrap();
         assert!(missing_artifacts(&sys, &dir).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_guest_files_are_listed() {
+        let sys = vcpos_tool::sdf::parse_str(
+            "t.system",
+            r#"<system>
+                <memory_region name="k" size="0x1000" prefill_path="no-such-guest-kernel" />
+                <memory_region name="i" size="0x1000" prefill_path="initrd-here" />
+                <memory_region name="z" size="0x1000" />
+                <protection_domain name="a"><program_image path="a" />
+                    <map mr="k" vaddr="0x4000000" /><map mr="i" vaddr="0x5000000" /><map mr="z" vaddr="0x6000000" />
+                </protection_domain></system>"#,
+        );
+        let sys = match sys {
+            Ok(l) => l.system,
+            Err(e) => panic!("{}", render(&e)),
+        };
+        let dir = std::env::temp_dir().join(format!("vcpos-harness-guest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("initrd-here"), b"x").unwrap();
+        let missing = missing_prefills(&sys, &[PathBuf::from("/nonexistent"), dir.clone()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(missing, vec!["no-such-guest-kernel".to_string()]);
+    }
+
+    #[test]
+    fn missing_guest_files_say_which_script_makes_them() {
+        let sys = vcpos_tool::sdf::parse_str(
+            "t.system",
+            r#"<system><memory_region name="k" size="0x1000" prefill_path="Image" />
+                <protection_domain name="a"><program_image path="a" /><map mr="k" vaddr="0x4000000" />
+                </protection_domain></system>"#,
+        );
+        let sys = match sys {
+            Ok(l) => l.system,
+            Err(e) => panic!("{}", render(&e)),
+        };
+        let dir = std::env::temp_dir().join(format!("vcpos-harness-guestdir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = check_prefills(&sys, &[], &dir).unwrap_err();
+        assert!(e.contains("Image") && e.contains("run tools/guest-image.sh"), "{e}");
+        std::fs::write(dir.join("Image"), b"x").unwrap();
+        let ok = check_prefills(&sys, &[], &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(ok, Ok(()));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! QEMU integration tests: each boots one system from `tests/systems/` (or the root
-//! `system.xml`) and checks its serial transcript. They need the target artifacts
-//! (`tools/build-targets.sh`; `./test.sh` builds them first) and fail without them.
+//! `system.xml`, the Linux VM) and checks its serial transcript. They need the target
+//! artifacts (`tools/build-targets.sh`) and, for the root system, the guest files
+//! (`tools/guest-image.sh`); `./test.sh` makes both first, and the tests fail without them.
 
-use vcpos_tests::{boot, boot_system, find_fault, pass_line, timeout, workspace_root, Transcript};
+use vcpos_tests::{boot, find_fault, linux, pass_line, workspace_root, Transcript};
+use vcpos_tool::runner::Step;
 
 /// Asserts that the kernel's fault report about `pd` (naming the PD, the fault kind,
 /// the address and the PC) comes before the `TEST PASS: <test>` line.
@@ -55,12 +57,13 @@ fn badcap() {
     boot("badcap").assert_pass("badcap");
 }
 
-/// The system `./run.sh` boots starts and reports success.
+/// The system `./run.sh` boots (the Linux VM) comes up to the guest's shell prompt,
+/// and a command typed on the serial console runs.
 #[test]
 fn root_system_boots() {
     let system = workspace_root().join("system.xml");
-    match boot_system("root-system", &system, "debug", timeout()) {
-        Ok(t) => t.assert_any_pass(),
-        Err(e) => panic!("root system.xml: {e}"),
-    }
+    let mut script = linux::until_ready();
+    script.extend([linux::command("echo vcpos-$((6*7))"), Step::wait_line("vcpos-42"), Step::wait_text(linux::PROMPT)]);
+    let opts = linux::options(linux::timeout(linux::LINUX_TIMEOUT, 1), script, linux::UNEXPECTED_RESTART);
+    linux::run("root-system", &system, &opts).assert_script_done();
 }

@@ -1,37 +1,64 @@
-//! `vcpos-bench`: builds and boots a benchmark system, then prints its `BENCH` figures
-//! as a table (run by `./bench.sh` after the target artifacts are built).
+//! `vcpos-bench`: builds and boots benchmark systems, then prints their `BENCH` figures
+//! as a table, and runs the VM benchmarks (the Linux guest on vcpos against the same
+//! guest directly on QEMU, see `vcpos_tests::bench::vm`). Run by `./bench.sh` after the
+//! target artifacts and the guest image are built.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use vcpos_tests::bench::vm::{self, VmBenchOptions};
 use vcpos_tests::{bench, boot_system, check_clean, scenario_system, workspace_root};
 
-/// Boot a benchmark system in QEMU and print its figures.
+/// Boot benchmark systems in QEMU and print their figures.
 #[derive(Parser)]
 #[command(name = "vcpos-bench")]
 struct Cli {
     /// Builder config (debug, release or benchmark).
     #[arg(long, default_value = "debug")]
     config: String,
-    /// Give up after this many seconds without a `TEST PASS:`/`TEST FAIL:` line.
+    /// Give up on a system after this many seconds without a `TEST PASS:`/`TEST FAIL:`
+    /// line, and on a VM boot after this many seconds without the benchmark's end.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-    /// Print the whole serial transcript too.
+    /// Print the whole serial transcripts too.
     #[arg(long, short)]
     verbose: bool,
+    /// Only the VM benchmarks (no benchmark systems).
+    #[arg(long, conflicts_with_all = ["no_vm", "systems"])]
+    vm_only: bool,
+    /// No VM benchmarks.
+    #[arg(long)]
+    no_vm: bool,
+    /// The system with the Linux VM for the VM benchmarks (default: the repository's
+    /// system.xml).
+    #[arg(long, value_name = "SYSTEM")]
+    vm_system: Option<PathBuf>,
+    /// Boots of the VM benchmarks on each side (vcpos, direct QEMU); medians are taken.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    runs: u64,
     /// Benchmark systems (default: tests/systems/bench.system).
     systems: Vec<PathBuf>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// `path` as given if absolute, else from the working directory (or the workspace root
+/// if there is none), as the user typed it.
+fn from_cwd(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| workspace_root()).join(path)
+    }
+}
+
+/// Boots each benchmark system and prints its table; false if any failed.
+fn bench_systems(cli: &Cli) -> bool {
     let systems = if cli.systems.is_empty() { vec![scenario_system("bench")] } else { cli.systems.clone() };
     let mut ok = true;
     for system in &systems {
-        let system = if system.is_absolute() { system.clone() } else { std::env::current_dir().unwrap_or_else(|_| workspace_root()).join(system) };
+        let system = from_cwd(system);
         let label = format!("bench-{}", system.file_stem().map_or("system".into(), |s| s.to_string_lossy()));
         println!("== {} (config {})", system.display(), cli.config);
         let t = match boot_system(&label, &system, &cli.config, Duration::from_secs(cli.timeout)) {
@@ -64,5 +91,28 @@ fn main() -> ExitCode {
             ok = false;
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    ok
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut ok = true;
+    if !cli.vm_only {
+        ok &= bench_systems(&cli);
+    }
+    if !cli.no_vm {
+        let system = cli.vm_system.as_deref().map_or_else(|| workspace_root().join("system.xml"), from_cwd);
+        ok &= vm::run(&VmBenchOptions {
+            system,
+            config: cli.config.clone(),
+            runs: cli.runs as usize,
+            timeout: Duration::from_secs(cli.timeout),
+            verbose: cli.verbose,
+        });
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -3,21 +3,25 @@
 //! Two ways to run an image:
 //! - interactive ([`run_command`] without `--timeout`): QEMU owns the terminal, the
 //!   serial console and QEMU's monitor share stdio (`-serial mon:stdio`), Ctrl-A x quits;
-//! - captured ([`run_image`], [`capture`]): stdin is `/dev/null`, the serial console
-//!   goes to a pipe and is collected line by line until a stop marker appears (plus a
-//!   short grace period for the lines that follow it), QEMU exits, or a timeout runs
-//!   out. QEMU runs in its own process group and the whole group is killed at the end,
-//!   so no emulator (or anything it started) outlives the run.
+//! - captured ([`run_image`], [`capture`]): the serial console goes to a pipe and is
+//!   collected line by line until a stop marker appears (plus a short grace period for
+//!   the lines that follow it), QEMU exits, or a timeout runs out. QEMU runs in its own
+//!   process group and the whole group is killed at the end, so no emulator (or
+//!   anything it started) outlives the run. stdin is `/dev/null`, unless the run has a
+//!   console script ([`CaptureOptions::script`]): then stdin is a pipe that feeds the
+//!   serial console's input, and each [`Step`] waits for a text (or a whole line) in the
+//!   output, also in a line still being written such as a shell prompt, and then types
+//!   its bytes. A scripted run ends [`Ending::ScriptDone`] after its last step.
 //!
 //! Markers (the contract with test PDs and the kernel): a line containing
 //! [`PASS_MARKER`] or [`FAIL_MARKER`], and kernel lines starting [`KERNEL_ERROR`] or
 //! [`KERNEL_FAULT`].
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::OnceLock;
 use std::thread;
@@ -49,7 +53,10 @@ const POLL: Duration = Duration::from_millis(50);
 const DRAIN: Duration = Duration::from_secs(1);
 
 /// A longer run of output without a line end is cut into lines of this many bytes.
-const MAX_LINE: u64 = 64 * 1024;
+const MAX_LINE: usize = 64 * 1024;
+
+/// Bytes read from a pipe at a time.
+const CHUNK: usize = 8 * 1024;
 
 /// Output kept per stream; a runaway guest's further lines are dropped (but still
 /// checked for stop markers).
@@ -69,6 +76,15 @@ pub struct RunArgs {
     /// Wait for GDB on localhost:1234 before starting (interactive runs only).
     #[arg(long, conflicts_with = "timeout")]
     pub gdb: bool,
+    /// A console script step (runs with --timeout): wait until TEXT appears in the
+    /// serial output, then type SEND (escapes: \r = Enter, \n, \t, \e, \\, \xHH;
+    /// "=>SEND" may be left out). Steps run in the order given; the run ends after the
+    /// last one and succeeds if no `TEST FAIL:`/`vcpos|ERROR:` line appeared.
+    #[arg(long = "step", value_name = "TEXT=>SEND", requires = "timeout")]
+    pub steps: Vec<String>,
+    /// Pause this many milliseconds after each byte a step types.
+    #[arg(long, value_name = "MS", requires = "timeout")]
+    pub type_delay: Option<u64>,
     /// The image to boot.
     pub image: PathBuf,
 }
@@ -151,6 +167,107 @@ pub fn display_command(cmd: &Command) -> String {
     s
 }
 
+/// What a console script step waits for in the serial output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// This text anywhere in the output after the previous step's match, also in a
+    /// line that has no line end yet (a shell prompt waits at the end of its line).
+    Text(String),
+    /// A whole line equal to this (spaces and tabs around either ignored) after the
+    /// previous step's match; the rest of the line that match was in counts as a line.
+    Line(String),
+}
+
+/// One step of a console script: wait for [`Expect`], then type `send`.
+///
+/// The output is matched with carriage returns removed (as in [`Capture::output`]),
+/// so an expected text never contains `\r`; in `send`, `\r` is Enter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// What to wait for.
+    pub expect: Expect,
+    /// What to write to the serial input then (may be empty: only wait).
+    pub send: Vec<u8>,
+}
+
+impl Step {
+    /// Waits for `text` (also in an unfinished line), then types `send`.
+    pub fn after_text(text: impl Into<String>, send: impl AsRef<[u8]>) -> Step {
+        Step { expect: Expect::Text(text.into()), send: send.as_ref().to_vec() }
+    }
+
+    /// Waits for a line equal to `line`, then types `send`.
+    pub fn after_line(line: impl Into<String>, send: impl AsRef<[u8]>) -> Step {
+        Step { expect: Expect::Line(line.into()), send: send.as_ref().to_vec() }
+    }
+
+    /// Only waits for `text`.
+    pub fn wait_text(text: impl Into<String>) -> Step {
+        Step::after_text(text, b"")
+    }
+
+    /// Only waits for a line equal to `line`.
+    pub fn wait_line(line: impl Into<String>) -> Step {
+        Step::after_line(line, b"")
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.expect {
+            Expect::Text(t) => write!(f, "wait for {t:?}")?,
+            Expect::Line(l) => write!(f, "wait for the line {l:?}")?,
+        }
+        if !self.send.is_empty() {
+            write!(f, ", then type {:?}", String::from_utf8_lossy(&self.send))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a `vcpos run --step` argument, `TEXT=>SEND` or `TEXT`, with escapes in
+/// both parts (`\r`, `\n`, `\t`, `\e`, `\\`, `\xHH`).
+pub fn parse_step(arg: &str) -> Result<Step, String> {
+    let (text, send) = arg.split_once("=>").unwrap_or((arg, ""));
+    let text = unescape(text)?;
+    let text = String::from_utf8(text).map_err(|_| format!("step {arg:?}: the text to wait for is not UTF-8"))?;
+    if text.contains('\r') {
+        return Err(format!("step {arg:?}: carriage returns are removed from the output, so \\r cannot be waited for"));
+    }
+    Ok(Step::after_text(text, unescape(send)?))
+}
+
+/// Resolves the escapes of [`parse_step`].
+fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'e') => out.push(0x1b),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                let value = std::str::from_utf8(&hex)
+                    .ok()
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("in {s:?}: \\x needs two hex digits"))?;
+                out.push(value);
+            }
+            Some(other) => return Err(format!("in {s:?}: unknown escape \\{}", other as char)),
+            None => return Err(format!("in {s:?}: a lone \\ at the end")),
+        }
+    }
+    Ok(out)
+}
+
 /// Options of a captured run.
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
@@ -158,21 +275,39 @@ pub struct CaptureOptions {
     pub timeout: Duration,
     /// A stdout line containing any of these ends the run, [`Self::grace`] later.
     pub stop_on: Vec<String>,
-    /// How long to keep reading after a stop marker.
+    /// How long to keep reading after a stop marker (or the script's last step).
     pub grace: Duration,
     /// Copy each output line to this process's stdout as it arrives.
     pub echo: bool,
+    /// Console script: the steps, in order. Empty: stdin is `/dev/null`. Otherwise
+    /// stdin is a pipe the steps type into, and the run ends (after [`Self::grace`])
+    /// once the last step happened.
+    pub script: Vec<Step>,
+    /// Pause after each byte a step types (zero: a step's bytes are written at once).
+    pub type_delay: Duration,
 }
 
 impl CaptureOptions {
     /// Stop at the first pass or fail marker or kernel error, after `timeout` at the
-    /// latest; no echo.
+    /// latest; no echo, no script.
     pub fn until_marker(timeout: Duration) -> CaptureOptions {
         CaptureOptions {
             timeout,
             stop_on: vec![PASS_MARKER.into(), FAIL_MARKER.into(), KERNEL_ERROR.into()],
             grace: DEFAULT_GRACE,
             echo: false,
+            script: Vec::new(),
+            type_delay: Duration::ZERO,
+        }
+    }
+
+    /// Runs `script` until its last step, or a fail marker or kernel error, or
+    /// `timeout`; no echo.
+    pub fn scripted(timeout: Duration, script: Vec<Step>) -> CaptureOptions {
+        CaptureOptions {
+            stop_on: vec![FAIL_MARKER.into(), KERNEL_ERROR.into()],
+            script,
+            ..CaptureOptions::until_marker(timeout)
         }
     }
 }
@@ -182,6 +317,8 @@ impl CaptureOptions {
 pub enum Ending {
     /// A stop marker appeared on this line.
     Marker(String),
+    /// The console script's last step happened (and no stop marker appeared).
+    ScriptDone,
     /// The process exited by itself (guest power-off or reset, or a QEMU error).
     Exited(ExitStatus),
     /// The timeout ran out.
@@ -192,6 +329,7 @@ impl std::fmt::Display for Ending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Ending::Marker(line) => write!(f, "stopped at marker line: {line}"),
+            Ending::ScriptDone => write!(f, "the console script ran to its end"),
             Ending::Exited(status) => write!(f, "process exited by itself ({status})"),
             Ending::TimedOut(t) => write!(f, "timed out after {} s and was killed", t.as_secs_f64()),
         }
@@ -240,6 +378,10 @@ pub struct Capture {
     pub elapsed: Duration,
     /// Process id (and process group id) the run had; the group is gone on return.
     pub pid: u32,
+    /// For each console script step that happened, in order: when (from spawn).
+    pub steps_done: Vec<Duration>,
+    /// How many steps the script had.
+    pub script_steps: usize,
 }
 
 impl Capture {
@@ -255,9 +397,21 @@ impl Capture {
             && !m.iter().any(|m| matches!(m, Marker::Fail(_)))
             && kernel_errors(&self.output).is_empty()
     }
+
+    /// Every step of the console script happened.
+    pub fn script_complete(&self) -> bool {
+        self.steps_done.len() == self.script_steps
+    }
+
+    /// The script ran to its end, and no fail marker nor kernel error appeared.
+    pub fn script_passed(&self) -> bool {
+        self.script_complete()
+            && !self.markers().iter().any(|m| matches!(m, Marker::Fail(_)))
+            && kernel_errors(&self.output).is_empty()
+    }
 }
 
-/// Which pipe a line came from.
+/// Which pipe a chunk came from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stream {
     Out,
@@ -284,35 +438,181 @@ impl Drop for Group {
     }
 }
 
-/// Sends each line read from `r` to `tx` (lossy UTF-8, line end and `\r` removed).
-fn spawn_reader<R: Read + Send + 'static>(r: Option<R>, stream: Stream, tx: mpsc::Sender<(Stream, String)>) {
-    let Some(r) = r else { return };
+/// Sends what is read from `r` to `tx` in chunks, as it arrives (so that a line
+/// without a line end, such as a prompt, is seen at once).
+fn spawn_reader<R: Read + Send + 'static>(r: Option<R>, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) {
+    let Some(mut r) = r else { return };
     thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut buf = Vec::new();
+        let mut buf = vec![0u8; CHUNK];
         loop {
-            buf.clear();
-            match (&mut r).take(MAX_LINE).read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line: String =
-                        String::from_utf8_lossy(&buf).chars().filter(|&c| c != '\r' && c != '\n').collect();
-                    if tx.send((stream, line)).is_err() {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.send((stream, buf[..n].to_vec())).is_err() {
                         break;
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
     });
 }
 
-/// Runs `cmd` with stdin from `/dev/null`, collecting its output until a stop marker
-/// (plus grace), its exit, or the timeout; then kills its whole process group.
+/// Writes each byte string it is sent to `stdin` (the serial input), pausing `delay`
+/// after each byte if it is not zero. Ends when the sender is dropped or the pipe
+/// breaks (the process is gone).
+fn spawn_typist(mut stdin: ChildStdin, delay: Duration) -> mpsc::Sender<Vec<u8>> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    thread::spawn(move || {
+        for bytes in rx {
+            let written = if delay.is_zero() {
+                stdin.write_all(&bytes).and_then(|()| stdin.flush())
+            } else {
+                bytes.iter().try_for_each(|&b| {
+                    stdin.write_all(&[b])?;
+                    stdin.flush()?;
+                    thread::sleep(delay);
+                    Ok(())
+                })
+            };
+            if written.is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+/// Cuts a byte stream into lines: at `\n` (removed), and after [`MAX_LINE`] bytes
+/// without one; lossy UTF-8.
+#[derive(Default)]
+struct LineCutter {
+    pending: Vec<u8>,
+}
+
+impl LineCutter {
+    /// Appends `bytes`; returns the lines they completed.
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for &b in bytes {
+            if b == b'\n' {
+                lines.push(self.take());
+            } else {
+                self.pending.push(b);
+                if self.pending.len() >= MAX_LINE {
+                    lines.push(self.take());
+                }
+            }
+        }
+        lines
+    }
+
+    /// The unfinished last line, if any.
+    fn finish(&mut self) -> Option<String> {
+        (!self.pending.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        let line = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        line
+    }
+}
+
+/// Where a console script is: the next step, and the output seen since the previous
+/// step's match (carriage returns removed), which the next step searches.
+struct ScriptState<'a> {
+    steps: &'a [Step],
+    next: usize,
+    seen: Vec<u8>,
+}
+
+impl<'a> ScriptState<'a> {
+    fn new(steps: &'a [Step]) -> ScriptState<'a> {
+        ScriptState { steps, next: 0, seen: Vec::new() }
+    }
+
+    fn done(&self) -> bool {
+        self.next == self.steps.len()
+    }
+
+    /// Feeds output; returns the steps it completed, in order.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<&'a Step> {
+        self.seen.extend_from_slice(bytes);
+        let mut happened = Vec::new();
+        while let Some(step) = self.steps.get(self.next) {
+            match find_expected(&step.expect, &self.seen) {
+                Some(end) => {
+                    self.seen.drain(..end);
+                    happened.push(step);
+                    self.next += 1;
+                }
+                None => {
+                    let keep_from = unmatched_prefix(&step.expect, &self.seen);
+                    self.seen.drain(..keep_from);
+                    break;
+                }
+            }
+        }
+        happened
+    }
+}
+
+/// Where the first match of `expect` in `seen` ends.
+fn find_expected(expect: &Expect, seen: &[u8]) -> Option<usize> {
+    match expect {
+        Expect::Text(t) => {
+            let t = t.as_bytes();
+            if t.is_empty() {
+                return Some(0);
+            }
+            seen.windows(t.len()).position(|w| w == t).map(|i| i + t.len())
+        }
+        Expect::Line(l) => {
+            let want = l.as_bytes().trim_ascii();
+            let mut start = 0;
+            for (i, &b) in seen.iter().enumerate() {
+                if b == b'\n' {
+                    if seen[start..i].trim_ascii() == want {
+                        return Some(i + 1);
+                    }
+                    start = i + 1;
+                }
+            }
+            None
+        }
+    }
+}
+
+/// How much of `seen` can never be part of a match of `expect` (it did not match).
+fn unmatched_prefix(expect: &Expect, seen: &[u8]) -> usize {
+    match expect {
+        // A match could still start in the last len - 1 bytes.
+        Expect::Text(t) => seen.len().saturating_sub(t.len().saturating_sub(1)),
+        // Complete lines are done with; an overlong unfinished one is dropped too.
+        Expect::Line(_) => {
+            let unfinished = seen.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if seen.len() - unfinished > MAX_LINE {
+                seen.len()
+            } else {
+                unfinished
+            }
+        }
+    }
+}
+
+/// Runs `cmd`, collecting its output until a stop marker (plus grace), the end of its
+/// console script (plus grace), its exit, or the timeout; then kills its whole process
+/// group. stdin is `/dev/null` without a script, else the pipe the script types into.
 pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Capture> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let scripted = !opts.script.is_empty();
+    let stdin = if scripted { Stdio::piped() } else { Stdio::null() };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let start = Instant::now();
     let mut group = Group { child: cmd.spawn()? };
     let pid = group.child.id();
+    let typist = group.child.stdin.take().map(|stdin| spawn_typist(stdin, opts.type_delay));
     let (tx, rx) = mpsc::channel();
     spawn_reader(group.child.stdout.take(), Stream::Out, tx.clone());
     spawn_reader(group.child.stderr.take(), Stream::Err, tx);
@@ -320,6 +620,10 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
     let deadline = start + opts.timeout;
     let mut output = String::new();
     let mut stderr = String::new();
+    let mut out_lines = LineCutter::default();
+    let mut err_lines = LineCutter::default();
+    let mut script = ScriptState::new(&opts.script);
+    let mut steps_done = Vec::new();
     let mut marker: Option<String> = None;
     let mut stop_at: Option<Instant> = None;
     let mut exited: Option<ExitStatus> = None;
@@ -340,6 +644,27 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
         }
         line
     };
+    let stop_soon = |stop_at: &mut Option<Instant>| {
+        let t = Instant::now() + opts.grace;
+        *stop_at = Some(stop_at.map_or(t, |s| s.min(t)));
+    };
+    // Runs the script on new output (nothing: steps that wait for an empty text).
+    let mut advance = |bytes: &[u8], steps_done: &mut Vec<Duration>, stop_at: &mut Option<Instant>| {
+        if !scripted || script.done() {
+            return;
+        }
+        for step in script.feed(bytes) {
+            steps_done.push(start.elapsed());
+            if let (Some(typist), false) = (&typist, step.send.is_empty()) {
+                // The typist only stops when the process is gone.
+                let _ = typist.send(step.send.clone());
+            }
+        }
+        if script.done() {
+            stop_soon(stop_at);
+        }
+    };
+    advance(b"", &mut steps_done, &mut stop_at);
     loop {
         let now = Instant::now();
         let end = stop_at.map_or(deadline, |t| t.min(deadline));
@@ -351,14 +676,21 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
             thread::sleep(wait);
         } else {
             match rx.recv_timeout(wait) {
-                Ok((stream, line)) => {
-                    let line = take(stream, line, &mut output, &mut stderr);
-                    if stream == Stream::Out
-                        && marker.is_none()
-                        && opts.stop_on.iter().any(|m| line.contains(m.as_str()))
-                    {
-                        marker = Some(line);
-                        stop_at = Some(Instant::now() + opts.grace);
+                Ok((stream, chunk)) => {
+                    let clean: Vec<u8> = chunk.into_iter().filter(|&b| b != b'\r').collect();
+                    let cutter = if stream == Stream::Out { &mut out_lines } else { &mut err_lines };
+                    for line in cutter.push(&clean) {
+                        let line = take(stream, line, &mut output, &mut stderr);
+                        if stream == Stream::Out
+                            && marker.is_none()
+                            && opts.stop_on.iter().any(|m| line.contains(m.as_str()))
+                        {
+                            marker = Some(line);
+                            stop_soon(&mut stop_at);
+                        }
+                    }
+                    if stream == Stream::Out {
+                        advance(&clean, &mut steps_done, &mut stop_at);
                     }
                     continue;
                 }
@@ -382,18 +714,30 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
     let drain_end = Instant::now() + DRAIN;
     while let Some(left) = drain_end.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok((stream, line)) => {
-                take(stream, line, &mut output, &mut stderr);
+            Ok((stream, chunk)) => {
+                let clean: Vec<u8> = chunk.into_iter().filter(|&b| b != b'\r').collect();
+                let cutter = if stream == Stream::Out { &mut out_lines } else { &mut err_lines };
+                for line in cutter.push(&clean) {
+                    take(stream, line, &mut output, &mut stderr);
+                }
             }
             Err(_) => break,
         }
     }
+    // Unfinished last lines (a prompt, output cut off by the kill).
+    if let Some(line) = out_lines.finish() {
+        take(Stream::Out, line, &mut output, &mut stderr);
+    }
+    if let Some(line) = err_lines.finish() {
+        take(Stream::Err, line, &mut output, &mut stderr);
+    }
     let ending = match (marker, exited) {
         (Some(line), _) => Ending::Marker(line),
+        (None, _) if scripted && steps_done.len() == opts.script.len() => Ending::ScriptDone,
         (None, Some(status)) => Ending::Exited(status),
         (None, None) => Ending::TimedOut(opts.timeout),
     };
-    Ok(Capture { output, stderr, ending, elapsed: start.elapsed(), pid })
+    Ok(Capture { output, stderr, ending, elapsed: start.elapsed(), pid, steps_done, script_steps: opts.script.len() })
 }
 
 /// The first line of `<binary> --version`, or `None` if it cannot be run.
@@ -448,14 +792,35 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
     match args.timeout {
         None => run_interactive(&board, &args.image, args.gdb),
         Some(secs) => {
-            let mut opts = CaptureOptions::until_marker(Duration::from_secs(secs));
+            let script = match args.steps.iter().map(|s| parse_step(s)).collect::<Result<Vec<_>, _>>() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("Error: --step: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let scripted = !script.is_empty();
+            let mut opts = if scripted {
+                CaptureOptions::scripted(Duration::from_secs(secs), script)
+            } else {
+                CaptureOptions::until_marker(Duration::from_secs(secs))
+            };
             opts.echo = true;
+            opts.type_delay = Duration::from_millis(args.type_delay.unwrap_or(0));
             match run_image(&board, &args.image, &opts) {
                 Ok(c) => {
                     eprint!("{}", c.stderr);
                     eprintln!("vcpos: {} ({:.1} s)", c.ending, c.elapsed.as_secs_f64());
-                    if c.passed() {
+                    if scripted && !c.script_complete() {
+                        let step = &opts.script[c.steps_done.len()];
+                        eprintln!("vcpos: the console script stopped at step {}: {step}", c.steps_done.len() + 1);
+                    }
+                    let ok = if scripted { c.script_passed() } else { c.passed() };
+                    if ok {
                         ExitCode::SUCCESS
+                    } else if scripted {
+                        eprintln!("vcpos: the script did not finish, or a failure was reported");
+                        ExitCode::from(1)
                     } else {
                         eprintln!("vcpos: no pass marker, or a failure was reported");
                         ExitCode::from(1)
@@ -642,8 +1007,9 @@ mod tests {
 
     #[test]
     fn exit_is_reported_with_stderr() {
-        let c = capture(sh("echo out; echo qemu-says >&2; exit 3"), &CaptureOptions::until_marker(Duration::from_secs(30)))
-            .unwrap();
+        let c =
+            capture(sh("echo out; echo qemu-says >&2; exit 3"), &CaptureOptions::until_marker(Duration::from_secs(30)))
+                .unwrap();
         match &c.ending {
             Ending::Exited(s) => assert_eq!(s.code(), Some(3)),
             e => panic!("unexpected ending {e:?}"),
@@ -661,6 +1027,178 @@ mod tests {
         assert!(matches!(c.ending, Ending::Exited(_)));
     }
 
+    /// A fake console: a prompt without a line end, read a line, answer; twice.
+    const FAKE_SHELL: &str = "echo booting; printf 'login: '; read name; echo \"hello $name\"; \
+        printf '$ '; read cmd; echo \"ran $cmd\"; echo \"$cmd-out\"; printf '$ '; sleep 100";
+
+    #[test]
+    fn script_answers_prompts_and_ends_after_its_last_step() {
+        let t0 = Instant::now();
+        let script = vec![
+            Step::after_text("login: ", "alice\n"),
+            Step::wait_line("hello alice"),
+            Step::after_text("$ ", "ls\n"),
+            Step::wait_line("ls-out"),
+            Step::wait_text("$ "),
+        ];
+        let c = capture(sh(FAKE_SHELL), &CaptureOptions::scripted(Duration::from_secs(30), script)).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+        assert_eq!(c.ending, Ending::ScriptDone, "{c:#?}");
+        assert!(c.script_complete() && c.script_passed(), "{c:#?}");
+        assert_eq!(c.steps_done.len(), 5);
+        assert!(c.steps_done.windows(2).all(|w| w[0] <= w[1]), "{:?}", c.steps_done);
+        // The prompt lines have no line end; they are still kept, with what follows.
+        assert_eq!(c.output, "booting\nlogin: hello alice\n$ ran ls\nls-out\n$ \n");
+        assert!(!c.passed(), "no pass marker in a scripted run");
+        assert!(!group_alive(c.pid), "process group {} still alive", c.pid);
+    }
+
+    #[test]
+    fn script_that_never_sees_its_text_times_out_and_says_where() {
+        let script = vec![Step::after_text("login: ", "bob\n"), Step::wait_line("no such line")];
+        let c = capture(sh(FAKE_SHELL), &CaptureOptions::scripted(Duration::from_millis(1500), script)).unwrap();
+        assert_eq!(c.ending, Ending::TimedOut(Duration::from_millis(1500)), "{c:#?}");
+        assert_eq!((c.steps_done.len(), c.script_steps), (1, 2));
+        assert!(!c.script_complete() && !c.script_passed());
+        assert!(c.output.contains("hello bob"), "{c:#?}");
+        assert!(!group_alive(c.pid));
+    }
+
+    #[test]
+    fn fail_marker_stops_a_scripted_run() {
+        let script = vec![Step::after_text("$ ", "x\n"), Step::wait_line("x done")];
+        let c = capture(
+            sh("echo 'pd: TEST FAIL: broken'; printf '$ '; read a; echo \"$a done\"; sleep 100"),
+            &CaptureOptions::scripted(Duration::from_secs(30), script),
+        )
+        .unwrap();
+        assert_eq!(c.ending, Ending::Marker("pd: TEST FAIL: broken".into()), "{c:#?}");
+        assert!(!c.script_passed());
+        assert!(!group_alive(c.pid));
+    }
+
+    #[test]
+    fn process_exiting_mid_script_is_reported() {
+        // The typist's write may hit a closed pipe: no hang, no panic.
+        let script = vec![Step::after_text("go", "a long line of input\n"), Step::wait_line("never")];
+        let c = capture(sh("echo go; exit 4"), &CaptureOptions::scripted(Duration::from_secs(30), script)).unwrap();
+        match &c.ending {
+            Ending::Exited(s) => assert_eq!(s.code(), Some(4)),
+            e => panic!("unexpected ending {e:?}"),
+        }
+        assert_eq!(c.steps_done.len(), 1);
+        assert!(c.elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn type_delay_paces_the_bytes() {
+        let mut opts = CaptureOptions::scripted(
+            Duration::from_secs(30),
+            vec![Step::after_text("> ", "abcde\n"), Step::wait_line("got abcde")],
+        );
+        opts.type_delay = Duration::from_millis(60);
+        let c = capture(sh("printf '> '; read a; echo \"got $a\"; sleep 100"), &opts).unwrap();
+        assert_eq!(c.ending, Ending::ScriptDone, "{c:#?}");
+        let typing = c.steps_done[1] - c.steps_done[0];
+        // Six bytes, the answer comes after the fifth pause at the earliest.
+        assert!(typing >= Duration::from_millis(300), "typed in {typing:?}");
+    }
+
+    #[test]
+    fn without_a_script_stdin_stays_empty_and_with_one_it_is_a_pipe() {
+        // `cat` ends at once on /dev/null; with a script it echoes what the script typed.
+        let script = vec![Step::after_text("", "typed\n"), Step::wait_line("typed")];
+        let c = capture(sh("cat"), &CaptureOptions::scripted(Duration::from_secs(30), script)).unwrap();
+        assert_eq!(c.ending, Ending::ScriptDone, "{c:#?}");
+        assert_eq!(c.output, "typed\n");
+        assert!(!group_alive(c.pid));
+    }
+
+    /// Feeds `chunks` to a script of `steps`; returns how many steps happened after
+    /// each chunk.
+    fn progress(steps: &[Step], chunks: &[&str]) -> Vec<usize> {
+        let mut st = ScriptState::new(steps);
+        let mut done = 0;
+        chunks
+            .iter()
+            .map(|c| {
+                done += st.feed(c.as_bytes()).len();
+                done
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_is_found_across_chunks_and_in_unfinished_lines() {
+        let steps = [Step::wait_text("vcpos-guest# ")];
+        assert_eq!(progress(&steps, &["boot\nvcpos-gu", "est", "# "]), [0, 0, 1]);
+        assert_eq!(progress(&steps, &["vcpos-guest#", "\n# "]), [0, 0]);
+    }
+
+    #[test]
+    fn a_line_step_wants_the_whole_line() {
+        let steps = [Step::wait_line("vcpos-42")];
+        // The echoed command line contains the expression, not the value; a longer
+        // line or an unfinished one is no match.
+        assert_eq!(progress(&steps, &["# echo vcpos-$((6*7))\n", "xvcpos-42\nvcpos-42", "  \n"]), [0, 0, 1]);
+        assert_eq!(progress(&[Step::wait_line("42")], &["vcpos-42\n"]), [0]);
+    }
+
+    #[test]
+    fn each_step_searches_after_the_previous_match() {
+        let steps = [Step::wait_text("$ "), Step::wait_text("$ "), Step::wait_line("end")];
+        assert_eq!(progress(&steps, &["$ one\n", "end\n", "$ ", "end\n"]), [1, 1, 2, 3]);
+        // Several steps can happen in one chunk, in order.
+        assert_eq!(progress(&steps, &["$ $ x\nend\n"]), [3]);
+        // The rest of the line a text matched in counts as a line.
+        assert_eq!(progress(&[Step::wait_text("# "), Step::wait_line("end")], &["# end\n"]), [2]);
+        // An empty text happens at once.
+        assert_eq!(progress(&[Step::wait_text("")], &[""]), [1]);
+    }
+
+    #[test]
+    fn unmatched_output_is_not_kept_for_ever() {
+        let steps = [Step::wait_text("needle"), Step::wait_line("line")];
+        let mut st = ScriptState::new(&steps);
+        let hay = "hay ".repeat(100_000);
+        assert!(st.feed(hay.as_bytes()).is_empty());
+        assert!(st.seen.len() < 8, "kept {} bytes", st.seen.len());
+        assert_eq!(st.feed(b"nee").len(), 0);
+        assert_eq!(st.feed(b"dle").len(), 1);
+        assert!(st.feed("lines\n".repeat(10_000).as_bytes()).is_empty());
+        assert!(st.seen.is_empty(), "finished lines are dropped: {}", st.seen.len());
+        assert!(st.feed(b"lin").is_empty());
+        assert_eq!(st.seen, b"lin", "an unfinished line is kept");
+        assert!(st.feed(hay.as_bytes()).is_empty());
+        assert!(st.seen.len() <= MAX_LINE, "an overlong unfinished line is dropped: {}", st.seen.len());
+        assert_eq!(st.feed(b"\nline\n").len(), 1);
+        assert!(st.done());
+    }
+
+    #[test]
+    fn step_arguments_parse_with_escapes() {
+        assert_eq!(
+            parse_step(r"vcpos-guest# =>echo $((6*7))\r").unwrap(),
+            Step::after_text("vcpos-guest# ", "echo $((6*7))\r")
+        );
+        assert_eq!(parse_step("ready").unwrap(), Step::wait_text("ready"));
+        assert_eq!(parse_step(r"a\tb=>\x03\e[A\\\n").unwrap(), Step::after_text("a\tb", b"\x03\x1b[A\\\n"));
+        assert_eq!(parse_step("a=>b=>c").unwrap(), Step::after_text("a", "b=>c"));
+        for (bad, why) in [
+            (r"x=>\q", "unknown escape"),
+            (r"x=>\x4", "two hex digits"),
+            (r"x=>\xzz", "two hex digits"),
+            ("x=>\\", "lone"),
+            (r"a\rb", "carriage returns"),
+            (r"\xff=>x", "not UTF-8"),
+        ] {
+            let e = parse_step(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let s = Step::after_line("vcpos-42", "uname -m\r").to_string();
+        assert_eq!(s, r#"wait for the line "vcpos-42", then type "uname -m\r""#);
+    }
+
     #[test]
     fn missing_binary_is_a_clear_error() {
         let mut board = board::load("qemu_virt_aarch64", None).unwrap();
@@ -670,8 +1208,9 @@ mod tests {
         let err = run_image(&board, &img, &CaptureOptions::until_marker(Duration::from_secs(5))).unwrap_err();
         let _ = std::fs::remove_file(&img);
         assert!(err.to_string().contains("tools/setup.sh"), "{err}");
-        let err = run_image(&board, Path::new("/nonexistent/img"), &CaptureOptions::until_marker(Duration::from_secs(5)))
-            .unwrap_err();
+        let err =
+            run_image(&board, Path::new("/nonexistent/img"), &CaptureOptions::until_marker(Duration::from_secs(5)))
+                .unwrap_err();
         assert!(err.to_string().contains("not found"), "{err}");
     }
 }
