@@ -57,6 +57,10 @@ fn linux_boots_to_shell_and_runs_a_command() {
 /// region, which holds its live count). Stage 2 maps none of them, so every access
 /// traps to the VMM, which reports it and lets loads read 0; the memory behind them
 /// is untouched (heartbeat checks its word each beat) and the shell keeps working.
+/// (Memory the builder placed below guest RAM, such as the PDs' stacks and IPC
+/// buffers, has physical addresses inside the guest's RAM window 0x4000_0000..
+/// 0x5000_0000: there the same numbers are guest RAM, 4 MiB away from them
+/// physically, so they are no probe of anything.)
 #[test]
 fn guest_access_outside_its_ram_is_reported() {
     let scenario = "linux-heartbeat";

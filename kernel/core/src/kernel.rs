@@ -196,6 +196,17 @@ impl Kernel {
         }
     }
 
+    /// Makes `t` ready at the *front* of its priority: a thread resumed by the reply
+    /// to its PPC or fault did not give up its turn by making the call, so peers of its
+    /// priority must not run first (a vCPU would otherwise wait a whole time slice
+    /// behind them after every exit to its VMM).
+    fn resume_from_call(&mut self, t: PdIndex) {
+        self.tcbs[t as usize].state = ThreadState::Ready;
+        if Some(t) != self.current && self.tcbs[t as usize].refill_at.is_none() {
+            self.ready.push_front(&mut self.tcbs, t);
+        }
+    }
+
     /// Charges the time since the last charge to the current thread.
     fn account(&mut self, now: u64) {
         if let Some(c) = self.current {
@@ -533,9 +544,9 @@ impl Kernel {
                     plat.write_word(to + 8 * i, w);
                 }
                 self.set_ret(c, 0, 0, MsgInfo::new(info.label(), count).0);
-                self.make_ready(c);
+                self.resume_from_call(c);
             }
-            ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => self.make_ready(c),
+            ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => self.resume_from_call(c),
             _ => {}
         }
     }

@@ -421,3 +421,17 @@ fn vcpu_exits_reach_the_vmm_and_wfi_parks() {
     k.handle_vcpu_exit(&mut p, 0x01 << 26, 0, 0, true);
     assert_eq!(k.schedule(p.time), Some(1));
 }
+
+#[test]
+fn a_reply_resumes_the_caller_ahead_of_its_peers() {
+    // client and peer share priority 10; server (20) answers client's PPC. The client
+    // did not give up its turn by calling, so it runs before the peer afterwards.
+    let client = pd("client", 10).cap(slot::BASE_ENDPOINT, CapKind::Endpoint, 2, BADGE_PPC);
+    let (mut k, mut p) = boot(vec![client, pd("peer", 10), pd("server", 20)], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 2);
+    assert_eq!(k.current(), Some(0));
+    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0);
+    assert_eq!(k.current(), Some(2));
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(0), "the caller resumes before its equal-priority peer");
+}
