@@ -68,12 +68,14 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     need_root "dpkg --add-architecture arm64" "apt-get update"
     apt_updated=1
 fi
-for tool in cpio gzip dpkg-deb; do
-    command -v "$tool" >/dev/null || missing_tools="${missing_tools:-} $tool"
+# Tools and the Debian packages that provide them (gzip and dpkg-deb come with
+# every Debian system; cpio and xz, for the kernel's .ko.xz modules, may not).
+missing_pkgs=""
+for pair in cpio:cpio xz:xz-utils gzip:gzip dpkg-deb:dpkg; do
+    command -v "${pair%%:*}" >/dev/null || missing_pkgs="$missing_pkgs ${pair#*:}"
 done
-if [[ -n ${missing_tools:-} ]]; then
-    # All but cpio come with every Debian system (gzip, dpkg, util-linux).
-    need_root "apt-get install -y --no-install-recommends cpio"
+if [[ -n $missing_pkgs ]]; then
+    need_root "apt-get install -y --no-install-recommends$missing_pkgs"
 fi
 
 # --- 2. which packages -----------------------------------------------------
