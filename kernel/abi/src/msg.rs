@@ -14,6 +14,10 @@ pub const DEBUG_AREA_OFFSET: usize = 2048;
 /// Size of the debug text area in bytes.
 pub const DEBUG_AREA_SIZE: usize = 2048;
 
+// The message registers and the debug area share the IPC buffer page.
+const _: () = assert!(MAX_MRS * 8 <= DEBUG_AREA_OFFSET);
+const _: () = assert!(DEBUG_AREA_OFFSET + DEBUG_AREA_SIZE == 4096);
+
 /// A message's label and length, passed in one register.
 ///
 /// Bits 0..7: count of message registers (0..=64); bits 12..64: label.
@@ -52,11 +56,5 @@ mod tests {
         assert_eq!(m.count(), 5);
         assert_eq!(MsgInfo::new(MsgInfo::MAX_LABEL, 64).label(), MsgInfo::MAX_LABEL);
         assert_eq!(MsgInfo::new(1, 64).count(), 64);
-    }
-
-    #[test]
-    fn areas_fit_in_a_page() {
-        assert!(MAX_MRS * 8 <= DEBUG_AREA_OFFSET);
-        assert_eq!(DEBUG_AREA_OFFSET + DEBUG_AREA_SIZE, 4096);
     }
 }

@@ -180,7 +180,8 @@ pub fn map(
 ) -> Result<(), MapError> {
     let large = attrs & attr::LARGE != 0;
     let step = if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
-    if vaddr % step != 0 || paddr % step != 0 || size % step != 0 || vaddr.checked_add(size).map_or(true, |e| e > stage.top()) {
+    let aligned = vaddr.is_multiple_of(step) && paddr.is_multiple_of(step) && size.is_multiple_of(step);
+    if !aligned || vaddr.checked_add(size).is_none_or(|e| e > stage.top()) {
         return Err(MapError::BadRange);
     }
     let bits = match stage {

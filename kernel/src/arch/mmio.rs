@@ -40,7 +40,7 @@ pub fn write64(paddr: u64, value: u64) {
 
 /// Reads a RAM word; addresses outside RAM or misaligned read as 0.
 pub fn ram_read_word(paddr: u64) -> u64 {
-    if paddr % 8 != 0 || !in_ram(paddr, 8) {
+    if !paddr.is_multiple_of(8) || !in_ram(paddr, 8) {
         return 0;
     }
     // SAFETY: aligned and inside RAM, which the linear map covers. The frames the
@@ -51,7 +51,7 @@ pub fn ram_read_word(paddr: u64) -> u64 {
 
 /// Writes a RAM word; addresses outside RAM or misaligned are ignored.
 pub fn ram_write_word(paddr: u64, value: u64) {
-    if paddr % 8 != 0 || !in_ram(paddr, 8) {
+    if !paddr.is_multiple_of(8) || !in_ram(paddr, 8) {
         return;
     }
     // SAFETY: as for `ram_read_word`; the builder placed IPC buffers and the page-

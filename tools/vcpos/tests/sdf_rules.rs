@@ -635,7 +635,7 @@ fn mr_prefill_without_size() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("data.bin"), vec![7u8; 0x1801]).unwrap();
     let text = std::fs::read_to_string(Path::new(FIXTURES).join("mr_prefill_without_size.system")).unwrap();
-    let loaded = sdf::parse_str_with("mr_prefill_without_size.system", &text, &[dir.clone()]).unwrap();
+    let loaded = sdf::parse_str_with("mr_prefill_without_size.system", &text, std::slice::from_ref(&dir)).unwrap();
     assert_eq!(loaded.system.memory_regions[0].size, 0x2000);
     std::fs::write(dir.join("data.bin"), b"").unwrap();
     let errors = sdf::parse_str_with("mr_prefill_without_size.system", &text, &[dir]).unwrap_err();
