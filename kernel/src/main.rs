@@ -105,6 +105,7 @@ fn halt() -> ! {
 /// Rust entry point, called by `_start` in the upper half with a valid stack.
 #[no_mangle]
 extern "C" fn kernel_main() -> ! {
+    arch::kmap::install();
     kprintln!("vcpos|INFO: vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
     // SAFETY: the builder patched these two words in the image before boot and
     // nothing writes them afterwards; volatile reads keep the compiler from folding

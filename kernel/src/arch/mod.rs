@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod gic;
+pub mod kmap;
 pub mod mmio;
 pub mod timer;
 pub mod uart;
