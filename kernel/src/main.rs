@@ -213,7 +213,7 @@ extern "C" fn vcpos_handle_lower_sync() {
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
         st.kernel.handle_vcpu_exit(&mut st.machine, esr, FAR_EL2.get(), vcpu::hpfar(), in_flight);
-    } else if esr >> 26 == vcpos_kernel_core::fault::ec::SVC64 {
+    } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
         st.kernel.handle_fault(&mut st.machine, esr, FAR_EL2.get());

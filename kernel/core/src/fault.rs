@@ -30,6 +30,11 @@ pub mod ec {
     pub const SP_ALIGN: u64 = 0x26;
     /// BRK instruction.
     pub const BRK64: u64 = 0x3c;
+
+    /// The exception class of an ESR value (bits 31:26; the bits above are ISS2).
+    pub const fn class(esr: u64) -> u64 {
+        (esr >> 26) & 0x3f
+    }
 }
 
 /// A fault, ready to be sent to a parent or printed.
@@ -52,7 +57,7 @@ pub struct FaultInfo {
 /// Builds the fault message for a synchronous exception from EL0 that is not a
 /// syscall. `far` is FAR_EL2 (meaningful for aborts).
 pub fn decode(esr: u64, far: u64, pc: u64, sp: u64, spsr: u64) -> FaultInfo {
-    let class = esr >> 26;
+    let class = ec::class(esr);
     match class {
         ec::DABT_LOWER | ec::IABT_LOWER => {
             let mut mrs = [0; 5];
@@ -76,7 +81,7 @@ pub fn decode(esr: u64, far: u64, pc: u64, sp: u64, spsr: u64) -> FaultInfo {
 
 /// What happened, in words: e.g. "data abort (write, translation fault, level 3)".
 pub fn describe(f: &FaultInfo, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
-    let class = f.esr >> 26;
+    let class = ec::class(f.esr);
     match class {
         ec::DABT_LOWER | ec::IABT_LOWER => {
             let kind = if class == ec::DABT_LOWER { "data abort" } else { "instruction abort" };

@@ -182,11 +182,6 @@ impl Kernel {
         self.current.map(|c| &mut self.tcbs[c as usize])
     }
 
-    /// The IRQ numbers routed to PDs.
-    pub fn routed_irqs(&self) -> impl Iterator<Item = u32> + '_ {
-        self.irqs.iter().flatten().map(|r| r.irq)
-    }
-
     // ---------------------------------------------------------------- scheduling
 
     fn make_ready(&mut self, t: PdIndex) {
@@ -444,9 +439,10 @@ impl Kernel {
     pub fn handle_vcpu_exit(&mut self, plat: &mut impl Platform, esr: u64, far: u64, hpfar: u64, virq_in_flight: bool) {
         let Some(t) = self.current else { return };
         let pc = self.tcbs[t as usize].ctx.pc;
-        match esr >> 26 {
+        match fault::ec::class(esr) {
             fault::ec::WFX => {
-                self.tcbs[t as usize].ctx.pc = pc + 4;
+                // ESR.IL: a 32-bit instruction, else a 16-bit (T32) one.
+                self.tcbs[t as usize].ctx.pc = pc + if esr & (1 << 25) != 0 { 4 } else { 2 };
                 let is_wfi = esr & 1 == 0;
                 if is_wfi && !virq_in_flight && self.tcbs[t as usize].virqs.is_empty() {
                     self.tcbs[t as usize].state = ThreadState::BlockedWfi;
@@ -593,7 +589,7 @@ impl Kernel {
     // ---------------------------------------------------------------- faults and control
 
     /// Fails everything that waits on `t`: its PPC caller and queued PPC senders get
-    /// [`Error::PeerDead`]; queued faulted children stay stopped.
+    /// [`Error::PeerDead`]; queued faulted children stay queued.
     fn fail_peers(&mut self, t: PdIndex) {
         if let Some(c) = self.tcbs[t as usize].reply_to.take() {
             if self.tcbs[c as usize].state == (ThreadState::BlockedCall { server: t }) {
@@ -601,11 +597,21 @@ impl Kernel {
                 self.make_ready(c);
             }
         }
+        // PPC callers are released; faulted children's messages stay queued for
+        // the parent's next Recv (after it is resumed or restarted).
+        let mut kept = [0 as PdIndex; MAX_THREADS];
+        let mut n = 0;
         while let Some(s) = self.dequeue_sender(t) {
             if matches!(self.tcbs[s as usize].state, ThreadState::BlockedSend { .. }) {
                 self.set_ret(s, Error::PeerDead as u64, 0, 0);
                 self.make_ready(s);
+            } else {
+                kept[n] = s;
+                n += 1;
             }
+        }
+        for &s in &kept[..n] {
+            self.enqueue_sender(t, s);
         }
     }
 
@@ -645,7 +651,6 @@ impl Kernel {
         let Some(t) = self.current else { return };
         let ctx = self.tcbs[t as usize].ctx;
         let f = fault::decode(esr, far, ctx.pc, ctx.sp, ctx.spsr);
-        self.tcbs[t as usize].faults += 1;
         self.fail_peers(t);
         let parent = self.tcbs[t as usize].parent;
         self.report_fault(plat, t, &f, parent);

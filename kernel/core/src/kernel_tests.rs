@@ -408,7 +408,7 @@ fn vcpu_exits_reach_the_vmm_and_wfi_parks() {
     assert_eq!(p.mem[&ipc(0)], 0x16 << 26);
     sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
     // WFI with nothing pending parks the vCPU; an injected interrupt wakes it.
-    k.handle_vcpu_exit(&mut p, 0x01 << 26, 0, 0, false);
+    k.handle_vcpu_exit(&mut p, (0x01 << 26) | (1 << 25), 0, 0, false);
     k.schedule(p.time);
     assert_eq!(k.tcb(1).state, ThreadState::BlockedWfi);
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_0008);
@@ -418,7 +418,7 @@ fn vcpu_exits_reach_the_vmm_and_wfi_parks() {
     assert_eq!(k.take_virq(1), Some(27));
     assert_eq!(k.take_virq(1), None);
     // WFI with an interrupt still in a list register does not park.
-    k.handle_vcpu_exit(&mut p, 0x01 << 26, 0, 0, true);
+    k.handle_vcpu_exit(&mut p, (0x01 << 26) | (1 << 25), 0, 0, true);
     assert_eq!(k.schedule(p.time), Some(1));
 }
 
@@ -434,4 +434,38 @@ fn a_reply_resumes_the_caller_ahead_of_its_peers() {
     assert_eq!(k.current(), Some(2));
     sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
     assert_eq!(k.current(), Some(0), "the caller resumes before its equal-priority peer");
+}
+
+#[test]
+fn a_trapped_16_bit_wfi_advances_the_pc_by_2() {
+    let (mut k, mut p) = vmm_and_vcpu();
+    sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    k.handle_vcpu_exit(&mut p, 0x01 << 26, 0, 0, false); // IL = 0: a T32 WFI
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_0002);
+}
+
+#[test]
+fn a_queued_child_fault_survives_its_parents_fault() {
+    // grandparent (0) > parent (1) > child (2); the child faults while the parent runs,
+    // then the parent faults too. Once resumed, the parent still gets the child's fault.
+    let gp = pd("gp", 200).cap(slot::BASE_TCB + 3, CapKind::Tcb, 1, 0);
+    let mut parent = pd("parent", 100);
+    parent.parent = 0;
+    let mut child = pd("child", 150);
+    child.parent = 1;
+    let (mut k, mut p) = boot(vec![gp, parent, child], &[]);
+    run_until_blocked_in_recv(&mut k, &mut p, 0);
+    assert_eq!(k.current(), Some(2));
+    k.handle_fault(&mut p, (0x24 << 26) | 0x07, 0x10); // child faults; parent not waiting
+    k.schedule(0);
+    assert_eq!(k.current(), Some(1));
+    k.handle_fault(&mut p, (0x24 << 26) | 0x07, 0x20); // parent faults
+    k.schedule(0);
+    assert_eq!(k.current(), Some(0), "grandparent gets the parent's fault");
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0); // resume the parent
+    assert_eq!(k.current(), Some(1));
+    let r = sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(1));
+    assert_eq!(r[1], BADGE_FAULT | 3, "the child's fault is still delivered");
 }

@@ -166,8 +166,6 @@ pub struct Tcb {
     pub send_head: Option<PdIndex>,
     /// Queue link: next thread in the ready queue or in a send queue.
     pub next: Option<PdIndex>,
-    /// Number of faults so far (for reports).
-    pub faults: u32,
     /// PD or vCPU.
     pub kind: ThreadKind,
     /// vCPUs: virtual interrupts to inject.
@@ -201,7 +199,6 @@ impl Tcb {
             reply_to: None,
             send_head: None,
             next: None,
-            faults: 0,
             kind: ThreadKind::Pd,
             virqs: VirqSet::new(),
             vcpu_reset: false,

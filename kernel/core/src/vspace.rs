@@ -124,7 +124,7 @@ pub fn stage2_leaf_bits(attrs: u32) -> Result<u64, MapError> {
     if attrs & attr::WRITE != 0 {
         d |= S2AP_WRITE;
     }
-    if attrs & attr::EXECUTE == 0 {
+    if attrs & attr::EXECUTE == 0 || attrs & attr::CACHED == 0 {
         d |= S2_XN;
     }
     Ok(d)
@@ -306,6 +306,8 @@ mod tests {
         assert_eq!(pa, 0x0804_0010);
         assert_ne!(d & S2_XN, 0);
         assert_eq!(translate(Stage::Two, root, 0x0900_0000, &mem), None);
+        // Device memory never executes, even when the map asks for it.
+        assert_ne!(stage2_leaf_bits(attr::READ | attr::EXECUTE).unwrap() & S2_XN, 0);
         assert_eq!(map(Stage::Two, root, 1 << 39, 0, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
         assert_eq!(
             map(Stage::Two, root, 0x0, 0x0, 0x1000, attr::READ | attr::WRITE | attr::EXECUTE, &mut pool, &mut mem),

@@ -31,6 +31,9 @@ const PAGE: u64 = 1 << 12;
 static mut KERNEL_L1: Table = Table([0; 512]);
 /// Level-2 table for the GiB that holds the kernel image.
 static mut KERNEL_L2: Table = Table([0; 512]);
+/// An empty level-0 table: TTBR0 points here until the first PD runs, so the boot
+/// identity map can no longer be walked (not even speculatively).
+static mut EMPTY_L0: Table = Table([0; 512]);
 /// Level-3 tables for the 2 MiB blocks that hold the kernel image (it is < 4 MiB).
 static mut KERNEL_L3: [Table; 2] = [Table([0; 512]), Table([0; 512])];
 
@@ -86,7 +89,9 @@ pub fn install() {
         }
     }
     let root = phys(l1.0.as_ptr());
-    // SAFETY: the new tables map every address the kernel uses (its image, all RAM and
+    let empty = phys(core::ptr::addr_of!(EMPTY_L0));
+    // SAFETY: TTBR0 gets an all-invalid table (nothing runs at EL0 yet); the new tables
+    // map every address the kernel uses (its image, all RAM and
     // the devices below RAM) to the same physical addresses as the boot tables, with
     // narrower permissions; the barriers make the table writes visible to the walker
     // before TTBR1 changes and drop stale TLB entries after.
@@ -94,11 +99,13 @@ pub fn install() {
         asm!(
             "dsb ishst",
             "msr S3_4_C2_C0_1, {root}", // TTBR1_EL2
+            "msr ttbr0_el2, {empty}",
             "isb",
             "tlbi alle2",
             "dsb ish",
             "isb",
             root = in(reg) root,
+            empty = in(reg) empty,
         );
     }
 }

@@ -52,8 +52,10 @@ pub struct VcpuArch {
     num_lrs: usize,
     /// Whether the host regime is in force (false while a guest's is).
     host: bool,
-    /// The loaded vCPU's TPIDR_EL0/TPIDRRO_EL0 while PDs run (PDs see zeros).
-    thread_ids: [u64; 2],
+    /// The loaded vCPU's TPIDR_EL0, TPIDRRO_EL0 and MDSCR_EL1 while PDs run (PDs see
+    /// zeros: with TGE set, MDSCR_EL1 would arm the guest's single-step and debug
+    /// settings for the PDs themselves).
+    thread_ids: [u64; 3],
 }
 
 impl VcpuArch {
@@ -65,7 +67,7 @@ impl VcpuArch {
             lr_virq: [0; 16],
             num_lrs: 0,
             host: true,
-            thread_ids: [0; 2],
+            thread_ids: [0; 3],
         }
     }
 
@@ -93,11 +95,11 @@ impl VcpuArch {
     }
 
     /// Puts the CPU in the host regime for a PD's turn (cheap if already so). The
-    /// guest's EL0 thread-ID registers, the only guest state a PD could read, are put
-    /// aside and zeroed.
+    /// guest's EL0 thread-ID registers (readable by PDs) and MDSCR_EL1 (which would
+    /// apply the guest's debug settings to PDs) are put aside and zeroed.
     pub fn enter_host(&mut self) {
         if !self.host {
-            let (tpidr, tpidrro): (u64, u64);
+            let (tpidr, tpidrro, mdscr): (u64, u64, u64);
             // SAFETY: restores the host HCR/CPTR values the kernel booted with and
             // swaps the EL0 thread-ID registers, which only EL0 code reads.
             unsafe {
@@ -106,16 +108,19 @@ impl VcpuArch {
                     "msr cptr_el2, {c}",
                     "mrs {t}, tpidr_el0",
                     "mrs {r}, tpidrro_el0",
+                    "mrs {d}, mdscr_el1",
                     "msr tpidr_el0, xzr",
                     "msr tpidrro_el0, xzr",
+                    "msr mdscr_el1, xzr",
                     "isb",
                     h = in(reg) HCR_HOST,
                     c = in(reg) CPTR_HOST,
                     t = out(reg) tpidr,
                     r = out(reg) tpidrro,
+                    d = out(reg) mdscr,
                 )
             };
-            self.thread_ids = [tpidr, tpidrro];
+            self.thread_ids = [tpidr, tpidrro, mdscr];
             self.host = true;
         }
     }
@@ -126,10 +131,17 @@ impl VcpuArch {
     pub fn enter_guest(&mut self, kernel: &mut Kernel, v: PdIndex) {
         let reset = kernel.take_vcpu_reset(v);
         if self.host && self.loaded.is_some() {
-            // SAFETY: puts back the loaded vCPU's EL0 thread-ID registers (set aside
+            // SAFETY: puts back the loaded vCPU's EL0 thread-ID and debug registers (set aside
             // by `enter_host`), so the CPU holds exactly that vCPU's state again.
             unsafe {
-                asm!("msr tpidr_el0, {}", "msr tpidrro_el0, {}", in(reg) self.thread_ids[0], in(reg) self.thread_ids[1])
+                asm!(
+                    "msr tpidr_el0, {}",
+                    "msr tpidrro_el0, {}",
+                    "msr mdscr_el1, {}",
+                    in(reg) self.thread_ids[0],
+                    in(reg) self.thread_ids[1],
+                    in(reg) self.thread_ids[2],
+                )
             };
         }
         // SAFETY: allow FP/SIMD at EL2 too, so the state switch below can move the
