@@ -20,15 +20,30 @@ pub const MAIR_NORMAL: u64 = 1;
 /// MAIR_EL2 value matching the indices above (index 2: normal non-cacheable).
 pub const MAIR_VALUE: u64 = 0x04 | (0xff << 8) | (0x44 << 16);
 
-const VALID: u64 = 1;
-const TABLE: u64 = 1 << 1; // table (levels 0-2) or page (level 3)
-const AF: u64 = 1 << 10;
-const NG: u64 = 1 << 11;
-const SH_INNER: u64 = 3 << 8;
-const AP_RW_EL0: u64 = 0b01 << 6;
-const AP_RO_EL0: u64 = 0b11 << 6;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
+/// Stage-1 descriptor bits (shared with the kernel's own map, `kernel/src/arch/kmap.rs`).
+pub mod desc {
+    /// Valid entry.
+    pub const VALID: u64 = 1;
+    /// Table (levels 0-2) or page (level 3); clear for a block.
+    pub const TABLE: u64 = 1 << 1;
+    /// Access flag.
+    pub const AF: u64 = 1 << 10;
+    /// Not global (ASID-tagged).
+    pub const NG: u64 = 1 << 11;
+    /// Inner shareable.
+    pub const SH_INNER: u64 = 3 << 8;
+    /// AP: EL0 and EL2 read-write.
+    pub const AP_RW_EL0: u64 = 0b01 << 6;
+    /// AP: EL0 and EL2 read-only.
+    pub const AP_RO_EL0: u64 = 0b11 << 6;
+    /// AP: EL2 read-only, no EL0 access.
+    pub const AP_RO_KERNEL: u64 = 0b10 << 6;
+    /// Never executable at EL2.
+    pub const PXN: u64 = 1 << 53;
+    /// Never executable at EL0.
+    pub const UXN: u64 = 1 << 54;
+}
+use desc::{AF, AP_RO_EL0, AP_RW_EL0, NG, PXN, SH_INNER, TABLE, UXN, VALID};
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// Why a mapping could not be made.

@@ -13,15 +13,11 @@ use vcpos_abi::KERNEL_VIRT_OFFSET;
 
 use super::boot::Table;
 
-const VALID: u64 = 1;
-const TABLE_OR_PAGE: u64 = 1 << 1;
-const AF: u64 = 1 << 10;
-const SH_INNER: u64 = 3 << 8;
-const ATTR_DEVICE: u64 = 0 << 2;
-const ATTR_NORMAL: u64 = 1 << 2;
-const AP_READ_ONLY: u64 = 1 << 7;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
+use vcpos_kernel_core::vspace::desc::{AF, AP_RO_KERNEL as AP_READ_ONLY, PXN, SH_INNER, TABLE as TABLE_OR_PAGE, UXN, VALID};
+use vcpos_kernel_core::vspace::{MAIR_DEVICE, MAIR_NORMAL};
+
+const ATTR_DEVICE: u64 = MAIR_DEVICE << 2;
+const ATTR_NORMAL: u64 = MAIR_NORMAL << 2;
 const NORMAL_RW_XN: u64 = AF | SH_INNER | ATTR_NORMAL | PXN | UXN;
 const GIB: u64 = 1 << 30;
 const MIB2: u64 = 1 << 21;
