@@ -16,8 +16,18 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// Polls of a full transmit FIFO before a character is dropped: a PD may map this
+/// UART and disable it, and the kernel must not spin forever with interrupts masked.
+const MAX_FULL_POLLS: u32 = 1_000_000;
+
 fn put(b: u8) {
-    while mmio::read32(board::UART_PL011 + FR) & FR_TXFF != 0 {}
+    let mut polls = 0;
+    while mmio::read32(board::UART_PL011 + FR) & FR_TXFF != 0 {
+        polls += 1;
+        if polls == MAX_FULL_POLLS {
+            return;
+        }
+    }
     mmio::write32(board::UART_PL011 + DR, b as u32);
 }
 
