@@ -82,10 +82,15 @@ struct State {
 static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new() };
 
 /// The kernel state.
-fn state() -> &'static mut State {
-    // SAFETY: one core runs the kernel, with interrupts masked at EL2 for the whole
-    // of every kernel entry, so entries never overlap; each entry takes this
-    // reference once at its start and it is dead before the `eret` that ends it.
+///
+/// # Safety
+///
+/// Call at most once per kernel entry (boot, or one exception) and drop the
+/// reference before the entry ends: one core runs the kernel with interrupts masked
+/// at EL2 for the whole of every entry, so entries never overlap, and one call per
+/// entry means no two live `&mut` to the state.
+unsafe fn state() -> &'static mut State {
+    // SAFETY: the caller upholds the one-reference-per-entry contract above.
     unsafe { &mut *addr_of_mut!(STATE) }
 }
 
@@ -131,13 +136,14 @@ extern "C" fn kernel_main() -> ! {
             kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
         }
     }
+    // SAFETY: boot is one kernel entry and this is its only call to `state`.
+    let st = unsafe { state() };
     gic::init();
-    state().vcpu.init();
+    st.vcpu.init();
     for i in 0..info.header.num_irqs as usize {
         let irq = info.irq(i);
         gic::set_trigger(irq.irq, irq.trigger != 0);
     }
-    let st = state();
     if let Err(e) = st.kernel.boot(&info, &mut st.machine) {
         kprintln!("vcpos|ERROR: cannot start the system: {e:?}");
         halt();
@@ -207,7 +213,8 @@ fn poll_interrupts(st: &mut State) {
 /// A synchronous exception from a PD: a syscall or a fault.
 #[no_mangle]
 extern "C" fn vcpos_handle_lower_sync() {
-    let st = state();
+    // SAFETY: the only call to `state` in this exception entry.
+    let st = unsafe { state() };
     let esr = ESR_EL2.get();
     let is_vcpu = st.kernel.current().is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
     if is_vcpu {
@@ -224,7 +231,8 @@ extern "C" fn vcpos_handle_lower_sync() {
 /// An interrupt while a PD ran.
 #[no_mangle]
 extern "C" fn vcpos_handle_lower_irq() {
-    let st = state();
+    // SAFETY: the only call to `state` in this exception entry.
+    let st = unsafe { state() };
     poll_interrupts(st);
     reschedule(st);
 }
@@ -232,7 +240,8 @@ extern "C" fn vcpos_handle_lower_irq() {
 /// An SError while a PD ran: treated as a fault of that PD.
 #[no_mangle]
 extern "C" fn vcpos_handle_lower_serror() {
-    let st = state();
+    // SAFETY: the only call to `state` in this exception entry.
+    let st = unsafe { state() };
     st.kernel.handle_fault(&mut st.machine, ESR_EL2.get(), 0);
     reschedule(st);
 }
