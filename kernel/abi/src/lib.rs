@@ -8,7 +8,8 @@
 //! - [`fault`]: fault labels and message-register layouts (seL4 ARM MCS numbering);
 //! - [`bootinfo`]: the boot-information blob the builder writes and the kernel reads;
 //! - [`vspace`]: the PD virtual address-space layout and page-table accounting;
-//! - [`vcpu`]: vCPU register numbers and guest-exit messages for VMMs.
+//! - [`vcpu`]: vCPU register numbers and guest-exit messages for VMMs;
+//! - [`console`]: the serial-console markers and the guest line prefix.
 //!
 //! The crate is `no_std`, has no `unsafe`, and is tested on the host.
 #![cfg_attr(not(test), no_std)]
@@ -19,6 +20,7 @@ extern crate alloc;
 
 pub mod bootinfo;
 pub mod cap;
+pub mod console;
 pub mod fault;
 pub mod msg;
 pub mod syscall;
