@@ -4,8 +4,8 @@ use vcpos_abi::bootinfo::CapDesc;
 use vcpos_abi::cap::{CapKind, CSPACE_SLOTS};
 use vcpos_abi::syscall::Error;
 
-/// Index of a PD (its TCB) in the kernel's tables.
-pub type PdIndex = u8;
+/// Index of a thread (its TCB) in the kernel's tables: every PD and every vCPU has one.
+pub type ThreadIndex = u8;
 
 /// One capability: the authority to do one thing to one object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,14 +18,14 @@ pub enum Cap {
     /// Signal PD `pd`'s notification with `badge`.
     Notification {
         /// Receiver.
-        pd: PdIndex,
+        pd: ThreadIndex,
         /// Bits OR-ed into the receiver's notification word.
         badge: u64,
     },
     /// PPC into PD `pd`, which sees `badge`.
     Endpoint {
         /// Callee.
-        pd: PdIndex,
+        pd: ThreadIndex,
         /// Badge the callee receives.
         badge: u64,
     },
@@ -37,14 +37,14 @@ pub enum Cap {
     /// Control child PD `pd`.
     Tcb {
         /// The child.
-        pd: PdIndex,
+        pd: ThreadIndex,
     },
     /// Write to the debug console.
     DebugConsole,
     /// Control vCPU thread `thread`.
     Vcpu {
         /// The vCPU's thread.
-        thread: PdIndex,
+        thread: ThreadIndex,
     },
 }
 
@@ -52,7 +52,7 @@ impl Cap {
     /// Converts a boot-info record; `None` if malformed (unknown kind, PD index out
     /// of range).
     pub fn from_desc(desc: &CapDesc, num_pds: usize) -> Option<Cap> {
-        let pd = || (desc.object as usize).lt(&num_pds).then_some(desc.object as PdIndex);
+        let pd = || (desc.object as usize).lt(&num_pds).then_some(desc.object as ThreadIndex);
         Some(match CapKind::from_u8(desc.kind)? {
             CapKind::Null => Cap::Null,
             CapKind::Input => Cap::Input,

@@ -1,6 +1,6 @@
 //! Threads: one per PD, with its saved registers, state and scheduling parameters.
 
-use crate::cspace::{CSpace, PdIndex};
+use crate::cspace::{CSpace, ThreadIndex};
 
 /// Registers saved on every kernel entry from a PD. The layout is shared with the
 /// exception-entry assembly (`kernel/src/arch/vectors.rs`): do not reorder.
@@ -37,12 +37,12 @@ pub enum ThreadState {
     /// Queued on `server`'s input to make a PPC.
     BlockedSend {
         /// The callee.
-        server: PdIndex,
+        server: ThreadIndex,
     },
     /// PPC delivered; waiting for `server` to reply.
     BlockedCall {
         /// The callee.
-        server: PdIndex,
+        server: ThreadIndex,
     },
     /// Faulted; the fault message is queued on or delivered to the parent, which
     /// may reply (resume) or restart it.
@@ -143,7 +143,7 @@ pub struct Tcb {
     /// Passive PD (runs on its callers' time once it first waits).
     pub passive: bool,
     /// Parent PD, for children.
-    pub parent: Option<PdIndex>,
+    pub parent: Option<ThreadIndex>,
     /// The id the parent names this child by.
     pub child_id: u8,
     /// Physical address of the IPC buffer page.
@@ -161,11 +161,11 @@ pub struct Tcb {
     /// Whether `pending` has not yet been delivered to the parent (faults).
     pub fault_undelivered: bool,
     /// The thread owed a reply by this one (PPC caller or faulted child).
-    pub reply_to: Option<PdIndex>,
+    pub reply_to: Option<ThreadIndex>,
     /// Queue of threads waiting to send to this one (head).
-    pub send_head: Option<PdIndex>,
+    pub send_head: Option<ThreadIndex>,
     /// Queue link: next thread in the ready queue or in a send queue.
-    pub next: Option<PdIndex>,
+    pub next: Option<ThreadIndex>,
     /// PD or vCPU.
     pub kind: ThreadKind,
     /// vCPUs: virtual interrupts to inject.

@@ -8,7 +8,7 @@
 
 use core::arch::{asm, global_asm};
 
-use vcpos_kernel_core::cspace::PdIndex;
+use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::kernel::MAX_THREADS;
 use vcpos_kernel_core::vspace::VTCR_VALUE;
 use vcpos_kernel_core::Kernel;
@@ -43,7 +43,7 @@ pub struct SavedState([u64; STATE_WORDS]);
 /// vCPU bookkeeping of the boot core.
 pub struct VcpuArch {
     /// The vCPU whose state is in the CPU.
-    loaded: Option<PdIndex>,
+    loaded: Option<ThreadIndex>,
     /// Saved state per thread index.
     saved: [SavedState; MAX_THREADS],
     /// Virtual interrupt id held by each list register (0 = free).
@@ -128,7 +128,7 @@ impl VcpuArch {
     /// Prepares vCPU `v` to run: its EL1 state loaded (reset if it was restarted),
     /// the guest regime with its stage-2 tables, pending virtual interrupts in free
     /// list registers.
-    pub fn enter_guest(&mut self, kernel: &mut Kernel, v: PdIndex) {
+    pub fn enter_guest(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
         let reset = kernel.take_vcpu_reset(v);
         if self.host && self.loaded.is_some() {
             // SAFETY: puts back the loaded vCPU's EL0 thread-ID and debug registers (set aside
@@ -194,7 +194,7 @@ impl VcpuArch {
     }
 
     /// The vCPU whose virtual timer the CPU holds.
-    pub fn loaded(&self) -> Option<PdIndex> {
+    pub fn loaded(&self) -> Option<ThreadIndex> {
         self.loaded
     }
 
@@ -215,7 +215,7 @@ impl VcpuArch {
         }
     }
 
-    fn fill_lrs(&mut self, kernel: &mut Kernel, v: PdIndex) {
+    fn fill_lrs(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
         for i in 0..self.num_lrs {
             if read_lr(i) >> 62 != 0 {
                 continue;
@@ -236,7 +236,7 @@ impl VcpuArch {
         unsafe { asm!("msr S3_4_C12_C11_0, {}", in(reg) 1u64 | uie) };
     }
 
-    fn save_lrs_into_pending(&mut self, kernel: &mut Kernel, v: PdIndex) {
+    fn save_lrs_into_pending(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
         for i in 0..self.num_lrs {
             let lr = read_lr(i);
             if lr >> 62 & 1 != 0 {

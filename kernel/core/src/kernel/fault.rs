@@ -1,0 +1,168 @@
+//! Faults: reporting, delivering fault messages to parents, and releasing every
+//! thread that waits on one that faulted, stopped or restarted.
+
+use core::fmt::Write;
+
+use vcpos_abi::cap::BADGE_FAULT;
+use vcpos_abi::msg::MsgInfo;
+use vcpos_abi::syscall::Error;
+
+use super::{Kernel, MAX_THREADS};
+use crate::cspace::ThreadIndex;
+use crate::fault::{self, FaultInfo};
+use crate::platform::Platform;
+use crate::thread::{PendingMessage, ThreadState};
+
+impl Kernel {
+    /// Fails everything that waits on `t`: its PPC caller and queued PPC senders get
+    /// [`Error::PeerDead`]; queued faulted children stay queued.
+    pub(super) fn fail_peers(&mut self, t: ThreadIndex) {
+        if let Some(c) = self.tcbs[t as usize].reply_to.take() {
+            if self.tcbs[c as usize].state == (ThreadState::BlockedCall { server: t }) {
+                self.set_ret(c, Error::PeerDead as u64, 0, 0);
+                self.make_ready(c);
+            }
+        }
+        // PPC callers are released; faulted children's messages stay queued for
+        // the parent's next Recv (after it is resumed or restarted).
+        let mut kept = [0 as ThreadIndex; MAX_THREADS];
+        let mut n = 0;
+        while let Some(s) = self.dequeue_sender(t) {
+            if matches!(self.tcbs[s as usize].state, ThreadState::BlockedSend { .. }) {
+                self.set_ret(s, Error::PeerDead as u64, 0, 0);
+                self.make_ready(s);
+            } else {
+                kept[n] = s;
+                n += 1;
+            }
+        }
+        for &s in &kept[..n] {
+            self.enqueue_sender(t, s);
+        }
+    }
+
+    /// Takes `x` out of every queue and relationship, ready for stop or restart.
+    pub(super) fn detach(&mut self, x: ThreadIndex) {
+        match self.tcbs[x as usize].state {
+            ThreadState::Ready if Some(x) != self.current => {
+                self.ready.remove(&mut self.tcbs, x);
+            }
+            ThreadState::BlockedSend { server } => self.remove_sender(server, x),
+            ThreadState::BlockedCall { server } => {
+                if self.tcbs[server as usize].reply_to == Some(x) {
+                    self.tcbs[server as usize].reply_to = None;
+                }
+            }
+            ThreadState::BlockedFault => {
+                if let Some(p) = self.tcbs[x as usize].parent {
+                    if self.tcbs[x as usize].fault_undelivered {
+                        self.remove_sender(p, x);
+                    } else if self.tcbs[p as usize].reply_to == Some(x) {
+                        self.tcbs[p as usize].reply_to = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.tcbs[x as usize].fault_undelivered = false;
+        self.fail_peers(x);
+        self.tcbs[x as usize].refill_at = None;
+        self.tcbs[x as usize].remaining = self.tcbs[x as usize].budget;
+    }
+
+    /// The current thread took a synchronous exception that is not a syscall.
+    /// A child's fault goes to its parent; a root PD's fault is reported on the
+    /// console and the PD is stopped. Nothing else is affected.
+    pub fn handle_fault(&mut self, plat: &mut impl Platform, esr: u64, far: u64) {
+        let Some(t) = self.current else { return };
+        let ctx = self.tcbs[t as usize].ctx;
+        let f = fault::decode(esr, far, ctx.pc, ctx.sp, ctx.spsr);
+        self.fail_peers(t);
+        let parent = self.tcbs[t as usize].parent;
+        self.report_fault(plat, t, &f, parent);
+        self.send_fault(plat, t, f.label, f.mrs, f.len);
+    }
+
+    /// Queues fault message (`label`, `mrs[..len]`) from thread `t` for its parent and
+    /// blocks `t` until the parent answers; a thread without a parent is stopped.
+    pub(super) fn send_fault(
+        &mut self,
+        plat: &mut impl Platform,
+        t: ThreadIndex,
+        label: u64,
+        mrs: [u64; 5],
+        len: usize,
+    ) {
+        match self.tcbs[t as usize].parent {
+            Some(p) => {
+                let tt = &mut self.tcbs[t as usize];
+                tt.pending = PendingMessage {
+                    badge: BADGE_FAULT | tt.child_id as u64,
+                    info: MsgInfo::new(label, len).0,
+                    fault_mrs: mrs,
+                };
+                tt.state = ThreadState::BlockedFault;
+                tt.fault_undelivered = true;
+                if self.tcbs[p as usize].state == ThreadState::BlockedRecv {
+                    self.deliver(plat, p, t);
+                } else {
+                    self.enqueue_sender(p, t);
+                }
+            }
+            None => self.tcbs[t as usize].state = ThreadState::Faulted,
+        }
+    }
+
+    fn report_fault(
+        &mut self,
+        plat: &mut impl Platform,
+        t: ThreadIndex,
+        f: &FaultInfo,
+        parent: Option<ThreadIndex>,
+    ) {
+        let mut line = Line::new();
+        let _ = write!(line, "vcpos|FAULT: PD '{}': ", self.tcbs[t as usize].name());
+        let _ = fault::describe(f, &mut line);
+        let _ = write!(line, ", address {:#x}, pc {:#x}", f.addr, f.pc);
+        match parent {
+            Some(p) => {
+                let _ = writeln!(line, "; sent to parent '{}'", self.tcbs[p as usize].name());
+            }
+            None => {
+                let _ = writeln!(line, "; PD stopped");
+            }
+        }
+        plat.console_write(line.as_bytes());
+    }
+}
+
+/// A fixed-size line buffer, so a fault report reaches the console in one write:
+/// up to 256 bytes of text; the rest is cut.
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    /// Empty line.
+    fn new() -> Line {
+        Line {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    /// The text so far.
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
