@@ -469,3 +469,5 @@ fn a_queued_child_fault_survives_its_parents_fault() {
     assert_eq!(k.current(), Some(1));
     assert_eq!(r[1], BADGE_FAULT | 3, "the child's fault is still delivered");
 }
+
+mod budgets;

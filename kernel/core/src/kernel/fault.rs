@@ -41,7 +41,8 @@ impl Kernel {
         }
     }
 
-    /// Takes `x` out of every queue and relationship, ready for stop or restart.
+    /// Takes `x` out of every queue and relationship, ready for stop or restart. Its
+    /// budget and refill time are kept.
     pub(super) fn detach(&mut self, x: ThreadIndex) {
         match self.tcbs[x as usize].state {
             ThreadState::Ready if Some(x) != self.current => {
@@ -66,8 +67,10 @@ impl Kernel {
         }
         self.tcbs[x as usize].fault_undelivered = false;
         self.fail_peers(x);
-        self.tcbs[x as usize].refill_at = None;
-        self.tcbs[x as usize].remaining = self.tcbs[x as usize].budget;
+        // The budget is left as it is: a restart, stop or resume must not hand a
+        // throttled (or partly spent) thread its budget back before its refill time,
+        // or a parent could keep a high-priority child running far past
+        // budget/period.
     }
 
     /// The current thread took a synchronous exception that is not a syscall.
