@@ -14,17 +14,14 @@ use crate::platform::Platform;
 use crate::thread::{PendingMessage, ThreadState};
 
 impl Kernel {
-    /// Fails everything that waits on `t`: its PPC caller and queued PPC senders get
-    /// [`Error::PeerDead`]; queued faulted children stay queued.
+    /// Fails everything that waits on `t`, which faulted, stopped or is being
+    /// restarted: its PPC caller and queued PPC senders get [`Error::PeerDead`].
+    /// Faults of its children stay queued, and faults it received but did not
+    /// answer go back on its queue: a resumed or restarted `t` gets them again with
+    /// its next `Recv` (if `t` is dead for good, `stop_orphaned_children` stops
+    /// those children instead).
     pub(super) fn fail_peers(&mut self, t: ThreadIndex) {
-        if let Some(c) = self.tcbs[t as usize].reply_to.take() {
-            if self.tcbs[c as usize].state == (ThreadState::BlockedCall { server: t }) {
-                self.set_ret(c, Error::PeerDead as u64, 0, 0);
-                self.make_ready(c);
-            }
-        }
-        // PPC callers are released; faulted children's messages stay queued for
-        // the parent's next Recv (after it is resumed or restarted).
+        self.release_caller(t);
         let mut kept = [0 as ThreadIndex; MAX_THREADS];
         let mut n = 0;
         while let Some(s) = self.dequeue_sender(t) {
@@ -36,8 +33,72 @@ impl Kernel {
                 n += 1;
             }
         }
+        for i in 0..self.num_threads {
+            let c = &self.tcbs[i];
+            if c.parent == Some(t) && c.state == ThreadState::BlockedFault && !c.fault_undelivered {
+                self.tcbs[i].fault_undelivered = true;
+                self.enqueue_sender(t, i as ThreadIndex);
+            }
+        }
         for &s in &kept[..n] {
             self.enqueue_sender(t, s);
+        }
+    }
+
+    /// If `t` owes a reply to a PPC caller, fails that call with
+    /// [`Error::PeerDead`] (the caller runs again at once) and forgets it. A faulted
+    /// child `t` owes a reply to is left alone: `t` keeps the authority to restart it.
+    pub(super) fn release_caller(&mut self, t: ThreadIndex) {
+        if let Some(c) = self.tcbs[t as usize].reply_to.take() {
+            if self.tcbs[c as usize].state == (ThreadState::BlockedCall { server: t }) {
+                self.set_ret(c, Error::PeerDead as u64, 0, 0);
+                self.make_ready(c);
+            }
+        }
+    }
+
+    /// The parent that handles `t`'s faults: its parent, unless that parent is dead
+    /// for good ([`ThreadState::Faulted`]).
+    fn fault_handler(&self, t: ThreadIndex) -> Option<ThreadIndex> {
+        self.tcbs[t as usize]
+            .parent
+            .filter(|&p| self.tcbs[p as usize].state != ThreadState::Faulted)
+    }
+
+    /// `t` is dead for good: every descendant blocked in a fault that `t` (or a
+    /// descendant stopped here) would have had to answer is stopped for good too,
+    /// and reported, instead of waiting for ever.
+    fn stop_orphaned_children(&mut self, plat: &mut impl Platform, t: ThreadIndex) {
+        let mut work = [0 as ThreadIndex; MAX_THREADS];
+        let (mut head, mut tail) = (0, 1);
+        work[0] = t;
+        while head < tail {
+            let dead = work[head];
+            head += 1;
+            for i in 0..self.num_threads {
+                let c = &self.tcbs[i];
+                if c.parent != Some(dead) || c.state != ThreadState::BlockedFault {
+                    continue;
+                }
+                if c.fault_undelivered {
+                    self.remove_sender(dead, i as ThreadIndex);
+                }
+                let c = &mut self.tcbs[i];
+                c.fault_undelivered = false;
+                c.state = ThreadState::Faulted;
+                let mut line = Line::new();
+                let _ = writeln!(
+                    line,
+                    "vcpos|FAULT: PD '{}': its fault was never answered: parent '{}' is dead; PD stopped",
+                    self.tcbs[i].name(),
+                    self.tcbs[dead as usize].name()
+                );
+                plat.console_write(line.as_bytes());
+                if tail < work.len() {
+                    work[tail] = i as ThreadIndex;
+                    tail += 1;
+                }
+            }
         }
     }
 
@@ -81,13 +142,13 @@ impl Kernel {
         let ctx = self.tcbs[t as usize].ctx;
         let f = fault::decode(esr, far, ctx.pc, ctx.sp, ctx.spsr);
         self.fail_peers(t);
-        let parent = self.tcbs[t as usize].parent;
-        self.report_fault(plat, t, &f, parent);
+        self.report_fault(plat, t, &f);
         self.send_fault(plat, t, f.label, f.mrs, f.len);
     }
 
     /// Queues fault message (`label`, `mrs[..len]`) from thread `t` for its parent and
-    /// blocks `t` until the parent answers; a thread without a parent is stopped.
+    /// blocks `t` until the parent answers; a thread without a live parent is stopped
+    /// for good, and so are its children blocked in faults it would have answered.
     pub(super) fn send_fault(
         &mut self,
         plat: &mut impl Platform,
@@ -96,7 +157,7 @@ impl Kernel {
         mrs: [u64; 5],
         len: usize,
     ) {
-        match self.tcbs[t as usize].parent {
+        match self.fault_handler(t) {
             Some(p) => {
                 let tt = &mut self.tcbs[t as usize];
                 tt.pending = PendingMessage {
@@ -112,26 +173,30 @@ impl Kernel {
                     self.enqueue_sender(p, t);
                 }
             }
-            None => self.tcbs[t as usize].state = ThreadState::Faulted,
+            None => {
+                self.tcbs[t as usize].state = ThreadState::Faulted;
+                self.stop_orphaned_children(plat, t);
+            }
         }
     }
 
-    fn report_fault(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        f: &FaultInfo,
-        parent: Option<ThreadIndex>,
-    ) {
+    fn report_fault(&mut self, plat: &mut impl Platform, t: ThreadIndex, f: &FaultInfo) {
         let mut line = Line::new();
         let _ = write!(line, "vcpos|FAULT: PD '{}': ", self.tcbs[t as usize].name());
         let _ = fault::describe(f, &mut line);
         let _ = write!(line, ", address {:#x}, pc {:#x}", f.addr, f.pc);
-        match parent {
-            Some(p) => {
+        match (self.fault_handler(t), self.tcbs[t as usize].parent) {
+            (Some(p), _) => {
                 let _ = writeln!(line, "; sent to parent '{}'", self.tcbs[p as usize].name());
             }
-            None => {
+            (None, Some(p)) => {
+                let _ = writeln!(
+                    line,
+                    "; parent '{}' is dead; PD stopped",
+                    self.tcbs[p as usize].name()
+                );
+            }
+            (None, None) => {
                 let _ = writeln!(line, "; PD stopped");
             }
         }

@@ -107,9 +107,11 @@ impl Kernel {
         Ok(())
     }
 
-    /// Waits on `t`'s input: pending notifications first, then queued senders.
+    /// Waits on `t`'s input: pending notifications first, then queued senders. A PPC
+    /// caller still owed a reply gets [`Error::PeerDead`] at once (the call did not
+    /// complete) rather than waiting for a reply that can no longer come.
     fn recv(&mut self, plat: &mut impl Platform, t: ThreadIndex) {
-        self.tcbs[t as usize].reply_to = None;
+        self.release_caller(t);
         let bits = core::mem::take(&mut self.tcbs[t as usize].notification);
         if bits != 0 {
             self.set_ret(t, 0, bits, 0);

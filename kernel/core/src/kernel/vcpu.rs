@@ -1,5 +1,7 @@
 //! vCPUs: the VMM's control syscalls, virtual interrupts and guest exits.
 
+use core::fmt::Write;
+
 use vcpos_abi::fault::label;
 use vcpos_abi::syscall::Error;
 use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
@@ -7,7 +9,7 @@ use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
 use super::{Args, Kernel};
 use crate::cspace::{Cap, ThreadIndex};
 use crate::fault;
-use crate::platform::Platform;
+use crate::platform::{Console, Platform};
 use crate::thread::{ThreadKind, ThreadState};
 
 impl Kernel {
@@ -138,6 +140,13 @@ impl Kernel {
                 self.send_fault(plat, t, label::VM_FAULT, mrs, 4);
             }
             _ => self.send_fault(plat, t, label::VCPU_FAULT, [esr, pc, 0, 0, 0], 2),
+        }
+        if self.tcbs[t as usize].state == ThreadState::Faulted {
+            let _ = writeln!(
+                Console(plat),
+                "vcpos|FAULT: vCPU '{}': guest exit (esr {esr:#x}, pc {pc:#x}) with no live VMM to handle it; vCPU stopped",
+                self.tcbs[t as usize].name()
+            );
         }
     }
 }
