@@ -1,6 +1,7 @@
 //! Threads: one per PD, with its saved registers, state and scheduling parameters.
 
 use crate::cspace::{CSpace, ThreadIndex};
+use crate::vgic::MAX_LRS;
 
 /// Registers saved on every kernel entry from a PD. The layout is shared with the
 /// exception-entry assembly (`kernel/src/arch/vectors.rs`): do not reorder.
@@ -172,6 +173,8 @@ pub struct Tcb {
     pub virqs: VirqSet,
     /// vCPUs: EL1 state must be reset before the next entry (after a restart).
     pub vcpu_reset: bool,
+    /// vCPUs: the vGIC list registers while another vCPU has the CPU's.
+    pub saved_lrs: [u64; MAX_LRS],
 }
 
 impl Tcb {
@@ -202,6 +205,7 @@ impl Tcb {
             kind: ThreadKind::Pd,
             virqs: VirqSet::new(),
             vcpu_reset: false,
+            saved_lrs: [0; MAX_LRS],
         }
     }
 

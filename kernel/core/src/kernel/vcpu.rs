@@ -11,6 +11,7 @@ use crate::cspace::{Cap, ThreadIndex};
 use crate::fault;
 use crate::platform::{Console, Platform};
 use crate::thread::{ThreadKind, ThreadState};
+use crate::vgic::{self, ListRegisters, MAX_LRS};
 
 impl Kernel {
     /// The vCPU thread a capability names, if it is a vCPU capability to a vCPU.
@@ -32,6 +33,7 @@ impl Kernel {
         tv.ctx.pc = args.a1;
         tv.ctx.spsr = SPSR_EL1H_MASKED;
         tv.virqs = Default::default();
+        tv.saved_lrs = [0; MAX_LRS];
         tv.vcpu_reset = true;
         self.make_ready(v);
         self.set_ret(t, 0, 0, 0);
@@ -103,6 +105,35 @@ impl Kernel {
     /// Takes the next virtual interrupt to put in a list register of vCPU `v`.
     pub fn take_virq(&mut self, v: ThreadIndex) -> Option<u32> {
         self.tcbs[v as usize].virqs.pop()
+    }
+
+    /// vGIC: frees the list registers vCPU `v` (loaded) has finished with and puts
+    /// its pending virtual interrupts in them ([`vgic::fill`]); `done` gets each
+    /// finished interrupt. Returns true if some still wait for a free register.
+    pub fn vgic_fill(
+        &mut self,
+        v: ThreadIndex,
+        lrs: &mut impl ListRegisters,
+        done: impl FnMut(u32),
+    ) -> bool {
+        vgic::fill(lrs, &mut self.tcbs[v as usize].virqs, done)
+    }
+
+    /// vGIC: vCPU `v` gives up the CPU: its list registers are saved with it
+    /// ([`vgic::save`]) and cleared.
+    pub fn vgic_save(
+        &mut self,
+        v: ThreadIndex,
+        lrs: &mut impl ListRegisters,
+        done: impl FnMut(u32),
+    ) {
+        vgic::save(lrs, &mut self.tcbs[v as usize].saved_lrs, done);
+    }
+
+    /// vGIC: vCPU `v` gets the CPU: its saved list registers are loaded (all clear
+    /// after a restart).
+    pub fn vgic_restore(&self, v: ThreadIndex, lrs: &mut impl ListRegisters) {
+        vgic::restore(lrs, &self.tcbs[v as usize].saved_lrs);
     }
 
     /// Returns whether vCPU `v` must have its EL1 state reset before it runs (it was
