@@ -139,6 +139,10 @@ pub struct Tcb {
     pub period: u64,
     /// Budget left in the current period.
     pub remaining: u64,
+    /// Time used beyond the budget (e.g. a long `DebugPut` or fault report, which
+    /// run with interrupts masked), in counter ticks, still to be paid from the next
+    /// budgets.
+    pub debt: u64,
     /// When throttled: the counter value at which the budget is refilled.
     pub refill_at: Option<u64>,
     /// Passive PD (runs on its callers' time once it first waits).
@@ -189,6 +193,7 @@ impl Tcb {
             period: 0,
             remaining: 0,
             refill_at: None,
+            debt: 0,
             passive: false,
             parent: None,
             child_id: 0,

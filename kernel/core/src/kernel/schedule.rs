@@ -31,11 +31,16 @@ impl Kernel {
         }
     }
 
-    /// Charges the time since the last charge to the current thread.
+    /// Charges the time since the last charge to the current thread: everything
+    /// since the kernel last returned to it, the kernel work it caused included
+    /// (its syscalls, such as a `DebugPut`, and the report of its fault run with
+    /// interrupts masked, measured by the counter at the next [`Kernel::schedule`]).
+    /// Time beyond its remaining budget becomes [`Tcb::debt`](crate::thread::Tcb).
     fn account(&mut self, now: u64) {
         if let Some(c) = self.current {
             let used = now.saturating_sub(self.charged_at);
             let t = &mut self.tcbs[c as usize];
+            t.debt = t.debt.saturating_add(used.saturating_sub(t.remaining));
             t.remaining = t.remaining.saturating_sub(used);
         }
         self.charged_at = now;
@@ -50,9 +55,16 @@ impl Kernel {
         for i in 0..self.num_threads {
             let t = &mut self.tcbs[i];
             match t.refill_at {
+                Some(at) if at <= now && t.debt >= t.budget => {
+                    // This period's budget pays (part of) the debt: stay throttled.
+                    t.debt -= t.budget;
+                    let next = at + t.period;
+                    t.refill_at = Some(next);
+                    self.next_refill = Some(self.next_refill.map_or(next, |n| n.min(next)));
+                }
                 Some(at) if at <= now => {
                     t.refill_at = None;
-                    t.remaining = t.budget;
+                    t.remaining = t.budget - core::mem::take(&mut t.debt);
                     if t.state == ThreadState::Ready && Some(i as ThreadIndex) != self.current {
                         self.ready.push_back(&mut self.tcbs, i as ThreadIndex);
                     }
@@ -76,7 +88,11 @@ impl Kernel {
                 if self.tcbs[ci].remaining == 0 {
                     let t = &mut self.tcbs[ci];
                     if t.period <= t.budget {
-                        t.remaining = t.budget;
+                        // Round robin: an overrun shortens the next time slice.
+                        t.remaining = t.budget
+                            - core::mem::take(&mut t.debt)
+                                .checked_rem(t.budget)
+                                .unwrap_or(0);
                         self.ready.push_back(&mut self.tcbs, c);
                     } else {
                         let at = now + (t.period - t.budget);
