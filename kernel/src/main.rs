@@ -129,11 +129,14 @@ extern "C" fn kernel_main() -> ! {
             halt();
         }
     };
+    if let Err(e) = info.check_ranges(kernel_image(), (paddr, size)) {
+        kprintln!("vcpos|ERROR: bad boot information: {e}; refusing to start");
+        halt();
+    }
     for i in 0..info.header.num_zero as usize {
         let z = info.zero(i);
-        let overlaps_blob = z.paddr < paddr + size && paddr < z.paddr + z.size;
-        if overlaps_blob || !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
+        if !mmio::ram_zero(z.paddr, z.size) {
+            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not RAM; skipped", z.paddr, z.size);
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -153,6 +156,17 @@ extern "C" fn kernel_main() -> ! {
     // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
     // and loaded its address space.
     unsafe { arch::vectors::vcpos_return_to_user() }
+}
+
+/// The kernel image's physical address and size (text to the top of the stack).
+fn kernel_image() -> (u64, u64) {
+    extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    // Only the symbols' addresses are taken, never their contents.
+    let (start, end) = (core::ptr::addr_of!(__kernel_start) as u64, core::ptr::addr_of!(__kernel_end) as u64);
+    (start - vcpos_abi::KERNEL_VIRT_OFFSET, end - start)
 }
 
 /// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
