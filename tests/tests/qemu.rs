@@ -51,6 +51,13 @@ fn panic() {
     }
 }
 
+/// Two PDs at one priority share the CPU by budget; the thread-ID register TPIDR_EL0
+/// is each PD's own (saved and restored with its registers).
+#[test]
+fn tls() {
+    boot("tls").assert_pass("tls");
+}
+
 /// Invocations of missing or wrong capabilities return errors and harm nobody.
 #[test]
 fn badcap() {

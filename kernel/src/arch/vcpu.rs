@@ -19,7 +19,17 @@ use super::gic;
 pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | (1 << 27);
 /// HCR_EL2 while a guest runs: stage 2 on, physical interrupts to EL2, WFI and SMC
 /// trapped, EL1 AArch64, pointer-authentication keys not trapped.
-pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31) | (1 << 34) | (1 << 40) | (1 << 41);
+pub const HCR_GUEST: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 31)
+    | (1 << 34)
+    | (1 << 40)
+    | (1 << 41);
 /// CPTR_EL2 for PDs: FP/SIMD trapped (PDs are soft-float).
 const CPTR_HOST: u64 = 0;
 /// CPTR_EL2 for guests: FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the
@@ -52,10 +62,10 @@ pub struct VcpuArch {
     num_lrs: usize,
     /// Whether the host regime is in force (false while a guest's is).
     host: bool,
-    /// The loaded vCPU's TPIDR_EL0, TPIDRRO_EL0 and MDSCR_EL1 while PDs run (PDs see
-    /// zeros: with TGE set, MDSCR_EL1 would arm the guest's single-step and debug
-    /// settings for the PDs themselves).
-    thread_ids: [u64; 3],
+    /// The loaded vCPU's MDSCR_EL1 while PDs run (PDs see zero: with TGE set,
+    /// MDSCR_EL1 would arm the guest's single-step and debug settings for the PDs
+    /// themselves).
+    guest_mdscr: u64,
 }
 
 impl VcpuArch {
@@ -67,7 +77,7 @@ impl VcpuArch {
             lr_virq: [0; 16],
             num_lrs: 0,
             host: true,
-            thread_ids: [0; 3],
+            guest_mdscr: 0,
         }
     }
 
@@ -95,32 +105,26 @@ impl VcpuArch {
     }
 
     /// Puts the CPU in the host regime for a PD's turn (cheap if already so). The
-    /// guest's EL0 thread-ID registers (readable by PDs) and MDSCR_EL1 (which would
-    /// apply the guest's debug settings to PDs) are put aside and zeroed.
+    /// guest's MDSCR_EL1 (which would apply the guest's debug settings to PDs) is put
+    /// aside and zeroed.
     pub fn enter_host(&mut self) {
         if !self.host {
-            let (tpidr, tpidrro, mdscr): (u64, u64, u64);
+            let mdscr: u64;
             // SAFETY: restores the host HCR/CPTR values the kernel booted with and
-            // swaps the EL0 thread-ID registers, which only EL0 code reads.
+            // swaps MDSCR_EL1, which only affects debug events at EL0 and EL1.
             unsafe {
                 asm!(
                     "msr hcr_el2, {h}",
                     "msr cptr_el2, {c}",
-                    "mrs {t}, tpidr_el0",
-                    "mrs {r}, tpidrro_el0",
                     "mrs {d}, mdscr_el1",
-                    "msr tpidr_el0, xzr",
-                    "msr tpidrro_el0, xzr",
                     "msr mdscr_el1, xzr",
                     "isb",
                     h = in(reg) HCR_HOST,
                     c = in(reg) CPTR_HOST,
-                    t = out(reg) tpidr,
-                    r = out(reg) tpidrro,
                     d = out(reg) mdscr,
                 )
             };
-            self.thread_ids = [tpidr, tpidrro, mdscr];
+            self.guest_mdscr = mdscr;
             self.host = true;
         }
     }
@@ -131,18 +135,9 @@ impl VcpuArch {
     pub fn enter_guest(&mut self, kernel: &mut Kernel, v: PdIndex) {
         let reset = kernel.take_vcpu_reset(v);
         if self.host && self.loaded.is_some() {
-            // SAFETY: puts back the loaded vCPU's EL0 thread-ID and debug registers (set aside
-            // by `enter_host`), so the CPU holds exactly that vCPU's state again.
-            unsafe {
-                asm!(
-                    "msr tpidr_el0, {}",
-                    "msr tpidrro_el0, {}",
-                    "msr mdscr_el1, {}",
-                    in(reg) self.thread_ids[0],
-                    in(reg) self.thread_ids[1],
-                    in(reg) self.thread_ids[2],
-                )
-            };
+            // SAFETY: puts back the loaded vCPU's MDSCR_EL1 (set aside by `enter_host`),
+            // so the CPU holds exactly that vCPU's debug state again.
+            unsafe { asm!("msr mdscr_el1, {}", in(reg) self.guest_mdscr) };
         }
         // SAFETY: allow FP/SIMD at EL2 too, so the state switch below can move the
         // guest's q registers; PDs never run until `enter_host` traps FP again.
@@ -154,6 +149,13 @@ impl VcpuArch {
                 unsafe { vcpos_vcpu_save(self.saved[old as usize].0.as_mut_ptr()) };
             }
             if reset {
+                // `v` is the current thread (the one about to run): its EL0
+                // thread-ID registers start at zero like the rest of its EL1 state.
+                if kernel.current() == Some(v) {
+                    if let Some(tcb) = kernel.current_tcb_mut() {
+                        (tcb.ctx.tpidr, tcb.ctx.tpidrro) = (0, 0);
+                    }
+                }
                 self.saved[v as usize] = SavedState([0; STATE_WORDS]);
                 self.saved[v as usize].0[0] = SCTLR_EL1_RESET;
                 self.clear_lrs();
@@ -224,7 +226,9 @@ impl VcpuArch {
                 gic::enable_ppi(VTIMER_PPI);
             }
             self.lr_virq[i] = 0;
-            let Some(virq) = kernel.take_virq(v) else { break };
+            let Some(virq) = kernel.take_virq(v) else {
+                break;
+            };
             // Pending, group 1, priority 0xa0; EOI maintenance so the kernel learns
             // when the guest is done with it.
             write_lr(i, (1 << 62) | (1 << 60) | (0xa0 << 48) | (1 << 41) | virq as u64);
@@ -301,7 +305,7 @@ extern "C" {
 }
 
 // EL1 system registers (through their EL12/EL02 aliases under VHE) and FP/SIMD
-// state. Word i of the save area holds register i of this list; FP/SIMD q0..q31
+// state (the EL0 thread-ID registers are part of every thread's UserContext). Word i of the save area holds register i of this list; FP/SIMD q0..q31
 // start at word 32.
 global_asm!(
     r#"
@@ -327,16 +331,14 @@ global_asm!(
     \op cntv_ctl_el02, 17
     \op sp_el1, 18
     \op tpidr_el1, 19
-    \op tpidr_el0, 20
-    \op tpidrro_el0, 21
-    \op par_el1, 22
-    \op csselr_el1, 23
-    \op mdscr_el1, 24
-    \op S3_4_C12_C11_7, 25
-    \op S3_4_C12_C8_0, 26
-    \op S3_4_C12_C9_0, 27
-    \op fpcr, 28
-    \op fpsr, 29
+    \op par_el1, 20
+    \op csselr_el1, 21
+    \op mdscr_el1, 22
+    \op S3_4_C12_C11_7, 23
+    \op S3_4_C12_C8_0, 24
+    \op S3_4_C12_C9_0, 25
+    \op fpcr, 26
+    \op fpsr, 27
 .endm
 .macro SAVE_ONE reg, idx
     mrs     x2, \reg
