@@ -8,6 +8,8 @@
 
 use core::arch::{asm, global_asm};
 
+use aarch64_cpu::registers::{Readable, ID_AA64PFR0_EL1};
+
 use vcpos_kernel_core::cspace::PdIndex;
 use vcpos_kernel_core::kernel::MAX_THREADS;
 use vcpos_kernel_core::vspace::VTCR_VALUE;
@@ -36,6 +38,20 @@ const CPTR_HOST: u64 = 0;
 /// FP/SIMD registers are switched between vCPUs; SVE/SME state is left live, which is
 /// sound while one VM runs (see ARCHITECTURE.md).
 const CPTR_GUEST: u64 = (3 << 16) | (3 << 20) | (3 << 24);
+
+/// MDCR_EL2 trap bits (the HPMN field keeps its reset value): TPM and TPMCR, every
+/// PMU access from EL1 and from a guest's EL0 traps to EL2 and reaches the VMM as a
+/// trapped system register; E2PB = E2TB = 0b00, the statistical-profiling and trace
+/// buffers (where implemented) belong to EL2 and EL1 cannot reach them. Debug
+/// registers are not trapped (see ARCHITECTURE.md, *EL0-visible state*).
+const MDCR_TRAPS: u64 = (1 << 5) | (1 << 6);
+/// MDCR_EL2 fields this kernel sets: HPMN (4:0) is kept, everything else is ours.
+const MDCR_KEEP: u64 = 0x1f;
+/// MDSCR_EL1 while PDs run: TDCC, so EL0 cannot use the debug communications channel
+/// (a register pair any PD could otherwise write and another read); no debug events.
+const MDSCR_HOST: u64 = 1 << 12;
+/// CPTR_EL2.TAM: activity-monitor (AMU) accesses from EL0 and EL1 trap to EL2.
+const CPTR_TAM: u64 = 1 << 30;
 
 /// The virtual timer's PPI and the vGIC maintenance PPI.
 pub const VTIMER_PPI: u32 = 27;
@@ -66,6 +82,8 @@ pub struct VcpuArch {
     /// MDSCR_EL1 would arm the guest's single-step and debug settings for the PDs
     /// themselves).
     guest_mdscr: u64,
+    /// [`CPTR_TAM`] if the CPU has activity monitors, else 0 (the bit is RES0).
+    cptr_tam: u64,
 }
 
 impl VcpuArch {
@@ -78,6 +96,7 @@ impl VcpuArch {
             num_lrs: 0,
             host: true,
             guest_mdscr: 0,
+            cptr_tam: 0,
         }
     }
 
@@ -100,13 +119,45 @@ impl VcpuArch {
             );
         }
         self.num_lrs = ((vtr & 0x1f) as usize + 1).min(16);
+        self.isolate_el0_state();
         gic::enable_ppi(VTIMER_PPI);
         gic::enable_ppi(MAINTENANCE_PPI);
     }
 
+    /// Closes the EL0-visible performance, debug and activity-monitor state: nothing a
+    /// guest does can open the PMU, the debug channel or the AMU to PDs.
+    fn isolate_el0_state(&mut self) {
+        if ID_AA64PFR0_EL1.read(ID_AA64PFR0_EL1::AMU) != 0 {
+            self.cptr_tam = CPTR_TAM;
+            // SAFETY: AMUSERENR_EL0 = 0: EL0 has no access to the activity monitors.
+            unsafe { asm!("msr S3_3_C13_C2_3, xzr") };
+        }
+        // SAFETY: MDCR_EL2 only adds traps of EL0/EL1 accesses to EL2 (which the kernel
+        // reports as faults or passes to the VMM); PMUSERENR_EL0 = 0 closes the PMU to
+        // PDs (the host's EL0 is governed by it alone, not by MDCR_EL2.TPM);
+        // MDSCR_EL1 only affects debug at EL0/EL1; CPTR_EL2 as the host value.
+        unsafe {
+            asm!(
+                "mrs {m}, mdcr_el2",
+                "and {m}, {m}, {keep}",
+                "orr {m}, {m}, {traps}",
+                "msr mdcr_el2, {m}",
+                "msr pmuserenr_el0, xzr",
+                "msr mdscr_el1, {mdscr}",
+                "msr cptr_el2, {cptr}",
+                "isb",
+                m = out(reg) _,
+                keep = in(reg) MDCR_KEEP,
+                traps = in(reg) MDCR_TRAPS,
+                mdscr = in(reg) MDSCR_HOST,
+                cptr = in(reg) CPTR_HOST | self.cptr_tam,
+            );
+        }
+    }
+
     /// Puts the CPU in the host regime for a PD's turn (cheap if already so). The
     /// guest's MDSCR_EL1 (which would apply the guest's debug settings to PDs) is put
-    /// aside and zeroed.
+    /// aside and replaced by the PDs' value ([`MDSCR_HOST`]).
     pub fn enter_host(&mut self) {
         if !self.host {
             let mdscr: u64;
@@ -117,11 +168,12 @@ impl VcpuArch {
                     "msr hcr_el2, {h}",
                     "msr cptr_el2, {c}",
                     "mrs {d}, mdscr_el1",
-                    "msr mdscr_el1, xzr",
+                    "msr mdscr_el1, {dh}",
                     "isb",
                     h = in(reg) HCR_HOST,
-                    c = in(reg) CPTR_HOST,
+                    c = in(reg) CPTR_HOST | self.cptr_tam,
                     d = out(reg) mdscr,
+                    dh = in(reg) MDSCR_HOST,
                 )
             };
             self.guest_mdscr = mdscr;
@@ -141,7 +193,7 @@ impl VcpuArch {
         }
         // SAFETY: allow FP/SIMD at EL2 too, so the state switch below can move the
         // guest's q registers; PDs never run until `enter_host` traps FP again.
-        unsafe { asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_GUEST) };
+        unsafe { asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_GUEST | self.cptr_tam) };
         if self.loaded != Some(v) || reset {
             if let Some(old) = self.loaded.filter(|&o| o != v) {
                 self.save_lrs_into_pending(kernel, old);
@@ -183,7 +235,7 @@ impl VcpuArch {
                 vttbr = in(reg) vttbr,
                 vmpidr = in(reg) vmpidr,
                 hcr = in(reg) HCR_GUEST,
-                cptr = in(reg) CPTR_GUEST,
+                cptr = in(reg) CPTR_GUEST | self.cptr_tam,
             );
         }
         self.host = false;
