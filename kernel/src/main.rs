@@ -253,7 +253,8 @@ extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let elr: u64;
     // SAFETY: reading ELR_EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
-    kprintln!("vcpos|ERROR: kernel exception (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
+    kprintln!("vcpos|ERROR: {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }
 

@@ -109,6 +109,10 @@ vcpos_vectors:
     bl      vcpos_handle_lower_serror
     b       vcpos_return_to_user
 .Lkernel_exception:
+    // A stack of its own: the exception may be an overflow of the kernel stack into
+    // its guard page.
+    ldr     x1, =__kernel_exception_stack_top
+    mov     sp, x1
     bl      vcpos_handle_kernel_exception
     b       .
 
