@@ -657,6 +657,23 @@ impl Kernel {
         self.send_fault(plat, t, f.label, f.mrs, f.len);
     }
 
+    /// An SError (asynchronous abort) belongs to thread `t`, the thread that ran at the
+    /// last kernel exit, which need not be the current thread any more: `t` is taken
+    /// off whatever it was queued on and handled like a faulting thread (reported with
+    /// its name; stopped, or its parent gets the fault). A dead `t` is only reported.
+    pub fn handle_serror(&mut self, plat: &mut impl Platform, t: PdIndex, esr: u64) {
+        let ctx = self.tcbs[t as usize].ctx;
+        let f = fault::decode(esr, 0, ctx.pc, ctx.sp, ctx.spsr);
+        let parent = self.tcbs[t as usize].parent;
+        if self.tcbs[t as usize].state.is_dead() {
+            self.report_fault(plat, t, &f, None);
+            return;
+        }
+        self.detach(t);
+        self.report_fault(plat, t, &f, parent);
+        self.send_fault(plat, t, f.label, f.mrs, f.len);
+    }
+
     /// Queues fault message (`label`, `mrs[..len]`) from thread `t` for its parent and
     /// blocks `t` until the parent answers; a thread without a parent is stopped.
     fn send_fault(&mut self, plat: &mut impl Platform, t: PdIndex, label: u64, mrs: [u64; 5], len: usize) {

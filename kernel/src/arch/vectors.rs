@@ -71,8 +71,7 @@ vcpos_vectors:
     mov x0, #6
     b .Lkernel_exception
     .balign 0x80
-    mov x0, #7
-    b .Lkernel_exception
+    b .Lkernel_serror
     // Lower EL, AArch64: PDs.
     .balign 0x80
     b .Llower_sync
@@ -108,6 +107,20 @@ vcpos_vectors:
     SAVE_USER
     bl      vcpos_handle_lower_serror
     b       vcpos_return_to_user
+// An SError the kernel unmasked on purpose (arch::serror::take_pending; SErrors are
+// masked everywhere else in the kernel): record its syndrome, return with SErrors
+// masked again.
+.Lkernel_serror:
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, esr_el2
+    orr     x0, x0, #(1 << 63)
+    adrp    x1, VCPOS_TAKEN_SERROR
+    str     x0, [x1, :lo12:VCPOS_TAKEN_SERROR]
+    mrs     x0, spsr_el2
+    orr     x0, x0, #(1 << 8)
+    msr     spsr_el2, x0
+    ldp     x0, x1, [sp], #16
+    eret
 .Lkernel_exception:
     // A stack of its own: the exception may be an overflow of the kernel stack into
     // its guard page.
