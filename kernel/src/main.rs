@@ -26,6 +26,7 @@ use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
 use arch::{gic, mmio, timer, uart};
+use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::thread::ThreadKind;
 
 /// Physical address of the boot-information blob (patched by the builder).
@@ -77,9 +78,13 @@ struct State {
     kernel: Kernel,
     machine: Machine,
     vcpu: VcpuArch,
+    /// The thread the kernel returned to at its last exit: the one that ran until this
+    /// entry, which an SError found pending is charged to.
+    ran: Option<ThreadIndex>,
 }
 
-static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new() };
+static mut STATE: State =
+    State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new(), ran: None };
 
 /// The kernel state.
 ///
@@ -174,6 +179,9 @@ fn kernel_image() -> (u64, u64) {
 /// programs the timer for its budget.
 fn reschedule(st: &mut State) {
     loop {
+        // Before another thread can run: an SError that became pending meanwhile
+        // is still the last thread's.
+        charge_pending_serror(st);
         let now = timer::now();
         let next = st.kernel.schedule(now);
         timer::set_deadline(st.kernel.next_deadline(now));
@@ -195,8 +203,20 @@ fn reschedule(st: &mut State) {
             st.machine.active_asid = tcb.asid;
         }
     }
+    st.ran = Some(current);
     let tcb = st.kernel.current_tcb_mut().expect("schedule returned a thread");
     TPIDR_EL2.set(&mut tcb.ctx as *mut _ as u64);
+}
+
+/// Charges an SError that became pending while the last thread ran to that thread
+/// (see [`arch::serror`]); true if there was one. Call first thing on every entry
+/// from a lower EL, after reading ESR/FAR (taking the SError overwrites them).
+fn charge_pending_serror(st: &mut State) -> bool {
+    let Some(esr) = arch::serror::take_pending() else { return false };
+    if let Some(t) = st.ran {
+        st.kernel.handle_serror(&mut st.machine, t, esr);
+    }
+    true
 }
 
 /// Takes every pending interrupt: the timer just needs stopping (the scheduler
@@ -229,15 +249,20 @@ fn poll_interrupts(st: &mut State) {
 extern "C" fn vcpos_handle_lower_sync() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
-    let esr = ESR_EL2.get();
+    let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
+    if charge_pending_serror(st) {
+        // The thread that trapped is stopped for the SError; its exception is moot.
+        reschedule(st);
+        return;
+    }
     let is_vcpu = st.kernel.current().is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
-        st.kernel.handle_vcpu_exit(&mut st.machine, esr, FAR_EL2.get(), vcpu::hpfar(), in_flight);
+        st.kernel.handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
     } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
-        st.kernel.handle_fault(&mut st.machine, esr, FAR_EL2.get());
+        st.kernel.handle_fault(&mut st.machine, esr, far);
     }
     reschedule(st);
 }
@@ -247,16 +272,21 @@ extern "C" fn vcpos_handle_lower_sync() {
 extern "C" fn vcpos_handle_lower_irq() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
+    charge_pending_serror(st);
     poll_interrupts(st);
     reschedule(st);
 }
 
-/// An SError while a PD ran: treated as a fault of that PD.
+/// An SError while a thread ran: charged to the thread that ran at the last kernel
+/// exit (the one interrupted), reported with its name.
 #[no_mangle]
 extern "C" fn vcpos_handle_lower_serror() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
-    st.kernel.handle_fault(&mut st.machine, ESR_EL2.get(), 0);
+    let esr = ESR_EL2.get();
+    if let Some(t) = st.ran {
+        st.kernel.handle_serror(&mut st.machine, t, esr);
+    }
     reschedule(st);
 }
 
@@ -267,7 +297,8 @@ extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let elr: u64;
     // SAFETY: reading ELR_EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
-    kprintln!("vcpos|ERROR: kernel exception (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
+    kprintln!("vcpos|ERROR: {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }
 

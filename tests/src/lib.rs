@@ -386,6 +386,7 @@ const FAULT_KINDS: &[&str] = &[
     "undefined",
     "access flag",
     "breakpoint",
+    "system register",
 ];
 
 /// `0x<hex>` after the word `key` in `line` (case-insensitive; `:`/`=`/spaces between).

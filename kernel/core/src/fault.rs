@@ -28,6 +28,8 @@ pub mod ec {
     pub const DABT_LOWER: u64 = 0x24;
     /// SP alignment fault.
     pub const SP_ALIGN: u64 = 0x26;
+    /// SError (asynchronous abort).
+    pub const SERROR: u64 = 0x2f;
     /// BRK instruction.
     pub const BRK64: u64 = 0x3c;
 
@@ -108,6 +110,7 @@ pub fn describe(f: &FaultInfo, out: &mut dyn core::fmt::Write) -> core::fmt::Res
         ec::SYSREG => write!(out, "trapped system register access"),
         ec::ILLEGAL_STATE => write!(out, "illegal execution state"),
         ec::HVC64 | ec::SMC64 => write!(out, "hypervisor/secure monitor call from a PD"),
+        ec::SERROR => write!(out, "SError (asynchronous abort, syndrome {:#x})", f.esr & 0x1ff_ffff),
         _ => write!(out, "exception class {class:#x}"),
     }
 }

@@ -239,6 +239,24 @@ fn root_fault_is_reported_and_its_callers_fail() {
 }
 
 #[test]
+fn serror_is_charged_to_the_thread_that_ran_not_the_current_one() {
+    let (mut k, mut p) = boot(vec![pd("ran", 10), pd("next", 10)], &[]);
+    assert_eq!(k.current(), Some(0));
+    // "ran"'s budget ends; "next" becomes current before the SError is seen.
+    p.time = 100_000;
+    k.schedule(p.time);
+    assert_eq!(k.current(), Some(1));
+    k.handle_serror(&mut p, 0, 0x2f << 26 | 0x12);
+    assert!(p.console.contains("vcpos|FAULT: PD 'ran': SError (asynchronous abort, syndrome 0x12)"), "{}", p.console);
+    assert!(!p.console.contains("'next'"), "{}", p.console);
+    assert_eq!(k.tcb(0).state, ThreadState::Faulted);
+    assert_eq!(k.tcb(1).state, ThreadState::Ready);
+    // "ran" is off the ready queue: "next" keeps the CPU when its own budget ends.
+    p.time = 200_000;
+    assert_eq!(k.schedule(p.time), Some(1));
+}
+
+#[test]
 fn child_fault_goes_to_parent_which_restarts_it() {
     let parent = pd("parent", 50).cap(slot::BASE_TCB + 3, CapKind::Tcb, 1, 0);
     let mut child = pd("child", 10);

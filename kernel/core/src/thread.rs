@@ -16,6 +16,10 @@ pub struct UserContext {
     pub pc: u64,
     /// Saved program status (SPSR_EL2).
     pub spsr: u64,
+    /// EL0 thread-ID register (TPIDR_EL0): each thread's own.
+    pub tpidr: u64,
+    /// EL0 read-only thread-ID register (TPIDRRO_EL0; only a guest's EL1 writes it).
+    pub tpidrro: u64,
 }
 
 /// SPSR for a PD: EL0t (AArch64, SP_EL0), all interrupts unmasked.
@@ -25,6 +29,8 @@ pub const SPSR_EL0: u64 = 0;
 pub const CONTEXT_SP_OFFSET: usize = 31 * 8;
 /// Offset of `pc` in [`UserContext`].
 pub const CONTEXT_PC_OFFSET: usize = 32 * 8;
+/// Offset of `tpidr` (followed by `tpidrro`) in [`UserContext`].
+pub const CONTEXT_TPIDR_OFFSET: usize = 34 * 8;
 
 /// What a thread is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +192,7 @@ impl Tcb {
     pub const fn new() -> Tcb {
         Tcb {
             name: [0; vcpos_abi::PD_NAME_LEN],
-            ctx: UserContext { x: [0; 31], sp: 0, pc: 0, spsr: SPSR_EL0 },
+            ctx: UserContext { x: [0; 31], sp: 0, pc: 0, spsr: SPSR_EL0, tpidr: 0, tpidrro: 0 },
             state: ThreadState::Inactive,
             priority: 0,
             budget: 0,
@@ -248,6 +254,8 @@ mod tests {
         let base = &c as *const _ as usize;
         assert_eq!(&c.sp as *const _ as usize - base, CONTEXT_SP_OFFSET);
         assert_eq!(&c.pc as *const _ as usize - base, CONTEXT_PC_OFFSET);
-        assert_eq!(core::mem::size_of::<UserContext>(), 34 * 8);
+        assert_eq!(&c.tpidr as *const _ as usize - base, CONTEXT_TPIDR_OFFSET);
+        assert_eq!(&c.tpidrro as *const _ as usize - base, CONTEXT_TPIDR_OFFSET + 8);
+        assert_eq!(core::mem::size_of::<UserContext>(), 36 * 8);
     }
 }

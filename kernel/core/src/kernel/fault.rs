@@ -146,6 +146,22 @@ impl Kernel {
         self.send_fault(plat, t, f.label, f.mrs, f.len);
     }
 
+    /// An SError (asynchronous abort) belongs to thread `t`, the thread that ran at the
+    /// last kernel exit, which need not be the current thread any more: `t` is taken
+    /// off whatever it was queued on and handled like a faulting thread (reported with
+    /// its name; stopped, or its parent gets the fault). A dead `t` is only reported.
+    pub fn handle_serror(&mut self, plat: &mut impl Platform, t: ThreadIndex, esr: u64) {
+        let ctx = self.tcbs[t as usize].ctx;
+        let f = fault::decode(esr, 0, ctx.pc, ctx.sp, ctx.spsr);
+        if self.tcbs[t as usize].state.is_dead() {
+            self.report_fault(plat, t, &f);
+            return;
+        }
+        self.detach(t);
+        self.report_fault(plat, t, &f);
+        self.send_fault(plat, t, f.label, f.mrs, f.len);
+    }
+
     /// Queues fault message (`label`, `mrs[..len]`) from thread `t` for its parent and
     /// blocks `t` until the parent answers; a thread without a live parent is stopped
     /// for good, and so are its children blocked in faults it would have answered.

@@ -4,7 +4,8 @@
 //! - [`write_to_unmapped`]: fault on purpose with a write to [`UNMAPPED_ADDR`];
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
-//! - [`pingpong`]: the values the ping and pong PDs exchange.
+//! - [`pingpong`]: the values the ping and pong PDs exchange;
+//! - [`sysreg`]: EL0 system-register accesses the isolation tests make.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -109,6 +110,46 @@ pub fn ticks_to_ns(ticks: u64, freq_hz: u64) -> u64 {
         return 0;
     }
     (u128::from(ticks) * 1_000_000_000 / u128::from(freq_hz)) as u64
+}
+
+/// EL0 system-register accesses for the isolation tests: the thread-ID register (which
+/// must be private to each PD) and PMU registers (which must fault).
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[allow(unsafe_code)]
+pub mod sysreg {
+    use core::arch::asm;
+
+    /// Reads `TPIDR_EL0`.
+    pub fn tpidr_el0() -> u64 {
+        let v: u64;
+        // SAFETY: reads this PD's thread-ID register; no memory is touched.
+        unsafe { asm!("mrs {}, tpidr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Writes `TPIDR_EL0`.
+    pub fn set_tpidr_el0(v: u64) {
+        // SAFETY: the runtime does not use TPIDR_EL0 (no thread-local storage), so
+        // changing it affects nothing but later reads of it.
+        unsafe { asm!("msr tpidr_el0, {}", in(reg) v, options(nomem, nostack)) };
+    }
+
+    /// Reads the PMU cycle counter `PMCCNTR_EL0`: the kernel must stop the PD with a
+    /// fault instead.
+    pub fn pmccntr_el0() -> u64 {
+        let v: u64;
+        // SAFETY: a read of a counter register (or a trap the kernel turns into a fault).
+        unsafe { asm!("isb", "mrs {}, pmccntr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Writes `PMUSERENR_EL0` (EL0 access enables of the PMU): undefined at EL0, so the
+    /// kernel must stop the PD with a fault.
+    pub fn set_pmuserenr_el0(v: u64) {
+        // SAFETY: a register write that either traps (the expected outcome) or changes
+        // only PMU access permissions; no memory is touched.
+        unsafe { asm!("msr pmuserenr_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+    }
 }
 
 /// What the ping and pong PDs exchange (both sides compute it, so a message register
