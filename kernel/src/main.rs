@@ -22,6 +22,7 @@ use core::ptr::addr_of_mut;
 
 use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
+use vcpos_abi::console::KERNEL_ERROR;
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
@@ -119,13 +120,13 @@ extern "C" fn kernel_main() -> ! {
         (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
     };
     let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
-        kprintln!("vcpos|ERROR: no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        kprintln!("{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
         halt();
     };
     let info = match BootInfo::parse(blob) {
         Ok(info) => info,
         Err(e) => {
-            kprintln!("vcpos|ERROR: bad boot information: {e:?}");
+            kprintln!("{KERNEL_ERROR} bad boot information: {e:?}");
             halt();
         }
     };
@@ -133,7 +134,7 @@ extern "C" fn kernel_main() -> ! {
         let z = info.zero(i);
         let overlaps_blob = z.paddr < paddr + size && paddr < z.paddr + z.size;
         if overlaps_blob || !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
+            kprintln!("{KERNEL_ERROR} zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -145,7 +146,7 @@ extern "C" fn kernel_main() -> ! {
         gic::set_trigger(irq.irq, irq.trigger != 0);
     }
     if let Err(e) = st.kernel.boot(&info, &mut st.machine) {
-        kprintln!("vcpos|ERROR: cannot start the system: {e:?}");
+        kprintln!("{KERNEL_ERROR} cannot start the system: {e:?}");
         halt();
     }
     kprintln!("vcpos|INFO: {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
@@ -253,12 +254,12 @@ extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let elr: u64;
     // SAFETY: reading ELR_EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
-    kprintln!("vcpos|ERROR: kernel exception (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    kprintln!("{KERNEL_ERROR} kernel exception (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    kprintln!("vcpos|ERROR: kernel panic: {info}");
+    kprintln!("{KERNEL_ERROR} kernel panic: {info}");
     halt();
 }

@@ -7,6 +7,7 @@
 use core::fmt::Write;
 
 use vcpos_abi::bootinfo::{BootInfo, THREAD_VCPU};
+use vcpos_abi::console::{KERNEL_ERROR, KERNEL_FAULT};
 use vcpos_abi::fault::label;
 use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
 use vcpos_abi::cap::BADGE_FAULT;
@@ -678,7 +679,7 @@ impl Kernel {
 
     fn report_fault(&mut self, plat: &mut impl Platform, t: PdIndex, f: &FaultInfo, parent: Option<PdIndex>) {
         let mut line = heapless_line::Line::new();
-        let _ = write!(line, "vcpos|FAULT: PD '{}': ", self.tcbs[t as usize].name());
+        let _ = write!(line, "{KERNEL_FAULT} PD '{}': ", self.tcbs[t as usize].name());
         let _ = fault::describe(f, &mut line);
         let _ = write!(line, ", address {:#x}, pc {:#x}", f.addr, f.pc);
         match parent {
@@ -698,7 +699,7 @@ impl Kernel {
         match self.irqs.iter().flatten().find(|r| r.irq == irq).copied() {
             Some(r) => self.signal(r.pd, r.badge),
             None => {
-                let _ = writeln!(Console(plat), "vcpos|ERROR: IRQ {irq} has no handler; masked");
+                let _ = writeln!(Console(plat), "{KERNEL_ERROR} IRQ {irq} has no handler; masked");
             }
         }
     }

@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(s[0], Step::wait_text(READY));
         assert_eq!(s[1], Step::after_text(PROMPT, "vcpos-mmio-bench\r"));
         assert_eq!(s[2], Step::wait_text(PROMPT));
-        assert!(options(Duration::from_secs(5)).stop_on.iter().any(|m| m == vcpos_tool::runner::KERNEL_ERROR));
+        assert!(options(Duration::from_secs(5)).stop_on.iter().any(|m| m.matches(vcpos_tool::runner::KERNEL_ERROR)));
     }
 
     #[test]

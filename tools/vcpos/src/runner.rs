@@ -13,9 +13,12 @@
 //!   output, also in a line still being written such as a shell prompt, and then types
 //!   its bytes. A scripted run ends [`Ending::ScriptDone`] after its last step.
 //!
-//! Markers (the contract with test PDs and the kernel): a line containing
-//! [`PASS_MARKER`] or [`FAIL_MARKER`], and kernel lines starting [`KERNEL_ERROR`] or
-//! [`KERNEL_FAULT`].
+//! Markers (the contract with test PDs and the kernel, [`vcpos_abi::console`]): a line
+//! starting [`TEST_PASS`] or [`TEST_FAIL`], [`KERNEL_ERROR`] or [`KERNEL_FAULT`]. Only the
+//! start of a line counts: a guest's console line starts with [`GUEST_LINE_PREFIX`], so
+//! a guest can print any text and never a marker; a carriage return or an escape
+//! sequence in the middle of a line does not start one either (carriage returns are
+//! removed from the transcript, and nothing else counts as a line end).
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -33,14 +36,12 @@ use nix::unistd::Pid;
 use crate::board::{self, Board};
 use crate::diag::Diagnostic;
 
-/// A test PD prints a line containing this, then what passed.
-pub const PASS_MARKER: &str = "TEST PASS: ";
-/// A test PD prints a line containing this, then why it failed.
-pub const FAIL_MARKER: &str = "TEST FAIL: ";
-/// The kernel's error lines start with this.
-pub const KERNEL_ERROR: &str = "vcpos|ERROR:";
-/// The kernel's fault report lines start with this.
-pub const KERNEL_FAULT: &str = "vcpos|FAULT:";
+pub use vcpos_abi::console::{GUEST_LINE_PREFIX, KERNEL_ERROR, KERNEL_FAULT, KERNEL_PREFIX, TEST_FAIL, TEST_PASS};
+
+/// What the runner puts at the start of the rest of a line it had to cut (after
+/// [`MAX_LINE`] bytes without a line end): the rest did not start a line, so it must
+/// not start one in the transcript, where a marker there would be believed.
+pub const CONTINUED: &str = "[vcpos: line continued] ";
 
 /// How long a captured run keeps reading after a stop marker, so that the lines a
 /// PD or the kernel prints right after it (a multi-line error report) are kept.
@@ -173,8 +174,9 @@ pub enum Expect {
     /// This text anywhere in the output after the previous step's match, also in a
     /// line that has no line end yet (a shell prompt waits at the end of its line).
     Text(String),
-    /// A whole line equal to this (spaces and tabs around either ignored) after the
-    /// previous step's match; the rest of the line that match was in counts as a line.
+    /// A whole line equal to this (spaces and tabs around either ignored, and a
+    /// guest line's [`GUEST_LINE_PREFIX`]) after the previous step's match; the rest of
+    /// the line that match was in counts as a line.
     Line(String),
 }
 
@@ -193,12 +195,18 @@ pub struct Step {
 impl Step {
     /// Waits for `text` (also in an unfinished line), then types `send`.
     pub fn after_text(text: impl Into<String>, send: impl AsRef<[u8]>) -> Step {
-        Step { expect: Expect::Text(text.into()), send: send.as_ref().to_vec() }
+        Step {
+            expect: Expect::Text(text.into()),
+            send: send.as_ref().to_vec(),
+        }
     }
 
     /// Waits for a line equal to `line`, then types `send`.
     pub fn after_line(line: impl Into<String>, send: impl AsRef<[u8]>) -> Step {
-        Step { expect: Expect::Line(line.into()), send: send.as_ref().to_vec() }
+        Step {
+            expect: Expect::Line(line.into()),
+            send: send.as_ref().to_vec(),
+        }
     }
 
     /// Only waits for `text`.
@@ -232,7 +240,9 @@ pub fn parse_step(arg: &str) -> Result<Step, String> {
     let text = unescape(text)?;
     let text = String::from_utf8(text).map_err(|_| format!("step {arg:?}: the text to wait for is not UTF-8"))?;
     if text.contains('\r') {
-        return Err(format!("step {arg:?}: carriage returns are removed from the output, so \\r cannot be waited for"));
+        return Err(format!(
+            "step {arg:?}: carriage returns are removed from the output, so \\r cannot be waited for"
+        ));
     }
     Ok(Step::after_text(text, unescape(send)?))
 }
@@ -273,8 +283,8 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
 pub struct CaptureOptions {
     /// The run is stopped (and the process group killed) after this long.
     pub timeout: Duration,
-    /// A stdout line containing any of these ends the run, [`Self::grace`] later.
-    pub stop_on: Vec<String>,
+    /// A stdout line that matches any of these ends the run, [`Self::grace`] later.
+    pub stop_on: Vec<Stop>,
     /// How long to keep reading after a stop marker (or the script's last step).
     pub grace: Duration,
     /// Copy each output line to this process's stdout as it arrives.
@@ -293,7 +303,9 @@ impl CaptureOptions {
     pub fn until_marker(timeout: Duration) -> CaptureOptions {
         CaptureOptions {
             timeout,
-            stop_on: vec![PASS_MARKER.into(), FAIL_MARKER.into(), KERNEL_ERROR.into()],
+            stop_on: [TEST_PASS, TEST_FAIL, KERNEL_ERROR]
+                .map(|m| Stop::LineStart(m.into()))
+                .to_vec(),
             grace: DEFAULT_GRACE,
             echo: false,
             script: Vec::new(),
@@ -305,7 +317,7 @@ impl CaptureOptions {
     /// `timeout`; no echo.
     pub fn scripted(timeout: Duration, script: Vec<Step>) -> CaptureOptions {
         CaptureOptions {
-            stop_on: vec![FAIL_MARKER.into(), KERNEL_ERROR.into()],
+            stop_on: [TEST_FAIL, KERNEL_ERROR].map(|m| Stop::LineStart(m.into())).to_vec(),
             script,
             ..CaptureOptions::until_marker(timeout)
         }
@@ -336,32 +348,82 @@ impl std::fmt::Display for Ending {
     }
 }
 
-/// A marker found in output.
+/// A marker line: the start of a line is one of the console markers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Marker<'a> {
     /// `TEST PASS: <detail>`: the detail.
     Pass(&'a str),
     /// `TEST FAIL: <reason>`: the reason.
     Fail(&'a str),
+    /// `vcpos|ERROR: ...`: the whole line.
+    KernelError(&'a str),
+    /// `vcpos|FAULT: ...`: the whole line.
+    KernelFault(&'a str),
 }
 
-/// The pass and fail markers in `output`, in order.
-pub fn markers(output: &str) -> Vec<Marker<'_>> {
-    let mut found = Vec::new();
-    for line in output.lines() {
-        if let Some(i) = line.find(PASS_MARKER) {
-            found.push(Marker::Pass(line[i + PASS_MARKER.len()..].trim_end()));
-        }
-        if let Some(i) = line.find(FAIL_MARKER) {
-            found.push(Marker::Fail(line[i + FAIL_MARKER.len()..].trim_end()));
-        }
+impl Marker<'_> {
+    /// A failure: a fail marker or a kernel error (a fault report alone is not: a test
+    /// may provoke a fault on purpose).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Marker::Fail(_) | Marker::KernelError(_))
     }
-    found
+}
+
+/// The marker `line` is, if it starts with one (and only then: see the module docs).
+pub fn line_marker(line: &str) -> Option<Marker<'_>> {
+    if let Some(rest) = line.strip_prefix(TEST_PASS) {
+        Some(Marker::Pass(rest.trim()))
+    } else if let Some(rest) = line.strip_prefix(TEST_FAIL) {
+        Some(Marker::Fail(rest.trim()))
+    } else if line.starts_with(KERNEL_ERROR) {
+        Some(Marker::KernelError(line.trim_end()))
+    } else if line.starts_with(KERNEL_FAULT) {
+        Some(Marker::KernelFault(line.trim_end()))
+    } else {
+        None
+    }
+}
+
+/// The markers in `output`, in order.
+pub fn markers(output: &str) -> Vec<Marker<'_>> {
+    output.lines().filter_map(line_marker).collect()
 }
 
 /// The lines of `output` that are kernel error lines.
 pub fn kernel_errors(output: &str) -> Vec<&str> {
-    output.lines().filter(|l| l.contains(KERNEL_ERROR)).collect()
+    markers(output)
+        .into_iter()
+        .filter_map(|m| match m {
+            Marker::KernelError(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The text of a console line without the VMM's [`GUEST_LINE_PREFIX`], if it has it
+/// (what the guest printed), else the line as it is.
+pub fn console_text(line: &str) -> &str {
+    line.strip_prefix(GUEST_LINE_PREFIX).unwrap_or(line)
+}
+
+/// What ends a captured run (see [`CaptureOptions::stop_on`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A line that starts with this (a marker: [`TEST_PASS`], [`KERNEL_ERROR`], ...).
+    LineStart(String),
+    /// A line that contains this anywhere (a text a guest prints, e.g. its panic
+    /// message: stopping early on a forged one can only fail a run, never pass it).
+    Text(String),
+}
+
+impl Stop {
+    /// Whether `line` (a whole line of output) matches.
+    pub fn matches(&self, line: &str) -> bool {
+        match self {
+            Stop::LineStart(m) => line.starts_with(m.as_str()),
+            Stop::Text(t) => line.contains(t.as_str()),
+        }
+    }
 }
 
 /// What a captured run produced.
@@ -393,9 +455,7 @@ impl Capture {
     /// A pass marker appeared, and no fail marker nor kernel error did.
     pub fn passed(&self) -> bool {
         let m = self.markers();
-        m.iter().any(|m| matches!(m, Marker::Pass(_)))
-            && !m.iter().any(|m| matches!(m, Marker::Fail(_)))
-            && kernel_errors(&self.output).is_empty()
+        m.iter().any(|m| matches!(m, Marker::Pass(_))) && !m.iter().any(Marker::is_failure)
     }
 
     /// Every step of the console script happened.
@@ -405,9 +465,7 @@ impl Capture {
 
     /// The script ran to its end, and no fail marker nor kernel error appeared.
     pub fn script_passed(&self) -> bool {
-        self.script_complete()
-            && !self.markers().iter().any(|m| matches!(m, Marker::Fail(_)))
-            && kernel_errors(&self.output).is_empty()
+        self.script_complete() && !self.markers().iter().any(Marker::is_failure)
     }
 }
 
@@ -485,10 +543,12 @@ fn spawn_typist(mut stdin: ChildStdin, delay: Duration) -> mpsc::Sender<Vec<u8>>
 }
 
 /// Cuts a byte stream into lines: at `\n` (removed), and after [`MAX_LINE`] bytes
-/// without one; lossy UTF-8.
+/// without one (the rest then starts with [`CONTINUED`]); lossy UTF-8.
 #[derive(Default)]
 struct LineCutter {
     pending: Vec<u8>,
+    /// The pending bytes continue a line that was cut.
+    continued: bool,
 }
 
 impl LineCutter {
@@ -498,10 +558,12 @@ impl LineCutter {
         for &b in bytes {
             if b == b'\n' {
                 lines.push(self.take());
+                self.continued = false;
             } else {
                 self.pending.push(b);
                 if self.pending.len() >= MAX_LINE {
                     lines.push(self.take());
+                    self.continued = true;
                 }
             }
         }
@@ -514,7 +576,12 @@ impl LineCutter {
     }
 
     fn take(&mut self) -> String {
-        let line = String::from_utf8_lossy(&self.pending).into_owned();
+        let text = String::from_utf8_lossy(&self.pending);
+        let line = if self.continued {
+            format!("{CONTINUED}{text}")
+        } else {
+            text.into_owned()
+        };
         self.pending.clear();
         line
     }
@@ -530,7 +597,11 @@ struct ScriptState<'a> {
 
 impl<'a> ScriptState<'a> {
     fn new(steps: &'a [Step]) -> ScriptState<'a> {
-        ScriptState { steps, next: 0, seen: Vec::new() }
+        ScriptState {
+            steps,
+            next: 0,
+            seen: Vec::new(),
+        }
     }
 
     fn done(&self) -> bool {
@@ -574,7 +645,9 @@ fn find_expected(expect: &Expect, seen: &[u8]) -> Option<usize> {
             let mut start = 0;
             for (i, &b) in seen.iter().enumerate() {
                 if b == b'\n' {
-                    if seen[start..i].trim_ascii() == want {
+                    let line = &seen[start..i];
+                    let text = line.strip_prefix(GUEST_LINE_PREFIX.as_bytes()).unwrap_or(line);
+                    if text.trim_ascii() == want {
                         return Some(i + 1);
                     }
                     start = i + 1;
@@ -608,11 +681,18 @@ fn unmatched_prefix(expect: &Expect, seen: &[u8]) -> usize {
 pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Capture> {
     let scripted = !opts.script.is_empty();
     let stdin = if scripted { Stdio::piped() } else { Stdio::null() };
-    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let start = Instant::now();
     let mut group = Group { child: cmd.spawn()? };
     let pid = group.child.id();
-    let typist = group.child.stdin.take().map(|stdin| spawn_typist(stdin, opts.type_delay));
+    let typist = group
+        .child
+        .stdin
+        .take()
+        .map(|stdin| spawn_typist(stdin, opts.type_delay));
     let (tx, rx) = mpsc::channel();
     spawn_reader(group.child.stdout.take(), Stream::Out, tx.clone());
     spawn_reader(group.child.stderr.take(), Stream::Err, tx);
@@ -678,13 +758,14 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
             match rx.recv_timeout(wait) {
                 Ok((stream, chunk)) => {
                     let clean: Vec<u8> = chunk.into_iter().filter(|&b| b != b'\r').collect();
-                    let cutter = if stream == Stream::Out { &mut out_lines } else { &mut err_lines };
+                    let cutter = if stream == Stream::Out {
+                        &mut out_lines
+                    } else {
+                        &mut err_lines
+                    };
                     for line in cutter.push(&clean) {
                         let line = take(stream, line, &mut output, &mut stderr);
-                        if stream == Stream::Out
-                            && marker.is_none()
-                            && opts.stop_on.iter().any(|m| line.contains(m.as_str()))
-                        {
+                        if stream == Stream::Out && marker.is_none() && opts.stop_on.iter().any(|m| m.matches(&line)) {
                             marker = Some(line);
                             stop_soon(&mut stop_at);
                         }
@@ -716,7 +797,11 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
         match rx.recv_timeout(left) {
             Ok((stream, chunk)) => {
                 let clean: Vec<u8> = chunk.into_iter().filter(|&b| b != b'\r').collect();
-                let cutter = if stream == Stream::Out { &mut out_lines } else { &mut err_lines };
+                let cutter = if stream == Stream::Out {
+                    &mut out_lines
+                } else {
+                    &mut err_lines
+                };
                 for line in cutter.push(&clean) {
                     take(stream, line, &mut output, &mut stderr);
                 }
@@ -737,12 +822,24 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
         (None, Some(status)) => Ending::Exited(status),
         (None, None) => Ending::TimedOut(opts.timeout),
     };
-    Ok(Capture { output, stderr, ending, elapsed: start.elapsed(), pid, steps_done, script_steps: opts.script.len() })
+    Ok(Capture {
+        output,
+        stderr,
+        ending,
+        elapsed: start.elapsed(),
+        pid,
+        steps_done,
+        script_steps: opts.script.len(),
+    })
 }
 
 /// The first line of `<binary> --version`, or `None` if it cannot be run.
 pub fn qemu_version(binary: &str) -> Option<String> {
-    let out = Command::new(binary).arg("--version").stdin(Stdio::null()).output().ok()?;
+    let out = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().next().map(str::to_string)
 }
@@ -813,7 +910,10 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
                     eprintln!("vcpos: {} ({:.1} s)", c.ending, c.elapsed.as_secs_f64());
                     if scripted && !c.script_complete() {
                         let step = &opts.script[c.steps_done.len()];
-                        eprintln!("vcpos: the console script stopped at step {}: {step}", c.steps_done.len() + 1);
+                        eprintln!(
+                            "vcpos: the console script stopped at step {}: {step}",
+                            c.steps_done.len() + 1
+                        );
                     }
                     let ok = if scripted { c.script_passed() } else { c.passed() };
                     if ok {
@@ -871,11 +971,17 @@ mod tests {
     /// orphan stays a zombie until its new parent reaps it, so `kill(-pgid, 0)` is not
     /// the test).
     fn group_alive_now(pgid: u32) -> bool {
-        let Ok(dir) = std::fs::read_dir("/proc") else { panic!("no /proc") };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            panic!("no /proc")
+        };
         dir.flatten().any(|e| {
-            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                return false;
+            };
             // Fields after the parenthesised command name: state, ppid, pgrp, ...
-            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else { return false };
+            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                return false;
+            };
             let f: Vec<&str> = rest.split_whitespace().collect();
             f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
         })
@@ -936,10 +1042,90 @@ mod tests {
 
     #[test]
     fn markers_are_found_in_order() {
-        let out = "boot\nhello: TEST PASS: hello world\nx TEST FAIL: bad thing  \nvcpos|ERROR: oops\n";
-        assert_eq!(markers(out), vec![Marker::Pass("hello world"), Marker::Fail("bad thing")]);
+        let out = "boot\nTEST PASS: hello world\nTEST FAIL: bad thing  \nvcpos|ERROR: oops\nvcpos|FAULT: PD 'x'\n";
+        assert_eq!(
+            markers(out),
+            vec![
+                Marker::Pass("hello world"),
+                Marker::Fail("bad thing"),
+                Marker::KernelError("vcpos|ERROR: oops"),
+                Marker::KernelFault("vcpos|FAULT: PD 'x'")
+            ]
+        );
         assert_eq!(kernel_errors(out), vec!["vcpos|ERROR: oops"]);
         assert!(markers("TEST PASS without colon\n").is_empty());
+    }
+
+    #[test]
+    fn a_marker_counts_only_at_the_start_of_a_line() {
+        assert_eq!(line_marker("TEST PASS: x"), Some(Marker::Pass("x")));
+        assert_eq!(line_marker("guest| TEST PASS: x"), None);
+        for forged in [
+            "guest| TEST PASS: x",
+            "guest| TEST FAIL: x",
+            "guest| vcpos|ERROR: x",
+            "guest| vcpos|FAULT: PD 'a'",
+            "pd: TEST PASS: x",
+            " TEST PASS: x",
+            "\x1b[2KTEST PASS: x",
+            "\x1b[GTEST PASS: x",
+            "foo\rTEST PASS: x",
+        ] {
+            assert_eq!(line_marker(forged), None, "{forged:?}");
+            assert!(markers(&format!("{forged}\n")).is_empty(), "{forged:?}");
+        }
+        assert_eq!(console_text("guest| hello"), "hello");
+        assert_eq!(console_text("vcpos|INFO: x"), "vcpos|INFO: x");
+    }
+
+    #[test]
+    fn a_guest_line_never_passes_nor_stops_a_run() {
+        // What a guest behind the VMM's prefix prints, with carriage returns and escape
+        // sequences that would put the marker at the start of a terminal's line.
+        let c = capture(
+            sh(
+                r"printf 'guest| TEST PASS: x\n'; printf 'guest| \r\033[2KTEST PASS: y\n'; \
+                 printf 'guest| \rvcpos|ERROR: z\n'; printf 'x\rTEST PASS: w\n'; sleep 100",
+            ),
+            &CaptureOptions::until_marker(Duration::from_millis(1500)),
+        )
+        .unwrap();
+        assert_eq!(c.ending, Ending::TimedOut(Duration::from_millis(1500)), "{c:#?}");
+        assert!(c.markers().is_empty() && !c.passed(), "{c:#?}");
+        assert!(c.output.contains("guest| TEST PASS: x\n"), "{c:#?}");
+        let c = capture(
+            sh("echo 'guest| TEST PASS: x'; echo 'TEST PASS: x'; sleep 100"),
+            &CaptureOptions::until_marker(Duration::from_secs(30)),
+        )
+        .unwrap();
+        assert_eq!(c.ending, Ending::Marker("TEST PASS: x".into()), "{c:#?}");
+        assert!(c.passed());
+    }
+
+    #[test]
+    fn the_rest_of_a_cut_line_never_starts_a_marker() {
+        // A guest line longer than MAX_LINE whose cut would leave a marker at the start
+        // of a line.
+        let pad = MAX_LINE - GUEST_LINE_PREFIX.len();
+        let c = capture(
+            sh(&format!(
+                "printf 'guest| '; head -c {pad} /dev/zero | tr '\\0' x; echo 'TEST PASS: forged'; sleep 100"
+            )),
+            &CaptureOptions::until_marker(Duration::from_millis(1500)),
+        )
+        .unwrap();
+        assert_eq!(
+            c.ending,
+            Ending::TimedOut(Duration::from_millis(1500)),
+            "{:?}",
+            c.ending
+        );
+        assert!(!c.passed());
+        assert!(
+            c.output.contains(&format!("\n{CONTINUED}TEST PASS: forged\n")),
+            "{:?}",
+            &c.output[c.output.len() - 80..]
+        );
     }
 
     #[test]
@@ -947,20 +1133,23 @@ mod tests {
         let t0 = Instant::now();
         // `sleep` is a grandchild: only a process-group kill ends it.
         let c = capture(
-            sh("echo booting; echo 'pd: TEST PASS: fake'; echo after; sleep 100"),
+            sh("echo booting; echo 'TEST PASS: fake'; echo after; sleep 100"),
             &CaptureOptions::until_marker(Duration::from_secs(30)),
         )
         .unwrap();
         assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
-        assert_eq!(c.ending, Ending::Marker("pd: TEST PASS: fake".into()));
-        assert_eq!(c.output, "booting\npd: TEST PASS: fake\nafter\n");
+        assert_eq!(c.ending, Ending::Marker("TEST PASS: fake".into()));
+        assert_eq!(c.output, "booting\nTEST PASS: fake\nafter\n");
         assert!(c.passed());
         assert!(!group_alive(c.pid), "process group {} still alive", c.pid);
     }
 
     #[test]
     fn fail_marker_and_kernel_error_stop_the_run_and_fail_it() {
-        for script in ["echo 'TEST FAIL: nope'; sleep 100", "echo 'vcpos|ERROR: boom'; sleep 100"] {
+        for script in [
+            "echo 'TEST FAIL: nope'; sleep 100",
+            "echo 'vcpos|ERROR: boom'; sleep 100",
+        ] {
             let c = capture(sh(script), &CaptureOptions::until_marker(Duration::from_secs(30))).unwrap();
             assert!(matches!(c.ending, Ending::Marker(_)), "{script}: {:?}", c.ending);
             assert!(!c.passed(), "{script}");
@@ -971,7 +1160,11 @@ mod tests {
             &CaptureOptions::until_marker(Duration::from_secs(30)),
         )
         .unwrap();
-        assert!(c.output.contains("vcpos|ERROR: late"), "grace period lost a line: {:?}", c.output);
+        assert!(
+            c.output.contains("vcpos|ERROR: late"),
+            "grace period lost a line: {:?}",
+            c.output
+        );
         assert!(!c.passed());
     }
 
@@ -984,7 +1177,10 @@ mod tests {
         )
         .unwrap();
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(10), "took {took:?}");
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_secs(10),
+            "took {took:?}"
+        );
         assert_eq!(c.ending, Ending::TimedOut(Duration::from_millis(700)));
         // The unterminated last line is kept.
         assert_eq!(c.output, "started\npartial\n");
@@ -1000,16 +1196,23 @@ mod tests {
         )
         .unwrap();
         let lines: Vec<&str> = c.output.lines().collect();
-        assert_eq!(lines.iter().map(|l| l.len()).take(4).collect::<Vec<_>>(), [65536, 65536, 65536, 3392]);
+        let cont = CONTINUED.len();
+        assert_eq!(
+            lines.iter().map(|l| l.len()).take(4).collect::<Vec<_>>(),
+            [65536, cont + 65536, cont + 65536, cont + 3392]
+        );
+        assert!(lines[1..4].iter().all(|l| l.starts_with(CONTINUED)));
         assert_eq!(lines.last(), Some(&"TEST PASS: long"));
         assert!(c.passed());
     }
 
     #[test]
     fn exit_is_reported_with_stderr() {
-        let c =
-            capture(sh("echo out; echo qemu-says >&2; exit 3"), &CaptureOptions::until_marker(Duration::from_secs(30)))
-                .unwrap();
+        let c = capture(
+            sh("echo out; echo qemu-says >&2; exit 3"),
+            &CaptureOptions::until_marker(Duration::from_secs(30)),
+        )
+        .unwrap();
         match &c.ending {
             Ending::Exited(s) => assert_eq!(s.code(), Some(3)),
             e => panic!("unexpected ending {e:?}"),
@@ -1022,7 +1225,11 @@ mod tests {
     #[test]
     fn stdin_is_empty() {
         // `cat` ends at once when stdin is /dev/null; it would hang on a terminal.
-        let c = capture(sh("cat; echo done"), &CaptureOptions::until_marker(Duration::from_secs(30))).unwrap();
+        let c = capture(
+            sh("cat; echo done"),
+            &CaptureOptions::until_marker(Duration::from_secs(30)),
+        )
+        .unwrap();
         assert_eq!(c.output, "done\n");
         assert!(matches!(c.ending, Ending::Exited(_)));
     }
@@ -1041,7 +1248,11 @@ mod tests {
             Step::wait_line("ls-out"),
             Step::wait_text("$ "),
         ];
-        let c = capture(sh(FAKE_SHELL), &CaptureOptions::scripted(Duration::from_secs(30), script)).unwrap();
+        let c = capture(
+            sh(FAKE_SHELL),
+            &CaptureOptions::scripted(Duration::from_secs(30), script),
+        )
+        .unwrap();
         assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
         assert_eq!(c.ending, Ending::ScriptDone, "{c:#?}");
         assert!(c.script_complete() && c.script_passed(), "{c:#?}");
@@ -1056,7 +1267,11 @@ mod tests {
     #[test]
     fn script_that_never_sees_its_text_times_out_and_says_where() {
         let script = vec![Step::after_text("login: ", "bob\n"), Step::wait_line("no such line")];
-        let c = capture(sh(FAKE_SHELL), &CaptureOptions::scripted(Duration::from_millis(1500), script)).unwrap();
+        let c = capture(
+            sh(FAKE_SHELL),
+            &CaptureOptions::scripted(Duration::from_millis(1500), script),
+        )
+        .unwrap();
         assert_eq!(c.ending, Ending::TimedOut(Duration::from_millis(1500)), "{c:#?}");
         assert_eq!((c.steps_done.len(), c.script_steps), (1, 2));
         assert!(!c.script_complete() && !c.script_passed());
@@ -1068,11 +1283,11 @@ mod tests {
     fn fail_marker_stops_a_scripted_run() {
         let script = vec![Step::after_text("$ ", "x\n"), Step::wait_line("x done")];
         let c = capture(
-            sh("echo 'pd: TEST FAIL: broken'; printf '$ '; read a; echo \"$a done\"; sleep 100"),
+            sh("echo 'TEST FAIL: broken'; printf '$ '; read a; echo \"$a done\"; sleep 100"),
             &CaptureOptions::scripted(Duration::from_secs(30), script),
         )
         .unwrap();
-        assert_eq!(c.ending, Ending::Marker("pd: TEST FAIL: broken".into()), "{c:#?}");
+        assert_eq!(c.ending, Ending::Marker("TEST FAIL: broken".into()), "{c:#?}");
         assert!(!c.script_passed());
         assert!(!group_alive(c.pid));
     }
@@ -1080,8 +1295,15 @@ mod tests {
     #[test]
     fn process_exiting_mid_script_is_reported() {
         // The typist's write may hit a closed pipe: no hang, no panic.
-        let script = vec![Step::after_text("go", "a long line of input\n"), Step::wait_line("never")];
-        let c = capture(sh("echo go; exit 4"), &CaptureOptions::scripted(Duration::from_secs(30), script)).unwrap();
+        let script = vec![
+            Step::after_text("go", "a long line of input\n"),
+            Step::wait_line("never"),
+        ];
+        let c = capture(
+            sh("echo go; exit 4"),
+            &CaptureOptions::scripted(Duration::from_secs(30), script),
+        )
+        .unwrap();
         match &c.ending {
             Ending::Exited(s) => assert_eq!(s.code(), Some(4)),
             e => panic!("unexpected ending {e:?}"),
@@ -1140,8 +1362,14 @@ mod tests {
         let steps = [Step::wait_line("vcpos-42")];
         // The echoed command line contains the expression, not the value; a longer
         // line or an unfinished one is no match.
-        assert_eq!(progress(&steps, &["# echo vcpos-$((6*7))\n", "xvcpos-42\nvcpos-42", "  \n"]), [0, 0, 1]);
+        assert_eq!(
+            progress(&steps, &["# echo vcpos-$((6*7))\n", "xvcpos-42\nvcpos-42", "  \n"]),
+            [0, 0, 1]
+        );
         assert_eq!(progress(&[Step::wait_line("42")], &["vcpos-42\n"]), [0]);
+        // A guest's line behind the VMM's prefix is the guest's text.
+        assert_eq!(progress(&steps, &["guest| vcpos-42\n"]), [1]);
+        assert_eq!(progress(&steps, &["guest| xvcpos-42\n", "guest|  vcpos-42 \n"]), [0, 1]);
     }
 
     #[test]
@@ -1151,7 +1379,10 @@ mod tests {
         // Several steps can happen in one chunk, in order.
         assert_eq!(progress(&steps, &["$ $ x\nend\n"]), [3]);
         // The rest of the line a text matched in counts as a line.
-        assert_eq!(progress(&[Step::wait_text("# "), Step::wait_line("end")], &["# end\n"]), [2]);
+        assert_eq!(
+            progress(&[Step::wait_text("# "), Step::wait_line("end")], &["# end\n"]),
+            [2]
+        );
         // An empty text happens at once.
         assert_eq!(progress(&[Step::wait_text("")], &[""]), [1]);
     }
@@ -1170,7 +1401,11 @@ mod tests {
         assert!(st.feed(b"lin").is_empty());
         assert_eq!(st.seen, b"lin", "an unfinished line is kept");
         assert!(st.feed(hay.as_bytes()).is_empty());
-        assert!(st.seen.len() <= MAX_LINE, "an overlong unfinished line is dropped: {}", st.seen.len());
+        assert!(
+            st.seen.len() <= MAX_LINE,
+            "an overlong unfinished line is dropped: {}",
+            st.seen.len()
+        );
         assert_eq!(st.feed(b"\nline\n").len(), 1);
         assert!(st.done());
     }
@@ -1182,7 +1417,10 @@ mod tests {
             Step::after_text("vcpos-guest# ", "echo $((6*7))\r")
         );
         assert_eq!(parse_step("ready").unwrap(), Step::wait_text("ready"));
-        assert_eq!(parse_step(r"a\tb=>\x03\e[A\\\n").unwrap(), Step::after_text("a\tb", b"\x03\x1b[A\\\n"));
+        assert_eq!(
+            parse_step(r"a\tb=>\x03\e[A\\\n").unwrap(),
+            Step::after_text("a\tb", b"\x03\x1b[A\\\n")
+        );
         assert_eq!(parse_step("a=>b=>c").unwrap(), Step::after_text("a", "b=>c"));
         for (bad, why) in [
             (r"x=>\q", "unknown escape"),
@@ -1208,9 +1446,12 @@ mod tests {
         let err = run_image(&board, &img, &CaptureOptions::until_marker(Duration::from_secs(5))).unwrap_err();
         let _ = std::fs::remove_file(&img);
         assert!(err.to_string().contains("tools/setup.sh"), "{err}");
-        let err =
-            run_image(&board, Path::new("/nonexistent/img"), &CaptureOptions::until_marker(Duration::from_secs(5)))
-                .unwrap_err();
+        let err = run_image(
+            &board,
+            Path::new("/nonexistent/img"),
+            &CaptureOptions::until_marker(Duration::from_secs(5)),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not found"), "{err}");
     }
 }
