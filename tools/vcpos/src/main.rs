@@ -36,7 +36,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { board, search_paths, system } => match sdf::load_with(&system, &search_paths).and_then(|loaded| {
+        Command::Check {
+            board,
+            search_paths,
+            system,
+        } => match sdf::load_with(&system, &search_paths).and_then(|loaded| {
             let board = vcpos_tool::board::load(&board, None).map_err(|e| vec![e])?;
             let errors = image::check_board(&loaded.system, &board);
             if errors.is_empty() {

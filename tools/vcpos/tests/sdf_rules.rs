@@ -22,10 +22,7 @@ fn parse(name: &str) -> Result<Loaded, Vec<String>> {
 /// in this order.
 fn check_error(name: &str, expected: &[&str]) {
     match parse(name) {
-        Ok(_) => panic!(
-            "{name}: accepted, expected errors:\n{}",
-            expected.join("\n")
-        ),
+        Ok(_) => panic!("{name}: accepted, expected errors:\n{}", expected.join("\n")),
         Err(errors) => assert_eq!(errors, expected, "{name}"),
     }
 }
@@ -148,9 +145,7 @@ fn ch_one_end() {
 fn ch_pp_both_ends() {
     check_error(
         "ch_pp_both_ends.system",
-        &[
-            "Error: cannot ppc bidirectionally (pp is set on both ends) on element 'end': ch_pp_both_ends.system:11:9",
-        ],
+        &["Error: cannot ppc bidirectionally (pp is set on both ends) on element 'end': ch_pp_both_ends.system:11:9"],
     );
 }
 
@@ -198,9 +193,7 @@ fn ch_unknown_pd() {
 fn image_invalid_attribute() {
     check_error(
         "image_invalid_attribute.system",
-        &[
-            "Error: invalid attribute 'entry' on element 'program_image': image_invalid_attribute.system:4:9",
-        ],
+        &["Error: invalid attribute 'entry' on element 'program_image': image_invalid_attribute.system:4:9"],
     );
 }
 
@@ -208,9 +201,7 @@ fn image_invalid_attribute() {
 fn image_missing_path() {
     check_error(
         "image_missing_path.system",
-        &[
-            "Error: Missing required attribute 'path' on element 'program_image': image_missing_path.system:4:9",
-        ],
+        &["Error: Missing required attribute 'path' on element 'program_image': image_missing_path.system:4:9"],
     );
 }
 
@@ -278,9 +269,7 @@ fn irq_id_too_large() {
 fn irq_invalid_attribute() {
     check_error(
         "irq_invalid_attribute.system",
-        &[
-            "Error: invalid attribute 'polarity_x' on element 'irq': irq_invalid_attribute.system:5:9",
-        ],
+        &["Error: invalid attribute 'polarity_x' on element 'irq': irq_invalid_attribute.system:5:9"],
     );
 }
 
@@ -369,9 +358,7 @@ fn map_bad_cached() {
 fn map_bad_perms() {
     check_error(
         "map_bad_perms.system",
-        &[
-            "Error: invalid perms 'rq': only 'r', 'w' and 'x' are allowed on element 'map': map_bad_perms.system:6:9",
-        ],
+        &["Error: invalid perms 'rq': only 'r', 'w' and 'x' are allowed on element 'map': map_bad_perms.system:6:9"],
     );
 }
 
@@ -405,9 +392,7 @@ fn map_missing_mr() {
 fn map_missing_vaddr() {
     check_error(
         "map_missing_vaddr.system",
-        &[
-            "Error: Missing required attribute 'vaddr' on element 'map': map_missing_vaddr.system:6:9",
-        ],
+        &["Error: Missing required attribute 'vaddr' on element 'map': map_missing_vaddr.system:6:9"],
     );
 }
 
@@ -554,9 +539,7 @@ fn mr_duplicate_name() {
 fn mr_invalid_attribute() {
     check_error(
         "mr_invalid_attribute.system",
-        &[
-            "Error: invalid attribute 'cached' on element 'memory_region': mr_invalid_attribute.system:3:5",
-        ],
+        &["Error: invalid attribute 'cached' on element 'memory_region': mr_invalid_attribute.system:3:5"],
     );
 }
 
@@ -564,9 +547,7 @@ fn mr_invalid_attribute() {
 fn mr_missing_name() {
     check_error(
         "mr_missing_name.system",
-        &[
-            "Error: Missing required attribute 'name' on element 'memory_region': mr_missing_name.system:3:5",
-        ],
+        &["Error: Missing required attribute 'name' on element 'memory_region': mr_missing_name.system:3:5"],
     );
 }
 
@@ -574,9 +555,7 @@ fn mr_missing_name() {
 fn mr_missing_size() {
     check_error(
         "mr_missing_size.system",
-        &[
-            "Error: Missing required attribute 'size' on element 'memory_region': mr_missing_size.system:3:5",
-        ],
+        &["Error: Missing required attribute 'size' on element 'memory_region': mr_missing_size.system:3:5"],
     );
 }
 
@@ -639,7 +618,11 @@ fn mr_prefill_without_size() {
     assert_eq!(loaded.system.memory_regions[0].size, 0x2000);
     std::fs::write(dir.join("data.bin"), b"").unwrap();
     let errors = sdf::parse_str_with("mr_prefill_without_size.system", &text, &[dir]).unwrap_err();
-    assert!(errors[0].to_string().contains("prefill file 'data.bin' is empty"), "{}", errors[0]);
+    assert!(
+        errors[0].to_string().contains("prefill file 'data.bin' is empty"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -780,9 +763,7 @@ fn pd_child_duplicate_id() {
 fn pd_child_id_too_large() {
     check_error(
         "pd_child_id_too_large.system",
-        &[
-            "Error: id must be < 62 on element 'protection_domain': pd_child_id_too_large.system:5:9",
-        ],
+        &["Error: id must be < 62 on element 'protection_domain': pd_child_id_too_large.system:5:9"],
     );
 }
 
@@ -800,9 +781,7 @@ fn pd_child_id_vcpu_collision() {
 fn pd_child_missing_id() {
     check_error(
         "pd_child_missing_id.system",
-        &[
-            "Error: Missing required attribute 'id' on element 'protection_domain': pd_child_missing_id.system:5:9",
-        ],
+        &["Error: Missing required attribute 'id' on element 'protection_domain': pd_child_missing_id.system:5:9"],
     );
 }
 
@@ -897,9 +876,7 @@ fn pd_ioport() {
 fn pd_missing_name() {
     check_error(
         "pd_missing_name.system",
-        &[
-            "Error: Missing required attribute 'name' on element 'protection_domain': pd_missing_name.system:3:5",
-        ],
+        &["Error: Missing required attribute 'name' on element 'protection_domain': pd_missing_name.system:3:5"],
     );
 }
 
@@ -917,9 +894,7 @@ fn pd_missing_program_image() {
 fn pd_name_empty() {
     check_error(
         "pd_name_empty.system",
-        &[
-            "Error: name must not be empty on element 'protection_domain': pd_name_empty.system:3:5",
-        ],
+        &["Error: name must not be empty on element 'protection_domain': pd_name_empty.system:3:5"],
     );
 }
 
@@ -1081,9 +1056,7 @@ fn setvar_missing_attributes() {
 fn setvar_unknown_region() {
     check_error(
         "setvar_unknown_region.system",
-        &[
-            "Error: invalid memory region name 'nope' on element 'setvar': setvar_unknown_region.system:5:9",
-        ],
+        &["Error: invalid memory region name 'nope' on element 'setvar': setvar_unknown_region.system:5:9"],
     );
 }
 
@@ -1093,9 +1066,7 @@ fn setvar_unknown_region() {
 fn system_domains() {
     check_error(
         "system_domains.system",
-        &[
-            "Error: element 'domains' is not supported by vcpos (no domain scheduler): system_domains.system:3:5",
-        ],
+        &["Error: element 'domains' is not supported by vcpos (no domain scheduler): system_domains.system:3:5"],
     );
 }
 
@@ -1103,9 +1074,7 @@ fn system_domains() {
 fn system_invalid_attribute() {
     check_error(
         "system_invalid_attribute.system",
-        &[
-            "Error: invalid attribute 'version' on element 'system': system_invalid_attribute.system:2:1",
-        ],
+        &["Error: invalid attribute 'version' on element 'system': system_invalid_attribute.system:2:1"],
     );
 }
 
@@ -1131,9 +1100,7 @@ fn system_io_address_space() {
 fn system_no_pd() {
     check_error(
         "system_no_pd.system",
-        &[
-            "Error: at least one protection domain must be defined on element 'system': system_no_pd.system:2:1",
-        ],
+        &["Error: at least one protection domain must be defined on element 'system': system_no_pd.system:2:1"],
     );
 }
 
@@ -1141,9 +1108,7 @@ fn system_no_pd() {
 fn system_root_not_system() {
     check_error(
         "system_root_not_system.system",
-        &[
-            "Error: invalid XML element 'sytem': the root element must be 'system': system_root_not_system.system:2:1",
-        ],
+        &["Error: invalid XML element 'sytem': the root element must be 'system': system_root_not_system.system:2:1"],
     );
 }
 
@@ -1151,9 +1116,7 @@ fn system_root_not_system() {
 fn system_text() {
     check_error(
         "system_text.system",
-        &[
-            "Error: non-whitespace text is not allowed ('hello world') on element 'system': system_text.system:6:5",
-        ],
+        &["Error: non-whitespace text is not allowed ('hello world') on element 'system': system_text.system:6:5"],
     );
 }
 
@@ -1213,9 +1176,7 @@ fn vm_duplicate_name() {
 fn vm_invalid_attribute() {
     check_error(
         "vm_invalid_attribute.system",
-        &[
-            "Error: invalid attribute 'passive' on element 'virtual_machine': vm_invalid_attribute.system:5:9",
-        ],
+        &["Error: invalid attribute 'passive' on element 'virtual_machine': vm_invalid_attribute.system:5:9"],
     );
 }
 
@@ -1268,9 +1229,7 @@ fn vm_map_setvar() {
 fn vm_map_unknown_mr() {
     check_error(
         "vm_map_unknown_mr.system",
-        &[
-            "Error: invalid memory region name 'ram' on element 'map': vm_map_unknown_mr.system:7:13",
-        ],
+        &["Error: invalid memory region name 'ram' on element 'map': vm_map_unknown_mr.system:7:13"],
     );
 }
 
@@ -1278,9 +1237,7 @@ fn vm_map_unknown_mr() {
 fn vm_missing_name() {
     check_error(
         "vm_missing_name.system",
-        &[
-            "Error: Missing required attribute 'name' on element 'virtual_machine': vm_missing_name.system:5:9",
-        ],
+        &["Error: Missing required attribute 'name' on element 'virtual_machine': vm_missing_name.system:5:9"],
     );
 }
 
@@ -1326,9 +1283,7 @@ fn vm_vcpu_id_too_large() {
 fn vm_vcpu_invalid_attribute() {
     check_error(
         "vm_vcpu_invalid_attribute.system",
-        &[
-            "Error: invalid attribute 'priority' on element 'vcpu': vm_vcpu_invalid_attribute.system:6:13",
-        ],
+        &["Error: invalid attribute 'priority' on element 'vcpu': vm_vcpu_invalid_attribute.system:6:13"],
     );
 }
 
@@ -1336,9 +1291,7 @@ fn vm_vcpu_invalid_attribute() {
 fn vm_vcpu_missing_id() {
     check_error(
         "vm_vcpu_missing_id.system",
-        &[
-            "Error: Missing required attribute 'id' on element 'vcpu': vm_vcpu_missing_id.system:6:13",
-        ],
+        &["Error: Missing required attribute 'id' on element 'vcpu': vm_vcpu_missing_id.system:6:13"],
     );
 }
 
@@ -1368,12 +1321,7 @@ fn xml_unclosed() {
 
 /// The model's names of all PDs, in kernel PD index order.
 fn pd_names(loaded: &Loaded) -> Vec<&str> {
-    loaded
-        .system
-        .pds
-        .iter()
-        .map(|pd| pd.name.as_str())
-        .collect()
+    loaded.system.pds.iter().map(|pd| pd.name.as_str()).collect()
 }
 
 #[test]
@@ -1403,10 +1351,7 @@ fn valid_full_pds_in_document_order_parents_first() {
         ]
     );
     let parents: Vec<Option<usize>> = s.pds.iter().map(|pd| pd.parent).collect();
-    assert_eq!(
-        parents,
-        [None, None, Some(1), Some(1), Some(3), None, Some(5)]
-    );
+    assert_eq!(parents, [None, None, Some(1), Some(1), Some(3), None, Some(5)]);
     let ids: Vec<Option<u8>> = s.pds.iter().map(|pd| pd.child_id).collect();
     assert_eq!(ids, [None, None, Some(1), Some(2), Some(0), None, Some(2)]);
     assert_eq!(s.pds[2].setvar_id.as_deref(), Some("child_a_id"));
@@ -1417,23 +1362,14 @@ fn valid_full_pds_in_document_order_parents_first() {
 fn valid_full_pd_attributes() {
     let s = check_ok("valid_full.system").system;
     let driver = &s.pds[0];
-    assert_eq!(
-        (driver.priority, driver.budget_us, driver.period_us),
-        (200, 500, 1000)
-    );
-    assert_eq!(
-        (driver.stack_size, driver.passive, driver.cpu),
-        (0x4000, false, 0)
-    );
+    assert_eq!((driver.priority, driver.budget_us, driver.period_us), (200, 500, 1000));
+    assert_eq!((driver.stack_size, driver.passive, driver.cpu), (0x4000, false, 0));
     let child_b = &s.pds[3];
     assert_eq!((child_b.budget_us, child_b.period_us), (1000, 10_000));
     let grandchild = &s.pds[4];
     assert!(grandchild.smc && !grandchild.fpu);
     assert!(!driver.smc && driver.fpu);
-    assert_eq!(
-        s.pds[1].program_image.path_for_symbols.as_deref(),
-        Some("client.dbg")
-    );
+    assert_eq!(s.pds[1].program_image.path_for_symbols.as_deref(), Some("client.dbg"));
     assert_eq!(s.pds[5].stack_size, 0x1_0000);
 }
 
@@ -1490,10 +1426,7 @@ fn valid_full_memory_regions_and_maps() {
     assert_eq!((client.maps[2].mr, client.maps[2].vaddr), (3, 0x500_0000));
     assert_eq!(driver.setvars.len(), 1);
     assert_eq!(
-        (
-            driver.setvars[0].symbol.as_str(),
-            driver.setvars[0].region_paddr
-        ),
+        (driver.setvars[0].symbol.as_str(), driver.setvars[0].region_paddr),
         ("dma_paddr", 3)
     );
 }
@@ -1501,11 +1434,7 @@ fn valid_full_memory_regions_and_maps() {
 #[test]
 fn valid_full_irqs_and_channels() {
     let s = check_ok("valid_full.system").system;
-    let irqs: Vec<(u32, u8, Trigger)> = s.pds[0]
-        .irqs
-        .iter()
-        .map(|i| (i.irq, i.id, i.trigger))
-        .collect();
+    let irqs: Vec<(u32, u8, Trigger)> = s.pds[0].irqs.iter().map(|i| (i.irq, i.id, i.trigger)).collect();
     assert_eq!(irqs, [(33, 0, Trigger::Level), (0x50, 61, Trigger::Edge)]);
     assert_eq!(s.pds[0].irqs[0].setvar_id.as_deref(), Some("uart_irq_ch"));
     let ends: Vec<[(usize, u8, bool, bool); 2]> = s
@@ -1521,10 +1450,7 @@ fn valid_full_irqs_and_channels() {
             [(5, 1, false, true), (0, 2, false, true)],
         ]
     );
-    assert_eq!(
-        s.channels[0].ends[0].setvar_id.as_deref(),
-        Some("driver_ch")
-    );
+    assert_eq!(s.channels[0].ends[0].setvar_id.as_deref(), Some("driver_ch"));
 }
 
 #[test]
@@ -1537,25 +1463,14 @@ fn valid_full_virtual_machine() {
         (vm.name.as_str(), vm.priority, vm.budget_us, vm.period_us),
         ("linux", 140, 2000, 4000)
     );
-    let vcpus: Vec<(u8, u32, Option<&str>)> = vm
-        .vcpus
-        .iter()
-        .map(|v| (v.id, v.cpu, v.setvar_id.as_deref()))
-        .collect();
-    assert_eq!(vcpus, [(0, 0, Some("vcpu0")), (1, 0, None)], "cpu defaults to the parent's core");
-    let maps: Vec<(usize, u64, bool)> = vm
-        .maps
-        .iter()
-        .map(|m| (m.mr, m.vaddr, m.perms.execute))
-        .collect();
+    let vcpus: Vec<(u8, u32, Option<&str>)> = vm.vcpus.iter().map(|v| (v.id, v.cpu, v.setvar_id.as_deref())).collect();
     assert_eq!(
-        maps,
-        [
-            (4, 0x4000_0000, false),
-            (5, 0, true),
-            (0, 0x900_0000, false)
-        ]
+        vcpus,
+        [(0, 0, Some("vcpu0")), (1, 0, None)],
+        "cpu defaults to the parent's core"
     );
+    let maps: Vec<(usize, u64, bool)> = vm.maps.iter().map(|m| (m.mr, m.vaddr, m.perms.execute)).collect();
+    assert_eq!(maps, [(4, 0x4000_0000, false), (5, 0, true), (0, 0x900_0000, false)]);
     assert!(s
         .pds
         .iter()
@@ -1567,15 +1482,9 @@ fn valid_full_virtual_machine() {
 fn valid_full_keeps_locations() {
     let s = check_ok("valid_full.system").system;
     let span = &s.pds[1].span;
-    assert_eq!(
-        (span.file.as_str(), span.line, span.col),
-        ("valid_full.system", 20, 5)
-    );
+    assert_eq!((span.file.as_str(), span.line, span.col), ("valid_full.system", 20, 5));
     assert_eq!(s.pds[1].maps[1].span.to_string(), "valid_full.system:23:9");
-    assert_eq!(
-        s.channels[2].ends[1].span.to_string(),
-        "valid_full.system:62:9"
-    );
+    assert_eq!(s.channels[2].ends[1].span.to_string(), "valid_full.system:62:9");
 }
 
 #[test]
@@ -1598,24 +1507,14 @@ fn pd_defaults() {
 
 #[test]
 fn pd_name_64_bytes() {
-    assert_eq!(
-        check_ok("pd_name_64_bytes.system").system.pds[0].name.len(),
-        64
-    );
+    assert_eq!(check_ok("pd_name_64_bytes.system").system.pds[0].name.len(), 64);
 }
 
 #[test]
 fn irq_hex_id() {
     let s = check_ok("irq_hex_id.system").system;
-    let irqs: Vec<(u32, u8, Trigger)> = s.pds[0]
-        .irqs
-        .iter()
-        .map(|i| (i.irq, i.id, i.trigger))
-        .collect();
-    assert_eq!(
-        irqs,
-        [(0x21, 0x3d, Trigger::Level), (34, 10, Trigger::Edge)]
-    );
+    let irqs: Vec<(u32, u8, Trigger)> = s.pds[0].irqs.iter().map(|i| (i.irq, i.id, i.trigger)).collect();
+    assert_eq!(irqs, [(0x21, 0x3d, Trigger::Level), (34, 10, Trigger::Edge)]);
 }
 
 #[test]
@@ -1646,10 +1545,7 @@ fn mr_auto_page_size() {
             ("forced_small", 0x1000),
         ]
     );
-    assert_eq!(
-        loaded.warnings,
-        ["WARNING: unused memory region 'large_unused'"]
-    );
+    assert_eq!(loaded.warnings, ["WARNING: unused memory region 'large_unused'"]);
 }
 
 #[test]

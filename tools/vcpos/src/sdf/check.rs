@@ -96,20 +96,13 @@ fn unique_names<'r>(
             }
         }
     }
-    first
-        .into_iter()
-        .map(|(name, (index, _))| (name, index))
-        .collect()
+    first.into_iter().map(|(name, (index, _))| (name, index)).collect()
 }
 
 /// At least one PD, and at most [`MAX_PDS`] (reported at the first one too many).
 fn pd_count(cx: &mut Cx<'_, '_>, raw: &RawSystem) {
     if raw.pds.is_empty() {
-        cx.error(
-            "at least one protection domain must be defined",
-            "system",
-            &raw.span,
-        );
+        cx.error("at least one protection domain must be defined", "system", &raw.span);
     }
     if let Some(extra) = raw.pds.get(MAX_PDS) {
         let msg = format!(
@@ -127,34 +120,18 @@ fn references(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
         let vm_maps = pd.vm.iter().flat_map(|vm| &vm.maps);
         for map in pd.maps.iter().chain(vm_maps) {
             if let Some(mr) = map.mr.as_ref().filter(|&n| names.mr(Some(n)).is_none()) {
-                cx.error(
-                    format!("invalid memory region name '{mr}'"),
-                    "map",
-                    &map.span,
-                );
+                cx.error(format!("invalid memory region name '{mr}'"), "map", &map.span);
             }
         }
         for setvar in &pd.setvars {
-            if let Some(mr) = setvar
-                .region_paddr
-                .as_ref()
-                .filter(|&n| names.mr(Some(n)).is_none())
-            {
-                cx.error(
-                    format!("invalid memory region name '{mr}'"),
-                    "setvar",
-                    &setvar.span,
-                );
+            if let Some(mr) = setvar.region_paddr.as_ref().filter(|&n| names.mr(Some(n)).is_none()) {
+                cx.error(format!("invalid memory region name '{mr}'"), "setvar", &setvar.span);
             }
         }
     }
     for end in raw.channels.iter().flat_map(|c| &c.ends) {
         if let Some(pd) = end.pd.as_ref().filter(|&n| names.pd(Some(n)).is_none()) {
-            cx.error(
-                format!("invalid protection domain name '{pd}'"),
-                "end",
-                &end.span,
-            );
+            cx.error(format!("invalid protection domain name '{pd}'"), "end", &end.span);
         }
     }
 }

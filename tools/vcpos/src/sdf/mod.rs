@@ -48,12 +48,8 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
 /// [`load`], looking up files the system names (prefill files, to size regions that
 /// give no `size`) in `search_paths` first, as the builder does.
 pub fn load_with(path: &Path, search_paths: &[std::path::PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic::plain(format!(
-            "cannot read '{}': {e}",
-            path.display()
-        ))]
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot read '{}': {e}", path.display()))])?;
     let mut loaded = parse_str_with(&path.display().to_string(), &text, search_paths)?;
     loaded.system.path = path.to_path_buf();
     Ok(loaded)
@@ -134,11 +130,7 @@ fn xml_error(file: &str, text: &str, e: &roxmltree::Error) -> Diagnostic {
 /// The 1-based line and column just after the last character of `text`.
 fn position(text: &str) -> (u32, u32) {
     let line = text.matches('\n').count() + 1;
-    let col = text
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
+    let col = text.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
     (
         u32::try_from(line).unwrap_or(u32::MAX),
         u32::try_from(col).unwrap_or(u32::MAX),
@@ -165,10 +157,7 @@ mod tests {
             "Error: could not parse 'd.system': elements are nested more than 256 deep: d.system:2:{}",
             255 * 3 + 1
         );
-        assert_eq!(
-            e.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            [expected]
-        );
+        assert_eq!(e.iter().map(ToString::to_string).collect::<Vec<_>>(), [expected]);
     }
 
     #[test]
@@ -176,10 +165,7 @@ mod tests {
         let e = parse_str("t.system", "<system>\n  <x>").unwrap_err();
         assert_eq!(e.len(), 1);
         let shown = e[0].to_string();
-        assert!(
-            shown.starts_with("Error: could not parse 't.system': "),
-            "{shown}"
-        );
+        assert!(shown.starts_with("Error: could not parse 't.system': "), "{shown}");
         assert!(shown.ends_with(": t.system:2:6"), "{shown}");
         assert_eq!(shown.matches(" at ").count(), 0, "{shown}");
     }

@@ -31,10 +31,7 @@ pub fn system(cx: &mut Cx<'_, '_>, doc: &Document<'_>) -> Option<RawSystem> {
     let el = Elem::new(cx, doc.root_element());
     if el.tag != "system" {
         cx.error_untagged(
-            format!(
-                "invalid XML element '{}': the root element must be 'system'",
-                el.tag
-            ),
+            format!("invalid XML element '{}': the root element must be 'system'", el.tag),
             &el.span,
         );
         return None;
@@ -52,9 +49,7 @@ pub fn system(cx: &mut Cx<'_, '_>, doc: &Document<'_>) -> Option<RawSystem> {
             "memory_region" => sys.mrs.push(memory_region(cx, &child)),
             "protection_domain" => protection_domain(cx, &child, None, &mut sys.pds),
             "channel" => sys.channels.push(channel(cx, &child)),
-            "virtual_machine" => {
-                child.error(cx, "virtual machine must be a child of a protection domain")
-            }
+            "virtual_machine" => child.error(cx, "virtual machine must be a child of a protection domain"),
             "io_address_space" => x86_only(cx, &child),
             "domains" => not_supported(cx, &child, "no domain scheduler"),
             _ => invalid_element(cx, &child),
@@ -76,14 +71,9 @@ pub fn stray_text(cx: &mut Cx<'_, '_>, doc: &Document<'_>) {
             .get(range.clone())
             .map_or(0, |raw| raw.len() - raw.trim_start().len());
         let span = cx.span_at(range.start + skip);
-        let tag = node
-            .parent_element()
-            .map_or("system", |p| p.tag_name().name());
+        let tag = node.parent_element().map_or("system", |p| p.tag_name().name());
         cx.error(
-            format!(
-                "non-whitespace text is not allowed ('{}')",
-                shorten(text.trim())
-            ),
+            format!("non-whitespace text is not allowed ('{}')", shorten(text.trim())),
             tag,
             &span,
         );
@@ -137,10 +127,7 @@ pub(super) fn check_name(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, name: &str, lim
     } else if limited && name.len() > PD_NAME_LEN {
         el.error(
             cx,
-            format!(
-                "name is {} bytes long, the maximum is {PD_NAME_LEN}",
-                name.len()
-            ),
+            format!("name is {} bytes long, the maximum is {PD_NAME_LEN}", name.len()),
         );
     }
 }
@@ -162,10 +149,7 @@ pub(super) fn priority(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> Option<u8> {
     match u8::try_from(p) {
         Ok(p) if p <= MAX_PD_PRIORITY => Some(p),
         _ => {
-            el.error(
-                cx,
-                format!("priority must be between 0 and {MAX_PD_PRIORITY}, got {p}"),
-            );
+            el.error(cx, format!("priority must be between 0 and {MAX_PD_PRIORITY}, got {p}"));
             None
         }
     }
@@ -182,15 +166,15 @@ pub(super) fn budget_period(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> (Option<u
     };
     if let (Some(b), Some(p)) = (budget, period) {
         if b > p {
-            el.error(
-                cx,
-                format!("budget ({b}) must be less than, or equal to, period ({p})"),
-            );
+            el.error(cx, format!("budget ({b}) must be less than, or equal to, period ({p})"));
         }
     }
     if let Some(b) = budget {
         if b < MIN_BUDGET_US {
-            el.error(cx, format!("budget ({b}) must be at least {MIN_BUDGET_US} microseconds (the vcpos minimum)"));
+            el.error(
+                cx,
+                format!("budget ({b}) must be at least {MIN_BUDGET_US} microseconds (the vcpos minimum)"),
+            );
         }
     }
     (
@@ -328,10 +312,7 @@ fn channel(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawChannel {
     if ends.len() != 2 {
         el.error(
             cx,
-            format!(
-                "a channel must have exactly two 'end' elements, found {}",
-                ends.len()
-            ),
+            format!("a channel must have exactly two 'end' elements, found {}", ends.len()),
         );
     }
     RawChannel {
