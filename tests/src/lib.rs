@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use vcpos_tool::board::{self, Board};
-use vcpos_tool::runner::{self, line_marker, Capture, CaptureOptions, Ending, Marker, Step, KERNEL_FAULT, TEST_PASS};
+use vcpos_tool::runner::{
+    self, line_marker, Capture, CaptureOptions, Console, Device, Ending, Marker, QemuSpec, Step, KERNEL_FAULT,
+    TEST_PASS,
+};
 
 /// The target triple of the kernel and PDs.
 pub const TARGET: &str = "aarch64-unknown-none-softfloat";
@@ -254,8 +257,16 @@ impl BuiltSystem {
     /// image, its report and the serial transcript (`serial.log`) are moved to
     /// `target/vcpos-tests/<label>/`.
     pub fn boot(self, opts: &CaptureOptions) -> Result<Transcript, String> {
+        self.boot_with_devices(opts, &[])
+    }
+
+    /// [`Self::boot`] on a machine with extra virtio-mmio `devices` (in slot order, as
+    /// [`runner::QemuSpec`] gives them to the direct-Linux baseline too).
+    pub fn boot_with_devices(self, opts: &CaptureOptions, devices: &[Device]) -> Result<Transcript, String> {
         let board = board()?;
-        let capture = runner::run_image(&board, &self.image, opts).map_err(|e| e.to_string());
+        let mut spec = QemuSpec::vcpos(&board, &self.image, Console::Captured);
+        spec.devices = devices.to_vec();
+        let capture = runner::run_qemu(&spec, opts).map_err(|e| e.to_string());
         if let Ok(c) = &capture {
             let _ = std::fs::write(self.work_dir.join("serial.log"), &c.output);
         }

@@ -31,6 +31,9 @@ enum Command {
     Build(image::BuildArgs),
     /// Boot an image in QEMU on the serial console (exit with Ctrl-A x).
     Run(runner::RunArgs),
+    /// Print the QEMU command line (one word per line, the binary first) that boots an
+    /// image, or a Linux kernel directly (the baseline), with the board's machine.
+    QemuArgs(runner::QemuArgsArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,5 +82,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => runner::run_command(&args),
+        Command::QemuArgs(args) => runner::qemu_args_command(&args),
     }
 }

@@ -1,13 +1,14 @@
-//! `vcpos run`: the command line of the runner.
+//! The runner's commands: `vcpos run` (boot an image) and `vcpos qemu-args` (print the
+//! QEMU command line, for shell scripts).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::capture::CaptureOptions;
-use super::qemu::{display_command, qemu_command, Console};
+use super::qemu::{display_command, Console, Device, QemuSpec};
 use super::script::parse_step;
-use super::{print_qemu_version_once, run_image, spawn_error};
+use super::{print_qemu_version_once, run_qemu, spawn_error};
 use crate::board::{self, Board};
 
 /// `vcpos run` arguments.
@@ -33,8 +34,93 @@ pub struct RunArgs {
     /// Pause this many milliseconds after each byte a step types.
     #[arg(long, value_name = "MS", requires = "timeout")]
     pub type_delay: Option<u64>,
+    /// An extra virtio-mmio device, in slot order: disk=FILE, disk-ro=FILE, nic or
+    /// nic=MAC.
+    #[arg(long = "device", value_name = "DEVICE")]
+    pub devices: Vec<Device>,
     /// The image to boot.
     pub image: PathBuf,
+}
+
+/// `vcpos qemu-args` arguments.
+#[derive(clap::Args, Clone, Debug)]
+pub struct QemuArgsArgs {
+    /// Board (a file in kernel-config/).
+    #[arg(long, default_value = "qemu_virt_aarch64")]
+    pub board: String,
+    /// Where the console goes: captured (serial on stdio, no monitor), interactive
+    /// (serial and monitor on the terminal) or virtio (a virtio console on stdio).
+    #[arg(long, default_value = "captured", value_parser = ["captured", "interactive", "virtio"])]
+    pub console: String,
+    /// Guest memory instead of the board's (a QEMU -m value).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPUs instead of the board's cores.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// An extra virtio-mmio device, in slot order: disk=FILE, disk-ro=FILE, nic or
+    /// nic=MAC.
+    #[arg(long = "device", value_name = "DEVICE")]
+    pub devices: Vec<Device>,
+    /// Boot this Linux kernel directly (no vcpos) instead of an image.
+    #[arg(long, value_name = "KERNEL", conflicts_with = "image")]
+    pub linux: Option<PathBuf>,
+    /// The initramfs of --linux.
+    #[arg(long, requires = "linux")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line of --linux.
+    #[arg(long, requires = "linux", default_value = "console=ttyAMA0")]
+    pub append: String,
+    /// The vcpos image to boot.
+    #[arg(required_unless_present = "linux")]
+    pub image: Option<PathBuf>,
+}
+
+/// The command line `vcpos qemu-args` prints for `args`, one word per line (the
+/// binary first), or why it cannot.
+pub fn qemu_args_text(args: &QemuArgsArgs) -> Result<String, String> {
+    let board = board::load(&args.board, None).map_err(|e| e.to_string())?;
+    let console = match args.console.as_str() {
+        "interactive" => Console::Interactive { gdb: false },
+        "virtio" => Console::Virtio,
+        _ => Console::Captured,
+    };
+    let mut spec = match (&args.linux, &args.image) {
+        (Some(kernel), _) => QemuSpec::linux(&board, kernel, args.initrd.as_deref(), &args.append, console),
+        (None, Some(image)) => QemuSpec::vcpos(&board, image, console),
+        (None, None) => return Err("give an image or --linux KERNEL".into()),
+    };
+    spec.memory.clone_from(&args.memory);
+    spec.cpus = args.cpus;
+    spec.devices.clone_from(&args.devices);
+    let cmd = spec.command();
+    let mut text = String::new();
+    for word in std::iter::once(cmd.get_program()).chain(cmd.get_args()) {
+        let word = word.to_str().ok_or_else(|| format!("{word:?} is not UTF-8"))?;
+        if word.contains('\n') {
+            return Err(format!(
+                "{word:?} contains a line end: it cannot be printed one word per line"
+            ));
+        }
+        text.push_str(word);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Runs `vcpos qemu-args`: prints the QEMU command line, one word per line, the binary
+/// first (for `mapfile -t cmd < <(vcpos qemu-args ...)` in a shell script).
+pub fn qemu_args_command(args: &QemuArgsArgs) -> ExitCode {
+    match qemu_args_text(args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Runs `vcpos run`.
@@ -51,7 +137,7 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     match args.timeout {
-        None => run_interactive(&board, &args.image, args.gdb),
+        None => run_interactive(&board, &args.image, &args.devices, args.gdb),
         Some(secs) => {
             let script = match args.steps.iter().map(|s| parse_step(s)).collect::<Result<Vec<_>, _>>() {
                 Ok(s) => s,
@@ -68,7 +154,9 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
             };
             opts.echo = true;
             opts.type_delay = Duration::from_millis(args.type_delay.unwrap_or(0));
-            match run_image(&board, &args.image, &opts) {
+            let mut spec = QemuSpec::vcpos(&board, &args.image, Console::Captured);
+            spec.devices.clone_from(&args.devices);
+            match run_qemu(&spec, &opts) {
                 Ok(c) => {
                     eprint!("{}", c.stderr);
                     eprintln!("vcpos: {} ({:.1} s)", c.ending, c.elapsed.as_secs_f64());
@@ -100,9 +188,11 @@ pub fn run_command(args: &RunArgs) -> ExitCode {
 }
 
 /// Boots `image` with the serial console on the terminal until QEMU exits.
-fn run_interactive(board: &Board, image: &Path, gdb: bool) -> ExitCode {
+fn run_interactive(board: &Board, image: &Path, devices: &[Device], gdb: bool) -> ExitCode {
     print_qemu_version_once(&board.qemu.binary);
-    let mut cmd = qemu_command(board, image, Console::Interactive { gdb });
+    let mut spec = QemuSpec::vcpos(board, image, Console::Interactive { gdb });
+    spec.devices = devices.to_vec();
+    let mut cmd = spec.command();
     eprintln!("vcpos: {}", display_command(&cmd));
     if gdb {
         eprintln!("vcpos: waiting for GDB: gdb-multiarch -ex 'target remote :1234' <ELF>");
@@ -118,5 +208,63 @@ fn run_interactive(board: &Board, image: &Path, gdb: bool) -> ExitCode {
             eprintln!("{}", spawn_error(&board.qemu.binary, &e));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: QemuArgsArgs,
+    }
+
+    fn text(argv: &[&str]) -> Result<String, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("qemu-args").chain(argv.iter().copied())).map_err(|e| e.to_string())?;
+        qemu_args_text(&cli.args)
+    }
+
+    #[test]
+    fn qemu_args_prints_the_spec_one_word_per_line() {
+        let board = board::load("qemu_virt_aarch64", None).unwrap();
+        let out = text(&[
+            "--linux",
+            "/g/Image",
+            "--initrd",
+            "/g/initrd.gz",
+            "--memory",
+            "512M",
+            "--device",
+            "nic",
+        ])
+        .unwrap();
+        let mut spec = QemuSpec::linux(
+            &board,
+            Path::new("/g/Image"),
+            Some(Path::new("/g/initrd.gz")),
+            "console=ttyAMA0",
+            Console::Captured,
+        );
+        spec.memory = Some("512M".into());
+        spec.devices = vec![Device::Nic { mac: None }];
+        let cmd = spec.command();
+        let want: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(out.lines().collect::<Vec<_>>(), want);
+        let out = text(&["--console", "interactive", "/x/vcpos.img"]).unwrap();
+        assert!(out.ends_with("\n-serial\nmon:stdio\n-kernel\n/x/vcpos.img\n"), "{out}");
+        assert!(text(&[]).is_err(), "an image or --linux is needed");
+        assert!(text(&["--linux", "k", "img"]).is_err(), "not both");
+        assert!(text(&["--device", "tape", "img"]).unwrap_err().contains("tape"));
+        assert!(text(&["--device", "disk=a\nb", "img"])
+            .unwrap_err()
+            .contains("line end"));
     }
 }

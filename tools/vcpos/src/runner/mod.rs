@@ -34,12 +34,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub use capture::{capture, Capture, CaptureOptions, Ending, CONTINUED, DEFAULT_GRACE};
-pub use cli::{run_command, RunArgs};
+pub use cli::{qemu_args_command, run_command, QemuArgsArgs, RunArgs};
 pub use marker::{
     console_text, kernel_errors, line_marker, markers, Marker, Stop, GUEST_LINE_PREFIX, KERNEL_ERROR, KERNEL_FAULT,
     KERNEL_PREFIX, TEST_FAIL, TEST_PASS,
 };
-pub use qemu::{display_command, qemu_args, qemu_command, Console};
+pub use qemu::{display_command, qemu_args, qemu_command, Boot, Console, Device, QemuSpec};
 pub use script::{parse_step, Expect, Step};
 
 use crate::board::Board;
@@ -78,11 +78,31 @@ fn spawn_error(binary: &str, e: &std::io::Error) -> Diagnostic {
 
 /// Boots `image` on `board` without a terminal and captures the serial output.
 pub fn run_image(board: &Board, image: &Path, opts: &CaptureOptions) -> Result<Capture, Diagnostic> {
-    if !image.is_file() {
-        return Err(Diagnostic::plain(format!("image {} not found", image.display())));
+    run_qemu(&QemuSpec::vcpos(board, image, Console::Captured), opts)
+}
+
+/// Runs QEMU as `spec` says (its console should be captured) and captures the serial
+/// output; the files it boots must exist.
+pub fn run_qemu(spec: &QemuSpec<'_>, opts: &CaptureOptions) -> Result<Capture, Diagnostic> {
+    let files: Vec<&Path> = match &spec.boot {
+        Boot::Vcpos { image } => vec![image],
+        Boot::Linux { kernel, initrd, .. } => [Some(kernel), initrd.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+            .collect(),
+    };
+    if let Some(missing) = files.into_iter().find(|f| !f.is_file()) {
+        let what = if matches!(spec.boot, Boot::Vcpos { .. }) {
+            "image"
+        } else {
+            "file"
+        };
+        return Err(Diagnostic::plain(format!("{what} {} not found", missing.display())));
     }
-    print_qemu_version_once(&board.qemu.binary);
-    capture(qemu_command(board, image, Console::Captured), opts).map_err(|e| spawn_error(&board.qemu.binary, &e))
+    let binary = &spec.board.qemu.binary;
+    print_qemu_version_once(binary);
+    capture(spec.command(), opts).map_err(|e| spawn_error(binary, &e))
 }
 
 #[cfg(test)]
