@@ -11,29 +11,10 @@ use std::collections::HashMap;
 use vcpos_abi::MAX_PDS;
 
 use super::ast::RawSystem;
+use super::names::Names;
 use super::reader::Cx;
 use super::{ids, memory};
 use crate::model::Span;
-
-/// Name → index tables (first definition wins when a name is duplicated).
-pub struct Names<'r> {
-    /// Memory region names → index in [`RawSystem::mrs`].
-    pub mrs: HashMap<&'r str, usize>,
-    /// PD names → index in [`RawSystem::pds`].
-    pub pds: HashMap<&'r str, usize>,
-}
-
-impl Names<'_> {
-    /// The memory region a reference names, if it exists.
-    pub fn mr(&self, name: Option<&String>) -> Option<usize> {
-        name.and_then(|n| self.mrs.get(n.as_str()).copied())
-    }
-
-    /// The PD a reference names, if it exists.
-    pub fn pd(&self, name: Option<&String>) -> Option<usize> {
-        name.and_then(|n| self.pds.get(n.as_str()).copied())
-    }
-}
 
 /// What the checks work out for building the model.
 pub struct Checked<'r> {
@@ -134,9 +115,4 @@ fn references(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
             cx.error(format!("invalid protection domain name '{pd}'"), "end", &end.span);
         }
     }
-}
-
-/// A name for messages; a missing name (already reported) shows as `?`.
-pub fn shown(name: &Option<String>) -> &str {
-    name.as_deref().unwrap_or("?")
 }

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use super::ast::{RawChannel, RawSystem};
-use super::check::{shown, Names};
+use super::names::{shown, Names};
 use super::reader::Cx;
 use crate::model::Span;
 

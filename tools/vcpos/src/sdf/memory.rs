@@ -8,7 +8,7 @@
 use vcpos_abi::vspace::{user_map_limit, LARGE_PAGE_SIZE, PAGE_SIZE, USER_VSPACE_TOP};
 
 use super::ast::{RawMap, RawMr, RawSystem};
-use super::check::{shown, Names};
+use super::names::{shown, Names};
 use super::reader::{Attr, Cx};
 use crate::model::Span;
 

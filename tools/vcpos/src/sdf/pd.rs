@@ -9,7 +9,7 @@ use vcpos_abi::vspace::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, PAGE
 use vcpos_abi::MAX_PDS;
 
 use super::ast::*;
-use super::parse::{
+use super::attrs::{
     budget_period, check_name, invalid_element, no_children, not_supported, priority, required_id, x86_only,
 };
 use super::reader::{Attr, Cx, Elem};
