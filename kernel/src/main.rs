@@ -22,6 +22,7 @@ use core::ptr::addr_of_mut;
 
 use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
+use vcpos_abi::console::{KERNEL_ERROR, KERNEL_INFO};
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
@@ -116,7 +117,7 @@ fn halt() -> ! {
 #[no_mangle]
 extern "C" fn kernel_main() -> ! {
     arch::kmap::install();
-    kprintln!("vcpos|INFO: vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
+    kprintln!("{KERNEL_INFO} vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
     // SAFETY: the builder patched these two words in the image before boot and
     // nothing writes them afterwards; volatile reads keep the compiler from folding
     // the link-time zeros.
@@ -124,24 +125,24 @@ extern "C" fn kernel_main() -> ! {
         (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
     };
     let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
-        kprintln!("vcpos|ERROR: no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        kprintln!("{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
         halt();
     };
     let info = match BootInfo::parse(blob) {
         Ok(info) => info,
         Err(e) => {
-            kprintln!("vcpos|ERROR: bad boot information: {e:?}");
+            kprintln!("{KERNEL_ERROR} bad boot information: {e:?}");
             halt();
         }
     };
     if let Err(e) = info.check_ranges(kernel_image(), (paddr, size)) {
-        kprintln!("vcpos|ERROR: bad boot information: {e}; refusing to start");
+        kprintln!("{KERNEL_ERROR} bad boot information: {e}; refusing to start");
         halt();
     }
     for i in 0..info.header.num_zero as usize {
         let z = info.zero(i);
         if !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not RAM; skipped", z.paddr, z.size);
+            kprintln!("{KERNEL_ERROR} zero range {:#x}+{:#x} is not RAM; skipped", z.paddr, z.size);
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -153,10 +154,10 @@ extern "C" fn kernel_main() -> ! {
         gic::set_trigger(irq.irq, irq.trigger != 0);
     }
     if let Err(e) = st.kernel.boot(&info, &mut st.machine) {
-        kprintln!("vcpos|ERROR: cannot start the system: {e:?}");
+        kprintln!("{KERNEL_ERROR} cannot start the system: {e:?}");
         halt();
     }
-    kprintln!("vcpos|INFO: {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
+    kprintln!("{KERNEL_INFO} {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
     reschedule(st);
     // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
     // and loaded its address space.
@@ -298,12 +299,12 @@ extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     // SAFETY: reading ELR_EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
     let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
-    kprintln!("vcpos|ERROR: {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    kprintln!("{KERNEL_ERROR} {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    kprintln!("vcpos|ERROR: kernel panic: {info}");
+    kprintln!("{KERNEL_ERROR} kernel panic: {info}");
     halt();
 }

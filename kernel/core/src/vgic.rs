@@ -77,9 +77,7 @@ pub fn fill(lrs: &mut impl ListRegisters, pending: &mut VirqSet, done: impl FnMu
     }
     let mut left = VirqSet::new();
     while let Some(v) = pending.pop() {
-        if let Some(i) =
-            (0..n).find(|&i| lr::in_use(cur[i]) && cur[i] & lr::VINTID_MASK == v as u64)
-        {
+        if let Some(i) = (0..n).find(|&i| lr::in_use(cur[i]) && cur[i] & lr::VINTID_MASK == v as u64) {
             if cur[i] & lr::PENDING == 0 {
                 cur[i] |= lr::PENDING;
                 lrs.write(i, cur[i]);
@@ -160,11 +158,7 @@ pub(crate) mod tests {
         // A refill with nothing pending must still clear the EOI register (else the
         // maintenance interrupt stays asserted), and report the interrupt done.
         fill(&mut l, &mut VirqSet::new(), |v| done.push(v));
-        assert_eq!(
-            l.0,
-            vec![0; 4],
-            "no register left holding a finished EOI interrupt"
-        );
+        assert_eq!(l.0, vec![0; 4], "no register left holding a finished EOI interrupt");
         assert_eq!(done, vec![27]);
         // And maintenance finds nothing more to do.
         retire(&mut l, |v| done.push(v));
@@ -187,11 +181,7 @@ pub(crate) mod tests {
         fill(&mut l, &mut set(&[27]), |_| {});
         // 27 fires again while still pending: it stays in one register.
         fill(&mut l, &mut set(&[27, 40]), |_| {});
-        let with = |l: &FakeLrs, v: u32| {
-            l.0.iter()
-                .filter(|&&x| lr::in_use(x) && x as u32 == v)
-                .count()
-        };
+        let with = |l: &FakeLrs, v: u32| l.0.iter().filter(|&&x| lr::in_use(x) && x as u32 == v).count();
         assert_eq!(with(&l, 27), 1);
         assert_eq!(with(&l, 40), 1);
         // The guest has it active (acknowledged, not yet deactivated) and it fires
@@ -200,10 +190,7 @@ pub(crate) mod tests {
         l.0[i] = (l.0[i] & !lr::PENDING) | lr::ACTIVE;
         fill(&mut l, &mut set(&[27]), |_| {});
         assert_eq!(with(&l, 27), 1);
-        assert_eq!(
-            l.0[i] & (lr::PENDING | lr::ACTIVE),
-            lr::PENDING | lr::ACTIVE
-        );
+        assert_eq!(l.0[i] & (lr::PENDING | lr::ACTIVE), lr::PENDING | lr::ACTIVE);
     }
 
     #[test]

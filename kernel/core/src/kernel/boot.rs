@@ -45,19 +45,11 @@ impl Kernel {
         let mut pool = TablePool::new(info.header.pt_pool_paddr, info.header.pt_pool_size);
         for i in 0..n {
             let d = info.pd(i);
-            let stage = if d.kind == THREAD_VCPU {
-                Stage::Two
-            } else {
-                Stage::One
-            };
-            let root = pool
-                .alloc(plat)
-                .map_err(|error| BootError::Map { pd: i, error })?;
+            let stage = if d.kind == THREAD_VCPU { Stage::Two } else { Stage::One };
+            let root = pool.alloc(plat).map_err(|error| BootError::Map { pd: i, error })?;
             for m in info.pd_maps(&d) {
-                vspace::map(
-                    stage, root, m.vaddr, m.paddr, m.size, m.attrs, &mut pool, plat,
-                )
-                .map_err(|error| BootError::Map { pd: i, error })?;
+                vspace::map(stage, root, m.vaddr, m.paddr, m.size, m.attrs, &mut pool, plat)
+                    .map_err(|error| BootError::Map { pd: i, error })?;
             }
             let t = &mut self.tcbs[i];
             *t = Tcb::new();

@@ -11,12 +11,7 @@ use crate::thread::ThreadState;
 
 impl Kernel {
     /// `DebugPut`: print `a1` bytes of the caller's IPC-buffer debug area.
-    pub(super) fn sys_debug_put(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        args: Args,
-    ) -> Result<(), Error> {
+    pub(super) fn sys_debug_put(&mut self, plat: &mut impl Platform, t: ThreadIndex, args: Args) -> Result<(), Error> {
         let Cap::DebugConsole = args.cap else {
             return Err(Error::InvalidCapability);
         };
@@ -38,12 +33,7 @@ impl Kernel {
     }
 
     /// `IrqAck`: unmask the IRQ.
-    pub(super) fn sys_irq_ack(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        args: Args,
-    ) -> Result<(), Error> {
+    pub(super) fn sys_irq_ack(&mut self, plat: &mut impl Platform, t: ThreadIndex, args: Args) -> Result<(), Error> {
         let Cap::IrqHandler { irq } = args.cap else {
             return Err(Error::InvalidCapability);
         };
@@ -53,12 +43,7 @@ impl Kernel {
     }
 
     /// `TimeNow`: the counter frequency and value.
-    pub(super) fn sys_time_now(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        args: Args,
-    ) -> Result<(), Error> {
+    pub(super) fn sys_time_now(&mut self, plat: &mut impl Platform, t: ThreadIndex, args: Args) -> Result<(), Error> {
         let Cap::Input = args.cap else {
             return Err(Error::InvalidCapability);
         };

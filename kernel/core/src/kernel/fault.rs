@@ -4,6 +4,7 @@
 use core::fmt::Write;
 
 use vcpos_abi::cap::BADGE_FAULT;
+use vcpos_abi::console::KERNEL_FAULT;
 use vcpos_abi::msg::MsgInfo;
 use vcpos_abi::syscall::Error;
 
@@ -89,7 +90,7 @@ impl Kernel {
                 let mut line = Line::new();
                 let _ = writeln!(
                     line,
-                    "vcpos|FAULT: PD '{}': its fault was never answered: parent '{}' is dead; PD stopped",
+                    "{KERNEL_FAULT} PD '{}': its fault was never answered: parent '{}' is dead; PD stopped",
                     self.tcbs[i].name(),
                     self.tcbs[dead as usize].name()
                 );
@@ -198,7 +199,7 @@ impl Kernel {
 
     fn report_fault(&mut self, plat: &mut impl Platform, t: ThreadIndex, f: &FaultInfo) {
         let mut line = Line::new();
-        let _ = write!(line, "vcpos|FAULT: PD '{}': ", self.tcbs[t as usize].name());
+        let _ = write!(line, "{KERNEL_FAULT} PD '{}': ", self.tcbs[t as usize].name());
         let _ = fault::describe(f, &mut line);
         let _ = write!(line, ", address {:#x}, pc {:#x}", f.addr, f.pc);
         match (self.fault_handler(t), self.tcbs[t as usize].parent) {
@@ -206,11 +207,7 @@ impl Kernel {
                 let _ = writeln!(line, "; sent to parent '{}'", self.tcbs[p as usize].name());
             }
             (None, Some(p)) => {
-                let _ = writeln!(
-                    line,
-                    "; parent '{}' is dead; PD stopped",
-                    self.tcbs[p as usize].name()
-                );
+                let _ = writeln!(line, "; parent '{}' is dead; PD stopped", self.tcbs[p as usize].name());
             }
             (None, None) => {
                 let _ = writeln!(line, "; PD stopped");
@@ -230,10 +227,7 @@ struct Line {
 impl Line {
     /// Empty line.
     fn new() -> Line {
-        Line {
-            buf: [0; 256],
-            len: 0,
-        }
+        Line { buf: [0; 256], len: 0 }
     }
 
     /// The text so far.

@@ -3,6 +3,7 @@
 
 use core::fmt::Write;
 
+use vcpos_abi::console::KERNEL_ERROR;
 use vcpos_abi::msg::{MsgInfo, MAX_MRS};
 use vcpos_abi::syscall::Error;
 
@@ -23,12 +24,7 @@ impl Kernel {
     }
 
     /// `Call`: a PPC through an endpoint capability.
-    pub(super) fn sys_call(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        args: Args,
-    ) -> Result<(), Error> {
+    pub(super) fn sys_call(&mut self, plat: &mut impl Platform, t: ThreadIndex, args: Args) -> Result<(), Error> {
         let Cap::Endpoint { pd, badge } = args.cap else {
             return Err(Error::InvalidCapability);
         };
@@ -36,12 +32,7 @@ impl Kernel {
     }
 
     /// `Recv`: wait on the caller's input.
-    pub(super) fn sys_recv(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        args: Args,
-    ) -> Result<(), Error> {
+    pub(super) fn sys_recv(&mut self, plat: &mut impl Platform, t: ThreadIndex, args: Args) -> Result<(), Error> {
         let Cap::Input = args.cap else {
             return Err(Error::InvalidCapability);
         };
@@ -50,12 +41,7 @@ impl Kernel {
     }
 
     /// `ReplyRecv`: reply to the caller owed one, then wait on the input.
-    pub(super) fn sys_reply_recv(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        args: Args,
-    ) -> Result<(), Error> {
+    pub(super) fn sys_reply_recv(&mut self, plat: &mut impl Platform, t: ThreadIndex, args: Args) -> Result<(), Error> {
         let Cap::Input = args.cap else {
             return Err(Error::InvalidCapability);
         };
@@ -126,10 +112,7 @@ impl Kernel {
     /// Delivers sender `s`'s pending message (PPC or fault) to receiver `r`.
     pub(super) fn deliver(&mut self, plat: &mut impl Platform, r: ThreadIndex, s: ThreadIndex) {
         let msg = self.tcbs[s as usize].pending;
-        let (from, to) = (
-            self.tcbs[s as usize].ipc_buffer,
-            self.tcbs[r as usize].ipc_buffer,
-        );
+        let (from, to) = (self.tcbs[s as usize].ipc_buffer, self.tcbs[r as usize].ipc_buffer);
         match self.tcbs[s as usize].state {
             ThreadState::BlockedFault => {
                 for (i, w) in msg.fault_mrs.iter().enumerate() {
@@ -159,10 +142,7 @@ impl Kernel {
         match self.tcbs[c as usize].state {
             ThreadState::BlockedCall { server } if server == t => {
                 let count = info.count().min(MAX_MRS);
-                let (from, to) = (
-                    self.tcbs[t as usize].ipc_buffer,
-                    self.tcbs[c as usize].ipc_buffer,
-                );
+                let (from, to) = (self.tcbs[t as usize].ipc_buffer, self.tcbs[c as usize].ipc_buffer);
                 for i in 0..count as u64 {
                     let w = plat.read_word(from + 8 * i);
                     plat.write_word(to + 8 * i, w);
@@ -170,9 +150,7 @@ impl Kernel {
                 self.set_ret(c, 0, 0, MsgInfo::new(info.label(), count).0);
                 self.resume_from_call(c);
             }
-            ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => {
-                self.resume_from_call(c)
-            }
+            ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => self.resume_from_call(c),
             _ => {}
         }
     }
@@ -183,10 +161,7 @@ impl Kernel {
         match self.irqs.iter().flatten().find(|r| r.irq == irq).copied() {
             Some(r) => self.signal(r.pd, r.badge),
             None => {
-                let _ = writeln!(
-                    Console(plat),
-                    "vcpos|ERROR: IRQ {irq} has no handler; masked"
-                );
+                let _ = writeln!(Console(plat), "{KERNEL_ERROR} IRQ {irq} has no handler; masked");
             }
         }
     }

@@ -122,21 +122,18 @@ impl Kernel {
         let ctx = self.tcbs[t as usize].ctx;
         let result = match Sysno::from_u64(ctx.x[8]) {
             None => Err(Error::InvalidSyscall),
-            Some(nr) => self.tcbs[t as usize]
-                .cspace
-                .lookup(ctx.x[0])
-                .and_then(|cap| {
-                    self.dispatch(
-                        plat,
-                        t,
-                        nr,
-                        Args {
-                            cap,
-                            a1: ctx.x[1],
-                            a2: ctx.x[2],
-                        },
-                    )
-                }),
+            Some(nr) => self.tcbs[t as usize].cspace.lookup(ctx.x[0]).and_then(|cap| {
+                self.dispatch(
+                    plat,
+                    t,
+                    nr,
+                    Args {
+                        cap,
+                        a1: ctx.x[1],
+                        a2: ctx.x[2],
+                    },
+                )
+            }),
         };
         if let Err(e) = result {
             self.set_ret(t, e as u64, 0, 0);
@@ -145,13 +142,7 @@ impl Kernel {
 
     /// Maps a syscall number to its handler. `Ok` means the handler set its own
     /// results (or blocked the caller); each handler checks its capability's kind.
-    fn dispatch(
-        &mut self,
-        plat: &mut impl Platform,
-        t: ThreadIndex,
-        nr: Sysno,
-        args: Args,
-    ) -> Result<(), Error> {
+    fn dispatch(&mut self, plat: &mut impl Platform, t: ThreadIndex, nr: Sysno, args: Args) -> Result<(), Error> {
         match nr {
             Sysno::DebugPut => self.sys_debug_put(plat, t, args),
             Sysno::Signal => self.sys_signal(t, args),

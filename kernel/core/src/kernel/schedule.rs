@@ -89,21 +89,14 @@ impl Kernel {
                     let t = &mut self.tcbs[ci];
                     if t.period <= t.budget {
                         // Round robin: an overrun shortens the next time slice.
-                        t.remaining = t.budget
-                            - core::mem::take(&mut t.debt)
-                                .checked_rem(t.budget)
-                                .unwrap_or(0);
+                        t.remaining = t.budget - core::mem::take(&mut t.debt).checked_rem(t.budget).unwrap_or(0);
                         self.ready.push_back(&mut self.tcbs, c);
                     } else {
                         let at = now + (t.period - t.budget);
                         t.refill_at = Some(at);
                         self.next_refill = Some(self.next_refill.map_or(at, |n| n.min(at)));
                     }
-                } else if self
-                    .ready
-                    .highest()
-                    .is_some_and(|p| p > self.tcbs[ci].priority)
-                {
+                } else if self.ready.highest().is_some_and(|p| p > self.tcbs[ci].priority) {
                     self.ready.push_front(&mut self.tcbs, c);
                 } else {
                     return Some(c);
@@ -117,9 +110,7 @@ impl Kernel {
     /// When the timer must next fire: the current thread's budget end or the
     /// earliest refill.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        let budget_end = self
-            .current
-            .map(|c| now + self.tcbs[c as usize].remaining.max(1));
+        let budget_end = self.current.map(|c| now + self.tcbs[c as usize].remaining.max(1));
         match (budget_end, self.next_refill) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -2,6 +2,7 @@
 
 use core::fmt::Write;
 
+use vcpos_abi::console::KERNEL_FAULT;
 use vcpos_abi::fault::label;
 use vcpos_abi::syscall::Error;
 use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
@@ -17,9 +18,7 @@ impl Kernel {
     /// The vCPU thread a capability names, if it is a vCPU capability to a vCPU.
     fn vcpu_of(&self, cap: Cap) -> Result<ThreadIndex, Error> {
         match cap {
-            Cap::Vcpu { thread } if self.tcbs[thread as usize].kind == ThreadKind::Vcpu => {
-                Ok(thread)
-            }
+            Cap::Vcpu { thread } if self.tcbs[thread as usize].kind == ThreadKind::Vcpu => Ok(thread),
             _ => Err(Error::InvalidCapability),
         }
     }
@@ -110,23 +109,13 @@ impl Kernel {
     /// vGIC: frees the list registers vCPU `v` (loaded) has finished with and puts
     /// its pending virtual interrupts in them ([`vgic::fill`]); `done` gets each
     /// finished interrupt. Returns true if some still wait for a free register.
-    pub fn vgic_fill(
-        &mut self,
-        v: ThreadIndex,
-        lrs: &mut impl ListRegisters,
-        done: impl FnMut(u32),
-    ) -> bool {
+    pub fn vgic_fill(&mut self, v: ThreadIndex, lrs: &mut impl ListRegisters, done: impl FnMut(u32)) -> bool {
         vgic::fill(lrs, &mut self.tcbs[v as usize].virqs, done)
     }
 
     /// vGIC: vCPU `v` gives up the CPU: its list registers are saved with it
     /// ([`vgic::save`]) and cleared.
-    pub fn vgic_save(
-        &mut self,
-        v: ThreadIndex,
-        lrs: &mut impl ListRegisters,
-        done: impl FnMut(u32),
-    ) {
+    pub fn vgic_save(&mut self, v: ThreadIndex, lrs: &mut impl ListRegisters, done: impl FnMut(u32)) {
         vgic::save(lrs, &mut self.tcbs[v as usize].saved_lrs, done);
     }
 
@@ -146,14 +135,7 @@ impl Kernel {
     /// pending parks it; stage-2 aborts and HVC/SMC/system-register traps go to the
     /// VMM as fault messages. `virq_in_flight` says whether a virtual interrupt is
     /// still pending in a list register.
-    pub fn handle_vcpu_exit(
-        &mut self,
-        plat: &mut impl Platform,
-        esr: u64,
-        far: u64,
-        hpfar: u64,
-        virq_in_flight: bool,
-    ) {
+    pub fn handle_vcpu_exit(&mut self, plat: &mut impl Platform, esr: u64, far: u64, hpfar: u64, virq_in_flight: bool) {
         let Some(t) = self.current else { return };
         let pc = self.tcbs[t as usize].ctx.pc;
         match fault::ec::class(esr) {
@@ -175,7 +157,7 @@ impl Kernel {
         if self.tcbs[t as usize].state == ThreadState::Faulted {
             let _ = writeln!(
                 Console(plat),
-                "vcpos|FAULT: vCPU '{}': guest exit (esr {esr:#x}, pc {pc:#x}) with no live VMM to handle it; vCPU stopped",
+                "{KERNEL_FAULT} vCPU '{}': guest exit (esr {esr:#x}, pc {pc:#x}) with no live VMM to handle it; vCPU stopped",
                 self.tcbs[t as usize].name()
             );
         }

@@ -23,35 +23,15 @@ fn parent_and_throttled_child() -> (Box<Kernel>, FakePlatform) {
 fn tcb_restart_stop_resume_keep_a_throttled_child_throttled() {
     let (mut k, mut p) = parent_and_throttled_child();
     p.time += us_to_ticks(100, HZ);
-    assert_eq!(
-        k.schedule(p.time),
-        Some(0),
-        "child throttled: the parent runs"
-    );
+    assert_eq!(k.schedule(p.time), Some(0), "child throttled: the parent runs");
     let refill = k.tcb(1).refill_at.expect("child throttled");
     assert_eq!(
-        sys(
-            &mut k,
-            &mut p,
-            Sysno::TcbRestart as u64,
-            slot::BASE_TCB,
-            0x20_0000
-        )[0],
+        sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB, 0x20_0000)[0],
         0
     );
-    assert_eq!(
-        k.current(),
-        Some(0),
-        "a restart gives no budget back before the refill"
-    );
-    assert_eq!(
-        sys(&mut k, &mut p, Sysno::TcbStop as u64, slot::BASE_TCB, 0)[0],
-        0
-    );
-    assert_eq!(
-        sys(&mut k, &mut p, Sysno::TcbResume as u64, slot::BASE_TCB, 0)[0],
-        0
-    );
+    assert_eq!(k.current(), Some(0), "a restart gives no budget back before the refill");
+    assert_eq!(sys(&mut k, &mut p, Sysno::TcbStop as u64, slot::BASE_TCB, 0)[0], 0);
+    assert_eq!(sys(&mut k, &mut p, Sysno::TcbResume as u64, slot::BASE_TCB, 0)[0], 0);
     assert_eq!(k.current(), Some(0), "nor does stop + resume");
     assert_eq!(k.tcb(1).refill_at, Some(refill));
     p.time = refill;
@@ -64,24 +44,10 @@ fn tcb_restart_keeps_a_partly_used_budget() {
     p.time += us_to_ticks(60, HZ);
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0); // child waits after 60 µs
     assert_eq!(k.current(), Some(0));
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::TcbRestart as u64,
-        slot::BASE_TCB,
-        0x20_0000,
-    );
-    assert_eq!(
-        k.current(),
-        Some(1),
-        "budget left: the restarted child runs"
-    );
+    sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB, 0x20_0000);
+    assert_eq!(k.current(), Some(1), "budget left: the restarted child runs");
     p.time += us_to_ticks(40, HZ);
-    assert_eq!(
-        k.schedule(p.time),
-        Some(0),
-        "only the 40 µs left of its budget"
-    );
+    assert_eq!(k.schedule(p.time), Some(0), "only the 40 µs left of its budget");
 }
 
 /// A VMM (0, priority 50) and its vCPU (1, priority 100, 100 µs every 10 ms).
@@ -100,44 +66,19 @@ fn vmm_and_throttled_vcpu() -> (Box<Kernel>, FakePlatform) {
 fn vcpu_restart_and_stop_keep_a_throttled_vcpu_throttled() {
     let (mut k, mut p) = vmm_and_throttled_vcpu();
     assert_eq!(k.current(), Some(0));
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::VcpuRestart as u64,
-        slot::BASE_VCPU,
-        0x4020_0000,
-    );
+    sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);
     assert_eq!(k.current(), Some(1));
     p.time += us_to_ticks(100, HZ);
     assert_eq!(k.schedule(p.time), Some(0), "vCPU throttled: the VMM runs");
     let refill = k.tcb(1).refill_at.expect("vCPU throttled");
     assert_eq!(
-        sys(
-            &mut k,
-            &mut p,
-            Sysno::VcpuRestart as u64,
-            slot::BASE_VCPU,
-            0x4020_0000
-        )[0],
+        sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000)[0],
         0
     );
+    assert_eq!(k.current(), Some(0), "a restart gives no budget back before the refill");
+    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuStop as u64, slot::BASE_VCPU, 0)[0], 0);
     assert_eq!(
-        k.current(),
-        Some(0),
-        "a restart gives no budget back before the refill"
-    );
-    assert_eq!(
-        sys(&mut k, &mut p, Sysno::VcpuStop as u64, slot::BASE_VCPU, 0)[0],
-        0
-    );
-    assert_eq!(
-        sys(
-            &mut k,
-            &mut p,
-            Sysno::VcpuRestart as u64,
-            slot::BASE_VCPU,
-            0x4020_0000
-        )[0],
+        sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000)[0],
         0
     );
     assert_eq!(k.current(), Some(0), "nor does stop + restart");
@@ -177,11 +118,7 @@ fn a_long_debug_put_is_charged_to_its_caller_and_the_overrun_is_paid_later() {
     p.console_ticks_per_byte = 0;
     // First refill: the whole budget pays debt; a stays throttled.
     p.time = k.tcb(0).refill_at.unwrap();
-    assert_eq!(
-        k.schedule(p.time),
-        Some(1),
-        "no budget handed out while in debt"
-    );
+    assert_eq!(k.schedule(p.time), Some(1), "no budget handed out while in debt");
     // Second refill, a period later: the rest of the debt.
     p.time = k.tcb(0).refill_at.unwrap();
     assert_eq!(k.schedule(p.time), Some(1));
@@ -211,18 +148,10 @@ fn a_round_robin_overrun_shortens_the_next_time_slice() {
         text.len() as u64,
     );
     p.console_ticks_per_byte = 0;
-    assert_eq!(
-        k.current(),
-        Some(1),
-        "a used its slice (and 30 µs more) printing"
-    );
+    assert_eq!(k.current(), Some(1), "a used its slice (and 30 µs more) printing");
     p.time += us_to_ticks(100, HZ);
     assert_eq!(k.schedule(p.time), Some(0));
-    assert_eq!(
-        k.tcb(0).remaining,
-        us_to_ticks(70, HZ),
-        "30 µs of overrun paid"
-    );
+    assert_eq!(k.tcb(0).remaining, us_to_ticks(70, HZ), "30 µs of overrun paid");
     p.time += us_to_ticks(70, HZ);
     assert_eq!(k.schedule(p.time), Some(1));
 }

@@ -20,11 +20,7 @@ fn recv_while_owing_a_reply_fails_the_caller_at_once() {
     assert_eq!(k.current(), Some(1), "the server has the call");
     // The server waits again without replying: the reply can never come.
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
-    assert_eq!(
-        k.tcb(0).state,
-        ThreadState::Ready,
-        "the caller is not left blocked"
-    );
+    assert_eq!(k.tcb(0).state, ThreadState::Ready, "the caller is not left blocked");
     assert_eq!(k.current(), Some(0));
     assert_eq!(k.tcb(0).ctx.x[0], Error::PeerDead as u64);
     // A later fault of the server finds nothing to release and hurts nobody.
@@ -65,7 +61,8 @@ fn a_delivered_child_fault_is_stopped_and_reported_when_its_root_parent_dies() {
         "the child is stopped, not left blocked"
     );
     assert!(
-        p.console.contains("vcpos|FAULT: PD 'child': its fault was never answered: parent 'parent' is dead; PD stopped"),
+        p.console
+            .contains("vcpos|FAULT: PD 'child': its fault was never answered: parent 'parent' is dead; PD stopped"),
         "{}",
         p.console
     );
@@ -85,26 +82,14 @@ fn a_queued_child_fault_is_stopped_when_its_root_parent_dies_and_later_faults_to
     assert_eq!(k.current(), Some(0));
     k.handle_fault(&mut p, DATA_ABORT, 0x20); // the parent dies
     k.schedule(p.time);
-    assert_eq!(
-        k.tcb(1).state,
-        ThreadState::Faulted,
-        "queued fault: child stopped"
-    );
-    assert_eq!(
-        k.tcb(0).send_head,
-        None,
-        "nothing left queued on the dead parent"
-    );
+    assert_eq!(k.tcb(1).state, ThreadState::Faulted, "queued fault: child stopped");
+    assert_eq!(k.tcb(0).send_head, None, "nothing left queued on the dead parent");
     // b still runs (it did nothing wrong); when it faults later it is stopped too.
     assert_eq!(k.current(), Some(2));
     k.handle_fault(&mut p, DATA_ABORT, 0x30);
     k.schedule(p.time);
     assert_eq!(k.tcb(2).state, ThreadState::Faulted);
-    assert!(
-        p.console.contains("vcpos|FAULT: PD 'b': data abort"),
-        "{}",
-        p.console
-    );
+    assert!(p.console.contains("vcpos|FAULT: PD 'b': data abort"), "{}", p.console);
     assert!(
         p.console.contains("; parent 'parent' is dead; PD stopped"),
         "{}",
@@ -131,26 +116,12 @@ fn a_restarted_parent_still_receives_the_fault_it_had_not_answered() {
     assert_eq!(k.tcb(1).ctx.x[1], BADGE_FAULT | 3);
     k.handle_fault(&mut p, DATA_ABORT, 0x20);
     k.schedule(p.time);
-    assert_eq!(
-        k.current(),
-        Some(0),
-        "the grandparent has the parent's fault"
-    );
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::TcbRestart as u64,
-        slot::BASE_TCB + 3,
-        0x20_0000,
-    );
+    assert_eq!(k.current(), Some(0), "the grandparent has the parent's fault");
+    sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB + 3, 0x20_0000);
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
     assert_eq!(k.current(), Some(1), "the restarted parent runs");
     let r = sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
-    assert_eq!(
-        k.current(),
-        Some(1),
-        "and gets the child's fault again at once"
-    );
+    assert_eq!(k.current(), Some(1), "and gets the child's fault again at once");
     assert_eq!(r[1], BADGE_FAULT | 3);
     assert_eq!(p.mem[&(ipc(1) + 8 * vm_fault::ADDR as u64)], 0x10);
     // Now it answers, and the child resumes.
@@ -166,13 +137,7 @@ fn a_vcpu_exit_with_a_dead_vmm_stops_the_vcpu_and_says_so() {
     vcpu.parent = 0;
     vcpu.caps.clear();
     let (mut k, mut p) = boot(vec![vmm, vcpu], &[]);
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::VcpuRestart as u64,
-        slot::BASE_VCPU,
-        0x4020_0000,
-    );
+    sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);
     k.handle_fault(&mut p, DATA_ABORT, 0); // the VMM dies
     k.schedule(p.time);
     assert_eq!(k.current(), Some(1), "the guest runs on");
