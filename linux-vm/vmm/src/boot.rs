@@ -8,7 +8,7 @@ use sel4_microkit::debug_println;
 use vcpos_abi::vcpu::reg;
 use vcpos_virtio::GuestMemory;
 use vcpos_vmm_devices::fdt::{self, FdtConfig};
-use vcpos_vmm_devices::image::{boot_layout, ImageHeader};
+use vcpos_vmm_devices::image::{boot_layout, ImageHeader, HEADER_SIZE};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::vgic::Vgic;
 
@@ -22,7 +22,11 @@ impl Vmm {
     /// models. Console input typed meanwhile is kept.
     pub fn boot_guest(&mut self) -> Result<(), VmmError> {
         let err = |what: &str, e: &dyn core::fmt::Display| VmmError(format!("{what}: {e}"));
-        let header = ImageHeader::parse(self.kernel).map_err(|e| err("bad kernel Image", &e))?;
+        let mut head = [0u8; HEADER_SIZE];
+        let head_len = HEADER_SIZE.min(self.kernel.len());
+        self.kernel.read_bytes(0, &mut head[..head_len]).map_err(|e| err("reading the kernel Image", &e))?;
+        let header = ImageHeader::parse_head(&head[..head_len], self.kernel.len())
+            .map_err(|e| err("bad kernel Image", &e))?;
         let places = boot_layout(&header, layout::RAM_BASE, self.ram.size(), Some(self.initrd.len() as u64))
             .map_err(|e| err("guest RAM too small", &e))?;
         let dtb = fdt::build(&FdtConfig {
@@ -33,9 +37,9 @@ impl Vmm {
             pl011: false,
         })
         .map_err(|e| err("device tree", &e))?;
-        self.ram.write(places.kernel, self.kernel).map_err(|e| err("loading the kernel", &e))?;
+        self.ram.load(places.kernel, &self.kernel, self.kernel.len()).map_err(|e| err("loading the kernel", &e))?;
         if let Some((start, _)) = places.initrd {
-            self.ram.write(start, self.initrd).map_err(|e| err("loading the initramfs", &e))?;
+            self.ram.load(start, &self.initrd, self.initrd.len()).map_err(|e| err("loading the initramfs", &e))?;
         }
         self.ram.write(places.dtb, &dtb).map_err(|e| err("loading the device tree", &e))?;
 

@@ -12,6 +12,7 @@
 //! - reports guest power-off, reset and crashes, and boots the guest again.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -20,7 +21,9 @@ mod exits;
 mod guest_ram;
 mod uart;
 
-use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Child, Handler, MessageInfo, Vcpu};
+use sel4_microkit::{
+    debug_println, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler, MessageInfo, SharedRegion, Vcpu,
+};
 use vcpos_virtio::{Console, MmioTransport};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
@@ -35,6 +38,8 @@ const VCPU: Vcpu = Vcpu::new(0);
 const UART_IRQ: Channel = Channel::new(1);
 /// The virtio-mmio slot of the console.
 const CONSOLE_SLOT: u32 = 0;
+/// Size of the UART's register page (the `uart` memory region).
+const UART_REGION_SIZE: usize = 0x1000;
 /// Guest kernel command line.
 const BOOTARGS: &str = "console=hvc0 earlycon=pl011,0x9000000 panic=1 rdinit=/init";
 
@@ -45,9 +50,10 @@ pub struct Vmm {
     vgic: Vgic,
     pl011: Pl011,
     console: MmioTransport<Console>,
-    /// The guest kernel `Image` and initramfs, as prefilled read-only regions.
-    kernel: &'static [u8],
-    initrd: &'static [u8],
+    /// The guest kernel `Image` and initramfs, as prefilled read-only regions (views
+    /// of exactly the files' lengths).
+    kernel: SharedRegion,
+    initrd: SharedRegion,
     /// Guest boots so far.
     boots: u32,
     /// Guest accesses outside its memory reported so far (reports are capped).
@@ -67,26 +73,22 @@ impl core::fmt::Display for VmmError {
     }
 }
 
-/// A `&'static [u8]` over a read-only memory region the builder prefilled.
-fn prefilled(ptr: core::ptr::NonNull<u8>, len: u64) -> &'static [u8] {
-    // SAFETY: the system description maps this region read-only into this PD only, for
-    // at least `len` bytes (the builder patched `len` with the prefill file's size, which
-    // fits the region); nothing ever writes it, so a shared slice is sound.
-    unsafe { core::slice::from_raw_parts(ptr.as_ptr(), len as usize) }
+/// A prefilled read-only region, cut to the prefill file's length.
+fn prefilled(region: SharedRegion, len: usize) -> SharedRegion {
+    let name = region.name();
+    region.slice(0, len).unwrap_or_else(|e| panic!("prefilled region {name}: {e}"))
 }
 
 #[protection_domain(heap_size = 0x10_0000)]
 fn init() -> Vmm {
-    let ram_ptr = memory_region_symbol!(guest_ram_vaddr: *mut u8);
-    let ram_size = *var!(guest_ram_size: u64 = 0);
-    let kernel = prefilled(memory_region_symbol!(guest_kernel_vaddr: *mut u8), *var!(guest_kernel_size: u64 = 0));
-    let initrd = prefilled(memory_region_symbol!(guest_initrd_vaddr: *mut u8), *var!(guest_initrd_size: u64 = 0));
-    let uart_ptr = memory_region_symbol!(uart_vaddr: *mut u32);
-    // SAFETY: the system description maps guest RAM read-write here for `ram_size`
-    // bytes, and this PD never makes a Rust reference into it (only `MappedRam` copies).
-    let ram = unsafe { MappedRam::new(ram_ptr.as_ptr(), layout::RAM_BASE, ram_size) };
-    // SAFETY: the system description maps the board's PL011 page as device memory here.
-    let uart = unsafe { Uart::new(uart_ptr.as_ptr()) };
+    // The prefill sizes are at most the regions' sizes (the builder checks), and the
+    // read-only regions are only ever read.
+    let kernel_len = *var!(guest_kernel_size: u64 = 0) as usize;
+    let initrd_len = *var!(guest_initrd_size: u64 = 0) as usize;
+    let kernel = prefilled(shared_region!(guest_kernel_vaddr, bytes = kernel_len), kernel_len);
+    let initrd = prefilled(shared_region!(guest_initrd_vaddr, bytes = initrd_len), initrd_len);
+    let ram = MappedRam::new(shared_region!(guest_ram_vaddr, size = guest_ram_size), layout::RAM_BASE);
+    let uart = Uart::new(shared_region!(uart_vaddr, bytes = UART_REGION_SIZE));
     let mut vmm = Vmm {
         ram,
         uart,

@@ -4,6 +4,8 @@
 //! The kernel prints on the same UART with polled writes, so its messages and the
 //! guest's interleave line by line on one serial console.
 
+use sel4_microkit::SharedRegion;
+
 const DR: usize = 0x00;
 const FR: usize = 0x18;
 const IMSC: usize = 0x38;
@@ -13,30 +15,25 @@ const FR_TXFF: u32 = 1 << 5;
 const INT_RX: u32 = 1 << 4;
 const INT_RT: u32 = 1 << 6;
 
-/// The PL011 mapped (device memory) at `base`.
+/// The PL011 whose register page is mapped (device memory) as a memory region.
 pub struct Uart {
-    base: *mut u32,
+    regs: SharedRegion,
 }
 
 impl Uart {
-    /// The UART whose registers are mapped at `base`.
-    ///
-    /// # Safety
-    ///
-    /// `base` must map the PL011's 4 KiB register page as device memory in this PD.
-    pub unsafe fn new(base: *mut u32) -> Uart {
-        Uart { base }
+    /// The UART whose 4 KiB register page is `regs`.
+    pub fn new(regs: SharedRegion) -> Uart {
+        Uart { regs }
     }
 
     fn read(&self, reg: usize) -> u32 {
-        // SAFETY: `reg` is one of this module's register offsets inside the mapped
-        // page (`new`'s contract); a volatile device read.
-        unsafe { self.base.byte_add(reg).read_volatile() }
+        // Every offset here is an aligned register inside the page; a region too
+        // small for the registers reads as 0 (no byte, TX FIFO not full).
+        self.regs.read_u32(reg).unwrap_or(0)
     }
 
     fn write(&self, reg: usize, value: u32) {
-        // SAFETY: as for `read`.
-        unsafe { self.base.byte_add(reg).write_volatile(value) }
+        let _ = self.regs.write_u32(reg, value);
     }
 
     /// Turns on the receive (and receive-timeout) interrupt.
