@@ -3,6 +3,8 @@
 //! A pure library (no syscalls, no `unsafe`), tested on the host. The VMM PD feeds it
 //! what the kernel reports about its guest and applies what it returns:
 //! - [`layout`]: the guest platform's addresses and interrupt numbers;
+//! - [`devices`]: the virtio device table (slot, window, interrupt, backend), the one
+//!   source of the device tree's virtio nodes and of exit dispatch;
 //! - [`mmio`]: a stage-2 data abort's ESR_EL2 decoded into an access;
 //! - [`vgic`]: the GICv3 distributor and redistributor;
 //! - [`psci`]: PSCI 1.1 and SMCCC calls made with HVC;
@@ -14,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod devices;
 pub mod fdt;
 pub mod image;
 pub mod layout;

@@ -12,7 +12,7 @@ use vcpos_vmm_devices::image::{boot_layout, ImageHeader, HEADER_SIZE};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::vgic::Vgic;
 
-use crate::{Vmm, VmmError, BOOTARGS, CONSOLE_SLOT, VCPU};
+use crate::{Vmm, VmmError, BOOTARGS, VCPU};
 
 /// virtio-mmio `Status` register offset.
 const STATUS_REGISTER: u64 = 0x070;
@@ -33,7 +33,7 @@ impl Vmm {
             ram_size: self.ram.size(),
             bootargs: BOOTARGS,
             initrd: places.initrd,
-            virtio_slots: &[CONSOLE_SLOT],
+            virtio_slots: &self.virtio.slots(),
             pl011: false,
         })
         .map_err(|e| err("device tree", &e))?;
@@ -44,9 +44,12 @@ impl Vmm {
         self.ram.write(places.dtb, &dtb).map_err(|e| err("loading the device tree", &e))?;
 
         self.vgic = Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).map_err(|e| err("vGIC", &e))?;
-        // A device reset, as a driver's Status = 0 write does: the old guest's queues
-        // are forgotten; typed-ahead input survives (virtio 1.2 §4.2.2.1).
-        let _ = self.console.write(STATUS_REGISTER, 4, 0, &mut self.ram);
+        // A device reset of every virtio device, as a driver's Status = 0 write does:
+        // the old guest's queues are forgotten; typed-ahead input survives (virtio 1.2
+        // §4.2.2.1).
+        for e in self.virtio.entries_mut() {
+            let _ = e.backend.write(STATUS_REGISTER, 4, 0, &mut self.ram);
+        }
 
         let kerr = |e: sel4_microkit::KernelError| err("vCPU", &e);
         VCPU.write_reg(reg::X0, places.dtb).map_err(kerr)?;

@@ -6,12 +6,13 @@ use alloc::format;
 use sel4_microkit::{debug_println, get_mr, MessageInfo};
 use vcpos_abi::fault::{label, vm_fault};
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
+use vcpos_vmm_devices::devices::{empty_slot_read, Target};
 use vcpos_vmm_devices::layout::{self, Device};
 use vcpos_vmm_devices::mmio::{self, MmioAccess};
 use vcpos_vmm_devices::psci::{self, Action};
 use vcpos_vmm_devices::vgic::Region;
 
-use crate::{Vmm, CONSOLE_SLOT, VCPU};
+use crate::{Vmm, VCPU};
 
 /// Exception classes of VCPU_FAULT messages.
 const EC_HVC64: u64 = 0x16;
@@ -96,10 +97,12 @@ impl Vmm {
             _ => 0,
         };
         let size = access.size;
-        let loaded = match layout::device_at(ipa) {
-            Some((Device::GicDistributor, off)) => self.gic(Region::Distributor, off, size, access.write, stored),
-            Some((Device::GicRedistributor, off)) => self.gic(Region::Redistributor, off, size, access.write, stored),
-            Some((Device::Pl011, off)) => {
+        let loaded = match self.virtio.dispatch(ipa) {
+            Some(Target::Frame(Device::GicDistributor, off)) => self.gic(Region::Distributor, off, size, access.write, stored),
+            Some(Target::Frame(Device::GicRedistributor, off)) => {
+                self.gic(Region::Redistributor, off, size, access.write, stored)
+            }
+            Some(Target::Frame(Device::Pl011, off)) => {
                 if access.write {
                     if let Some(b) = self.pl011.write(off, size, stored) {
                         self.uart.write_bytes(&[b]);
@@ -109,27 +112,24 @@ impl Vmm {
                     self.pl011.read(off, size)
                 }
             }
-            Some((Device::VirtioMmio(CONSOLE_SLOT), off)) => {
+            Some(Target::Virtio(entry, off)) => {
                 if access.write {
-                    if self.console.write(off, size, stored as u32, &mut self.ram) {
-                        self.raise_console_irq();
+                    if entry.backend.write(off, size, stored as u32, &mut self.ram) {
+                        self.vgic.raise(entry.intid);
                     }
-                    if let Some(e) = self.console.take_error() {
-                        debug_println!("linux_vmm: virtio console: guest error: {e}");
+                    if let Some(e) = entry.backend.take_error() {
+                        debug_println!("linux_vmm: virtio {}: guest error: {e}", entry.name);
                     }
                     self.flush_console();
                     0
                 } else {
-                    u64::from(self.console.read(off, size))
+                    u64::from(entry.backend.read(off, size))
                 }
             }
             // Empty virtio slots read as "no device" (DeviceID 0) with the right magic.
-            Some((Device::VirtioMmio(_), off)) => match off {
-                0x000 => 0x7472_6976,
-                0x004 => 2,
-                _ => 0,
-            },
-            None => {
+            Some(Target::EmptySlot(_, off)) => u64::from(empty_slot_read(off)),
+            // VirtioMmio frames always come back as Virtio or EmptySlot.
+            Some(Target::Frame(Device::VirtioMmio(_), _)) | None => {
                 let kind = if access.write { "write" } else { "read" };
                 self.report_stray(pc, ipa, &format!("{kind} of {size} bytes outside guest memory"));
                 0

@@ -20,24 +20,24 @@ mod boot;
 mod exits;
 mod guest_ram;
 mod uart;
+mod virtio;
 
 use sel4_microkit::{
     debug_println, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler, MessageInfo, SharedRegion, Vcpu,
 };
-use vcpos_virtio::{Console, MmioTransport};
+use vcpos_vmm_devices::devices::DeviceTable;
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
 use vcpos_vmm_devices::vgic::Vgic;
 
 use guest_ram::MappedRam;
 use uart::Uart;
+use virtio::Backend;
 
 /// The guest's only vCPU.
 const VCPU: Vcpu = Vcpu::new(0);
 /// The board UART's receive interrupt.
 const UART_IRQ: Channel = Channel::new(1);
-/// The virtio-mmio slot of the console.
-const CONSOLE_SLOT: u32 = 0;
 /// Size of the UART's register page (the `uart` memory region).
 const UART_REGION_SIZE: usize = 0x1000;
 /// Guest kernel command line.
@@ -49,7 +49,8 @@ pub struct Vmm {
     uart: Uart,
     vgic: Vgic,
     pl011: Pl011,
-    console: MmioTransport<Console>,
+    /// The virtio devices: slot, window, interrupt and backend of each.
+    virtio: DeviceTable<Backend>,
     /// The guest kernel `Image` and initramfs, as prefilled read-only regions (views
     /// of exactly the files' lengths).
     kernel: SharedRegion,
@@ -94,7 +95,7 @@ fn init() -> Vmm {
         uart,
         vgic: Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).expect("valid vGIC configuration"),
         pl011: Pl011::new(),
-        console: MmioTransport::new(Console::new()),
+        virtio: virtio::device_table(),
         kernel,
         initrd,
         boots: 0,
@@ -123,15 +124,13 @@ impl Handler for Vmm {
                 buf[n] = b;
                 n += 1;
                 if n == buf.len() {
-                    self.console.device_mut().push_input(&buf[..n]);
+                    self.push_console_input(&buf[..n]);
                     n = 0;
                 }
             }
-            self.console.device_mut().push_input(&buf[..n]);
+            self.push_console_input(&buf[..n]);
             let _ = UART_IRQ.irq_ack();
-            if self.console.poll(&mut self.ram) {
-                self.raise_console_irq();
-            }
+            self.poll_devices();
             self.deliver_irqs();
         }
         Ok(())
@@ -146,10 +145,22 @@ impl Handler for Vmm {
 }
 
 impl Vmm {
-    /// Marks the console's SPI pending in the distributor.
-    fn raise_console_irq(&mut self) {
-        if let Some(intid) = layout::virtio_mmio_intid(CONSOLE_SLOT) {
-            self.vgic.raise(intid);
+    /// Queues keyboard input for the virtio console.
+    fn push_console_input(&mut self, bytes: &[u8]) {
+        for e in self.virtio.entries_mut() {
+            if let Some(console) = e.backend.console() {
+                console.device_mut().push_input(bytes);
+            }
+        }
+    }
+
+    /// Lets every device do work that does not come from the guest (console input,
+    /// completions); raises the interrupts of those that want one.
+    fn poll_devices(&mut self) {
+        for e in self.virtio.entries_mut() {
+            if e.backend.poll(&mut self.ram) {
+                self.vgic.raise(e.intid);
+            }
         }
     }
 
@@ -162,11 +173,14 @@ impl Vmm {
 
     /// Writes the guest's console output to the UART.
     fn flush_console(&mut self) {
-        let out = self.console.device_mut().take_output();
-        if !out.is_empty() {
-            self.uart.write_bytes(&out);
-            if self.console.poll(&mut self.ram) {
-                self.raise_console_irq();
+        for e in self.virtio.entries_mut() {
+            let Some(console) = e.backend.console() else { continue };
+            let out = console.device_mut().take_output();
+            if !out.is_empty() {
+                self.uart.write_bytes(&out);
+                if console.poll(&mut self.ram) {
+                    self.vgic.raise(e.intid);
+                }
             }
         }
     }
