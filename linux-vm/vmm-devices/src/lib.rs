@@ -10,6 +10,7 @@
 //! - [`psci`]: PSCI 1.1 and SMCCC calls made with HVC;
 //! - [`pl011`]: a write-only PL011 UART for the early console;
 //! - [`fdt`]: the guest's device tree blob;
+//! - [`guest_output`]: the prefix before every guest console line;
 //! - [`image`]: the arm64 Linux `Image` header and where to load it.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ extern crate alloc;
 
 pub mod devices;
 pub mod fdt;
+pub mod guest_output;
 pub mod image;
 pub mod layout;
 pub mod mmio;

@@ -51,6 +51,13 @@ impl Vmm {
             let _ = e.backend.write(STATUS_REGISTER, 4, 0, &mut self.ram);
         }
 
+        // The boot report starts on a line of its own; the new guest's output starts
+        // a new prefixed line.
+        if !self.guest_lines.at_line_start() {
+            self.uart.write_bytes(b"\n");
+        }
+        self.guest_lines.reset();
+
         let kerr = |e: sel4_microkit::KernelError| err("vCPU", &e);
         VCPU.write_reg(reg::X0, places.dtb).map_err(kerr)?;
         for r in 1..=3 {

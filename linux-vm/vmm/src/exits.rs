@@ -105,7 +105,7 @@ impl Vmm {
             Some(Target::Frame(Device::Pl011, off)) => {
                 if access.write {
                     if let Some(b) = self.pl011.write(off, size, stored) {
-                        self.uart.write_bytes(&[b]);
+                        self.uart.write_bytes(&self.guest_lines.prefixed(&[b]));
                     }
                     0
                 } else {

@@ -26,6 +26,7 @@ use sel4_microkit::{
     debug_println, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler, MessageInfo, SharedRegion, Vcpu,
 };
 use vcpos_vmm_devices::devices::DeviceTable;
+use vcpos_vmm_devices::guest_output::LinePrefixer;
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
 use vcpos_vmm_devices::vgic::Vgic;
@@ -47,6 +48,8 @@ const BOOTARGS: &str = "console=hvc0 earlycon=pl011,0x9000000 panic=1 rdinit=/in
 pub struct Vmm {
     ram: MappedRam,
     uart: Uart,
+    /// Puts the guest line prefix before every line the guest prints.
+    guest_lines: LinePrefixer,
     vgic: Vgic,
     pl011: Pl011,
     /// The virtio devices: slot, window, interrupt and backend of each.
@@ -93,6 +96,7 @@ fn init() -> Vmm {
     let mut vmm = Vmm {
         ram,
         uart,
+        guest_lines: LinePrefixer::new(),
         vgic: Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).expect("valid vGIC configuration"),
         pl011: Pl011::new(),
         virtio: virtio::device_table(),
@@ -177,7 +181,7 @@ impl Vmm {
             let Some(console) = e.backend.console() else { continue };
             let out = console.device_mut().take_output();
             if !out.is_empty() {
-                self.uart.write_bytes(&out);
+                self.uart.write_bytes(&self.guest_lines.prefixed(&out));
                 if console.poll(&mut self.ram) {
                     self.vgic.raise(e.intid);
                 }
