@@ -6,6 +6,8 @@
 //! - [`devices`]: the virtio device table (slot, window, interrupt, backend), the one
 //!   source of the device tree's virtio nodes and of exit dispatch;
 //! - [`mmio`]: a stage-2 data abort's ESR_EL2 decoded into an access;
+//! - [`exit`]: the guest PC after an exit, the stray-access report limit;
+//! - [`tx_queue`]: output to a UART that may be full, with a bounded wait;
 //! - [`vgic`]: the GICv3 distributor and redistributor;
 //! - [`psci`]: PSCI 1.1 and SMCCC calls made with HVC;
 //! - [`pl011`]: a write-only PL011 UART for the early console;
@@ -18,6 +20,7 @@
 extern crate alloc;
 
 pub mod devices;
+pub mod exit;
 pub mod fdt;
 pub mod guest_output;
 pub mod image;
@@ -25,4 +28,5 @@ pub mod layout;
 pub mod mmio;
 pub mod pl011;
 pub mod psci;
+pub mod tx_queue;
 pub mod vgic;

@@ -26,6 +26,7 @@ use sel4_microkit::{
     debug_println, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler, MessageInfo, SharedRegion, Vcpu,
 };
 use vcpos_vmm_devices::devices::DeviceTable;
+use vcpos_vmm_devices::exit::StrayCounter;
 use vcpos_vmm_devices::guest_output::LinePrefixer;
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
@@ -60,8 +61,8 @@ pub struct Vmm {
     initrd: SharedRegion,
     /// Guest boots so far.
     boots: u32,
-    /// Guest accesses outside its memory reported so far (reports are capped).
-    stray_accesses: u32,
+    /// Guest accesses outside its memory (reports are capped).
+    stray_accesses: StrayCounter,
     /// Start (counter value) of the current reboot-rate window, and reboots in it.
     window_start: u64,
     boots_in_window: u32,
@@ -103,7 +104,7 @@ fn init() -> Vmm {
         kernel,
         initrd,
         boots: 0,
-        stray_accesses: 0,
+        stray_accesses: StrayCounter::new(exits::MAX_STRAY_REPORTS),
         window_start: 0,
         boots_in_window: 0,
     };
@@ -119,6 +120,10 @@ impl Handler for Vmm {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), VmmError> {
         if channels.contains(UART_IRQ) {
+            // Room in the transmit FIFO: queued output goes on, and console output
+            // held back for it follows.
+            self.uart.transmit_interrupt();
+            self.flush_console();
             // Clear first, then drain: a byte arriving after the drain raises the
             // interrupt again instead of waiting unseen in the FIFO.
             self.uart.clear_rx_interrupt();
@@ -175,17 +180,28 @@ impl Vmm {
         }
     }
 
-    /// Writes the guest's console output to the UART.
+    /// Writes the guest's console output to the UART. While the UART's queue has no
+    /// room for it the output stays in the console, which then takes no more transmit
+    /// buffers: the guest waits (back-pressure) instead of the VMM.
     fn flush_console(&mut self) {
+        self.uart.flush();
         for e in self.virtio.entries_mut() {
             let Some(console) = e.backend.console() else { continue };
-            let out = console.device_mut().take_output();
-            if !out.is_empty() {
-                self.uart.write_bytes(&self.guest_lines.prefixed(&out));
-                if console.poll(&mut self.ram) {
-                    self.vgic.raise(e.intid);
-                }
+            // Room for the prefixed bytes (a prefix per line and \r\n): an estimate
+            // that is generous; an empty queue takes anything (dropping what does not
+            // fit, counted), so output larger than the queue cannot stall for ever.
+            let pending = console.device().pending_output();
+            if pending == 0 || (!self.uart.idle() && pending.saturating_mul(3) > self.uart.room()) {
+                continue;
             }
+            let out = console.device_mut().take_output();
+            self.uart.write_bytes(&self.guest_lines.prefixed(&out));
+            if console.poll(&mut self.ram) {
+                self.vgic.raise(e.intid);
+            }
+        }
+        if let Some(n) = self.uart.take_dropped() {
+            debug_println!("linux_vmm: {n} bytes of guest console output dropped: the UART stayed full");
         }
     }
 }
