@@ -1,6 +1,6 @@
 //! Helpers shared by the test PDs, so that the PDs themselves need no `unsafe`.
 //!
-//! - [`shared_words!`]: a builder-patched memory region as `&'static [AtomicU64]`;
+//! - [`shared_words!`]: a builder-patched memory region as atomic words ([`Words`]);
 //! - [`write_to_unmapped`]: fault on purpose with a write to [`UNMAPPED_ADDR`];
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
@@ -10,8 +10,9 @@
 #![deny(unsafe_code)]
 
 use core::fmt;
-use core::ptr::NonNull;
 use core::sync::atomic::AtomicU64;
+
+use sel4_microkit::SharedRegion;
 
 #[doc(hidden)]
 pub use sel4_microkit as microkit;
@@ -19,33 +20,36 @@ pub use sel4_microkit as microkit;
 /// An address no test system maps, so any access to it faults.
 pub const UNMAPPED_ADDR: usize = 0xdead_0000;
 
-/// The memory region `$symbol` (patched by `setvar_vaddr="$symbol"`) as `$n` atomic
-/// words. Invoke once per symbol (it defines the symbol). The system file must map at
-/// least `$n * 8` bytes read-write there.
+/// The memory region `$symbol` (patched by `setvar_vaddr="$symbol"`, its size by
+/// `setvar_size="$size"`) as `$n` atomic words ([`Words`]). Invoke once per symbol (it
+/// defines the symbols). Panics, naming the region, if it is smaller than `$n` words.
 #[macro_export]
 macro_rules! shared_words {
-    ($symbol:ident, n = $n:expr) => {{
-        let region = $crate::microkit::memory_region_symbol!($symbol: *mut [u64], n = $n);
-        // SAFETY: the symbol holds the address where the builder mapped the region
-        // (non-null, checked by memory_region_symbol!); the system file maps at least
-        // `$n` words there read-write for the PD's whole life.
-        unsafe {
-            $crate::words_from_region(region)
-        }
-    }};
+    ($symbol:ident, size = $size:ident, n = $n:expr) => {
+        $crate::Words::new($crate::microkit::shared_region!($symbol, size = $size), $n)
+    };
 }
 
-/// Views a mapped region as atomic words.
-///
-/// # Safety
-/// `region` must be page-aligned memory mapped read-write into this PD for the rest of
-/// its life, and only ever accessed as atomic words (here or by other PDs).
-#[allow(unsafe_code)]
-pub unsafe fn words_from_region(region: NonNull<[u64]>) -> &'static [AtomicU64] {
-    let len = region.len();
-    // SAFETY: by the caller's contract the memory is mapped, aligned, lives for ever
-    // and is accessed only atomically; AtomicU64 has the size and alignment of u64.
-    unsafe { core::slice::from_raw_parts(region.cast::<AtomicU64>().as_ptr(), len) }
+/// A memory region shared with another PD, used as `u64` words accessed only
+/// atomically (through the runtime's [`SharedRegion`]).
+pub struct Words {
+    region: SharedRegion,
+}
+
+impl Words {
+    /// The first `n` words of `region`; panics (naming the region) if it is too small.
+    pub fn new(region: SharedRegion, n: usize) -> Words {
+        let bytes = n.saturating_mul(8);
+        let name = region.name();
+        let region = region.slice(0, bytes).unwrap_or_else(|e| panic!("{name}: need {n} words: {e}"));
+        Words { region }
+    }
+
+    /// Word `i`; panics (naming the region and offset) past the last word.
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        let off = i.saturating_mul(8);
+        self.region.atomic_u64(off).unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// Writes to [`UNMAPPED_ADDR`], which makes the kernel stop this PD with a VM fault
@@ -216,6 +220,19 @@ mod tests {
         assert_ne!(pingpong::reply_mrs(&a), pingpong::reply_mrs(&b));
         assert_ne!(pingpong::reply_value(1), pingpong::reply_value(2));
         assert_eq!(pingpong::reply_mrs(&[1, 2, 3, 4]), [10, 4, 3]);
+    }
+
+    #[test]
+    fn words_are_atomic_views_bounded_by_n() {
+        let region = SharedRegion::new_host("shared", 0x1000);
+        let words = Words::new(region.clone(), 2);
+        words.get(1).store(0x1234, core::sync::atomic::Ordering::SeqCst);
+        assert_eq!(region.read_u64(8).unwrap(), 0x1234);
+        assert!(std::panic::catch_unwind(|| Words::new(SharedRegion::new_host("tiny", 8), 2)).is_err());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            words.get(2);
+        }));
+        assert!(r.is_err(), "word 2 of 2 must be refused");
     }
 
     #[test]
