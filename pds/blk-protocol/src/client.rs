@@ -6,8 +6,7 @@ use core::fmt;
 use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, SharedMemory};
 
 use crate::layout::{
-    ControlLayout, Info, InfoError, Op, RequestDesc, ResponseDesc, Segment, Status,
-    MAX_QUEUE_DEPTH, MAX_SEGMENTS,
+    ControlLayout, Info, InfoError, Op, RequestDesc, ResponseDesc, Segment, Status, MAX_QUEUE_DEPTH, MAX_SEGMENTS,
 };
 
 /// A finished request.
@@ -86,19 +85,16 @@ impl fmt::Display for ClientError {
             ClientError::Full => f.write_str("request ring full"),
             ClientError::DepthExceeded => f.write_str("queue depth reached"),
             ClientError::DuplicateId(id) => write!(f, "request id {id} already in flight"),
-            ClientError::BadSegment => {
-                f.write_str("segment outside the data region, empty, or not whole blocks")
-            }
+            ClientError::BadSegment => f.write_str("segment outside the data region, empty, or not whole blocks"),
             ClientError::UnknownResponse(id) => {
                 write!(f, "response for id {id}, which is not in flight")
             }
             ClientError::BadStatus { id, status } => {
                 write!(f, "response for id {id} has unknown status {status}")
             }
-            ClientError::BadLength { id, bytes } => write!(
-                f,
-                "response for id {id} claims {bytes} bytes, more than asked"
-            ),
+            ClientError::BadLength { id, bytes } => {
+                write!(f, "response for id {id} claims {bytes} bytes, more than asked")
+            }
         }
     }
 }
@@ -225,20 +221,13 @@ impl<M: SharedMemory + Clone> Client<M> {
 
     /// Submits a read of the blocks from `block` on into `segs`.
     pub fn read(&mut self, id: u32, block: u64, segs: &[Segment]) -> Result<(), ClientError> {
-        let req =
-            RequestDesc::with_segments(id, Op::Read, block, segs).ok_or(ClientError::BadSegment)?;
+        let req = RequestDesc::with_segments(id, Op::Read, block, segs).ok_or(ClientError::BadSegment)?;
         self.submit(&req)
     }
 
     /// Submits a write of `segs` to the blocks from `block` on (`fua`: complete only
     /// once durable).
-    pub fn write(
-        &mut self,
-        id: u32,
-        block: u64,
-        segs: &[Segment],
-        fua: bool,
-    ) -> Result<(), ClientError> {
+    pub fn write(&mut self, id: u32, block: u64, segs: &[Segment], fua: bool) -> Result<(), ClientError> {
         let op = if fua { Op::WriteFua } else { Op::Write };
         let req = RequestDesc::with_segments(id, op, block, segs).ok_or(ClientError::BadSegment)?;
         self.submit(&req)
@@ -255,11 +244,7 @@ impl<M: SharedMemory + Clone> Client<M> {
         let Some(r) = self.responses.pop()? else {
             return Ok(None);
         };
-        let Some(slot) = self
-            .in_flight
-            .iter()
-            .position(|f| f.is_some_and(|f| f.id == r.id))
-        else {
+        let Some(slot) = self.in_flight.iter().position(|f| f.is_some_and(|f| f.id == r.id)) else {
             return Err(ClientError::UnknownResponse(r.id));
         };
         let asked = self.in_flight[slot].map_or(0, |f| f.bytes);

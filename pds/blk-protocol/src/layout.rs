@@ -16,9 +16,7 @@ pub const MAX_QUEUE_DEPTH: u32 = 64;
 pub const MAX_REQUEST_BYTES: u64 = 4 << 20;
 
 /// One piece of a request's data: `len` bytes at `offset` in the client's data region.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct Segment {
     /// Byte offset in the client's data region.
@@ -46,9 +44,7 @@ pub struct RequestDesc {
 }
 
 /// A response (server → client), 16 bytes.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct ResponseDesc {
     /// The request's id.
@@ -234,16 +230,8 @@ impl Info {
         mem.store_u32(o::GENERATION, self.generation, Ordering::Relaxed)?;
         mem.store_u32(o::BLOCK_SIZE, self.block_size, Ordering::Relaxed)?;
         mem.store_u32(o::FLAGS, u32::from(self.read_only), Ordering::Relaxed)?;
-        mem.store_u32(
-            o::CAPACITY_LO,
-            self.capacity_blocks as u32,
-            Ordering::Relaxed,
-        )?;
-        mem.store_u32(
-            o::CAPACITY_HI,
-            (self.capacity_blocks >> 32) as u32,
-            Ordering::Relaxed,
-        )?;
+        mem.store_u32(o::CAPACITY_LO, self.capacity_blocks as u32, Ordering::Relaxed)?;
+        mem.store_u32(o::CAPACITY_HI, (self.capacity_blocks >> 32) as u32, Ordering::Relaxed)?;
         mem.store_u32(o::QUEUE_DEPTH, self.queue_depth, Ordering::Relaxed)?;
         mem.store_u32(o::MAX_SEGMENTS, self.max_segments, Ordering::Relaxed)?;
         mem.store_u32(o::RING_CAPACITY, ring_capacity, Ordering::Relaxed)?;
@@ -292,8 +280,7 @@ impl Info {
             generation: load(o::GENERATION)?,
             block_size,
             read_only: load(o::FLAGS)? & 1 != 0,
-            capacity_blocks: u64::from(load(o::CAPACITY_LO)?)
-                | (u64::from(load(o::CAPACITY_HI)?) << 32),
+            capacity_blocks: u64::from(load(o::CAPACITY_LO)?) | (u64::from(load(o::CAPACITY_HI)?) << 32),
             queue_depth,
             max_segments,
         };
@@ -350,15 +337,11 @@ impl ControlLayout {
             Err(e) => return Err(e),
         };
         let responses_at = requests.end().next_multiple_of(PAGE);
-        let responses =
-            match RingLayout::for_descriptor::<ResponseDesc>(responses_at, ring_capacity) {
-                Ok(r) => r,
-                Err(e) => return Err(e),
-            };
-        Ok(ControlLayout {
-            requests,
-            responses,
-        })
+        let responses = match RingLayout::for_descriptor::<ResponseDesc>(responses_at, ring_capacity) {
+            Ok(r) => r,
+            Err(e) => return Err(e),
+        };
+        Ok(ControlLayout { requests, responses })
     }
 
     /// Bytes the control region needs (a whole number of pages).

@@ -21,7 +21,7 @@ pub mod server;
 
 pub use client::{Client, ClientError, Completion};
 pub use layout::{
-    ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, BLOCK_SIZE,
-    MAX_QUEUE_DEPTH, MAX_REQUEST_BYTES, MAX_SEGMENTS,
+    ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, BLOCK_SIZE, MAX_QUEUE_DEPTH,
+    MAX_REQUEST_BYTES, MAX_SEGMENTS,
 };
 pub use server::{Request, Server, ServerConfig, ServerError, ServerStats};

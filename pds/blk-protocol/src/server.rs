@@ -6,8 +6,8 @@ use core::fmt;
 use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, SharedMemory};
 
 use crate::layout::{
-    ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, BLOCK_SIZE,
-    MAX_QUEUE_DEPTH, MAX_REQUEST_BYTES, MAX_SEGMENTS,
+    ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, BLOCK_SIZE, MAX_QUEUE_DEPTH,
+    MAX_REQUEST_BYTES, MAX_SEGMENTS,
 };
 
 /// What the server offers one client.
@@ -103,12 +103,7 @@ pub struct ServerStats {
 impl ServerStats {
     /// All refusals.
     pub fn refused(&self) -> u64 {
-        self.unsupported
-            + self.bad_segment
-            + self.out_of_range
-            + self.read_only
-            + self.duplicate_id
-            + self.bad_request
+        self.unsupported + self.bad_segment + self.out_of_range + self.read_only + self.duplicate_id + self.bad_request
     }
 
     fn count(&mut self, s: Status) {
@@ -141,9 +136,7 @@ impl<M: SharedMemory + Clone> Server<M> {
     /// The server's half over control region `control`, for a client whose data region
     /// is `data_size` bytes. Does not publish the info page yet ([`Self::publish`]).
     pub fn new(control: M, data_size: u64, config: ServerConfig) -> Result<Self, LayoutError> {
-        if config.queue_depth == 0
-            || config.queue_depth > config.ring_capacity
-            || config.queue_depth > MAX_QUEUE_DEPTH
+        if config.queue_depth == 0 || config.queue_depth > config.ring_capacity || config.queue_depth > MAX_QUEUE_DEPTH
         {
             return Err(LayoutError::Capacity(config.queue_depth));
         }
@@ -232,10 +225,7 @@ impl<M: SharedMemory + Clone> Server<M> {
         if self.in_flight_count >= self.config.queue_depth {
             return Ok(false);
         }
-        let room = self
-            .responses
-            .free_slots()
-            .map_err(|e| self.cut(e.into()))?;
+        let room = self.responses.free_slots().map_err(|e| self.cut(e.into()))?;
         // Room for a response to every request in flight plus this one.
         Ok(room > self.in_flight_count)
     }
@@ -350,17 +340,13 @@ impl<M: SharedMemory + Clone> Server<M> {
     /// After a batch of responses: whether to notify the client now.
     pub fn signal_needed(&mut self) -> Result<bool, ServerError> {
         self.check_live()?;
-        self.responses
-            .signal_needed()
-            .map_err(|e| self.cut(e.into()))
+        self.responses.signal_needed().map_err(|e| self.cut(e.into()))
     }
 
     /// Before waiting: asks the client for a notification on its next request; `false`
     /// if requests arrived meanwhile (serve them first).
     pub fn request_signal(&mut self) -> Result<bool, ServerError> {
         self.check_live()?;
-        self.requests
-            .request_signal()
-            .map_err(|e| self.cut(e.into()))
+        self.requests.request_signal().map_err(|e| self.cut(e.into()))
     }
 }

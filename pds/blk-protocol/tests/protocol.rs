@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use vcpos_blk_protocol::layout::{info_offsets, InfoError};
 use vcpos_blk_protocol::server::ServerError;
 use vcpos_blk_protocol::{
-    Client, ClientError, Completion, ControlLayout, Op, RequestDesc, ResponseDesc, Segment, Server,
-    ServerConfig, Status, MAX_SEGMENTS,
+    Client, ClientError, Completion, ControlLayout, Op, RequestDesc, ResponseDesc, Segment, Server, ServerConfig,
+    Status, MAX_SEGMENTS,
 };
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{Consumer, Producer, QueueError, SharedMemory, PRODUCER_INDEX_OFFSET};
@@ -62,29 +62,16 @@ fn responses(mem: &FakeMemory) -> Consumer<FakeMemory, ResponseDesc> {
 fn read_write_flush_round_trip_out_of_order() {
     let (_mem, mut server, mut client) = pair(config());
     client
-        .write(
-            1,
-            10,
-            &[Segment::new(0, 512), Segment::new(4096, 1024)],
-            false,
-        )
+        .write(1, 10, &[Segment::new(0, 512), Segment::new(4096, 1024)], false)
         .unwrap();
     client.read(2, 10, &[Segment::new(8192, 1536)]).unwrap();
     client.flush(3).unwrap();
-    client
-        .write(4, 999, &[Segment::new(DATA - 512, 512)], true)
-        .unwrap();
+    client.write(4, 999, &[Segment::new(DATA - 512, 512)], true).unwrap();
     assert!(client.signal_needed().is_ok());
 
     let w = server.next_request().unwrap().unwrap();
-    assert_eq!(
-        (w.id, w.op, w.block, w.bytes, w.blocks()),
-        (1, Op::Write, 10, 1536, 3)
-    );
-    assert_eq!(
-        w.segments(),
-        &[Segment::new(0, 512), Segment::new(4096, 1024)]
-    );
+    assert_eq!((w.id, w.op, w.block, w.bytes, w.blocks()), (1, Op::Write, 10, 1536, 3));
+    assert_eq!(w.segments(), &[Segment::new(0, 512), Segment::new(4096, 1024)]);
     let r = server.next_request().unwrap().unwrap();
     assert_eq!((r.id, r.op, r.bytes), (2, Op::Read, 1536));
     let f = server.next_request().unwrap().unwrap();
@@ -99,10 +86,7 @@ fn read_write_flush_round_trip_out_of_order() {
     server.complete(1, Status::Ok, 1536).unwrap();
     server.complete(4, Status::Ok, 512).unwrap();
     server.complete(2, Status::IoError, 0).unwrap();
-    assert_eq!(
-        server.complete(2, Status::Ok, 0),
-        Err(ServerError::NotInFlight(2))
-    );
+    assert_eq!(server.complete(2, Status::Ok, 0), Err(ServerError::NotInFlight(2)));
     let got: Vec<Completion> = std::iter::from_fn(|| client.poll().unwrap()).collect();
     assert_eq!(
         got,
@@ -216,12 +200,7 @@ fn server_refuses_bad_requests() {
     let mut resp = responses(&mem);
     for (d, want) in &cases {
         let r = resp.pop().unwrap().expect("an error response");
-        assert_eq!(
-            (r.id, r.status, r.bytes),
-            (d.id, *want as u32, 0),
-            "request {}",
-            d.id
-        );
+        assert_eq!((r.id, r.status, r.bytes), (d.id, *want as u32, 0), "request {}", d.id);
     }
     assert_eq!(server.stats().refused(), cases.len() as u64);
     assert_eq!(server.stats().accepted, 1);
@@ -275,10 +254,8 @@ fn unread_responses_stop_intake() {
     let mut served = 0;
     for round in 0..4u32 {
         for i in 0..RING {
-            let _ = raw.push(
-                &RequestDesc::with_segments(round * 100 + i, Op::Read, 0, &[Segment::new(0, 512)])
-                    .unwrap(),
-            );
+            let _ =
+                raw.push(&RequestDesc::with_segments(round * 100 + i, Op::Read, 0, &[Segment::new(0, 512)]).unwrap());
         }
         while let Some(r) = server.next_request().unwrap() {
             server.complete(r.id, Status::Ok, 512).unwrap();
@@ -311,10 +288,7 @@ fn client_side_checks() {
         client.read(1, 0, &[Segment::new(DATA, 512)]),
         Err(ClientError::BadSegment)
     );
-    assert_eq!(
-        client.read(1, 0, &[Segment::new(0, 3)]),
-        Err(ClientError::BadSegment)
-    );
+    assert_eq!(client.read(1, 0, &[Segment::new(0, 3)]), Err(ClientError::BadSegment));
     assert_eq!(
         client.read(1, 0, &[Segment::new(0, 512); MAX_SEGMENTS + 1]),
         Err(ClientError::BadSegment)
@@ -356,16 +330,10 @@ fn hostile_server_responses() {
         "duplicate completion"
     );
     raw.push(&resp(2, 0, 4096)).unwrap();
-    assert_eq!(
-        client.poll(),
-        Err(ClientError::BadLength { id: 2, bytes: 4096 })
-    );
+    assert_eq!(client.poll(), Err(ClientError::BadLength { id: 2, bytes: 4096 }));
     client.read(3, 0, &[Segment::new(0, 512)]).unwrap();
     raw.push(&resp(3, 42, 0)).unwrap();
-    assert_eq!(
-        client.poll(),
-        Err(ClientError::BadStatus { id: 3, status: 42 })
-    );
+    assert_eq!(client.poll(), Err(ClientError::BadStatus { id: 3, status: 42 }));
     assert_eq!(client.in_flight(), 0);
     // A corrupt response index is a queue error, not a panic.
     let base = ControlLayout::new(RING).unwrap().responses.base();
@@ -403,10 +371,7 @@ fn info_page_checks() {
         .unwrap();
     assert!(matches!(
         client.connect(),
-        Err(ClientError::Info(InfoError::Field {
-            name: "block_size",
-            ..
-        }))
+        Err(ClientError::Info(InfoError::Field { name: "block_size", .. }))
     ));
     // A region too small is a construction error.
     assert!(Server::new(FakeMemory::new(0x1000), DATA, config()).is_err());
@@ -434,10 +399,7 @@ fn hostile_client_random_memory() {
     for seed in 1..=300u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let read_only = seed % 2 == 0;
-        let cfg = ServerConfig {
-            read_only,
-            ..config()
-        };
+        let cfg = ServerConfig { read_only, ..config() };
         let mem = control();
         let mut server = Server::new(mem.clone(), DATA, cfg).unwrap();
         server.publish(1).unwrap();
@@ -458,17 +420,13 @@ fn hostile_client_random_memory() {
                                 .wrapping_sub(40),
                         )
                     } else {
-                        (
-                            (rng.next() as usize % (layout.size() / 4)) * 4,
-                            rng.next() as u32,
-                        )
+                        ((rng.next() as usize % (layout.size() / 4)) * 4, rng.next() as u32)
                     };
                     mem.store_u32(off, value, Ordering::Relaxed).unwrap();
                 }
                 1..=4 => {
                     // A plausible-looking request, with random fields now and then.
-                    let mut d =
-                        RequestDesc::new((rng.next() % 16) as u32, Op::Read, rng.next() % 1100);
+                    let mut d = RequestDesc::new((rng.next() % 16) as u32, Op::Read, rng.next() % 1100);
                     d.op = (rng.next() % 5) as u16;
                     d.nsegs = if rng.next().is_multiple_of(8) {
                         (rng.next() % 18) as u16
@@ -495,9 +453,7 @@ fn hostile_client_random_memory() {
                     let _ = raw.push(&zerocopy::FromBytes::read_from_bytes(&bytes[..]).unwrap());
                 }
                 _ => {
-                    if let Some(i) =
-                        (!in_flight.is_empty()).then(|| rng.next() as usize % in_flight.len())
-                    {
+                    if let Some(i) = (!in_flight.is_empty()).then(|| rng.next() as usize % in_flight.len()) {
                         let id = in_flight.swap_remove(i);
                         let _ = server.complete(id, Status::Ok, 0);
                     }
@@ -518,15 +474,9 @@ fn hostile_client_random_memory() {
                     );
                     let mut total = 0u64;
                     for s in r.segments() {
+                        assert!(s.len > 0 && s.len % 512 == 0, "seed {seed}: bad length {}", s.len);
                         assert!(
-                            s.len > 0 && s.len % 512 == 0,
-                            "seed {seed}: bad length {}",
-                            s.len
-                        );
-                        assert!(
-                            s.offset
-                                .checked_add(u64::from(s.len))
-                                .is_some_and(|e| e <= DATA),
+                            s.offset.checked_add(u64::from(s.len)).is_some_and(|e| e <= DATA),
                             "seed {seed}: {s:?}"
                         );
                         total += u64::from(s.len);
@@ -545,9 +495,7 @@ fn hostile_client_random_memory() {
         accepted += server.stats().accepted;
         refused += server.stats().refused();
     }
-    eprintln!(
-        "hostile client: {accepted} requests accepted, {refused} refused, {cut} of 300 cut off"
-    );
+    eprintln!("hostile client: {accepted} requests accepted, {refused} refused, {cut} of 300 cut off");
     // The run exercised both paths (otherwise it proves nothing).
     assert!(
         accepted > 500 && refused > 1000 && cut > 10,
@@ -574,12 +522,8 @@ fn hostile_server_random_memory() {
             match rng.next() % 4 {
                 0 => {
                     let off = layout.responses.base()
-                        + (rng.next() as usize
-                            % (layout.responses.end() - layout.responses.base())
-                            / 4)
-                            * 4;
-                    mem.store_u32(off, rng.next() as u32, Ordering::Relaxed)
-                        .unwrap();
+                        + (rng.next() as usize % (layout.responses.end() - layout.responses.base()) / 4) * 4;
+                    mem.store_u32(off, rng.next() as u32, Ordering::Relaxed).unwrap();
                 }
                 _ => {
                     let id = if rng.next().is_multiple_of(2) && !mine.is_empty() {
@@ -597,9 +541,10 @@ fn hostile_server_random_memory() {
             }
             match client.poll() {
                 Ok(Some(c)) => {
-                    let i = mine.iter().position(|&m| m == c.id).unwrap_or_else(|| {
-                        panic!("seed {seed}: completion for {} not in flight", c.id)
-                    });
+                    let i = mine
+                        .iter()
+                        .position(|&m| m == c.id)
+                        .unwrap_or_else(|| panic!("seed {seed}: completion for {} not in flight", c.id));
                     mine.swap_remove(i);
                     assert!(c.bytes <= 512);
                 }

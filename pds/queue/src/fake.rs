@@ -17,9 +17,7 @@ impl FakeMemory {
     /// A zeroed region of `size` bytes, rounded up to a multiple of 4.
     pub fn new(size: usize) -> FakeMemory {
         let words: Vec<AtomicU32> = (0..size.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
-        FakeMemory {
-            words: words.into(),
-        }
+        FakeMemory { words: words.into() }
     }
 
     fn byte(&self, offset: usize) -> u8 {
@@ -54,11 +52,7 @@ impl SharedMemory for FakeMemory {
         self.check(offset, dst.len())?;
         if offset.is_multiple_of(4) && dst.len().is_multiple_of(4) {
             for (i, chunk) in dst.chunks_exact_mut(4).enumerate() {
-                chunk.copy_from_slice(
-                    &self.words[offset / 4 + i]
-                        .load(Ordering::Relaxed)
-                        .to_le_bytes(),
-                );
+                chunk.copy_from_slice(&self.words[offset / 4 + i].load(Ordering::Relaxed).to_le_bytes());
             }
         } else {
             for (i, b) in dst.iter_mut().enumerate() {

@@ -30,6 +30,6 @@ mod ring;
 
 pub use memory::{OutOfBounds, SharedMemory};
 pub use ring::{
-    Consumer, Descriptor, LayoutError, Producer, PushError, QueueError, RingLayout,
-    CONSUMER_INDEX_OFFSET, PRODUCER_INDEX_OFFSET, SIGNAL_FLAG_OFFSET, SLOTS_OFFSET,
+    Consumer, Descriptor, LayoutError, Producer, PushError, QueueError, RingLayout, CONSUMER_INDEX_OFFSET,
+    PRODUCER_INDEX_OFFSET, SIGNAL_FLAG_OFFSET, SLOTS_OFFSET,
 };

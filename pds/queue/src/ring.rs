@@ -68,11 +68,7 @@ impl fmt::Display for LayoutError {
 
 impl RingLayout {
     /// A ring at `base` (64-byte aligned) with `capacity` slots of `slot_size` bytes.
-    pub const fn new(
-        base: usize,
-        capacity: u32,
-        slot_size: usize,
-    ) -> Result<RingLayout, LayoutError> {
+    pub const fn new(base: usize, capacity: u32, slot_size: usize) -> Result<RingLayout, LayoutError> {
         if capacity == 0 || !capacity.is_power_of_two() || capacity > 1 << 31 {
             return Err(LayoutError::Capacity(capacity));
         }
@@ -90,10 +86,7 @@ impl RingLayout {
     }
 
     /// A ring of descriptors `D` (slot size = `size_of::<D>()`).
-    pub const fn for_descriptor<D: Descriptor>(
-        base: usize,
-        capacity: u32,
-    ) -> Result<RingLayout, LayoutError> {
+    pub const fn for_descriptor<D: Descriptor>(base: usize, capacity: u32) -> Result<RingLayout, LayoutError> {
         RingLayout::new(base, capacity, core::mem::size_of::<D>())
     }
 
@@ -166,7 +159,12 @@ pub enum QueueError {
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            QueueError::IndexJump { which, seen, previous, capacity } => write!(
+            QueueError::IndexJump {
+                which,
+                seen,
+                previous,
+                capacity,
+            } => write!(
                 f,
                 "peer's {which} index jumped to {seen} (previous {previous}, capacity {capacity}): ring cut off"
             ),
@@ -233,13 +231,7 @@ pub struct Consumer<M, D> {
 
 /// Checks a peer index: `seen` must be at most `capacity` ahead of `lower` and must
 /// not be behind `previous` (nor more than `capacity` ahead of it).
-fn check_index(
-    which: &'static str,
-    seen: u32,
-    lower: u32,
-    previous: u32,
-    capacity: u32,
-) -> Result<u32, QueueError> {
+fn check_index(which: &'static str, seen: u32, lower: u32, previous: u32, capacity: u32) -> Result<u32, QueueError> {
     let jump = QueueError::IndexJump {
         which,
         seen,
@@ -335,11 +327,10 @@ impl<M: SharedMemory, D: Descriptor> Producer<M, D> {
             return Err(PushError::Queue(e.into()));
         }
         self.tail = self.tail.wrapping_add(1);
-        if let Err(e) = self.mem.store_u32(
-            self.layout.base + PRODUCER_INDEX_OFFSET,
-            self.tail,
-            Ordering::Release,
-        ) {
+        if let Err(e) = self
+            .mem
+            .store_u32(self.layout.base + PRODUCER_INDEX_OFFSET, self.tail, Ordering::Release)
+        {
             self.broken = true;
             return Err(PushError::Queue(e.into()));
         }
@@ -424,13 +415,7 @@ impl<M: SharedMemory, D: Descriptor> Consumer<M, D> {
             Ok(t) => t,
             Err(e) => return self.fail(e.into()),
         };
-        match check_index(
-            "producer",
-            tail,
-            self.head,
-            self.tail_seen,
-            self.layout.capacity,
-        ) {
+        match check_index("producer", tail, self.head, self.tail_seen, self.layout.capacity) {
             Ok(n) => {
                 self.tail_seen = tail;
                 Ok(n)
@@ -451,11 +436,10 @@ impl<M: SharedMemory, D: Descriptor> Consumer<M, D> {
             return self.fail(e.into());
         }
         self.head = self.head.wrapping_add(1);
-        if let Err(e) = self.mem.store_u32(
-            self.layout.base + CONSUMER_INDEX_OFFSET,
-            self.head,
-            Ordering::Release,
-        ) {
+        if let Err(e) = self
+            .mem
+            .store_u32(self.layout.base + CONSUMER_INDEX_OFFSET, self.head, Ordering::Release)
+        {
             return self.fail(e.into());
         }
         Ok(Some(d))
@@ -487,9 +471,9 @@ impl<M: SharedMemory, D: Descriptor> Consumer<M, D> {
         if self.broken {
             return Err(QueueError::CutOff);
         }
-        if let Err(e) =
-            self.mem
-                .store_u32(self.layout.base + SIGNAL_FLAG_OFFSET, 0, Ordering::Relaxed)
+        if let Err(e) = self
+            .mem
+            .store_u32(self.layout.base + SIGNAL_FLAG_OFFSET, 0, Ordering::Relaxed)
         {
             return self.fail(e.into());
         }
@@ -521,9 +505,6 @@ mod tests {
         // Backwards.
         assert!(check_index("producer", 11, 10, 12, 4).is_err());
         // Wrapping around u32::MAX is normal.
-        assert_eq!(
-            check_index("producer", 1, u32::MAX - 1, u32::MAX - 1, 4),
-            Ok(3)
-        );
+        assert_eq!(check_index("producer", 1, u32::MAX - 1, u32::MAX - 1, 4), Ok(3));
     }
 }

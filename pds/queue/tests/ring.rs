@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{
-    Consumer, Producer, PushError, QueueError, RingLayout, SharedMemory, CONSUMER_INDEX_OFFSET,
-    PRODUCER_INDEX_OFFSET, SIGNAL_FLAG_OFFSET,
+    Consumer, Producer, PushError, QueueError, RingLayout, SharedMemory, CONSUMER_INDEX_OFFSET, PRODUCER_INDEX_OFFSET,
+    SIGNAL_FLAG_OFFSET,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -127,11 +127,7 @@ fn run_pair(count: u64, capacity: u32) -> (u64, u64) {
 #[test]
 fn two_threads_million_items() {
     // Sized to run in a few seconds in a debug build on a loaded 2-core machine.
-    let count = if cfg!(debug_assertions) {
-        2_000_000
-    } else {
-        5_000_000
-    };
+    let count = if cfg!(debug_assertions) { 2_000_000 } else { 5_000_000 };
     let start = Instant::now();
     let (requests, signals) = run_pair(count, 64);
     eprintln!(
@@ -163,16 +159,8 @@ fn indices_wrap_around_u32() {
         p.push(&item(i)).unwrap();
         assert_eq!(c.pop().unwrap(), Some(item(i)));
     }
-    assert_eq!(
-        mem.load_u32(PRODUCER_INDEX_OFFSET, Ordering::Relaxed)
-            .unwrap(),
-        1000
-    );
-    assert_eq!(
-        mem.load_u32(CONSUMER_INDEX_OFFSET, Ordering::Relaxed)
-            .unwrap(),
-        1000
-    );
+    assert_eq!(mem.load_u32(PRODUCER_INDEX_OFFSET, Ordering::Relaxed).unwrap(), 1000);
+    assert_eq!(mem.load_u32(CONSUMER_INDEX_OFFSET, Ordering::Relaxed).unwrap(), 1000);
 }
 
 #[test]
@@ -219,8 +207,7 @@ fn producer_index_backwards_cuts_off() {
     }
     assert_eq!(c.pop().unwrap(), Some(item(0)));
     // The producer claims 2 published instead of 3: slot 1 would be read twice later.
-    mem.store_u32(PRODUCER_INDEX_OFFSET, 2, Ordering::Release)
-        .unwrap();
+    mem.store_u32(PRODUCER_INDEX_OFFSET, 2, Ordering::Release).unwrap();
     assert!(matches!(c.pop(), Err(QueueError::IndexJump { .. })));
 }
 
@@ -231,14 +218,10 @@ fn consumer_index_jumps_cut_off() {
     let mem = FakeMemory::new(layout.end());
     let mut p = Producer::<_, Item>::new(mem.clone(), layout).unwrap();
     p.push(&item(0)).unwrap();
-    mem.store_u32(CONSUMER_INDEX_OFFSET, 2, Ordering::Release)
-        .unwrap();
+    mem.store_u32(CONSUMER_INDEX_OFFSET, 2, Ordering::Release).unwrap();
     assert!(matches!(
         p.push(&item(1)),
-        Err(PushError::Queue(QueueError::IndexJump {
-            which: "consumer",
-            ..
-        }))
+        Err(PushError::Queue(QueueError::IndexJump { which: "consumer", .. }))
     ));
     assert_eq!(p.free_slots(), Err(QueueError::CutOff));
     // Backwards.
@@ -247,11 +230,9 @@ fn consumer_index_jumps_cut_off() {
     for i in 0..4 {
         p.push(&item(i)).unwrap();
     }
-    mem.store_u32(CONSUMER_INDEX_OFFSET, 3, Ordering::Release)
-        .unwrap();
+    mem.store_u32(CONSUMER_INDEX_OFFSET, 3, Ordering::Release).unwrap();
     assert_eq!(p.free_slots(), Ok(7));
-    mem.store_u32(CONSUMER_INDEX_OFFSET, 1, Ordering::Release)
-        .unwrap();
+    mem.store_u32(CONSUMER_INDEX_OFFSET, 1, Ordering::Release).unwrap();
     assert!(p.free_slots().is_err());
 }
 
@@ -266,10 +247,7 @@ fn signal_protocol_single_thread() {
     assert!(!p.signal_needed().unwrap());
     // Asking with an item waiting withdraws the request and says "don't sleep".
     assert!(!c.request_signal().unwrap());
-    assert_eq!(
-        mem.load_u32(SIGNAL_FLAG_OFFSET, Ordering::Relaxed).unwrap(),
-        0
-    );
+    assert_eq!(mem.load_u32(SIGNAL_FLAG_OFFSET, Ordering::Relaxed).unwrap(), 0);
     c.pop().unwrap();
     // Empty: the request stands, the next publication signals once.
     assert!(c.request_signal().unwrap());
@@ -313,9 +291,7 @@ fn hostile_producer_random_memory() {
                 word
             };
             mem.store_u32(target, value, Ordering::Release).unwrap();
-            let tail = mem
-                .load_u32(PRODUCER_INDEX_OFFSET, Ordering::Acquire)
-                .unwrap();
+            let tail = mem.load_u32(PRODUCER_INDEX_OFFSET, Ordering::Acquire).unwrap();
             match c.pop() {
                 Ok(Some(_)) => {
                     popped += 1;
@@ -325,10 +301,7 @@ fn hostile_producer_random_memory() {
                         "seed {seed}: popped with producer index {tail}"
                     );
                 }
-                Ok(None) => assert_eq!(
-                    tail, popped,
-                    "seed {seed}: nothing popped though {tail} != {popped}"
-                ),
+                Ok(None) => assert_eq!(tail, popped, "seed {seed}: nothing popped though {tail} != {popped}"),
                 Err(QueueError::IndexJump { .. }) | Err(QueueError::CutOff) => {
                     assert!(c.is_cut_off());
                     break;
@@ -353,17 +326,13 @@ fn hostile_consumer_random_memory() {
         for _ in 0..500 {
             let word = (rng.next() as usize % (layout.end() / 4)) * 4;
             if word != PRODUCER_INDEX_OFFSET {
-                mem.store_u32(word, rng.next() as u32, Ordering::Release)
-                    .unwrap();
+                mem.store_u32(word, rng.next() as u32, Ordering::Release).unwrap();
             }
             if rng.next().is_multiple_of(2) {
                 let value = pushed.wrapping_sub((rng.next() % 12) as u32);
-                mem.store_u32(CONSUMER_INDEX_OFFSET, value, Ordering::Release)
-                    .unwrap();
+                mem.store_u32(CONSUMER_INDEX_OFFSET, value, Ordering::Release).unwrap();
             }
-            let head = mem
-                .load_u32(CONSUMER_INDEX_OFFSET, Ordering::Acquire)
-                .unwrap();
+            let head = mem.load_u32(CONSUMER_INDEX_OFFSET, Ordering::Acquire).unwrap();
             match p.push(&item(u64::from(pushed))) {
                 Ok(()) => {
                     assert!(
@@ -373,8 +342,9 @@ fn hostile_consumer_random_memory() {
                     pushed += 1;
                 }
                 Err(PushError::Full) => assert_eq!(pushed.wrapping_sub(head), 8),
-                Err(PushError::Queue(QueueError::IndexJump { .. }))
-                | Err(PushError::Queue(QueueError::CutOff)) => break,
+                Err(PushError::Queue(QueueError::IndexJump { .. })) | Err(PushError::Queue(QueueError::CutOff)) => {
+                    break
+                }
                 Err(e) => panic!("seed {seed}: unexpected {e}"),
             }
             let _ = p.signal_needed();
