@@ -97,6 +97,38 @@ impl Sut {
         }
     }
 
+    /// What the guest's console lines start with in this system's serial output
+    /// (nothing directly on QEMU; on vcpos the VMM puts
+    /// `vcpos_abi::console::GUEST_LINE_PREFIX` before each).
+    pub fn guest_line_prefix(&self) -> &'static str {
+        match self {
+            Sut::Direct { .. } => "",
+        }
+    }
+
+    /// The guest's console lines in `output`, without [`Sut::guest_line_prefix`] (other
+    /// lines are left out), trimmed.
+    pub fn guest_lines<'o>(&self, output: &'o str) -> impl Iterator<Item = &'o str> + 'o {
+        let prefix = self.guest_line_prefix();
+        output.lines().filter_map(move |l| l.strip_prefix(prefix)).map(str::trim)
+    }
+
+    /// A step that waits for the guest console line `text`.
+    pub fn guest_line(&self, text: &str) -> Step {
+        Step::wait_line(format!("{}{text}", self.guest_line_prefix()))
+    }
+
+    /// At the prompt, types `command` so that it prints the line `<tag>-ok-42` if it
+    /// succeeds and `TEST FAIL: <tag>` (a stop marker) if not; then waits for the ok
+    /// line. Neither line is in the echo of what was typed (`42` is computed by the
+    /// guest's shell, and the failure text is split by quotes).
+    pub fn checked(&self, command: &str, tag: &str) -> [Step; 2] {
+        [
+            linux::command(&format!("{command} && echo {tag}-ok-$((6*7)) || echo \"TEST FAIL\"\": {tag}\"")),
+            self.guest_line(&format!("{tag}-ok-42")),
+        ]
+    }
+
     /// The command that boots the guest with `disk` as `/dev/vda` and `append`
     /// added to the kernel command line.
     pub fn command(&self, disk: &Path, append: &str) -> Result<Command, String> {
@@ -145,17 +177,6 @@ fn append_kernel_args(args: &mut [OsString], extra: &str) -> Result<(), String> 
     value.push(" ");
     value.push(extra);
     Ok(())
-}
-
-/// At the prompt, types `command` so that it prints the line `<tag>-ok-42` if it
-/// succeeds and `TEST FAIL: <tag>` (a stop marker) if not; then waits for the ok line.
-/// Neither line is in the echo of what was typed (`42` is computed by the guest's
-/// shell, and the failure text is split by quotes).
-pub fn checked(command: &str, tag: &str) -> [Step; 2] {
-    [
-        linux::command(&format!("{command} && echo {tag}-ok-$((6*7)) || echo \"TEST FAIL\"\": {tag}\"")),
-        Step::wait_line(format!("{tag}-ok-42")),
-    ]
 }
 
 /// A scratch disk image path for `label` in this process's directory under
@@ -447,11 +468,14 @@ mod tests {
 
     #[test]
     fn checked_steps_print_markers_the_echo_does_not_hold() {
-        let [typed, wait] = checked("mkfs.ext4 -q /dev/vda", "mkfs");
+        let sut = Sut::direct();
+        let [typed, wait] = sut.checked("mkfs.ext4 -q /dev/vda", "mkfs");
         assert_eq!(wait, Step::wait_line("mkfs-ok-42"));
         let sent = String::from_utf8(typed.send.clone()).unwrap();
         assert!(!sent.contains("mkfs-ok-42") && !sent.contains("TEST FAIL: "), "{sent}");
         assert!(sent.starts_with("mkfs.ext4 -q /dev/vda && ") && sent.ends_with('\r'), "{sent}");
+        let lines: Vec<&str> = sut.guest_lines("a \r\n b\n").collect();
+        assert_eq!(lines, ["a", "b"]);
     }
 
     #[test]

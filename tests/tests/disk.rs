@@ -10,8 +10,8 @@ use std::path::Path;
 
 use vcpos_guest_bench::blk::check_pattern;
 use vcpos_tests::disk::{
-    assert_done, checked, create_disk, fail, host_sha256, scratch_disk, Sut, BLK_COMMAND, DISK_MIB, MOUNTED,
-    NO_FILE_SYSTEM, NO_MOUNT,
+    assert_done, create_disk, fail, host_sha256, scratch_disk, Sut, BLK_COMMAND, DISK_MIB, MOUNTED, NO_FILE_SYSTEM,
+    NO_MOUNT,
 };
 use vcpos_tests::linux::{self, command, until_ready, LINUX_TIMEOUT, PROMPT};
 use vcpos_tool::runner::Step;
@@ -39,31 +39,31 @@ fn ext4_round_trip(sut: &Sut, label: &str) {
     let timeout = linux::timeout(LINUX_TIMEOUT, 1);
     let same = "[ \"$(cat /mnt/f1 /mnt/f2 /mnt/f3 | md5sum)\" = \"$(cat /mnt/sum)\" ]";
     let mut script = until_ready();
-    script.extend(checked("mkfs.ext4 -F -q /dev/vda", "mkfs"));
-    script.extend(checked("mount -t ext4 /dev/vda /mnt", "mount"));
-    script.extend(checked(
+    script.extend(sut.checked("mkfs.ext4 -F -q /dev/vda", "mkfs"));
+    script.extend(sut.checked("mount -t ext4 /dev/vda /mnt", "mount"));
+    script.extend(sut.checked(
         "for i in 1 2 3; do dd if=/dev/urandom of=/mnt/f$i bs=64k count=$((i*5)) 2>/dev/null || break; done \
          && cat /mnt/f1 /mnt/f2 /mnt/f3 | md5sum >/mnt/sum && sync",
         "write",
     ));
-    script.extend(checked("umount /mnt", "umount"));
-    script.extend(checked("e2fsck -f -n /dev/vda", "fsck"));
-    script.extend(checked(&format!("mount -t ext4 /dev/vda /mnt && {same} && umount /mnt"), "reread"));
+    script.extend(sut.checked("umount /mnt", "umount"));
+    script.extend(sut.checked("e2fsck -f -n /dev/vda", "fsck"));
+    script.extend(sut.checked(&format!("mount -t ext4 /dev/vda /mnt && {same} && umount /mnt"), "reread"));
     script.push(Step::wait_text(PROMPT));
     let c = sut.run(&disk, "", script.clone(), timeout).unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_done(label, &c, &script);
     if !c.output.contains(NO_FILE_SYSTEM) {
         fail(label, "/init did not report the blank disk as having no file system", &c, &script);
     }
-    if !c.output.lines().any(|l| l.starts_with("/dev/vda: ") && l.contains(" files (")) {
+    if !sut.guest_lines(&c.output).any(|l| l.starts_with("/dev/vda: ") && l.contains(" files (")) {
         fail(label, "e2fsck printed no summary of /dev/vda", &c, &script);
     }
     assert_eq!(read_host(&disk, EXT_MAGIC_OFFSET, 2), [0x53, 0xef], "the host image holds no ext4 superblock");
 
     // Second boot: /init mounts the file system; the files are as written.
     let mut again = until_ready();
-    again.extend(checked(&format!("grep -q '^/dev/vda /mnt ext4 ' /proc/mounts && {same}"), "persist"));
-    again.extend(checked("umount /mnt && e2fsck -f -n /dev/vda", "fsck2"));
+    again.extend(sut.checked(&format!("grep -q '^/dev/vda /mnt ext4 ' /proc/mounts && {same}"), "persist"));
+    again.extend(sut.checked("umount /mnt && e2fsck -f -n /dev/vda", "fsck2"));
     let c = sut.run(&disk, "", again.clone(), timeout).unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_done(label, &c, &again);
     if !c.output.contains(MOUNTED) {
@@ -87,14 +87,14 @@ fn pattern_survives_cache_drop(sut: &Sut, label: &str) {
     create_disk(&disk, DISK_MIB, false).unwrap_or_else(|e| panic!("{e}"));
     let dev = "/dev/vda";
     let mut script = until_ready();
-    script.extend(checked(&format!("{BLK_COMMAND} fill {dev} {PATTERN_MIB} {SEED}"), "fill"));
-    script.extend(checked("sync && echo 3 > /proc/sys/vm/drop_caches", "drop"));
-    script.extend(checked(&format!("{BLK_COMMAND} verify {dev} {PATTERN_MIB} {SEED}"), "verify"));
+    script.extend(sut.checked(&format!("{BLK_COMMAND} fill {dev} {PATTERN_MIB} {SEED}"), "fill"));
+    script.extend(sut.checked("sync && echo 3 > /proc/sys/vm/drop_caches", "drop"));
+    script.extend(sut.checked(&format!("{BLK_COMMAND} verify {dev} {PATTERN_MIB} {SEED}"), "verify"));
     script.extend([
         command(&format!("{BLK_COMMAND} verify {dev} {PATTERN_MIB} {}", SEED + 1)),
         Step::wait_text("vcpos-mmio-bench: error: blk: data differs at byte 0x0: expected"),
     ]);
-    script.extend(checked("echo 3 > /proc/sys/vm/drop_caches", "drop2"));
+    script.extend(sut.checked("echo 3 > /proc/sys/vm/drop_caches", "drop2"));
     script.extend([
         command(&format!(
             "dd if={dev} bs=1M count={PATTERN_MIB} 2>/dev/null | sha256sum | sed \"s/^/guest-sha$((128*2)) /\""
@@ -107,10 +107,9 @@ fn pattern_survives_cache_drop(sut: &Sut, label: &str) {
     if !c.output.contains(&format!("vcpos-blk: verify ok mib={PATTERN_MIB} seed={SEED}")) {
         fail(label, "no 'vcpos-blk: verify ok' line", &c, &script);
     }
-    let guest_hash = c
-        .output
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("guest-sha256 "))
+    let guest_hash = sut
+        .guest_lines(&c.output)
+        .filter_map(|l| l.strip_prefix("guest-sha256 "))
         .filter_map(|rest| rest.split_whitespace().next())
         .find(|h| h.len() == 64)
         .unwrap_or_else(|| fail(label, "no 'guest-sha256 <hash>' line", &c, &script))
