@@ -18,7 +18,8 @@
 # (remaining arguments go to it, e.g. --runs 3 --machine virt,virtualization=on,gic-version=3).
 #
 # Needs root only to add the arm64 architecture to dpkg (once) and to install
-# cpio if missing; without root it prints the commands and exits 1.
+# cpio, xz-utils or binutils (readelf) if missing; without root it prints the
+# commands and exits 1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,7 +51,7 @@ boot_args=()
 while (($#)); do
     case "$1" in
         --boot-test) boot_test=1; shift; boot_args=("$@"); break ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
 done
