@@ -12,6 +12,7 @@
 
 pub mod baremetal;
 pub mod bench;
+pub mod disk;
 pub mod linux;
 
 use std::fmt;
