@@ -171,12 +171,14 @@ fn kernel_image() -> (u64, u64) {
 
 /// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
 /// runnable; then loads its address space, points TPIDR_EL2 at its registers and
-/// programs the timer for its budget.
+/// programs the timer for its budget (only when the deadline changed).
 fn reschedule(st: &mut State) {
     loop {
         let now = timer::now();
         let next = st.kernel.schedule(now);
-        timer::set_deadline(st.kernel.next_deadline(now));
+        if let Some(deadline) = st.kernel.arm_timer(now) {
+            timer::set_deadline(deadline);
+        }
         if next.is_some() {
             break;
         }
@@ -210,7 +212,10 @@ fn poll_interrupts(st: &mut State) {
             break;
         }
         match intid {
-            i if i as u64 == arch::board::TIMER_IRQ => timer::set_deadline(None),
+            i if i as u64 == arch::board::TIMER_IRQ => {
+                timer::set_deadline(None);
+                st.kernel.timer_fired();
+            }
             vcpu::VTIMER_PPI => {
                 gic::disable_ppi(vcpu::VTIMER_PPI);
                 if let Some(v) = st.vcpu.loaded() {
@@ -247,6 +252,7 @@ extern "C" fn vcpos_handle_lower_sync() {
 extern "C" fn vcpos_handle_lower_irq() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
+    st.kernel.note_interrupt_entry();
     poll_interrupts(st);
     reschedule(st);
 }
