@@ -23,6 +23,8 @@
 //! - Kernel errors are [`KernelError`] (`vcpos_abi::syscall::Error`), not `sel4::Error`.
 //! - [`sys`]: raw syscalls and the counter, for tests and benchmarks.
 //! - [`Vcpu`]: control of a VM's vCPUs by its VMM (libmicrokit's `microkit_vcpu_*`).
+//! - [`counters`]: the kernel's event counters of this PD, its children and vCPUs,
+//!   or (with the debug capability) any thread.
 //! - The passive-PD handshake with a monitor is not needed: the kernel makes a
 //!   passive PD passive itself.
 #![cfg_attr(not(test), no_std)]
@@ -35,6 +37,7 @@ extern crate alloc;
 extern crate std;
 
 mod channel;
+pub mod counters;
 mod defer;
 mod entry;
 mod event_loop;
