@@ -177,7 +177,7 @@ fn kernel_image() -> (u64, u64) {
 
 /// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
 /// runnable; then loads its address space, points TPIDR_EL2 at its registers and
-/// programs the timer for its budget.
+/// programs the timer for its budget (only when the deadline changed).
 fn reschedule(st: &mut State) {
     loop {
         // Before another thread can run: an SError that became pending meanwhile
@@ -185,7 +185,9 @@ fn reschedule(st: &mut State) {
         charge_pending_serror(st);
         let now = timer::now();
         let next = st.kernel.schedule(now);
-        timer::set_deadline(st.kernel.next_deadline(now));
+        if let Some(deadline) = st.kernel.arm_timer(now) {
+            timer::set_deadline(deadline);
+        }
         if next.is_some() {
             break;
         }
@@ -231,7 +233,10 @@ fn poll_interrupts(st: &mut State) {
             break;
         }
         match intid {
-            i if i as u64 == arch::board::TIMER_IRQ => timer::set_deadline(None),
+            i if i as u64 == arch::board::TIMER_IRQ => {
+                timer::set_deadline(None);
+                st.kernel.timer_fired();
+            }
             vcpu::VTIMER_PPI => {
                 gic::disable_ppi(vcpu::VTIMER_PPI);
                 if let Some(v) = st.vcpu.loaded() {
@@ -274,6 +279,7 @@ extern "C" fn vcpos_handle_lower_irq() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
     charge_pending_serror(st);
+    st.kernel.note_interrupt_entry();
     poll_interrupts(st);
     reschedule(st);
 }

@@ -350,7 +350,7 @@ mod tests {
     use super::*;
 
     fn result(name: &str, ns: u64, ticks: u64) -> BenchResult {
-        BenchResult { name: name.into(), median_ns: ns, median_ticks: ticks, iterations: 1000 }
+        BenchResult { name: name.into(), median_ns: ns, median_ticks: ticks, iterations: 1000, per_op: None }
     }
 
     fn figures(ready_ms: u64, mmio_ns: u64, ram_ns: u64) -> RunFigures {
