@@ -22,6 +22,7 @@ use core::ptr::addr_of_mut;
 
 use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
+use vcpos_abi::esr;
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
@@ -245,7 +246,7 @@ extern "C" fn vcpos_handle_lower_sync() {
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
         st.kernel.handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
-    } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
+    } else if esr::class(esr) == esr::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
         st.kernel.handle_fault(&mut st.machine, esr, far);
