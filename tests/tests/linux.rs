@@ -44,6 +44,9 @@ fn linux_boots_to_shell_and_runs_a_command() {
         guest_line("aarch64"),
         command(&format!("echo {long} | wc -c")),
         guest_line("101"),
+        // The kernel logged its boot from the first message on.
+        command("dmesg | grep -m1 'Booting Linux'"),
+        Step::wait_text("] Booting Linux on physical CPU"),
         Step::wait_text(PROMPT),
     ]);
     let t = run("linux-vm", 1, script, UNEXPECTED_RESTART);
@@ -56,6 +59,12 @@ fn linux_boots_to_shell_and_runs_a_command() {
     }
     if t.output().lines().filter(|l| l.starts_with(BOOT)).count() != 1 {
         t.fail("the guest booted more than once");
+    }
+    // No early console (one VM exit per character) was used: the kernel's messages
+    // reach the console through hvc0 once the virtio console is up (those before it
+    // are in the kernel log, which the guest shows with dmesg: checked by the script).
+    if let Some(l) = t.output().lines().find(|l| l.contains("earlycon") || l.contains("bootconsole")) {
+        t.fail(&format!("the guest used an early console: {l:?}"));
     }
     eprintln!(
         "linux-vm: ready after {:.1} s, script done after {:.1} s",
@@ -244,3 +253,4 @@ fn guest_poweroff_and_crash_restart_the_guest_while_other_pds_run() {
         t.capture.elapsed.as_secs_f64()
     );
 }
+

@@ -12,7 +12,7 @@ use vcpos_vmm_devices::image::{boot_layout, ImageHeader, HEADER_SIZE};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::vgic::Vgic;
 
-use crate::{Vmm, VmmError, BOOTARGS, VCPU};
+use crate::{Vmm, VmmError, VCPU};
 
 /// virtio-mmio `Status` register offset.
 const STATUS_REGISTER: u64 = 0x070;
@@ -31,7 +31,7 @@ impl Vmm {
             .map_err(|e| err("guest RAM too small", &e))?;
         let dtb = fdt::build(&FdtConfig {
             ram_size: self.ram.size(),
-            bootargs: BOOTARGS,
+            bootargs: fdt::GUEST_BOOTARGS,
             initrd: places.initrd,
             virtio_slots: &self.virtio.slots(),
             pl011: false,

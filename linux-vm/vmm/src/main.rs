@@ -42,8 +42,6 @@ const VCPU: Vcpu = Vcpu::new(0);
 const UART_IRQ: Channel = Channel::new(1);
 /// Size of the UART's register page (the `uart` memory region).
 const UART_REGION_SIZE: usize = 0x1000;
-/// Guest kernel command line.
-const BOOTARGS: &str = "console=hvc0 earlycon=pl011,0x9000000 panic=1 rdinit=/init";
 
 /// The VMM's state.
 pub struct Vmm {
