@@ -206,6 +206,20 @@ pub trait BlockBackend {
     fn poll(&mut self) -> Option<Completion>;
 }
 
+impl<T: BlockBackend + ?Sized> BlockBackend for alloc::boxed::Box<T> {
+    fn info(&self) -> BackendInfo {
+        (**self).info()
+    }
+
+    fn submit(&mut self, id: RequestId, op: BlockOp, sector: u64, segments: &[DataSegment]) -> Result<(), SubmitError> {
+        (**self).submit(id, op, sector, segments)
+    }
+
+    fn poll(&mut self) -> Option<Completion> {
+        (**self).poll()
+    }
+}
+
 /// A request the backend has (or will get, once it has room).
 #[derive(Clone, Debug)]
 struct Pending {
