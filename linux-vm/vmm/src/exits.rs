@@ -8,8 +8,8 @@ use vcpos_abi::esr::{self, ec, SysregAccess};
 use vcpos_abi::fault::{label, vm_fault};
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
 use vcpos_vmm_devices::devices::{empty_slot_read, Target};
-use vcpos_vmm_devices::layout::{self, Device};
 use vcpos_vmm_devices::exit;
+use vcpos_vmm_devices::layout::{self, Device};
 use vcpos_vmm_devices::mmio::MmioAccess;
 use vcpos_vmm_devices::psci::{self, Action};
 use vcpos_vmm_devices::vgic::Region;
@@ -96,7 +96,9 @@ impl Vmm {
         };
         let size = access.size;
         let loaded = match self.virtio.dispatch(ipa) {
-            Some(Target::Frame(Device::GicDistributor, off)) => self.gic(Region::Distributor, off, size, access.write, stored),
+            Some(Target::Frame(Device::GicDistributor, off)) => {
+                self.gic(Region::Distributor, off, size, access.write, stored)
+            }
             Some(Target::Frame(Device::GicRedistributor, off)) => {
                 self.gic(Region::Redistributor, off, size, access.write, stored)
             }
@@ -112,7 +114,10 @@ impl Vmm {
             }
             Some(Target::Virtio(entry, off)) => {
                 if access.write {
-                    if entry.backend.write(off, size, stored as u32, &mut self.ram) {
+                    let mut raise = entry.backend.write(off, size, stored as u32, &mut self.ram);
+                    // Requests the backend finished at once complete now.
+                    raise |= entry.backend.poll(&mut self.ram);
+                    if raise {
                         self.vgic.raise(entry.intid);
                     }
                     if let Some(e) = entry.backend.take_error() {
