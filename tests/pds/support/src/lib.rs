@@ -4,7 +4,8 @@
 //! - [`write_to_unmapped`]: fault on purpose with a write to [`UNMAPPED_ADDR`];
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
-//! - [`pingpong`]: the values the ping and pong PDs exchange.
+//! - [`pingpong`]: the values the ping and pong PDs exchange;
+//! - [`mapped_region!`] and [`blk`]: shared regions and disk patterns of the vcp-blk tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -32,6 +33,33 @@ macro_rules! shared_words {
             $crate::words_from_region(region)
         }
     }};
+}
+
+/// The memory region mapped at the address patched into `$vaddr` (`setvar_vaddr`) with
+/// the size patched into `$size` (`setvar_size`), as a bounds-checked
+/// [`vcpos_shared_region::MappedRegion`]; `None` if the system file maps none. Invoke
+/// once per symbol pair (it defines the symbols).
+#[macro_export]
+macro_rules! mapped_region {
+    ($vaddr:ident, $size:ident) => {{
+        let vaddr = *$crate::microkit::var!($vaddr: usize = 0);
+        let size = *$crate::microkit::var!($size: usize = 0);
+        // SAFETY: the symbols hold where and how large the builder mapped the region
+        // (read-write, for the PD's life); it is shared with other PDs only through
+        // atomics and volatile accesses (and devices' DMA).
+        unsafe { $crate::region_at(vaddr, size) }
+    }};
+}
+
+/// The mapped region at `vaddr` of `size` bytes (`None` if either is 0).
+///
+/// # Safety
+/// As [`vcpos_shared_region::MappedRegion::new`].
+#[allow(unsafe_code)]
+pub unsafe fn region_at(vaddr: usize, size: usize) -> Option<vcpos_shared_region::MappedRegion> {
+    let base = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(vaddr))?;
+    // SAFETY: by the caller's contract.
+    (size != 0).then(|| unsafe { vcpos_shared_region::MappedRegion::new(base, size) })
 }
 
 /// Views a mapped region as atomic words.
@@ -148,6 +176,32 @@ pub mod pingpong {
     }
 }
 
+/// The disk contents the vcp-blk tests write and check (the QEMU test harness
+/// prepares the disk image with the same functions and checks it afterwards).
+pub mod blk {
+    /// 32-bit words in a 512-byte block.
+    pub const WORDS: usize = 128;
+    /// Blocks each test client works on in its window.
+    pub const TEST_BLOCKS: u64 = 128;
+    /// Rounds of write + read-back of the read-write client.
+    pub const ROUNDS: u32 = 4;
+
+    /// Word `w` of block `block` (relative to its window) of the read-only client's
+    /// window, as the harness writes it.
+    pub fn ro_word(block: u64, w: usize) -> u32 {
+        0x5a00_0000 | ((block as u32 & 0xffff) << 8) | (w as u32 & 0xff)
+    }
+
+    /// Word `w` of block `block` the read-write client writes in `round`.
+    pub fn rw_word(round: u32, block: u64, w: usize) -> u32 {
+        0xa500_0000 ^ (round << 20) ^ ((block as u32 & 0xfff) << 8) ^ (w as u32 & 0xff)
+    }
+
+    /// A byte of the disk outside every client's window (the harness checks these
+    /// are unchanged).
+    pub const FILLER: u8 = 0xee;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,10 +232,20 @@ mod tests {
     }
 
     #[test]
+    fn blk_patterns_differ() {
+        assert_ne!(blk::ro_word(1, 0), blk::ro_word(0, 1));
+        assert_ne!(blk::rw_word(0, 1, 0), blk::rw_word(1, 1, 0));
+        assert_ne!(blk::rw_word(3, 5, 7), blk::ro_word(5, 7));
+    }
+
+    #[test]
     fn failure_is_printed() {
         sel4_microkit::sys::fake::reset();
         let e = fail("demo", format_args!("expected {} got {}", 1, 2));
         assert_eq!(e, TestFailed);
-        assert_eq!(sel4_microkit::sys::fake::take_output(), "TEST FAIL: demo: expected 1 got 2\n");
+        assert_eq!(
+            sel4_microkit::sys::fake::take_output(),
+            "TEST FAIL: demo: expected 1 got 2\n"
+        );
     }
 }
