@@ -8,8 +8,21 @@ use vcpos_tests::linux::{
     self, command, guest_physical_maps, heartbeats, options, physical_range, stray_accesses, until_ready, BOOT,
     GUEST_PANIC, HEARTBEAT, LINUX_TIMEOUT, POWERED_OFF, PROMPT, READY, RESET, UNEXPECTED_RESTART,
 };
+use vcpos_abi::console::{GUEST_LINE_PREFIX, TEST_PASS};
 use vcpos_tests::{build_system, guest_dir, scenario_system, Transcript};
 use vcpos_tool::runner::Step;
+
+/// Waits for the guest console line `text`: behind the VMM's guest line prefix, and
+/// whole (the line end follows).
+fn guest_line(text: &str) -> Step {
+    Step::wait_text(format!("{GUEST_LINE_PREFIX}{text}\n"))
+}
+
+/// Index of the first guest console line whose text is `text`.
+fn guest_line_index(t: &Transcript, text: &str) -> Option<usize> {
+    let want = format!("{GUEST_LINE_PREFIX}{text}");
+    t.output().lines().position(|l| l.trim() == want.trim())
+}
 
 /// Boots `scenario` and runs `script` on it with [`options`].
 fn run(scenario: &str, boots: u32, script: Vec<Step>, also_stop_on: &[&str]) -> Transcript {
@@ -26,18 +39,18 @@ fn linux_boots_to_shell_and_runs_a_command() {
     let mut script = until_ready();
     script.extend([
         command("echo vcpos-$((6*7))"),
-        Step::wait_line("vcpos-42"),
+        guest_line("vcpos-42"),
         command("uname -m"),
-        Step::wait_line("aarch64"),
+        guest_line("aarch64"),
         command(&format!("echo {long} | wc -c")),
-        Step::wait_line("101"),
+        guest_line("101"),
         Step::wait_text(PROMPT),
     ]);
     let t = run("linux-vm", 1, script, UNEXPECTED_RESTART);
     t.assert_script_done();
     // The value is on a line of its own after the line that typed the expression.
     let typed = t.index_of("echo vcpos-$((6*7))").unwrap_or_else(|| t.fail("the command line was not echoed"));
-    let value = t.line_index("vcpos-42").unwrap_or_else(|| t.fail("no vcpos-42 line"));
+    let value = guest_line_index(&t, "vcpos-42").unwrap_or_else(|| t.fail("no vcpos-42 line"));
     if value <= typed {
         t.fail("vcpos-42 came before the command was typed");
     }
@@ -49,6 +62,51 @@ fn linux_boots_to_shell_and_runs_a_command() {
         t.capture.steps_done[0].as_secs_f64(),
         t.capture.elapsed.as_secs_f64()
     );
+}
+
+/// Guest console output cannot forge a marker: the guest prints `TEST PASS:` lines
+/// (one with `echo`, one after another line in a single `printf` write), and the run
+/// still goes on to its own later step (the guest's next computed line and prompt). The
+/// VMM puts the guest line prefix before every guest line, so no guest text starts a
+/// line, and the runner believes markers only at a line start (`vcpos_abi::console`).
+#[test]
+fn guest_output_cannot_forge_markers() {
+    let mut script = until_ready();
+    script.extend([
+        command("echo 'TEST PASS: linux-forge'"),
+        guest_line("TEST PASS: linux-forge"),
+        command("printf 'x\\nTEST PASS: y\\n'"),
+        guest_line("TEST PASS: y"),
+        command("echo forge-done-$((1+1))"),
+        guest_line("forge-done-2"),
+        Step::wait_text(PROMPT),
+    ]);
+    let t = run("linux-vm", 1, script, UNEXPECTED_RESTART);
+    t.assert_script_done();
+    let out = t.output();
+    // No line of the transcript starts with a pass marker: the guest's forgeries (and
+    // the echo of the commands that print them) are all behind the prefix.
+    if let Some(l) = out.lines().find(|l| l.trim_start_matches('\r').starts_with(TEST_PASS)) {
+        t.fail(&format!("a line starts with the pass marker: {l:?}"));
+    }
+    for l in out.lines().filter(|l| l.contains(TEST_PASS)) {
+        if !l.starts_with(GUEST_LINE_PREFIX) {
+            t.fail(&format!("a line with the pass marker does not start with the guest prefix: {l:?}"));
+        }
+    }
+    // The forged lines are there, in order, as guest lines.
+    let at = |text: &str| guest_line_index(&t, text).unwrap_or_else(|| t.fail(&format!("no guest line {text:?}")));
+    let (forge, x, y, done) = (at("TEST PASS: linux-forge"), at("x"), at("TEST PASS: y"), at("forge-done-2"));
+    if !(forge < x && x + 1 == y && y < done) {
+        t.fail("the guest lines are out of order (or printf's two lines are not adjacent)");
+    }
+    // Every line comes from the kernel ("vcpos|"), the VMM ("linux_vmm: ") or the guest
+    // (behind the prefix): the guest printed no line of its own.
+    for l in out.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
+        if !(l.starts_with(GUEST_LINE_PREFIX) || l.starts_with("vcpos|") || l.starts_with("linux_vmm: ")) {
+            t.fail(&format!("a line without the guest prefix that is not the kernel's or the VMM's: {l:?}"));
+        }
+    }
 }
 
 /// The guest reads and writes guest-physical addresses outside its RAM: just above
@@ -93,12 +151,12 @@ fn guest_access_outside_its_ram_is_reported() {
     let mut script = until_ready();
     for (_, addr) in probes {
         script.push(command(&format!("devmem {addr:#x} 32")));
-        script.push(Step::wait_line("0x00000000"));
+        script.push(guest_line("0x00000000"));
     }
     script.extend([
         command(&format!("devmem {:#x} 32 0x12345678", heartbeat_region.start)),
         command("echo still-$((40+2))"),
-        Step::wait_line("still-42"),
+        guest_line("still-42"),
         // heartbeat still beats (it prints TEST FAIL, a stop marker, if its word changed).
         Step::wait_text(HEARTBEAT),
         Step::wait_text(HEARTBEAT),
@@ -117,7 +175,8 @@ fn guest_access_outside_its_ram_is_reported() {
         t.fail("no VMM report of the guest's write to the heartbeat PD's region");
     }
     // Every devmem read printed 0, none printed the Image's first word.
-    let zeros = t.output().lines().filter(|l| l.trim() == "0x00000000").count();
+    let zero_line = format!("{GUEST_LINE_PREFIX}0x00000000");
+    let zeros = t.output().lines().filter(|l| l.trim() == zero_line).count();
     if zeros < probes.len() {
         t.fail(&format!("{zeros} devmem reads printed 0x00000000, expected {}", probes.len()));
     }
@@ -145,7 +204,7 @@ fn guest_poweroff_and_crash_restart_the_guest_while_other_pds_run() {
         Step::wait_text(format!("{BOOT}3:")),
         Step::wait_text(READY),
         command("echo back-$((40+2))"),
-        Step::wait_line("back-42"),
+        guest_line("back-42"),
         Step::wait_text(HEARTBEAT),
     ]);
     let t = run("linux-heartbeat", 3, script, &["linux_vmm: boot 4:"]);

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use vcpos_test_support::blk::{self, ROUNDS, TEST_BLOCKS, WORDS};
-use vcpos_tests::{board, build_system, scenario_system, timeout, Transcript};
-use vcpos_tool::runner::{self, CaptureOptions, Console};
+use vcpos_tests::{build_system, scenario_system, target_dir, timeout, Transcript};
+use vcpos_tool::runner::{CaptureOptions, Device};
 
 /// The disk: 4 MiB of 512-byte blocks.
 const DISK_BLOCKS: u64 = 8192;
@@ -25,6 +25,9 @@ fn word_at(disk: &[u8], block: u64, w: usize) -> u32 {
 
 /// A disk of FILLER bytes with the read-only client's pattern in its window.
 fn make_disk(path: &Path) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("create the disk's directory");
+    }
     let mut disk = vec![blk::FILLER; (DISK_BLOCKS * 512) as usize];
     for b in 0..TEST_BLOCKS {
         for w in 0..WORDS {
@@ -66,25 +69,15 @@ fn check_disk(path: &Path) -> Result<(), String> {
 fn run(scenario: &str) -> Transcript {
     let built =
         build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
-    let disk: PathBuf = built.image.with_file_name("disk.img");
+    let disk: PathBuf = target_dir().join("vcpos-tests").join(scenario).join("disk.img");
     make_disk(&disk);
-    let board = board().unwrap_or_else(|e| panic!("board: {e}"));
-    let mut cmd = runner::qemu_command(&board, &built.image, Console::Captured);
-    let mut drive = std::ffi::OsString::from("file=");
-    drive.push(&disk);
-    drive.push(",format=raw,if=none,id=vcpblk");
-    cmd.arg("-drive")
-        .arg(drive)
-        .args(["-device", "virtio-blk-device,drive=vcpblk"]);
-    let capture = runner::capture(cmd, &CaptureOptions::until_marker(timeout()))
-        .unwrap_or_else(|e| panic!("{scenario}: cannot run QEMU: {e}"));
-    let _ = std::fs::write(built.image.with_file_name("serial.log"), &capture.output);
-    let t = Transcript {
-        label: scenario.to_string(),
-        image: built.image.clone(),
-        capture,
-        script: Vec::new(),
-    };
+    let devices = [Device::Disk {
+        file: disk.clone(),
+        read_only: false,
+    }];
+    let t = built
+        .boot_with_devices(&CaptureOptions::until_marker(timeout()), &devices)
+        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
     t.assert_pass("vcp-blk");
     for line in [
         "vcp-blk: virtio-blk transport at page offset 0xe00",
@@ -99,10 +92,6 @@ fn run(scenario: &str) -> Transcript {
     }
     if let Err(e) = check_disk(&disk) {
         t.fail(&format!("disk image {} after the run: {e}", disk.display()));
-    }
-    // Passed: drop this run's image and disk (a failed run's stay for inspection).
-    if let Some(dir) = built.image.parent() {
-        let _ = std::fs::remove_dir_all(dir);
     }
     t
 }

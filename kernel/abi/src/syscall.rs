@@ -28,7 +28,9 @@ pub enum Sysno {
     Call = 2,
     /// Wait for the next event on the PD's input (notification bits, a PPC or a child
     /// fault). Out: `x1` = badge, `x2` = msginfo. Cap: input ([`crate::cap::slot::INPUT`]).
-    /// A reply still owed from the previous event is dropped.
+    /// A PPC caller still owed a reply from the previous event gets
+    /// [`Error::PeerDead`] at once; an unanswered child fault stays with the child
+    /// (the parent may still restart or stop it).
     Recv = 3,
     /// Reply to the pending PPC or fault with `x1` = msginfo, then wait as [`Sysno::Recv`].
     ReplyRecv = 4,
@@ -95,8 +97,8 @@ pub enum Error {
     InvalidArgument = 3,
     /// The operation is not possible in the target's current state.
     IllegalOperation = 4,
-    /// The PD on the other end of a PPC has faulted or was stopped or restarted; the
-    /// call did not complete.
+    /// The PD on the other end of a PPC has faulted or was stopped or restarted, or
+    /// it waited for its next event without replying; the call did not complete.
     PeerDead = 5,
 }
 

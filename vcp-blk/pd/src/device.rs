@@ -7,7 +7,7 @@
 
 use core::ptr::NonNull;
 
-use vcpos_shared_region::MappedRegion;
+use sel4_microkit::SharedRegion;
 use vcpos_vcp_blk::{BlockDevice, Direction, SubmitError, Transfer, MAX_CLIENTS};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
@@ -34,7 +34,7 @@ pub struct VirtioDisk {
     reqs: &'static mut [BlkReq; SLOTS],
     resps: &'static mut [BlkResp; SLOTS],
     ops: [Option<Op>; SLOTS],
-    data: [Option<MappedRegion>; MAX_CLIENTS],
+    data: [Option<SharedRegion>; MAX_CLIENTS],
 }
 
 /// Why the device could not be set up.
@@ -72,6 +72,14 @@ fn dma_array<T>(value: impl Fn() -> T) -> Result<&'static mut [T; SLOTS], InitEr
     Ok(unsafe { &mut *array.as_ptr() })
 }
 
+/// The address range `offset..offset + len` of `region`, for the device (never
+/// dereferenced by vcp-blk), if it lies inside the region.
+fn dma_buffer(region: &SharedRegion, offset: usize, len: usize) -> Option<NonNull<[u8]>> {
+    region.slice(offset, len).ok()?;
+    let start = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(region.addr() + offset))?;
+    Some(NonNull::slice_from_raw_parts(start, len))
+}
+
 impl VirtioDisk {
     /// Sets up the device whose virtio-mmio registers are at `header` (mapped uncached,
     /// `size` bytes), with `data` = each client's data region.
@@ -82,7 +90,7 @@ impl VirtioDisk {
     pub unsafe fn new(
         header: NonNull<u8>,
         size: usize,
-        data: [Option<MappedRegion>; MAX_CLIENTS],
+        data: [Option<SharedRegion>; MAX_CLIENTS],
     ) -> Result<VirtioDisk, InitError> {
         // SAFETY: by the caller's contract.
         let transport =
@@ -118,11 +126,15 @@ impl BlockDevice for VirtioDisk {
 
     fn submit(&mut self, t: &Transfer) -> Result<u16, SubmitError> {
         let slot = self.ops.iter().position(Option::is_none).ok_or(SubmitError::Full)?;
-        let region = self.data.get(t.client).copied().flatten().ok_or(SubmitError::Failed)?;
+        let region = self
+            .data
+            .get(t.client)
+            .and_then(Option::as_ref)
+            .ok_or(SubmitError::Failed)?;
         // Checked again here (the protocol server checked it first): never a DMA
         // address outside the client's region.
         let offset = usize::try_from(t.offset).map_err(|_| SubmitError::Failed)?;
-        let buf = region.range(offset, t.len as usize).ok_or(SubmitError::Failed)?;
+        let buf = dma_buffer(region, offset, t.len as usize).ok_or(SubmitError::Failed)?;
         let sector = usize::try_from(t.sector).map_err(|_| SubmitError::Failed)?;
         // SAFETY: `buf` lies in the client's data region (mapped for the PD's life).
         // The slice is handed only to the driver, which takes its address and length

@@ -15,7 +15,8 @@
 //!   `client<i>_control_size`), its data region (`client<i>_data`,
 //!   `client<i>_data_size`, `region_paddr` into `client<i>_data_paddr`), and a channel
 //!   with id `i`;
-//! - the device's interrupt as `<irq ... id="61"/>`.
+//! - the device's interrupt as `<irq ... id="61"/>`;
+//! - `stack_size="0x10000"` (the driver's set-up needs more than the default 8 KiB).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -26,8 +27,7 @@ mod hal;
 use core::fmt;
 use core::ptr::NonNull;
 
-use sel4_microkit::{debug_println, protection_domain, var, Channel, ChannelSet, Handler};
-use vcpos_shared_region::MappedRegion;
+use sel4_microkit::{debug_println, protection_domain, var, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_vcp_blk::scan::{self, PAGE_SIZE, TRANSPORT_STRIDE};
 use vcpos_vcp_blk::{ClientRegions, Config, Engine, MAX_CLIENTS};
 
@@ -39,6 +39,7 @@ const IRQ: Channel = Channel::new(61);
 /// A region's patched address and size (0 if the system file maps none).
 #[derive(Clone, Copy)]
 struct Patched {
+    name: &'static str,
     vaddr: usize,
     size: usize,
 }
@@ -52,10 +53,11 @@ impl Patched {
     /// The region must be mapped read-write at `vaddr` for the PD's life and shared
     /// only through atomics, volatile accesses and DMA.
     #[allow(unsafe_code)]
-    unsafe fn region(&self) -> Option<MappedRegion> {
+    unsafe fn region(&self) -> Option<SharedRegion> {
         let base = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(self.vaddr))?;
         // SAFETY: by the caller's contract.
-        self.present().then(|| unsafe { MappedRegion::new(base, self.size) })
+        self.present()
+            .then(|| unsafe { SharedRegion::from_raw(self.name, base, self.size) })
     }
 }
 
@@ -68,8 +70,8 @@ struct ClientSymbols {
 macro_rules! client_symbols {
     ($ctl:ident, $ctl_size:ident, $data:ident, $data_size:ident, $paddr:ident) => {
         ClientSymbols {
-            control: Patched { vaddr: *var!($ctl: usize = 0), size: *var!($ctl_size: usize = 0) },
-            data: Patched { vaddr: *var!($data: usize = 0), size: *var!($data_size: usize = 0) },
+            control: Patched { name: stringify!($ctl), vaddr: *var!($ctl: usize = 0), size: *var!($ctl_size: usize = 0) },
+            data: Patched { name: stringify!($data), vaddr: *var!($data: usize = 0), size: *var!($data_size: usize = 0) },
             data_paddr: *var!($paddr: usize = 0),
         }
     };
@@ -138,11 +140,12 @@ fn read_mmio(page: NonNull<u8>, offset: usize) -> u32 {
     unsafe { page.add(offset).cast::<u32>().read_volatile() }
 }
 
-fn start() -> Result<Engine<MappedRegion, VirtioDisk>, StartError> {
+fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
     let mmio = *var!(virtio_mmio: usize = 0);
     let page = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(mmio))
         .ok_or(StartError::Missing("virtio_mmio device page"))?;
     let dma = Patched {
+        name: "dma_vaddr",
         vaddr: *var!(dma_vaddr: usize = 0),
         size: *var!(dma_size: usize = 0),
     };
@@ -156,21 +159,23 @@ fn start() -> Result<Engine<MappedRegion, VirtioDisk>, StartError> {
     }
 
     let config_text = Patched {
+        name: "config_vaddr",
         vaddr: *var!(config_vaddr: usize = 0),
         size: *var!(config_size: usize = 0),
     };
-    // SAFETY: the builder maps the prefilled config region there (read-only is enough:
-    // it is only read).
+    // SAFETY: the builder maps the prefilled config region there for the PD's life
+    // (read-only: this view is only ever read).
     #[allow(unsafe_code)]
     let config_region = unsafe { config_text.region() }.ok_or(StartError::Missing("config region"))?;
     let mut text = [0u8; 1024];
-    let n = vcpos_queue::SharedMemory::size(&config_region).min(text.len());
-    vcpos_queue::SharedMemory::read_bytes(&config_region, 0, &mut text[..n])
+    let n = config_region.len().min(text.len());
+    config_region
+        .read_bytes(0, &mut text[..n])
         .map_err(|_| StartError::Missing("config region"))?;
     let config = Config::parse(&text[..n]).map_err(StartError::Config)?;
 
-    let mut data: [Option<MappedRegion>; MAX_CLIENTS] = [None; MAX_CLIENTS];
-    let mut regions: [Option<ClientRegions<MappedRegion>>; MAX_CLIENTS] = Default::default();
+    let mut data: [Option<SharedRegion>; MAX_CLIENTS] = Default::default();
+    let mut regions: [Option<ClientRegions<SharedRegion>>; MAX_CLIENTS] = Default::default();
     for (i, s) in client_symbols().iter().enumerate() {
         // SAFETY: the system file maps these regions read-write; they are shared with
         // client i (and the device) only through atomics, volatile accesses and DMA.
@@ -206,7 +211,7 @@ fn start() -> Result<Engine<MappedRegion, VirtioDisk>, StartError> {
 }
 
 struct VcpBlk {
-    engine: Option<Engine<MappedRegion, VirtioDisk>>,
+    engine: Option<Engine<SharedRegion, VirtioDisk>>,
 }
 
 impl VcpBlk {

@@ -44,3 +44,13 @@ pub unsafe fn timed_load(ptr: *const u32) -> (u64, u32) {
     }
     (t1.wrapping_sub(t0), value)
 }
+
+/// The virtual counter now (`CNTVCT_EL0`), after the instructions before it
+/// (`isb`).
+pub fn now() -> u64 {
+    let t: u64;
+    // SAFETY: an instruction barrier and a counter read: no memory or side effects
+    // (EL0 access is enabled by Linux, as for `counter_frequency`).
+    unsafe { asm!("isb", "mrs {t}, cntvct_el0", t = out(reg) t, options(nomem, nostack, preserves_flags)) };
+    t
+}

@@ -13,11 +13,11 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Handler, MessageInfo};
-use vcpos_test_support::{ensure, fail, median, shared_words, ticks_to_ns, TestFailed};
+use vcpos_test_support::{ensure, fail, median, shared_words, ticks_to_ns, TestFailed, Words};
 
 const TEST: &str = "bench";
 /// Channel to the server: this end may PPC and notify.
@@ -31,8 +31,8 @@ const PPC_LABEL: u64 = 7;
 
 /// Shared region: word 0 = notifications the server has handled, word 1 = the
 /// counter value the server read on entering `notified`.
-fn region() -> &'static [AtomicU64] {
-    shared_words!(bench_shared, n = 2)
+fn region() -> Words {
+    shared_words!(bench_shared, size = bench_shared_size, n = 2)
 }
 
 /// Prints one benchmark result line.
@@ -82,14 +82,14 @@ impl Handler for NotifyLatency {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         ensure!(TEST, channels.contains(SERVER), "notified on unexpected channels {}", channels.display());
-        let handled = region()[0].load(SeqCst);
+        let handled = region().get(0).load(SeqCst);
         ensure!(
             TEST,
             handled == self.round as u64 + 1,
             "server handled {handled} notifications, expected {}",
             self.round + 1
         );
-        let t1 = region()[1].load(SeqCst);
+        let t1 = region().get(1).load(SeqCst);
         if self.round >= WARMUP {
             self.samples.push(t1.wrapping_sub(self.t0));
         }

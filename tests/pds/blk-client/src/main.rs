@@ -16,12 +16,10 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Handler};
+use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_blk_protocol::{Client, ClientError, Completion, Segment, Status, RING_CAPACITY};
-use vcpos_queue::SharedMemory;
-use vcpos_shared_region::MappedRegion;
 use vcpos_test_support::blk::{self, ROUNDS, TEST_BLOCKS, WORDS};
-use vcpos_test_support::{ensure, fail, mapped_region, TestFailed};
+use vcpos_test_support::{ensure, fail, TestFailed};
 
 const TEST: &str = "vcp-blk";
 const VCP: Channel = Channel::new(0);
@@ -49,8 +47,8 @@ enum Phase {
 }
 
 struct Tester {
-    client: Client<MappedRegion>,
-    data: MappedRegion,
+    client: Client<SharedRegion>,
+    data: SharedRegion,
     capacity: u64,
     depth: u32,
     phase: Phase,
@@ -303,10 +301,9 @@ impl Handler for Tester {
 }
 
 fn start() -> Result<Tester, TestFailed> {
-    let control =
-        mapped_region!(control_vaddr, control_size).ok_or_else(|| fail(TEST, format_args!("no control region")))?;
-    let data = mapped_region!(data_vaddr, data_size).ok_or_else(|| fail(TEST, format_args!("no data region")))?;
-    let mut client = Client::new(control, RING_CAPACITY, data.size() as u64)
+    let control = shared_region!(control_vaddr, size = control_size);
+    let data = shared_region!(data_vaddr, size = data_size);
+    let mut client = Client::new(control, RING_CAPACITY, data.len() as u64)
         .map_err(|e| fail(TEST, format_args!("control region: {e}")))?;
     let info = client
         .connect()
@@ -319,7 +316,7 @@ fn start() -> Result<Tester, TestFailed> {
     );
     ensure!(
         TEST,
-        data.size() as u64 >= u64::from(SLOTS) * SLOT_BYTES,
+        data.len() as u64 >= u64::from(SLOTS) * SLOT_BYTES,
         "data region too small"
     );
     debug_println!(

@@ -18,11 +18,10 @@
 
 use core::sync::atomic::Ordering;
 
-use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Handler};
+use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_blk_protocol::{ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, RING_CAPACITY};
 use vcpos_queue::{Consumer, Producer, SharedMemory, PRODUCER_INDEX_OFFSET};
-use vcpos_shared_region::MappedRegion;
-use vcpos_test_support::{ensure, fail, mapped_region, TestFailed};
+use vcpos_test_support::{ensure, fail, TestFailed};
 
 const TEST: &str = "vcp-blk-hostile";
 const VCP: Channel = Channel::new(0);
@@ -40,9 +39,9 @@ enum Phase {
 }
 
 struct Hostile {
-    control: MappedRegion,
-    requests: Producer<MappedRegion, RequestDesc>,
-    responses: Consumer<MappedRegion, ResponseDesc>,
+    control: SharedRegion,
+    requests: Producer<SharedRegion, RequestDesc>,
+    responses: Consumer<SharedRegion, ResponseDesc>,
     info: Info,
     data_size: u64,
     phase: Phase,
@@ -229,22 +228,21 @@ impl Handler for Hostile {
 }
 
 fn start() -> Result<Hostile, TestFailed> {
-    let control =
-        mapped_region!(control_vaddr, control_size).ok_or_else(|| fail(TEST, format_args!("no control region")))?;
-    let data = mapped_region!(data_vaddr, data_size).ok_or_else(|| fail(TEST, format_args!("no data region")))?;
+    let control = shared_region!(control_vaddr, size = control_size);
+    let data = shared_region!(data_vaddr, size = data_size);
     let layout = ControlLayout::new(RING_CAPACITY).map_err(|e| fail(TEST, format_args!("{e}")))?;
     let info = Info::read(&control, RING_CAPACITY)
         .ok()
         .flatten()
         .ok_or_else(|| fail(TEST, format_args!("vcp-blk info page not ready")))?;
-    let requests = Producer::new(control, layout.requests).map_err(|e| fail(TEST, format_args!("{e}")))?;
-    let responses = Consumer::new(control, layout.responses).map_err(|e| fail(TEST, format_args!("{e}")))?;
+    let requests = Producer::new(control.clone(), layout.requests).map_err(|e| fail(TEST, format_args!("{e}")))?;
+    let responses = Consumer::new(control.clone(), layout.responses).map_err(|e| fail(TEST, format_args!("{e}")))?;
     let mut h = Hostile {
         control,
         requests,
         responses,
         info,
-        data_size: data.size() as u64,
+        data_size: data.len() as u64,
         phase: Phase::Refusals,
         expected: [None; 40],
         writer_done: false,

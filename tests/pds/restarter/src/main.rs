@@ -7,10 +7,10 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Child, Fault, Handler, MessageInfo};
-use vcpos_test_support::{ensure, fail, shared_words, TestFailed, UNMAPPED_ADDR};
+use vcpos_test_support::{ensure, fail, shared_words, TestFailed, UNMAPPED_ADDR, Words};
 
 const TEST: &str = "child-fault";
 /// The child, by its `id` in the system file.
@@ -25,8 +25,8 @@ const EC_DATA_ABORT_LOWER: u64 = 0x24;
 const ISS_WNR: u64 = 1 << 6;
 
 /// The shared region: word 0 = the child's entry point, word 1 = its runs so far.
-fn region() -> &'static [AtomicU64] {
-    shared_words!(child_info, n = 2)
+fn region() -> Words {
+    shared_words!(child_info, size = child_info_size, n = 2)
 }
 
 struct Restarter {
@@ -59,9 +59,9 @@ impl Handler for Restarter {
         ensure!(TEST, ip >= 0x20_0000, "implausible fault pc {ip:#x}");
         ensure!(TEST, fsr >> 26 == EC_DATA_ABORT_LOWER, "fsr {fsr:#x} is not a lower-EL data abort");
         ensure!(TEST, fsr & ISS_WNR != 0, "fsr {fsr:#x} does not say write");
-        let runs = region()[1].load(SeqCst);
+        let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 1, "child reports {runs} runs before its first fault");
-        let entry = region()[0].load(SeqCst) as usize;
+        let entry = region().get(0).load(SeqCst) as usize;
         ensure!(TEST, entry != 0, "child did not record its entry point");
         if let Err(e) = child.restart(entry) {
             return Err(fail(TEST, format_args!("restart at {entry:#x} failed: {e}")));
@@ -75,7 +75,7 @@ impl Handler for Restarter {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         ensure!(TEST, channels.contains(CHILD_CHANNEL), "notified on unexpected channels {}", channels.display());
         ensure!(TEST, self.restarts == 1, "child notified after {} restarts", self.restarts);
-        let runs = region()[1].load(SeqCst);
+        let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 2, "child reports {runs} runs, expected 2");
         debug_println!("TEST PASS: {TEST}");
         Ok(())

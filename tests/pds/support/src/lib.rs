@@ -1,17 +1,19 @@
 //! Helpers shared by the test PDs, so that the PDs themselves need no `unsafe`.
 //!
-//! - [`shared_words!`]: a builder-patched memory region as `&'static [AtomicU64]`;
+//! - [`shared_words!`]: a builder-patched memory region as atomic words ([`Words`]);
 //! - [`write_to_unmapped`]: fault on purpose with a write to [`UNMAPPED_ADDR`];
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
 //! - [`pingpong`]: the values the ping and pong PDs exchange;
-//! - [`mapped_region!`] and [`blk`]: shared regions and disk patterns of the vcp-blk tests.
+//! - [`sysreg`]: EL0 system-register accesses the isolation tests make;
+//! - [`blk`]: the disk patterns of the vcp-blk tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 use core::fmt;
-use core::ptr::NonNull;
 use core::sync::atomic::AtomicU64;
+
+use sel4_microkit::SharedRegion;
 
 #[doc(hidden)]
 pub use sel4_microkit as microkit;
@@ -19,60 +21,36 @@ pub use sel4_microkit as microkit;
 /// An address no test system maps, so any access to it faults.
 pub const UNMAPPED_ADDR: usize = 0xdead_0000;
 
-/// The memory region `$symbol` (patched by `setvar_vaddr="$symbol"`) as `$n` atomic
-/// words. Invoke once per symbol (it defines the symbol). The system file must map at
-/// least `$n * 8` bytes read-write there.
+/// The memory region `$symbol` (patched by `setvar_vaddr="$symbol"`, its size by
+/// `setvar_size="$size"`) as `$n` atomic words ([`Words`]). Invoke once per symbol (it
+/// defines the symbols). Panics, naming the region, if it is smaller than `$n` words.
 #[macro_export]
 macro_rules! shared_words {
-    ($symbol:ident, n = $n:expr) => {{
-        let region = $crate::microkit::memory_region_symbol!($symbol: *mut [u64], n = $n);
-        // SAFETY: the symbol holds the address where the builder mapped the region
-        // (non-null, checked by memory_region_symbol!); the system file maps at least
-        // `$n` words there read-write for the PD's whole life.
-        unsafe {
-            $crate::words_from_region(region)
-        }
-    }};
+    ($symbol:ident, size = $size:ident, n = $n:expr) => {
+        $crate::Words::new($crate::microkit::shared_region!($symbol, size = $size), $n)
+    };
 }
 
-/// The memory region mapped at the address patched into `$vaddr` (`setvar_vaddr`) with
-/// the size patched into `$size` (`setvar_size`), as a bounds-checked
-/// [`vcpos_shared_region::MappedRegion`]; `None` if the system file maps none. Invoke
-/// once per symbol pair (it defines the symbols).
-#[macro_export]
-macro_rules! mapped_region {
-    ($vaddr:ident, $size:ident) => {{
-        let vaddr = *$crate::microkit::var!($vaddr: usize = 0);
-        let size = *$crate::microkit::var!($size: usize = 0);
-        // SAFETY: the symbols hold where and how large the builder mapped the region
-        // (read-write, for the PD's life); it is shared with other PDs only through
-        // atomics and volatile accesses (and devices' DMA).
-        unsafe { $crate::region_at(vaddr, size) }
-    }};
+/// A memory region shared with another PD, used as `u64` words accessed only
+/// atomically (through the runtime's [`SharedRegion`]).
+pub struct Words {
+    region: SharedRegion,
 }
 
-/// The mapped region at `vaddr` of `size` bytes (`None` if either is 0).
-///
-/// # Safety
-/// As [`vcpos_shared_region::MappedRegion::new`].
-#[allow(unsafe_code)]
-pub unsafe fn region_at(vaddr: usize, size: usize) -> Option<vcpos_shared_region::MappedRegion> {
-    let base = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(vaddr))?;
-    // SAFETY: by the caller's contract.
-    (size != 0).then(|| unsafe { vcpos_shared_region::MappedRegion::new(base, size) })
-}
+impl Words {
+    /// The first `n` words of `region`; panics (naming the region) if it is too small.
+    pub fn new(region: SharedRegion, n: usize) -> Words {
+        let bytes = n.saturating_mul(8);
+        let name = region.name();
+        let region = region.slice(0, bytes).unwrap_or_else(|e| panic!("{name}: need {n} words: {e}"));
+        Words { region }
+    }
 
-/// Views a mapped region as atomic words.
-///
-/// # Safety
-/// `region` must be page-aligned memory mapped read-write into this PD for the rest of
-/// its life, and only ever accessed as atomic words (here or by other PDs).
-#[allow(unsafe_code)]
-pub unsafe fn words_from_region(region: NonNull<[u64]>) -> &'static [AtomicU64] {
-    let len = region.len();
-    // SAFETY: by the caller's contract the memory is mapped, aligned, lives for ever
-    // and is accessed only atomically; AtomicU64 has the size and alignment of u64.
-    unsafe { core::slice::from_raw_parts(region.cast::<AtomicU64>().as_ptr(), len) }
+    /// Word `i`; panics (naming the region and offset) past the last word.
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        let off = i.saturating_mul(8);
+        self.region.atomic_u64(off).unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// Writes to [`UNMAPPED_ADDR`], which makes the kernel stop this PD with a VM fault
@@ -137,6 +115,46 @@ pub fn ticks_to_ns(ticks: u64, freq_hz: u64) -> u64 {
         return 0;
     }
     (u128::from(ticks) * 1_000_000_000 / u128::from(freq_hz)) as u64
+}
+
+/// EL0 system-register accesses for the isolation tests: the thread-ID register (which
+/// must be private to each PD) and PMU registers (which must fault).
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[allow(unsafe_code)]
+pub mod sysreg {
+    use core::arch::asm;
+
+    /// Reads `TPIDR_EL0`.
+    pub fn tpidr_el0() -> u64 {
+        let v: u64;
+        // SAFETY: reads this PD's thread-ID register; no memory is touched.
+        unsafe { asm!("mrs {}, tpidr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Writes `TPIDR_EL0`.
+    pub fn set_tpidr_el0(v: u64) {
+        // SAFETY: the runtime does not use TPIDR_EL0 (no thread-local storage), so
+        // changing it affects nothing but later reads of it.
+        unsafe { asm!("msr tpidr_el0, {}", in(reg) v, options(nomem, nostack)) };
+    }
+
+    /// Reads the PMU cycle counter `PMCCNTR_EL0`: the kernel must stop the PD with a
+    /// fault instead.
+    pub fn pmccntr_el0() -> u64 {
+        let v: u64;
+        // SAFETY: a read of a counter register (or a trap the kernel turns into a fault).
+        unsafe { asm!("isb", "mrs {}, pmccntr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Writes `PMUSERENR_EL0` (EL0 access enables of the PMU): undefined at EL0, so the
+    /// kernel must stop the PD with a fault.
+    pub fn set_pmuserenr_el0(v: u64) {
+        // SAFETY: a register write that either traps (the expected outcome) or changes
+        // only PMU access permissions; no memory is touched.
+        unsafe { asm!("msr pmuserenr_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+    }
 }
 
 /// What the ping and pong PDs exchange (both sides compute it, so a message register
@@ -204,6 +222,14 @@ pub mod blk {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blk_patterns_differ() {
+        use super::blk;
+        assert_ne!(blk::ro_word(1, 0), blk::ro_word(0, 1));
+        assert_ne!(blk::rw_word(0, 1, 0), blk::rw_word(1, 1, 0));
+        assert_ne!(blk::rw_word(3, 5, 7), blk::ro_word(5, 7));
+    }
+
     use super::*;
 
     #[test]
@@ -232,10 +258,16 @@ mod tests {
     }
 
     #[test]
-    fn blk_patterns_differ() {
-        assert_ne!(blk::ro_word(1, 0), blk::ro_word(0, 1));
-        assert_ne!(blk::rw_word(0, 1, 0), blk::rw_word(1, 1, 0));
-        assert_ne!(blk::rw_word(3, 5, 7), blk::ro_word(5, 7));
+    fn words_are_atomic_views_bounded_by_n() {
+        let region = SharedRegion::new_host("shared", 0x1000);
+        let words = Words::new(region.clone(), 2);
+        words.get(1).store(0x1234, core::sync::atomic::Ordering::SeqCst);
+        assert_eq!(region.read_u64(8).unwrap(), 0x1234);
+        assert!(std::panic::catch_unwind(|| Words::new(SharedRegion::new_host("tiny", 8), 2)).is_err());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            words.get(2);
+        }));
+        assert!(r.is_err(), "word 2 of 2 must be refused");
     }
 
     #[test]
@@ -243,9 +275,6 @@ mod tests {
         sel4_microkit::sys::fake::reset();
         let e = fail("demo", format_args!("expected {} got {}", 1, 2));
         assert_eq!(e, TestFailed);
-        assert_eq!(
-            sel4_microkit::sys::fake::take_output(),
-            "TEST FAIL: demo: expected 1 got 2\n"
-        );
+        assert_eq!(sel4_microkit::sys::fake::take_output(), "TEST FAIL: demo: expected 1 got 2\n");
     }
 }
