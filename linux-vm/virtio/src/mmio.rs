@@ -25,35 +25,65 @@ pub const MMIO_WINDOW_SIZE: u64 = 0x200;
 
 /// Register offsets (virtio 1.2 §4.2.2, table "MMIO Device Register Layout").
 pub mod reg {
+    /// `MagicValue`: "virt".
     pub const MAGIC_VALUE: u64 = 0x000;
+    /// `Version`: 2 (non-legacy).
     pub const VERSION: u64 = 0x004;
+    /// `DeviceID`: the device type.
     pub const DEVICE_ID: u64 = 0x008;
+    /// `VendorID`.
     pub const VENDOR_ID: u64 = 0x00c;
+    /// `DeviceFeatures`: 32 feature bits, selected by `DeviceFeaturesSel`.
     pub const DEVICE_FEATURES: u64 = 0x010;
+    /// `DeviceFeaturesSel`: which 32 feature bits `DeviceFeatures` shows.
     pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    /// `DriverFeatures`: 32 feature bits the driver accepts, selected by `DriverFeaturesSel`.
     pub const DRIVER_FEATURES: u64 = 0x020;
+    /// `DriverFeaturesSel`.
     pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    /// `QueueSel`: the queue the queue registers are about.
     pub const QUEUE_SEL: u64 = 0x030;
+    /// `QueueNumMax`: the largest queue size the device takes.
     pub const QUEUE_NUM_MAX: u64 = 0x034;
+    /// `QueueNum`: the queue size the driver chose.
     pub const QUEUE_NUM: u64 = 0x038;
+    /// `QueueReady`.
     pub const QUEUE_READY: u64 = 0x044;
+    /// `QueueNotify`: the driver has new buffers in this queue.
     pub const QUEUE_NOTIFY: u64 = 0x050;
+    /// `InterruptStatus`.
     pub const INTERRUPT_STATUS: u64 = 0x060;
+    /// `InterruptACK`.
     pub const INTERRUPT_ACK: u64 = 0x064;
+    /// `Status`: the device status field.
     pub const STATUS: u64 = 0x070;
+    /// `QueueDescLow`: descriptor table address, low 32 bits.
     pub const QUEUE_DESC_LOW: u64 = 0x080;
+    /// `QueueDescHigh`.
     pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    /// `QueueDriverLow`: driver (available) area address, low 32 bits.
     pub const QUEUE_DRIVER_LOW: u64 = 0x090;
+    /// `QueueDriverHigh`.
     pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
+    /// `QueueDeviceLow`: device (used) area address, low 32 bits.
     pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
+    /// `QueueDeviceHigh`.
     pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+    /// `SHMSel`: shared memory region selector.
     pub const SHM_SEL: u64 = 0x0ac;
+    /// `SHMLenLow`.
     pub const SHM_LEN_LOW: u64 = 0x0b0;
+    /// `SHMLenHigh`.
     pub const SHM_LEN_HIGH: u64 = 0x0b4;
+    /// `SHMBaseLow`.
     pub const SHM_BASE_LOW: u64 = 0x0b8;
+    /// `SHMBaseHigh`.
     pub const SHM_BASE_HIGH: u64 = 0x0bc;
+    /// `QueueReset`.
     pub const QUEUE_RESET: u64 = 0x0c0;
+    /// `ConfigGeneration`: changes when the configuration space changes.
     pub const CONFIG_GENERATION: u64 = 0x0fc;
+    /// Start of the device configuration space.
     pub const CONFIG: u64 = 0x100;
 }
 
@@ -71,11 +101,17 @@ bitflags! {
     /// Device status field (virtio 1.2 §2.1).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct DeviceStatus: u8 {
+        /// The guest found the device.
         const ACKNOWLEDGE = 1;
+        /// The guest has a driver for it.
         const DRIVER = 2;
+        /// The driver is set up; the device is live.
         const DRIVER_OK = 4;
+        /// The driver accepted the features.
         const FEATURES_OK = 8;
+        /// The device hit an error and needs a reset.
         const DEVICE_NEEDS_RESET = 0x40;
+        /// The driver gave up on the device.
         const FAILED = 0x80;
     }
 }
