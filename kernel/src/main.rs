@@ -80,7 +80,11 @@ struct State {
     vcpu: VcpuArch,
 }
 
-static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new() };
+static mut STATE: State = State {
+    kernel: Kernel::new(),
+    machine: Machine { active_asid: 0 },
+    vcpu: VcpuArch::new(),
+};
 
 /// The kernel state.
 ///
@@ -117,10 +121,15 @@ extern "C" fn kernel_main() -> ! {
     // nothing writes them afterwards; volatile reads keep the compiler from folding
     // the link-time zeros.
     let (paddr, size) = unsafe {
-        (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
+        (
+            core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)),
+            core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)),
+        )
     };
     let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
-        kprintln!("{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        kprintln!(
+            "{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`"
+        );
         halt();
     };
     let info = match BootInfo::parse(blob) {
@@ -134,7 +143,11 @@ extern "C" fn kernel_main() -> ! {
         let z = info.zero(i);
         let overlaps_blob = z.paddr < paddr + size && paddr < z.paddr + z.size;
         if overlaps_blob || !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("{KERNEL_ERROR} zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
+            kprintln!(
+                "{KERNEL_ERROR} zero range {:#x}+{:#x} is not PD memory; skipped",
+                z.paddr,
+                z.size
+            );
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -149,7 +162,11 @@ extern "C" fn kernel_main() -> ! {
         kprintln!("{KERNEL_ERROR} cannot start the system: {e:?}");
         halt();
     }
-    kprintln!("vcpos|INFO: {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
+    kprintln!(
+        "vcpos|INFO: {} protection domains, counter {} Hz; starting",
+        st.kernel.num_threads(),
+        timer::frequency()
+    );
     reschedule(st);
     // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
     // and loaded its address space.
@@ -217,10 +234,14 @@ extern "C" fn vcpos_handle_lower_sync() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
     let esr = ESR_EL2.get();
-    let is_vcpu = st.kernel.current().is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
+    let is_vcpu = st
+        .kernel
+        .current()
+        .is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
-        st.kernel.handle_vcpu_exit(&mut st.machine, esr, FAR_EL2.get(), vcpu::hpfar(), in_flight);
+        st.kernel
+            .handle_vcpu_exit(&mut st.machine, esr, FAR_EL2.get(), vcpu::hpfar(), in_flight);
     } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {

@@ -38,7 +38,11 @@ fn parse_line(text: &str) -> Result<BenchResult, String> {
             // Later fields (e.g. min/max) are allowed and ignored here.
             _ => continue,
         };
-        *slot = Some(value.parse::<u64>().map_err(|_| format!("{key}={value} is not a whole number"))?);
+        *slot = Some(
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{key}={value} is not a whole number"))?,
+        );
     }
     let need = |v: Option<u64>, key: &str| v.ok_or_else(|| format!("no {key}="));
     Ok(BenchResult {
@@ -57,7 +61,10 @@ pub fn parse(output: &str) -> Result<Vec<BenchResult>, String> {
         // character, and followed by white space or the end of the line.
         let word = line.match_indices(BENCH_MARKER).map(|(i, _)| i).find(|&i| {
             !line[..i].chars().next_back().is_some_and(char::is_alphanumeric)
-                && line[i + BENCH_MARKER.len()..].chars().next().is_none_or(char::is_whitespace)
+                && line[i + BENCH_MARKER.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace)
         });
         let Some(i) = word else { continue };
         results.push(parse_line(&line[i..]).map_err(|e| format!("bad benchmark line ({e}): {line}"))?);
@@ -70,7 +77,14 @@ pub fn table(results: &[BenchResult]) -> String {
     let headers = ["benchmark", "median ns", "median ticks", "iterations"];
     let rows: Vec<[String; 4]> = results
         .iter()
-        .map(|r| [r.name.clone(), r.median_ns.to_string(), r.median_ticks.to_string(), r.iterations.to_string()])
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.median_ns.to_string(),
+                r.median_ticks.to_string(),
+                r.iterations.to_string(),
+            ]
+        })
         .collect();
     let mut width = headers.map(str::len);
     for row in &rows {
@@ -116,8 +130,18 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                BenchResult { name: "ppc_roundtrip".into(), median_ns: 1520, median_ticks: 95, iterations: 1000 },
-                BenchResult { name: "notify".into(), median_ns: 800, median_ticks: 50, iterations: 1000 },
+                BenchResult {
+                    name: "ppc_roundtrip".into(),
+                    median_ns: 1520,
+                    median_ticks: 95,
+                    iterations: 1000
+                },
+                BenchResult {
+                    name: "notify".into(),
+                    median_ns: 800,
+                    median_ticks: 50,
+                    iterations: 1000
+                },
             ]
         );
         let t = table(&r);
@@ -131,7 +155,10 @@ mod tests {
     fn malformed_lines_are_errors() {
         for (line, why) in [
             ("BENCH x median_ns=1 median_ticks=2", "no iterations="),
-            ("BENCH x median_ns=abc median_ticks=2 iterations=3", "median_ns=abc is not a whole number"),
+            (
+                "BENCH x median_ns=abc median_ticks=2 iterations=3",
+                "median_ns=abc is not a whole number",
+            ),
             ("BENCH", "no benchmark name"),
             ("BENCH x median_ns", "is not key=value"),
         ] {

@@ -36,7 +36,9 @@ fn linux_boots_to_shell_and_runs_a_command() {
     let t = run("linux-vm", 1, script, UNEXPECTED_RESTART);
     t.assert_script_done();
     // The value is on a line of its own after the line that typed the expression.
-    let typed = t.index_of("echo vcpos-$((6*7))").unwrap_or_else(|| t.fail("the command line was not echoed"));
+    let typed = t
+        .index_of("echo vcpos-$((6*7))")
+        .unwrap_or_else(|| t.fail("the command line was not echoed"));
     let value = t.line_index("vcpos-42").unwrap_or_else(|| t.fail("no vcpos-42 line"));
     if value <= typed {
         t.fail("vcpos-42 came before the command was typed");
@@ -67,7 +69,12 @@ fn guest_access_outside_its_ram_is_reported() {
     let built =
         build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let windows = guest_physical_maps(&built.report);
-    assert_eq!(windows.len(), 1, "one stage-2 map (guest RAM) expected in the report:\n{}", built.report);
+    assert_eq!(
+        windows.len(),
+        1,
+        "one stage-2 map (guest RAM) expected in the report:\n{}",
+        built.report
+    );
     let ram = &windows[0];
     let kernel_region = physical_range(&built.report, "memory region 'guest_kernel'").unwrap();
     let heartbeat_region = physical_range(&built.report, "memory region 'heartbeat_state'").unwrap();
@@ -88,7 +95,10 @@ fn guest_access_outside_its_ram_is_reported() {
     // What a read would return if it reached the guest_kernel region: the Image's first word.
     let image = std::fs::read(guest_dir().join("Image")).expect("guest Image (run tools/guest-image.sh)");
     let image_word = u32::from_le_bytes(image[..4].try_into().expect("Image has 4 bytes"));
-    assert_ne!(image_word, 0, "the Image's first word must not be 0 for this test to mean something");
+    assert_ne!(
+        image_word, 0,
+        "the Image's first word must not be 0 for this test to mean something"
+    );
 
     let mut script = until_ready();
     for (_, addr) in probes {
@@ -110,7 +120,9 @@ fn guest_access_outside_its_ram_is_reported() {
     let strays = stray_accesses(t.output());
     for (what, addr) in probes {
         if !strays.iter().any(|s| !s.write && s.address == addr && s.size == 4) {
-            t.fail(&format!("no VMM report of the guest's 4-byte read of {what} at {addr:#x}"));
+            t.fail(&format!(
+                "no VMM report of the guest's 4-byte read of {what} at {addr:#x}"
+            ));
         }
     }
     if !strays.iter().any(|s| s.write && s.address == heartbeat_region.start) {
@@ -119,7 +131,10 @@ fn guest_access_outside_its_ram_is_reported() {
     // Every devmem read printed 0, none printed the Image's first word.
     let zeros = t.output().lines().filter(|l| l.trim() == "0x00000000").count();
     if zeros < probes.len() {
-        t.fail(&format!("{zeros} devmem reads printed 0x00000000, expected {}", probes.len()));
+        t.fail(&format!(
+            "{zeros} devmem reads printed 0x00000000, expected {}",
+            probes.len()
+        ));
     }
     if t.output().contains(&format!("0x{image_word:08X}")) {
         t.fail("a guest read returned the kernel Image's first word");
@@ -151,9 +166,17 @@ fn guest_poweroff_and_crash_restart_the_guest_while_other_pds_run() {
     let t = run("linux-heartbeat", 3, script, &["linux_vmm: boot 4:"]);
     t.assert_script_done();
     let out = t.output();
-    let at = |text: &str| t.index_of(text).unwrap_or_else(|| t.fail(&format!("no line containing {text:?}")));
-    let (off, boot2, panic, reset, boot3) =
-        (at(POWERED_OFF), at(&format!("{BOOT}2:")), at(GUEST_PANIC), at(RESET), at(&format!("{BOOT}3:")));
+    let at = |text: &str| {
+        t.index_of(text)
+            .unwrap_or_else(|| t.fail(&format!("no line containing {text:?}")))
+    };
+    let (off, boot2, panic, reset, boot3) = (
+        at(POWERED_OFF),
+        at(&format!("{BOOT}2:")),
+        at(GUEST_PANIC),
+        at(RESET),
+        at(&format!("{BOOT}3:")),
+    );
     if !(off < boot2 && boot2 < panic && panic < reset && reset < boot3) {
         t.fail("power-off, boot 2, panic, reset and boot 3 are out of order");
     }
@@ -164,7 +187,10 @@ fn guest_poweroff_and_crash_restart_the_guest_while_other_pds_run() {
     let beats = heartbeats(out);
     for (i, &(_, n)) in beats.iter().enumerate() {
         if n != i as u64 + 1 {
-            t.fail(&format!("heartbeat number {} is {n}: beats were lost or repeated", i + 1));
+            t.fail(&format!(
+                "heartbeat number {} is {n}: beats were lost or repeated",
+                i + 1
+            ));
         }
     }
     // And it beat in each life of the guest.

@@ -208,7 +208,9 @@ const fn offsets(h: &Header) -> [usize; 6] {
 
 fn read<T: FromBytes>(bytes: &[u8], offset: usize) -> T {
     // Offsets were checked against the length in `parse`.
-    T::read_from_prefix(&bytes[offset..]).map(|(v, _)| v).unwrap_or_else(|_| T::new_zeroed())
+    T::read_from_prefix(&bytes[offset..])
+        .map(|(v, _)| v)
+        .unwrap_or_else(|_| T::new_zeroed())
 }
 
 impl<'a> BootInfo<'a> {
@@ -261,27 +263,42 @@ impl<'a> BootInfo<'a> {
 
     /// PD `i` (`i < num_pds()`).
     pub fn pd(&self, i: usize) -> PdDesc {
-        read(self.bytes, offsets(&self.header)[0] + i * core::mem::size_of::<PdDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[0] + i * core::mem::size_of::<PdDesc>(),
+        )
     }
 
     /// Map `i` of the whole map table.
     pub fn map(&self, i: usize) -> MapDesc {
-        read(self.bytes, offsets(&self.header)[1] + i * core::mem::size_of::<MapDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[1] + i * core::mem::size_of::<MapDesc>(),
+        )
     }
 
     /// Cap `i` of the whole cap table.
     pub fn cap(&self, i: usize) -> CapDesc {
-        read(self.bytes, offsets(&self.header)[2] + i * core::mem::size_of::<CapDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[2] + i * core::mem::size_of::<CapDesc>(),
+        )
     }
 
     /// IRQ `i`.
     pub fn irq(&self, i: usize) -> IrqDesc {
-        read(self.bytes, offsets(&self.header)[3] + i * core::mem::size_of::<IrqDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[3] + i * core::mem::size_of::<IrqDesc>(),
+        )
     }
 
     /// Zero range `i`.
     pub fn zero(&self, i: usize) -> ZeroDesc {
-        read(self.bytes, offsets(&self.header)[4] + i * core::mem::size_of::<ZeroDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[4] + i * core::mem::size_of::<ZeroDesc>(),
+        )
     }
 
     /// The maps of PD `pd`.
@@ -368,11 +385,40 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let maps = [MapDesc { vaddr: 0x20_0000, paddr: 0x4100_0000, size: 0x1000, attrs: 5, reserved: 0 }];
-        let caps = [CapDesc { slot: 10, kind: 2, reserved: 0, object: 1, badge: 1 << 3 }];
-        let irqs = [IrqDesc { irq: 33, pd: 1, trigger: 0, reserved: 0, badge: 1 }];
-        let zero = [ZeroDesc { paddr: 0x4200_0000, size: 0x1000 }];
-        let blob = write(0x4400_0000, 0x10000, &[pd("a", NO_PARENT), pd("b", 0)], &maps, &caps, &irqs, &zero);
+        let maps = [MapDesc {
+            vaddr: 0x20_0000,
+            paddr: 0x4100_0000,
+            size: 0x1000,
+            attrs: 5,
+            reserved: 0,
+        }];
+        let caps = [CapDesc {
+            slot: 10,
+            kind: 2,
+            reserved: 0,
+            object: 1,
+            badge: 1 << 3,
+        }];
+        let irqs = [IrqDesc {
+            irq: 33,
+            pd: 1,
+            trigger: 0,
+            reserved: 0,
+            badge: 1,
+        }];
+        let zero = [ZeroDesc {
+            paddr: 0x4200_0000,
+            size: 0x1000,
+        }];
+        let blob = write(
+            0x4400_0000,
+            0x10000,
+            &[pd("a", NO_PARENT), pd("b", 0)],
+            &maps,
+            &caps,
+            &irqs,
+            &zero,
+        );
         // Parse from an odd offset to prove no alignment is needed.
         let mut shifted = vec![0u8];
         shifted.extend_from_slice(&blob);
@@ -396,7 +442,15 @@ mod tests {
         assert_eq!(BootInfo::parse(&bad).unwrap_err(), BootInfoError::BadMagic);
         // The PD claims one map and one cap, but the tables are empty.
         assert_eq!(BootInfo::parse(&blob).unwrap_err(), BootInfoError::BadReference);
-        let orphan = write(0, 0, &[pd("a", 5)], &[MapDesc::new_zeroed()], &[CapDesc::new_zeroed()], &[], &[]);
+        let orphan = write(
+            0,
+            0,
+            &[pd("a", 5)],
+            &[MapDesc::new_zeroed()],
+            &[CapDesc::new_zeroed()],
+            &[],
+            &[],
+        );
         assert_eq!(BootInfo::parse(&orphan).unwrap_err(), BootInfoError::BadReference);
         let short = &blob[..blob.len() - 1];
         assert_eq!(BootInfo::parse(short).unwrap_err(), BootInfoError::Truncated);

@@ -56,8 +56,14 @@ impl Cap {
         Some(match CapKind::from_u8(desc.kind)? {
             CapKind::Null => Cap::Null,
             CapKind::Input => Cap::Input,
-            CapKind::Notification => Cap::Notification { pd: pd()?, badge: desc.badge },
-            CapKind::Endpoint => Cap::Endpoint { pd: pd()?, badge: desc.badge },
+            CapKind::Notification => Cap::Notification {
+                pd: pd()?,
+                badge: desc.badge,
+            },
+            CapKind::Endpoint => Cap::Endpoint {
+                pd: pd()?,
+                badge: desc.badge,
+            },
             CapKind::IrqHandler => Cap::IrqHandler { irq: desc.object },
             CapKind::Tcb => Cap::Tcb { pd: pd()? },
             CapKind::DebugConsole => Cap::DebugConsole,
@@ -81,7 +87,9 @@ impl Default for CSpace {
 impl CSpace {
     /// An empty capability space.
     pub const fn new() -> CSpace {
-        CSpace { slots: [Cap::Null; CSPACE_SLOTS] }
+        CSpace {
+            slots: [Cap::Null; CSPACE_SLOTS],
+        }
     }
 
     /// Puts `cap` in `slot`; false if the slot is out of range.
@@ -106,7 +114,11 @@ impl CSpace {
 
     /// Iterates over the non-empty slots.
     pub fn iter(&self) -> impl Iterator<Item = (usize, Cap)> + '_ {
-        self.slots.iter().enumerate().filter(|(_, c)| **c != Cap::Null).map(|(i, c)| (i, *c))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != Cap::Null)
+            .map(|(i, c)| (i, *c))
     }
 }
 
@@ -128,12 +140,22 @@ mod tests {
 
     #[test]
     fn from_desc_checks_targets() {
-        let d = CapDesc { slot: 74, kind: CapKind::Endpoint as u8, reserved: 0, object: 2, badge: 9 };
+        let d = CapDesc {
+            slot: 74,
+            kind: CapKind::Endpoint as u8,
+            reserved: 0,
+            object: 2,
+            badge: 9,
+        };
         assert_eq!(Cap::from_desc(&d, 3), Some(Cap::Endpoint { pd: 2, badge: 9 }));
         assert_eq!(Cap::from_desc(&d, 2), None);
         let bad = CapDesc { kind: 99, ..d };
         assert_eq!(Cap::from_desc(&bad, 3), None);
-        let irq = CapDesc { kind: CapKind::IrqHandler as u8, object: 40, ..d };
+        let irq = CapDesc {
+            kind: CapKind::IrqHandler as u8,
+            object: 40,
+            ..d
+        };
         assert_eq!(Cap::from_desc(&irq, 0), Some(Cap::IrqHandler { irq: 40 }));
     }
 }

@@ -7,12 +7,12 @@
 use core::fmt::Write;
 
 use vcpos_abi::bootinfo::{BootInfo, THREAD_VCPU};
+use vcpos_abi::cap::BADGE_FAULT;
 use vcpos_abi::console::{KERNEL_ERROR, KERNEL_FAULT};
 use vcpos_abi::fault::label;
-use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
-use vcpos_abi::cap::BADGE_FAULT;
 use vcpos_abi::msg::{MsgInfo, DEBUG_AREA_OFFSET, DEBUG_AREA_SIZE, MAX_MRS};
 use vcpos_abi::syscall::{Error, Sysno};
+use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
 
 use crate::cspace::{Cap, PdIndex};
 use crate::fault::{self, FaultInfo};
@@ -150,7 +150,11 @@ impl Kernel {
         }
         for i in 0..num_irqs {
             let r = info.irq(i);
-            self.irqs[i] = Some(IrqRoute { irq: r.irq, pd: r.pd, badge: r.badge });
+            self.irqs[i] = Some(IrqRoute {
+                irq: r.irq,
+                pd: r.pd,
+                badge: r.badge,
+            });
             plat.irq_unmask(r.irq);
         }
         for i in 0..n {
@@ -292,7 +296,10 @@ impl Kernel {
         let (cptr, a1) = (ctx.x[0], ctx.x[1]);
         let result = match Sysno::from_u64(ctx.x[8]) {
             None => Err(Error::InvalidSyscall),
-            Some(nr) => self.tcbs[t as usize].cspace.lookup(cptr).and_then(|cap| self.syscall(plat, t, nr, cap, a1)),
+            Some(nr) => self.tcbs[t as usize]
+                .cspace
+                .lookup(cptr)
+                .and_then(|cap| self.syscall(plat, t, nr, cap, a1)),
         };
         if let Err(e) = result {
             self.set_ret(t, e as u64, 0, 0);
@@ -303,7 +310,10 @@ impl Kernel {
     fn syscall(&mut self, plat: &mut impl Platform, t: PdIndex, nr: Sysno, cap: Cap, a1: u64) -> Result<(), Error> {
         match (nr, cap) {
             (Sysno::DebugPut, Cap::DebugConsole) => {
-                let len = usize::try_from(a1).ok().filter(|&l| l <= DEBUG_AREA_SIZE).ok_or(Error::InvalidArgument)?;
+                let len = usize::try_from(a1)
+                    .ok()
+                    .filter(|&l| l <= DEBUG_AREA_SIZE)
+                    .ok_or(Error::InvalidArgument)?;
                 let base = self.tcbs[t as usize].ipc_buffer + DEBUG_AREA_OFFSET as u64;
                 let mut chunk = [0u8; 64];
                 for start in (0..len).step_by(chunk.len()) {
@@ -351,7 +361,10 @@ impl Kernel {
                 let (hz, now) = (plat.counter_hz(), plat.now());
                 self.set_ret(t, 0, hz, now);
             }
-            (Sysno::VcpuRestart | Sysno::VcpuStop | Sysno::VcpuReadReg | Sysno::VcpuWriteReg | Sysno::VcpuInjectIrq, Cap::Vcpu { thread }) => {
+            (
+                Sysno::VcpuRestart | Sysno::VcpuStop | Sysno::VcpuReadReg | Sysno::VcpuWriteReg | Sysno::VcpuInjectIrq,
+                Cap::Vcpu { thread },
+            ) => {
                 if self.tcbs[thread as usize].kind != ThreadKind::Vcpu {
                     return Err(Error::InvalidCapability);
                 }
@@ -469,7 +482,14 @@ impl Kernel {
         }
     }
 
-    fn call(&mut self, plat: &mut impl Platform, t: PdIndex, server: PdIndex, badge: u64, info: MsgInfo) -> Result<(), Error> {
+    fn call(
+        &mut self,
+        plat: &mut impl Platform,
+        t: PdIndex,
+        server: PdIndex,
+        badge: u64,
+        info: MsgInfo,
+    ) -> Result<(), Error> {
         if info.count() > MAX_MRS {
             return Err(Error::InvalidArgument);
         }
@@ -480,7 +500,11 @@ impl Kernel {
             return Err(Error::PeerDead);
         }
         let tt = &mut self.tcbs[t as usize];
-        tt.pending = PendingMessage { badge, info: info.0, fault_mrs: [0; 5] };
+        tt.pending = PendingMessage {
+            badge,
+            info: info.0,
+            fault_mrs: [0; 5],
+        };
         tt.state = ThreadState::BlockedSend { server };
         if self.tcbs[server as usize].state == ThreadState::BlockedRecv {
             self.deliver(plat, server, t);
@@ -531,7 +555,9 @@ impl Kernel {
     /// Sends `t`'s reply (if it owes one) to the PPC caller, or resumes the faulted
     /// child it answers.
     fn reply(&mut self, plat: &mut impl Platform, t: PdIndex, info: MsgInfo) {
-        let Some(c) = self.tcbs[t as usize].reply_to.take() else { return };
+        let Some(c) = self.tcbs[t as usize].reply_to.take() else {
+            return;
+        };
         match self.tcbs[c as usize].state {
             ThreadState::BlockedCall { server } if server == t => {
                 let count = info.count().min(MAX_MRS);
@@ -664,7 +690,11 @@ impl Kernel {
         match self.tcbs[t as usize].parent {
             Some(p) => {
                 let tt = &mut self.tcbs[t as usize];
-                tt.pending = PendingMessage { badge: BADGE_FAULT | tt.child_id as u64, info: MsgInfo::new(label, len).0, fault_mrs: mrs };
+                tt.pending = PendingMessage {
+                    badge: BADGE_FAULT | tt.child_id as u64,
+                    info: MsgInfo::new(label, len).0,
+                    fault_mrs: mrs,
+                };
                 tt.state = ThreadState::BlockedFault;
                 tt.fault_undelivered = true;
                 if self.tcbs[p as usize].state == ThreadState::BlockedRecv {

@@ -26,7 +26,11 @@ impl Default for ReadyQueues {
 impl ReadyQueues {
     /// Empty queues.
     pub const fn new() -> ReadyQueues {
-        ReadyQueues { head: [None; PRIORITIES], tail: [None; PRIORITIES], bitmap: [0; PRIORITIES / 64] }
+        ReadyQueues {
+            head: [None; PRIORITIES],
+            tail: [None; PRIORITIES],
+            bitmap: [0; PRIORITIES / 64],
+        }
     }
 
     /// Appends `t` to the queue of its priority.

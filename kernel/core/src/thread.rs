@@ -58,7 +58,10 @@ pub enum ThreadState {
 impl ThreadState {
     /// True if the thread can never run again without a parent's restart.
     pub fn is_dead(self) -> bool {
-        matches!(self, ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault)
+        matches!(
+            self,
+            ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault
+        )
     }
 }
 
@@ -179,7 +182,12 @@ impl Tcb {
     pub const fn new() -> Tcb {
         Tcb {
             name: [0; vcpos_abi::PD_NAME_LEN],
-            ctx: UserContext { x: [0; 31], sp: 0, pc: 0, spsr: SPSR_EL0 },
+            ctx: UserContext {
+                x: [0; 31],
+                sp: 0,
+                pc: 0,
+                spsr: SPSR_EL0,
+            },
             state: ThreadState::Inactive,
             priority: 0,
             budget: 0,
@@ -194,7 +202,11 @@ impl Tcb {
             asid: 0,
             cspace: CSpace::new(),
             notification: 0,
-            pending: PendingMessage { badge: 0, info: 0, fault_mrs: [0; 5] },
+            pending: PendingMessage {
+                badge: 0,
+                info: 0,
+                fault_mrs: [0; 5],
+            },
             fault_undelivered: false,
             reply_to: None,
             send_head: None,

@@ -109,16 +109,8 @@ _start:
 /// TCR_EL2 (E2H layout): T0SZ=24 (40-bit PD address spaces), T1SZ=25 (39-bit
 /// kernel half), 4 KiB granules, write-back inner-shareable walks, 40-bit PA,
 /// 8-bit ASIDs taken from TTBR0.
-const TCR: u64 = 24
-    | (1 << 8)
-    | (1 << 10)
-    | (3 << 12)
-    | (25 << 16)
-    | (1 << 24)
-    | (1 << 26)
-    | (3 << 28)
-    | (2 << 30)
-    | (2 << 32);
+const TCR: u64 =
+    24 | (1 << 8) | (1 << 10) | (3 << 12) | (25 << 16) | (1 << 24) | (1 << 26) | (3 << 28) | (2 << 30) | (2 << 32);
 
 /// SCTLR_EL2 (E2H layout): MMU, caches, SP alignment checks; EL0 may use WFI/WFE,
 /// read CTR, zero cache lines and do cache maintenance (for DMA buffers); PAN is
@@ -144,4 +136,7 @@ const SCTLR: u64 = (1 << 0)
 /// time things without a syscall); EL1 (guests, later) may use the physical timer.
 const CNTHCTL: u64 = (1 << 0) | (1 << 1) | (1 << 10) | (1 << 11);
 
-const _: () = assert!(vcpos_abi::KERNEL_VIRT_OFFSET == 0xffff_ff80_0000_0000, "build.rs and kernel.ld.in assume this offset");
+const _: () = assert!(
+    vcpos_abi::KERNEL_VIRT_OFFSET == 0xffff_ff80_0000_0000,
+    "build.rs and kernel.ld.in assume this offset"
+);

@@ -13,7 +13,9 @@ use vcpos_abi::KERNEL_VIRT_OFFSET;
 
 use super::boot::Table;
 
-use vcpos_kernel_core::vspace::desc::{AF, AP_RO_KERNEL as AP_READ_ONLY, PXN, SH_INNER, TABLE as TABLE_OR_PAGE, UXN, VALID};
+use vcpos_kernel_core::vspace::desc::{
+    AF, AP_RO_KERNEL as AP_READ_ONLY, PXN, SH_INNER, TABLE as TABLE_OR_PAGE, UXN, VALID,
+};
 use vcpos_kernel_core::vspace::{MAIR_DEVICE, MAIR_NORMAL};
 
 const ATTR_DEVICE: u64 = MAIR_DEVICE << 2;
@@ -46,12 +48,24 @@ fn phys<T>(p: *const T) -> u64 {
 /// Builds the W^X map and switches to it. Called once, early in `kernel_main`.
 pub fn install() {
     let start = phys(core::ptr::addr_of!(__kernel_start));
-    let (text_end, rodata_end) = (phys(core::ptr::addr_of!(__text_end)), phys(core::ptr::addr_of!(__rodata_end)));
+    let (text_end, rodata_end) = (
+        phys(core::ptr::addr_of!(__text_end)),
+        phys(core::ptr::addr_of!(__rodata_end)),
+    );
     let first_block = start & !(MIB2 - 1);
-    assert!(rodata_end <= first_block + 2 * MIB2, "kernel text and rodata must fit the two level-3 tables");
+    assert!(
+        rodata_end <= first_block + 2 * MIB2,
+        "kernel text and rodata must fit the two level-3 tables"
+    );
     // SAFETY: these tables are used nowhere else; the kernel runs single-threaded with
     // interrupts masked, and the MMU does not use them until TTBR1 is switched below.
-    let (l1, l2, l3) = unsafe { (&mut *addr_of_mut!(KERNEL_L1), &mut *addr_of_mut!(KERNEL_L2), &mut *addr_of_mut!(KERNEL_L3)) };
+    let (l1, l2, l3) = unsafe {
+        (
+            &mut *addr_of_mut!(KERNEL_L1),
+            &mut *addr_of_mut!(KERNEL_L2),
+            &mut *addr_of_mut!(KERNEL_L3),
+        )
+    };
     let kernel_gib = start / GIB;
     for (i, e) in l1.0.iter_mut().enumerate().take(4) {
         let pa = i as u64 * GIB;

@@ -19,7 +19,17 @@ use super::gic;
 pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | (1 << 27);
 /// HCR_EL2 while a guest runs: stage 2 on, physical interrupts to EL2, WFI and SMC
 /// trapped, EL1 AArch64, pointer-authentication keys not trapped.
-pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31) | (1 << 34) | (1 << 40) | (1 << 41);
+pub const HCR_GUEST: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 31)
+    | (1 << 34)
+    | (1 << 40)
+    | (1 << 41);
 /// CPTR_EL2 for PDs: FP/SIMD trapped (PDs are soft-float).
 const CPTR_HOST: u64 = 0;
 /// CPTR_EL2 for guests: FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the

@@ -163,10 +163,7 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: descriptor index {index} out of range")
             }
             GuestError::ChainTooLong { queue } => {
-                write!(
-                    f,
-                    "queue {queue}: descriptor chain longer than the queue (loop)"
-                )
+                write!(f, "queue {queue}: descriptor chain longer than the queue (loop)")
             }
             GuestError::IndirectDescriptor { queue } => {
                 write!(f, "queue {queue}: indirect descriptor not negotiated")
@@ -175,28 +172,17 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: readable descriptor after a writable one")
             }
             GuestError::UsedIndex { queue, index } => {
-                write!(
-                    f,
-                    "queue {queue}: used element for out-of-range head {index}"
-                )
+                write!(f, "queue {queue}: used element for out-of-range head {index}")
             }
             GuestError::DriverOkWithoutFeaturesOk => {
                 write!(f, "DRIVER_OK set before FEATURES_OK")
             }
-            GuestError::RegisterAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::RegisterAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at register {offset:#x} ignored (must be 4 bytes, aligned)",
                 if write { "write" } else { "read" }
             ),
-            GuestError::ConfigAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::ConfigAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at config offset {offset:#x} ignored",
                 if write { "write" } else { "read" }

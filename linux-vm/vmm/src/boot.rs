@@ -23,8 +23,13 @@ impl Vmm {
     pub fn boot_guest(&mut self) -> Result<(), VmmError> {
         let err = |what: &str, e: &dyn core::fmt::Display| VmmError(format!("{what}: {e}"));
         let header = ImageHeader::parse(self.kernel).map_err(|e| err("bad kernel Image", &e))?;
-        let places = boot_layout(&header, layout::RAM_BASE, self.ram.size(), Some(self.initrd.len() as u64))
-            .map_err(|e| err("guest RAM too small", &e))?;
+        let places = boot_layout(
+            &header,
+            layout::RAM_BASE,
+            self.ram.size(),
+            Some(self.initrd.len() as u64),
+        )
+        .map_err(|e| err("guest RAM too small", &e))?;
         let dtb = fdt::build(&FdtConfig {
             ram_size: self.ram.size(),
             bootargs: BOOTARGS,
@@ -33,11 +38,17 @@ impl Vmm {
             pl011: false,
         })
         .map_err(|e| err("device tree", &e))?;
-        self.ram.write(places.kernel, self.kernel).map_err(|e| err("loading the kernel", &e))?;
+        self.ram
+            .write(places.kernel, self.kernel)
+            .map_err(|e| err("loading the kernel", &e))?;
         if let Some((start, _)) = places.initrd {
-            self.ram.write(start, self.initrd).map_err(|e| err("loading the initramfs", &e))?;
+            self.ram
+                .write(start, self.initrd)
+                .map_err(|e| err("loading the initramfs", &e))?;
         }
-        self.ram.write(places.dtb, &dtb).map_err(|e| err("loading the device tree", &e))?;
+        self.ram
+            .write(places.dtb, &dtb)
+            .map_err(|e| err("loading the device tree", &e))?;
 
         self.vgic = Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).map_err(|e| err("vGIC", &e))?;
         // A device reset, as a driver's Status = 0 write does: the old guest's queues

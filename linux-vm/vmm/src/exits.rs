@@ -198,7 +198,13 @@ impl Vmm {
         let iss = esr & 0x1ff_ffff;
         let read = iss & 1 != 0;
         let rt = (iss >> 5) & 0x1f;
-        let enc = ((iss >> 20) & 3, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf, (iss >> 17) & 7);
+        let enc = (
+            (iss >> 20) & 3,
+            (iss >> 14) & 7,
+            (iss >> 10) & 0xf,
+            (iss >> 1) & 0xf,
+            (iss >> 17) & 7,
+        );
         if read {
             if rt != 31 {
                 let _ = VCPU.write_reg(rt, 0);

@@ -20,7 +20,9 @@ mod exits;
 mod guest_ram;
 mod uart;
 
-use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Child, Handler, MessageInfo, Vcpu};
+use sel4_microkit::{
+    debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Child, Handler, MessageInfo, Vcpu,
+};
 use vcpos_virtio::{Console, MmioTransport};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
@@ -79,8 +81,14 @@ fn prefilled(ptr: core::ptr::NonNull<u8>, len: u64) -> &'static [u8] {
 fn init() -> Vmm {
     let ram_ptr = memory_region_symbol!(guest_ram_vaddr: *mut u8);
     let ram_size = *var!(guest_ram_size: u64 = 0);
-    let kernel = prefilled(memory_region_symbol!(guest_kernel_vaddr: *mut u8), *var!(guest_kernel_size: u64 = 0));
-    let initrd = prefilled(memory_region_symbol!(guest_initrd_vaddr: *mut u8), *var!(guest_initrd_size: u64 = 0));
+    let kernel = prefilled(
+        memory_region_symbol!(guest_kernel_vaddr: *mut u8),
+        *var!(guest_kernel_size: u64 = 0),
+    );
+    let initrd = prefilled(
+        memory_region_symbol!(guest_initrd_vaddr: *mut u8),
+        *var!(guest_initrd_size: u64 = 0),
+    );
     let uart_ptr = memory_region_symbol!(uart_vaddr: *mut u32);
     // SAFETY: the system description maps guest RAM read-write here for `ram_size`
     // bytes, and this PD never makes a Rust reference into it (only `MappedRam` copies).

@@ -52,7 +52,12 @@ fn ppc_roundtrip(freq: u64) -> Result<(), TestFailed> {
         let t0 = counter();
         let reply = SERVER.pp_call(MessageInfo::new(PPC_LABEL, 0));
         let t1 = counter();
-        ensure!(TEST, reply.label() == PPC_LABEL + 1, "PPC {i}: reply label {}", reply.label());
+        ensure!(
+            TEST,
+            reply.label() == PPC_LABEL + 1,
+            "PPC {i}: reply label {}",
+            reply.label()
+        );
         if i >= WARMUP {
             samples.push(t1.wrapping_sub(t0));
         }
@@ -81,7 +86,12 @@ impl Handler for NotifyLatency {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(SERVER), "notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(SERVER),
+            "notified on unexpected channels {}",
+            channels.display()
+        );
         let handled = region()[0].load(SeqCst);
         ensure!(
             TEST,
@@ -114,7 +124,12 @@ fn init() -> impl Handler {
     } else {
         ppc_roundtrip(freq).is_ok()
     };
-    let mut bench = NotifyLatency { freq, round: 0, t0: 0, samples: Vec::with_capacity(ITERATIONS) };
+    let mut bench = NotifyLatency {
+        freq,
+        round: 0,
+        t0: 0,
+        samples: Vec::with_capacity(ITERATIONS),
+    };
     if ok {
         bench.start_round();
     } else {

@@ -37,11 +37,20 @@ impl Handler for Restarter {
     type Error = TestFailed;
 
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, TestFailed> {
-        ensure!(TEST, child == CHILD, "fault from child {}, expected {}", child.index(), CHILD.index());
+        ensure!(
+            TEST,
+            child == CHILD,
+            "fault from child {}, expected {}",
+            child.index(),
+            CHILD.index()
+        );
         if self.restarts > 0 {
             // A second fault: the restart did not take. Stop the child for good.
             let _ = child.stop();
-            return Err(fail(TEST, format_args!("child faulted again after a restart: {}", msg_info.fault())));
+            return Err(fail(
+                TEST,
+                format_args!("child faulted again after a restart: {}", msg_info.fault()),
+            ));
         }
         ensure!(
             TEST,
@@ -51,13 +60,27 @@ impl Handler for Restarter {
         );
         let fault = msg_info.fault();
         debug_println!("restarter: child {} faulted: {fault}", child.index());
-        let Fault::VmFault { ip, addr, prefetch, fsr } = fault else {
+        let Fault::VmFault {
+            ip,
+            addr,
+            prefetch,
+            fsr,
+        } = fault
+        else {
             return Err(fail(TEST, format_args!("not decoded as a VM fault: {fault}")));
         };
-        ensure!(TEST, addr == UNMAPPED_ADDR as u64, "fault address {addr:#x}, expected {UNMAPPED_ADDR:#x}");
+        ensure!(
+            TEST,
+            addr == UNMAPPED_ADDR as u64,
+            "fault address {addr:#x}, expected {UNMAPPED_ADDR:#x}"
+        );
         ensure!(TEST, !prefetch, "reported as an instruction fetch");
         ensure!(TEST, ip >= 0x20_0000, "implausible fault pc {ip:#x}");
-        ensure!(TEST, fsr >> 26 == EC_DATA_ABORT_LOWER, "fsr {fsr:#x} is not a lower-EL data abort");
+        ensure!(
+            TEST,
+            fsr >> 26 == EC_DATA_ABORT_LOWER,
+            "fsr {fsr:#x} is not a lower-EL data abort"
+        );
         ensure!(TEST, fsr & ISS_WNR != 0, "fsr {fsr:#x} does not say write");
         let runs = region()[1].load(SeqCst);
         ensure!(TEST, runs == 1, "child reports {runs} runs before its first fault");
@@ -73,8 +96,18 @@ impl Handler for Restarter {
     }
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(CHILD_CHANNEL), "notified on unexpected channels {}", channels.display());
-        ensure!(TEST, self.restarts == 1, "child notified after {} restarts", self.restarts);
+        ensure!(
+            TEST,
+            channels.contains(CHILD_CHANNEL),
+            "notified on unexpected channels {}",
+            channels.display()
+        );
+        ensure!(
+            TEST,
+            self.restarts == 1,
+            "child notified after {} restarts",
+            self.restarts
+        );
         let runs = region()[1].load(SeqCst);
         ensure!(TEST, runs == 2, "child reports {runs} runs, expected 2");
         debug_println!("TEST PASS: {TEST}");

@@ -182,6 +182,9 @@ mod tests {
         sel4_microkit::sys::fake::reset();
         let e = fail("demo", format_args!("expected {} got {}", 1, 2));
         assert_eq!(e, TestFailed);
-        assert_eq!(sel4_microkit::sys::fake::take_output(), "TEST FAIL: demo: expected 1 got 2\n");
+        assert_eq!(
+            sel4_microkit::sys::fake::take_output(),
+            "TEST FAIL: demo: expected 1 got 2\n"
+        );
     }
 }
