@@ -170,10 +170,7 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: descriptor index {index} out of range")
             }
             GuestError::ChainTooLong { queue } => {
-                write!(
-                    f,
-                    "queue {queue}: descriptor chain longer than the queue (loop)"
-                )
+                write!(f, "queue {queue}: descriptor chain longer than the queue (loop)")
             }
             GuestError::IndirectDescriptor { queue } => {
                 write!(f, "queue {queue}: indirect descriptor not negotiated")
@@ -182,28 +179,17 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: readable descriptor after a writable one")
             }
             GuestError::UsedIndex { queue, index } => {
-                write!(
-                    f,
-                    "queue {queue}: used element for out-of-range head {index}"
-                )
+                write!(f, "queue {queue}: used element for out-of-range head {index}")
             }
             GuestError::DriverOkWithoutFeaturesOk => {
                 write!(f, "DRIVER_OK set before FEATURES_OK")
             }
-            GuestError::RegisterAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::RegisterAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at register {offset:#x} ignored (must be 4 bytes, aligned)",
                 if write { "write" } else { "read" }
             ),
-            GuestError::ConfigAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::ConfigAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at config offset {offset:#x} ignored",
                 if write { "write" } else { "read" }
@@ -218,11 +204,9 @@ impl fmt::Display for GuestError {
             GuestError::FeaturesAfterFeaturesOk => {
                 write!(f, "DriverFeatures written after FEATURES_OK; ignored")
             }
-            GuestError::BadBlockRequest {
-                queue,
-                head,
-                reason,
-            } => write!(f, "queue {queue}: block request at head {head}: {reason}"),
+            GuestError::BadBlockRequest { queue, head, reason } => {
+                write!(f, "queue {queue}: block request at head {head}: {reason}")
+            }
         }
     }
 }
