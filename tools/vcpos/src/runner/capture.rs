@@ -563,10 +563,7 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
     while let Some(left) = drain_end.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok((stream, bytes)) => {
-                run.handle(
-                    Event::Output(stream, bytes.into_iter().filter(|&b| b != b'\r').collect()),
-                    Instant::now(),
-                );
+                run.handle(Event::Output(stream, bytes), Instant::now());
             }
             Err(_) => break,
         }
