@@ -119,8 +119,11 @@ pub enum GuestError {
     /// A block request that cannot be answered (virtio 1.2 §5.2.6): no full header,
     /// no writable status byte, or a head that is still in flight.
     BadBlockRequest {
+        /// The queue the request came on.
         queue: u16,
+        /// The head descriptor of its chain.
         head: u16,
+        /// What is wrong with it.
         reason: &'static str,
     },
 }
