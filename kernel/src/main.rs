@@ -20,12 +20,15 @@ mod arch;
 use core::fmt::Write;
 use core::ptr::addr_of_mut;
 
-use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
+use vcpos_abi::console::{KERNEL_ERROR, KERNEL_INFO};
+use vcpos_abi::esr;
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
 use arch::{gic, mmio, timer, uart};
+use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::thread::ThreadKind;
 
 /// Physical address of the boot-information blob (patched by the builder).
@@ -77,9 +80,13 @@ struct State {
     kernel: Kernel,
     machine: Machine,
     vcpu: VcpuArch,
+    /// The thread the kernel returned to at its last exit: the one that ran until this
+    /// entry, which an SError found pending is charged to.
+    ran: Option<ThreadIndex>,
 }
 
-static mut STATE: State = State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new() };
+static mut STATE: State =
+    State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new(), ran: None };
 
 /// The kernel state.
 ///
@@ -111,7 +118,7 @@ fn halt() -> ! {
 #[no_mangle]
 extern "C" fn kernel_main() -> ! {
     arch::kmap::install();
-    kprintln!("vcpos|INFO: vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
+    kprintln!("{KERNEL_INFO} vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
     // SAFETY: the builder patched these two words in the image before boot and
     // nothing writes them afterwards; volatile reads keep the compiler from folding
     // the link-time zeros.
@@ -119,21 +126,24 @@ extern "C" fn kernel_main() -> ! {
         (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
     };
     let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
-        kprintln!("vcpos|ERROR: no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        kprintln!("{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
         halt();
     };
     let info = match BootInfo::parse(blob) {
         Ok(info) => info,
         Err(e) => {
-            kprintln!("vcpos|ERROR: bad boot information: {e:?}");
+            kprintln!("{KERNEL_ERROR} bad boot information: {e:?}");
             halt();
         }
     };
+    if let Err(e) = info.check_ranges(kernel_image(), (paddr, size)) {
+        kprintln!("{KERNEL_ERROR} bad boot information: {e}; refusing to start");
+        halt();
+    }
     for i in 0..info.header.num_zero as usize {
         let z = info.zero(i);
-        let overlaps_blob = z.paddr < paddr + size && paddr < z.paddr + z.size;
-        if overlaps_blob || !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
+        if !mmio::ram_zero(z.paddr, z.size) {
+            kprintln!("{KERNEL_ERROR} zero range {:#x}+{:#x} is not RAM; skipped", z.paddr, z.size);
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -145,24 +155,40 @@ extern "C" fn kernel_main() -> ! {
         gic::set_trigger(irq.irq, irq.trigger != 0);
     }
     if let Err(e) = st.kernel.boot(&info, &mut st.machine) {
-        kprintln!("vcpos|ERROR: cannot start the system: {e:?}");
+        kprintln!("{KERNEL_ERROR} cannot start the system: {e:?}");
         halt();
     }
-    kprintln!("vcpos|INFO: {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
+    kprintln!("{KERNEL_INFO} {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
     reschedule(st);
     // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
     // and loaded its address space.
     unsafe { arch::vectors::vcpos_return_to_user() }
 }
 
+/// The kernel image's physical address and size (text to the top of the stack).
+fn kernel_image() -> (u64, u64) {
+    extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    // Only the symbols' addresses are taken, never their contents.
+    let (start, end) = (core::ptr::addr_of!(__kernel_start) as u64, core::ptr::addr_of!(__kernel_end) as u64);
+    (start - vcpos_abi::KERNEL_VIRT_OFFSET, end - start)
+}
+
 /// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
 /// runnable; then loads its address space, points TPIDR_EL2 at its registers and
-/// programs the timer for its budget.
+/// programs the timer for its budget (only when the deadline changed).
 fn reschedule(st: &mut State) {
     loop {
+        // Before another thread can run: an SError that became pending meanwhile
+        // is still the last thread's.
+        charge_pending_serror(st);
         let now = timer::now();
         let next = st.kernel.schedule(now);
-        timer::set_deadline(st.kernel.next_deadline(now));
+        if let Some(deadline) = st.kernel.arm_timer(now) {
+            timer::set_deadline(deadline);
+        }
         if next.is_some() {
             break;
         }
@@ -181,8 +207,20 @@ fn reschedule(st: &mut State) {
             st.machine.active_asid = tcb.asid;
         }
     }
+    st.ran = Some(current);
     let tcb = st.kernel.current_tcb_mut().expect("schedule returned a thread");
     TPIDR_EL2.set(&mut tcb.ctx as *mut _ as u64);
+}
+
+/// Charges an SError that became pending while the last thread ran to that thread
+/// (see [`arch::serror`]); true if there was one. Call first thing on every entry
+/// from a lower EL, after reading ESR/FAR (taking the SError overwrites them).
+fn charge_pending_serror(st: &mut State) -> bool {
+    let Some(esr) = arch::serror::take_pending() else { return false };
+    if let Some(t) = st.ran {
+        st.kernel.handle_serror(&mut st.machine, t, esr);
+    }
+    true
 }
 
 /// Takes every pending interrupt: the timer just needs stopping (the scheduler
@@ -196,7 +234,10 @@ fn poll_interrupts(st: &mut State) {
             break;
         }
         match intid {
-            i if i as u64 == arch::board::TIMER_IRQ => timer::set_deadline(None),
+            i if i as u64 == arch::board::TIMER_IRQ => {
+                timer::set_deadline(None);
+                st.kernel.timer_fired();
+            }
             vcpu::VTIMER_PPI => {
                 gic::disable_ppi(vcpu::VTIMER_PPI);
                 if let Some(v) = st.vcpu.loaded() {
@@ -215,15 +256,20 @@ fn poll_interrupts(st: &mut State) {
 extern "C" fn vcpos_handle_lower_sync() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
-    let esr = ESR_EL2.get();
+    let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
+    if charge_pending_serror(st) {
+        // The thread that trapped is stopped for the SError; its exception is moot.
+        reschedule(st);
+        return;
+    }
     let is_vcpu = st.kernel.current().is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
-        st.kernel.handle_vcpu_exit(&mut st.machine, esr, FAR_EL2.get(), vcpu::hpfar(), in_flight);
-    } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
+        st.kernel.handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
+    } else if esr::class(esr) == esr::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
-        st.kernel.handle_fault(&mut st.machine, esr, FAR_EL2.get());
+        st.kernel.handle_fault(&mut st.machine, esr, far);
     }
     reschedule(st);
 }
@@ -233,16 +279,22 @@ extern "C" fn vcpos_handle_lower_sync() {
 extern "C" fn vcpos_handle_lower_irq() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
+    charge_pending_serror(st);
+    st.kernel.note_interrupt_entry();
     poll_interrupts(st);
     reschedule(st);
 }
 
-/// An SError while a PD ran: treated as a fault of that PD.
+/// An SError while a thread ran: charged to the thread that ran at the last kernel
+/// exit (the one interrupted), reported with its name.
 #[no_mangle]
 extern "C" fn vcpos_handle_lower_serror() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
-    st.kernel.handle_fault(&mut st.machine, ESR_EL2.get(), 0);
+    let esr = ESR_EL2.get();
+    if let Some(t) = st.ran {
+        st.kernel.handle_serror(&mut st.machine, t, esr);
+    }
     reschedule(st);
 }
 
@@ -250,15 +302,14 @@ extern "C" fn vcpos_handle_lower_serror() {
 #[no_mangle]
 extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
-    let elr: u64;
-    // SAFETY: reading ELR_EL2 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
-    kprintln!("vcpos|ERROR: kernel exception (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    let elr = ELR_EL2.get();
+    let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
+    kprintln!("{KERNEL_ERROR} {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    kprintln!("vcpos|ERROR: kernel panic: {info}");
+    kprintln!("{KERNEL_ERROR} kernel panic: {info}");
     halt();
 }

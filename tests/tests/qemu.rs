@@ -52,6 +52,22 @@ fn panic() {
     }
 }
 
+/// Two PDs at one priority share the CPU by budget; the thread-ID register TPIDR_EL0
+/// is each PD's own (saved and restored with its registers).
+#[test]
+fn tls() {
+    boot("tls").assert_pass("tls");
+}
+
+/// A guest's PMU accesses trap to its VMM, and PDs that touch the PMU (reading the
+/// cycle counter, opening it to EL0) are stopped with a fault, whatever the guest did.
+#[test]
+fn pmu() {
+    let t = boot("pmu");
+    assert_fault_then_pass(&t, "pmu-writer", "pmu");
+    assert_fault_then_pass(&t, "pmu-reader", "pmu");
+}
+
 /// Invocations of missing or wrong capabilities return errors and harm nobody.
 #[test]
 fn badcap() {

@@ -1,6 +1,8 @@
 //! Threads: one per PD, with its saved registers, state and scheduling parameters.
 
-use crate::cspace::{CSpace, PdIndex};
+use crate::cspace::{CSpace, ThreadIndex};
+use crate::vgic::MAX_LRS;
+use vcpos_abi::counters::{GuestExit, ThreadCounters};
 
 /// Registers saved on every kernel entry from a PD. The layout is shared with the
 /// exception-entry assembly (`kernel/src/arch/vectors.rs`): do not reorder.
@@ -15,6 +17,10 @@ pub struct UserContext {
     pub pc: u64,
     /// Saved program status (SPSR_EL2).
     pub spsr: u64,
+    /// EL0 thread-ID register (TPIDR_EL0): each thread's own.
+    pub tpidr: u64,
+    /// EL0 read-only thread-ID register (TPIDRRO_EL0; only a guest's EL1 writes it).
+    pub tpidrro: u64,
 }
 
 /// SPSR for a PD: EL0t (AArch64, SP_EL0), all interrupts unmasked.
@@ -24,6 +30,8 @@ pub const SPSR_EL0: u64 = 0;
 pub const CONTEXT_SP_OFFSET: usize = 31 * 8;
 /// Offset of `pc` in [`UserContext`].
 pub const CONTEXT_PC_OFFSET: usize = 32 * 8;
+/// Offset of `tpidr` (followed by `tpidrro`) in [`UserContext`].
+pub const CONTEXT_TPIDR_OFFSET: usize = 34 * 8;
 
 /// What a thread is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +45,12 @@ pub enum ThreadState {
     /// Queued on `server`'s input to make a PPC.
     BlockedSend {
         /// The callee.
-        server: PdIndex,
+        server: ThreadIndex,
     },
     /// PPC delivered; waiting for `server` to reply.
     BlockedCall {
         /// The callee.
-        server: PdIndex,
+        server: ThreadIndex,
     },
     /// Faulted; the fault message is queued on or delivered to the parent, which
     /// may reply (resume) or restart it.
@@ -58,7 +66,10 @@ pub enum ThreadState {
 impl ThreadState {
     /// True if the thread can never run again without a parent's restart.
     pub fn is_dead(self) -> bool {
-        matches!(self, ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault)
+        matches!(
+            self,
+            ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault
+        )
     }
 }
 
@@ -138,12 +149,16 @@ pub struct Tcb {
     pub period: u64,
     /// Budget left in the current period.
     pub remaining: u64,
+    /// Time used beyond the budget (e.g. a long `DebugPut` or fault report, which
+    /// run with interrupts masked), in counter ticks, still to be paid from the next
+    /// budgets.
+    pub debt: u64,
     /// When throttled: the counter value at which the budget is refilled.
     pub refill_at: Option<u64>,
     /// Passive PD (runs on its callers' time once it first waits).
     pub passive: bool,
     /// Parent PD, for children.
-    pub parent: Option<PdIndex>,
+    pub parent: Option<ThreadIndex>,
     /// The id the parent names this child by.
     pub child_id: u8,
     /// Physical address of the IPC buffer page.
@@ -161,17 +176,21 @@ pub struct Tcb {
     /// Whether `pending` has not yet been delivered to the parent (faults).
     pub fault_undelivered: bool,
     /// The thread owed a reply by this one (PPC caller or faulted child).
-    pub reply_to: Option<PdIndex>,
+    pub reply_to: Option<ThreadIndex>,
     /// Queue of threads waiting to send to this one (head).
-    pub send_head: Option<PdIndex>,
+    pub send_head: Option<ThreadIndex>,
     /// Queue link: next thread in the ready queue or in a send queue.
-    pub next: Option<PdIndex>,
+    pub next: Option<ThreadIndex>,
     /// PD or vCPU.
     pub kind: ThreadKind,
     /// vCPUs: virtual interrupts to inject.
     pub virqs: VirqSet,
     /// vCPUs: EL1 state must be reset before the next entry (after a restart).
     pub vcpu_reset: bool,
+    /// vCPUs: the vGIC list registers while another vCPU has the CPU's.
+    pub saved_lrs: [u64; MAX_LRS],
+    /// Event counters (read with the `ThreadCounters` syscall).
+    pub counters: ThreadCounters,
 }
 
 impl Tcb {
@@ -179,13 +198,21 @@ impl Tcb {
     pub const fn new() -> Tcb {
         Tcb {
             name: [0; vcpos_abi::PD_NAME_LEN],
-            ctx: UserContext { x: [0; 31], sp: 0, pc: 0, spsr: SPSR_EL0 },
+            ctx: UserContext {
+                x: [0; 31],
+                sp: 0,
+                pc: 0,
+                spsr: SPSR_EL0,
+                tpidr: 0,
+                tpidrro: 0,
+            },
             state: ThreadState::Inactive,
             priority: 0,
             budget: 0,
             period: 0,
             remaining: 0,
             refill_at: None,
+            debt: 0,
             passive: false,
             parent: None,
             child_id: 0,
@@ -194,7 +221,11 @@ impl Tcb {
             asid: 0,
             cspace: CSpace::new(),
             notification: 0,
-            pending: PendingMessage { badge: 0, info: 0, fault_mrs: [0; 5] },
+            pending: PendingMessage {
+                badge: 0,
+                info: 0,
+                fault_mrs: [0; 5],
+            },
             fault_undelivered: false,
             reply_to: None,
             send_head: None,
@@ -202,6 +233,20 @@ impl Tcb {
             kind: ThreadKind::Pd,
             virqs: VirqSet::new(),
             vcpu_reset: false,
+            saved_lrs: [0; MAX_LRS],
+            counters: ThreadCounters {
+                kernel_entries: 0,
+                switches_to: 0,
+                switches_from: 0,
+                notifications_sent: 0,
+                notifications_received: 0,
+                ppc_calls: 0,
+                ppc_served: 0,
+                faults: 0,
+                budget_exhaustions: 0,
+                time_run: 0,
+                guest_exits: [0; GuestExit::COUNT],
+            },
         }
     }
 
@@ -239,6 +284,8 @@ mod tests {
         let base = &c as *const _ as usize;
         assert_eq!(&c.sp as *const _ as usize - base, CONTEXT_SP_OFFSET);
         assert_eq!(&c.pc as *const _ as usize - base, CONTEXT_PC_OFFSET);
-        assert_eq!(core::mem::size_of::<UserContext>(), 34 * 8);
+        assert_eq!(&c.tpidr as *const _ as usize - base, CONTEXT_TPIDR_OFFSET);
+        assert_eq!(&c.tpidrro as *const _ as usize - base, CONTEXT_TPIDR_OFFSET + 8);
+        assert_eq!(core::mem::size_of::<UserContext>(), 36 * 8);
     }
 }

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod gic;
 pub mod kmap;
 pub mod mmio;
+pub mod serror;
 pub mod timer;
 pub mod uart;
 pub mod vcpu;

@@ -8,24 +8,63 @@
 
 use core::arch::{asm, global_asm};
 
-use vcpos_kernel_core::cspace::PdIndex;
+use aarch64_cpu::asm::barrier::{isb, SY};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CPTR_EL2, HCR_EL2, HPFAR_EL2, ICH_HCR_EL2, ICH_VTR_EL2, ID_AA64PFR0_EL1, VTCR_EL2, VTTBR_EL2,
+};
+
+use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::kernel::MAX_THREADS;
+use vcpos_kernel_core::vgic::{self, ListRegisters, MAX_LRS};
 use vcpos_kernel_core::vspace::VTCR_VALUE;
 use vcpos_kernel_core::Kernel;
 
 use super::gic;
 
-/// HCR_EL2 while a PD (or the kernel) runs: VHE host, EL0 traps to EL2.
-pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | (1 << 27);
+/// HCR_EL2.TWI (trap WFI), which aarch64-cpu's `HCR_EL2` does not name.
+const HCR_TWI: u64 = 1 << 13;
+/// HCR_EL2 while a PD (or the kernel) runs: VHE host, EL0 traps to EL2. VM stays set:
+/// with E2H and TGE set it has no effect on the host, and not flipping it on every
+/// guest entry and exit spares QEMU a flush of its whole TLB each time.
+pub const HCR_HOST: u64 = HCR_EL2::E2H::EnableOsAtEl2.value
+    | HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::TGE::EnableTrapGeneralExceptionsToEl2.value
+    | HCR_EL2::VM::Enable.value;
 /// HCR_EL2 while a guest runs: stage 2 on, physical interrupts to EL2, WFI and SMC
 /// trapped, EL1 AArch64, pointer-authentication keys not trapped.
-pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31) | (1 << 34) | (1 << 40) | (1 << 41);
+pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
+    | HCR_EL2::SWIO::SET.value
+    | HCR_EL2::FMO::EnableVirtualFIQ.value
+    | HCR_EL2::IMO::EnableVirtualIRQ.value
+    | HCR_EL2::AMO::SET.value
+    | HCR_TWI
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::E2H::EnableOsAtEl2.value
+    | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
+    | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
+const _: () = assert!(HCR_HOST & HCR_EL2::VM::Enable.value == HCR_GUEST & HCR_EL2::VM::Enable.value);
 /// CPTR_EL2 for PDs: FP/SIMD trapped (PDs are soft-float).
 const CPTR_HOST: u64 = 0;
-/// CPTR_EL2 for guests: FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the
-/// FP/SIMD registers are switched between vCPUs; SVE/SME state is left live, which is
-/// sound while one VM runs (see ARCHITECTURE.md).
+/// CPTR_EL2 for guests (E2H layout, which aarch64-cpu's `CPTR_EL2` does not name):
+/// FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the FP/SIMD registers are
+/// switched between vCPUs; SVE/SME state is left live, which is sound while one VM
+/// runs (see ARCHITECTURE.md).
 const CPTR_GUEST: u64 = (3 << 16) | (3 << 20) | (3 << 24);
+
+/// MDCR_EL2 trap bits (the HPMN field keeps its reset value): TPM and TPMCR, every
+/// PMU access from EL1 and from a guest's EL0 traps to EL2 and reaches the VMM as a
+/// trapped system register; E2PB = E2TB = 0b00, the statistical-profiling and trace
+/// buffers (where implemented) belong to EL2 and EL1 cannot reach them. Debug
+/// registers are not trapped (see ARCHITECTURE.md, *EL0-visible state*).
+const MDCR_TRAPS: u64 = (1 << 5) | (1 << 6);
+/// MDCR_EL2 fields this kernel sets: HPMN (4:0) is kept, everything else is ours.
+const MDCR_KEEP: u64 = 0x1f;
+/// MDSCR_EL1 while PDs run: TDCC, so EL0 cannot use the debug communications channel
+/// (a register pair any PD could otherwise write and another read); no debug events.
+const MDSCR_HOST: u64 = 1 << 12;
+/// CPTR_EL2.TAM: activity-monitor (AMU) accesses from EL0 and EL1 trap to EL2.
+const CPTR_TAM: u64 = CPTR_EL2::TAM::SET.value;
 
 /// The virtual timer's PPI and the vGIC maintenance PPI.
 pub const VTIMER_PPI: u32 = 27;
@@ -43,19 +82,19 @@ pub struct SavedState([u64; STATE_WORDS]);
 /// vCPU bookkeeping of the boot core.
 pub struct VcpuArch {
     /// The vCPU whose state is in the CPU.
-    loaded: Option<PdIndex>,
+    loaded: Option<ThreadIndex>,
     /// Saved state per thread index.
     saved: [SavedState; MAX_THREADS],
-    /// Virtual interrupt id held by each list register (0 = free).
-    lr_virq: [u32; 16],
     /// Number of list registers.
     num_lrs: usize,
     /// Whether the host regime is in force (false while a guest's is).
     host: bool,
-    /// The loaded vCPU's TPIDR_EL0, TPIDRRO_EL0 and MDSCR_EL1 while PDs run (PDs see
-    /// zeros: with TGE set, MDSCR_EL1 would arm the guest's single-step and debug
-    /// settings for the PDs themselves).
-    thread_ids: [u64; 3],
+    /// The loaded vCPU's MDSCR_EL1 while PDs run (PDs see zero: with TGE set,
+    /// MDSCR_EL1 would arm the guest's single-step and debug settings for the PDs
+    /// themselves).
+    guest_mdscr: u64,
+    /// [`CPTR_TAM`] if the CPU has activity monitors, else 0 (the bit is RES0).
+    cptr_tam: u64,
 }
 
 impl VcpuArch {
@@ -64,63 +103,70 @@ impl VcpuArch {
         VcpuArch {
             loaded: None,
             saved: [SavedState([0; STATE_WORDS]); MAX_THREADS],
-            lr_virq: [0; 16],
             num_lrs: 0,
             host: true,
-            thread_ids: [0; 3],
+            guest_mdscr: 0,
+            cptr_tam: 0,
         }
     }
 
     /// Boot-time setup: stage-2 control, list-register count, virtual CPU interface
     /// on, the virtual-timer and maintenance PPIs enabled.
     pub fn init(&mut self) {
-        let vtr: u64;
-        // SAFETY: VTCR_EL2 only takes effect for guests (HCR_EL2.VM), none runs yet;
-        // ICH_VTR_EL2 is read-only; enabling the virtual CPU interface (ICH_HCR_EL2.En)
-        // only affects EL1, which nothing uses yet.
-        unsafe {
-            asm!(
-                "msr vtcr_el2, {vtcr}",
-                "mrs {vtr}, S3_4_C12_C11_1", // ICH_VTR_EL2
-                "msr S3_4_C12_C11_0, {en}",  // ICH_HCR_EL2 = En
-                "isb",
-                vtcr = in(reg) VTCR_VALUE,
-                vtr = out(reg) vtr,
-                en = in(reg) 1u64,
-            );
-        }
-        self.num_lrs = ((vtr & 0x1f) as usize + 1).min(16);
+        // VTCR_EL2 only takes effect for guests (HCR_EL2.VM with TGE clear), none runs
+        // yet; enabling the virtual CPU interface only affects EL1.
+        VTCR_EL2.set(VTCR_VALUE);
+        let vtr = ICH_VTR_EL2.get();
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+        isb(SY);
+        self.num_lrs = ((vtr & 0x1f) as usize + 1).min(MAX_LRS);
+        self.isolate_el0_state();
         gic::enable_ppi(VTIMER_PPI);
         gic::enable_ppi(MAINTENANCE_PPI);
     }
 
+    /// Closes the EL0-visible performance, debug and activity-monitor state: nothing a
+    /// guest does can open the PMU, the debug channel or the AMU to PDs.
+    fn isolate_el0_state(&mut self) {
+        if ID_AA64PFR0_EL1.read(ID_AA64PFR0_EL1::AMU) != 0 {
+            self.cptr_tam = CPTR_TAM;
+            // SAFETY: AMUSERENR_EL0 = 0: EL0 has no access to the activity monitors.
+            unsafe { asm!("msr S3_3_C13_C2_3, xzr") };
+        }
+        // SAFETY: MDCR_EL2 only adds traps of EL0/EL1 accesses to EL2 (which the kernel
+        // reports as faults or passes to the VMM); PMUSERENR_EL0 = 0 closes the PMU to
+        // PDs (the host's EL0 is governed by it alone, not by MDCR_EL2.TPM);
+        // MDSCR_EL1 only affects debug at EL0/EL1.
+        unsafe {
+            asm!(
+                "mrs {m}, mdcr_el2",
+                "and {m}, {m}, {keep}",
+                "orr {m}, {m}, {traps}",
+                "msr mdcr_el2, {m}",
+                "msr pmuserenr_el0, xzr",
+                "msr mdscr_el1, {mdscr}",
+                m = out(reg) _,
+                keep = in(reg) MDCR_KEEP,
+                traps = in(reg) MDCR_TRAPS,
+                mdscr = in(reg) MDSCR_HOST,
+            );
+        }
+        CPTR_EL2.set(CPTR_HOST | self.cptr_tam);
+        isb(SY);
+    }
+
     /// Puts the CPU in the host regime for a PD's turn (cheap if already so). The
-    /// guest's EL0 thread-ID registers (readable by PDs) and MDSCR_EL1 (which would
-    /// apply the guest's debug settings to PDs) are put aside and zeroed.
+    /// guest's MDSCR_EL1 (which would apply the guest's debug settings to PDs) is put
+    /// aside and replaced by the PDs' value ([`MDSCR_HOST`]).
     pub fn enter_host(&mut self) {
         if !self.host {
-            let (tpidr, tpidrro, mdscr): (u64, u64, u64);
-            // SAFETY: restores the host HCR/CPTR values the kernel booted with and
-            // swaps the EL0 thread-ID registers, which only EL0 code reads.
-            unsafe {
-                asm!(
-                    "msr hcr_el2, {h}",
-                    "msr cptr_el2, {c}",
-                    "mrs {t}, tpidr_el0",
-                    "mrs {r}, tpidrro_el0",
-                    "mrs {d}, mdscr_el1",
-                    "msr tpidr_el0, xzr",
-                    "msr tpidrro_el0, xzr",
-                    "msr mdscr_el1, xzr",
-                    "isb",
-                    h = in(reg) HCR_HOST,
-                    c = in(reg) CPTR_HOST,
-                    t = out(reg) tpidr,
-                    r = out(reg) tpidrro,
-                    d = out(reg) mdscr,
-                )
-            };
-            self.thread_ids = [tpidr, tpidrro, mdscr];
+            HCR_EL2.set(HCR_HOST);
+            CPTR_EL2.set(CPTR_HOST | self.cptr_tam);
+            let mdscr: u64;
+            // SAFETY: swaps MDSCR_EL1, which only affects debug events at EL0 and EL1.
+            unsafe { asm!("mrs {}, mdscr_el1", "msr mdscr_el1, {}", out(reg) mdscr, in(reg) MDSCR_HOST) };
+            isb(SY);
+            self.guest_mdscr = mdscr;
             self.host = true;
         }
     }
@@ -128,61 +174,59 @@ impl VcpuArch {
     /// Prepares vCPU `v` to run: its EL1 state loaded (reset if it was restarted),
     /// the guest regime with its stage-2 tables, pending virtual interrupts in free
     /// list registers.
-    pub fn enter_guest(&mut self, kernel: &mut Kernel, v: PdIndex) {
+    pub fn enter_guest(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
         let reset = kernel.take_vcpu_reset(v);
-        if self.host && self.loaded.is_some() {
-            // SAFETY: puts back the loaded vCPU's EL0 thread-ID and debug registers (set aside
-            // by `enter_host`), so the CPU holds exactly that vCPU's state again.
-            unsafe {
-                asm!(
-                    "msr tpidr_el0, {}",
-                    "msr tpidrro_el0, {}",
-                    "msr mdscr_el1, {}",
-                    in(reg) self.thread_ids[0],
-                    in(reg) self.thread_ids[1],
-                    in(reg) self.thread_ids[2],
-                )
-            };
+        if self.host {
+            if self.loaded.is_some() {
+                // SAFETY: puts back the loaded vCPU's MDSCR_EL1 (set aside by
+                // `enter_host`), so the CPU holds exactly that vCPU's debug state again.
+                unsafe { asm!("msr mdscr_el1, {}", in(reg) self.guest_mdscr) };
+            }
+            // FP/SIMD allowed at EL2 too, so the state switch below can move the guest's
+            // q registers; PDs never run until `enter_host` traps FP again.
+            CPTR_EL2.set(CPTR_GUEST | self.cptr_tam);
+            isb(SY);
         }
-        // SAFETY: allow FP/SIMD at EL2 too, so the state switch below can move the
-        // guest's q registers; PDs never run until `enter_host` traps FP again.
-        unsafe { asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_GUEST) };
         if self.loaded != Some(v) || reset {
             if let Some(old) = self.loaded.filter(|&o| o != v) {
-                self.save_lrs_into_pending(kernel, old);
+                kernel.vgic_save(old, &mut HwLrs(self.num_lrs), virq_done);
+                // The PPI now reports the incoming vCPU's timer.
+                gic::enable_ppi(VTIMER_PPI);
                 // SAFETY: `saved[old]` is a valid, aligned buffer of STATE_WORDS words.
                 unsafe { vcpos_vcpu_save(self.saved[old as usize].0.as_mut_ptr()) };
             }
             if reset {
+                // `v` is the current thread (the one about to run): its EL0
+                // thread-ID registers start at zero like the rest of its EL1 state.
+                if kernel.current() == Some(v) {
+                    if let Some(tcb) = kernel.current_tcb_mut() {
+                        (tcb.ctx.tpidr, tcb.ctx.tpidrro) = (0, 0);
+                    }
+                }
                 self.saved[v as usize] = SavedState([0; STATE_WORDS]);
                 self.saved[v as usize].0[0] = SCTLR_EL1_RESET;
-                self.clear_lrs();
                 gic::enable_ppi(VTIMER_PPI);
             }
+            // The vCPU's own list registers (all clear after a restart).
+            kernel.vgic_restore(v, &mut HwLrs(self.num_lrs));
             // SAFETY: `saved[v]` holds either a state saved from this vCPU or the
             // reset state; restoring EL1 registers affects only the guest.
             unsafe { vcpos_vcpu_restore(self.saved[v as usize].0.as_ptr()) };
+            let tcb = kernel.tcb(v);
+            // The stage-2 tables the kernel built for this vCPU from the VM's maps,
+            // tagged with its own VMID (written only when another vCPU was loaded).
+            VTTBR_EL2.set(tcb.vspace_root | ((tcb.asid as u64) << 48));
+            // The guest's MPIDR: affinity 0.0.0.<vCPU id>, bit 31 RES1 (what its device
+            // tree's cpu@<id> and the redistributor's GICR_TYPER say).
+            let vmpidr = (1u64 << 31) | u64::from(tcb.child_id);
+            // SAFETY: VMPIDR_EL2 (not in aarch64-cpu) is what the guest reads as MPIDR.
+            unsafe { asm!("msr vmpidr_el2, {}", in(reg) vmpidr) };
             self.loaded = Some(v);
         }
-        let tcb = kernel.tcb(v);
-        let vttbr = tcb.vspace_root | ((tcb.asid as u64) << 48);
-        // The guest's MPIDR: affinity 0.0.0.<vCPU id>, bit 31 RES1 (what its device
-        // tree's cpu@<id> and the redistributor's GICR_TYPER say).
-        let vmpidr = (1u64 << 31) | u64::from(tcb.child_id);
-        // SAFETY: the guest regime: stage-2 tables the kernel built for this vCPU
-        // from the VM's maps, tagged with its own VMID; FP access for the guest.
-        unsafe {
-            asm!(
-                "msr vttbr_el2, {vttbr}",
-                "msr vmpidr_el2, {vmpidr}",
-                "msr hcr_el2, {hcr}",
-                "msr cptr_el2, {cptr}",
-                "isb",
-                vttbr = in(reg) vttbr,
-                vmpidr = in(reg) vmpidr,
-                hcr = in(reg) HCR_GUEST,
-                cptr = in(reg) CPTR_GUEST,
-            );
+        if self.host {
+            // The guest regime (HCR_EL2 is written only when it changes).
+            HCR_EL2.set(HCR_GUEST);
+            isb(SY);
         }
         self.host = false;
         self.fill_lrs(kernel, v);
@@ -190,68 +234,54 @@ impl VcpuArch {
 
     /// True if a list register still holds a pending or active interrupt.
     pub fn virq_in_flight(&self) -> bool {
-        (0..self.num_lrs).any(|i| read_lr(i) >> 62 != 0)
+        vgic::in_flight(&HwLrs(self.num_lrs))
     }
 
     /// The vCPU whose virtual timer the CPU holds.
-    pub fn loaded(&self) -> Option<PdIndex> {
+    pub fn loaded(&self) -> Option<ThreadIndex> {
         self.loaded
     }
 
     /// vGIC maintenance: free the list registers the guest has finished with
     /// (unmasking the virtual timer when its interrupt was handled), then refill.
     pub fn maintenance(&mut self, kernel: &mut Kernel) {
-        for i in 0..self.num_lrs {
-            if self.lr_virq[i] != 0 && read_lr(i) >> 62 == 0 {
-                if self.lr_virq[i] == VTIMER_PPI {
-                    gic::enable_ppi(VTIMER_PPI);
-                }
-                self.lr_virq[i] = 0;
-                write_lr(i, 0);
-            }
-        }
-        if let Some(v) = self.loaded {
-            self.fill_lrs(kernel, v);
+        match self.loaded {
+            Some(v) => self.fill_lrs(kernel, v),
+            None => vgic::retire(&mut HwLrs(self.num_lrs), virq_done),
         }
     }
 
-    fn fill_lrs(&mut self, kernel: &mut Kernel, v: PdIndex) {
-        for i in 0..self.num_lrs {
-            if read_lr(i) >> 62 != 0 {
-                continue;
-            }
-            if self.lr_virq[i] == VTIMER_PPI {
-                gic::enable_ppi(VTIMER_PPI);
-            }
-            self.lr_virq[i] = 0;
-            let Some(virq) = kernel.take_virq(v) else { break };
-            // Pending, group 1, priority 0xa0; EOI maintenance so the kernel learns
-            // when the guest is done with it.
-            write_lr(i, (1 << 62) | (1 << 60) | (0xa0 << 48) | (1 << 41) | virq as u64);
-            self.lr_virq[i] = virq;
-        }
-        // Underflow maintenance while more interrupts wait, so they get a register.
-        let uie = if kernel.tcb(v).virqs.is_empty() { 0 } else { 1 << 1 };
+    /// Refills vCPU `v`'s list registers (finished ones freed first) and asks for
+    /// underflow maintenance while more interrupts wait.
+    fn fill_lrs(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
+        let waiting = kernel.vgic_fill(v, &mut HwLrs(self.num_lrs), virq_done);
+        let uie = if waiting { 1 << 1 } else { 0 };
         // SAFETY: ICH_HCR_EL2 = En (| UIE): only changes virtual-interrupt delivery.
         unsafe { asm!("msr S3_4_C12_C11_0, {}", in(reg) 1u64 | uie) };
     }
+}
 
-    fn save_lrs_into_pending(&mut self, kernel: &mut Kernel, v: PdIndex) {
-        for i in 0..self.num_lrs {
-            let lr = read_lr(i);
-            if lr >> 62 & 1 != 0 {
-                kernel.inject_virq(v, lr as u32);
-            }
-            write_lr(i, 0);
-            self.lr_virq[i] = 0;
-        }
+/// The guest has finished with virtual interrupt `virq`: the virtual timer's PPI,
+/// masked while its interrupt was with the guest, may fire again.
+fn virq_done(virq: u32) {
+    if virq == VTIMER_PPI {
+        gic::enable_ppi(VTIMER_PPI);
     }
+}
 
-    fn clear_lrs(&mut self) {
-        for i in 0..self.num_lrs {
-            write_lr(i, 0);
-            self.lr_virq[i] = 0;
-        }
+/// The CPU's ICH_LR<n>_EL2 registers, of which there are `.0`; the bookkeeping is
+/// `vcpos_kernel_core::vgic`.
+struct HwLrs(usize);
+
+impl ListRegisters for HwLrs {
+    fn count(&self) -> usize {
+        self.0
+    }
+    fn read(&self, i: usize) -> u64 {
+        read_lr(i)
+    }
+    fn write(&mut self, i: usize, value: u64) {
+        write_lr(i, value)
     }
 }
 
@@ -289,10 +319,7 @@ lr_access!(
 
 /// Reads HPFAR_EL2 (the faulting guest-physical page of a stage-2 abort).
 pub fn hpfar() -> u64 {
-    let v: u64;
-    // SAFETY: reading a fault-syndrome register has no side effects.
-    unsafe { asm!("mrs {}, hpfar_el2", out(reg) v) };
-    v
+    HPFAR_EL2.get()
 }
 
 extern "C" {
@@ -301,7 +328,7 @@ extern "C" {
 }
 
 // EL1 system registers (through their EL12/EL02 aliases under VHE) and FP/SIMD
-// state. Word i of the save area holds register i of this list; FP/SIMD q0..q31
+// state (the EL0 thread-ID registers are part of every thread's UserContext). Word i of the save area holds register i of this list; FP/SIMD q0..q31
 // start at word 32.
 global_asm!(
     r#"
@@ -327,16 +354,14 @@ global_asm!(
     \op cntv_ctl_el02, 17
     \op sp_el1, 18
     \op tpidr_el1, 19
-    \op tpidr_el0, 20
-    \op tpidrro_el0, 21
-    \op par_el1, 22
-    \op csselr_el1, 23
-    \op mdscr_el1, 24
-    \op S3_4_C12_C11_7, 25
-    \op S3_4_C12_C8_0, 26
-    \op S3_4_C12_C9_0, 27
-    \op fpcr, 28
-    \op fpsr, 29
+    \op par_el1, 20
+    \op csselr_el1, 21
+    \op mdscr_el1, 22
+    \op S3_4_C12_C11_7, 23
+    \op S3_4_C12_C8_0, 24
+    \op S3_4_C12_C9_0, 25
+    \op fpcr, 26
+    \op fpsr, 27
 .endm
 .macro SAVE_ONE reg, idx
     mrs     x2, \reg

@@ -1,6 +1,9 @@
 //! Exception vectors: save a PD's registers into its TCB, call the Rust handler,
 //! restore the (possibly different) current PD's registers and `eret`.
 //!
+//! The saved context is the general registers, SP_EL0, ELR, SPSR and the EL0
+//! thread-ID registers (TPIDR_EL0, TPIDRRO_EL0), so no thread sees another's.
+//!
 //! `TPIDR_EL2` always holds the address of the current thread's
 //! [`vcpos_kernel_core::thread::UserContext`]. The kernel is not reentrant: it runs
 //! with interrupts masked and resets nothing on its stack between entries, so the
@@ -35,6 +38,9 @@ global_asm!(
     mrs     x4, spsr_el2
     str     x2, [x0, #{sp_off}]
     stp     x3, x4, [x0, #{pc_off}]
+    mrs     x5, tpidr_el0
+    mrs     x6, tpidrro_el0
+    stp     x5, x6, [x0, #{tpidr_off}]
 .endm
 
 .section .text.vectors, "ax"
@@ -65,8 +71,7 @@ vcpos_vectors:
     mov x0, #6
     b .Lkernel_exception
     .balign 0x80
-    mov x0, #7
-    b .Lkernel_exception
+    b .Lkernel_serror
     // Lower EL, AArch64: PDs.
     .balign 0x80
     b .Llower_sync
@@ -102,7 +107,25 @@ vcpos_vectors:
     SAVE_USER
     bl      vcpos_handle_lower_serror
     b       vcpos_return_to_user
+// An SError the kernel unmasked on purpose (arch::serror::take_pending; SErrors are
+// masked everywhere else in the kernel): record its syndrome, return with SErrors
+// masked again.
+.Lkernel_serror:
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, esr_el2
+    orr     x0, x0, #(1 << 63)
+    adrp    x1, VCPOS_TAKEN_SERROR
+    str     x0, [x1, :lo12:VCPOS_TAKEN_SERROR]
+    mrs     x0, spsr_el2
+    orr     x0, x0, #(1 << 8)
+    msr     spsr_el2, x0
+    ldp     x0, x1, [sp], #16
+    eret
 .Lkernel_exception:
+    // A stack of its own: the exception may be an overflow of the kernel stack into
+    // its guard page.
+    ldr     x1, =__kernel_exception_stack_top
+    mov     sp, x1
     bl      vcpos_handle_kernel_exception
     b       .
 
@@ -114,6 +137,9 @@ vcpos_return_to_user:
     msr     sp_el0, x2
     msr     elr_el2, x3
     msr     spsr_el2, x4
+    ldp     x5, x6, [x0, #{tpidr_off}]
+    msr     tpidr_el0, x5
+    msr     tpidrro_el0, x6
     ldp     x2, x3, [x0, #16]
     ldp     x4, x5, [x0, #32]
     ldp     x6, x7, [x0, #48]
@@ -134,6 +160,7 @@ vcpos_return_to_user:
 "#,
     sp_off = const vcpos_kernel_core::thread::CONTEXT_SP_OFFSET,
     pc_off = const vcpos_kernel_core::thread::CONTEXT_PC_OFFSET,
+    tpidr_off = const vcpos_kernel_core::thread::CONTEXT_TPIDR_OFFSET,
 );
 
 extern "C" {

@@ -4,7 +4,9 @@
 //! - [`write_to_unmapped`]: fault on purpose with a write to [`UNMAPPED_ADDR`];
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
-//! - [`pingpong`]: the values the ping and pong PDs exchange.
+//! - [`pingpong`]: the values the ping and pong PDs exchange;
+//! - [`sysreg`]: EL0 system-register accesses the isolation tests make;
+//! - [`blk`]: the disk patterns of the vcp-blk tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -115,6 +117,46 @@ pub fn ticks_to_ns(ticks: u64, freq_hz: u64) -> u64 {
     (u128::from(ticks) * 1_000_000_000 / u128::from(freq_hz)) as u64
 }
 
+/// EL0 system-register accesses for the isolation tests: the thread-ID register (which
+/// must be private to each PD) and PMU registers (which must fault).
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[allow(unsafe_code)]
+pub mod sysreg {
+    use core::arch::asm;
+
+    /// Reads `TPIDR_EL0`.
+    pub fn tpidr_el0() -> u64 {
+        let v: u64;
+        // SAFETY: reads this PD's thread-ID register; no memory is touched.
+        unsafe { asm!("mrs {}, tpidr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Writes `TPIDR_EL0`.
+    pub fn set_tpidr_el0(v: u64) {
+        // SAFETY: the runtime does not use TPIDR_EL0 (no thread-local storage), so
+        // changing it affects nothing but later reads of it.
+        unsafe { asm!("msr tpidr_el0, {}", in(reg) v, options(nomem, nostack)) };
+    }
+
+    /// Reads the PMU cycle counter `PMCCNTR_EL0`: the kernel must stop the PD with a
+    /// fault instead.
+    pub fn pmccntr_el0() -> u64 {
+        let v: u64;
+        // SAFETY: a read of a counter register (or a trap the kernel turns into a fault).
+        unsafe { asm!("isb", "mrs {}, pmccntr_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    /// Writes `PMUSERENR_EL0` (EL0 access enables of the PMU): undefined at EL0, so the
+    /// kernel must stop the PD with a fault.
+    pub fn set_pmuserenr_el0(v: u64) {
+        // SAFETY: a register write that either traps (the expected outcome) or changes
+        // only PMU access permissions; no memory is touched.
+        unsafe { asm!("msr pmuserenr_el0, {}", "isb", in(reg) v, options(nomem, nostack)) };
+    }
+}
+
 /// What the ping and pong PDs exchange (both sides compute it, so a message register
 /// or shared word the kernel lost or corrupted shows up as a mismatch).
 pub mod pingpong {
@@ -152,8 +194,42 @@ pub mod pingpong {
     }
 }
 
+/// The disk contents the vcp-blk tests write and check (the QEMU test harness
+/// prepares the disk image with the same functions and checks it afterwards).
+pub mod blk {
+    /// 32-bit words in a 512-byte block.
+    pub const WORDS: usize = 128;
+    /// Blocks each test client works on in its window.
+    pub const TEST_BLOCKS: u64 = 128;
+    /// Rounds of write + read-back of the read-write client.
+    pub const ROUNDS: u32 = 4;
+
+    /// Word `w` of block `block` (relative to its window) of the read-only client's
+    /// window, as the harness writes it.
+    pub fn ro_word(block: u64, w: usize) -> u32 {
+        0x5a00_0000 | ((block as u32 & 0xffff) << 8) | (w as u32 & 0xff)
+    }
+
+    /// Word `w` of block `block` the read-write client writes in `round`.
+    pub fn rw_word(round: u32, block: u64, w: usize) -> u32 {
+        0xa500_0000 ^ (round << 20) ^ ((block as u32 & 0xfff) << 8) ^ (w as u32 & 0xff)
+    }
+
+    /// A byte of the disk outside every client's window (the harness checks these
+    /// are unchanged).
+    pub const FILLER: u8 = 0xee;
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blk_patterns_differ() {
+        use super::blk;
+        assert_ne!(blk::ro_word(1, 0), blk::ro_word(0, 1));
+        assert_ne!(blk::rw_word(0, 1, 0), blk::rw_word(1, 1, 0));
+        assert_ne!(blk::rw_word(3, 5, 7), blk::ro_word(5, 7));
+    }
+
     use super::*;
 
     #[test]
