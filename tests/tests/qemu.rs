@@ -3,7 +3,6 @@
 //! artifacts (`tools/build-targets.sh`) and, for the root system, the guest files
 //! (`tools/guest-image.sh`); `./test.sh` makes both first, and the tests fail without them.
 
-use vcpos_abi::console::GUEST_LINE_PREFIX;
 use vcpos_tests::{boot, find_fault, linux, pass_line, workspace_root, Transcript};
 use vcpos_tool::runner::Step;
 
@@ -80,9 +79,7 @@ fn badcap() {
 fn root_system_boots() {
     let system = workspace_root().join("system.xml");
     let mut script = linux::until_ready();
-    // The guest's answer is a guest line, behind the VMM's prefix.
-    let answer = Step::wait_text(format!("{GUEST_LINE_PREFIX}vcpos-42\n"));
-    script.extend([linux::command("echo vcpos-$((6*7))"), answer, Step::wait_text(linux::PROMPT)]);
+    script.extend([linux::command("echo vcpos-$((6*7))"), Step::wait_line("vcpos-42"), Step::wait_text(linux::PROMPT)]);
     let opts = linux::options(linux::timeout(linux::LINUX_TIMEOUT, 1), script, linux::UNEXPECTED_RESTART);
     linux::run("root-system", &system, &opts).assert_script_done();
 }
