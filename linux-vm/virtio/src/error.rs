@@ -26,11 +26,7 @@ pub enum GuestError {
     QueueAlignment { queue: u16 },
     /// `avail.idx` moved more than the queue size past the last entry the device used
     /// (virtio 1.2 §2.7.6).
-    AvailIndexJump {
-        queue: u16,
-        avail_idx: u16,
-        last_seen: u16,
-    },
+    AvailIndexJump { queue: u16, avail_idx: u16, last_seen: u16 },
     /// A descriptor index (chain head or `next`) is not below the queue size.
     DescriptorIndex { queue: u16, index: u16 },
     /// A chain has more descriptors than the queue size: a loop (virtio 1.2 §2.7.5.2).
@@ -111,10 +107,7 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: descriptor index {index} out of range")
             }
             GuestError::ChainTooLong { queue } => {
-                write!(
-                    f,
-                    "queue {queue}: descriptor chain longer than the queue (loop)"
-                )
+                write!(f, "queue {queue}: descriptor chain longer than the queue (loop)")
             }
             GuestError::IndirectDescriptor { queue } => {
                 write!(f, "queue {queue}: indirect descriptor not negotiated")
@@ -123,28 +116,17 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: readable descriptor after a writable one")
             }
             GuestError::UsedIndex { queue, index } => {
-                write!(
-                    f,
-                    "queue {queue}: used element for out-of-range head {index}"
-                )
+                write!(f, "queue {queue}: used element for out-of-range head {index}")
             }
             GuestError::DriverOkWithoutFeaturesOk => {
                 write!(f, "DRIVER_OK set before FEATURES_OK")
             }
-            GuestError::RegisterAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::RegisterAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at register {offset:#x} ignored (must be 4 bytes, aligned)",
                 if write { "write" } else { "read" }
             ),
-            GuestError::ConfigAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::ConfigAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at config offset {offset:#x} ignored",
                 if write { "write" } else { "read" }
@@ -159,11 +141,9 @@ impl fmt::Display for GuestError {
             GuestError::FeaturesAfterFeaturesOk => {
                 write!(f, "DriverFeatures written after FEATURES_OK; ignored")
             }
-            GuestError::BadBlockRequest {
-                queue,
-                head,
-                reason,
-            } => write!(f, "queue {queue}: block request at head {head}: {reason}"),
+            GuestError::BadBlockRequest { queue, head, reason } => {
+                write!(f, "queue {queue}: block request at head {head}: {reason}")
+            }
         }
     }
 }

@@ -131,20 +131,12 @@ pub trait Device {
     /// The driver notified queue `queue` (< `num_queues()`, ready). Return the
     /// interrupts to raise (normally [`Interrupts::USED_BUFFER`] if a used element was
     /// pushed and the driver did not suppress it).
-    fn notify(
-        &mut self,
-        queue: u16,
-        queues: &mut [Queue],
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError>;
+    fn notify(&mut self, queue: u16, queues: &mut [Queue], mem: &mut dyn GuestMemory)
+        -> Result<Interrupts, GuestError>;
 
     /// Work that does not come from the guest (console input, a completion from an
     /// I/O PD). Called by [`MmioTransport::poll`].
-    fn poll(
-        &mut self,
-        queues: &mut [Queue],
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError> {
+    fn poll(&mut self, queues: &mut [Queue], mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let _ = (queues, mem);
         Ok(Interrupts::empty())
     }
@@ -229,8 +221,7 @@ impl<D: Device> MmioTransport<D> {
 
     /// Whether the device processes queues: DRIVER_OK set and no pending reset.
     pub fn is_active(&self) -> bool {
-        self.status.contains(DeviceStatus::DRIVER_OK)
-            && !self.status.contains(DeviceStatus::DEVICE_NEEDS_RESET)
+        self.status.contains(DeviceStatus::DRIVER_OK) && !self.status.contains(DeviceStatus::DEVICE_NEEDS_RESET)
     }
 
     /// Current InterruptStatus. Non-empty means the interrupt line is asserted
@@ -278,9 +269,7 @@ impl<D: Device> MmioTransport<D> {
             reg::STATUS => u32::from(self.status.bits()),
             // No shared memory regions: length (and base) read as all ones
             // (virtio 1.2 §4.2.2, SHMLenLow/High).
-            reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH | reg::SHM_BASE_LOW | reg::SHM_BASE_HIGH => {
-                u32::MAX
-            }
+            reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH | reg::SHM_BASE_LOW | reg::SHM_BASE_HIGH => u32::MAX,
             reg::CONFIG_GENERATION => self.config_generation,
             // Write-only and reserved registers, QueueReset (VIRTIO_F_RING_RESET is
             // not offered).
@@ -320,8 +309,7 @@ impl<D: Device> MmioTransport<D> {
             reg::QUEUE_READY => return self.write_queue_ready(value, mem),
             reg::QUEUE_NOTIFY => return self.queue_notify(value, mem),
             reg::INTERRUPT_ACK => {
-                self.interrupt_status
-                    .remove(Interrupts::from_bits_truncate(value));
+                self.interrupt_status.remove(Interrupts::from_bits_truncate(value));
             }
             reg::STATUS => return self.write_status(value, mem),
             // SHMSel: any region number selects "no region". Read-only and reserved
@@ -400,11 +388,7 @@ impl<D: Device> MmioTransport<D> {
             && off.is_multiple_of(u64::from(size))
             && off + u64::from(size) <= self.device.config_len() as u64;
         if !ok {
-            self.ignored(GuestError::ConfigAccess {
-                offset,
-                size,
-                write,
-            });
+            self.ignored(GuestError::ConfigAccess { offset, size, write });
             return None;
         }
         Some(off as usize)
@@ -415,8 +399,7 @@ impl<D: Device> MmioTransport<D> {
             return 0;
         };
         let mut bytes = [0u8; 4];
-        self.device
-            .read_config(off, &mut bytes[..usize::from(size)]);
+        self.device.read_config(off, &mut bytes[..usize::from(size)]);
         u32::from_le_bytes(bytes)
     }
 
@@ -435,10 +418,7 @@ impl<D: Device> MmioTransport<D> {
         }
         match self.driver_features_sel {
             0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
-            1 => {
-                self.driver_features =
-                    (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
-            }
+            1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32),
             _ => self.driver_features_unknown |= value != 0,
         }
     }
@@ -525,8 +505,7 @@ impl<D: Device> MmioTransport<D> {
             return false;
         }
         let old = self.status;
-        let written = DeviceStatus::from_bits_truncate(value as u8)
-            .difference(DeviceStatus::DEVICE_NEEDS_RESET);
+        let written = DeviceStatus::from_bits_truncate(value as u8).difference(DeviceStatus::DEVICE_NEEDS_RESET);
         let mut new = old | written;
         if new.contains(DeviceStatus::FEATURES_OK) && !old.contains(DeviceStatus::FEATURES_OK) {
             let f = self.driver_features;
@@ -538,8 +517,7 @@ impl<D: Device> MmioTransport<D> {
                 new.remove(DeviceStatus::FEATURES_OK);
             }
         }
-        let driver_ok_now =
-            new.contains(DeviceStatus::DRIVER_OK) && !old.contains(DeviceStatus::DRIVER_OK);
+        let driver_ok_now = new.contains(DeviceStatus::DRIVER_OK) && !old.contains(DeviceStatus::DRIVER_OK);
         self.status = new;
         if driver_ok_now {
             if !new.contains(DeviceStatus::FEATURES_OK) {
