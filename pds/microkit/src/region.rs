@@ -398,15 +398,18 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
-/// Makes the region a `shared_region!` names (the macro's expansion calls this).
+/// Makes the region a `shared_region!` names (the macros' expansion calls this).
+///
+/// # Safety
+///
+/// `addr` must be the value of a `setvar_vaddr` symbol the macro declares (which the
+/// builder patches with the address where it mapped the region read-write for the
+/// PD's life, or leaves 0: then this panics), and `len` at most the region's size.
 #[doc(hidden)]
-pub fn region_from_symbol(symbol: &'static str, addr: usize, len: usize) -> SharedRegion {
+pub unsafe fn region_from_symbol(symbol: &'static str, addr: usize, len: usize) -> SharedRegion {
     let base = crate::symbols::region_ptr::<u8>(addr, symbol);
-    // SAFETY: `addr` is the value of a `setvar_vaddr` symbol only `shared_region!`
-    // declares, which the builder patches with the address where it mapped the region
-    // (read-write, for the PD's life); `len` is its `setvar_size` symbol or the size the
-    // PD's system file gives the region (the macro's contract). The runtime makes no
-    // reference into region memory.
+    // SAFETY: by this function's contract the range is mapped read-write for the PD's
+    // life; the runtime makes no reference into region memory.
     unsafe { SharedRegion::from_raw(symbol, base, len) }
 }
 
@@ -420,16 +423,21 @@ pub fn region_from_symbol(symbol: &'static str, addr: usize, len: usize) -> Shar
 /// if the builder did not patch the address.
 #[macro_export]
 macro_rules! shared_region {
-    ($symbol:ident, size = $size_symbol:ident $(,)?) => {
-        $crate::_private::region_from_symbol(
-            stringify!($symbol),
-            *$crate::var!($symbol: usize = 0),
-            *$crate::var!($size_symbol: usize = 0),
-        )
-    };
-    ($symbol:ident, bytes = $bytes:expr $(,)?) => {
-        $crate::_private::region_from_symbol(stringify!($symbol), *$crate::var!($symbol: usize = 0), $bytes)
-    };
+    ($symbol:ident, size = $size_symbol:ident $(,)?) => {{
+        let addr: usize = *$crate::var!($symbol: usize = 0);
+        let len: usize = *$crate::var!($size_symbol: usize = 0);
+        // SAFETY: `addr` and `len` are the `setvar_vaddr` and `setvar_size` values the
+        // builder patched for this map (a region mapped read-write for the PD's life).
+        unsafe { $crate::_private::region_from_symbol(stringify!($symbol), addr, len) }
+    }};
+    ($symbol:ident, bytes = $bytes:expr $(,)?) => {{
+        let addr: usize = *$crate::var!($symbol: usize = 0);
+        let len: usize = $bytes;
+        // SAFETY: `addr` is the `setvar_vaddr` value the builder patched for this map;
+        // the invoker states the region has at least `bytes` bytes (the macro's
+        // contract, as the system file's size).
+        unsafe { $crate::_private::region_from_symbol(stringify!($symbol), addr, len) }
+    }};
 }
 
 /// Like [`shared_region!`], for a region a system may leave out: `None` if the builder
@@ -439,7 +447,8 @@ macro_rules! optional_shared_region {
     ($symbol:ident, size = $size_symbol:ident $(,)?) => {{
         let addr: usize = *$crate::var!($symbol: usize = 0);
         let len: usize = *$crate::var!($size_symbol: usize = 0);
-        (addr != 0).then(|| $crate::_private::region_from_symbol(stringify!($symbol), addr, len))
+        // SAFETY: as for `shared_region!`: the builder's patched address and size.
+        (addr != 0).then(|| unsafe { $crate::_private::region_from_symbol(stringify!($symbol), addr, len) })
     }};
 }
 
@@ -613,7 +622,8 @@ mod tests {
         let r = std::panic::catch_unwind(|| crate::shared_region!(vcpos_test_shared2, size = vcpos_test_shared2_size));
         assert!(r.is_err(), "unpatched address must panic");
         let sym: &'static usize = crate::var!(vcpos_test_patched_addr: usize = 0x4000_0000);
-        let region = region_from_symbol("x", *sym, 0x1000);
+        // SAFETY: only the pointer value is checked; the region is never accessed.
+        let region = unsafe { region_from_symbol("x", *sym, 0x1000) };
         assert_eq!((region.addr(), region.len(), region.name()), (0x4000_0000, 0x1000, "x"));
     }
 }
