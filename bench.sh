@@ -2,10 +2,12 @@
 # Builds and boots the benchmark system(s) in QEMU and prints their BENCH figures as a
 # table, then the VM benchmarks: system.xml's Linux guest booted on vcpos against the
 # same Image + initrd.gz booted directly on QEMU (boot-to-shell time and the guest's
-# MMIO exit round trip, medians of --runs boots each, with ratios). Not part of ./test.sh.
+# MMIO exit round trip, medians of --runs boots each, with ratios), then the block table
+# (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU until the
+# block VCP serves the VM: MB/s, IOPS, latency). Not part of ./test.sh.
 #
 # Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v]
-#                   [--runs N] [--vm-only | --no-vm] [--vm-system FILE] [SYSTEM...]
+#                   [--runs N] [--vm-only | --no-vm | --blk-only] [--no-blk] [--vm-system FILE] [SYSTEM...]
 #   (default system: tests/systems/bench.system; relative paths are from here)
 set -euo pipefail
 export PATH=/usr/bin:$PATH # Debian's toolchain before rustup's, if any

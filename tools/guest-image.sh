@@ -9,14 +9,17 @@
 # a second run downloads nothing and rewrites nothing unless Debian's current
 # kernel package changed. Outputs:
 #   .cache/guest/Image       uncompressed arm64 Image (from /boot/vmlinuz-*)
-#   .cache/guest/initrd.gz   gzip'd cpio (newc): busybox, virtio modules, /init,
-#                            /bin/vcpos-mmio-bench if built (linux-vm/guest/bench)
+#   .cache/guest/initrd.gz   gzip'd cpio (newc): busybox, modules (virtio, ext4),
+#                            e2fsprogs' mke2fs/e2fsck/tune2fs/dumpe2fs with their
+#                            shared libraries, /init, /bin/vcpos-mmio-bench if
+#                            built (linux-vm/guest/bench)
 #   .cache/guest/manifest.txt packages, versions, sha256s, sizes
 # With --boot-test, linux-vm/guest/boot-test.sh then boots them on QEMU
 # (remaining arguments go to it, e.g. --runs 3 --machine virt,virtualization=on,gic-version=3).
 #
 # Needs root only to add the arm64 architecture to dpkg (once) and to install
-# cpio if missing; without root it prints the commands and exits 1.
+# cpio, xz-utils or binutils (readelf) if missing; without root it prints the
+# commands and exits 1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +30,16 @@ CACHE=${VCPOS_GUEST_CACHE:-$ROOT/.cache/guest}
 # to stay on Debian 12's original 6.1 series.
 KERNEL_PATTERN=${VCPOS_GUEST_KERNEL_PATTERN:-'^linux-image-.*-cloud-arm64-unsigned$'}
 BUSYBOX_PKG=busybox-static
+# e2fsprogs for the guest's disk (/dev/vda): these programs from its package go to
+# /sbin, with the shared libraries they need (their ELF NEEDED closure) taken from
+# the library packages below and the dynamic loader at the path their PT_INTERP names.
+E2FS_PKG=e2fsprogs
+E2FS_PROGRAMS=(mke2fs e2fsck tune2fs dumpe2fs)
+# Names busybox would otherwise answer with its own, smaller applets.
+E2FS_LINKS=(mkfs.ext4:mke2fs mkfs.ext2:mke2fs fsck.ext4:e2fsck e2label:tune2fs)
+# Where the closure's libraries come from (libe2p is in libext2fs2); a library
+# none of them holds stops the build with its name.
+LIB_PKGS=(libext2fs2 libcom-err2 libblkid1 libuuid1 libc6)
 
 log() { echo "guest-image: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -38,7 +51,7 @@ boot_args=()
 while (($#)); do
     case "$1" in
         --boot-test) boot_test=1; shift; boot_args=("$@"); break ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
 done
@@ -71,7 +84,7 @@ fi
 # Tools and the Debian packages that provide them (gzip and dpkg-deb come with
 # every Debian system; cpio and xz, for the kernel's .ko.xz modules, may not).
 missing_pkgs=""
-for pair in cpio:cpio xz:xz-utils gzip:gzip dpkg-deb:dpkg; do
+for pair in cpio:cpio xz:xz-utils gzip:gzip dpkg-deb:dpkg readelf:binutils; do
     command -v "${pair%%:*}" >/dev/null || missing_pkgs="$missing_pkgs ${pair#*:}"
 done
 if [[ -n $missing_pkgs ]]; then
@@ -102,12 +115,19 @@ apt_update() {
 }
 
 kernel_pkg=$(find_kernel_pkg)
-[[ -n $kernel_pkg ]] && load_candidates "$kernel_pkg" "$BUSYBOX_PKG"
-if [[ -z $kernel_pkg || -z $(candidate "$kernel_pkg") || -z $(candidate "$BUSYBOX_PKG") ]]; then
+# Every package but the kernel's (whose name moves), in download order.
+user_pkgs=("$BUSYBOX_PKG" "$E2FS_PKG" "${LIB_PKGS[@]}")
+all_candidates() {
+    local p
+    [[ -n $kernel_pkg && -n $(candidate "$kernel_pkg") ]] || return 1
+    for p in "${user_pkgs[@]}"; do [[ -n $(candidate "$p") ]] || return 1; done
+}
+[[ -n $kernel_pkg ]] && load_candidates "$kernel_pkg" "${user_pkgs[@]}"
+if ! all_candidates; then
     log "apt's package lists lack the arm64 packages; updating them"
     apt_update || true
     kernel_pkg=$(find_kernel_pkg)
-    [[ -n $kernel_pkg ]] && load_candidates "$kernel_pkg" "$BUSYBOX_PKG"
+    [[ -n $kernel_pkg ]] && load_candidates "$kernel_pkg" "${user_pkgs[@]}"
 fi
 [[ -n $kernel_pkg ]] || die "no package matches $KERNEL_PATTERN (is arm64 enabled and apt updated?)"
 log "kernel package: $kernel_pkg"
@@ -135,15 +155,23 @@ fetch_deb() {
     echo "$file"
 }
 t_dl=$(now)
-if ! kernel_deb=$(fetch_deb "$kernel_pkg") || ! busybox_deb=$(fetch_deb "$BUSYBOX_PKG"); then
+declare -A deb=() # package -> .deb file name in $CACHE/debs
+fetch_all() {
+    local p
+    for p in "$kernel_pkg" "${user_pkgs[@]}"; do
+        deb[$p]=$(fetch_deb "$p") || return 1
+    done
+}
+if ! fetch_all; then
     # Stale lists name a version the mirror no longer has: refresh once, retry.
     apt_update || die "download failed"
     kernel_pkg=$(find_kernel_pkg)
-    load_candidates "$kernel_pkg" "$BUSYBOX_PKG"
-    kernel_deb=$(fetch_deb "$kernel_pkg") || die "cannot download $kernel_pkg:arm64"
-    busybox_deb=$(fetch_deb "$BUSYBOX_PKG") || die "cannot download $BUSYBOX_PKG:arm64"
+    load_candidates "$kernel_pkg" "${user_pkgs[@]}"
+    fetch_all || die "cannot download the arm64 packages: $kernel_pkg ${user_pkgs[*]}"
 fi
-log "packages ready in $(since "$t_dl") s: $kernel_deb $busybox_deb"
+kernel_deb=${deb[$kernel_pkg]}
+busybox_deb=${deb[$BUSYBOX_PKG]}
+log "packages ready in $(since "$t_dl") s: ${deb[*]}"
 
 # --- 3. unpack (without installing) ----------------------------------------
 unpack() {
@@ -157,15 +185,21 @@ unpack() {
     echo "$dir"
 }
 t_unpack=$(now)
-kernel_dir=$(unpack "$kernel_deb")
-busybox_dir=$(unpack "$busybox_deb")
+declare -A pkg_dir=() # package -> its unpacked tree
+for p in "$kernel_pkg" "${user_pkgs[@]}"; do
+    pkg_dir[$p]=$(unpack "${deb[$p]}")
+done
+kernel_dir=${pkg_dir[$kernel_pkg]}
+busybox_dir=${pkg_dir[$BUSYBOX_PKG]}
 log "unpacked in $(since "$t_unpack") s"
 
-# Old kernel ABIs / busybox versions left from earlier runs are not needed.
+# Old kernel ABIs / package versions left from earlier runs are not needed.
+declare -A current=()
+for p in "${!deb[@]}"; do current[${deb[$p]}]=1; done
 for f in "$CACHE"/debs/*.deb; do
     [[ -e $f ]] || continue
     b=${f##*/}
-    if [[ $b != "$kernel_deb" && $b != "$busybox_deb" ]]; then
+    if [[ -z ${current[$b]:-} ]]; then
         log "removing stale $b"
         rm -rf "$f" "$CACHE/pkgs/${b%.deb}"
     fi
@@ -209,7 +243,7 @@ image_state=$(install_if_changed "$image_tmp" "$CACHE/Image")
 # --- 5. the initramfs -------------------------------------------------------
 stage=$CACHE/initrd-root
 rm -rf "$stage"
-mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc,lib/modules,dev,proc,sys,tmp,run,root}
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc,lib/modules,dev,proc,sys,tmp,run,root,mnt}
 
 [[ -x $busybox_dir/bin/busybox ]] || die "$busybox_deb has no bin/busybox"
 cp "$busybox_dir/bin/busybox" "$stage/bin/busybox"
@@ -229,6 +263,78 @@ else
     log "no $bench_bin yet (tools/build-targets.sh builds it): no /bin/vcpos-mmio-bench in the initramfs"
     bench_note=absent
 fi
+
+# e2fsprogs' programs and the closure of the shared libraries they need. The
+# libraries go to /lib/aarch64-linux-gnu (a directory Debian's arm64 loader
+# searches without /etc/ld.so.cache), the loader to the program's PT_INTERP path.
+e2fs_dir=${pkg_dir[$E2FS_PKG]}
+lib_dirs=()
+for p in "${LIB_PKGS[@]}"; do
+    for d in lib/aarch64-linux-gnu usr/lib/aarch64-linux-gnu; do
+        [[ -d ${pkg_dir[$p]}/$d ]] && lib_dirs+=("${pkg_dir[$p]}/$d")
+    done
+done
+# The NEEDED sonames of ELF file $1, one a line.
+elf_needed() {
+    readelf -d "$1" | sed -n 's/.*(NEEDED).*Shared library: \[\(.*\)\]$/\1/p'
+}
+# The PT_INTERP path of ELF file $1 (empty for a static program or a library).
+elf_interp() {
+    readelf -l "$1" | sed -n 's/.*\[Requesting program interpreter: \(.*\)\]$/\1/p'
+}
+# Checks that $1 is an AArch64 ELF file.
+elf_is_arm64() {
+    readelf -h "$1" 2>/dev/null | grep -q 'Machine:[[:space:]]*AArch64'
+}
+interp=""
+declare -A lib_done=()
+lib_queue=()
+for prog in "${E2FS_PROGRAMS[@]}"; do
+    src=$e2fs_dir/sbin/$prog
+    [[ -f $src ]] || die "${deb[$E2FS_PKG]} has no sbin/$prog"
+    elf_is_arm64 "$src" || die "sbin/$prog of ${deb[$E2FS_PKG]} is not an AArch64 ELF file"
+    install -m 0755 "$src" "$stage/sbin/$prog"
+    i=$(elf_interp "$src")
+    [[ -n $i ]] || die "sbin/$prog of ${deb[$E2FS_PKG]} names no program interpreter"
+    [[ -z $interp || $i == "$interp" ]] || die "e2fsprogs programs name two interpreters: $interp and $i"
+    interp=$i
+    mapfile -t -O "${#lib_queue[@]}" lib_queue < <(elf_needed "$src")
+done
+for pair in "${E2FS_LINKS[@]}"; do
+    ln -s "${pair#*:}" "$stage/sbin/${pair%%:*}"
+done
+# mke2fs reads its defaults from /etc/mke2fs.conf (built-in ones otherwise);
+# e2fsck asks /etc/mtab whether the file system is mounted.
+[[ -f $e2fs_dir/etc/mke2fs.conf ]] && install -m 0644 "$e2fs_dir/etc/mke2fs.conf" "$stage/etc/mke2fs.conf"
+ln -s /proc/mounts "$stage/etc/mtab"
+# The loader: found like a library, installed at the interpreter path.
+find_lib() {
+    local d
+    for d in "${lib_dirs[@]}"; do
+        [[ -e $d/$1 ]] && { readlink -f "$d/$1"; return 0; }
+    done
+    return 1
+}
+src=$(find_lib "${interp##*/}") || die "no package of LIB_PKGS (${LIB_PKGS[*]}) holds the loader ${interp##*/}"
+mkdir -p "$stage${interp%/*}"
+install -m 0755 "$src" "$stage$interp"
+lib_done[${interp##*/}]=1
+mkdir -p "$stage/lib/aarch64-linux-gnu"
+libs=()
+while ((${#lib_queue[@]})); do
+    soname=${lib_queue[0]}
+    lib_queue=("${lib_queue[@]:1}")
+    [[ -z ${lib_done[$soname]:-} ]] || continue
+    lib_done[$soname]=1
+    src=$(find_lib "$soname") ||
+        die "no package of LIB_PKGS (${LIB_PKGS[*]}) holds $soname, needed by e2fsprogs: add its package"
+    elf_is_arm64 "$src" || die "$soname ($src) is not an AArch64 ELF file"
+    install -m 0755 "$src" "$stage/lib/aarch64-linux-gnu/$soname"
+    libs+=("$soname")
+    mapfile -t -O "${#lib_queue[@]}" lib_queue < <(elf_needed "$src")
+done
+closure_bytes=$(du -cb "$stage/sbin" "$stage/lib/aarch64-linux-gnu" "$stage$interp" | tail -n 1 | cut -f1)
+log "e2fsprogs: ${E2FS_PROGRAMS[*]}, loader $interp, libraries ${libs[*]} ($closure_bytes bytes uncompressed)"
 
 # Module name as the kernel sees it: basename without .ko[.xz|.zst|.gz], '-' -> '_'.
 modnames_awk='function m(p) { sub(/.*\//, "", p); sub(/\.ko.*/, "", p); gsub(/-/, "_", p); return p }'
@@ -318,6 +424,11 @@ size() { stat -c %s "$1"; }
     echo "busybox_deb=$busybox_deb sha256=$(sha256sum "$CACHE/debs/$busybox_deb" | cut -d' ' -f1)"
     echo "kernel_release=$kver"
     echo "image_page_size=$page_size"
+    echo "e2fsprogs_version=$(candidate "$E2FS_PKG") programs=${E2FS_PROGRAMS[*]}"
+    echo "e2fsprogs_interp=$interp libraries=${libs[*]} closure_bytes=$closure_bytes"
+    for p in "$E2FS_PKG" "${LIB_PKGS[@]}"; do
+        echo "deb=${deb[$p]} sha256=$(sha256sum "$CACHE/debs/${deb[$p]}" | cut -d' ' -f1)"
+    done
     echo "modules=${order[*]}"
     echo "module_compression=${compression[*]}"
     echo "vcpos_mmio_bench=$bench_note"

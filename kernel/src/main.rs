@@ -22,12 +22,13 @@ use core::ptr::addr_of_mut;
 
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
+use vcpos_abi::console::{KERNEL_ERROR, KERNEL_INFO};
 use vcpos_abi::esr;
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
 use arch::{gic, mmio, timer, uart};
-use vcpos_kernel_core::cspace::PdIndex;
+use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::thread::ThreadKind;
 
 /// Physical address of the boot-information blob (patched by the builder).
@@ -81,7 +82,7 @@ struct State {
     vcpu: VcpuArch,
     /// The thread the kernel returned to at its last exit: the one that ran until this
     /// entry, which an SError found pending is charged to.
-    ran: Option<PdIndex>,
+    ran: Option<ThreadIndex>,
 }
 
 static mut STATE: State =
@@ -117,7 +118,7 @@ fn halt() -> ! {
 #[no_mangle]
 extern "C" fn kernel_main() -> ! {
     arch::kmap::install();
-    kprintln!("vcpos|INFO: vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
+    kprintln!("{KERNEL_INFO} vcpos kernel starting (seL4-style capability microkernel; not seL4, not verified)");
     // SAFETY: the builder patched these two words in the image before boot and
     // nothing writes them afterwards; volatile reads keep the compiler from folding
     // the link-time zeros.
@@ -125,21 +126,24 @@ extern "C" fn kernel_main() -> ! {
         (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
     };
     let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
-        kprintln!("vcpos|ERROR: no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        kprintln!("{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
         halt();
     };
     let info = match BootInfo::parse(blob) {
         Ok(info) => info,
         Err(e) => {
-            kprintln!("vcpos|ERROR: bad boot information: {e:?}");
+            kprintln!("{KERNEL_ERROR} bad boot information: {e:?}");
             halt();
         }
     };
+    if let Err(e) = info.check_ranges(kernel_image(), (paddr, size)) {
+        kprintln!("{KERNEL_ERROR} bad boot information: {e}; refusing to start");
+        halt();
+    }
     for i in 0..info.header.num_zero as usize {
         let z = info.zero(i);
-        let overlaps_blob = z.paddr < paddr + size && paddr < z.paddr + z.size;
-        if overlaps_blob || !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("vcpos|ERROR: zero range {:#x}+{:#x} is not PD memory; skipped", z.paddr, z.size);
+        if !mmio::ram_zero(z.paddr, z.size) {
+            kprintln!("{KERNEL_ERROR} zero range {:#x}+{:#x} is not RAM; skipped", z.paddr, z.size);
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -151,19 +155,30 @@ extern "C" fn kernel_main() -> ! {
         gic::set_trigger(irq.irq, irq.trigger != 0);
     }
     if let Err(e) = st.kernel.boot(&info, &mut st.machine) {
-        kprintln!("vcpos|ERROR: cannot start the system: {e:?}");
+        kprintln!("{KERNEL_ERROR} cannot start the system: {e:?}");
         halt();
     }
-    kprintln!("vcpos|INFO: {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
+    kprintln!("{KERNEL_INFO} {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
     reschedule(st);
     // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
     // and loaded its address space.
     unsafe { arch::vectors::vcpos_return_to_user() }
 }
 
+/// The kernel image's physical address and size (text to the top of the stack).
+fn kernel_image() -> (u64, u64) {
+    extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    // Only the symbols' addresses are taken, never their contents.
+    let (start, end) = (core::ptr::addr_of!(__kernel_start) as u64, core::ptr::addr_of!(__kernel_end) as u64);
+    (start - vcpos_abi::KERNEL_VIRT_OFFSET, end - start)
+}
+
 /// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
 /// runnable; then loads its address space, points TPIDR_EL2 at its registers and
-/// programs the timer for its budget.
+/// programs the timer for its budget (only when the deadline changed).
 fn reschedule(st: &mut State) {
     loop {
         // Before another thread can run: an SError that became pending meanwhile
@@ -171,7 +186,9 @@ fn reschedule(st: &mut State) {
         charge_pending_serror(st);
         let now = timer::now();
         let next = st.kernel.schedule(now);
-        timer::set_deadline(st.kernel.next_deadline(now));
+        if let Some(deadline) = st.kernel.arm_timer(now) {
+            timer::set_deadline(deadline);
+        }
         if next.is_some() {
             break;
         }
@@ -217,7 +234,10 @@ fn poll_interrupts(st: &mut State) {
             break;
         }
         match intid {
-            i if i as u64 == arch::board::TIMER_IRQ => timer::set_deadline(None),
+            i if i as u64 == arch::board::TIMER_IRQ => {
+                timer::set_deadline(None);
+                st.kernel.timer_fired();
+            }
             vcpu::VTIMER_PPI => {
                 gic::disable_ppi(vcpu::VTIMER_PPI);
                 if let Some(v) = st.vcpu.loaded() {
@@ -260,6 +280,7 @@ extern "C" fn vcpos_handle_lower_irq() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
     charge_pending_serror(st);
+    st.kernel.note_interrupt_entry();
     poll_interrupts(st);
     reschedule(st);
 }
@@ -283,12 +304,12 @@ extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
     let elr = ELR_EL2.get();
     let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
-    kprintln!("vcpos|ERROR: {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
+    kprintln!("{KERNEL_ERROR} {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    kprintln!("vcpos|ERROR: kernel panic: {info}");
+    kprintln!("{KERNEL_ERROR} kernel panic: {info}");
     halt();
 }

@@ -6,12 +6,16 @@
 # shell prompt, the guest's own uptime at the marker, and the medians.
 #
 # Usage: boot-test.sh [--image F] [--initrd F] [--runs N] [--timeout S]
-#                     [--machine M] [--cpu C] [--mem MB] [--append ARGS]
+#                     [--mem MB] [--append ARGS]
 #                     [--devices mmio|none] [--console ttyAMA0|hvc0]
 #                     [--qemu-arg ARG]...
-# Defaults: .cache/guest/{Image,initrd.gz}, 1 run, 60 s per run,
-#   -M virt,gic-version=3 -cpu max,pauth=off -m 512, console=ttyAMA0,
-#   --devices mmio: no PCI NIC, one virtio-blk-device on a small disk image
+# The QEMU command line is the runner's (`vcpos qemu-args --linux ...`, the one
+# home of it, shared with vcpos runs and the VM benchmark's direct baseline):
+# machine, CPU and QEMU binary from kernel-config/qemu_virt_aarch64.toml
+# ($QEMU overrides the binary), no default devices.
+# Defaults: .cache/guest/{Image,initrd.gz}, 1 run, 60 s per run, -m 512,
+#   console=ttyAMA0,
+#   --devices mmio: one virtio-blk-device on a small disk image
 #   whose first bytes are "vcpos-disk-ok" and one virtio-net-device (slirp,
 #   restrict=on, MAC 52:54:00:00:00:2a); the shell must read both back.
 #   --console hvc0 puts the console on a virtconsole (virtio-serial-device)
@@ -26,14 +30,11 @@ image=$CACHE/Image
 initrd=$CACHE/initrd.gz
 runs=1
 timeout=60
-machine=virt,gic-version=3
-cpu=max,pauth=off
 mem=512
 append=console=ttyAMA0
 devices=mmio
 console=ttyAMA0
 extra=()
-QEMU=${QEMU:-qemu-system-aarch64}
 
 die() { echo "boot-test: error: $*" >&2; exit 2; }
 while (($#)); do
@@ -43,8 +44,6 @@ while (($#)); do
         --initrd) initrd=$2 ;;
         --runs) runs=$2 ;;
         --timeout) timeout=$2 ;;
-        --machine) machine=$2 ;;
-        --cpu) cpu=$2 ;;
         --mem) mem=$2 ;;
         --append) append=$2 ;;
         --devices) devices=$2 ;;
@@ -58,17 +57,14 @@ done
 [[ $timeout =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer (seconds)"
 [[ $devices == mmio || $devices == none ]] || die "--devices must be mmio or none"
 case "$console" in
-    ttyAMA0) console_args=(-nographic) ;;
+    ttyAMA0) console_mode=captured ;;
     hvc0)
-        # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
-        console_args=(-display none -serial none -monitor none -chardev stdio,id=con0,signal=off
-            -device virtio-serial-device -device virtconsole,chardev=con0)
+        console_mode=virtio
         append=${append//console=ttyAMA0/console=hvc0}
         ;;
     *) die "--console must be ttyAMA0 or hvc0" ;;
 esac
 [[ -f $image && -f $initrd ]] || die "missing $image or $initrd: run tools/guest-image.sh first"
-command -v "$QEMU" >/dev/null || die "$QEMU not found"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -96,14 +92,19 @@ if [[ $devices == mmio ]]; then
     disk=$work/disk.img
     printf 'vcpos-disk-ok' >"$disk"
     truncate -s 8M "$disk"
-    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
-    device_args=(-nic none
-        -drive "file=$disk,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0
-        -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0,mac=52:54:00:00:00:2a)
+    device_args=(--device "disk=$disk" --device nic=52:54:00:00:00:2a)
     # shellcheck disable=SC2016
     command+=' disk=$(head -c 13 /dev/vda) net=$(cat /sys/class/net/eth0/address)'
     expect+=' disk=vcpos-disk-ok net=52:54:00:00:00:2a'
 fi
+
+# The QEMU command line, one word per line from the runner.
+qemu_words=$(cd "$ROOT" && cargo run -q -p vcpos-tool --bin vcpos -- qemu-args --console "$console_mode" \
+    --memory "${mem}M" --linux "$image" --initrd "$initrd" --append "$append" "${device_args[@]}") ||
+    die "vcpos qemu-args failed"
+mapfile -t qemu <<<"$qemu_words"
+if [[ -n ${QEMU:-} ]]; then qemu[0]=$QEMU; fi
+command -v "${qemu[0]}" >/dev/null || die "${qemu[0]} not found (run tools/setup.sh)"
 
 # Waits until the log holds fixed string $1 (returns 0), QEMU exits or the
 # run's deadline passes (returns 1).
@@ -126,9 +127,7 @@ for ((i = 1; i <= runs; i++)); do
     mkfifo "$work/in"
     t0=$(now)
     deadline=$(awk -v t="$t0" -v s="$timeout" 'BEGIN { printf "%.3f", t + s }')
-    "$QEMU" -M "$machine" -cpu "$cpu" -m "$mem" "${console_args[@]}" \
-        -kernel "$image" -initrd "$initrd" -append "$append" "${device_args[@]}" "${extra[@]}" \
-        <"$work/in" >"$log" 2>&1 &
+    "${qemu[@]}" "${extra[@]}" <"$work/in" >"$log" 2>&1 &
     qemu_pid=$!
     exec 3>"$work/in"
 
@@ -181,7 +180,7 @@ for ((i = 1; i <= runs; i++)); do
     fi
 done
 
-echo "boot-test: machine=$machine cpu=$cpu mem=${mem}M append='$append' devices=$devices console=$console"
+echo "boot-test: ${qemu[*]} ${extra[*]}"
 if ((passed > 0)); then
     echo "boot-test: median of $passed: ready $(median "${ready_t[@]}") s, prompt $(median "${prompt_t[@]}") s," \
         "guest uptime at ready $(median "${uptime_t[@]}") s"

@@ -12,6 +12,7 @@
 
 pub mod baremetal;
 pub mod bench;
+pub mod disk;
 pub mod linux;
 
 use std::fmt;
@@ -21,7 +22,8 @@ use std::time::Duration;
 use clap::Parser;
 use vcpos_tool::board::{self, Board};
 use vcpos_tool::runner::{
-    self, Capture, CaptureOptions, Ending, Step, FAIL_MARKER, KERNEL_ERROR, KERNEL_FAULT, PASS_MARKER,
+    self, line_marker, Capture, CaptureOptions, Console, Device, Ending, Marker, QemuSpec, Step, KERNEL_FAULT,
+    TEST_PASS,
 };
 
 /// The target triple of the kernel and PDs.
@@ -66,7 +68,9 @@ pub fn guest_dir() -> PathBuf {
 
 /// The system file of a test scenario.
 pub fn scenario_system(scenario: &str) -> PathBuf {
-    workspace_root().join("tests/systems").join(format!("{scenario}.system"))
+    workspace_root()
+        .join("tests/systems")
+        .join(format!("{scenario}.system"))
 }
 
 /// The boot timeout: `$VCPOS_TEST_TIMEOUT` seconds, or [`DEFAULT_TIMEOUT`].
@@ -77,7 +81,9 @@ pub fn timeout() -> Duration {
 /// A timeout in whole seconds from `text`, or [`DEFAULT_TIMEOUT`] if absent or not a
 /// positive number.
 pub fn parse_timeout(text: Option<&str>) -> Duration {
-    text.and_then(|s| s.trim().parse::<u64>().ok()).filter(|&s| s > 0).map_or(DEFAULT_TIMEOUT, Duration::from_secs)
+    text.and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
 }
 
 /// The board the tests run on.
@@ -156,8 +162,13 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
     if !system.is_file() {
         return Err(format!("system file {} not found", system.display()));
     }
-    let loaded = vcpos_tool::sdf::load(system)
-        .map_err(|e| format!("{} is not a valid system description:\n{}", system.display(), render(&e)))?;
+    let loaded = vcpos_tool::sdf::load(system).map_err(|e| {
+        format!(
+            "{} is not a valid system description:\n{}",
+            system.display(),
+            render(&e)
+        )
+    })?;
     let dir = artifact_dir();
     let missing = missing_artifacts(&loaded.system, &dir);
     if !missing.is_empty() {
@@ -168,7 +179,9 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
         ));
     }
     let guest = guest_dir();
-    check_prefills(&loaded.system, std::slice::from_ref(&dir), &guest)?;
+    // Small prefill files (such as a VCP's configuration) sit next to the system file.
+    let system_dir = system.parent().unwrap_or(Path::new(".")).to_path_buf();
+    check_prefills(&loaded.system, &[dir.clone(), system_dir.clone()], &guest)?;
     std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let image = out_dir.join("vcpos.img");
     let report = out_dir.join("report.txt");
@@ -182,6 +195,8 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
         dir.as_os_str(),
         "--search-path".as_ref(),
         guest.as_os_str(),
+        "--search-path".as_ref(),
+        system_dir.as_os_str(),
         "-o".as_ref(),
         image.as_os_str(),
         "-r".as_ref(),
@@ -233,7 +248,13 @@ pub fn build_system(label: &str, system: &Path, config: &str) -> Result<BuiltSys
     })?;
     let report = std::fs::read_to_string(work_dir.join("report.txt"))
         .map_err(|e| format!("cannot read the build report of {}: {e}", system.display()))?;
-    Ok(BuiltSystem { label: label.to_string(), image, report, work_dir, keep_dir })
+    Ok(BuiltSystem {
+        label: label.to_string(),
+        image,
+        report,
+        work_dir,
+        keep_dir,
+    })
 }
 
 impl BuiltSystem {
@@ -241,8 +262,16 @@ impl BuiltSystem {
     /// image, its report and the serial transcript (`serial.log`) are moved to
     /// `target/vcpos-tests/<label>/`.
     pub fn boot(self, opts: &CaptureOptions) -> Result<Transcript, String> {
+        self.boot_with_devices(opts, &[])
+    }
+
+    /// [`Self::boot`] on a machine with extra virtio-mmio `devices` (in slot order, as
+    /// [`runner::QemuSpec`] gives them to the direct-Linux baseline too).
+    pub fn boot_with_devices(self, opts: &CaptureOptions, devices: &[Device]) -> Result<Transcript, String> {
         let board = board()?;
-        let capture = runner::run_image(&board, &self.image, opts).map_err(|e| e.to_string());
+        let mut spec = QemuSpec::vcpos(&board, &self.image, Console::Captured);
+        spec.devices = devices.to_vec();
+        let capture = runner::run_qemu(&spec, opts).map_err(|e| e.to_string());
         if let Ok(c) = &capture {
             let _ = std::fs::write(self.work_dir.join("serial.log"), &c.output);
         }
@@ -254,7 +283,12 @@ impl BuiltSystem {
             }
         }
         let _ = std::fs::remove_dir(&self.work_dir);
-        Ok(Transcript { label: self.label, image: kept, capture: capture?, script: opts.script.clone() })
+        Ok(Transcript {
+            label: self.label,
+            image: kept,
+            capture: capture?,
+            script: opts.script.clone(),
+        })
     }
 }
 
@@ -297,8 +331,12 @@ impl Transcript {
         if let Err(e) = check_clean(self.output()) {
             self.fail(&e);
         }
-        if !self.output().contains(PASS_MARKER) {
-            self.fail(&format!("no '{PASS_MARKER}' line"));
+        if !self
+            .output()
+            .lines()
+            .any(|l| matches!(line_marker(l), Some(Marker::Pass(_))))
+        {
+            self.fail(&format!("no '{TEST_PASS}' line"));
         }
     }
 }
@@ -317,7 +355,12 @@ impl fmt::Display for Transcript {
             writeln!(f, "----- end of QEMU stderr -----")?;
         }
         if !self.script.is_empty() {
-            writeln!(f, "----- console script ({} of {} steps happened) -----", c.steps_done.len(), self.script.len())?;
+            writeln!(
+                f,
+                "----- console script ({} of {} steps happened) -----",
+                c.steps_done.len(),
+                self.script.len()
+            )?;
             for (i, step) in self.script.iter().enumerate() {
                 match c.steps_done.get(i) {
                     Some(t) => writeln!(f, "  {:>2}. at {:6.1} s: {step}", i + 1, t.as_secs_f64())?,
@@ -326,27 +369,41 @@ impl fmt::Display for Transcript {
             }
         }
         if let Ending::TimedOut(t) = c.ending {
-            let what = if self.script.is_empty() { "no marker" } else { "the script did not finish" };
-            writeln!(f, "({what} within {} s; VCPOS_TEST_TIMEOUT=<seconds> raises the limit)", t.as_secs())?;
+            let what = if self.script.is_empty() {
+                "no marker"
+            } else {
+                "the script did not finish"
+            };
+            writeln!(
+                f,
+                "({what} within {} s; VCPOS_TEST_TIMEOUT=<seconds> raises the limit)",
+                t.as_secs()
+            )?;
         }
         Ok(())
     }
 }
 
-/// Index of the first line holding `TEST PASS: <name>` with `name` as a whole word
-/// (followed by the end of the line, a space or punctuation other than `-`/`_`).
+/// Index of the first line that is the marker `TEST PASS: <name>` (at the start of the
+/// line, see [`runner::line_marker`]) with `name` as a whole word (followed by the end
+/// of the line, a space or punctuation other than `-`/`_`).
 pub fn pass_line(output: &str, name: &str) -> Option<usize> {
-    let needle = format!("{PASS_MARKER}{name}");
-    output.lines().position(|line| {
-        line.match_indices(&needle).any(|(i, _)| {
-            line[i + needle.len()..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'))
-        })
+    output.lines().position(|line| match line_marker(line) {
+        Some(Marker::Pass(detail)) => detail.strip_prefix(name).is_some_and(|rest| {
+            rest.chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'))
+        }),
+        _ => false,
     })
 }
 
-/// No `TEST FAIL:` line and no kernel error line.
+/// No `TEST FAIL:` line and no kernel error line (markers: at the start of a line).
 pub fn check_clean(output: &str) -> Result<(), String> {
-    let bad: Vec<&str> = output.lines().filter(|l| l.contains(FAIL_MARKER) || l.contains(KERNEL_ERROR)).collect();
+    let bad: Vec<&str> = output
+        .lines()
+        .filter(|l| line_marker(l).is_some_and(|m| m.is_failure()))
+        .collect();
     if bad.is_empty() {
         Ok(())
     } else {
@@ -359,7 +416,7 @@ pub fn check_pass(output: &str, name: &str) -> Result<(), String> {
     check_clean(output)?;
     match pass_line(output, name) {
         Some(_) => Ok(()),
-        None => Err(format!("no '{PASS_MARKER}{name}' line")),
+        None => Err(format!("no '{TEST_PASS} {name}' line")),
     }
 }
 
@@ -393,14 +450,20 @@ const FAULT_KINDS: &[&str] = &[
 fn hex_after(line: &str, key: &str) -> Option<u64> {
     let lower = line.to_ascii_lowercase();
     lower.match_indices(key).find_map(|(i, _)| {
-        let word_start = lower[..i].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+        let word_start = lower[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
         if !word_start {
             return None;
         }
         let rest = lower[i + key.len()..].trim_start_matches([' ', ':', '=']);
         let hex = rest.strip_prefix("0x")?;
-        let digits: String =
-            hex.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '_').filter(|c| *c != '_').collect();
+        let digits: String = hex
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '_')
+            .filter(|c| *c != '_')
+            .collect();
         u64::from_str_radix(&digits, 16).ok()
     })
 }
@@ -412,11 +475,13 @@ pub fn find_fault(output: &str, pd: &str) -> Result<FaultLine, String> {
     let (index, line) = output
         .lines()
         .enumerate()
-        .find(|(_, l)| l.contains(KERNEL_FAULT) && l.contains(&quoted))
+        .find(|(_, l)| matches!(line_marker(l), Some(Marker::KernelFault(_))) && l.contains(&quoted))
         .ok_or_else(|| format!("no '{KERNEL_FAULT}' line naming PD {quoted}"))?;
     let after_pd = line[line.find(&quoted).unwrap_or(0)..].to_ascii_lowercase();
     if !FAULT_KINDS.iter().any(|k| after_pd.contains(k)) {
-        return Err(format!("fault line names no fault kind (one of {FAULT_KINDS:?}): {line}"));
+        return Err(format!(
+            "fault line names no fault kind (one of {FAULT_KINDS:?}): {line}"
+        ));
     }
     let address = hex_after(line, "address").ok_or_else(|| format!("fault line has no 'address 0x...': {line}"))?;
     let pc = hex_after(line, "pc").ok_or_else(|| format!("fault line has no 'pc 0x...': {line}"))?;
@@ -430,7 +495,7 @@ mod tests {
     const FAULT_RUN: &str = "vcpos|INFO: booting\n\
         crasher: about to fault\n\
         vcpos|FAULT: PD 'crasher' data abort (translation fault, level 0) writing address 0xdead0000 pc 0x200a4c\n\
-        watcher: TEST PASS: fault-isolation\n";
+        TEST PASS: fault-isolation\n";
 
     #[test]
     fn pass_lines_match_whole_names() {
@@ -440,7 +505,9 @@ mod tests {
         assert_eq!(pass_line(out, "hell"), None);
         assert_eq!(pass_line("TEST PASS: hello", "hello"), Some(0));
         assert!(check_pass(out, "hello").is_ok());
-        assert!(check_pass(out, "pingpong").unwrap_err().contains("no 'TEST PASS: pingpong' line"));
+        assert!(check_pass(out, "pingpong")
+            .unwrap_err()
+            .contains("no 'TEST PASS: pingpong' line"));
     }
 
     #[test]
@@ -453,11 +520,40 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_line_is_never_a_marker() {
+        // The VMM puts `guest| ` before every guest console line.
+        assert_eq!(pass_line("guest| TEST PASS: x\n", "x"), None);
+        assert_eq!(pass_line("TEST PASS: x\n", "x"), Some(0));
+        assert!(check_pass("guest| TEST PASS: x\n", "x").is_err());
+        assert!(check_pass("TEST PASS: x\n", "x").is_ok());
+        assert!(check_pass(
+            "TEST PASS: x\nguest| TEST FAIL: forged\nguest| vcpos|ERROR: forged\n",
+            "x"
+        )
+        .is_ok());
+        // Nor is text in the middle of a line (a PD's prefix, an escape sequence).
+        for line in ["pd: TEST PASS: x", "\x1b[2KTEST PASS: x", "guest| \x1b[GTEST PASS: x"] {
+            assert_eq!(pass_line(line, "x"), None, "{line:?}");
+        }
+        let forged = "guest| vcpos|FAULT: PD 'c' data abort address 0x10 pc 0x20\n";
+        assert!(find_fault(forged, "c").is_err());
+    }
+
+    #[test]
     fn fault_line_is_parsed() {
         let f = find_fault(FAULT_RUN, "crasher").unwrap();
-        assert_eq!(f, FaultLine { index: 2, address: 0xdead_0000, pc: 0x200a4c });
+        assert_eq!(
+            f,
+            FaultLine {
+                index: 2,
+                address: 0xdead_0000,
+                pc: 0x200a4c
+            }
+        );
         assert!(pass_line(FAULT_RUN, "fault-isolation").unwrap() > f.index);
-        assert!(find_fault(FAULT_RUN, "watcher").unwrap_err().contains("no 'vcpos|FAULT:' line naming PD 'watcher'"));
+        assert!(find_fault(FAULT_RUN, "watcher")
+            .unwrap_err()
+            .contains("no 'vcpos|FAULT:' line naming PD 'watcher'"));
     }
 
     #[test]
@@ -553,7 +649,10 @@ mod tests {
         .unwrap();
         let e = build_image(&system, "debug", &dir.join("out")).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(e.contains("no-such-pd-elf-xyz") && e.contains("tools/build-targets.sh"), "{e}");
+        assert!(
+            e.contains("no-such-pd-elf-xyz") && e.contains("tools/build-targets.sh"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vcpos_tool::runner::{CaptureOptions, Step, FAIL_MARKER, KERNEL_ERROR, KERNEL_FAULT};
+use vcpos_tool::runner::{console_text, CaptureOptions, Step, Stop, KERNEL_ERROR, KERNEL_FAULT, TEST_FAIL};
 
 use crate::{build_system, Transcript};
 
@@ -41,7 +41,10 @@ pub const TYPE_DELAY: Duration = Duration::ZERO;
 /// `$VCPOS_TEST_TIMEOUT` seconds if that is longer.
 pub fn timeout(per_boot: Duration, boots: u32) -> Duration {
     let own = per_boot * boots;
-    match std::env::var("VCPOS_TEST_TIMEOUT").ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+    match std::env::var("VCPOS_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
         Some(s) if Duration::from_secs(s) > own => Duration::from_secs(s),
         _ => own,
     }
@@ -59,11 +62,15 @@ pub fn until_ready() -> Vec<Step> {
 }
 
 /// Options for a run of `script`: `timeout`, typing at [`TYPE_DELAY`], stopping at a
-/// kernel error or fault report, a `TEST FAIL:` line, or any of `also_stop_on`.
+/// kernel error or fault report or a `TEST FAIL:` line (markers, at the start of a
+/// line), or a line containing any of `also_stop_on` (anywhere: guest texts).
 pub fn options(timeout: Duration, script: Vec<Step>, also_stop_on: &[&str]) -> CaptureOptions {
     let mut opts = CaptureOptions::scripted(timeout, script);
-    opts.stop_on =
-        [KERNEL_ERROR, KERNEL_FAULT, FAIL_MARKER].iter().chain(also_stop_on).map(|s| s.to_string()).collect();
+    opts.stop_on = [KERNEL_ERROR, KERNEL_FAULT, TEST_FAIL]
+        .iter()
+        .map(|m| Stop::LineStart(m.to_string()))
+        .chain(also_stop_on.iter().map(|t| Stop::Text(t.to_string())))
+        .collect();
     opts.type_delay = TYPE_DELAY;
     opts
 }
@@ -93,9 +100,10 @@ impl Transcript {
         }
     }
 
-    /// Index of the first line equal to `line` (surrounding whitespace ignored).
+    /// Index of the first line equal to `line` (surrounding whitespace and a guest
+    /// line's prefix ignored, see [`console_text`]).
     pub fn line_index(&self, line: &str) -> Option<usize> {
-        self.output().lines().position(|l| l.trim() == line)
+        self.output().lines().position(|l| console_text(l).trim() == line)
     }
 
     /// Index of the first line containing `text`.
@@ -148,9 +156,15 @@ pub fn physical_map(report: &str) -> Vec<Range> {
             continue;
         }
         let mut words = line.split_whitespace();
-        let (Some(range), Some(_size)) = (words.next(), words.next()) else { continue };
+        let (Some(range), Some(_size)) = (words.next(), words.next()) else {
+            continue;
+        };
         if let Some((start, end)) = hex_range(range) {
-            map.push(Range { start, end, what: words.collect::<Vec<_>>().join(" ") });
+            map.push(Range {
+                start,
+                end,
+                what: words.collect::<Vec<_>>().join(" "),
+            });
         }
     }
     map
@@ -174,7 +188,11 @@ pub fn guest_physical_maps(report: &str) -> Vec<Range> {
             let rest = line.trim_start().strip_prefix("IPA ")?;
             let mut words = rest.split_whitespace();
             let (start, end) = hex_range(words.next()?)?;
-            Some(Range { start, end, what: rest.to_string() })
+            Some(Range {
+                start,
+                end,
+                what: rest.to_string(),
+            })
         })
         .collect()
 }
@@ -197,10 +215,16 @@ pub struct StrayAccess {
 pub fn stray_accesses(output: &str) -> Vec<StrayAccess> {
     let mut found = Vec::new();
     for (index, line) in output.lines().enumerate() {
-        let Some(i) = line.find("linux_vmm: guest ") else { continue };
+        let Some(i) = line.find("linux_vmm: guest ") else {
+            continue;
+        };
         let rest = &line[i + "linux_vmm: guest ".len()..];
-        let Some((access, rest)) = rest.split_once(" outside guest memory: address ") else { continue };
-        let Some((kind, size)) = access.strip_suffix(" bytes").and_then(|a| a.split_once(" of ")) else { continue };
+        let Some((access, rest)) = rest.split_once(" outside guest memory: address ") else {
+            continue;
+        };
+        let Some((kind, size)) = access.strip_suffix(" bytes").and_then(|a| a.split_once(" of ")) else {
+            continue;
+        };
         let write = match kind {
             "read" => false,
             "write" => true,
@@ -208,7 +232,12 @@ pub fn stray_accesses(output: &str) -> Vec<StrayAccess> {
         };
         let addr = rest.split([',', ';', ' ']).next().and_then(hex);
         if let (Ok(size), Some(address)) = (size.parse(), addr) {
-            found.push(StrayAccess { index, write, size, address });
+            found.push(StrayAccess {
+                index,
+                write,
+                size,
+                address,
+            });
         }
     }
     found
@@ -220,7 +249,10 @@ pub fn heartbeats(output: &str) -> Vec<(usize, u64)> {
     let mut beats = Vec::new();
     for (index, line) in output.lines().enumerate() {
         for (i, _) in line.match_indices(HEARTBEAT) {
-            let digits: String = line[i + HEARTBEAT.len()..].chars().take_while(char::is_ascii_digit).collect();
+            let digits: String = line[i + HEARTBEAT.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             if let Ok(n) = digits.parse() {
                 beats.push((index, n));
             }
@@ -259,7 +291,9 @@ mod tests {
         assert_eq!(ipc.start, 0x403e_b000);
         // The zeroed ranges below are not part of the map.
         assert!(physical_range(REPORT, "0x00000a6c").is_err());
-        assert!(physical_range(REPORT, "memory region 'nope'").unwrap_err().contains("'nope'"));
+        assert!(physical_range(REPORT, "memory region 'nope'")
+            .unwrap_err()
+            .contains("'nope'"));
         let ipa = guest_physical_maps(REPORT);
         assert_eq!(ipa.len(), 1);
         assert_eq!((ipa[0].start, ipa[0].end), (0x4000_0000, 0x5000_0000));
@@ -276,8 +310,18 @@ mod tests {
         assert_eq!(
             stray_accesses(out),
             vec![
-                StrayAccess { index: 1, write: false, size: 4, address: 0x5000_0000 },
-                StrayAccess { index: 3, write: true, size: 8, address: 0x53c0_0000 },
+                StrayAccess {
+                    index: 1,
+                    write: false,
+                    size: 4,
+                    address: 0x5000_0000
+                },
+                StrayAccess {
+                    index: 3,
+                    write: true,
+                    size: 8,
+                    address: 0x53c0_0000
+                },
             ]
         );
     }

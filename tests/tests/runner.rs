@@ -26,11 +26,16 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn boots_a_bare_metal_elf_and_stops_at_the_marker() {
-    let img = image("pass", "boot ok\nguest: TEST PASS: runner\n");
+    let img = image("pass", "boot ok\nTEST PASS: runner\n");
     let t0 = Instant::now();
-    let c = run_image(&board().unwrap(), &img, &CaptureOptions::until_marker(Duration::from_secs(60))).unwrap();
-    assert_eq!(c.ending, Ending::Marker("guest: TEST PASS: runner".into()), "{c:#?}");
-    assert!(c.output.contains("boot ok\nguest: TEST PASS: runner\n"), "{c:#?}");
+    let c = run_image(
+        &board().unwrap(),
+        &img,
+        &CaptureOptions::until_marker(Duration::from_secs(60)),
+    )
+    .unwrap();
+    assert_eq!(c.ending, Ending::Marker("TEST PASS: runner".into()), "{c:#?}");
+    assert!(c.output.contains("boot ok\nTEST PASS: runner\n"), "{c:#?}");
     assert!(c.passed());
     // Stopped at the marker, well before the timeout.
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
@@ -40,9 +45,24 @@ fn boots_a_bare_metal_elf_and_stops_at_the_marker() {
 #[test]
 fn silent_guest_is_killed_at_the_timeout() {
     let img = image("silent", "no marker here\n");
-    let c = run_image(&board().unwrap(), &img, &CaptureOptions::until_marker(Duration::from_secs(3))).unwrap();
+    let c = run_image(
+        &board().unwrap(),
+        &img,
+        &CaptureOptions::until_marker(Duration::from_secs(3)),
+    )
+    .unwrap();
     assert_eq!(c.ending, Ending::TimedOut(Duration::from_secs(3)), "{c:#?}");
     assert!(c.output.contains("no marker here"), "{c:#?}");
+    assert!(!c.passed());
+    assert!(!alive(c.pid), "QEMU {} still running", c.pid);
+}
+
+#[test]
+fn a_marker_behind_the_guest_prefix_does_not_pass() {
+    let img = image("guest-pass", "guest| TEST PASS: runner\nguest| \rTEST PASS: runner\n");
+    let c = run_image(&board().unwrap(), &img, &CaptureOptions::until_marker(Duration::from_secs(3))).unwrap();
+    assert_eq!(c.ending, Ending::TimedOut(Duration::from_secs(3)), "{c:#?}");
+    assert!(c.output.contains("guest| TEST PASS: runner\n"), "{c:#?}");
     assert!(!c.passed());
     assert!(!alive(c.pid), "QEMU {} still running", c.pid);
 }

@@ -295,6 +295,116 @@ impl<'a> BootInfo<'a> {
     }
 }
 
+/// A physical range of memory the blob lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListedRange {
+    /// Zero range `i`.
+    Zero(usize),
+    /// Map `map` (index in the whole map table) of PD `pd`.
+    Map {
+        /// PD index.
+        pd: usize,
+        /// Map index.
+        map: usize,
+    },
+    /// The page-table pool.
+    PageTablePool,
+    /// The IPC buffer page of PD `i` (the kernel writes it during syscalls).
+    IpcBuffer(usize),
+}
+
+/// Memory the blob's ranges must stay out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// The kernel image (text, data, bss and stack).
+    KernelImage,
+    /// The boot-information blob itself.
+    BootInfo,
+    /// The page-table pool (maps and zero ranges only).
+    PageTablePool,
+}
+
+/// A listed range that overlaps reserved memory (or wraps around the address space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeError {
+    /// Which range.
+    pub range: ListedRange,
+    /// Its physical address.
+    pub paddr: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What it overlaps; `None` if it wraps around the end of the address space.
+    pub overlaps: Option<(Reserved, u64, u64)>,
+}
+
+impl core::fmt::Display for RangeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.range {
+            ListedRange::Zero(i) => write!(f, "zero range {i}")?,
+            ListedRange::Map { pd, map } => write!(f, "map {map} (of PD {pd})")?,
+            ListedRange::PageTablePool => write!(f, "the page-table pool")?,
+            ListedRange::IpcBuffer(pd) => write!(f, "the IPC buffer of PD {pd}")?,
+        }
+        write!(f, " at {:#x}+{:#x} ", self.paddr, self.size)?;
+        match self.overlaps {
+            None => write!(f, "wraps around the address space"),
+            Some((what, paddr, size)) => {
+                let what = match what {
+                    Reserved::KernelImage => "the kernel image",
+                    Reserved::BootInfo => "the boot information",
+                    Reserved::PageTablePool => "the page-table pool",
+                };
+                write!(f, "overlaps {what} at {paddr:#x}+{size:#x}")
+            }
+        }
+    }
+}
+
+fn overlap(a: u64, a_size: u64, b: u64, b_size: u64) -> bool {
+    a_size != 0 && b_size != 0 && a < b.saturating_add(b_size) && b < a.saturating_add(a_size)
+}
+
+impl BootInfo<'_> {
+    /// Checks every physical range the blob lists (zero ranges, PD maps, PD IPC
+    /// buffers, the page-table pool) against the kernel image (`kernel` = physical address and
+    /// size) and the blob itself (`blob`), and the zero ranges and maps against the
+    /// page-table pool: zeroing or mapping any of those would corrupt the kernel.
+    /// Returns the first offending range.
+    pub fn check_ranges(&self, kernel: (u64, u64), blob: (u64, u64)) -> Result<(), RangeError> {
+        let pool = (self.header.pt_pool_paddr, self.header.pt_pool_size);
+        let check = |range: ListedRange, paddr: u64, size: u64, with_pool: bool| {
+            let err = |overlaps| Err(RangeError { range, paddr, size, overlaps });
+            if paddr.checked_add(size).is_none() {
+                return err(None);
+            }
+            let mut reserved = [(Reserved::KernelImage, kernel), (Reserved::BootInfo, blob), (Reserved::PageTablePool, pool)];
+            let n = if with_pool { 3 } else { 2 };
+            for (what, (r, r_size)) in &mut reserved[..n] {
+                if overlap(paddr, size, *r, *r_size) {
+                    return err(Some((*what, *r, *r_size)));
+                }
+            }
+            Ok(())
+        };
+        check(ListedRange::PageTablePool, pool.0, pool.1, false)?;
+        for i in 0..self.header.num_zero as usize {
+            let z = self.zero(i);
+            check(ListedRange::Zero(i), z.paddr, z.size, true)?;
+        }
+        for pd in 0..self.num_pds() {
+            let d = self.pd(pd);
+            if d.kind == THREAD_PD {
+                check(ListedRange::IpcBuffer(pd), d.ipc_buffer_paddr, 4096, true)?;
+            }
+            for map in d.maps_first as usize..(d.maps_first + d.maps_count) as usize {
+                let m = self.map(map);
+                check(ListedRange::Map { pd, map }, m.paddr, m.size, true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Serialises a blob (builder side; also used by host tests).
 #[cfg(any(test, feature = "alloc"))]
 pub fn write(
@@ -385,6 +495,50 @@ mod tests {
         assert_eq!(info.irq(0), irqs[0]);
         assert_eq!(info.zero(0), zero[0]);
         assert_eq!(info.header.pt_pool_paddr, 0x4400_0000);
+    }
+
+    #[test]
+    fn ranges_overlapping_the_kernel_the_blob_or_the_page_tables_are_refused() {
+        let kernel = (0x4008_0000, 0x10_0000);
+        let blob_at = (0x4300_0000, 0x2000);
+        let map = |paddr, size| MapDesc { vaddr: 0x20_0000, paddr, size, attrs: 1, reserved: 0 };
+        let caps = [CapDesc::new_zeroed()];
+        let check = |maps: &[MapDesc], zero: &[ZeroDesc], pool: (u64, u64)| {
+            let blob = write(pool.0, pool.1, &[pd("a", NO_PARENT)], maps, &caps, &[], zero);
+            BootInfo::parse(&blob).unwrap().check_ranges(kernel, blob_at)
+        };
+        let pool = (0x4400_0000, 0x1_0000);
+        let good = [map(0x4100_0000, 0x1000)];
+        let zero = [ZeroDesc { paddr: 0x4200_0000, size: 0x1000 }];
+        assert_eq!(check(&good, &zero, pool), Ok(()));
+        // A PD map over the last page of the kernel image.
+        let e = check(&[map(0x4017_f000, 0x1000)], &zero, pool).unwrap_err();
+        assert_eq!(e.range, ListedRange::Map { pd: 0, map: 0 });
+        assert_eq!(e.overlaps, Some((Reserved::KernelImage, 0x4008_0000, 0x10_0000)));
+        assert_eq!(
+            e.to_string(),
+            "map 0 (of PD 0) at 0x4017f000+0x1000 overlaps the kernel image at 0x40080000+0x100000"
+        );
+        // A zero range over the blob; a map over the page-table pool.
+        let e = check(&good, &[ZeroDesc { paddr: 0x4300_1000, size: 0x8000 }], pool).unwrap_err();
+        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::Zero(0), Some(Reserved::BootInfo)));
+        let e = check(&[map(0x4400_f000, 0x1000)], &zero, pool).unwrap_err();
+        assert_eq!(e.overlaps.map(|o| o.0), Some(Reserved::PageTablePool));
+        // The pool itself inside the kernel; a range wrapping around.
+        let e = check(&good, &zero, (0x4010_0000, 0x1000)).unwrap_err();
+        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::PageTablePool, Some(Reserved::KernelImage)));
+        let e = check(&good, &[ZeroDesc { paddr: u64::MAX - 0xfff, size: 0x2000 }], pool).unwrap_err();
+        assert_eq!(e.overlaps, None);
+        assert!(e.to_string().contains("wraps around"));
+        // An IPC buffer (written by the kernel) inside the page-table pool.
+        let mut bad_ipc = pd("a", NO_PARENT);
+        bad_ipc.ipc_buffer_paddr = 0x4400_8000;
+        let blob = write(pool.0, pool.1, &[bad_ipc], &good, &caps, &[], &zero);
+        let e = BootInfo::parse(&blob).unwrap().check_ranges(kernel, blob_at).unwrap_err();
+        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::IpcBuffer(0), Some(Reserved::PageTablePool)));
+        assert!(e.to_string().starts_with("the IPC buffer of PD 0 at 0x44008000+0x1000 overlaps"), "{e}");
+        // Touching (not overlapping) is fine.
+        assert_eq!(check(&[map(0x4018_0000, 0x1000)], &[ZeroDesc { paddr: 0x4300_2000, size: 0x1000 }], pool), Ok(()));
     }
 
     #[test]

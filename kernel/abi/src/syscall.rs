@@ -28,7 +28,9 @@ pub enum Sysno {
     Call = 2,
     /// Wait for the next event on the PD's input (notification bits, a PPC or a child
     /// fault). Out: `x1` = badge, `x2` = msginfo. Cap: input ([`crate::cap::slot::INPUT`]).
-    /// A reply still owed from the previous event is dropped.
+    /// A PPC caller still owed a reply from the previous event gets
+    /// [`Error::PeerDead`] at once; an unanswered child fault stays with the child
+    /// (the parent may still restart or stop it).
     Recv = 3,
     /// Reply to the pending PPC or fault with `x1` = msginfo, then wait as [`Sysno::Recv`].
     ReplyRecv = 4,
@@ -56,6 +58,12 @@ pub enum Sysno {
     /// Make virtual interrupt `x1` (an INTID below 1020) pending on the vCPU and
     /// wake it if it waits for interrupts. Cap: vCPU.
     VcpuInjectIrq = 14,
+    /// Read a thread's event counters: `x2` = msginfo with
+    /// [`crate::counters::Counters::WORDS`] message registers holding a
+    /// [`crate::counters::Counters`], `x1` = the thread's index. Cap: a child TCB or
+    /// vCPU (that thread), the input (the caller itself), or the debug console (any
+    /// thread: index in `x1`; present in Microkit's `debug`/`benchmark` configs).
+    ThreadCounters = 15,
 }
 
 impl Sysno {
@@ -77,6 +85,7 @@ impl Sysno {
             12 => Sysno::VcpuReadReg,
             13 => Sysno::VcpuWriteReg,
             14 => Sysno::VcpuInjectIrq,
+            15 => Sysno::ThreadCounters,
             _ => return None,
         })
     }
@@ -95,8 +104,8 @@ pub enum Error {
     InvalidArgument = 3,
     /// The operation is not possible in the target's current state.
     IllegalOperation = 4,
-    /// The PD on the other end of a PPC has faulted or was stopped or restarted; the
-    /// call did not complete.
+    /// The PD on the other end of a PPC has faulted or was stopped or restarted, or
+    /// it waited for its next event without replying; the call did not complete.
     PeerDead = 5,
 }
 
@@ -145,10 +154,10 @@ mod tests {
 
     #[test]
     fn sysno_round_trips() {
-        for n in 0..=14 {
+        for n in 0..=15 {
             assert_eq!(Sysno::from_u64(n).map(|s| s as u64), Some(n));
         }
-        assert_eq!(Sysno::from_u64(15), None);
+        assert_eq!(Sysno::from_u64(16), None);
         assert_eq!(Sysno::from_u64(u64::MAX), None);
     }
 

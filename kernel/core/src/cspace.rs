@@ -4,8 +4,8 @@ use vcpos_abi::bootinfo::CapDesc;
 use vcpos_abi::cap::{CapKind, CSPACE_SLOTS};
 use vcpos_abi::syscall::Error;
 
-/// Index of a PD (its TCB) in the kernel's tables.
-pub type PdIndex = u8;
+/// Index of a thread (its TCB) in the kernel's tables: every PD and every vCPU has one.
+pub type ThreadIndex = u8;
 
 /// One capability: the authority to do one thing to one object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,14 +18,14 @@ pub enum Cap {
     /// Signal PD `pd`'s notification with `badge`.
     Notification {
         /// Receiver.
-        pd: PdIndex,
+        pd: ThreadIndex,
         /// Bits OR-ed into the receiver's notification word.
         badge: u64,
     },
     /// PPC into PD `pd`, which sees `badge`.
     Endpoint {
         /// Callee.
-        pd: PdIndex,
+        pd: ThreadIndex,
         /// Badge the callee receives.
         badge: u64,
     },
@@ -37,14 +37,14 @@ pub enum Cap {
     /// Control child PD `pd`.
     Tcb {
         /// The child.
-        pd: PdIndex,
+        pd: ThreadIndex,
     },
     /// Write to the debug console.
     DebugConsole,
     /// Control vCPU thread `thread`.
     Vcpu {
         /// The vCPU's thread.
-        thread: PdIndex,
+        thread: ThreadIndex,
     },
 }
 
@@ -52,12 +52,22 @@ impl Cap {
     /// Converts a boot-info record; `None` if malformed (unknown kind, PD index out
     /// of range).
     pub fn from_desc(desc: &CapDesc, num_pds: usize) -> Option<Cap> {
-        let pd = || (desc.object as usize).lt(&num_pds).then_some(desc.object as PdIndex);
+        let pd = || {
+            (desc.object as usize)
+                .lt(&num_pds)
+                .then_some(desc.object as ThreadIndex)
+        };
         Some(match CapKind::from_u8(desc.kind)? {
             CapKind::Null => Cap::Null,
             CapKind::Input => Cap::Input,
-            CapKind::Notification => Cap::Notification { pd: pd()?, badge: desc.badge },
-            CapKind::Endpoint => Cap::Endpoint { pd: pd()?, badge: desc.badge },
+            CapKind::Notification => Cap::Notification {
+                pd: pd()?,
+                badge: desc.badge,
+            },
+            CapKind::Endpoint => Cap::Endpoint {
+                pd: pd()?,
+                badge: desc.badge,
+            },
             CapKind::IrqHandler => Cap::IrqHandler { irq: desc.object },
             CapKind::Tcb => Cap::Tcb { pd: pd()? },
             CapKind::DebugConsole => Cap::DebugConsole,
@@ -81,7 +91,9 @@ impl Default for CSpace {
 impl CSpace {
     /// An empty capability space.
     pub const fn new() -> CSpace {
-        CSpace { slots: [Cap::Null; CSPACE_SLOTS] }
+        CSpace {
+            slots: [Cap::Null; CSPACE_SLOTS],
+        }
     }
 
     /// Puts `cap` in `slot`; false if the slot is out of range.
@@ -106,7 +118,11 @@ impl CSpace {
 
     /// Iterates over the non-empty slots.
     pub fn iter(&self) -> impl Iterator<Item = (usize, Cap)> + '_ {
-        self.slots.iter().enumerate().filter(|(_, c)| **c != Cap::Null).map(|(i, c)| (i, *c))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != Cap::Null)
+            .map(|(i, c)| (i, *c))
     }
 }
 
@@ -128,12 +144,22 @@ mod tests {
 
     #[test]
     fn from_desc_checks_targets() {
-        let d = CapDesc { slot: 74, kind: CapKind::Endpoint as u8, reserved: 0, object: 2, badge: 9 };
+        let d = CapDesc {
+            slot: 74,
+            kind: CapKind::Endpoint as u8,
+            reserved: 0,
+            object: 2,
+            badge: 9,
+        };
         assert_eq!(Cap::from_desc(&d, 3), Some(Cap::Endpoint { pd: 2, badge: 9 }));
         assert_eq!(Cap::from_desc(&d, 2), None);
         let bad = CapDesc { kind: 99, ..d };
         assert_eq!(Cap::from_desc(&bad, 3), None);
-        let irq = CapDesc { kind: CapKind::IrqHandler as u8, object: 40, ..d };
+        let irq = CapDesc {
+            kind: CapKind::IrqHandler as u8,
+            object: 40,
+            ..d
+        };
         assert_eq!(Cap::from_desc(&irq, 0), Some(Cap::IrqHandler { irq: 40 }));
     }
 }

@@ -37,7 +37,14 @@ pub fn decode(esr: u64, far: u64, pc: u64, sp: u64, spsr: u64) -> FaultInfo {
             mrs[vm_fault::ADDR] = far;
             mrs[vm_fault::PREFETCH_FAULT] = (class == ec::IABT_LOWER) as u64;
             mrs[vm_fault::FSR] = esr;
-            FaultInfo { label: label::VM_FAULT, mrs, len: vm_fault::LENGTH, esr, addr: far, pc }
+            FaultInfo {
+                label: label::VM_FAULT,
+                mrs,
+                len: vm_fault::LENGTH,
+                esr,
+                addr: far,
+                pc,
+            }
         }
         _ => {
             let mut mrs = [0; 5];
@@ -46,7 +53,14 @@ pub fn decode(esr: u64, far: u64, pc: u64, sp: u64, spsr: u64) -> FaultInfo {
             mrs[user_exception::SPSR] = spsr;
             mrs[user_exception::NUMBER] = class;
             mrs[user_exception::CODE] = vcpos_abi::esr::iss(esr);
-            FaultInfo { label: label::USER_EXCEPTION, mrs, len: user_exception::LENGTH, esr, addr: 0, pc }
+            FaultInfo {
+                label: label::USER_EXCEPTION,
+                mrs,
+                len: user_exception::LENGTH,
+                esr,
+                addr: 0,
+                pc,
+            }
         }
     }
 }
@@ -56,7 +70,11 @@ pub fn describe(f: &FaultInfo, out: &mut dyn core::fmt::Write) -> core::fmt::Res
     let class = ec::class(f.esr);
     match class {
         ec::DABT_LOWER | ec::IABT_LOWER => {
-            let kind = if class == ec::DABT_LOWER { "data abort" } else { "instruction abort" };
+            let kind = if class == ec::DABT_LOWER {
+                "data abort"
+            } else {
+                "instruction abort"
+            };
             let fsc = f.esr & 0x3f;
             let what = match fsc >> 2 {
                 0b0001 => "translation fault",
@@ -66,7 +84,11 @@ pub fn describe(f: &FaultInfo, out: &mut dyn core::fmt::Write) -> core::fmt::Res
                 _ => "other fault",
             };
             let rw = if class == ec::DABT_LOWER {
-                if f.esr & (1 << 6) != 0 { "write, " } else { "read, " }
+                if f.esr & (1 << 6) != 0 {
+                    "write, "
+                } else {
+                    "read, "
+                }
             } else {
                 ""
             };

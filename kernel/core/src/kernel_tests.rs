@@ -29,7 +29,15 @@ struct Pd {
 }
 
 fn pd(name: &'static str, prio: u8) -> Pd {
-    Pd { kind: bootinfo::THREAD_PD, name, prio, budget: 1000, period: 1000, parent: NO_PARENT, caps: vec![(slot::INPUT as u16, CapKind::Input, 0, 0)] }
+    Pd {
+        kind: bootinfo::THREAD_PD,
+        name,
+        prio,
+        budget: 1000,
+        period: 1000,
+        parent: NO_PARENT,
+        caps: vec![(slot::INPUT as u16, CapKind::Input, 0, 0)],
+    }
 }
 
 impl Pd {
@@ -64,7 +72,11 @@ fn boot(pds: Vec<Pd>, irqs: &[IrqDesc]) -> (Box<Kernel>, FakePlatform) {
             reserved: [0; 2],
         });
         maps.push(MapDesc {
-            vaddr: if p.kind == bootinfo::THREAD_VCPU { 0x4000_0000 } else { vcpos_abi::msg::IPC_BUFFER_VADDR },
+            vaddr: if p.kind == bootinfo::THREAD_VCPU {
+                0x4000_0000
+            } else {
+                vcpos_abi::msg::IPC_BUFFER_VADDR
+            },
             paddr: ipc(i),
             size: 0x1000,
             attrs: attr::READ | attr::WRITE | attr::CACHED,
@@ -72,7 +84,13 @@ fn boot(pds: Vec<Pd>, irqs: &[IrqDesc]) -> (Box<Kernel>, FakePlatform) {
         });
         for &(slot, kind, object, badge) in &p.caps {
             let object = if kind == CapKind::Input { i as u32 } else { object };
-            caps.push(CapDesc { slot, kind: kind as u8, reserved: 0, object, badge });
+            caps.push(CapDesc {
+                slot,
+                kind: kind as u8,
+                reserved: 0,
+                object,
+                badge,
+            });
         }
     }
     let blob = bootinfo::write(0x4900_0000, 0x10_0000, &descs, &maps, &caps, irqs, &[]);
@@ -117,7 +135,10 @@ fn notification_wakes_receiver_with_badge() {
     let a = pd("a", 10).cap(slot::BASE_NOTIFICATION + 2, CapKind::Notification, 1, 1 << 7);
     let (mut k, mut p) = boot(vec![a, pd("b", 5)], &[]);
     // a runs first; let it signal before b ever waits: the bit is kept.
-    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION + 2, 0)[0], 0);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION + 2, 0)[0],
+        0
+    );
     run_until_blocked_in_recv(&mut k, &mut p, 0);
     assert_eq!(k.current(), Some(1));
     let r = sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
@@ -139,16 +160,31 @@ fn ppc_transfers_message_registers_both_ways() {
     }
     let me = k.current().unwrap();
     assert_eq!(me, 0);
-    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT + 4, MsgInfo::new(77, 3).0);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::Call as u64,
+        slot::BASE_ENDPOINT + 4,
+        MsgInfo::new(77, 3).0,
+    );
     // The server runs with the badge and message.
     assert_eq!(k.current(), Some(1));
     let s = k.tcb(1).ctx;
-    assert_eq!((s.x[0], s.x[1], MsgInfo(s.x[2]).label(), MsgInfo(s.x[2]).count()), (0, BADGE_PPC | 9, 77, 3));
+    assert_eq!(
+        (s.x[0], s.x[1], MsgInfo(s.x[2]).label(), MsgInfo(s.x[2]).count()),
+        (0, BADGE_PPC | 9, 77, 3)
+    );
     assert_eq!(p.mem[&(ipc(1) + 16)], 102);
     // Server replies with 2 MRs and waits again.
     p.mem.insert(ipc(1), 555);
     p.mem.insert(ipc(1) + 8, 666);
-    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, MsgInfo::new(5, 2).0);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::ReplyRecv as u64,
+        slot::INPUT,
+        MsgInfo::new(5, 2).0,
+    );
     assert_eq!(k.current(), Some(0));
     let c = k.tcb(0).ctx;
     assert_eq!(c.x[0], 0);
@@ -166,12 +202,24 @@ fn ppc_queues_when_server_busy() {
     server.period = 10_000;
     let (mut k, mut p) = boot(vec![c1, c2, server], &[]);
     run_until_blocked_in_recv(&mut k, &mut p, 2);
-    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, MsgInfo::new(1, 0).0);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::Call as u64,
+        slot::BASE_ENDPOINT,
+        MsgInfo::new(1, 0).0,
+    );
     assert_eq!(k.current(), Some(2));
     // The server uses up its budget while serving c1: c2 runs and calls it too.
     p.time += super::kernel::us_to_ticks(100, 62_500_000);
     assert_eq!(k.schedule(p.time), Some(1));
-    sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, MsgInfo::new(2, 0).0);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::Call as u64,
+        slot::BASE_ENDPOINT,
+        MsgInfo::new(2, 0).0,
+    );
     assert_eq!(k.tcb(1).state, ThreadState::BlockedSend { server: 2 });
     assert_eq!(k.current(), None);
     // Refill: the server replies to c1 and gets c2's queued call at once.
@@ -194,15 +242,45 @@ fn bad_capabilities_and_arguments_get_errors() {
     let (mut k, mut p) = boot(vec![a, pd("b", 20)], &[]);
     run_until_blocked_in_recv(&mut k, &mut p, 1);
     let e = |x: Error| x as u64;
-    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION + 5, 0)[0], e(Error::InvalidCapability));
-    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, 100_000, 0)[0], e(Error::InvalidCapability));
-    assert_eq!(sys(&mut k, &mut p, Sysno::Signal as u64, u64::MAX, 0)[0], e(Error::InvalidCapability));
-    assert_eq!(sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_NOTIFICATION, 0)[0], e(Error::InvalidCapability));
-    assert_eq!(sys(&mut k, &mut p, Sysno::IrqAck as u64, slot::BASE_IRQ, 0)[0], e(Error::InvalidCapability));
-    assert_eq!(sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB, 0)[0], e(Error::InvalidCapability));
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION + 5, 0)[0],
+        e(Error::InvalidCapability)
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::Signal as u64, 100_000, 0)[0],
+        e(Error::InvalidCapability)
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::Signal as u64, u64::MAX, 0)[0],
+        e(Error::InvalidCapability)
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_NOTIFICATION, 0)[0],
+        e(Error::InvalidCapability)
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::IrqAck as u64, slot::BASE_IRQ, 0)[0],
+        e(Error::InvalidCapability)
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB, 0)[0],
+        e(Error::InvalidCapability)
+    );
     assert_eq!(sys(&mut k, &mut p, 999, slot::INPUT, 0)[0], e(Error::InvalidSyscall));
-    assert_eq!(sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, MsgInfo::new(0, 100).0)[0], e(Error::InvalidArgument));
-    assert_eq!(sys(&mut k, &mut p, Sysno::DebugPut as u64, slot::DEBUG_CONSOLE, 5000)[0], e(Error::InvalidArgument));
+    assert_eq!(
+        sys(
+            &mut k,
+            &mut p,
+            Sysno::Call as u64,
+            slot::BASE_ENDPOINT,
+            MsgInfo::new(0, 100).0
+        )[0],
+        e(Error::InvalidArgument)
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::DebugPut as u64, slot::DEBUG_CONSOLE, 5000)[0],
+        e(Error::InvalidArgument)
+    );
     // Nothing else changed: b still waits, a still runs.
     assert_eq!(k.current(), Some(0));
     assert_eq!(k.tcb(1).state, ThreadState::BlockedRecv);
@@ -212,7 +290,10 @@ fn bad_capabilities_and_arguments_get_errors() {
         let w = p.mem.entry(addr & !7).or_insert(0);
         *w |= (*b as u64) << ((addr & 7) * 8);
     }
-    assert_eq!(sys(&mut k, &mut p, Sysno::DebugPut as u64, slot::DEBUG_CONSOLE, 4)[0], 0);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::DebugPut as u64, slot::DEBUG_CONSOLE, 4)[0],
+        0
+    );
     assert_eq!(p.console, "hi!\n");
 }
 
@@ -232,7 +313,10 @@ fn root_fault_is_reported_and_its_callers_fail() {
     // The client is woken with PeerDead, and new calls fail at once.
     assert_eq!(k.current(), Some(0));
     assert_eq!(k.tcb(0).ctx.x[0], Error::PeerDead as u64);
-    assert_eq!(sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0)[0], Error::PeerDead as u64);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0)[0],
+        Error::PeerDead as u64
+    );
     // The unrelated PD still runs when the client waits.
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
     assert_eq!(k.current(), Some(2));
@@ -247,7 +331,12 @@ fn serror_is_charged_to_the_thread_that_ran_not_the_current_one() {
     k.schedule(p.time);
     assert_eq!(k.current(), Some(1));
     k.handle_serror(&mut p, 0, 0x2f << 26 | 0x12);
-    assert!(p.console.contains("vcpos|FAULT: PD 'ran': SError (asynchronous abort, syndrome 0x12)"), "{}", p.console);
+    assert!(
+        p.console
+            .contains("vcpos|FAULT: PD 'ran': SError (asynchronous abort, syndrome 0x12)"),
+        "{}",
+        p.console
+    );
     assert!(!p.console.contains("'next'"), "{}", p.console);
     assert_eq!(k.tcb(0).state, ThreadState::Faulted);
     assert_eq!(k.tcb(1).state, ThreadState::Ready);
@@ -275,7 +364,10 @@ fn child_fault_goes_to_parent_which_restarts_it() {
     assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::IP as u64)], 0x20_0040);
     assert!(p.console.contains("sent to parent 'parent'"));
     // The parent restarts the child at its entry.
-    assert_eq!(sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB + 3, 0x20_0000)[0], 0);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::TcbRestart as u64, slot::BASE_TCB + 3, 0x20_0000)[0],
+        0
+    );
     assert_eq!(k.tcb(1).state, ThreadState::Ready);
     assert_eq!(k.tcb(1).ctx.pc, 0x20_0000);
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
@@ -290,7 +382,10 @@ fn stop_and_resume_child() {
     let mut child = pd("child", 10);
     child.parent = 0;
     let (mut k, mut p) = boot(vec![parent, child], &[]);
-    assert_eq!(sys(&mut k, &mut p, Sysno::TcbResume as u64, slot::BASE_TCB, 0)[0], Error::IllegalOperation as u64);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::TcbResume as u64, slot::BASE_TCB, 0)[0],
+        Error::IllegalOperation as u64
+    );
     assert_eq!(sys(&mut k, &mut p, Sysno::TcbStop as u64, slot::BASE_TCB, 0)[0], 0);
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
     assert_eq!(k.current(), None, "stopped child does not run");
@@ -334,7 +429,13 @@ fn budget_below_period_throttles_until_refill() {
 #[test]
 fn irq_signals_and_masks_until_ack() {
     let a = pd("drv", 10).cap(slot::BASE_IRQ + 2, CapKind::IrqHandler, 40, 0);
-    let irqs = [IrqDesc { irq: 40, pd: 0, trigger: 0, reserved: 0, badge: 1 << 2 }];
+    let irqs = [IrqDesc {
+        irq: 40,
+        pd: 0,
+        trigger: 0,
+        reserved: 0,
+        badge: 1 << 2,
+    }];
     let (mut k, mut p) = boot(vec![a], &irqs);
     assert!(!p.masked.contains(&40));
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
@@ -350,12 +451,10 @@ fn irq_signals_and_masks_until_ack() {
 }
 
 fn vmm_and_vcpu() -> (Box<Kernel>, FakePlatform) {
-    let vmm = pd("vmm", 100).cap(slot::BASE_VM_TCB, CapKind::Vcpu, 1, 0).cap(slot::BASE_VCPU, CapKind::Vcpu, 1, 0).cap(
-        slot::BASE_VCPU + 1,
-        CapKind::Vcpu,
-        0,
-        0,
-    );
+    let vmm = pd("vmm", 100)
+        .cap(slot::BASE_VM_TCB, CapKind::Vcpu, 1, 0)
+        .cap(slot::BASE_VCPU, CapKind::Vcpu, 1, 0)
+        .cap(slot::BASE_VCPU + 1, CapKind::Vcpu, 0, 0);
     let mut vcpu = pd("guest", 50);
     vcpu.kind = bootinfo::THREAD_VCPU;
     vcpu.parent = 0;
@@ -379,12 +478,27 @@ fn vcpu_starts_stopped_and_vmm_restarts_it() {
     k.handle_syscall(&mut p);
     assert_eq!(k.tcb(me).ctx.x[0], 0);
     assert_eq!(k.tcb(1).ctx.x[0], 0x4800_0000);
-    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuReadReg as u64, slot::BASE_VCPU, reg::X0), [0, 0x4800_0000, 0]);
-    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuReadReg as u64, slot::BASE_VCPU, 99)[0], Error::InvalidArgument as u64);
-    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuInjectIrq as u64, slot::BASE_VCPU, 1020)[0], Error::InvalidArgument as u64);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::VcpuReadReg as u64, slot::BASE_VCPU, reg::X0),
+        [0, 0x4800_0000, 0]
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::VcpuReadReg as u64, slot::BASE_VCPU, 99)[0],
+        Error::InvalidArgument as u64
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::VcpuInjectIrq as u64, slot::BASE_VCPU, 1020)[0],
+        Error::InvalidArgument as u64
+    );
     // A vCPU cap naming a PD is refused.
-    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuStop as u64, slot::BASE_VCPU + 1, 0)[0], Error::InvalidCapability as u64);
-    assert_eq!(sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000)[0], 0);
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::VcpuStop as u64, slot::BASE_VCPU + 1, 0)[0],
+        Error::InvalidCapability as u64
+    );
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000)[0],
+        0
+    );
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_0000);
     assert_eq!(k.tcb(1).ctx.spsr, vcpos_abi::vcpu::SPSR_EL1H_MASKED);
     assert!(k.take_vcpu_reset(1));
@@ -451,7 +565,11 @@ fn a_reply_resumes_the_caller_ahead_of_its_peers() {
     sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0);
     assert_eq!(k.current(), Some(2));
     sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
-    assert_eq!(k.current(), Some(0), "the caller resumes before its equal-priority peer");
+    assert_eq!(
+        k.current(),
+        Some(0),
+        "the caller resumes before its equal-priority peer"
+    );
 }
 
 #[test]
@@ -487,3 +605,8 @@ fn a_queued_child_fault_survives_its_parents_fault() {
     assert_eq!(k.current(), Some(1));
     assert_eq!(r[1], BADGE_FAULT | 3, "the child's fault is still delivered");
 }
+
+mod budgets;
+mod replies;
+mod vgic;
+mod counters;

@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod platform;
 pub mod sched;
 pub mod thread;
+pub mod vgic;
 pub mod vspace;
 
 #[cfg(test)]

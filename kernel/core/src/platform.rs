@@ -48,6 +48,9 @@ pub(crate) mod tests {
         pub time: u64,
         /// Masked IRQs.
         pub masked: BTreeSet<u32>,
+        /// Counter ticks each console byte takes (the clock advances while the
+        /// kernel prints).
+        pub console_ticks_per_byte: u64,
     }
 
     impl FakePlatform {
@@ -60,6 +63,7 @@ pub(crate) mod tests {
     impl super::Platform for FakePlatform {
         fn console_write(&mut self, bytes: &[u8]) {
             self.console.push_str(&String::from_utf8_lossy(bytes));
+            self.time += bytes.len() as u64 * self.console_ticks_per_byte;
         }
         fn read_word(&self, paddr: u64) -> u64 {
             assert_eq!(paddr % 8, 0);

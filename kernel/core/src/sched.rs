@@ -3,7 +3,7 @@
 //! Threads are linked through [`Tcb::next`]; a thread is in at most one queue (a
 //! ready queue or a PD's send queue) at a time.
 
-use crate::cspace::PdIndex;
+use crate::cspace::ThreadIndex;
 use crate::thread::Tcb;
 
 /// Number of priorities (0..=255; PDs use 0..=254).
@@ -12,8 +12,8 @@ const PRIORITIES: usize = 256;
 /// Per-priority FIFO ready queues.
 #[derive(Clone, Debug)]
 pub struct ReadyQueues {
-    head: [Option<PdIndex>; PRIORITIES],
-    tail: [Option<PdIndex>; PRIORITIES],
+    head: [Option<ThreadIndex>; PRIORITIES],
+    tail: [Option<ThreadIndex>; PRIORITIES],
     bitmap: [u64; PRIORITIES / 64],
 }
 
@@ -26,11 +26,15 @@ impl Default for ReadyQueues {
 impl ReadyQueues {
     /// Empty queues.
     pub const fn new() -> ReadyQueues {
-        ReadyQueues { head: [None; PRIORITIES], tail: [None; PRIORITIES], bitmap: [0; PRIORITIES / 64] }
+        ReadyQueues {
+            head: [None; PRIORITIES],
+            tail: [None; PRIORITIES],
+            bitmap: [0; PRIORITIES / 64],
+        }
     }
 
     /// Appends `t` to the queue of its priority.
-    pub fn push_back(&mut self, tcbs: &mut [Tcb], t: PdIndex) {
+    pub fn push_back(&mut self, tcbs: &mut [Tcb], t: ThreadIndex) {
         let p = tcbs[t as usize].priority as usize;
         tcbs[t as usize].next = None;
         match self.tail[p] {
@@ -43,7 +47,7 @@ impl ReadyQueues {
 
     /// Puts `t` at the front of the queue of its priority (a preempted thread
     /// resumes before its peers).
-    pub fn push_front(&mut self, tcbs: &mut [Tcb], t: PdIndex) {
+    pub fn push_front(&mut self, tcbs: &mut [Tcb], t: ThreadIndex) {
         let p = tcbs[t as usize].priority as usize;
         tcbs[t as usize].next = self.head[p];
         if self.head[p].is_none() {
@@ -51,6 +55,11 @@ impl ReadyQueues {
         }
         self.head[p] = Some(t);
         self.bitmap[p / 64] |= 1 << (p % 64);
+    }
+
+    /// True if no thread is queued at priority `p`.
+    pub fn is_empty_at(&self, p: u8) -> bool {
+        self.bitmap[p as usize / 64] & (1 << (p % 64)) == 0
     }
 
     /// The highest priority with a ready thread.
@@ -62,7 +71,7 @@ impl ReadyQueues {
     }
 
     /// Removes and returns the first thread of the highest non-empty priority.
-    pub fn pop_highest(&mut self, tcbs: &mut [Tcb]) -> Option<PdIndex> {
+    pub fn pop_highest(&mut self, tcbs: &mut [Tcb]) -> Option<ThreadIndex> {
         let p = self.highest()? as usize;
         let t = self.head[p]?;
         self.head[p] = tcbs[t as usize].next.take();
@@ -74,9 +83,9 @@ impl ReadyQueues {
     }
 
     /// Removes `t` if it is queued; returns whether it was.
-    pub fn remove(&mut self, tcbs: &mut [Tcb], t: PdIndex) -> bool {
+    pub fn remove(&mut self, tcbs: &mut [Tcb], t: ThreadIndex) -> bool {
         let p = tcbs[t as usize].priority as usize;
-        let mut prev: Option<PdIndex> = None;
+        let mut prev: Option<ThreadIndex> = None;
         let mut cur = self.head[p];
         while let Some(c) = cur {
             if c == t {

@@ -1,6 +1,8 @@
 //! Threads: one per PD, with its saved registers, state and scheduling parameters.
 
-use crate::cspace::{CSpace, PdIndex};
+use crate::cspace::{CSpace, ThreadIndex};
+use crate::vgic::MAX_LRS;
+use vcpos_abi::counters::{GuestExit, ThreadCounters};
 
 /// Registers saved on every kernel entry from a PD. The layout is shared with the
 /// exception-entry assembly (`kernel/src/arch/vectors.rs`): do not reorder.
@@ -43,12 +45,12 @@ pub enum ThreadState {
     /// Queued on `server`'s input to make a PPC.
     BlockedSend {
         /// The callee.
-        server: PdIndex,
+        server: ThreadIndex,
     },
     /// PPC delivered; waiting for `server` to reply.
     BlockedCall {
         /// The callee.
-        server: PdIndex,
+        server: ThreadIndex,
     },
     /// Faulted; the fault message is queued on or delivered to the parent, which
     /// may reply (resume) or restart it.
@@ -64,7 +66,10 @@ pub enum ThreadState {
 impl ThreadState {
     /// True if the thread can never run again without a parent's restart.
     pub fn is_dead(self) -> bool {
-        matches!(self, ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault)
+        matches!(
+            self,
+            ThreadState::Inactive | ThreadState::Stopped | ThreadState::Faulted | ThreadState::BlockedFault
+        )
     }
 }
 
@@ -144,12 +149,16 @@ pub struct Tcb {
     pub period: u64,
     /// Budget left in the current period.
     pub remaining: u64,
+    /// Time used beyond the budget (e.g. a long `DebugPut` or fault report, which
+    /// run with interrupts masked), in counter ticks, still to be paid from the next
+    /// budgets.
+    pub debt: u64,
     /// When throttled: the counter value at which the budget is refilled.
     pub refill_at: Option<u64>,
     /// Passive PD (runs on its callers' time once it first waits).
     pub passive: bool,
     /// Parent PD, for children.
-    pub parent: Option<PdIndex>,
+    pub parent: Option<ThreadIndex>,
     /// The id the parent names this child by.
     pub child_id: u8,
     /// Physical address of the IPC buffer page.
@@ -167,17 +176,21 @@ pub struct Tcb {
     /// Whether `pending` has not yet been delivered to the parent (faults).
     pub fault_undelivered: bool,
     /// The thread owed a reply by this one (PPC caller or faulted child).
-    pub reply_to: Option<PdIndex>,
+    pub reply_to: Option<ThreadIndex>,
     /// Queue of threads waiting to send to this one (head).
-    pub send_head: Option<PdIndex>,
+    pub send_head: Option<ThreadIndex>,
     /// Queue link: next thread in the ready queue or in a send queue.
-    pub next: Option<PdIndex>,
+    pub next: Option<ThreadIndex>,
     /// PD or vCPU.
     pub kind: ThreadKind,
     /// vCPUs: virtual interrupts to inject.
     pub virqs: VirqSet,
     /// vCPUs: EL1 state must be reset before the next entry (after a restart).
     pub vcpu_reset: bool,
+    /// vCPUs: the vGIC list registers while another vCPU has the CPU's.
+    pub saved_lrs: [u64; MAX_LRS],
+    /// Event counters (read with the `ThreadCounters` syscall).
+    pub counters: ThreadCounters,
 }
 
 impl Tcb {
@@ -185,13 +198,21 @@ impl Tcb {
     pub const fn new() -> Tcb {
         Tcb {
             name: [0; vcpos_abi::PD_NAME_LEN],
-            ctx: UserContext { x: [0; 31], sp: 0, pc: 0, spsr: SPSR_EL0, tpidr: 0, tpidrro: 0 },
+            ctx: UserContext {
+                x: [0; 31],
+                sp: 0,
+                pc: 0,
+                spsr: SPSR_EL0,
+                tpidr: 0,
+                tpidrro: 0,
+            },
             state: ThreadState::Inactive,
             priority: 0,
             budget: 0,
             period: 0,
             remaining: 0,
             refill_at: None,
+            debt: 0,
             passive: false,
             parent: None,
             child_id: 0,
@@ -200,7 +221,11 @@ impl Tcb {
             asid: 0,
             cspace: CSpace::new(),
             notification: 0,
-            pending: PendingMessage { badge: 0, info: 0, fault_mrs: [0; 5] },
+            pending: PendingMessage {
+                badge: 0,
+                info: 0,
+                fault_mrs: [0; 5],
+            },
             fault_undelivered: false,
             reply_to: None,
             send_head: None,
@@ -208,6 +233,20 @@ impl Tcb {
             kind: ThreadKind::Pd,
             virqs: VirqSet::new(),
             vcpu_reset: false,
+            saved_lrs: [0; MAX_LRS],
+            counters: ThreadCounters {
+                kernel_entries: 0,
+                switches_to: 0,
+                switches_from: 0,
+                notifications_sent: 0,
+                notifications_received: 0,
+                ppc_calls: 0,
+                ppc_served: 0,
+                faults: 0,
+                budget_exhaustions: 0,
+                time_run: 0,
+                guest_exits: [0; GuestExit::COUNT],
+            },
         }
     }
 

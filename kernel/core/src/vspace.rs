@@ -69,7 +69,10 @@ pub struct TablePool {
 impl TablePool {
     /// A pool covering `[paddr, paddr + size)`.
     pub const fn new(paddr: u64, size: u64) -> TablePool {
-        TablePool { next: paddr, end: paddr + size }
+        TablePool {
+            next: paddr,
+            end: paddr + size,
+        }
     }
 
     /// Takes one zeroed page.
@@ -132,7 +135,11 @@ pub fn stage2_leaf_bits(attrs: u32) -> Result<u64, MapError> {
         return Err(MapError::WriteAndExecute);
     }
     let mut d = AF;
-    d |= if attrs & attr::CACHED != 0 { S2_MEMATTR_NORMAL_WB | SH_INNER } else { S2_MEMATTR_DEVICE };
+    d |= if attrs & attr::CACHED != 0 {
+        S2_MEMATTR_NORMAL_WB | SH_INNER
+    } else {
+        S2_MEMATTR_DEVICE
+    };
     if attrs & attr::READ != 0 {
         d |= S2AP_READ;
     }
@@ -151,7 +158,11 @@ pub fn leaf_bits(attrs: u32) -> Result<u64, MapError> {
         return Err(MapError::WriteAndExecute);
     }
     let mut d = AF | NG | PXN;
-    d |= if attrs & attr::CACHED != 0 { (MAIR_NORMAL << 2) | SH_INNER } else { (MAIR_DEVICE << 2) | UXN };
+    d |= if attrs & attr::CACHED != 0 {
+        (MAIR_NORMAL << 2) | SH_INNER
+    } else {
+        (MAIR_DEVICE << 2) | UXN
+    };
     d |= if attrs & attr::WRITE != 0 { AP_RW_EL0 } else { AP_RO_EL0 };
     if attrs & attr::EXECUTE == 0 {
         d |= UXN;
@@ -267,9 +278,39 @@ mod tests {
         let mut mem = FakePlatform::new();
         let mut pool = TablePool::new(POOL, 16 * PAGE_SIZE);
         let root = pool.alloc(&mut mem).unwrap();
-        map(Stage::One, root, 0x20_0000, 0x4200_0000, 0x2000, attr::READ | attr::EXECUTE | attr::CACHED, &mut pool, &mut mem).unwrap();
-        map(Stage::One, root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ | attr::WRITE | attr::CACHED, &mut pool, &mut mem).unwrap();
-        map(Stage::One, root, 0x4000_0000, 0x6000_0000, 0x40_0000, attr::READ | attr::WRITE | attr::CACHED | attr::LARGE, &mut pool, &mut mem).unwrap();
+        map(
+            Stage::One,
+            root,
+            0x20_0000,
+            0x4200_0000,
+            0x2000,
+            attr::READ | attr::EXECUTE | attr::CACHED,
+            &mut pool,
+            &mut mem,
+        )
+        .unwrap();
+        map(
+            Stage::One,
+            root,
+            0xff_ffff_f000,
+            0x4300_0000,
+            0x1000,
+            attr::READ | attr::WRITE | attr::CACHED,
+            &mut pool,
+            &mut mem,
+        )
+        .unwrap();
+        map(
+            Stage::One,
+            root,
+            0x4000_0000,
+            0x6000_0000,
+            0x40_0000,
+            attr::READ | attr::WRITE | attr::CACHED | attr::LARGE,
+            &mut pool,
+            &mut mem,
+        )
+        .unwrap();
 
         let (pa, d) = translate(Stage::One, root, 0x20_1234, &mem).unwrap();
         assert_eq!(pa, 0x4200_1234);
@@ -280,13 +321,29 @@ mod tests {
         let (pa, _) = translate(Stage::One, root, 0x4023_4567, &mem).unwrap();
         assert_eq!(pa, 0x6023_4567);
         assert_eq!(translate(Stage::One, root, 0x20_2000, &mem), None);
-        assert_eq!(translate(Stage::One, root, 0xff_ffff_e000, &mem), None, "guard page stays unmapped");
+        assert_eq!(
+            translate(Stage::One, root, 0xff_ffff_e000, &mem),
+            None,
+            "guard page stays unmapped"
+        );
         // root + 2 L1 + 3 L2 (2 MiB code, 1 GiB block area, top) ... all within the count.
         let used = 16 - pool.remaining() as usize;
         let ranges = [
-            vcpos_abi::vspace::VRange { vaddr: 0x20_0000, size: 0x2000, large: false },
-            vcpos_abi::vspace::VRange { vaddr: 0x4000_0000, size: 0x40_0000, large: true },
-            vcpos_abi::vspace::VRange { vaddr: 0xff_ffff_f000, size: 0x1000, large: false },
+            vcpos_abi::vspace::VRange {
+                vaddr: 0x20_0000,
+                size: 0x2000,
+                large: false,
+            },
+            vcpos_abi::vspace::VRange {
+                vaddr: 0x4000_0000,
+                size: 0x40_0000,
+                large: true,
+            },
+            vcpos_abi::vspace::VRange {
+                vaddr: 0xff_ffff_f000,
+                size: 0x1000,
+                large: false,
+            },
         ];
         assert_eq!(used, vcpos_abi::vspace::page_tables_needed(&ranges));
     }
@@ -297,13 +354,83 @@ mod tests {
         let mut pool = TablePool::new(POOL, 4 * PAGE_SIZE);
         let root = pool.alloc(&mut mem).unwrap();
         let rwx = attr::READ | attr::WRITE | attr::EXECUTE;
-        assert_eq!(map(Stage::One, root, 0x20_0000, 0x4200_0000, 0x1000, rwx, &mut pool, &mut mem), Err(MapError::WriteAndExecute));
-        assert_eq!(map(Stage::One, root, 0x20_0800, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
-        assert_eq!(map(Stage::One, root, USER_VSPACE_TOP, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
-        map(Stage::One, root, 0x20_0000, 0x4200_0000, 0x1000, attr::READ, &mut pool, &mut mem).unwrap();
-        assert_eq!(map(Stage::One, root, 0x20_0000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::Overlap));
+        assert_eq!(
+            map(
+                Stage::One,
+                root,
+                0x20_0000,
+                0x4200_0000,
+                0x1000,
+                rwx,
+                &mut pool,
+                &mut mem
+            ),
+            Err(MapError::WriteAndExecute)
+        );
+        assert_eq!(
+            map(
+                Stage::One,
+                root,
+                0x20_0800,
+                0x4200_0000,
+                0x1000,
+                attr::READ,
+                &mut pool,
+                &mut mem
+            ),
+            Err(MapError::BadRange)
+        );
+        assert_eq!(
+            map(
+                Stage::One,
+                root,
+                USER_VSPACE_TOP,
+                0x4200_0000,
+                0x1000,
+                attr::READ,
+                &mut pool,
+                &mut mem
+            ),
+            Err(MapError::BadRange)
+        );
+        map(
+            Stage::One,
+            root,
+            0x20_0000,
+            0x4200_0000,
+            0x1000,
+            attr::READ,
+            &mut pool,
+            &mut mem,
+        )
+        .unwrap();
+        assert_eq!(
+            map(
+                Stage::One,
+                root,
+                0x20_0000,
+                0x4300_0000,
+                0x1000,
+                attr::READ,
+                &mut pool,
+                &mut mem
+            ),
+            Err(MapError::Overlap)
+        );
         // Pool has no page left for a second L1 table.
-        assert_eq!(map(Stage::One, root, 0xff_ffff_f000, 0x4300_0000, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::OutOfTables));
+        assert_eq!(
+            map(
+                Stage::One,
+                root,
+                0xff_ffff_f000,
+                0x4300_0000,
+                0x1000,
+                attr::READ,
+                &mut pool,
+                &mut mem
+            ),
+            Err(MapError::OutOfTables)
+        );
     }
 
     #[test]
@@ -312,8 +439,28 @@ mod tests {
         let mut pool = TablePool::new(POOL, 8 * PAGE_SIZE);
         let root = pool.alloc(&mut mem).unwrap();
         let ram = attr::READ | attr::WRITE | attr::EXECUTE | attr::CACHED | attr::LARGE;
-        map(Stage::Two, root, 0x4000_0000, 0x5000_0000, 0x40_0000, ram, &mut pool, &mut mem).unwrap();
-        map(Stage::Two, root, 0x0801_0000, 0x0804_0000, 0x1000, attr::READ | attr::WRITE, &mut pool, &mut mem).unwrap();
+        map(
+            Stage::Two,
+            root,
+            0x4000_0000,
+            0x5000_0000,
+            0x40_0000,
+            ram,
+            &mut pool,
+            &mut mem,
+        )
+        .unwrap();
+        map(
+            Stage::Two,
+            root,
+            0x0801_0000,
+            0x0804_0000,
+            0x1000,
+            attr::READ | attr::WRITE,
+            &mut pool,
+            &mut mem,
+        )
+        .unwrap();
         let (pa, d) = translate(Stage::Two, root, 0x4012_3456, &mem).unwrap();
         assert_eq!(pa, 0x5012_3456);
         assert_eq!(d & (S2AP_READ | S2AP_WRITE | S2_XN), S2AP_READ | S2AP_WRITE);
@@ -323,9 +470,21 @@ mod tests {
         assert_eq!(translate(Stage::Two, root, 0x0900_0000, &mem), None);
         // Device memory never executes, even when the map asks for it.
         assert_ne!(stage2_leaf_bits(attr::READ | attr::EXECUTE).unwrap() & S2_XN, 0);
-        assert_eq!(map(Stage::Two, root, 1 << 39, 0, 0x1000, attr::READ, &mut pool, &mut mem), Err(MapError::BadRange));
         assert_eq!(
-            map(Stage::Two, root, 0x0, 0x0, 0x1000, attr::READ | attr::WRITE | attr::EXECUTE, &mut pool, &mut mem),
+            map(Stage::Two, root, 1 << 39, 0, 0x1000, attr::READ, &mut pool, &mut mem),
+            Err(MapError::BadRange)
+        );
+        assert_eq!(
+            map(
+                Stage::Two,
+                root,
+                0x0,
+                0x0,
+                0x1000,
+                attr::READ | attr::WRITE | attr::EXECUTE,
+                &mut pool,
+                &mut mem
+            ),
             Err(MapError::WriteAndExecute)
         );
     }

@@ -13,8 +13,9 @@ use aarch64_cpu::registers::{
     Readable, Writeable, CPTR_EL2, HCR_EL2, HPFAR_EL2, ICH_HCR_EL2, ICH_VTR_EL2, ID_AA64PFR0_EL1, VTCR_EL2, VTTBR_EL2,
 };
 
-use vcpos_kernel_core::cspace::PdIndex;
+use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::kernel::MAX_THREADS;
+use vcpos_kernel_core::vgic::{self, ListRegisters, MAX_LRS};
 use vcpos_kernel_core::vspace::VTCR_VALUE;
 use vcpos_kernel_core::Kernel;
 
@@ -81,11 +82,9 @@ pub struct SavedState([u64; STATE_WORDS]);
 /// vCPU bookkeeping of the boot core.
 pub struct VcpuArch {
     /// The vCPU whose state is in the CPU.
-    loaded: Option<PdIndex>,
+    loaded: Option<ThreadIndex>,
     /// Saved state per thread index.
     saved: [SavedState; MAX_THREADS],
-    /// Virtual interrupt id held by each list register (0 = free).
-    lr_virq: [u32; 16],
     /// Number of list registers.
     num_lrs: usize,
     /// Whether the host regime is in force (false while a guest's is).
@@ -104,7 +103,6 @@ impl VcpuArch {
         VcpuArch {
             loaded: None,
             saved: [SavedState([0; STATE_WORDS]); MAX_THREADS],
-            lr_virq: [0; 16],
             num_lrs: 0,
             host: true,
             guest_mdscr: 0,
@@ -121,7 +119,7 @@ impl VcpuArch {
         let vtr = ICH_VTR_EL2.get();
         ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
         isb(SY);
-        self.num_lrs = ((vtr & 0x1f) as usize + 1).min(16);
+        self.num_lrs = ((vtr & 0x1f) as usize + 1).min(MAX_LRS);
         self.isolate_el0_state();
         gic::enable_ppi(VTIMER_PPI);
         gic::enable_ppi(MAINTENANCE_PPI);
@@ -176,7 +174,7 @@ impl VcpuArch {
     /// Prepares vCPU `v` to run: its EL1 state loaded (reset if it was restarted),
     /// the guest regime with its stage-2 tables, pending virtual interrupts in free
     /// list registers.
-    pub fn enter_guest(&mut self, kernel: &mut Kernel, v: PdIndex) {
+    pub fn enter_guest(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
         let reset = kernel.take_vcpu_reset(v);
         if self.host {
             if self.loaded.is_some() {
@@ -191,7 +189,9 @@ impl VcpuArch {
         }
         if self.loaded != Some(v) || reset {
             if let Some(old) = self.loaded.filter(|&o| o != v) {
-                self.save_lrs_into_pending(kernel, old);
+                kernel.vgic_save(old, &mut HwLrs(self.num_lrs), virq_done);
+                // The PPI now reports the incoming vCPU's timer.
+                gic::enable_ppi(VTIMER_PPI);
                 // SAFETY: `saved[old]` is a valid, aligned buffer of STATE_WORDS words.
                 unsafe { vcpos_vcpu_save(self.saved[old as usize].0.as_mut_ptr()) };
             }
@@ -205,9 +205,10 @@ impl VcpuArch {
                 }
                 self.saved[v as usize] = SavedState([0; STATE_WORDS]);
                 self.saved[v as usize].0[0] = SCTLR_EL1_RESET;
-                self.clear_lrs();
                 gic::enable_ppi(VTIMER_PPI);
             }
+            // The vCPU's own list registers (all clear after a restart).
+            kernel.vgic_restore(v, &mut HwLrs(self.num_lrs));
             // SAFETY: `saved[v]` holds either a state saved from this vCPU or the
             // reset state; restoring EL1 registers affects only the guest.
             unsafe { vcpos_vcpu_restore(self.saved[v as usize].0.as_ptr()) };
@@ -233,70 +234,54 @@ impl VcpuArch {
 
     /// True if a list register still holds a pending or active interrupt.
     pub fn virq_in_flight(&self) -> bool {
-        (0..self.num_lrs).any(|i| read_lr(i) >> 62 != 0)
+        vgic::in_flight(&HwLrs(self.num_lrs))
     }
 
     /// The vCPU whose virtual timer the CPU holds.
-    pub fn loaded(&self) -> Option<PdIndex> {
+    pub fn loaded(&self) -> Option<ThreadIndex> {
         self.loaded
     }
 
     /// vGIC maintenance: free the list registers the guest has finished with
     /// (unmasking the virtual timer when its interrupt was handled), then refill.
     pub fn maintenance(&mut self, kernel: &mut Kernel) {
-        for i in 0..self.num_lrs {
-            if self.lr_virq[i] != 0 && read_lr(i) >> 62 == 0 {
-                if self.lr_virq[i] == VTIMER_PPI {
-                    gic::enable_ppi(VTIMER_PPI);
-                }
-                self.lr_virq[i] = 0;
-                write_lr(i, 0);
-            }
-        }
-        if let Some(v) = self.loaded {
-            self.fill_lrs(kernel, v);
+        match self.loaded {
+            Some(v) => self.fill_lrs(kernel, v),
+            None => vgic::retire(&mut HwLrs(self.num_lrs), virq_done),
         }
     }
 
-    fn fill_lrs(&mut self, kernel: &mut Kernel, v: PdIndex) {
-        for i in 0..self.num_lrs {
-            if read_lr(i) >> 62 != 0 {
-                continue;
-            }
-            if self.lr_virq[i] == VTIMER_PPI {
-                gic::enable_ppi(VTIMER_PPI);
-            }
-            self.lr_virq[i] = 0;
-            let Some(virq) = kernel.take_virq(v) else {
-                break;
-            };
-            // Pending, group 1, priority 0xa0; EOI maintenance so the kernel learns
-            // when the guest is done with it.
-            write_lr(i, (1 << 62) | (1 << 60) | (0xa0 << 48) | (1 << 41) | virq as u64);
-            self.lr_virq[i] = virq;
-        }
-        // Underflow maintenance while more interrupts wait, so they get a register.
-        let uie = if kernel.tcb(v).virqs.is_empty() { 0 } else { 1 << 1 };
+    /// Refills vCPU `v`'s list registers (finished ones freed first) and asks for
+    /// underflow maintenance while more interrupts wait.
+    fn fill_lrs(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
+        let waiting = kernel.vgic_fill(v, &mut HwLrs(self.num_lrs), virq_done);
+        let uie = if waiting { 1 << 1 } else { 0 };
         // SAFETY: ICH_HCR_EL2 = En (| UIE): only changes virtual-interrupt delivery.
         unsafe { asm!("msr S3_4_C12_C11_0, {}", in(reg) 1u64 | uie) };
     }
+}
 
-    fn save_lrs_into_pending(&mut self, kernel: &mut Kernel, v: PdIndex) {
-        for i in 0..self.num_lrs {
-            let lr = read_lr(i);
-            if lr >> 62 & 1 != 0 {
-                kernel.inject_virq(v, lr as u32);
-            }
-            write_lr(i, 0);
-            self.lr_virq[i] = 0;
-        }
+/// The guest has finished with virtual interrupt `virq`: the virtual timer's PPI,
+/// masked while its interrupt was with the guest, may fire again.
+fn virq_done(virq: u32) {
+    if virq == VTIMER_PPI {
+        gic::enable_ppi(VTIMER_PPI);
     }
+}
 
-    fn clear_lrs(&mut self) {
-        for i in 0..self.num_lrs {
-            write_lr(i, 0);
-            self.lr_virq[i] = 0;
-        }
+/// The CPU's ICH_LR<n>_EL2 registers, of which there are `.0`; the bookkeeping is
+/// `vcpos_kernel_core::vgic`.
+struct HwLrs(usize);
+
+impl ListRegisters for HwLrs {
+    fn count(&self) -> usize {
+        self.0
+    }
+    fn read(&self, i: usize) -> u64 {
+        read_lr(i)
+    }
+    fn write(&mut self, i: usize, value: u64) {
+        write_lr(i, value)
     }
 }
 

@@ -162,6 +162,14 @@ impl ImageHeader {
     /// Validates the header at the start of `image` (the whole file, so its length
     /// can be checked against `image_size`).
     pub fn parse(image: &[u8]) -> Result<Self, ImageError> {
+        Self::parse_head(&image[..image.len().min(HEADER_SIZE)], image.len())
+    }
+
+    /// Validates a header given only the file's first bytes (`head`, at least
+    /// [`HEADER_SIZE`] of them for a valid header) and its length `file_len`: for a
+    /// VMM that reads the header out of a memory region instead of holding a slice.
+    pub fn parse_head(head: &[u8], file_len: usize) -> Result<Self, ImageError> {
+        let image = head;
         if image.starts_with(&[0x1f, 0x8b]) {
             return Err(ImageError::Gzip);
         }
@@ -171,8 +179,8 @@ impl ImageHeader {
         if image.len() >= 8 && image.starts_with(b"MZ") && &image[4..8] == b"zimg" {
             return Err(ImageError::EfiZboot);
         }
-        if image.len() < HEADER_SIZE {
-            return Err(ImageError::TooShort { len: image.len() });
+        if image.len() < HEADER_SIZE || file_len < HEADER_SIZE {
+            return Err(ImageError::TooShort { len: file_len.min(image.len()) });
         }
         let magic = le32(image, MAGIC_OFFSET);
         if magic != MAGIC {
@@ -185,7 +193,7 @@ impl ImageHeader {
             // Kernels before 3.17 leave image_size 0 and text_offset in unspecified
             // endianness; booting.rst says text_offset is then 0x80000.
             text_offset = LEGACY_TEXT_OFFSET;
-            image_size = image.len() as u64;
+            image_size = file_len as u64;
         }
         if flags & 1 != 0 {
             return Err(ImageError::BigEndian);
@@ -193,10 +201,10 @@ impl ImageHeader {
         if text_offset >= BASE_ALIGN || !text_offset.is_multiple_of(4096) {
             return Err(ImageError::BadTextOffset { text_offset });
         }
-        if image_size < image.len() as u64 || image_size > MAX_IMAGE_SIZE {
+        if image_size < file_len as u64 || image_size > MAX_IMAGE_SIZE {
             return Err(ImageError::BadImageSize {
                 image_size,
-                file_len: image.len(),
+                file_len,
             });
         }
         Ok(ImageHeader {
@@ -342,6 +350,26 @@ mod tests {
         assert!(h.anywhere());
         assert_eq!(h.load_address(0x4000_0000), Some(0x4000_0000));
         assert_eq!(h.ram_needed(), 0x01ab_0000);
+    }
+
+    #[test]
+    fn header_alone_with_file_length_parses_the_same() {
+        let whole = ImageHeader::parse(&debian_image()).unwrap();
+        let head = ImageHeader::parse_head(&DEBIAN_6_1_HEADER, DEBIAN_6_1_LEN).unwrap();
+        assert_eq!(whole, head);
+        // The file length still counts: a file longer than image_size is refused.
+        assert!(matches!(
+            ImageHeader::parse_head(&DEBIAN_6_1_HEADER, 0x01ab_0001),
+            Err(ImageError::BadImageSize { .. })
+        ));
+        assert_eq!(
+            ImageHeader::parse_head(&DEBIAN_6_1_HEADER[..32], DEBIAN_6_1_LEN),
+            Err(ImageError::TooShort { len: 32 })
+        );
+        assert_eq!(
+            ImageHeader::parse_head(&DEBIAN_6_1_HEADER, 10),
+            Err(ImageError::TooShort { len: 10 })
+        );
     }
 
     #[test]

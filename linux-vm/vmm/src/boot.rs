@@ -8,11 +8,11 @@ use sel4_microkit::debug_println;
 use vcpos_abi::vcpu::reg;
 use vcpos_virtio::GuestMemory;
 use vcpos_vmm_devices::fdt::{self, FdtConfig};
-use vcpos_vmm_devices::image::{boot_layout, ImageHeader};
+use vcpos_vmm_devices::image::{boot_layout, ImageHeader, HEADER_SIZE};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::vgic::Vgic;
 
-use crate::{Vmm, VmmError, BOOTARGS, CONSOLE_SLOT, VCPU};
+use crate::{Vmm, VmmError, VCPU};
 
 /// virtio-mmio `Status` register offset.
 const STATUS_REGISTER: u64 = 0x070;
@@ -22,27 +22,54 @@ impl Vmm {
     /// models. Console input typed meanwhile is kept.
     pub fn boot_guest(&mut self) -> Result<(), VmmError> {
         let err = |what: &str, e: &dyn core::fmt::Display| VmmError(format!("{what}: {e}"));
-        let header = ImageHeader::parse(self.kernel).map_err(|e| err("bad kernel Image", &e))?;
-        let places = boot_layout(&header, layout::RAM_BASE, self.ram.size(), Some(self.initrd.len() as u64))
-            .map_err(|e| err("guest RAM too small", &e))?;
+        let mut head = [0u8; HEADER_SIZE];
+        let head_len = HEADER_SIZE.min(self.kernel.len());
+        self.kernel
+            .read_bytes(0, &mut head[..head_len])
+            .map_err(|e| err("reading the kernel Image", &e))?;
+        let header =
+            ImageHeader::parse_head(&head[..head_len], self.kernel.len()).map_err(|e| err("bad kernel Image", &e))?;
+        let places = boot_layout(
+            &header,
+            layout::RAM_BASE,
+            self.ram.size(),
+            Some(self.initrd.len() as u64),
+        )
+        .map_err(|e| err("guest RAM too small", &e))?;
         let dtb = fdt::build(&FdtConfig {
             ram_size: self.ram.size(),
-            bootargs: BOOTARGS,
+            bootargs: fdt::GUEST_BOOTARGS,
             initrd: places.initrd,
-            virtio_slots: &[CONSOLE_SLOT],
+            virtio_slots: &self.virtio.slots(),
             pl011: false,
         })
         .map_err(|e| err("device tree", &e))?;
-        self.ram.write(places.kernel, self.kernel).map_err(|e| err("loading the kernel", &e))?;
+        self.ram
+            .load(places.kernel, &self.kernel, self.kernel.len())
+            .map_err(|e| err("loading the kernel", &e))?;
         if let Some((start, _)) = places.initrd {
-            self.ram.write(start, self.initrd).map_err(|e| err("loading the initramfs", &e))?;
+            self.ram
+                .load(start, &self.initrd, self.initrd.len())
+                .map_err(|e| err("loading the initramfs", &e))?;
         }
-        self.ram.write(places.dtb, &dtb).map_err(|e| err("loading the device tree", &e))?;
+        self.ram
+            .write(places.dtb, &dtb)
+            .map_err(|e| err("loading the device tree", &e))?;
 
         self.vgic = Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).map_err(|e| err("vGIC", &e))?;
-        // A device reset, as a driver's Status = 0 write does: the old guest's queues
-        // are forgotten; typed-ahead input survives (virtio 1.2 §4.2.2.1).
-        let _ = self.console.write(STATUS_REGISTER, 4, 0, &mut self.ram);
+        // A device reset of every virtio device, as a driver's Status = 0 write does:
+        // the old guest's queues are forgotten; typed-ahead input survives (virtio 1.2
+        // §4.2.2.1).
+        for e in self.virtio.entries_mut() {
+            let _ = e.backend.write(STATUS_REGISTER, 4, 0, &mut self.ram);
+        }
+
+        // The boot report starts on a line of its own; the new guest's output starts
+        // a new prefixed line.
+        if !self.guest_lines.at_line_start() {
+            self.uart.write_bytes(b"\n");
+        }
+        self.guest_lines.reset();
 
         let kerr = |e: sel4_microkit::KernelError| err("vCPU", &e);
         VCPU.write_reg(reg::X0, places.dtb).map_err(kerr)?;

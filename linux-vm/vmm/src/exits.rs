@@ -7,12 +7,14 @@ use sel4_microkit::{debug_println, get_mr, MessageInfo};
 use vcpos_abi::esr::{self, ec, SysregAccess};
 use vcpos_abi::fault::{label, vm_fault};
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
+use vcpos_vmm_devices::devices::{empty_slot_read, Target};
+use vcpos_vmm_devices::exit;
 use vcpos_vmm_devices::layout::{self, Device};
 use vcpos_vmm_devices::mmio::MmioAccess;
 use vcpos_vmm_devices::psci::{self, Action};
 use vcpos_vmm_devices::vgic::Region;
 
-use crate::{Vmm, CONSOLE_SLOT, VCPU};
+use crate::{Vmm, VCPU};
 
 
 /// Guest boots allowed within [`QUICK_REBOOT_WINDOW_S`] before the VM is stopped.
@@ -21,7 +23,7 @@ const MAX_QUICK_REBOOTS: u32 = 5;
 const QUICK_REBOOT_WINDOW_S: u64 = 30;
 
 /// Stray accesses reported before the VMM goes quiet about them.
-const MAX_STRAY_REPORTS: u32 = 16;
+pub const MAX_STRAY_REPORTS: u32 = 16;
 
 /// Encoding (Op0, Op1, CRn, CRm, Op2) of ICC_SGI1R_EL1.
 const ICC_SGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 5);
@@ -74,7 +76,7 @@ impl Vmm {
     }
 
     fn advance_pc(&self, pc: u64, esr: u64) {
-        let _ = VCPU.write_reg(reg::PC, pc + esr::instruction_length(esr));
+        let _ = VCPU.write_reg(reg::PC, exit::next_pc(pc, esr));
     }
 
     /// A load or store to guest-physical `ipa` that no RAM backs: emulate the device
@@ -93,40 +95,44 @@ impl Vmm {
             _ => 0,
         };
         let size = access.size;
-        let loaded = match layout::device_at(ipa) {
-            Some((Device::GicDistributor, off)) => self.gic(Region::Distributor, off, size, access.write, stored),
-            Some((Device::GicRedistributor, off)) => self.gic(Region::Redistributor, off, size, access.write, stored),
-            Some((Device::Pl011, off)) => {
+        let loaded = match self.virtio.dispatch(ipa) {
+            Some(Target::Frame(Device::GicDistributor, off)) => {
+                self.gic(Region::Distributor, off, size, access.write, stored)
+            }
+            Some(Target::Frame(Device::GicRedistributor, off)) => {
+                self.gic(Region::Redistributor, off, size, access.write, stored)
+            }
+            Some(Target::Frame(Device::Pl011, off)) => {
                 if access.write {
                     if let Some(b) = self.pl011.write(off, size, stored) {
-                        self.uart.write_bytes(&[b]);
+                        self.uart.write_bytes(&self.guest_lines.prefixed(&[b]));
                     }
                     0
                 } else {
                     self.pl011.read(off, size)
                 }
             }
-            Some((Device::VirtioMmio(CONSOLE_SLOT), off)) => {
+            Some(Target::Virtio(entry, off)) => {
                 if access.write {
-                    if self.console.write(off, size, stored as u32, &mut self.ram) {
-                        self.raise_console_irq();
+                    let mut raise = entry.backend.write(off, size, stored as u32, &mut self.ram);
+                    // Requests the backend finished at once complete now.
+                    raise |= entry.backend.poll(&mut self.ram);
+                    if raise {
+                        self.vgic.raise(entry.intid);
                     }
-                    if let Some(e) = self.console.take_error() {
-                        debug_println!("linux_vmm: virtio console: guest error: {e}");
+                    if let Some(e) = entry.backend.take_error() {
+                        debug_println!("linux_vmm: virtio {}: guest error: {e}", entry.name);
                     }
                     self.flush_console();
                     0
                 } else {
-                    u64::from(self.console.read(off, size))
+                    u64::from(entry.backend.read(off, size))
                 }
             }
             // Empty virtio slots read as "no device" (DeviceID 0) with the right magic.
-            Some((Device::VirtioMmio(_), off)) => match off {
-                0x000 => 0x7472_6976,
-                0x004 => 2,
-                _ => 0,
-            },
-            None => {
+            Some(Target::EmptySlot(_, off)) => u64::from(empty_slot_read(off)),
+            // VirtioMmio frames always come back as Virtio or EmptySlot.
+            Some(Target::Frame(Device::VirtioMmio(_), _)) | None => {
                 let kind = if access.write { "write" } else { "read" };
                 self.report_stray(pc, ipa, &format!("{kind} of {size} bytes outside guest memory"));
                 0
@@ -151,8 +157,7 @@ impl Vmm {
     }
 
     fn report_stray(&mut self, pc: u64, ipa: u64, what: &str) {
-        self.stray_accesses += 1;
-        if self.stray_accesses <= MAX_STRAY_REPORTS {
+        if self.stray_accesses.record() {
             debug_println!("linux_vmm: guest {what}: address {ipa:#x}, pc {pc:#x}; ignored");
         }
     }

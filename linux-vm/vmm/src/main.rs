@@ -12,46 +12,57 @@
 //! - reports guest power-off, reset and crashes, and boots the guest again.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
 mod boot;
 mod exits;
 mod guest_ram;
+mod ramdisk;
 mod uart;
+mod virtio;
 
-use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Child, Handler, MessageInfo, Vcpu};
-use vcpos_virtio::{Console, MmioTransport};
+use sel4_microkit::{
+    debug_println, optional_shared_region, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler,
+    MessageInfo, SharedRegion, Vcpu,
+};
+use vcpos_vmm_devices::devices::DeviceTable;
+use vcpos_vmm_devices::exit::StrayCounter;
+use vcpos_vmm_devices::guest_output::LinePrefixer;
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
 use vcpos_vmm_devices::vgic::Vgic;
 
 use guest_ram::MappedRam;
 use uart::Uart;
+use virtio::Backend;
 
 /// The guest's only vCPU.
 const VCPU: Vcpu = Vcpu::new(0);
 /// The board UART's receive interrupt.
 const UART_IRQ: Channel = Channel::new(1);
-/// The virtio-mmio slot of the console.
-const CONSOLE_SLOT: u32 = 0;
-/// Guest kernel command line.
-const BOOTARGS: &str = "console=hvc0 earlycon=pl011,0x9000000 panic=1 rdinit=/init";
+/// Size of the UART's register page (the `uart` memory region).
+const UART_REGION_SIZE: usize = 0x1000;
 
 /// The VMM's state.
 pub struct Vmm {
     ram: MappedRam,
     uart: Uart,
+    /// Puts the guest line prefix before every line the guest prints.
+    guest_lines: LinePrefixer,
     vgic: Vgic,
     pl011: Pl011,
-    console: MmioTransport<Console>,
-    /// The guest kernel `Image` and initramfs, as prefilled read-only regions.
-    kernel: &'static [u8],
-    initrd: &'static [u8],
+    /// The virtio devices: slot, window, interrupt and backend of each.
+    virtio: DeviceTable<Backend>,
+    /// The guest kernel `Image` and initramfs, as prefilled read-only regions (views
+    /// of exactly the files' lengths).
+    kernel: SharedRegion,
+    initrd: SharedRegion,
     /// Guest boots so far.
     boots: u32,
-    /// Guest accesses outside its memory reported so far (reports are capped).
-    stray_accesses: u32,
+    /// Guest accesses outside its memory (reports are capped).
+    stray_accesses: StrayCounter,
     /// Start (counter value) of the current reboot-rate window, and reboots in it.
     window_start: u64,
     boots_in_window: u32,
@@ -67,36 +78,39 @@ impl core::fmt::Display for VmmError {
     }
 }
 
-/// A `&'static [u8]` over a read-only memory region the builder prefilled.
-fn prefilled(ptr: core::ptr::NonNull<u8>, len: u64) -> &'static [u8] {
-    // SAFETY: the system description maps this region read-only into this PD only, for
-    // at least `len` bytes (the builder patched `len` with the prefill file's size, which
-    // fits the region); nothing ever writes it, so a shared slice is sound.
-    unsafe { core::slice::from_raw_parts(ptr.as_ptr(), len as usize) }
+/// A prefilled read-only region, cut to the prefill file's length.
+fn prefilled(region: SharedRegion, len: usize) -> SharedRegion {
+    let name = region.name();
+    region
+        .slice(0, len)
+        .unwrap_or_else(|e| panic!("prefilled region {name}: {e}"))
 }
 
 #[protection_domain(heap_size = 0x10_0000)]
 fn init() -> Vmm {
-    let ram_ptr = memory_region_symbol!(guest_ram_vaddr: *mut u8);
-    let ram_size = *var!(guest_ram_size: u64 = 0);
-    let kernel = prefilled(memory_region_symbol!(guest_kernel_vaddr: *mut u8), *var!(guest_kernel_size: u64 = 0));
-    let initrd = prefilled(memory_region_symbol!(guest_initrd_vaddr: *mut u8), *var!(guest_initrd_size: u64 = 0));
-    let uart_ptr = memory_region_symbol!(uart_vaddr: *mut u32);
-    // SAFETY: the system description maps guest RAM read-write here for `ram_size`
-    // bytes, and this PD never makes a Rust reference into it (only `MappedRam` copies).
-    let ram = unsafe { MappedRam::new(ram_ptr.as_ptr(), layout::RAM_BASE, ram_size) };
-    // SAFETY: the system description maps the board's PL011 page as device memory here.
-    let uart = unsafe { Uart::new(uart_ptr.as_ptr()) };
+    // The prefill sizes are at most the regions' sizes (the builder checks), and the
+    // read-only regions are only ever read.
+    let kernel_len = *var!(guest_kernel_size: u64 = 0) as usize;
+    let initrd_len = *var!(guest_initrd_size: u64 = 0) as usize;
+    let kernel = prefilled(shared_region!(guest_kernel_vaddr, bytes = kernel_len), kernel_len);
+    let initrd = prefilled(shared_region!(guest_initrd_vaddr, bytes = initrd_len), initrd_len);
+    let ram_region = shared_region!(guest_ram_vaddr, size = guest_ram_size);
+    // A disk for the guest, in systems that map a `ramdisk` region here.
+    let ramdisk = optional_shared_region!(ramdisk_vaddr, size = ramdisk_size);
+    let virtio = virtio::device_table(&ram_region, ramdisk);
+    let ram = MappedRam::new(ram_region, layout::RAM_BASE);
+    let uart = Uart::new(shared_region!(uart_vaddr, bytes = UART_REGION_SIZE));
     let mut vmm = Vmm {
         ram,
         uart,
+        guest_lines: LinePrefixer::new(),
         vgic: Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).expect("valid vGIC configuration"),
         pl011: Pl011::new(),
-        console: MmioTransport::new(Console::new()),
+        virtio,
         kernel,
         initrd,
         boots: 0,
-        stray_accesses: 0,
+        stray_accesses: StrayCounter::new(exits::MAX_STRAY_REPORTS),
         window_start: 0,
         boots_in_window: 0,
     };
@@ -112,6 +126,10 @@ impl Handler for Vmm {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), VmmError> {
         if channels.contains(UART_IRQ) {
+            // Room in the transmit FIFO: queued output goes on, and console output
+            // held back for it follows.
+            self.uart.transmit_interrupt();
+            self.flush_console();
             // Clear first, then drain: a byte arriving after the drain raises the
             // interrupt again instead of waiting unseen in the FIFO.
             self.uart.clear_rx_interrupt();
@@ -121,15 +139,13 @@ impl Handler for Vmm {
                 buf[n] = b;
                 n += 1;
                 if n == buf.len() {
-                    self.console.device_mut().push_input(&buf[..n]);
+                    self.push_console_input(&buf[..n]);
                     n = 0;
                 }
             }
-            self.console.device_mut().push_input(&buf[..n]);
+            self.push_console_input(&buf[..n]);
             let _ = UART_IRQ.irq_ack();
-            if self.console.poll(&mut self.ram) {
-                self.raise_console_irq();
-            }
+            self.poll_devices();
             self.deliver_irqs();
         }
         Ok(())
@@ -144,10 +160,22 @@ impl Handler for Vmm {
 }
 
 impl Vmm {
-    /// Marks the console's SPI pending in the distributor.
-    fn raise_console_irq(&mut self) {
-        if let Some(intid) = layout::virtio_mmio_intid(CONSOLE_SLOT) {
-            self.vgic.raise(intid);
+    /// Queues keyboard input for the virtio console.
+    fn push_console_input(&mut self, bytes: &[u8]) {
+        for e in self.virtio.entries_mut() {
+            if let Some(console) = e.backend.console() {
+                console.device_mut().push_input(bytes);
+            }
+        }
+    }
+
+    /// Lets every device do work that does not come from the guest (console input,
+    /// completions); raises the interrupts of those that want one.
+    fn poll_devices(&mut self) {
+        for e in self.virtio.entries_mut() {
+            if e.backend.poll(&mut self.ram) {
+                self.vgic.raise(e.intid);
+            }
         }
     }
 
@@ -158,14 +186,28 @@ impl Vmm {
         }
     }
 
-    /// Writes the guest's console output to the UART.
+    /// Writes the guest's console output to the UART. While the UART's queue has no
+    /// room for it the output stays in the console, which then takes no more transmit
+    /// buffers: the guest waits (back-pressure) instead of the VMM.
     fn flush_console(&mut self) {
-        let out = self.console.device_mut().take_output();
-        if !out.is_empty() {
-            self.uart.write_bytes(&out);
-            if self.console.poll(&mut self.ram) {
-                self.raise_console_irq();
+        self.uart.flush();
+        for e in self.virtio.entries_mut() {
+            let Some(console) = e.backend.console() else { continue };
+            // Room for the prefixed bytes (a prefix per line and \r\n): an estimate
+            // that is generous; an empty queue takes anything (dropping what does not
+            // fit, counted), so output larger than the queue cannot stall for ever.
+            let pending = console.device().pending_output();
+            if pending == 0 || (!self.uart.idle() && pending.saturating_mul(3) > self.uart.room()) {
+                continue;
             }
+            let out = console.device_mut().take_output();
+            self.uart.write_bytes(&self.guest_lines.prefixed(&out));
+            if console.poll(&mut self.ram) {
+                self.vgic.raise(e.intid);
+            }
+        }
+        if let Some(n) = self.uart.take_dropped() {
+            debug_println!("linux_vmm: {n} bytes of guest console output dropped: the UART stayed full");
         }
     }
 }

@@ -23,6 +23,10 @@
 //! - Kernel errors are [`KernelError`] (`vcpos_abi::syscall::Error`), not `sel4::Error`.
 //! - [`sys`]: raw syscalls and the counter, for tests and benchmarks.
 //! - [`Vcpu`]: control of a VM's vCPUs by its VMM (libmicrokit's `microkit_vcpu_*`).
+//! - [`SharedRegion`] / [`shared_region!`]: bounds-checked access to a memory region
+//!   (the only `unsafe` for region memory), instead of raw `memory_region_symbol!` pointers.
+//! - [`counters`]: the kernel's event counters of this PD, its children and vCPUs,
+//!   or (with the debug capability) any thread.
 //! - The passive-PD handshake with a monitor is not needed: the kernel makes a
 //!   passive PD passive itself.
 #![cfg_attr(not(test), no_std)]
@@ -35,6 +39,7 @@ extern crate alloc;
 extern crate std;
 
 mod channel;
+pub mod counters;
 mod defer;
 mod entry;
 mod event_loop;
@@ -44,6 +49,7 @@ mod ipc;
 mod message;
 pub mod panicking;
 mod printing;
+mod region;
 mod symbols;
 pub mod sys;
 mod vcpu;
@@ -56,6 +62,7 @@ pub use message::{
     get_mr, set_mr, with_msg_bytes, with_msg_bytes_mut, with_msg_regs, with_msg_regs_mut, Fault, MessageInfo,
     MessageLabel, MessageRegisterValue, NUM_MESSAGE_REGISTERS,
 };
+pub use region::{RegionError, SharedRegion};
 pub use symbols::{pd_is_passive, pd_name, pd_name_bytes};
 pub use vcpu::Vcpu;
 /// An error code returned by the kernel.
@@ -70,5 +77,6 @@ pub mod _private {
     pub use crate::event_loop::run_main;
     pub use crate::heap::StaticHeap;
     pub use crate::printing::debug_print;
+    pub use crate::region::region_from_symbol;
     pub use crate::symbols::{assert_fits, region_ptr, ImmutableCell};
 }

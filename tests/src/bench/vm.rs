@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use vcpos_tool::board::Board;
 use vcpos_tool::model::System;
-use vcpos_tool::runner::{self, Capture, CaptureOptions, Ending, Step};
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Console, Ending, QemuSpec, Step};
 
 use super::{parse, table, BenchResult};
 use crate::linux::{self, PROMPT, READY};
@@ -161,18 +161,10 @@ pub fn guest_machine(system: &System) -> Result<(u64, usize), String> {
 /// CPU, `ram` bytes (rounded up to MiB) and `cpus` CPUs, the console on stdio, no
 /// default devices (as the vcpos runs).
 pub fn direct_args(board: &Board, kernel: &Path, initrd: &Path, ram: u64, cpus: usize) -> Vec<OsString> {
-    let q = &board.qemu;
-    let mib = ram.div_ceil(1 << 20).max(1);
-    let mut args: Vec<OsString> = Vec::new();
-    for a in ["-machine", &q.machine, "-cpu", &q.cpu, "-m", &format!("{mib}M"), "-smp", &cpus.max(1).to_string()] {
-        args.push(a.into());
-    }
-    for a in ["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-serial", "stdio"] {
-        args.push(a.into());
-    }
-    args.extend(["-kernel".into(), kernel.into(), "-initrd".into(), initrd.into()]);
-    args.extend(["-append".into(), DIRECT_APPEND.into()]);
-    args
+    let mut spec = QemuSpec::linux(board, kernel, Some(initrd), DIRECT_APPEND, Console::Captured);
+    spec.memory = Some(format!("{}M", ram.div_ceil(1 << 20).max(1)));
+    spec.cpus = Some(u32::try_from(cpus.max(1)).unwrap_or(u32::MAX));
+    spec.args()
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -403,7 +395,7 @@ mod tests {
     use super::*;
 
     fn result(name: &str, ns: u64, ticks: u64) -> BenchResult {
-        BenchResult { name: name.into(), median_ns: ns, median_ticks: ticks, iterations: 1000 }
+        BenchResult { name: name.into(), median_ns: ns, median_ticks: ticks, iterations: 1000, per_op: None }
     }
 
     fn figures(ready_ms: u64, mmio_ns: u64, ram_ns: u64) -> RunFigures {
@@ -471,7 +463,7 @@ mod tests {
         assert_eq!(s[0], Step::wait_text(READY));
         assert_eq!(s[1], Step::after_text(PROMPT, "vcpos-mmio-bench\r"));
         assert_eq!(s[2], Step::wait_text(PROMPT));
-        assert!(options(Duration::from_secs(5)).stop_on.iter().any(|m| m == vcpos_tool::runner::KERNEL_ERROR));
+        assert!(options(Duration::from_secs(5)).stop_on.iter().any(|m| m.matches(vcpos_tool::runner::KERNEL_ERROR)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `vcpos-bench`: builds and boots benchmark systems, then prints their `BENCH` figures
 //! as a table, and runs the VM benchmarks (the Linux guest on vcpos against the same
-//! guest directly on QEMU, see `vcpos_tests::bench::vm`). Run by `./bench.sh` after the
+//! guest directly on QEMU, see `vcpos_tests::bench::vm`) and the block benchmark (the
+//! guest's disk, see `vcpos_tests::disk`). Run by `./bench.sh` after the
 //! target artifacts and the guest image are built.
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use vcpos_tests::bench::vm::{self, VmBenchOptions};
+use vcpos_tests::disk::{self, Sut};
 use vcpos_tests::{bench, boot_system, check_clean, scenario_system, workspace_root};
 
 /// Boot benchmark systems in QEMU and print their figures.
@@ -29,9 +31,16 @@ struct Cli {
     /// Only the VM benchmarks (no benchmark systems).
     #[arg(long, conflicts_with_all = ["no_vm", "systems"])]
     vm_only: bool,
-    /// No VM benchmarks.
+    /// No VM benchmarks (and no block benchmark).
     #[arg(long)]
     no_vm: bool,
+    /// No block benchmark (the guest's disk; today directly on QEMU only, the vcpos
+    /// side comes with the block VCP).
+    #[arg(long)]
+    no_blk: bool,
+    /// Only the block benchmark.
+    #[arg(long, conflicts_with_all = ["no_vm", "no_blk", "vm_only", "systems"])]
+    blk_only: bool,
     /// The system with the Linux VM for the VM benchmarks (default: the repository's
     /// system.xml).
     #[arg(long, value_name = "SYSTEM")]
@@ -97,18 +106,24 @@ fn bench_systems(cli: &Cli) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut ok = true;
-    if !cli.vm_only {
+    if !cli.vm_only && !cli.blk_only {
         ok &= bench_systems(&cli);
     }
     if !cli.no_vm {
         let system = cli.vm_system.as_deref().map_or_else(|| workspace_root().join("system.xml"), from_cwd);
-        ok &= vm::run(&VmBenchOptions {
-            system,
-            config: cli.config.clone(),
-            runs: cli.runs as usize,
-            timeout: Duration::from_secs(cli.timeout),
-            verbose: cli.verbose,
-        });
+        if !cli.blk_only {
+            ok &= vm::run(&VmBenchOptions {
+                system: system.clone(),
+                config: cli.config.clone(),
+                runs: cli.runs as usize,
+                timeout: Duration::from_secs(cli.timeout),
+                verbose: cli.verbose,
+            });
+        }
+        if !cli.no_blk {
+            let sut = Sut::Direct { system };
+            ok &= disk::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
+        }
     }
     if ok {
         ExitCode::SUCCESS

@@ -75,11 +75,10 @@ pub fn default_config_dir() -> PathBuf {
 pub fn load(name: &str, dir: Option<&Path>) -> Result<Board, Diagnostic> {
     let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_config_dir);
     let path = dir.join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Diagnostic::plain(format!("unknown board '{name}': cannot read {}: {e}", path.display()))
-    })?;
-    let board: Board = toml::from_str(&text)
-        .map_err(|e| Diagnostic::plain(format!("bad board file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Diagnostic::plain(format!("unknown board '{name}': cannot read {}: {e}", path.display())))?;
+    let board: Board =
+        toml::from_str(&text).map_err(|e| Diagnostic::plain(format!("bad board file {}: {e}", path.display())))?;
     if board.name != name {
         return Err(Diagnostic::plain(format!(
             "board file {} names board '{}', expected '{name}'",

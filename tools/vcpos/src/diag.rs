@@ -19,12 +19,20 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error about element `tag` at `span`.
     pub fn at(message: impl Into<String>, tag: &str, span: &Span) -> Diagnostic {
-        Diagnostic { message: message.into(), tag: Some(tag.to_string()), span: Some(span.clone()) }
+        Diagnostic {
+            message: message.into(),
+            tag: Some(tag.to_string()),
+            span: Some(span.clone()),
+        }
     }
 
     /// An error with no location (e.g. a missing file).
     pub fn plain(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), tag: None, span: None }
+        Diagnostic {
+            message: message.into(),
+            tag: None,
+            span: None,
+        }
     }
 }
 

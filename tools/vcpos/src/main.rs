@@ -31,12 +31,19 @@ enum Command {
     Build(image::BuildArgs),
     /// Boot an image in QEMU on the serial console (exit with Ctrl-A x).
     Run(runner::RunArgs),
+    /// Print the QEMU command line (one word per line, the binary first) that boots an
+    /// image, or a Linux kernel directly (the baseline), with the board's machine.
+    QemuArgs(runner::QemuArgsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { board, search_paths, system } => match sdf::load_with(&system, &search_paths).and_then(|loaded| {
+        Command::Check {
+            board,
+            search_paths,
+            system,
+        } => match sdf::load_with(&system, &search_paths).and_then(|loaded| {
             let board = vcpos_tool::board::load(&board, None).map_err(|e| vec![e])?;
             let errors = image::check_board(&loaded.system, &board);
             if errors.is_empty() {
@@ -75,5 +82,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => runner::run_command(&args),
+        Command::QemuArgs(args) => runner::qemu_args_command(&args),
     }
 }

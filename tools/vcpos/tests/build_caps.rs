@@ -59,8 +59,7 @@ fn caps_of(blob: &[u8], pd: usize) -> Vec<CapDesc> {
 #[test]
 fn cap_tables_and_badges_are_exact() {
     let f = Fixture::new("caps_exact");
-    let built = build(&sample(), &board(), &f.opts(Config::Debug))
-        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sample(), &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     use CapKind::*;
     assert_eq!(
         caps_of(&built.blob, 0),
@@ -96,9 +95,7 @@ fn cap_tables_and_badges_are_exact() {
         ]
     );
     let info = BootInfo::parse(&built.blob).unwrap();
-    let irqs: Vec<IrqDesc> = (0..info.header.num_irqs as usize)
-        .map(|i| info.irq(i))
-        .collect();
+    let irqs: Vec<IrqDesc> = (0..info.header.num_irqs as usize).map(|i| info.irq(i)).collect();
     assert_eq!(
         irqs,
         vec![
@@ -126,10 +123,7 @@ fn release_config_has_no_debug_console() {
     let built = build(&sample(), &board(), &f.opts(Config::Release)).unwrap();
     for pd in 0..4 {
         let caps = caps_of(&built.blob, pd);
-        assert!(
-            caps.iter().all(|c| c.kind != CapKind::DebugConsole as u8),
-            "{caps:?}"
-        );
+        assert!(caps.iter().all(|c| c.kind != CapKind::DebugConsole as u8), "{caps:?}");
         assert_eq!(caps[0], c(1, CapKind::Input, pd as u32, 0));
     }
     let bench = build(&sample(), &board(), &f.opts(Config::Benchmark)).unwrap();
@@ -144,12 +138,7 @@ fn pd_descriptors_carry_scheduling_and_family() {
     let server = info.pd(0);
     assert_eq!(server.name_str(), "server");
     assert_eq!(
-        (
-            server.priority,
-            server.passive,
-            server.budget_us,
-            server.period_us
-        ),
+        (server.priority, server.passive, server.budget_us, server.period_us),
         (200, 1, 500, 2000)
     );
     assert_eq!(server.parent, NO_PARENT);
@@ -177,11 +166,8 @@ fn reused_slot_and_out_of_range_ids_are_located_errors() {
     // A second IRQ with id 3 in the driver collides with the first one's slot.
     sys.pds[3].irqs.push(irq(50, 3, 43));
     // A channel id past 61 cannot have a slot.
-    sys.channels.push(channel(
-        end(0, 62, false, true, 56),
-        end(2, 1, false, true, 57),
-        56,
-    ));
+    sys.channels
+        .push(channel(end(0, 62, false, true, 56), end(2, 1, false, true, 57), 56));
     let errors = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_err();
     assert_error(
         &errors,

@@ -27,18 +27,8 @@ fn missing_program_images_are_all_reported() {
     sys.pds[2].program_image.path = "gone.elf".into();
     let errors = build_err(&f, &sys);
     assert_eq!(errors.len(), 2, "{}", render(&errors));
-    assert_error(
-        &errors,
-        "unable to find program image: 'nope.elf'",
-        "program_image",
-        11,
-    );
-    assert_error(
-        &errors,
-        "unable to find program image: 'gone.elf'",
-        "program_image",
-        31,
-    );
+    assert_error(&errors, "unable to find program image: 'nope.elf'", "program_image", 11);
+    assert_error(&errors, "unable to find program image: 'gone.elf'", "program_image", 31);
     assert_eq!(
         errors[0].to_string(),
         "Error: unable to find program image: 'nope.elf' on element 'program_image': test.system:11:5"
@@ -69,11 +59,26 @@ fn program_images_are_found_in_search_paths_then_cwd() {
 #[test]
 fn malformed_elf_files_are_located_errors() {
     let f = Fixture::new("err_bad_elf");
-    let cases: Vec<(&str, Vec<u8>, &str)> =
-        vec![
-        ("text.elf", b"this is not an ELF file at all, just text".to_vec(), "not an ELF64 file"),
-        ("x86.elf", ElfSpec { machine: 62, ..pd_elf() }.bytes(), "not an AArch64 ELF file"),
-        ("dyn.elf", ElfSpec { e_type: 3, ..pd_elf() }.bytes(), "not an executable ELF file"),
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "text.elf",
+            b"this is not an ELF file at all, just text".to_vec(),
+            "not an ELF64 file",
+        ),
+        (
+            "x86.elf",
+            ElfSpec {
+                machine: 62,
+                ..pd_elf()
+            }
+            .bytes(),
+            "not an AArch64 ELF file",
+        ),
+        (
+            "dyn.elf",
+            ElfSpec { e_type: 3, ..pd_elf() }.bytes(),
+            "not an executable ELF file",
+        ),
         (
             "wx.elf",
             {
@@ -103,7 +108,11 @@ fn malformed_elf_files_are_located_errors() {
         ),
         (
             "entry.elf",
-            ElfSpec { entry: DATA, ..pd_elf() }.bytes(),
+            ElfSpec {
+                entry: DATA,
+                ..pd_elf()
+            }
+            .bytes(),
             "its entry point 0x202000 is not in an executable segment",
         ),
         (
@@ -184,8 +193,7 @@ fn shared_page_that_would_be_writable_and_executable_is_an_error() {
     s.segs[1].vaddr = 0x20_0800;
     f.write("shared_ro.elf", &s.bytes());
     sys.pds[0].program_image.path = "shared_ro.elf".into();
-    let built =
-        build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     let m = &built.records.maps[0].0;
     assert_eq!((m.vaddr, m.size), (0x20_0000, 0x1000));
     assert_eq!(read_pd(&built, 0, 0x20_0800, 6), b"rodata");
@@ -231,12 +239,7 @@ fn cpu_must_exist() {
     sys.pds[0].cpu = 1;
     let errors = check_board(&sys, &board());
     assert_eq!(errors.len(), 1);
-    assert_error(
-        &errors,
-        "cpu core must be less than 1, got 1",
-        "protection_domain",
-        10,
-    );
+    assert_error(&errors, "cpu core must be less than 1, got 1", "protection_domain", 10);
 }
 
 #[test]
@@ -266,18 +269,8 @@ fn fixed_regions_must_avoid_kernel_devices_and_ram() {
         "memory_region",
         2,
     );
-    assert_error(
-        &errors,
-        "overlaps the GIC redistributors",
-        "memory_region",
-        3,
-    );
-    assert_error(
-        &errors,
-        "overlaps the RAM below the kernel",
-        "memory_region",
-        5,
-    );
+    assert_error(&errors, "overlaps the GIC redistributors", "memory_region", 3);
+    assert_error(&errors, "overlaps the RAM below the kernel", "memory_region", 5);
     assert_error(&errors, "lies partly inside RAM", "memory_region", 6);
     assert_error(&errors, "cannot be prefilled", "memory_region", 9);
     assert_eq!(
@@ -311,8 +304,7 @@ fn system_too_big_for_ram_is_located() {
     let f = Fixture::new("err_too_big");
     let mut sys = one_pd();
     sys.memory_regions.push(mr("small", 0x1000, 0x1000, 2));
-    sys.memory_regions
-        .push(mr("huge", 0x8000_0000, 0x20_0000, 3));
+    sys.memory_regions.push(mr("huge", 0x8000_0000, 0x20_0000, 3));
     sys.pds[0].maps.push(map(1, 0x4000_0000, 12));
     let errors = build_err(&f, &sys);
     assert_eq!(errors.len(), 1, "{}", render(&errors));
@@ -345,9 +337,7 @@ fn missing_kernel_and_bad_kernel_are_reported() {
     let errors = build_err(&f, &one_pd());
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0]
-            .message
-            .contains("unable to find kernel image 'vcpos-kernel'"),
+        errors[0].message.contains("unable to find kernel image 'vcpos-kernel'"),
         "{}",
         errors[0]
     );
@@ -383,11 +373,7 @@ fn missing_kernel_and_bad_kernel_are_reported() {
         errors[0]
     );
     // Boot-info symbols in .bss cannot be patched.
-    let k = kernel_elf().with_sym(
-        "VCPOS_BOOT_INFO_SIZE",
-        KERNEL_TEXT + 0x2000 + KERNEL_VIRT_OFFSET,
-        8,
-    );
+    let k = kernel_elf().with_sym("VCPOS_BOOT_INFO_SIZE", KERNEL_TEXT + 0x2000 + KERNEL_VIRT_OFFSET, 8);
     f.write("vcpos-kernel", &k.bytes());
     let errors = build_err(&f, &one_pd());
     assert_eq!(errors.len(), 1, "{}", render(&errors));
@@ -428,24 +414,14 @@ fn prefill_files_are_checked() {
         sys.memory_regions.push(m);
     }
     let errors = build_err(&f, &sys);
-    assert_error(
-        &errors,
-        "prefill file 'empty.bin' is empty",
-        "memory_region",
-        2,
-    );
+    assert_error(&errors, "prefill file 'empty.bin' is empty", "memory_region", 2);
     assert_error(
         &errors,
         "prefill file 'big.bin' is 0x1001 bytes, larger than memory region 'm1'",
         "memory_region",
         3,
     );
-    assert_error(
-        &errors,
-        "unable to find prefill file: 'absent.bin'",
-        "memory_region",
-        4,
-    );
+    assert_error(&errors, "unable to find prefill file: 'absent.bin'", "memory_region", 4);
 }
 
 #[test]
@@ -476,17 +452,11 @@ fn mutated_elf_files_never_panic() {
         }
         if let Ok(img) = elf::parse(&bytes) {
             parsed += 1;
-            if img
-                .check_user(vcpos_abi::vspace::user_map_limit(0x2000))
-                .is_empty()
-            {
+            if img.check_user(vcpos_abi::vspace::user_map_limit(0x2000)).is_empty() {
                 let _ = vspace::runs(&img);
                 let _ = img.check_patch(&img.symbols, "microkit_name", 64);
             }
         }
     }
-    assert!(
-        parsed > 100,
-        "most single-byte changes still parse: {parsed}"
-    );
+    assert!(parsed > 100, "most single-byte changes still parse: {parsed}");
 }

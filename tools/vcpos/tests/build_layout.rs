@@ -50,9 +50,7 @@ fn random_request(rng: &mut Rng, ram: PRange) -> Request {
     }
     let pds = (0..1 + rng.below(10))
         .map(|_| PdRequest {
-            runs: (0..1 + rng.below(4))
-                .map(|_| (1 + rng.below(16)) * PAGE)
-                .collect(),
+            runs: (0..1 + rng.below(4)).map(|_| (1 + rng.below(16)) * PAGE).collect(),
             stack_size: (1 + rng.below(8)) * PAGE,
         })
         .collect();
@@ -73,11 +71,7 @@ fn random_request(rng: &mut Rng, ram: PRange) -> Request {
             1 => Some(0x1000_0000 + mrs.len() as u64 * 0x100_0000),
             _ => None,
         };
-        mrs.push(MrRequest {
-            size,
-            page_size,
-            fixed,
-        });
+        mrs.push(MrRequest { size, page_size, fixed });
     }
     Request {
         ram,
@@ -102,11 +96,7 @@ fn generated_layouts_never_overlap_and_stay_aligned_in_ram() {
             "case {case}"
         );
         // (base, size, align, allocated)
-        let mut pieces: Vec<(u64, u64, u64, bool)> = req
-            .kernel
-            .iter()
-            .map(|k| (k.base, k.size, 1, false))
-            .collect();
+        let mut pieces: Vec<(u64, u64, u64, bool)> = req.kernel.iter().map(|k| (k.base, k.size, 1, false)).collect();
         pieces.push((l.blob, req.blob_size, PAGE, true));
         pieces.push((l.pt_pool, req.pt_pool_size, PAGE, true));
         for (p, place) in req.pds.iter().zip(&l.pds) {
@@ -132,10 +122,7 @@ fn generated_layouts_never_overlap_and_stay_aligned_in_ram() {
                 assert!(a.0 + a.1 <= l.end, "case {case}: end covers everything");
             }
             for b in &pieces[i + 1..] {
-                assert!(
-                    !overlap((a.0, a.1), (b.0, b.1)),
-                    "case {case}: {a:x?} overlaps {b:x?}"
-                );
+                assert!(!overlap((a.0, a.1), (b.0, b.1)), "case {case}: {a:x?} overlaps {b:x?}");
             }
         }
     }
@@ -228,12 +215,7 @@ fn random_system(rng: &mut Rng) -> vcpos_tool::model::System {
     let mut mrs = Vec::new();
     for i in 0..nmrs {
         let page = if rng.below(3) == 0 { LARGE } else { PAGE };
-        let mut m = mr(
-            &format!("mr{i}"),
-            (1 + rng.below(4)) * page,
-            page,
-            100 + i as u32,
-        );
+        let mut m = mr(&format!("mr{i}"), (1 + rng.below(4)) * page, page, 100 + i as u32);
         match rng.below(5) {
             0 => m.phys_addr = Some(0x1000_0000 + i as u64 * 0x100_0000),
             1 => m.phys_addr = Some(0x4800_0000 + i as u64 * 0x100_0000),
@@ -280,8 +262,7 @@ fn generated_systems_build_into_consistent_images() {
     let ram_end = b.memory.ram_base + b.memory.ram_size;
     for case in 0..40 {
         let sys = random_system(&mut rng);
-        let built = build(&sys, &b, &f.opts(Config::Debug))
-            .unwrap_or_else(|e| panic!("case {case}: {}", render(&e)));
+        let built = build(&sys, &b, &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("case {case}: {}", render(&e)));
         let mm = &built.memory_map;
         for (i, a) in mm.iter().enumerate() {
             if a.allocated {
@@ -314,11 +295,7 @@ fn generated_systems_build_into_consistent_images() {
                     .any(|e| e.paddr <= m.paddr && m.paddr + m.size <= e.paddr + e.size),
                 "case {case}: map {m:x?} not backed"
             );
-            let align = if m.attrs & attr::LARGE != 0 {
-                LARGE
-            } else {
-                PAGE
-            };
+            let align = if m.attrs & attr::LARGE != 0 { LARGE } else { PAGE };
             assert_eq!(
                 (m.vaddr % align, m.paddr % align, m.size % align),
                 (0, 0, 0),

@@ -28,11 +28,7 @@ fn sample(f: &Fixture) -> vcpos_tool::model::System {
     system(
         vec![a, b],
         vec![mr("shared", 0x4000, 0x1000, 2), prefilled, uart],
-        vec![channel(
-            end(0, 1, true, true, 30),
-            end(1, 2, false, true, 31),
-            30,
-        )],
+        vec![channel(end(0, 1, true, true, 30), end(1, 2, false, true, 31), 30)],
     )
 }
 
@@ -40,8 +36,7 @@ fn sample(f: &Fixture) -> vcpos_tool::model::System {
 fn output_is_a_bootable_elf_with_physical_segments() {
     let f = Fixture::new("output_elf");
     let sys = sample(&f);
-    let built =
-        build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     let img = ImageView::parse(&built.image);
     assert_eq!(img.machine, object::elf::EM_AARCH64.0);
     assert_eq!(img.e_type, object::elf::ET_EXEC.0);
@@ -54,33 +49,18 @@ fn output_is_a_bootable_elf_with_physical_segments() {
         assert_eq!(vaddr, paddr, "p_vaddr = p_paddr");
         assert!(*memsz >= data.len() as u64);
         if !data.is_empty() {
-            assert_eq!(
-                offset % 0x1000,
-                paddr % 0x1000,
-                "offset congruent to address"
-            );
+            assert_eq!(offset % 0x1000, paddr % 0x1000, "offset congruent to address");
         }
     }
     // Kernel text as it was, kernel data with the two symbols patched.
-    assert_eq!(
-        img.read_phys(KERNEL_TEXT, 0x1000).unwrap(),
-        vec![0x11; 0x1000]
-    );
+    assert_eq!(img.read_phys(KERNEL_TEXT, 0x1000).unwrap(), vec![0x11; 0x1000]);
     let kdata = img.read_phys(KERNEL_TEXT + 0x1000, 0x100).unwrap();
     let blob_paddr = u64::from_le_bytes(kdata[0..8].try_into().unwrap());
     let blob_size = u64::from_le_bytes(kdata[8..16].try_into().unwrap());
     assert_eq!(blob_paddr, built.layout.blob);
     assert_eq!(blob_size, built.blob.len() as u64);
-    assert_eq!(
-        &kdata[16..],
-        &[0x22; 0xf0][..],
-        "the rest of kernel data is untouched"
-    );
-    let kseg = img
-        .segs
-        .iter()
-        .find(|s| s.1 == KERNEL_TEXT + 0x1000)
-        .unwrap();
+    assert_eq!(&kdata[16..], &[0x22; 0xf0][..], "the rest of kernel data is untouched");
+    let kseg = img.segs.iter().find(|s| s.1 == KERNEL_TEXT + 0x1000).unwrap();
     assert_eq!(kseg.4, 0x5000, "kernel bss kept in p_memsz");
     // The blob in the image is the blob, and parses.
     assert_eq!(img.read_phys(blob_paddr, blob_size).unwrap(), built.blob);
@@ -100,8 +80,7 @@ fn output_is_a_bootable_elf_with_physical_segments() {
 fn blob_matches_the_system() {
     let f = Fixture::new("blob_matches");
     let sys = sample(&f);
-    let built =
-        build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     let info = BootInfo::parse(&built.blob).unwrap();
     assert_eq!(info.num_pds(), 2);
     assert_eq!(info.header.pt_pool_paddr, built.pt_pool.0);
@@ -130,40 +109,23 @@ fn blob_matches_the_system() {
         assert_eq!(data.attrs, attr::READ | attr::WRITE | attr::CACHED);
         assert_eq!(data.size, 0x2000, "0x1900 bytes of data+bss take two pages");
         let stack = find(stack_bottom(0x2000));
-        assert_eq!(
-            (stack.size, stack.paddr),
-            (0x2000, built.layout.pds[i].stack)
-        );
+        assert_eq!((stack.size, stack.paddr), (0x2000, built.layout.pds[i].stack));
         let ipc = find(vcpos_abi::msg::IPC_BUFFER_VADDR);
-        assert_eq!(
-            (ipc.size, ipc.paddr),
-            (0x1000, built.layout.pds[i].ipc_buffer)
-        );
+        assert_eq!((ipc.size, ipc.paddr), (0x1000, built.layout.pds[i].ipc_buffer));
     }
     // The shared region is mapped at the same physical address in both PDs.
-    let a_shared = info
-        .pd_maps(&info.pd(0))
-        .find(|m| m.vaddr == 0x100_0000)
-        .unwrap();
-    let b_shared = info
-        .pd_maps(&info.pd(1))
-        .find(|m| m.vaddr == 0x400_0000)
-        .unwrap();
+    let a_shared = info.pd_maps(&info.pd(0)).find(|m| m.vaddr == 0x100_0000).unwrap();
+    let b_shared = info.pd_maps(&info.pd(1)).find(|m| m.vaddr == 0x400_0000).unwrap();
     assert_eq!(a_shared.paddr, b_shared.paddr);
     assert_eq!(a_shared.paddr, built.layout.mrs[0]);
     assert_eq!(a_shared.size, 0x4000);
     // The device region keeps its address and is mapped uncached.
-    let dev = info
-        .pd_maps(&info.pd(0))
-        .find(|m| m.vaddr == 0x300_0000)
-        .unwrap();
+    let dev = info.pd_maps(&info.pd(0)).find(|m| m.vaddr == 0x300_0000).unwrap();
     assert_eq!(dev.paddr, 0x0904_0000);
     assert_eq!(dev.attrs, attr::READ | attr::WRITE);
     // Zero ranges: stacks, IPC buffers, .bss tails, the zeroed region and the tail of
     // the prefilled one; never the device region.
-    let zero: Vec<_> = (0..info.header.num_zero as usize)
-        .map(|i| info.zero(i))
-        .collect();
+    let zero: Vec<_> = (0..info.header.num_zero as usize).map(|i| info.zero(i)).collect();
     let has = |paddr: u64, size: u64| zero.iter().any(|z| z.paddr == paddr && z.size == size);
     for p in &built.layout.pds {
         assert!(has(p.stack, 0x2000));

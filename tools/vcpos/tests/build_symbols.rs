@@ -36,10 +36,7 @@ fn sample() -> System {
     b.setvar_id = Some("var0".into());
     system(
         vec![client, server, child],
-        vec![
-            mr("buf", 0x3000, 0x1000, 2),
-            mr("dma", 0x20_0000, 0x20_0000, 3),
-        ],
+        vec![mr("buf", 0x3000, 0x1000, 2), mr("dma", 0x20_0000, 0x20_0000, 3)],
         vec![
             channel(a, b, 40),
             channel(end(0, 9, false, true, 42), end(1, 10, false, false, 43), 42),
@@ -56,32 +53,19 @@ fn name_bytes(name: &str) -> Vec<u8> {
 #[test]
 fn microkit_globals_are_patched_in_the_image() {
     let f = Fixture::new("sym_globals");
-    let built = build(&sample(), &board(), &f.opts(Config::Debug))
-        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sample(), &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     let spec = pd_elf();
     // client: IRQ id 6; may notify on 9 (not 7: notify=false there); may PPC on 7.
-    assert_eq!(
-        read_pd(&built, 0, spec.sym("microkit_name"), 64),
-        name_bytes("client")
-    );
+    assert_eq!(read_pd(&built, 0, spec.sym("microkit_name"), 64), name_bytes("client"));
     assert_eq!(read_pd(&built, 0, spec.sym("microkit_passive"), 1), [0]);
     assert_eq!(read_pd_u64(&built, 0, spec.sym("microkit_irqs")), 1 << 6);
-    assert_eq!(
-        read_pd_u64(&built, 0, spec.sym("microkit_notifications")),
-        1 << 9
-    );
+    assert_eq!(read_pd_u64(&built, 0, spec.sym("microkit_notifications")), 1 << 9);
     assert_eq!(read_pd_u64(&built, 0, spec.sym("microkit_pps")), 1 << 7);
     assert_eq!(read_pd_u64(&built, 0, spec.sym("microkit_ioports")), 0);
     // server: passive; may notify on 3 only.
-    assert_eq!(
-        read_pd(&built, 1, spec.sym("microkit_name"), 64),
-        name_bytes("server")
-    );
+    assert_eq!(read_pd(&built, 1, spec.sym("microkit_name"), 64), name_bytes("server"));
     assert_eq!(read_pd(&built, 1, spec.sym("microkit_passive"), 1), [1]);
-    assert_eq!(
-        read_pd_u64(&built, 1, spec.sym("microkit_notifications")),
-        1 << 3
-    );
+    assert_eq!(read_pd_u64(&built, 1, spec.sym("microkit_notifications")), 1 << 3);
     assert_eq!(read_pd_u64(&built, 1, spec.sym("microkit_pps")), 0);
     assert_eq!(read_pd_u64(&built, 1, spec.sym("microkit_irqs")), 0);
     assert_eq!(
@@ -89,10 +73,7 @@ fn microkit_globals_are_patched_in_the_image() {
         name_bytes("worker-with-a-long-name")
     );
     // Bytes around the patched symbols keep the file's contents.
-    assert_eq!(
-        read_pd(&built, 0, spec.sym("microkit_passive") + 1, 7),
-        [DATA_FILL; 7]
-    );
+    assert_eq!(read_pd(&built, 0, spec.sym("microkit_passive") + 1, 7), [DATA_FILL; 7]);
     assert_eq!(read_pd(&built, 0, spec.sym("small_var"), 4), [DATA_FILL; 4]);
     assert_eq!(
         read_pd(&built, 0, VARS + 6 * 8, 16),
@@ -104,8 +85,7 @@ fn microkit_globals_are_patched_in_the_image() {
 #[test]
 fn setvars_get_their_values() {
     let f = Fixture::new("sym_setvars");
-    let built = build(&sample(), &board(), &f.opts(Config::Debug))
-        .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sample(), &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     let var = |pd: usize, i: u64| read_pd_u64(&built, pd, VARS + 8 * i);
     assert_eq!(var(0, 0), 0x500_0000, "setvar_vaddr");
     assert_eq!(var(0, 1), 0x3000, "setvar_size");
@@ -121,11 +101,7 @@ fn setvars_get_their_values() {
         "the child's own var5 untouched"
     );
     // The typed list of patches agrees.
-    let p = built
-        .patched
-        .iter()
-        .find(|p| p.pd == 0 && p.symbol == "var3")
-        .unwrap();
+    let p = built.patched.iter().find(|p| p.pd == 0 && p.symbol == "var3").unwrap();
     assert_eq!(p.bytes, built.layout.mrs[1].to_le_bytes());
     assert!(p.reason.contains("region_paddr of 'dma'"));
 }
@@ -163,15 +139,9 @@ fn path_for_symbols_supplies_the_symbol_table() {
     let mut sys = sample();
     sys.pds[1].program_image.path = "stripped.elf".into();
     let errors = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_err();
-    assert_error(
-        &errors,
-        "could not patch symbol 'microkit_name'",
-        "program_image",
-        21,
-    );
+    assert_error(&errors, "could not patch symbol 'microkit_name'", "program_image", 21);
     sys.pds[1].program_image.path_for_symbols = Some("symbols.elf".into());
-    let built =
-        build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     assert_eq!(read_pd(&built, 1, DATA, 64), name_bytes("server"));
     assert_eq!(read_pd_u64(&built, 1, VARS), 3);
 }
@@ -213,59 +183,29 @@ fn setvar_symbol_errors_are_located() {
         "map",
         11,
     );
-    assert_error(
-        &errors,
-        "could not patch symbol 'no_such_symbol'",
-        "irq",
-        12,
-    );
-    assert_error(
-        &errors,
-        "could not patch symbol 'bss_var' at 0x202200",
-        "setvar",
-        13,
-    );
-    assert_error(
-        &errors,
-        "setvar on symbol 'var0' already exists",
-        "setvar",
-        22,
-    );
+    assert_error(&errors, "could not patch symbol 'no_such_symbol'", "irq", 12);
+    assert_error(&errors, "could not patch symbol 'bss_var' at 0x202200", "setvar", 13);
+    assert_error(&errors, "setvar on symbol 'var0' already exists", "setvar", 22);
     assert_eq!(errors.len(), 4, "{}", render(&errors));
 }
 
 #[test]
 fn wrong_size_microkit_global_is_an_error() {
     let f = Fixture::new("sym_wrong_size_global");
-    f.write(
-        "short_name.elf",
-        &pd_elf().with_sym("microkit_name", DATA, 16).bytes(),
-    );
+    f.write("short_name.elf", &pd_elf().with_sym("microkit_name", DATA, 16).bytes());
     let mut sys = sample();
     sys.pds[2].program_image.path = "short_name.elf".into();
     let errors = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_err();
-    assert_error(
-        &errors,
-        "its size is 16 bytes, expected 64",
-        "program_image",
-        31,
-    );
+    assert_error(&errors, "its size is 16 bytes, expected 64", "program_image", 31);
 }
 
 #[test]
 fn kernel_without_boot_info_symbols_is_an_error() {
     let f = Fixture::new("sym_kernel_missing");
-    f.write(
-        "vcpos-kernel",
-        &kernel_elf().without("VCPOS_BOOT_INFO_SIZE").bytes(),
-    );
+    f.write("vcpos-kernel", &kernel_elf().without("VCPOS_BOOT_INFO_SIZE").bytes());
     let errors = build(&sample(), &board(), &f.opts(Config::Debug)).unwrap_err();
     assert_eq!(errors.len(), 1, "{}", render(&errors));
-    assert!(
-        errors[0].message.contains("VCPOS_BOOT_INFO_SIZE"),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].message.contains("VCPOS_BOOT_INFO_SIZE"), "{}", errors[0]);
     assert!(errors[0].message.contains("kernel image"), "{}", errors[0]);
 }
 
@@ -276,8 +216,7 @@ fn setvar_prefill_size_gets_the_file_length() {
     let mut sys = sample();
     sys.memory_regions[0].prefill_path = Some("firmware.bin".into());
     sys.pds[0].maps[0].setvar_prefill_size = Some("var6".into());
-    let built =
-        build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let built = build(&sys, &board(), &f.opts(Config::Debug)).unwrap_or_else(|e| panic!("{}", render(&e)));
     assert_eq!(read_pd_u64(&built, 0, VARS + 6 * 8), 0x1234);
     assert_eq!(
         read_pd_u64(&built, 0, VARS + 8),

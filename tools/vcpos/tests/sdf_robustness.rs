@@ -165,11 +165,7 @@ fn deep_nesting() {
         "</protection_domain>".repeat(depth)
     );
     parse_any(&pds);
-    let unknown = format!(
-        "<system>{}{}</system>",
-        "<x>".repeat(depth),
-        "</x>".repeat(depth)
-    );
+    let unknown = format!("<system>{}{}</system>", "<x>".repeat(depth), "</x>".repeat(depth));
     let errors = sdf::parse_str("deep.system", &unknown).unwrap_err();
     assert_eq!(
         errors[0].to_string(),
@@ -201,8 +197,7 @@ fn nesting_limit_is_reported() {
     let depth = 70;
     let mut text = String::from("<system>");
     for i in 0..depth {
-        text +=
-            &format!("<protection_domain name=\"p{i}\" id=\"1\"><program_image path=\"p.elf\"/>");
+        text += &format!("<protection_domain name=\"p{i}\" id=\"1\"><program_image path=\"p.elf\"/>");
     }
     text += &"</protection_domain>".repeat(depth);
     text += "</system>";

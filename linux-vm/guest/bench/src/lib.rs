@@ -7,6 +7,8 @@
 
 use core::fmt::{self, Write};
 
+pub mod blk;
+
 /// Timed iterations of each loop.
 pub const ITERATIONS: usize = 1000;
 /// Untimed iterations before the timed ones (caches, TLB and translated code warm).

@@ -45,7 +45,7 @@ pub struct Errno(pub i64);
 /// # Safety
 /// The call must not invalidate memory Rust code uses (no `munmap` of live data, no
 /// writes into Rust objects other than through pointers handed to it for that).
-unsafe fn syscall(n: u64, args: [u64; 6]) -> Result<u64, Errno> {
+pub(crate) unsafe fn syscall(n: u64, args: [u64; 6]) -> Result<u64, Errno> {
     let ret: i64;
     // SAFETY: `svc #0` enters the Linux kernel, which preserves every register but x0
     // (the result) and reads only the memory the arguments name; the caller vouches
@@ -143,10 +143,17 @@ pub fn exit(code: u8) -> ! {
     }
 }
 
+/// The most command-line arguments [`StartInfo::args`] keeps (`argv[0]` included).
+pub const MAX_ARGS: usize = 16;
+
 /// What the initial process stack says.
 pub struct StartInfo {
     /// `argv[1]`, if given.
     pub first_arg: Option<&'static [u8]>,
+    /// `argv[0..]`, the first [`MAX_ARGS`] of them.
+    pub args: [&'static CStr; MAX_ARGS],
+    /// How many of `args` there are.
+    pub arg_count: usize,
     /// The kernel's page size (`AT_PAGESZ`; 4096 if absent).
     pub page_size: u64,
 }
@@ -166,6 +173,11 @@ pub unsafe fn start_info(sp: *const u64) -> StartInfo {
         let argc = *sp as usize;
         let argv = sp.add(1);
         let first_arg = (argc >= 2).then(|| CStr::from_ptr(*argv.add(1) as *const core::ffi::c_char).to_bytes());
+        let mut args = [c""; MAX_ARGS];
+        let arg_count = argc.min(MAX_ARGS);
+        for (i, arg) in args.iter_mut().enumerate().take(arg_count) {
+            *arg = CStr::from_ptr(*argv.add(i) as *const core::ffi::c_char);
+        }
         let mut p = argv.add(argc + 1); // envp
         while *p != 0 {
             p = p.add(1);
@@ -178,6 +190,6 @@ pub unsafe fn start_info(sp: *const u64) -> StartInfo {
             }
             p = p.add(2);
         }
-        StartInfo { first_arg, page_size }
+        StartInfo { first_arg, args, arg_count, page_size }
     }
 }

@@ -25,9 +25,14 @@
 //! Usage: `vcpos-mmio-bench [ADDRESS]` (default 0x0a003e00, virtio-mmio slot 31; a
 //! slot's MagicValue must read "virt"). Exit status 0 on success, 1 with an
 //! `vcpos-mmio-bench: error: ...` line otherwise.
+//!
+//! `vcpos-mmio-bench blk ...` is the block benchmark and pattern checker instead (see
+//! `blk_run.rs`).
 #![no_std]
 #![no_main]
 
+mod blk_run;
+mod blk_sys;
 mod linux;
 mod timing;
 
@@ -63,6 +68,9 @@ extern "C" fn start(sp: *const u64) -> ! {
     // SAFETY: `_start` passes the stack pointer Linux entered it with and has pushed
     // nothing.
     let info = unsafe { linux::start_info(sp) };
+    if info.first_arg == Some(b"blk") {
+        blk_run::main(&info);
+    }
     match run(&info) {
         Ok(()) => linux::exit(0),
         Err(e) => {

@@ -7,7 +7,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::sys::counter;
 use sel4_microkit::{protection_domain, Channel, ChannelSet, Handler, MessageInfo};
@@ -18,8 +18,8 @@ const TEST: &str = "bench";
 const CLIENT: Channel = Channel::new(0);
 
 /// Shared region: word 0 = notifications handled, word 1 = counter on entry.
-fn region() -> &'static [AtomicU64] {
-    vcpos_test_support::shared_words!(bench_shared, n = 2)
+fn region() -> vcpos_test_support::Words {
+    vcpos_test_support::shared_words!(bench_shared, size = bench_shared_size, n = 2)
 }
 
 struct Server;
@@ -31,8 +31,8 @@ impl Handler for Server {
         // First thing: the timestamp the client's latency sample ends at.
         let now = counter();
         ensure!(TEST, channels.contains(CLIENT), "server notified on unexpected channels {}", channels.display());
-        region()[1].store(now, SeqCst);
-        region()[0].fetch_add(1, SeqCst);
+        region().get(1).store(now, SeqCst);
+        region().get(0).fetch_add(1, SeqCst);
         CLIENT.notify();
         Ok(())
     }

@@ -14,7 +14,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use sel4_microkit::{debug_println, protection_domain, Channel, Handler, NullHandler};
-use vcpos_test_support::{entry_point, shared_words, write_to_unmapped, UNMAPPED_ADDR};
+use vcpos_test_support::{entry_point, shared_words, write_to_unmapped, UNMAPPED_ADDR, Words};
 
 /// Channel to the parent.
 const PARENT: Channel = Channel::new(0);
@@ -23,15 +23,15 @@ const PARENT: Channel = Channel::new(0);
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// The shared region: word 0 = this PD's entry point, word 1 = runs so far.
-fn region() -> &'static [AtomicU64] {
-    shared_words!(child_info, n = 2)
+fn region() -> Words {
+    shared_words!(child_info, size = child_info_size, n = 2)
 }
 
 #[protection_domain(stack_size = 0x4000)]
 fn init() -> impl Handler {
     let run = RUNS.fetch_add(1, SeqCst) + 1;
-    region()[0].store(entry_point() as u64, SeqCst);
-    region()[1].store(run, SeqCst);
+    region().get(0).store(entry_point() as u64, SeqCst);
+    region().get(1).store(run, SeqCst);
     if run == 1 {
         debug_println!("faulty: run 1, writing to unmapped address {UNMAPPED_ADDR:#x}");
         write_to_unmapped();

@@ -28,7 +28,8 @@ const STATE_PATTERN: u64 = 0x4845_4152_5442_0000;
 
 #[protection_domain]
 fn init() -> NullHandler {
-    let state = &shared_words!(heartbeat_state, n = 1)[0];
+    let words = shared_words!(heartbeat_state, size = heartbeat_state_size, n = 1);
+    let state = words.get(0);
     let freq = counter_frequency();
     if freq == 0 {
         fail(TEST, format_args!("the counter frequency reads as 0"));

@@ -8,19 +8,19 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, get_mr, protection_domain, set_mr, Channel, ChannelSet, Handler, MessageInfo};
 use vcpos_test_support::pingpong::{self, REPLY_MRS, REQUEST_LABEL, ROUNDS};
-use vcpos_test_support::{ensure, shared_words, TestFailed};
+use vcpos_test_support::{ensure, shared_words, TestFailed, Words};
 
 const TEST: &str = "pingpong";
 /// Channel to pong: both ends notify, this end may PPC.
 const PONG: Channel = Channel::new(0);
 
 /// The shared region: word 0 = ping's request value, word 1 = pong's reply value.
-fn region() -> &'static [AtomicU64] {
-    shared_words!(shared, n = 2)
+fn region() -> Words {
+    shared_words!(shared, size = shared_size, n = 2)
 }
 
 struct Ping {
@@ -30,7 +30,7 @@ struct Ping {
 impl Ping {
     /// Starts `round`: request value into shared memory, then notify pong.
     fn start_round(&self) {
-        region()[0].store(pingpong::request_value(self.round), SeqCst);
+        region().get(0).store(pingpong::request_value(self.round), SeqCst);
         PONG.notify();
     }
 
@@ -58,7 +58,7 @@ impl Handler for Ping {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         ensure!(TEST, channels.contains(PONG), "notified on unexpected channels {}", channels.display());
         let want = pingpong::reply_value(pingpong::request_value(self.round));
-        let got = region()[1].load(SeqCst);
+        let got = region().get(1).load(SeqCst);
         ensure!(TEST, got == want, "round {}: shared reply {got:#x}, expected {want:#x}", self.round);
         self.call_pong()?;
         self.round += 1;

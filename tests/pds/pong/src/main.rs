@@ -7,11 +7,11 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, get_mr, protection_domain, set_mr, Channel, ChannelSet, Handler, MessageInfo};
 use vcpos_test_support::pingpong::{self, REQUEST_LABEL, REQUEST_MRS};
-use vcpos_test_support::{ensure, shared_words, TestFailed};
+use vcpos_test_support::{ensure, shared_words, TestFailed, Words};
 
 const TEST: &str = "pingpong";
 /// Channel to ping.
@@ -21,8 +21,8 @@ const BAD_REQUEST: u64 = 0xbad;
 
 /// The shared region (mapped at a different address than in ping): word 0 = request,
 /// word 1 = reply.
-fn region() -> &'static [AtomicU64] {
-    shared_words!(shared, n = 2)
+fn region() -> Words {
+    shared_words!(shared, size = shared_size, n = 2)
 }
 
 struct Pong;
@@ -32,8 +32,8 @@ impl Handler for Pong {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         ensure!(TEST, channels.contains(PING), "pong notified on unexpected channels {}", channels.display());
-        let request = region()[0].load(SeqCst);
-        region()[1].store(pingpong::reply_value(request), SeqCst);
+        let request = region().get(0).load(SeqCst);
+        region().get(1).store(pingpong::reply_value(request), SeqCst);
         PING.notify();
         Ok(())
     }

@@ -7,11 +7,11 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Child, Fault, Handler, MessageInfo};
 use vcpos_abi::esr;
-use vcpos_test_support::{ensure, fail, shared_words, TestFailed, UNMAPPED_ADDR};
+use vcpos_test_support::{ensure, fail, shared_words, TestFailed, UNMAPPED_ADDR, Words};
 
 const TEST: &str = "child-fault";
 /// The child, by its `id` in the system file.
@@ -24,8 +24,8 @@ const VM_FAULT_LABEL: u64 = 6;
 const ISS_WNR: u64 = 1 << 6;
 
 /// The shared region: word 0 = the child's entry point, word 1 = its runs so far.
-fn region() -> &'static [AtomicU64] {
-    shared_words!(child_info, n = 2)
+fn region() -> Words {
+    shared_words!(child_info, size = child_info_size, n = 2)
 }
 
 struct Restarter {
@@ -58,9 +58,9 @@ impl Handler for Restarter {
         ensure!(TEST, ip >= 0x20_0000, "implausible fault pc {ip:#x}");
         ensure!(TEST, esr::class(fsr) == esr::ec::DABT_LOWER, "fsr {fsr:#x} is not a lower-EL data abort");
         ensure!(TEST, fsr & ISS_WNR != 0, "fsr {fsr:#x} does not say write");
-        let runs = region()[1].load(SeqCst);
+        let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 1, "child reports {runs} runs before its first fault");
-        let entry = region()[0].load(SeqCst) as usize;
+        let entry = region().get(0).load(SeqCst) as usize;
         ensure!(TEST, entry != 0, "child did not record its entry point");
         if let Err(e) = child.restart(entry) {
             return Err(fail(TEST, format_args!("restart at {entry:#x} failed: {e}")));
@@ -74,7 +74,7 @@ impl Handler for Restarter {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         ensure!(TEST, channels.contains(CHILD_CHANNEL), "notified on unexpected channels {}", channels.display());
         ensure!(TEST, self.restarts == 1, "child notified after {} restarts", self.restarts);
-        let runs = region()[1].load(SeqCst);
+        let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 2, "child reports {runs} runs, expected 2");
         debug_println!("TEST PASS: {TEST}");
         Ok(())

@@ -1,17 +1,19 @@
 //! Helpers shared by the test PDs, so that the PDs themselves need no `unsafe`.
 //!
-//! - [`shared_words!`]: a builder-patched memory region as `&'static [AtomicU64]`;
+//! - [`shared_words!`]: a builder-patched memory region as atomic words ([`Words`]);
 //! - [`write_to_unmapped`]: fault on purpose with a write to [`UNMAPPED_ADDR`];
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
 //! - [`pingpong`]: the values the ping and pong PDs exchange;
-//! - [`sysreg`]: EL0 system-register accesses the isolation tests make.
+//! - [`sysreg`]: EL0 system-register accesses the isolation tests make;
+//! - [`blk`]: the disk patterns of the vcp-blk tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 use core::fmt;
-use core::ptr::NonNull;
 use core::sync::atomic::AtomicU64;
+
+use sel4_microkit::SharedRegion;
 
 #[doc(hidden)]
 pub use sel4_microkit as microkit;
@@ -19,33 +21,36 @@ pub use sel4_microkit as microkit;
 /// An address no test system maps, so any access to it faults.
 pub const UNMAPPED_ADDR: usize = 0xdead_0000;
 
-/// The memory region `$symbol` (patched by `setvar_vaddr="$symbol"`) as `$n` atomic
-/// words. Invoke once per symbol (it defines the symbol). The system file must map at
-/// least `$n * 8` bytes read-write there.
+/// The memory region `$symbol` (patched by `setvar_vaddr="$symbol"`, its size by
+/// `setvar_size="$size"`) as `$n` atomic words ([`Words`]). Invoke once per symbol (it
+/// defines the symbols). Panics, naming the region, if it is smaller than `$n` words.
 #[macro_export]
 macro_rules! shared_words {
-    ($symbol:ident, n = $n:expr) => {{
-        let region = $crate::microkit::memory_region_symbol!($symbol: *mut [u64], n = $n);
-        // SAFETY: the symbol holds the address where the builder mapped the region
-        // (non-null, checked by memory_region_symbol!); the system file maps at least
-        // `$n` words there read-write for the PD's whole life.
-        unsafe {
-            $crate::words_from_region(region)
-        }
-    }};
+    ($symbol:ident, size = $size:ident, n = $n:expr) => {
+        $crate::Words::new($crate::microkit::shared_region!($symbol, size = $size), $n)
+    };
 }
 
-/// Views a mapped region as atomic words.
-///
-/// # Safety
-/// `region` must be page-aligned memory mapped read-write into this PD for the rest of
-/// its life, and only ever accessed as atomic words (here or by other PDs).
-#[allow(unsafe_code)]
-pub unsafe fn words_from_region(region: NonNull<[u64]>) -> &'static [AtomicU64] {
-    let len = region.len();
-    // SAFETY: by the caller's contract the memory is mapped, aligned, lives for ever
-    // and is accessed only atomically; AtomicU64 has the size and alignment of u64.
-    unsafe { core::slice::from_raw_parts(region.cast::<AtomicU64>().as_ptr(), len) }
+/// A memory region shared with another PD, used as `u64` words accessed only
+/// atomically (through the runtime's [`SharedRegion`]).
+pub struct Words {
+    region: SharedRegion,
+}
+
+impl Words {
+    /// The first `n` words of `region`; panics (naming the region) if it is too small.
+    pub fn new(region: SharedRegion, n: usize) -> Words {
+        let bytes = n.saturating_mul(8);
+        let name = region.name();
+        let region = region.slice(0, bytes).unwrap_or_else(|e| panic!("{name}: need {n} words: {e}"));
+        Words { region }
+    }
+
+    /// Word `i`; panics (naming the region and offset) past the last word.
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        let off = i.saturating_mul(8);
+        self.region.atomic_u64(off).unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// Writes to [`UNMAPPED_ADDR`], which makes the kernel stop this PD with a VM fault
@@ -189,8 +194,42 @@ pub mod pingpong {
     }
 }
 
+/// The disk contents the vcp-blk tests write and check (the QEMU test harness
+/// prepares the disk image with the same functions and checks it afterwards).
+pub mod blk {
+    /// 32-bit words in a 512-byte block.
+    pub const WORDS: usize = 128;
+    /// Blocks each test client works on in its window.
+    pub const TEST_BLOCKS: u64 = 128;
+    /// Rounds of write + read-back of the read-write client.
+    pub const ROUNDS: u32 = 4;
+
+    /// Word `w` of block `block` (relative to its window) of the read-only client's
+    /// window, as the harness writes it.
+    pub fn ro_word(block: u64, w: usize) -> u32 {
+        0x5a00_0000 | ((block as u32 & 0xffff) << 8) | (w as u32 & 0xff)
+    }
+
+    /// Word `w` of block `block` the read-write client writes in `round`.
+    pub fn rw_word(round: u32, block: u64, w: usize) -> u32 {
+        0xa500_0000 ^ (round << 20) ^ ((block as u32 & 0xfff) << 8) ^ (w as u32 & 0xff)
+    }
+
+    /// A byte of the disk outside every client's window (the harness checks these
+    /// are unchanged).
+    pub const FILLER: u8 = 0xee;
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blk_patterns_differ() {
+        use super::blk;
+        assert_ne!(blk::ro_word(1, 0), blk::ro_word(0, 1));
+        assert_ne!(blk::rw_word(0, 1, 0), blk::rw_word(1, 1, 0));
+        assert_ne!(blk::rw_word(3, 5, 7), blk::ro_word(5, 7));
+    }
+
     use super::*;
 
     #[test]
@@ -216,6 +255,19 @@ mod tests {
         assert_ne!(pingpong::reply_mrs(&a), pingpong::reply_mrs(&b));
         assert_ne!(pingpong::reply_value(1), pingpong::reply_value(2));
         assert_eq!(pingpong::reply_mrs(&[1, 2, 3, 4]), [10, 4, 3]);
+    }
+
+    #[test]
+    fn words_are_atomic_views_bounded_by_n() {
+        let region = SharedRegion::new_host("shared", 0x1000);
+        let words = Words::new(region.clone(), 2);
+        words.get(1).store(0x1234, core::sync::atomic::Ordering::SeqCst);
+        assert_eq!(region.read_u64(8).unwrap(), 0x1234);
+        assert!(std::panic::catch_unwind(|| Words::new(SharedRegion::new_host("tiny", 8), 2)).is_err());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            words.get(2);
+        }));
+        assert!(r.is_err(), "word 2 of 2 must be refused");
     }
 
     #[test]

@@ -161,10 +161,7 @@ pub fn zero_ranges(
         let paddr = mr_paddrs.get(i).copied().unwrap_or(0);
         match mr_init[i] {
             MrInit::Device => {}
-            MrInit::Zeroed => zero.push(ZeroDesc {
-                paddr,
-                size: mr.size,
-            }),
+            MrInit::Zeroed => zero.push(ZeroDesc { paddr, size: mr.size }),
             MrInit::Prefilled(len) if len < mr.size => zero.push(ZeroDesc {
                 paddr: paddr + len,
                 size: mr.size - len,
@@ -254,16 +251,12 @@ pub fn records(inp: &RecordInputs) -> Records {
     }
     for t in super::vm::vcpu_threads(inp.system) {
         let maps = super::vm::vm_maps(inp.system, t.vm, inp.mr_paddrs);
-        out.pds.push(super::vm::vcpu_desc(&t, out.maps.len() as u32, maps.len() as u32));
-        out.maps.extend(maps.into_iter().map(|(d, mr)| (d, MapWhat::Region { mr })));
+        out.pds
+            .push(super::vm::vcpu_desc(&t, out.maps.len() as u32, maps.len() as u32));
+        out.maps
+            .extend(maps.into_iter().map(|(d, mr)| (d, MapWhat::Region { mr })));
     }
-    out.zero = zero_ranges(
-        inp.system,
-        inp.spaces,
-        inp.places,
-        inp.mr_paddrs,
-        inp.mr_init,
-    );
+    out.zero = zero_ranges(inp.system, inp.spaces, inp.places, inp.mr_paddrs, inp.mr_init);
     out
 }
 

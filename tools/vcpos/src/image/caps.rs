@@ -75,12 +75,7 @@ pub fn build(system: &System, debug_console: bool) -> Result<CapTables, Vec<Diag
         for irq in &pd.irqs {
             check_id(irq.id, MAX_CHANNELS, "irq", "irq", &irq.span);
             per_pd[i].push((
-                cap(
-                    slot::BASE_IRQ + u64::from(irq.id),
-                    CapKind::IrqHandler,
-                    irq.irq,
-                    0,
-                ),
+                cap(slot::BASE_IRQ + u64::from(irq.id), CapKind::IrqHandler, irq.irq, 0),
                 "irq",
                 &irq.span,
             ));

@@ -137,11 +137,8 @@ pub fn resolve(name: &str, search_paths: &[PathBuf]) -> Option<PathBuf> {
 /// Reads an ELF file: header checks (ELF64, little-endian, AArch64, executable),
 /// segments and symbols. Messages do not name the file; the caller does.
 pub fn parse(bytes: &[u8]) -> Result<ElfImage, String> {
-    let header = elf::FileHeader64::<Endianness>::parse(bytes)
-        .map_err(|e| format!("not an ELF64 file ({e})"))?;
-    let endian = header
-        .endian()
-        .map_err(|e| format!("bad ELF header ({e})"))?;
+    let header = elf::FileHeader64::<Endianness>::parse(bytes).map_err(|e| format!("not an ELF64 file ({e})"))?;
+    let endian = header.endian().map_err(|e| format!("bad ELF header ({e})"))?;
     if endian != Endianness::Little {
         return Err("not a little-endian ELF file".into());
     }
@@ -327,12 +324,7 @@ impl ElfImage {
 
     /// Checks `symbol` (looked up in `symbols`, which may come from another file) can
     /// hold a value of `len` bytes in this image's file-backed bytes; returns its address.
-    pub fn check_patch(
-        &self,
-        symbols: &HashMap<String, Symbol>,
-        symbol: &str,
-        len: u64,
-    ) -> Result<u64, PatchError> {
+    pub fn check_patch(&self, symbols: &HashMap<String, Symbol>, symbol: &str, len: u64) -> Result<u64, PatchError> {
         let sym = symbols.get(symbol).ok_or(PatchError::NotFound)?;
         if sym.size != len {
             return Err(PatchError::WrongSize {

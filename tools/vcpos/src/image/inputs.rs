@@ -26,12 +26,7 @@ fn located_program_image(system: &System, pd: usize, msg: String) -> Diagnostic 
 /// Loads and checks PD `i`'s program image (and its symbol file).
 /// `ram_size` bounds what its segments may need (so a hostile ELF cannot make the
 /// builder allocate for a terabyte of pages).
-pub fn load_pd(
-    system: &System,
-    i: usize,
-    search: &[PathBuf],
-    ram_size: u64,
-) -> Result<PdImage, Vec<Diagnostic>> {
+pub fn load_pd(system: &System, i: usize, search: &[PathBuf], ram_size: u64) -> Result<PdImage, Vec<Diagnostic>> {
     let pd = &system.pds[i];
     let pi = &pd.program_image;
     let path = elf::resolve(&pi.path, search).ok_or_else(|| {
@@ -59,10 +54,7 @@ pub fn load_pd(
             )
         })
         .collect();
-    let need = image
-        .segments
-        .iter()
-        .fold(0u64, |a, s| a.saturating_add(s.memsz));
+    let need = image.segments.iter().fold(0u64, |a, s| a.saturating_add(s.memsz));
     if need > ram_size {
         errors.push(located_program_image(
             system,
@@ -91,10 +83,7 @@ pub fn load_pd(
                     errors.push(located_program_image(
                         system,
                         i,
-                        format!(
-                            "program image for symbols '{}' is not usable: {m}",
-                            p.display()
-                        ),
+                        format!("program image for symbols '{}' is not usable: {m}", p.display()),
                     ));
                     (None, Default::default())
                 }
@@ -145,12 +134,7 @@ pub fn load_kernel(opts: &BuildOptions) -> Result<Kernel, Vec<Diagnostic>> {
                 ))]
             })?,
     };
-    let bad = |m: String| {
-        Diagnostic::plain(format!(
-            "kernel image '{}' is not usable: {m}",
-            path.display()
-        ))
-    };
+    let bad = |m: String| Diagnostic::plain(format!("kernel image '{}' is not usable: {m}", path.display()));
     let image = elf::load(&path).map_err(|m| vec![bad(m)])?;
     let mut errors: Vec<Diagnostic> = image
         .overlap_errors(|s| s.paddr, "physical")
@@ -211,27 +195,17 @@ pub type Prefills = (Vec<MrInit>, Vec<Option<Vec<u8>>>);
 
 /// Finds, reads and checks each memory region's prefill file. Returns how each region
 /// starts out (device memory, zeroed RAM, prefilled RAM) and the prefill bytes.
-pub fn load_prefills(
-    system: &System,
-    board: &Board,
-    search: &[PathBuf],
-) -> Result<Prefills, Vec<Diagnostic>> {
+pub fn load_prefills(system: &System, board: &Board, search: &[PathBuf]) -> Result<Prefills, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut init = Vec::new();
     let mut data = Vec::new();
     for mr in &system.memory_regions {
         let in_ram = match mr.phys_addr {
             None => true,
-            Some(p) => {
-                board_check::overlaps(p, mr.size, board.memory.ram_base, board.memory.ram_size)
-            }
+            Some(p) => board_check::overlaps(p, mr.size, board.memory.ram_base, board.memory.ram_size),
         };
         let Some(name) = &mr.prefill_path else {
-            init.push(if in_ram {
-                MrInit::Zeroed
-            } else {
-                MrInit::Device
-            });
+            init.push(if in_ram { MrInit::Zeroed } else { MrInit::Device });
             data.push(None);
             continue;
         };
@@ -245,8 +219,7 @@ pub fn load_prefills(
                     mr.name,
                     mr.size
                 )),
-                _ => std::fs::read(&p)
-                    .map_err(|e| format!("cannot read prefill file '{}': {e}", p.display())),
+                _ => std::fs::read(&p).map_err(|e| format!("cannot read prefill file '{}': {e}", p.display())),
             },
         };
         let bytes = bytes.and_then(|b| {

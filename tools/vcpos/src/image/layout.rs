@@ -180,11 +180,7 @@ impl Allocator {
             if end > self.ram_end {
                 return None;
             }
-            match self
-                .reserved
-                .iter()
-                .find(|r| overlaps(at, size, r.base, r.size))
-            {
+            match self.reserved.iter().find(|r| overlaps(at, size, r.base, r.size)) {
                 Some(r) => at = align_up(r.end(), align)?,
                 None => {
                     self.cursor = end;
@@ -204,12 +200,7 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
             errors.push(LayoutError::KernelOutsideRam { segment: *k });
         }
     }
-    let kernel_end = req
-        .kernel
-        .iter()
-        .map(PRange::end)
-        .max()
-        .unwrap_or(req.kernel_paddr);
+    let kernel_end = req.kernel.iter().map(PRange::end).max().unwrap_or(req.kernel_paddr);
     let alloc_start = align_up(kernel_end.max(req.kernel_paddr), PAGE).unwrap_or(ram_end);
 
     // Fixed regions: inside RAM they are reserved, outside they are device memory.
@@ -245,11 +236,7 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
 
     // Everything to allocate, in order, as (item, size, align).
     let mut items = vec![
-        (
-            Item::BootInfo,
-            align_up(req.blob_size, PAGE).unwrap_or(u64::MAX),
-            PAGE,
-        ),
+        (Item::BootInfo, align_up(req.blob_size, PAGE).unwrap_or(u64::MAX), PAGE),
         (Item::PageTables, req.pt_pool_size, PAGE),
     ];
     for (pd, p) in req.pds.iter().enumerate() {
@@ -313,9 +300,7 @@ pub fn plan(req: &Request) -> Result<Layout, Vec<LayoutError>> {
             mrs[i] = take();
         }
     }
-    let end = alloc
-        .cursor
-        .max(reserved.iter().map(PRange::end).max().unwrap_or(0));
+    let end = alloc.cursor.max(reserved.iter().map(PRange::end).max().unwrap_or(0));
     Ok(Layout {
         alloc_start,
         blob,

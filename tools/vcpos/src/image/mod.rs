@@ -178,11 +178,18 @@ fn layout_error(system: &System, e: &LayoutError) -> Diagnostic {
                 system.memory_regions[*b].name, system.memory_regions[*a].name
             ),
         ),
-        LayoutError::OutOfRam { item, size, needed, available } => {
+        LayoutError::OutOfRam {
+            item,
+            size,
+            needed,
+            available,
+        } => {
             let what = match *item {
                 Item::BootInfo => "the boot information".to_string(),
                 Item::PageTables => "the page tables".to_string(),
-                Item::ProgramImage { pd, .. } => format!("the program image of protection domain '{}'", system.pds[pd].name),
+                Item::ProgramImage { pd, .. } => {
+                    format!("the program image of protection domain '{}'", system.pds[pd].name)
+                }
                 Item::Stack { pd } => format!("the stack of protection domain '{}'", system.pds[pd].name),
                 Item::IpcBuffer { pd } => format!("the IPC buffer of protection domain '{}'", system.pds[pd].name),
                 Item::MemoryRegion { mr } => format!("memory region '{}'", system.memory_regions[mr].name),
@@ -203,11 +210,7 @@ fn layout_error(system: &System, e: &LayoutError) -> Diagnostic {
 }
 
 /// Builds the image: runs every stage and collects every error it can.
-pub fn build(
-    system: &System,
-    board: &Board,
-    opts: &BuildOptions,
-) -> Result<Built, Vec<Diagnostic>> {
+pub fn build(system: &System, board: &Board, opts: &BuildOptions) -> Result<Built, Vec<Diagnostic>> {
     let mut errors = check_board(system, board);
     if system.pds.len() > vcpos_abi::MAX_PDS {
         errors.push(Diagnostic::plain(format!(
@@ -220,7 +223,10 @@ pub fn build(
     for pd in &system.pds {
         if pd.smc {
             errors.push(Diagnostic::at(
-                format!("protection domain '{}' asks for smc, but vcpos does not support SMC calls from PDs", pd.name),
+                format!(
+                    "protection domain '{}' asks for smc, but vcpos does not support SMC calls from PDs",
+                    pd.name
+                ),
                 "protection_domain",
                 &pd.span,
             ));
@@ -290,7 +296,10 @@ pub fn build(
         mr_paddrs: &zero_mrs,
         mr_init: &mr_init,
     });
-    let vcpu_tables: u64 = vm::vcpu_threads(system).iter().map(|t| vm::vm_page_tables(system, t.vm) as u64).sum();
+    let vcpu_tables: u64 = vm::vcpu_threads(system)
+        .iter()
+        .map(|t| vm::vm_page_tables(system, t.vm) as u64)
+        .sum();
     let pt_pool_size = (spaces.iter().map(|s| s.page_tables as u64).sum::<u64>() + vcpu_tables) * PAGE_SIZE;
     let request = layout::Request {
         ram: PRange {
@@ -328,11 +337,7 @@ pub fn build(
             })
             .collect(),
     };
-    let layout = layout::plan(&request).map_err(|es| {
-        es.iter()
-            .map(|e| layout_error(system, e))
-            .collect::<Vec<_>>()
-    })?;
+    let layout = layout::plan(&request).map_err(|es| es.iter().map(|e| layout_error(system, e)).collect::<Vec<_>>())?;
 
     // Patch, then assemble the blob and the image.
     let patched = symbols::apply(&patches, &mut images, &layout.mrs).map_err(|e| vec![e])?;

@@ -130,10 +130,7 @@ pub fn assemble(inp: &Inputs) -> (Vec<writer::Piece>, Vec<PhysEntry>) {
             map.push(PhysEntry {
                 paddr: place.runs[ri],
                 size: run.size,
-                what: format!(
-                    "PD '{name}' program image 0x{:x}.. (ELF segments {segs})",
-                    run.vaddr
-                ),
+                what: format!("PD '{name}' program image 0x{:x}.. (ELF segments {segs})", run.vaddr),
                 pd: Some(i),
                 mr: None,
                 allocated: true,
@@ -175,11 +172,7 @@ pub fn assemble(inp: &Inputs) -> (Vec<writer::Piece>, Vec<PhysEntry>) {
                 mr.prefill_path.as_deref().unwrap_or("")
             ),
         };
-        let fixed = if mr.phys_addr.is_some() {
-            ", fixed address"
-        } else {
-            ""
-        };
+        let fixed = if mr.phys_addr.is_some() { ", fixed address" } else { "" };
         map.push(PhysEntry {
             paddr,
             size: mr.size,

@@ -19,30 +19,18 @@ fn map_line(out: &mut String, system: &System, m: &MapDesc, what: &MapWhat) {
         "{}{}{}",
         if m.attrs & attr::READ != 0 { 'r' } else { '-' },
         if m.attrs & attr::WRITE != 0 { 'w' } else { '-' },
-        if m.attrs & attr::EXECUTE != 0 {
-            'x'
-        } else {
-            '-'
-        }
+        if m.attrs & attr::EXECUTE != 0 { 'x' } else { '-' }
     );
     let cache = if m.attrs & attr::CACHED != 0 {
         "cached"
     } else {
         "device"
     };
-    let large = if m.attrs & attr::LARGE != 0 {
-        " 2M-pages"
-    } else {
-        ""
-    };
+    let large = if m.attrs & attr::LARGE != 0 { " 2M-pages" } else { "" };
     let what = match what {
         MapWhat::Program { segments, .. } => format!(
             "program image (ELF segments {})",
-            segments
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            segments.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
         ),
         MapWhat::Stack => "stack".into(),
         MapWhat::IpcBuffer => "IPC buffer".into(),
@@ -65,11 +53,7 @@ fn cap_line(out: &mut String, system: &System, c: &CapDesc) {
         Some(CapKind::Input) => "Input (own notification and endpoint)".to_string(),
         Some(CapKind::DebugConsole) => "DebugConsole".to_string(),
         Some(CapKind::Notification) => {
-            format!(
-                "Notification -> '{}', badge 0x{:x}",
-                pd_name(c.object),
-                c.badge
-            )
+            format!("Notification -> '{}', badge 0x{:x}", pd_name(c.object), c.badge)
         }
         Some(CapKind::Endpoint) => format!(
             "Endpoint (PPC) -> '{}', badge 0x{:x} (PPC, channel {})",
@@ -138,10 +122,7 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
         let parent = if d.parent == NO_PARENT {
             "none".to_string()
         } else {
-            format!(
-                "'{}' (child id {})",
-                system.pds[d.parent as usize].name, d.child_id
-            )
+            format!("'{}' (child id {})", system.pds[d.parent as usize].name, d.child_id)
         };
         let _ = writeln!(out, "  parent:       {parent}");
         let _ = writeln!(
@@ -223,33 +204,34 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
                 w.copy_from_slice(&p.bytes);
                 format!("0x{:x}", u64::from_le_bytes(w))
             } else if p.symbol == "microkit_name" {
-                let n = p
-                    .bytes
-                    .iter()
-                    .position(|&b| b == 0)
-                    .unwrap_or(p.bytes.len());
+                let n = p.bytes.iter().position(|&b| b == 0).unwrap_or(p.bytes.len());
                 format!("\"{}\"", String::from_utf8_lossy(&p.bytes[..n]))
             } else if p.bytes.len() == 1 {
                 p.bytes[0].to_string()
             } else {
                 format!("{:?}", p.bytes)
             };
-            let _ = writeln!(
-                out,
-                "    {} @ 0x{:x} = {value}  ({})",
-                p.symbol, p.vaddr, p.reason
-            );
+            let _ = writeln!(out, "    {} @ 0x{:x} = {value}  ({})", p.symbol, p.vaddr, p.reason);
         }
     }
 
     let threads = super::vm::vcpu_threads(system);
     if !threads.is_empty() {
-        let _ = writeln!(out, "\n# Virtual machines (vCPU threads, run at EL1 behind stage-2 translation)");
+        let _ = writeln!(
+            out,
+            "\n# Virtual machines (vCPU threads, run at EL1 behind stage-2 translation)"
+        );
     }
     for t in &threads {
-        let Some(d) = built.records.pds.get(t.thread) else { continue };
+        let Some(d) = built.records.pds.get(t.thread) else {
+            continue;
+        };
         let _ = writeln!(out, "\n## thread {}: '{}'", t.thread, super::vm::vcpu_name(t));
-        let _ = writeln!(out, "  VMM:          '{}' (vCPU id {})", system.pds[t.vmm].name, t.vcpu.id);
+        let _ = writeln!(
+            out,
+            "  VMM:          '{}' (vCPU id {})",
+            system.pds[t.vmm].name, t.vcpu.id
+        );
         let _ = writeln!(out, "  priority:     {}", d.priority);
         let _ = writeln!(out, "  budget:       {} us per {} us", d.budget_us, d.period_us);
         let _ = writeln!(out, "  cpu:          {}", d.cpu);
@@ -269,7 +251,11 @@ pub fn render(system: &System, board: &Board, opts: &BuildOptions, built: &Built
                 if m.attrs & attr::READ != 0 { 'r' } else { '-' },
                 if m.attrs & attr::WRITE != 0 { 'w' } else { '-' },
                 if m.attrs & attr::EXECUTE != 0 { 'x' } else { '-' },
-                if m.attrs & attr::CACHED != 0 { "cached" } else { "device" },
+                if m.attrs & attr::CACHED != 0 {
+                    "cached"
+                } else {
+                    "device"
+                },
             );
         }
     }

@@ -99,17 +99,11 @@ struct Want<'a> {
 
 /// Every patch the system asks for, checked against the PD images. `prefill_len` gives
 /// the size of each memory region's prefill file (for `setvar_prefill_size`).
-pub fn plan(
-    system: &System,
-    images: &[PdImage],
-    prefill_len: &[Option<u64>],
-) -> Result<Vec<Patch>, Vec<Diagnostic>> {
+pub fn plan(system: &System, images: &[PdImage], prefill_len: &[Option<u64>]) -> Result<Vec<Patch>, Vec<Diagnostic>> {
     let mut wants: Vec<Want> = Vec::new();
     for (i, pd) in system.pds.iter().enumerate() {
         let mask = |ids: &mut dyn Iterator<Item = u8>| {
-            ids.fold(0u64, |m, id| {
-                m | 1u64.checked_shl(u32::from(id)).unwrap_or(0)
-            })
+            ids.fold(0u64, |m, id| m | 1u64.checked_shl(u32::from(id)).unwrap_or(0))
         };
         let mut name = vec![0u8; PD_NAME_LEN];
         let n = pd.name.len().min(PD_NAME_LEN);
@@ -220,10 +214,7 @@ pub fn plan(
                 pd: i,
                 symbol: &sv.symbol,
                 value: Value::RegionPaddr(sv.region_paddr),
-                reason: format!(
-                    "region_paddr of '{}'",
-                    system.memory_regions[sv.region_paddr].name
-                ),
+                reason: format!("region_paddr of '{}'", system.memory_regions[sv.region_paddr].name),
                 setvar: true,
                 tag: "setvar",
                 span: &sv.span,
@@ -236,12 +227,7 @@ pub fn plan(
     let mut seen: HashMap<(usize, &str), ()> = HashMap::new();
     for w in wants {
         let img = &images[w.pd];
-        let file = img
-            .symbols_path
-            .as_ref()
-            .unwrap_or(&img.path)
-            .display()
-            .to_string();
+        let file = img.symbols_path.as_ref().unwrap_or(&img.path).display().to_string();
         if seen.insert((w.pd, w.symbol), ()).is_some() {
             errors.push(Diagnostic::at(
                 format!("setvar on symbol '{}' already exists", w.symbol),
@@ -269,7 +255,10 @@ pub fn plan(
                         w.symbol
                     ),
                     PatchError::WrongSize { actual, .. } if w.setvar => {
-                        format!("setvar to non-word size symbol '{}' (size {actual}) in '{file}'", w.symbol)
+                        format!(
+                            "setvar to non-word size symbol '{}' (size {actual}) in '{file}'",
+                            w.symbol
+                        )
                     }
                     PatchError::WrongSize { actual, expected } => format!(
                         "could not patch symbol '{}' in '{file}': its size is {actual} bytes, expected \
@@ -295,11 +284,7 @@ pub fn plan(
 }
 
 /// Writes every patch into its PD's image; `mr_paddrs` gives memory-region addresses.
-pub fn apply(
-    patches: &[Patch],
-    images: &mut [PdImage],
-    mr_paddrs: &[u64],
-) -> Result<Vec<Patched>, Diagnostic> {
+pub fn apply(patches: &[Patch], images: &mut [PdImage], mr_paddrs: &[u64]) -> Result<Vec<Patched>, Diagnostic> {
     let mut done = Vec::with_capacity(patches.len());
     for p in patches {
         let bytes = match &p.value {
@@ -307,12 +292,10 @@ pub fn apply(
             Value::Bytes(b) => b.clone(),
             Value::RegionPaddr(mr) => mr_paddrs[*mr].to_le_bytes().to_vec(),
         };
-        images[p.pd].image.write(p.vaddr, &bytes).map_err(|e| {
-            Diagnostic::plain(format!(
-                "internal error: checked patch of '{}' failed: {e}",
-                p.symbol
-            ))
-        })?;
+        images[p.pd]
+            .image
+            .write(p.vaddr, &bytes)
+            .map_err(|e| Diagnostic::plain(format!("internal error: checked patch of '{}' failed: {e}", p.symbol)))?;
         done.push(Patched {
             pd: p.pd,
             symbol: p.symbol.clone(),

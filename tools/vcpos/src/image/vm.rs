@@ -7,7 +7,7 @@ use vcpos_abi::vspace::{attr, VRange, LARGE_PAGE_SIZE};
 use zerocopy::FromZeros;
 
 use crate::diag::Diagnostic;
-use crate::model::{Map, System, VirtualMachine, Vcpu};
+use crate::model::{Map, System, Vcpu, VirtualMachine};
 
 /// Most kernel threads (PDs plus vCPUs): `vcpos_kernel_core::kernel::MAX_THREADS`.
 pub const MAX_THREADS: usize = 64;
@@ -32,7 +32,12 @@ pub fn vcpu_threads(system: &System) -> Vec<VcpuThread<'_>> {
         if let Some(vm) = &pd.virtual_machine {
             for vcpu in &vm.vcpus {
                 let thread = system.pds.len() + out.len();
-                out.push(VcpuThread { vmm: i, vm, vcpu, thread });
+                out.push(VcpuThread {
+                    vmm: i,
+                    vm,
+                    vcpu,
+                    thread,
+                });
             }
         }
     }
@@ -62,7 +67,11 @@ fn map_attrs(system: &System, m: &Map) -> u32 {
         | (if m.perms.write { attr::WRITE } else { 0 })
         | (if m.perms.execute { attr::EXECUTE } else { 0 })
         | (if m.cached { attr::CACHED } else { 0 })
-        | (if mr.page_size == LARGE_PAGE_SIZE { attr::LARGE } else { 0 })
+        | (if mr.page_size == LARGE_PAGE_SIZE {
+            attr::LARGE
+        } else {
+            0
+        })
 }
 
 /// The stage-2 maps of a VM, sorted by guest-physical address.
@@ -89,7 +98,11 @@ pub fn vm_maps(system: &System, vm: &VirtualMachine, mr_paddrs: &[u64]) -> Vec<(
 pub fn vm_page_tables(system: &System, vm: &VirtualMachine) -> usize {
     let ranges: Vec<VRange> = vm_maps(system, vm, &[])
         .iter()
-        .map(|(d, _)| VRange { vaddr: d.vaddr, size: d.size, large: d.attrs & attr::LARGE != 0 })
+        .map(|(d, _)| VRange {
+            vaddr: d.vaddr,
+            size: d.size,
+            large: d.attrs & attr::LARGE != 0,
+        })
         .collect();
     vcpos_abi::vspace::page_tables_needed(&ranges)
 }

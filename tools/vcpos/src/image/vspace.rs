@@ -35,11 +35,7 @@ impl Run {
     /// The run's initial contents (`file_len` bytes) from `image`'s segments.
     pub fn bytes(&self, image: &ElfImage) -> Vec<u8> {
         let mut out = vec![0u8; self.file_len as usize];
-        for s in image
-            .segments
-            .iter()
-            .filter(|s| self.segments.contains(&s.index))
-        {
+        for s in image.segments.iter().filter(|s| self.segments.contains(&s.index)) {
             let off = (s.vaddr - self.vaddr) as usize;
             out[off..off + s.data.len()].copy_from_slice(&s.data);
         }
@@ -99,11 +95,7 @@ pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
             let mut pieces: Vec<(u64, u64, SegPerms)> = Vec::new();
             for w in cuts.windows(2) {
                 let (lo, hi) = (w[0], w[1]);
-                let on: Vec<_> = g
-                    .iter()
-                    .filter(|x| x.0 <= lo && hi <= x.1)
-                    .map(|x| x.2)
-                    .collect();
+                let on: Vec<_> = g.iter().filter(|x| x.0 <= lo && hi <= x.1).map(|x| x.2).collect();
                 // Every mapped page is readable: AArch64 cannot express write-only
                 // pages, and execute-only segments are mapped readable too.
                 let mut perms = SegPerms {
@@ -113,10 +105,7 @@ pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
                 for s in &on {
                     perms = perms.union(s.perms);
                 }
-                if perms.write
-                    && perms.execute
-                    && on.len() > 1
-                    && !on.iter().any(|s| s.perms.write && s.perms.execute)
+                if perms.write && perms.execute && on.len() > 1 && !on.iter().any(|s| s.perms.write && s.perms.execute)
                 {
                     wx.push((on[0].index, on[1].index, lo));
                 }
@@ -148,11 +137,7 @@ pub fn runs(image: &ElfImage) -> (Vec<Run>, Vec<(usize, usize, u64)>) {
 /// Plans PD `pd_index`'s address space against its (already checked) program image:
 /// merges segments into runs, rejects shared pages that would be writable and
 /// executable, rejects maps that overlap the program image, and counts page tables.
-pub fn plan_pd(
-    system: &System,
-    pd_index: usize,
-    image: &ElfImage,
-) -> Result<PdSpace, Vec<Diagnostic>> {
+pub fn plan_pd(system: &System, pd_index: usize, image: &ElfImage) -> Result<PdSpace, Vec<Diagnostic>> {
     let pd: &ProtectionDomain = &system.pds[pd_index];
     let mut errors = Vec::new();
     let (runs, wx) = runs(image);

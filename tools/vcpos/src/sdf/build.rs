@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use super::ast::{RawChannel, RawEnd, RawMap, RawPd, RawSystem, RawVm};
 use super::check::Checked;
 use crate::model::{
-    Channel, ChannelEnd, Irq, Map, MemoryRegion, ProtectionDomain, SetVar, System, Vcpu,
-    VirtualMachine,
+    Channel, ChannelEnd, Irq, Map, MemoryRegion, ProtectionDomain, SetVar, System, Vcpu, VirtualMachine,
 };
 
 /// Builds the model of a system that passed every check.
@@ -72,11 +71,7 @@ pub fn warnings(system: &System) -> Vec<String> {
 
 /// One PD.
 fn protection_domain(pd: &RawPd, checked: &Checked<'_>) -> Option<ProtectionDomain> {
-    let maps = pd
-        .maps
-        .iter()
-        .map(|m| map(m, checked))
-        .collect::<Option<Vec<_>>>()?;
+    let maps = pd.maps.iter().map(|m| map(m, checked)).collect::<Option<Vec<_>>>()?;
     let irqs = pd
         .irqs
         .iter()
@@ -116,11 +111,7 @@ fn protection_domain(pd: &RawPd, checked: &Checked<'_>) -> Option<ProtectionDoma
         smc: pd.smc,
         fpu: pd.fpu,
         parent: pd.parent,
-        child_id: if pd.parent.is_some() {
-            Some(pd.child_id?)
-        } else {
-            None
-        },
+        child_id: if pd.parent.is_some() { Some(pd.child_id?) } else { None },
         setvar_id: pd.setvar_id.clone(),
         program_image: pd.program_image.clone()?,
         maps,
@@ -159,11 +150,7 @@ fn virtual_machine(vm: &RawVm, checked: &Checked<'_>) -> Option<VirtualMachine> 
             })
         })
         .collect::<Option<Vec<_>>>()?;
-    let maps = vm
-        .maps
-        .iter()
-        .map(|m| map(m, checked))
-        .collect::<Option<Vec<_>>>()?;
+    let maps = vm.maps.iter().map(|m| map(m, checked)).collect::<Option<Vec<_>>>()?;
     Some(VirtualMachine {
         name: vm.name.clone()?,
         priority: vm.priority?,

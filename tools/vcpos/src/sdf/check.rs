@@ -11,29 +11,10 @@ use std::collections::HashMap;
 use vcpos_abi::MAX_PDS;
 
 use super::ast::RawSystem;
+use super::names::Names;
 use super::reader::Cx;
 use super::{ids, memory};
 use crate::model::Span;
-
-/// Name → index tables (first definition wins when a name is duplicated).
-pub struct Names<'r> {
-    /// Memory region names → index in [`RawSystem::mrs`].
-    pub mrs: HashMap<&'r str, usize>,
-    /// PD names → index in [`RawSystem::pds`].
-    pub pds: HashMap<&'r str, usize>,
-}
-
-impl Names<'_> {
-    /// The memory region a reference names, if it exists.
-    pub fn mr(&self, name: Option<&String>) -> Option<usize> {
-        name.and_then(|n| self.mrs.get(n.as_str()).copied())
-    }
-
-    /// The PD a reference names, if it exists.
-    pub fn pd(&self, name: Option<&String>) -> Option<usize> {
-        name.and_then(|n| self.pds.get(n.as_str()).copied())
-    }
-}
 
 /// What the checks work out for building the model.
 pub struct Checked<'r> {
@@ -96,20 +77,13 @@ fn unique_names<'r>(
             }
         }
     }
-    first
-        .into_iter()
-        .map(|(name, (index, _))| (name, index))
-        .collect()
+    first.into_iter().map(|(name, (index, _))| (name, index)).collect()
 }
 
 /// At least one PD, and at most [`MAX_PDS`] (reported at the first one too many).
 fn pd_count(cx: &mut Cx<'_, '_>, raw: &RawSystem) {
     if raw.pds.is_empty() {
-        cx.error(
-            "at least one protection domain must be defined",
-            "system",
-            &raw.span,
-        );
+        cx.error("at least one protection domain must be defined", "system", &raw.span);
     }
     if let Some(extra) = raw.pds.get(MAX_PDS) {
         let msg = format!(
@@ -127,39 +101,18 @@ fn references(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
         let vm_maps = pd.vm.iter().flat_map(|vm| &vm.maps);
         for map in pd.maps.iter().chain(vm_maps) {
             if let Some(mr) = map.mr.as_ref().filter(|&n| names.mr(Some(n)).is_none()) {
-                cx.error(
-                    format!("invalid memory region name '{mr}'"),
-                    "map",
-                    &map.span,
-                );
+                cx.error(format!("invalid memory region name '{mr}'"), "map", &map.span);
             }
         }
         for setvar in &pd.setvars {
-            if let Some(mr) = setvar
-                .region_paddr
-                .as_ref()
-                .filter(|&n| names.mr(Some(n)).is_none())
-            {
-                cx.error(
-                    format!("invalid memory region name '{mr}'"),
-                    "setvar",
-                    &setvar.span,
-                );
+            if let Some(mr) = setvar.region_paddr.as_ref().filter(|&n| names.mr(Some(n)).is_none()) {
+                cx.error(format!("invalid memory region name '{mr}'"), "setvar", &setvar.span);
             }
         }
     }
     for end in raw.channels.iter().flat_map(|c| &c.ends) {
         if let Some(pd) = end.pd.as_ref().filter(|&n| names.pd(Some(n)).is_none()) {
-            cx.error(
-                format!("invalid protection domain name '{pd}'"),
-                "end",
-                &end.span,
-            );
+            cx.error(format!("invalid protection domain name '{pd}'"), "end", &end.span);
         }
     }
-}
-
-/// A name for messages; a missing name (already reported) shows as `?`.
-pub fn shown(name: &Option<String>) -> &str {
-    name.as_deref().unwrap_or("?")
 }

@@ -46,9 +46,7 @@ pub fn too_deep(text: &str) -> Option<usize> {
 /// The offset just after the first `end` at or after `from` (the text length if
 /// there is none).
 fn skip_past(text: &str, from: usize, end: &str) -> usize {
-    text[from..]
-        .find(end)
-        .map_or(text.len(), |p| from + p + end.len())
+    text[from..].find(end).map_or(text.len(), |p| from + p + end.len())
 }
 
 /// The offset just after the `>` ending the start tag at `start` (quotes in

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use super::ast::{RawChannel, RawSystem};
-use super::check::{shown, Names};
+use super::names::{shown, Names};
 use super::reader::Cx;
 use crate::model::Span;
 
@@ -52,11 +52,7 @@ fn report_duplicates<K: Eq + std::hash::Hash + Copy>(
         match first.get(&u.key) {
             Some(&j) => {
                 let earlier = &uses[j];
-                let msg = format!(
-                    "{} (first defined at {})",
-                    message(u.key, &earlier.what),
-                    earlier.span
-                );
+                let msg = format!("{} (first defined at {})", message(u.key, &earlier.what), earlier.span);
                 cx.error(msg, u.tag, u.span);
             }
             None => {
@@ -107,9 +103,7 @@ fn channel_ids(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
     for (pd, uses) in raw.pds.iter().zip(per_pd) {
         let name = shown(&pd.name);
         report_duplicates(cx, uses, |id, what| {
-            format!(
-                "duplicate channel id {id} in protection domain '{name}': already used by {what}"
-            )
+            format!("duplicate channel id {id} in protection domain '{name}': already used by {what}")
         });
     }
 }
@@ -146,11 +140,7 @@ fn child_ids(cx: &mut Cx<'_, '_>, raw: &RawSystem) {
                 what,
             });
         }
-        for vcpu in pd
-            .vm
-            .iter()
-            .flat_map(|vm| vm.vcpus.iter().map(move |v| (vm, v)))
-        {
+        for vcpu in pd.vm.iter().flat_map(|vm| vm.vcpus.iter().map(move |v| (vm, v))) {
             let (vm, vcpu) = vcpu;
             let Some(id) = vcpu.id else { continue };
             let what = format!("vcpu {id} of virtual machine '{}'", shown(&vm.name));
@@ -178,11 +168,7 @@ fn symbols(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
             add_symbol(&mut per_pd[index], &setvar.symbol, &setvar.span, "setvar");
         }
         for map in &pd.maps {
-            for symbol in [
-                &map.setvar_vaddr,
-                &map.setvar_size,
-                &map.setvar_prefill_size,
-            ] {
+            for symbol in [&map.setvar_vaddr, &map.setvar_size, &map.setvar_prefill_size] {
                 add_symbol(&mut per_pd[index], symbol, &map.span, "map");
             }
         }
@@ -190,12 +176,7 @@ fn symbols(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
             add_symbol(&mut per_pd[index], &irq.setvar_id, &irq.span, "irq");
         }
         if let Some(parent) = pd.parent {
-            add_symbol(
-                &mut per_pd[parent],
-                &pd.setvar_id,
-                &pd.span,
-                "protection_domain",
-            );
+            add_symbol(&mut per_pd[parent], &pd.setvar_id, &pd.span, "protection_domain");
         }
         for vcpu in pd.vm.iter().flat_map(|vm| &vm.vcpus) {
             add_symbol(&mut per_pd[index], &vcpu.setvar_id, &vcpu.span, "vcpu");
@@ -217,12 +198,7 @@ fn symbols(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
 }
 
 /// Records that element `tag` at `span` patches `symbol` (if it names one).
-fn add_symbol<'r>(
-    uses: &mut Vec<Use<'r, &'r str>>,
-    symbol: &'r Option<String>,
-    span: &'r Span,
-    tag: &'static str,
-) {
+fn add_symbol<'r>(uses: &mut Vec<Use<'r, &'r str>>, symbol: &'r Option<String>, span: &'r Span, tag: &'static str) {
     if let Some(s) = symbol {
         uses.push(Use {
             key: s.as_str(),
@@ -239,11 +215,7 @@ fn ppc_rules(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>, channel: &
         return;
     };
     if a.pp && b.pp {
-        cx.error(
-            "cannot ppc bidirectionally (pp is set on both ends)",
-            "end",
-            &b.span,
-        );
+        cx.error("cannot ppc bidirectionally (pp is set on both ends)", "end", &b.span);
         return;
     }
     let Some(pds) = channel_pds(channel, names) else {

@@ -8,7 +8,7 @@
 use vcpos_abi::vspace::{user_map_limit, LARGE_PAGE_SIZE, PAGE_SIZE, USER_VSPACE_TOP};
 
 use super::ast::{RawMap, RawMr, RawSystem};
-use super::check::{shown, Names};
+use super::names::{shown, Names};
 use super::reader::{Attr, Cx};
 use crate::model::Span;
 
@@ -27,9 +27,7 @@ pub fn check(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) -> Vec<Opt
             maps(
                 cx,
                 &vm.maps,
-                &Space::Vm {
-                    name: shown(&vm.name),
-                },
+                &Space::Vm { name: shown(&vm.name) },
                 raw,
                 names,
                 &page_sizes,
@@ -43,11 +41,7 @@ pub fn check(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) -> Vec<Opt
 fn page_sizes(raw: &RawSystem, names: &Names<'_>) -> Vec<Option<u64>> {
     let mut vaddrs: Vec<Vec<u64>> = vec![Vec::new(); raw.mrs.len()];
     let pd_maps = raw.pds.iter().flat_map(|pd| &pd.maps);
-    let vm_maps = raw
-        .pds
-        .iter()
-        .filter_map(|pd| pd.vm.as_ref())
-        .flat_map(|vm| &vm.maps);
+    let vm_maps = raw.pds.iter().filter_map(|pd| pd.vm.as_ref()).flat_map(|vm| &vm.maps);
     for map in pd_maps.chain(vm_maps) {
         if let (Some(mr), Some(vaddr)) = (names.mr(map.mr.as_ref()), map.vaddr) {
             vaddrs[mr].push(vaddr);
@@ -68,11 +62,8 @@ fn page_size(mr: &RawMr, vaddrs: &[u64]) -> Option<u64> {
         Attr::Absent => {
             let size = mr.size?;
             let phys = mr.phys_addr.clone().valid().unwrap_or(0);
-            let fits = |p: u64| {
-                size.is_multiple_of(p)
-                    && phys.is_multiple_of(p)
-                    && vaddrs.iter().all(|v| v.is_multiple_of(p))
-            };
+            let fits =
+                |p: u64| size.is_multiple_of(p) && phys.is_multiple_of(p) && vaddrs.iter().all(|v| v.is_multiple_of(p));
             Some(if fits(LARGE_PAGE_SIZE) {
                 LARGE_PAGE_SIZE
             } else {
@@ -109,9 +100,7 @@ fn regions(cx: &mut Cx<'_, '_>, raw: &RawSystem, page_sizes: &[Option<u64>]) {
             );
         }
         let Some(end) = phys.checked_add(size) else {
-            let msg = format!(
-                "phys_addr ({phys:#x}) + size ({size:#x}) is beyond the end of the address space"
-            );
+            let msg = format!("phys_addr ({phys:#x}) + size ({size:#x}) is beyond the end of the address space");
             cx.error(msg, tag, &mr.span);
             continue;
         };
@@ -205,15 +194,15 @@ fn maps<'r>(
         let mr = &raw.mrs[index];
         let name = shown(&mr.name);
         if map.setvar_prefill_size.is_some() && mr.prefill_path.is_none() {
-            let msg =
-                format!("setvar_prefill_size needs memory region '{name}' to have a prefill_path");
+            let msg = format!("setvar_prefill_size needs memory region '{name}' to have a prefill_path");
             cx.error(msg, "map", &map.span);
         }
         let (Some(vaddr), Some(size)) = (map.vaddr, mr.size) else {
             continue;
         };
         if let Some(page) = page_sizes[index].filter(|&p| !vaddr.is_multiple_of(p)) {
-            let msg = format!("vaddr ({vaddr:#x}) must be aligned to the page size ({page:#x}) of memory region '{name}'");
+            let msg =
+                format!("vaddr ({vaddr:#x}) must be aligned to the page size ({page:#x}) of memory region '{name}'");
             cx.error(msg, "map", &map.span);
         }
         let Some(end) = vaddr.checked_add(size) else {

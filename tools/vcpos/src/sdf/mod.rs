@@ -14,11 +14,13 @@
 //! its element and `file:line:col`, sorted into document order.
 
 mod ast;
+mod attrs;
 mod build;
 mod check;
 pub mod depth;
 mod ids;
 mod memory;
+mod names;
 pub mod number;
 mod parse;
 mod pd;
@@ -48,12 +50,8 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
 /// [`load`], looking up files the system names (prefill files, to size regions that
 /// give no `size`) in `search_paths` first, as the builder does.
 pub fn load_with(path: &Path, search_paths: &[std::path::PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic::plain(format!(
-            "cannot read '{}': {e}",
-            path.display()
-        ))]
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot read '{}': {e}", path.display()))])?;
     let mut loaded = parse_str_with(&path.display().to_string(), &text, search_paths)?;
     loaded.system.path = path.to_path_buf();
     Ok(loaded)
@@ -134,11 +132,7 @@ fn xml_error(file: &str, text: &str, e: &roxmltree::Error) -> Diagnostic {
 /// The 1-based line and column just after the last character of `text`.
 fn position(text: &str) -> (u32, u32) {
     let line = text.matches('\n').count() + 1;
-    let col = text
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
+    let col = text.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
     (
         u32::try_from(line).unwrap_or(u32::MAX),
         u32::try_from(col).unwrap_or(u32::MAX),
@@ -165,10 +159,7 @@ mod tests {
             "Error: could not parse 'd.system': elements are nested more than 256 deep: d.system:2:{}",
             255 * 3 + 1
         );
-        assert_eq!(
-            e.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            [expected]
-        );
+        assert_eq!(e.iter().map(ToString::to_string).collect::<Vec<_>>(), [expected]);
     }
 
     #[test]
@@ -176,11 +167,90 @@ mod tests {
         let e = parse_str("t.system", "<system>\n  <x>").unwrap_err();
         assert_eq!(e.len(), 1);
         let shown = e[0].to_string();
-        assert!(
-            shown.starts_with("Error: could not parse 't.system': "),
-            "{shown}"
-        );
+        assert!(shown.starts_with("Error: could not parse 't.system': "), "{shown}");
         assert!(shown.ends_with(": t.system:2:6"), "{shown}");
         assert_eq!(shown.matches(" at ").count(), 0, "{shown}");
+    }
+
+    /// The `super::<module>` paths each module of the front end uses in code (doc
+    /// comments and tests left out).
+    fn module_uses() -> Vec<(&'static str, Vec<String>)> {
+        let sources = [
+            ("ast", include_str!("ast.rs")),
+            ("attrs", include_str!("attrs.rs")),
+            ("build", include_str!("build.rs")),
+            ("check", include_str!("check.rs")),
+            ("depth", include_str!("depth.rs")),
+            ("ids", include_str!("ids.rs")),
+            ("memory", include_str!("memory.rs")),
+            ("names", include_str!("names.rs")),
+            ("number", include_str!("number.rs")),
+            ("parse", include_str!("parse.rs")),
+            ("pd", include_str!("pd.rs")),
+            ("reader", include_str!("reader.rs")),
+        ];
+        let names: Vec<&str> = sources.iter().map(|(n, _)| *n).collect();
+        sources
+            .iter()
+            .map(|(name, text)| {
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                let mut uses: Vec<String> = Vec::new();
+                for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                    for (i, _) in line.match_indices("super::") {
+                        let rest = &line[i + "super::".len()..];
+                        let rest = rest.trim_start_matches('{');
+                        for part in rest.split(',') {
+                            let m: String = part
+                                .trim()
+                                .chars()
+                                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                                .collect();
+                            if names.contains(&m.as_str()) && m != *name && !uses.contains(&m) {
+                                uses.push(m);
+                            }
+                            if !part.trim_start().starts_with(|c: char| c.is_lowercase()) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (*name, uses)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_front_end_modules_have_no_import_cycle() {
+        let uses = module_uses();
+        let find = |m: &str| {
+            uses.iter()
+                .find(|(n, _)| *n == m)
+                .map(|(_, u)| u.clone())
+                .unwrap_or_default()
+        };
+        assert!(find("check").contains(&"names".to_string()), "{uses:?}");
+        assert!(find("pd").contains(&"attrs".to_string()), "{uses:?}");
+        // Depth-first search from every module; a module met again on the current path
+        // closes a cycle.
+        fn visit(m: &str, path: &mut Vec<String>, find: &dyn Fn(&str) -> Vec<String>) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == m) {
+                let mut cycle = path[i..].to_vec();
+                cycle.push(m.to_string());
+                return Some(cycle);
+            }
+            path.push(m.to_string());
+            for next in find(m) {
+                if let Some(c) = visit(&next, path, find) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            None
+        }
+        for (m, _) in &uses {
+            if let Some(cycle) = visit(m, &mut Vec::new(), &find) {
+                panic!("import cycle: {}", cycle.join(" -> "));
+            }
+        }
     }
 }

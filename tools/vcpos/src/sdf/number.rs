@@ -113,18 +113,9 @@ mod tests {
 
     #[test]
     fn overflow() {
-        assert_eq!(
-            parse_number("18446744073709551616"),
-            Err(NumberError::TooLarge)
-        );
-        assert_eq!(
-            parse_number("0x1_0000_0000_0000_0000"),
-            Err(NumberError::TooLarge)
-        );
-        assert_eq!(
-            parse_number("99999999999999999999999999"),
-            Err(NumberError::TooLarge)
-        );
+        assert_eq!(parse_number("18446744073709551616"), Err(NumberError::TooLarge));
+        assert_eq!(parse_number("0x1_0000_0000_0000_0000"), Err(NumberError::TooLarge));
+        assert_eq!(parse_number("99999999999999999999999999"), Err(NumberError::TooLarge));
     }
 
     #[test]
@@ -139,10 +130,7 @@ mod tests {
         );
         assert_eq!(
             NumberError::TooLarge.to_string(),
-            "99999999999999999999"
-                .parse::<u64>()
-                .unwrap_err()
-                .to_string()
+            "99999999999999999999".parse::<u64>().unwrap_err().to_string()
         );
     }
 

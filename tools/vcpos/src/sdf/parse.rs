@@ -2,17 +2,17 @@
 //!
 //! One function per element reads its attributes (with Microkit 2.3's names,
 //! defaults and single-element rules) and its children. This file has `<system>`,
-//! `<memory_region>`, `<channel>` and the helpers shared by all elements;
-//! [`super::pd`] has `<protection_domain>` and everything inside it. Rules that
+//! `<memory_region>` and `<channel>`; [`super::pd`] has `<protection_domain>` and
+//! everything inside it; [`super::attrs`] has the helpers both use. Rules that
 //! need more than one element (names, overlaps, ids, priorities) are left to
 //! [`super::check`], [`super::memory`] and [`super::ids`]. A bad attribute is reported and the element is still kept
 //! (with the value unknown), so parsing always continues to the end of the file.
 
 use roxmltree::{Document, Node};
 use vcpos_abi::vspace::{LARGE_PAGE_SIZE, PAGE_SIZE};
-use vcpos_abi::{DEFAULT_BUDGET_US, MAX_CHANNELS, MAX_PD_PRIORITY, MIN_BUDGET_US, PD_NAME_LEN};
 
 use super::ast::*;
+use super::attrs::{check_name, invalid_element, no_children, not_supported, required_id, x86_only};
 use super::pd::protection_domain;
 use super::reader::{Attr, Cx, Elem};
 
@@ -31,10 +31,7 @@ pub fn system(cx: &mut Cx<'_, '_>, doc: &Document<'_>) -> Option<RawSystem> {
     let el = Elem::new(cx, doc.root_element());
     if el.tag != "system" {
         cx.error_untagged(
-            format!(
-                "invalid XML element '{}': the root element must be 'system'",
-                el.tag
-            ),
+            format!("invalid XML element '{}': the root element must be 'system'", el.tag),
             &el.span,
         );
         return None;
@@ -52,9 +49,7 @@ pub fn system(cx: &mut Cx<'_, '_>, doc: &Document<'_>) -> Option<RawSystem> {
             "memory_region" => sys.mrs.push(memory_region(cx, &child)),
             "protection_domain" => protection_domain(cx, &child, None, &mut sys.pds),
             "channel" => sys.channels.push(channel(cx, &child)),
-            "virtual_machine" => {
-                child.error(cx, "virtual machine must be a child of a protection domain")
-            }
+            "virtual_machine" => child.error(cx, "virtual machine must be a child of a protection domain"),
             "io_address_space" => x86_only(cx, &child),
             "domains" => not_supported(cx, &child, "no domain scheduler"),
             _ => invalid_element(cx, &child),
@@ -76,14 +71,9 @@ pub fn stray_text(cx: &mut Cx<'_, '_>, doc: &Document<'_>) {
             .get(range.clone())
             .map_or(0, |raw| raw.len() - raw.trim_start().len());
         let span = cx.span_at(range.start + skip);
-        let tag = node
-            .parent_element()
-            .map_or("system", |p| p.tag_name().name());
+        let tag = node.parent_element().map_or("system", |p| p.tag_name().name());
         cx.error(
-            format!(
-                "non-whitespace text is not allowed ('{}')",
-                shorten(text.trim())
-            ),
+            format!("non-whitespace text is not allowed ('{}')", shorten(text.trim())),
             tag,
             &span,
         );
@@ -99,104 +89,6 @@ fn shorten(text: &str) -> String {
     } else {
         head
     }
-}
-
-/// An element not allowed where it appears.
-pub(super) fn invalid_element(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) {
-    cx.error_untagged(format!("invalid XML element '{}'", el.tag), &el.span);
-}
-
-/// An x86-only Microkit element.
-pub(super) fn x86_only(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) {
-    cx.error_untagged(
-        format!("x86-only element '{}' is not supported on aarch64", el.tag),
-        &el.span,
-    );
-}
-
-/// A Microkit 2.3 element vcpos does not implement.
-pub(super) fn not_supported(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, why: &str) {
-    cx.error_untagged(
-        format!("element '{}' is not supported by vcpos ({why})", el.tag),
-        &el.span,
-    );
-}
-
-/// Reports every child element of an element that takes none.
-pub(super) fn no_children(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) {
-    for node in el.children() {
-        invalid_element(cx, &Elem::new(cx, node));
-    }
-}
-
-/// Checks a name: not empty, and at most `PD_NAME_LEN` bytes if `limited`. The name
-/// is kept even when it breaks a rule, so references to it still resolve.
-pub(super) fn check_name(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, name: &str, limited: bool) {
-    if name.is_empty() {
-        el.error(cx, "name must not be empty");
-    } else if limited && name.len() > PD_NAME_LEN {
-        el.error(
-            cx,
-            format!(
-                "name is {} bytes long, the maximum is {PD_NAME_LEN}",
-                name.len()
-            ),
-        );
-    }
-}
-
-/// A channel-style id (`0..MAX_CHANNELS`, i.e. 0..=61), required.
-pub(super) fn required_id(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> Option<u8> {
-    let id = el.required_number(cx, "id")?;
-    if id < MAX_CHANNELS as u64 {
-        u8::try_from(id).ok()
-    } else {
-        el.error(cx, format!("id must be < {MAX_CHANNELS}"));
-        None
-    }
-}
-
-/// `priority` (default 0, at most 254).
-pub(super) fn priority(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> Option<u8> {
-    let p = el.number(cx, "priority").or(0)?;
-    match u8::try_from(p) {
-        Ok(p) if p <= MAX_PD_PRIORITY => Some(p),
-        _ => {
-            el.error(
-                cx,
-                format!("priority must be between 0 and {MAX_PD_PRIORITY}, got {p}"),
-            );
-            None
-        }
-    }
-}
-
-/// `budget` and `period` in µs (defaults 1000 and = budget), with Microkit's
-/// `budget <= period` rule and vcpos's minimum.
-pub(super) fn budget_period(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> (Option<u64>, Option<u64>) {
-    let budget = el.number(cx, "budget").or(DEFAULT_BUDGET_US);
-    let period = match el.number(cx, "period") {
-        Attr::Absent => budget,
-        Attr::Valid(p) => Some(p),
-        Attr::Invalid => None,
-    };
-    if let (Some(b), Some(p)) = (budget, period) {
-        if b > p {
-            el.error(
-                cx,
-                format!("budget ({b}) must be less than, or equal to, period ({p})"),
-            );
-        }
-    }
-    if let Some(b) = budget {
-        if b < MIN_BUDGET_US {
-            el.error(cx, format!("budget ({b}) must be at least {MIN_BUDGET_US} microseconds (the vcpos minimum)"));
-        }
-    }
-    (
-        budget.filter(|&b| b >= MIN_BUDGET_US),
-        period.filter(|&p| p >= MIN_BUDGET_US),
-    )
 }
 
 /// `<memory_region>`.
@@ -328,10 +220,7 @@ fn channel(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawChannel {
     if ends.len() != 2 {
         el.error(
             cx,
-            format!(
-                "a channel must have exactly two 'end' elements, found {}",
-                ends.len()
-            ),
+            format!("a channel must have exactly two 'end' elements, found {}", ends.len()),
         );
     }
     RawChannel {

@@ -9,9 +9,8 @@ use vcpos_abi::vspace::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, PAGE
 use vcpos_abi::MAX_PDS;
 
 use super::ast::*;
-use super::parse::{
-    budget_period, check_name, invalid_element, no_children, not_supported, priority, required_id,
-    x86_only,
+use super::attrs::{
+    budget_period, check_name, invalid_element, no_children, not_supported, priority, required_id, x86_only,
 };
 use super::reader::{Attr, Cx, Elem};
 use crate::model::{Perms, ProgramImage, Trigger};
@@ -29,12 +28,7 @@ pub(super) struct Parent {
 }
 
 /// `<protection_domain>`: appends it, then its children (recursively), to `pds`.
-pub(super) fn protection_domain(
-    cx: &mut Cx<'_, '_>,
-    el: &Elem<'_, '_>,
-    parent: Option<Parent>,
-    pds: &mut Vec<RawPd>,
-) {
+pub(super) fn protection_domain(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, parent: Option<Parent>, pds: &mut Vec<RawPd>) {
     let mut allowed = vec![
         "name",
         "priority",
@@ -63,10 +57,7 @@ pub(super) fn protection_domain(
             "program_image" => {
                 let image = program_image(cx, &child);
                 if has_image {
-                    child.error(
-                        cx,
-                        "only one 'program_image' element is allowed per protection domain",
-                    );
+                    child.error(cx, "only one 'program_image' element is allowed per protection domain");
                 } else {
                     pds[index].program_image = image;
                     has_image = true;
@@ -76,14 +67,9 @@ pub(super) fn protection_domain(
             "irq" => pds[index].irqs.push(irq(cx, &child)),
             "setvar" => pds[index].setvars.push(setvar(cx, &child)),
             "protection_domain" if depth >= MAX_PDS => {
-                child.error(
-                    cx,
-                    format!("protection domains are nested more than {MAX_PDS} deep"),
-                );
+                child.error(cx, format!("protection domains are nested more than {MAX_PDS} deep"));
             }
-            "protection_domain" => {
-                protection_domain(cx, &child, Some(Parent { index, depth }), pds)
-            }
+            "protection_domain" => protection_domain(cx, &child, Some(Parent { index, depth }), pds),
             "virtual_machine" => {
                 let vm = virtual_machine(cx, &child, cpu);
                 if pds[index].vm.is_some() {
@@ -129,10 +115,7 @@ fn pd_attributes(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, parent: Option<Parent>)
         .unwrap_or_default();
     let fpu = el.boolean(cx, "fpu").or(true).unwrap_or(true);
     if el.has("domain") {
-        el.error(
-            cx,
-            "attribute 'domain' is not supported by vcpos (no domain scheduler)",
-        );
+        el.error(cx, "attribute 'domain' is not supported by vcpos (no domain scheduler)");
     }
     let (child_id, setvar_id) = match parent {
         Some(_) => (required_id(cx, el), el.text("setvar_id")),
@@ -163,7 +146,10 @@ fn pd_attributes(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, parent: Option<Parent>)
 /// Checks a `stack_size` value: 0x1000..=0x1000000 and a multiple of 0x1000.
 fn stack_size(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, size: u64) -> Option<u64> {
     if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size) {
-        el.error(cx, format!("stack_size ({size:#x}) must be between {MIN_STACK_SIZE:#x} and {MAX_STACK_SIZE:#x}"));
+        el.error(
+            cx,
+            format!("stack_size ({size:#x}) must be between {MIN_STACK_SIZE:#x} and {MAX_STACK_SIZE:#x}"),
+        );
         None
     } else if !size.is_multiple_of(PAGE_SIZE) {
         el.error(
@@ -193,18 +179,14 @@ fn map(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, in_vm: bool) -> RawMap {
     const SETVARS: [&str; 3] = ["setvar_vaddr", "setvar_size", "setvar_prefill_size"];
     el.check_attributes(
         cx,
-        &[
-            "mr", "vaddr", "perms", "cached", SETVARS[0], SETVARS[1], SETVARS[2],
-        ],
+        &["mr", "vaddr", "perms", "cached", SETVARS[0], SETVARS[1], SETVARS[2]],
     );
     no_children(cx, el);
     if in_vm {
         for attr in SETVARS.into_iter().filter(|a| el.has(a)) {
             el.error(
                 cx,
-                format!(
-                    "invalid attribute '{attr}' (a virtual machine's map cannot patch symbols)"
-                ),
+                format!("invalid attribute '{attr}' (a virtual machine's map cannot patch symbols)"),
             );
         }
     }
@@ -248,10 +230,7 @@ fn perms(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>, in_vm: bool) -> Perms {
             'w' => p.write = true,
             'x' => p.execute = true,
             _ => {
-                el.error(
-                    cx,
-                    format!("invalid perms '{text}': only 'r', 'w' and 'x' are allowed"),
-                );
+                el.error(cx, format!("invalid perms '{text}': only 'r', 'w' and 'x' are allowed"));
                 return default;
             }
         }
@@ -280,10 +259,7 @@ fn irq(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawIrq {
     no_children(cx, el);
     let mut x86 = false;
     for attr in X86_IRQ_ATTRS.into_iter().filter(|a| el.has(a)) {
-        el.error(
-            cx,
-            format!("attribute '{attr}' is x86-only, not supported on aarch64"),
-        );
+        el.error(cx, format!("attribute '{attr}' is x86-only, not supported on aarch64"));
         x86 = true;
     }
     let irq = match el.number(cx, "irq") {
@@ -298,10 +274,7 @@ fn irq(cx: &mut Cx<'_, '_>, el: &Elem<'_, '_>) -> RawIrq {
         None | Some("level") => Trigger::Level,
         Some("edge") => Trigger::Edge,
         Some(other) => {
-            el.error(
-                cx,
-                format!("trigger must be either 'level' or 'edge', got '{other}'"),
-            );
+            el.error(cx, format!("trigger must be either 'level' or 'edge', got '{other}'"));
             Trigger::Level
         }
     };

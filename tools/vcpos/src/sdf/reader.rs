@@ -222,10 +222,7 @@ impl<'a, 'input> Elem<'a, 'input> {
     pub fn fit_u32(&self, cx: &mut Cx<'_, '_>, name: &str, value: u64) -> Option<u32> {
         let v = u32::try_from(value).ok();
         if v.is_none() {
-            self.error(
-                cx,
-                format!("{name} ({value}) is too large (maximum {})", u32::MAX),
-            );
+            self.error(cx, format!("{name} ({value}) is too large (maximum {})", u32::MAX));
         }
         v
     }

@@ -205,9 +205,7 @@ pub const DATA_FILL: u8 = 0xaa;
 /// A PD image linked at 0x200000: text (r-x), rodata (r--), data+bss (rw-), with the
 /// microkit globals, `var0..var7` (u64), `small_var` (u32) in .data and `bss_var` in .bss.
 pub fn pd_elf() -> ElfSpec {
-    let text: Vec<u8> = (0..0x60)
-        .flat_map(|_| 0xd503_201fu32.to_le_bytes())
-        .collect();
+    let text: Vec<u8> = (0..0x60).flat_map(|_| 0xd503_201fu32.to_le_bytes()).collect();
     let rodata = b"rodata of the fixture PD".to_vec();
     let data = vec![DATA_FILL; 0x100];
     let mut syms = vec![
@@ -344,9 +342,7 @@ pub struct Fixture {
 impl Fixture {
     /// A fresh directory named after the test.
     pub fn new(test: &str) -> Fixture {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("build-tests")
-            .join(test);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-tests").join(test);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let f = Fixture { dir };
@@ -474,11 +470,7 @@ pub fn channel(a: ChannelEnd, b: ChannelEnd, line: u32) -> Channel {
 }
 
 /// A system.
-pub fn system(
-    pds: Vec<ProtectionDomain>,
-    mrs: Vec<MemoryRegion>,
-    channels: Vec<Channel>,
-) -> System {
+pub fn system(pds: Vec<ProtectionDomain>, mrs: Vec<MemoryRegion>, channels: Vec<Channel>) -> System {
     System {
         path: "test.system".into(),
         memory_regions: mrs,
@@ -530,10 +522,7 @@ impl ImageView {
     /// `len` bytes of physical memory at `paddr` as QEMU would load them (zero past
     /// `p_filesz`), if a single segment covers them.
     pub fn read_phys(&self, paddr: u64, len: u64) -> Option<Vec<u8>> {
-        let (_, base, _, data, memsz) = self
-            .segs
-            .iter()
-            .find(|s| s.1 <= paddr && paddr + len <= s.1 + s.4)?;
+        let (_, base, _, data, memsz) = self.segs.iter().find(|s| s.1 <= paddr && paddr + len <= s.1 + s.4)?;
         let _ = memsz;
         Some(
             (paddr..paddr + len)
@@ -547,9 +536,7 @@ impl ImageView {
 pub fn virt_to_phys(built: &Built, pd: usize, vaddr: u64) -> Option<u64> {
     let info = BootInfo::parse(&built.blob).unwrap();
     let d = info.pd(pd);
-    let found = info
-        .pd_maps(&d)
-        .find(|m| m.vaddr <= vaddr && vaddr < m.vaddr + m.size);
+    let found = info.pd_maps(&d).find(|m| m.vaddr <= vaddr && vaddr < m.vaddr + m.size);
     found.map(|m| m.paddr + (vaddr - m.vaddr))
 }
 
@@ -568,19 +555,12 @@ pub fn read_pd_u64(built: &Built, pd: usize, vaddr: u64) -> u64 {
 
 /// The rendered errors, one per line (for assertion messages).
 pub fn render(errors: &[vcpos_tool::diag::Diagnostic]) -> String {
-    errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
 }
 
 /// Asserts exactly one error mentions `needle`, at element `tag` on `line`.
 pub fn assert_error(errors: &[vcpos_tool::diag::Diagnostic], needle: &str, tag: &str, line: u32) {
-    let hits: Vec<_> = errors
-        .iter()
-        .filter(|e| e.message.contains(needle))
-        .collect();
+    let hits: Vec<_> = errors.iter().filter(|e| e.message.contains(needle)).collect();
     assert_eq!(
         hits.len(),
         1,
@@ -588,10 +568,5 @@ pub fn assert_error(errors: &[vcpos_tool::diag::Diagnostic], needle: &str, tag: 
         render(errors)
     );
     assert_eq!(hits[0].tag.as_deref(), Some(tag), "{}", hits[0]);
-    assert_eq!(
-        hits[0].span.as_ref().map(|s| s.line),
-        Some(line),
-        "{}",
-        hits[0]
-    );
+    assert_eq!(hits[0].span.as_ref().map(|s| s.line), Some(line), "{}", hits[0]);
 }

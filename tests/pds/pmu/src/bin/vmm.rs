@@ -11,13 +11,13 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, get_mr, protection_domain, Channel, Child, Fault, Handler, MessageInfo, Vcpu};
 use vcpos_abi::esr::{self, ec, SysregAccess};
 use vcpos_abi::fault::label;
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
-use vcpos_test_support::{ensure, fail, shared_words, TestFailed};
+use vcpos_test_support::{ensure, fail, shared_words, TestFailed, Words};
 
 const TEST: &str = "pmu";
 const VCPU: Vcpu = Vcpu::new(0);
@@ -49,8 +49,8 @@ const EXPECTED_TRAPS: [SysregAccess; 4] = [
     SysregAccess { encoding: (3, 3, 9, 13, 0), rt: 2, read: true },  // mrs x2, pmccntr_el0
 ];
 
-fn guest_memory() -> &'static [AtomicU64] {
-    shared_words!(guest_code, n = 8)
+fn guest_memory() -> Words {
+    shared_words!(guest_code, size = guest_code_size, n = 8)
 }
 
 struct Vmm {
@@ -134,7 +134,7 @@ fn init() -> Vmm {
     let mem = guest_memory();
     for (i, pair) in GUEST_CODE.chunks(2).enumerate() {
         let hi = pair.get(1).copied().unwrap_or(0);
-        mem[i].store(u64::from(pair[0]) | (u64::from(hi) << 32), SeqCst);
+        mem.get(i).store(u64::from(pair[0]) | (u64::from(hi) << 32), SeqCst);
     }
     if let Err(e) = VCPU.restart(GUEST_ENTRY) {
         let _ = fail(TEST, format_args!("cannot start the vCPU: {e}"));

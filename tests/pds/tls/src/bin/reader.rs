@@ -12,12 +12,12 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, Handler, NullHandler};
 use vcpos_test_support::sysreg::{set_tpidr_el0, tpidr_el0};
-use vcpos_test_support::{fail, shared_words, TestFailed};
+use vcpos_test_support::{fail, shared_words, TestFailed, Words};
 
 const TEST: &str = "tls";
 /// The reader's own value.
@@ -28,14 +28,14 @@ const PREEMPTIONS: u64 = 20;
 /// Give up (and fail) after this many seconds without enough preemptions.
 const LIMIT_S: u64 = 20;
 
-fn region() -> &'static [AtomicU64] {
-    shared_words!(tls_shared, n = 2)
+fn region() -> Words {
+    shared_words!(tls_shared, size = tls_shared_size, n = 2)
 }
 
 fn check() -> Result<(), TestFailed> {
     let hz = counter_frequency();
     set_tpidr_el0(MINE);
-    let writer_start = region()[0].load(SeqCst);
+    let writer_start = region().get(0).load(SeqCst);
     let (start, gap) = (counter(), hz / 5000);
     let (mut last, mut preemptions) = (start, 0u64);
     while preemptions < PREEMPTIONS && last - start < hz * LIMIT_S {
@@ -52,14 +52,14 @@ fn check() -> Result<(), TestFailed> {
         }
         last = now;
     }
-    let writer_rounds = region()[0].load(SeqCst) - writer_start;
+    let writer_rounds = region().get(0).load(SeqCst) - writer_start;
     if writer_rounds == 0 || preemptions < PREEMPTIONS {
         return Err(fail(
             TEST,
             format_args!("the writer did not run in between ({writer_rounds} rounds, {preemptions} preemptions)"),
         ));
     }
-    let writer_mismatches = region()[1].load(SeqCst);
+    let writer_mismatches = region().get(1).load(SeqCst);
     if writer_mismatches != 0 {
         return Err(fail(
             TEST,

@@ -9,17 +9,17 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, protection_domain, NullHandler};
-use vcpos_test_support::shared_words;
+use vcpos_test_support::{shared_words, Words};
 use vcpos_test_support::sysreg::{set_tpidr_el0, tpidr_el0};
 
 /// The writer's values: this prefix and the round number.
 const WRITER_TAG: u64 = 0x5757_0000_0000_0000;
 
-fn region() -> &'static [AtomicU64] {
-    shared_words!(tls_shared, n = 2)
+fn region() -> Words {
+    shared_words!(tls_shared, size = tls_shared_size, n = 2)
 }
 
 #[protection_domain]
@@ -33,9 +33,9 @@ fn write_forever() -> ! {
     loop {
         round += 1;
         set_tpidr_el0(WRITER_TAG | round);
-        region()[0].store(round, SeqCst);
+        region().get(0).store(round, SeqCst);
         if tpidr_el0() != WRITER_TAG | round {
-            region()[1].fetch_add(1, SeqCst);
+            region().get(1).fetch_add(1, SeqCst);
         }
     }
 }

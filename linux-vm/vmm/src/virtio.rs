@@ -1,0 +1,87 @@
+//! The guest's virtio devices: the device table (slot, window, interrupt, backend) the
+//! device tree and exit dispatch both come from, and the kinds of backend.
+
+use alloc::boxed::Box;
+
+use sel4_microkit::SharedRegion;
+use vcpos_virtio::{Block, BlockBackend, Console, GuestError, GuestMemory, MmioTransport};
+use vcpos_vmm_devices::devices::DeviceTable;
+use vcpos_vmm_devices::layout;
+
+use crate::ramdisk::RamDisk;
+
+/// The virtio-mmio slot of the console.
+pub const CONSOLE_SLOT: u32 = 0;
+/// The virtio-mmio slot of the first disk.
+pub const BLOCK_SLOT: u32 = 1;
+
+/// A block device over any backend.
+pub type BlockDevice = MmioTransport<Block<Box<dyn BlockBackend>>>;
+
+/// A virtio device of some kind behind its MMIO transport.
+pub enum Backend {
+    /// The console: output to the UART, keyboard input from it.
+    Console(MmioTransport<Console>),
+    /// A disk.
+    Block(BlockDevice),
+}
+
+impl Backend {
+    /// A register read at `offset` in the device's window.
+    pub fn read(&mut self, offset: u64, size: u8) -> u32 {
+        match self {
+            Backend::Console(t) => t.read(offset, size),
+            Backend::Block(t) => t.read(offset, size),
+        }
+    }
+
+    /// A register write; true means "raise the device's interrupt".
+    pub fn write(&mut self, offset: u64, size: u8, value: u32, mem: &mut dyn GuestMemory) -> bool {
+        match self {
+            Backend::Console(t) => t.write(offset, size, value, mem),
+            Backend::Block(t) => t.write(offset, size, value, mem),
+        }
+    }
+
+    /// Work that does not come from the guest; true means "raise the interrupt".
+    pub fn poll(&mut self, mem: &mut dyn GuestMemory) -> bool {
+        match self {
+            Backend::Console(t) => t.poll(mem),
+            Backend::Block(t) => t.poll(mem),
+        }
+    }
+
+    /// The last guest protocol error, if any.
+    pub fn take_error(&mut self) -> Option<GuestError> {
+        match self {
+            Backend::Console(t) => t.take_error(),
+            Backend::Block(t) => t.take_error(),
+        }
+    }
+
+    /// The console transport, if this is the console.
+    pub fn console(&mut self) -> Option<&mut MmioTransport<Console>> {
+        match self {
+            Backend::Console(t) => Some(t),
+            Backend::Block(_) => None,
+        }
+    }
+}
+
+/// The VM's virtio devices: the console, and a disk over `ramdisk` if the system
+/// gives the VMM one.
+pub fn device_table(ram: &SharedRegion, ramdisk: Option<SharedRegion>) -> DeviceTable<Backend> {
+    let mut table = DeviceTable::new();
+    let console = Backend::Console(MmioTransport::new(Console::new()));
+    if let Err(e) = table.add("console", CONSOLE_SLOT, console) {
+        panic!("device table: {e}");
+    }
+    if let Some(disk) = ramdisk {
+        let backend: Box<dyn BlockBackend> = Box::new(RamDisk::new(disk, ram.clone()));
+        let block = Backend::Block(MmioTransport::new(Block::new(backend, layout::RAM_BASE)));
+        if let Err(e) = table.add("ramdisk", BLOCK_SLOT, block) {
+            panic!("device table: {e}");
+        }
+    }
+    table
+}

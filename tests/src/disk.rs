@@ -1,0 +1,518 @@
+//! The Linux guest's disk `/dev/vda` in tests and benchmarks: scratch disk images on
+//! the host, the QEMU drive that backs the guest's virtio-blk device with one, boots
+//! of the guest with a disk on a system under test ([`Sut`]) running a console script,
+//! the guest commands that check each step, and the block benchmark
+//! (`vcpos-mmio-bench blk run`): its `BENCH blk_*` lines and the "block" table.
+//!
+//! The system under test is a parameter so that the same scripts run against the
+//! guest booted directly on QEMU now and against the guest on vcpos once the block
+//! VCP (vcp-blk) serves its disk.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use vcpos_guest_bench::blk::Test;
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Ending, Step};
+
+use crate::bench::vm::{self, GUEST_INITRD, GUEST_KERNEL};
+use crate::linux::{self, PROMPT, READY};
+use crate::{artifact_dir, check_clean, guest_dir, target_dir, workspace_root};
+
+/// Size of a scratch disk (and of `run.sh`'s default disk), MiB.
+pub const DISK_MIB: u64 = 256;
+/// The QEMU drive's id, also the guest's device name.
+pub const DRIVE_ID: &str = "vda";
+/// The host-side cache mode of the guest's disk, the same for every run that is
+/// compared: QEMU's page-cache writeback. The guest's own cache is bypassed by the
+/// benchmark (O_DIRECT), so it measures the guest's I/O path (virtio-blk, the VMM, the
+/// block VCP) and the host's memory, not the host's storage device; it also works on
+/// host file systems without O_DIRECT (tmpfs), which `cache=none` needs.
+pub const DRIVE_CACHE: &str = "writeback";
+/// Kernel command-line word that keeps the guest's `/init` from mounting `/dev/vda`
+/// (tests that write the raw disk).
+pub const NO_MOUNT: &str = "vcpos.nomount";
+/// The guest program of the block benchmark and the pattern checks.
+pub const BLK_COMMAND: &str = "vcpos-mmio-bench blk";
+/// The `/init` line for a disk without a file system.
+pub const NO_FILE_SYSTEM: &str = "vcpos-guest: disk vda: no file system";
+/// The `/init` line for a disk it mounted.
+pub const MOUNTED: &str = "vcpos-guest: disk vda: ext4 mounted at /mnt";
+
+/// Creates (or truncates) `path` as a raw disk of `mib` MiB. With `allocate`, every
+/// block is written (zeros), so that a benchmark's first writes do not measure the host
+/// file system allocating them; without, the file is sparse.
+pub fn create_disk(path: &Path, mib: u64, allocate: bool) -> Result<(), String> {
+    let what = |e: std::io::Error| format!("cannot create disk image {}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(what)?;
+    }
+    let mut f = std::fs::File::create(path).map_err(what)?;
+    if allocate {
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            f.write_all(&zeros).map_err(what)?;
+        }
+        f.sync_all().map_err(what)?;
+    } else {
+        f.set_len(mib << 20).map_err(what)?;
+    }
+    Ok(())
+}
+
+/// QEMU arguments that give the guest a virtio-blk device (on virtio-mmio) backed by
+/// raw image `disk`, with [`DRIVE_CACHE`].
+pub fn drive_args(disk: &Path) -> Vec<OsString> {
+    let mut file = OsString::from("file=");
+    file.push(disk.as_os_str());
+    file.push(format!(",if=none,format=raw,cache={DRIVE_CACHE},id={DRIVE_ID}"));
+    vec!["-drive".into(), file, "-device".into(), format!("virtio-blk-device,drive={DRIVE_ID}").into()]
+}
+
+/// The system under test: where the guest and its disk run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sut {
+    /// The guest kernel and initramfs booted directly on QEMU (no vcpos), with the
+    /// RAM and vCPUs of the VM in `system` (normally `system.xml`). (The vcpos side
+    /// joins when the block VCP serves the guest's disk.)
+    Direct {
+        /// The system whose VM the direct boot mirrors.
+        system: PathBuf,
+    },
+}
+
+impl Sut {
+    /// The direct boot mirroring the repository's `system.xml`.
+    pub fn direct() -> Sut {
+        Sut::Direct { system: workspace_root().join("system.xml") }
+    }
+
+    /// Its name in messages and tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sut::Direct { .. } => "direct QEMU",
+        }
+    }
+
+    /// What the guest's console lines start with in this system's serial output
+    /// (nothing directly on QEMU; on vcpos the VMM puts
+    /// `vcpos_abi::console::GUEST_LINE_PREFIX` before each).
+    pub fn guest_line_prefix(&self) -> &'static str {
+        match self {
+            Sut::Direct { .. } => "",
+        }
+    }
+
+    /// The guest's console lines in `output`, without [`Sut::guest_line_prefix`] (other
+    /// lines are left out), trimmed.
+    pub fn guest_lines<'o>(&self, output: &'o str) -> impl Iterator<Item = &'o str> + 'o {
+        let prefix = self.guest_line_prefix();
+        output.lines().filter_map(move |l| l.strip_prefix(prefix)).map(str::trim)
+    }
+
+    /// A step that waits for the guest console line `text`.
+    pub fn guest_line(&self, text: &str) -> Step {
+        Step::wait_line(format!("{}{text}", self.guest_line_prefix()))
+    }
+
+    /// At the prompt, types `command` so that it prints the line `<tag>-ok-42` if it
+    /// succeeds and `TEST FAIL: <tag>` (a stop marker) if not; then waits for the ok
+    /// line. Neither line is in the echo of what was typed (`42` is computed by the
+    /// guest's shell, and the failure text is split by quotes).
+    pub fn checked(&self, command: &str, tag: &str) -> [Step; 2] {
+        [
+            linux::command(&format!("{command} && echo {tag}-ok-$((6*7)) || echo \"TEST FAIL\"\": {tag}\"")),
+            self.guest_line(&format!("{tag}-ok-42")),
+        ]
+    }
+
+    /// The command that boots the guest with `disk` as `/dev/vda` and `append`
+    /// added to the kernel command line.
+    pub fn command(&self, disk: &Path, append: &str) -> Result<Command, String> {
+        match self {
+            Sut::Direct { system } => {
+                let board = crate::board()?;
+                let guest = guest_dir();
+                let (kernel, initrd) = (guest.join(GUEST_KERNEL), guest.join(GUEST_INITRD));
+                if !kernel.is_file() || !initrd.is_file() {
+                    return Err(format!("no {} or {}: run tools/guest-image.sh", kernel.display(), initrd.display()));
+                }
+                let sys = vcpos_tool::sdf::load_with(system, &[artifact_dir(), guest])
+                    .map_err(|e| {
+                        format!("{}: {}", system.display(), e.iter().map(|d| format!("{d} ")).collect::<String>())
+                    })?
+                    .system;
+                let (ram, cpus) = vm::guest_machine(&sys).map_err(|e| format!("{}: {e}", system.display()))?;
+                let mut args = vm::direct_args(&board, &kernel, &initrd, ram, cpus);
+                append_kernel_args(&mut args, append)?;
+                args.extend(drive_args(disk));
+                let mut cmd = Command::new(&board.qemu.binary);
+                cmd.args(args);
+                Ok(cmd)
+            }
+        }
+    }
+
+    /// Boots the guest with `disk` and `append`, runs `script` on its console within
+    /// `timeout`, and returns what happened (stopping early at a kernel error, a
+    /// `TEST FAIL:` line, a guest panic or a second boot).
+    pub fn run(&self, disk: &Path, append: &str, script: Vec<Step>, timeout: Duration) -> Result<Capture, String> {
+        let cmd = self.command(disk, append)?;
+        let shown = runner::display_command(&cmd);
+        let opts: CaptureOptions = linux::options(timeout, script, linux::UNEXPECTED_RESTART);
+        runner::capture(cmd, &opts).map_err(|e| format!("cannot run {shown}: {e}"))
+    }
+}
+
+/// Adds `extra` to the value after `-append` in `args`.
+fn append_kernel_args(args: &mut [OsString], extra: &str) -> Result<(), String> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let i = args.iter().position(|a| a == "-append").ok_or("the QEMU command line has no -append")?;
+    let value = args.get_mut(i + 1).ok_or("-append without a value")?;
+    value.push(" ");
+    value.push(extra);
+    Ok(())
+}
+
+/// A scratch disk image path for `label` in this process's directory under
+/// `target/vcpos-tests/`.
+pub fn scratch_disk(label: &str) -> PathBuf {
+    target_dir().join("vcpos-tests").join(label).join(format!("vda-{}.img", std::process::id()))
+}
+
+/// Panics with `why`, the capture's ending, output and script progress.
+pub fn fail(label: &str, why: &str, c: &Capture, script: &[Step]) -> ! {
+    let mut s = format!(
+        "{label}: {why}\nrun: {} after {:.1} s\n----- serial output -----\n",
+        c.ending,
+        c.elapsed.as_secs_f64()
+    );
+    s.push_str(&c.output);
+    s.push_str("----- end of serial output -----\n");
+    if !c.stderr.is_empty() {
+        let _ = write!(s, "----- QEMU stderr -----\n{}", c.stderr);
+    }
+    let _ = writeln!(s, "----- console script ({} of {} steps happened) -----", c.steps_done.len(), script.len());
+    for (i, step) in script.iter().enumerate() {
+        let _ = writeln!(s, "  {:>2}. {}{step}", i + 1, if i < c.steps_done.len() { "done: " } else { "never: " });
+    }
+    panic!("{s}")
+}
+
+/// Panics (see [`fail`]) unless the script ran to its end with a clean transcript.
+pub fn assert_done(label: &str, c: &Capture, script: &[Step]) {
+    if c.ending != Ending::ScriptDone || !c.script_complete() {
+        fail(label, "the console script did not run to its end", c, script);
+    }
+    if let Err(e) = check_clean(&c.output) {
+        fail(label, &e, c, script);
+    }
+}
+
+/// One test's figures from the guest's `BENCH blk_*` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlkResult {
+    /// The test's name (`blk_seq_read_1m`, ...).
+    pub name: String,
+    /// Median latency of one request, submission to completion, ns.
+    pub median_ns: u64,
+    /// Requests made.
+    pub iterations: u64,
+    /// Throughput, MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+    /// Requests per second.
+    pub iops: u64,
+    /// Requests in flight.
+    pub qd: u64,
+}
+
+/// The `BENCH blk_*` lines in `output`, in order; a malformed one is an error naming it.
+pub fn parse_blk(output: &str) -> Result<Vec<BlkResult>, String> {
+    let mut results = Vec::new();
+    for line in output.lines() {
+        let Some(i) = line.find("BENCH blk_") else { continue };
+        let mut words = line[i..].split_whitespace().skip(1);
+        let name = words.next().unwrap_or_default().to_string();
+        let (mut ns, mut iters, mut mb, mut iops, mut qd) = (None, None, None, None, None);
+        for w in words {
+            let (k, v) = w.split_once('=').ok_or_else(|| format!("'{w}' is not key=value in: {line}"))?;
+            let int = || v.parse::<u64>().map_err(|_| format!("{k}={v} is not a whole number in: {line}"));
+            match k {
+                "median_ns" => ns = Some(int()?),
+                "iterations" => iters = Some(int()?),
+                "iops" => iops = Some(int()?),
+                "qd" => qd = Some(int()?),
+                "mb_per_s" => {
+                    mb = Some(v.parse::<f64>().map_err(|_| format!("mb_per_s={v} is not a number in: {line}"))?)
+                }
+                _ => {}
+            }
+        }
+        let need = |v: Option<u64>, k: &str| v.ok_or_else(|| format!("no {k}= in: {line}"));
+        results.push(BlkResult {
+            median_ns: need(ns, "median_ns")?,
+            iterations: need(iters, "iterations")?,
+            mb_per_s: mb.ok_or_else(|| format!("no mb_per_s= in: {line}"))?,
+            iops: need(iops, "iops")?,
+            qd: need(qd, "qd")?,
+            name,
+        });
+    }
+    Ok(results)
+}
+
+/// The figures of every test of the benchmark, in [`Test::ALL`]'s order; an error
+/// names a missing one.
+pub fn blk_figures(output: &str) -> Result<Vec<BlkResult>, String> {
+    let all = parse_blk(output)?;
+    Test::ALL
+        .iter()
+        .map(|t| {
+            all.iter().find(|r| r.name == t.name()).cloned().ok_or_else(|| {
+                format!(
+                    "the guest printed no 'BENCH {} ...' line: is /bin/vcpos-mmio-bench (with blk) in the initramfs?",
+                    t.name()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The median of `v` (the mean of the middle two for an even count); 0 if empty.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else {
+        (v[(n - 1) / 2] + v[n / 2]) / 2.0
+    }
+}
+
+/// The block table of `sut` over `runs` (each a [`blk_figures`] list): per test the
+/// medians of MB/s, IOPS and request latency; then one `BENCH blk` summary line per test:
+/// `BENCH <name> side=<side> mb_per_s=.. iops=.. median_ns=.. runs=N`.
+pub fn blk_table(side: &str, runs: &[Vec<BlkResult>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<24}  {:>3}  {:>10}  {:>8}  {:>12}", "benchmark", "qd", "MB/s", "IOPS", "latency us");
+    let _ = writeln!(out, "{:-<24}  {:->3}  {:->10}  {:->8}  {:->12}", "", "", "", "", "");
+    let mut lines = String::new();
+    for t in Test::ALL {
+        let of: Vec<&BlkResult> = runs.iter().filter_map(|r| r.iter().find(|x| x.name == t.name())).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let mb = median(of.iter().map(|r| r.mb_per_s).collect());
+        let iops = median(of.iter().map(|r| r.iops as f64).collect());
+        let ns = median(of.iter().map(|r| r.median_ns as f64).collect());
+        let _ =
+            writeln!(out, "{:<24}  {:>3}  {mb:>10.1}  {iops:>8.0}  {:>12.1}", t.name(), t.queue_depth(), ns / 1000.0);
+        let _ = writeln!(
+            lines,
+            "BENCH {} side={side} mb_per_s={mb:.1} iops={iops:.0} median_ns={ns:.0} runs={}",
+            t.name(),
+            of.len()
+        );
+    }
+    out + &lines
+}
+
+/// What the block benchmark measures over (MiB from the disk's start).
+pub const BENCH_MIB: u64 = 64;
+
+/// The console script of one benchmark boot: the ready line, the benchmark, the
+/// prompt after it.
+pub fn bench_script() -> Vec<Step> {
+    vec![
+        Step::wait_text(READY),
+        linux::command(&format!("{BLK_COMMAND} run /dev/{DRIVE_ID} {BENCH_MIB}")),
+        Step::wait_text(PROMPT),
+    ]
+}
+
+/// Runs the block benchmark `runs` times on `sut` with one preallocated scratch disk
+/// (kept for the vcpos runs to use the same file) and prints the block table; false if
+/// a run failed or nothing was measured.
+pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
+    let disk = target_dir().join("vcpos-tests").join("bench-blk").join("vda.img");
+    println!(
+        "== block ({}): {BLK_COMMAND} run /dev/{DRIVE_ID} {BENCH_MIB} (O_DIRECT) on a {DISK_MIB} MiB raw image \
+         ({}, cache={DRIVE_CACHE}), {runs} runs",
+        sut.name(),
+        disk.display()
+    );
+    if let Err(e) = create_disk(&disk, DISK_MIB, true) {
+        eprintln!("Error: {e}");
+        return false;
+    }
+    let mut ok = true;
+    let mut all = Vec::new();
+    for i in 1..=runs {
+        let script = bench_script();
+        let c = match sut.run(&disk, NO_MOUNT, script.clone(), timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("Error: block run {i}: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        if verbose {
+            print!("{}", c.output);
+        }
+        let done = c.ending == Ending::ScriptDone && c.script_complete();
+        match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
+            Ok(f) if done => {
+                let row: Vec<String> =
+                    f.iter().map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops)).collect();
+                println!("  run {i}/{runs}: {}", row.join(", "));
+                all.push(f);
+            }
+            Ok(_) => {
+                eprintln!("Error: block run {i}: the benchmark did not finish ({})\n{}", c.ending, c.output);
+                ok = false;
+            }
+            Err(e) => {
+                eprintln!("Error: block run {i}: {e}\n{}", c.output);
+                ok = false;
+            }
+        }
+    }
+    if all.is_empty() {
+        eprintln!("Error: no block figures");
+        return false;
+    }
+    print!("{}", blk_table(&sut.name().replace(' ', "_"), &all));
+    let _ = std::fs::remove_file(&disk);
+    ok
+}
+
+/// SHA-256 (hex) of the first `len` bytes of `path`, from the host's `head` and
+/// `sha256sum`.
+pub fn host_sha256(path: &Path, len: u64) -> Result<String, String> {
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", "head -c \"$1\" \"$2\" | sha256sum", "bash"])
+        .arg(len.to_string())
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hash = text.split_whitespace().next().unwrap_or_default();
+    if !out.status.success() || hash.len() != 64 {
+        return Err(format!("sha256sum of {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(hash.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUN: &str = "vcpos-guest# vcpos-mmio-bench blk run /dev/vda 64\n\
+        vcpos-blk: /dev/vda first 64 MiB, O_DIRECT; counter 62500000 Hz\n\
+        BENCH blk_seq_write_1m median_ns=2121800 median_ticks=132612 iterations=64 mb_per_s=29.8 iops=28 qd=1 request_bytes=1048576 bytes=67108864 elapsed_ns=2248864944\n\
+        BENCH blk_seq_read_1m median_ns=303440 median_ticks=18965 iterations=64 mb_per_s=2913.6 iops=2778 qd=1 request_bytes=1048576 bytes=67108864 elapsed_ns=23032480\n\
+        BENCH blk_rand_read_4k_qd1 median_ns=73568 median_ticks=4598 iterations=2048 mb_per_s=52.9 iops=12934 qd=1 request_bytes=4096 bytes=8388608 elapsed_ns=158336464\n\
+        BENCH blk_rand_read_4k_qd32 median_ns=554840 median_ticks=34677 iterations=8192 mb_per_s=117.7 iops=28751 qd=32 request_bytes=4096 bytes=33554432 elapsed_ns=284923104\n\
+        vcpos-guest# ";
+
+    #[test]
+    fn blk_lines_parse() {
+        let f = blk_figures(RUN).unwrap();
+        assert_eq!(f.len(), 4);
+        assert_eq!(
+            f[3],
+            BlkResult {
+                name: "blk_rand_read_4k_qd32".into(),
+                median_ns: 554_840,
+                iterations: 8192,
+                mb_per_s: 117.7,
+                iops: 28_751,
+                qd: 32
+            }
+        );
+        assert_eq!(f[1].name, "blk_seq_read_1m");
+        let missing = RUN.replace("BENCH blk_seq_read_1m", "xx");
+        assert!(blk_figures(&missing).unwrap_err().contains("no 'BENCH blk_seq_read_1m"));
+        let bad = RUN.replace("mb_per_s=52.9", "mb_per_s=fast");
+        assert!(parse_blk(&bad).unwrap_err().contains("mb_per_s=fast is not a number"));
+        let no_iops = RUN.replace("iops=28 ", "");
+        assert!(parse_blk(&no_iops).unwrap_err().contains("no iops="));
+    }
+
+    #[test]
+    fn table_takes_medians() {
+        let a = blk_figures(RUN).unwrap();
+        let mut b = a.clone();
+        b[1].mb_per_s = 1000.0;
+        b[1].iops = 1000;
+        let mut c = a.clone();
+        c[1].mb_per_s = 2000.0;
+        c[1].iops = 2000;
+        let t = blk_table("direct_QEMU", &[a, b, c]);
+        let row = t.lines().find(|l| l.starts_with("blk_seq_read_1m")).unwrap();
+        assert!(row.contains("2000.0") && row.contains("2000"), "{t}");
+        assert!(
+            t.contains("BENCH blk_seq_read_1m side=direct_QEMU mb_per_s=2000.0 iops=2000 median_ns=303440 runs=3\n"),
+            "{t}"
+        );
+        assert!(t.contains("BENCH blk_rand_read_4k_qd32 side=direct_QEMU mb_per_s=117.7 iops=28751"), "{t}");
+        assert_eq!(median(vec![]), 0.0);
+        assert_eq!(median(vec![1.0, 4.0]), 2.5);
+    }
+
+    #[test]
+    fn checked_steps_print_markers_the_echo_does_not_hold() {
+        let sut = Sut::direct();
+        let [typed, wait] = sut.checked("mkfs.ext4 -q /dev/vda", "mkfs");
+        assert_eq!(wait, Step::wait_line("mkfs-ok-42"));
+        let sent = String::from_utf8(typed.send.clone()).unwrap();
+        assert!(!sent.contains("mkfs-ok-42") && !sent.contains("TEST FAIL: "), "{sent}");
+        assert!(sent.starts_with("mkfs.ext4 -q /dev/vda && ") && sent.ends_with('\r'), "{sent}");
+        let lines: Vec<&str> = sut.guest_lines("a \r\n b\n").collect();
+        assert_eq!(lines, ["a", "b"]);
+    }
+
+    #[test]
+    fn drive_and_append() {
+        let args = drive_args(Path::new("/d/vda.img"));
+        let line: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            line,
+            [
+                "-drive",
+                "file=/d/vda.img,if=none,format=raw,cache=writeback,id=vda",
+                "-device",
+                "virtio-blk-device,drive=vda"
+            ]
+        );
+        let mut a: Vec<OsString> = vec!["-kernel".into(), "I".into(), "-append".into(), "console=ttyAMA0".into()];
+        append_kernel_args(&mut a, NO_MOUNT).unwrap();
+        assert_eq!(a[3], "console=ttyAMA0 vcpos.nomount");
+        append_kernel_args(&mut a, "").unwrap();
+        assert_eq!(a[3], "console=ttyAMA0 vcpos.nomount");
+        assert!(append_kernel_args(&mut [OsString::from("-kernel")], "x").is_err());
+    }
+
+    #[test]
+    fn disks_are_created_sparse_or_allocated() {
+        let dir = std::env::temp_dir().join(format!("vcpos-disk-{}", std::process::id()));
+        let (sparse, full) = (dir.join("s.img"), dir.join("f.img"));
+        create_disk(&sparse, 3, false).unwrap();
+        create_disk(&full, 2, true).unwrap();
+        assert_eq!(std::fs::metadata(&sparse).unwrap().len(), 3 << 20);
+        assert_eq!(std::fs::metadata(&full).unwrap().len(), 2 << 20);
+        assert_eq!(
+            host_sha256(&full, 1 << 20).unwrap(),
+            "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58",
+            "1 MiB of zeros"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(host_sha256(&full, 1).is_err());
+    }
+}

@@ -1,0 +1,439 @@
+//! The QEMU command line: the one place it is made, for `vcpos run`, the tests, the
+//! benchmarks' direct-Linux baseline and the shell scripts (`vcpos qemu-args`).
+//!
+//! A [`QemuSpec`] says what boots ([`Boot`]: a vcpos image, or a Linux kernel directly,
+//! the baseline), where the console goes ([`Console`]) and which extra [`Device`]s the
+//! machine has. Machine, CPU, memory and cores come from the board file
+//! (`kernel-config/<board>.toml`); the baseline may set its own memory and cores (the
+//! VM's). Both kinds of boot get the extra devices from the same code, in the order
+//! given, so they land in the same virtio-mmio slots: QEMU's `virt` machine gives the
+//! first `virtio-*-device` the highest-addressed transport (slot 31, `0x0a00_3e00`), the
+//! next one slot 30, and so on; nothing else in these command lines takes a slot
+//! before them (`-nodefaults`; a virtio console comes after the devices).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+use crate::board::Board;
+
+/// Where the serial console goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// The terminal: serial console and QEMU monitor multiplexed on stdio.
+    Interactive {
+        /// Start halted with a GDB server on localhost:1234 (`-s -S`).
+        gdb: bool,
+    },
+    /// A pipe: serial console only on stdout, no monitor, no display.
+    Captured,
+    /// Like [`Console::Captured`], but stdio is a virtio console
+    /// (`virtio-serial-device` + `virtconsole`) instead of the PL011, which then has
+    /// no backend (a directly booted Linux with `console=hvc0`). It takes the
+    /// virtio-mmio slot after the [`Device`]s.
+    Virtio,
+}
+
+/// What QEMU boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// A vcpos image (`vcpos build`'s output).
+    Vcpos {
+        /// The image file.
+        image: PathBuf,
+    },
+    /// A Linux kernel directly, without vcpos: the baseline vcpos's VM is measured
+    /// against.
+    Linux {
+        /// The kernel `Image`.
+        kernel: PathBuf,
+        /// The initramfs, if any.
+        initrd: Option<PathBuf>,
+        /// The kernel command line (`-append`).
+        append: String,
+    },
+}
+
+/// An extra device on the machine's virtio-mmio bus (see the module docs for slots).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// A virtio block device backed by a raw disk image file.
+    Disk {
+        /// The disk image.
+        file: PathBuf,
+        /// The guest cannot write it.
+        read_only: bool,
+    },
+    /// A virtio network device on QEMU's user-mode network (slirp), isolated from the
+    /// host (`restrict=on`: the guest reaches only slirp's own DHCP/DNS/gateway).
+    Nic {
+        /// Its MAC address (`52:54:00:..`), or QEMU's default.
+        mac: Option<String>,
+    },
+}
+
+impl Device {
+    /// This device's QEMU arguments; `index` (its place in the list) names its backend.
+    fn args(&self, index: usize) -> Vec<OsString> {
+        match self {
+            Device::Disk { file, read_only } => {
+                let mut drive = OsString::from("file=");
+                drive.push(file);
+                drive.push(format!(",format=raw,if=none,id=disk{index}"));
+                if *read_only {
+                    drive.push(",readonly=on");
+                }
+                vec![
+                    "-drive".into(),
+                    drive,
+                    "-device".into(),
+                    format!("virtio-blk-device,drive=disk{index}").into(),
+                ]
+            }
+            Device::Nic { mac } => {
+                let mut device = format!("virtio-net-device,netdev=net{index}");
+                if let Some(mac) = mac {
+                    device.push_str(&format!(",mac={mac}"));
+                }
+                vec![
+                    "-netdev".into(),
+                    format!("user,id=net{index},restrict=on").into(),
+                    "-device".into(),
+                    device.into(),
+                ]
+            }
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    /// `disk=FILE`, `disk-ro=FILE`, `nic` or `nic=MAC`.
+    fn from_str(s: &str) -> Result<Device, String> {
+        let (kind, value) = match s.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (s, None),
+        };
+        match (kind, value) {
+            ("disk" | "disk-ro", Some(file)) if !file.is_empty() => Ok(Device::Disk {
+                file: file.into(),
+                read_only: kind == "disk-ro",
+            }),
+            ("nic", None) => Ok(Device::Nic { mac: None }),
+            ("nic", Some(mac)) if is_mac(mac) => Ok(Device::Nic {
+                mac: Some(mac.to_ascii_lowercase()),
+            }),
+            ("nic", Some(mac)) => Err(format!(
+                "device '{s}': '{mac}' is not a MAC address (xx:xx:xx:xx:xx:xx)"
+            )),
+            _ => Err(format!(
+                "device '{s}': expected disk=FILE, disk-ro=FILE, nic or nic=MAC"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Disk { file, read_only } => {
+                write!(f, "{}={}", if *read_only { "disk-ro" } else { "disk" }, file.display())
+            }
+            Device::Nic { mac: None } => f.write_str("nic"),
+            Device::Nic { mac: Some(mac) } => write!(f, "nic={mac}"),
+        }
+    }
+}
+
+/// Six two-digit hex bytes separated by colons.
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A whole QEMU command line: board, what boots, console, devices.
+#[derive(Clone, Debug)]
+pub struct QemuSpec<'a> {
+    /// Machine, CPU, memory, cores and the emulator binary.
+    pub board: &'a Board,
+    /// What boots.
+    pub boot: Boot,
+    /// Where the console goes.
+    pub console: Console,
+    /// `-m` instead of the board's (the direct baseline: the VM's memory).
+    pub memory: Option<String>,
+    /// `-smp` instead of the board's cores (the direct baseline: the VM's vCPUs).
+    pub cpus: Option<u32>,
+    /// Extra devices, in virtio-mmio slot order.
+    pub devices: Vec<Device>,
+}
+
+impl<'a> QemuSpec<'a> {
+    /// Boots vcpos image `image` on `board`, no extra devices.
+    pub fn vcpos(board: &'a Board, image: &Path, console: Console) -> QemuSpec<'a> {
+        QemuSpec {
+            board,
+            boot: Boot::Vcpos {
+                image: image.to_path_buf(),
+            },
+            console,
+            memory: None,
+            cpus: None,
+            devices: Vec::new(),
+        }
+    }
+
+    /// Boots Linux `kernel` (with `initrd`, command line `append`) directly on
+    /// `board`'s machine, no extra devices.
+    pub fn linux(
+        board: &'a Board,
+        kernel: &Path,
+        initrd: Option<&Path>,
+        append: &str,
+        console: Console,
+    ) -> QemuSpec<'a> {
+        QemuSpec {
+            board,
+            boot: Boot::Linux {
+                kernel: kernel.to_path_buf(),
+                initrd: initrd.map(Path::to_path_buf),
+                append: append.to_string(),
+            },
+            console,
+            memory: None,
+            cpus: None,
+            devices: Vec::new(),
+        }
+    }
+
+    /// The arguments (without the binary).
+    pub fn args(&self) -> Vec<OsString> {
+        let q = &self.board.qemu;
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |a: &str| args.push(a.into());
+        push("-machine");
+        push(&q.machine);
+        push("-cpu");
+        push(&q.cpu);
+        push("-m");
+        push(self.memory.as_deref().unwrap_or(&q.memory));
+        push("-smp");
+        push(&self.cpus.unwrap_or(self.board.devices.cores).to_string());
+        // No default devices: no NIC (whose option ROM a minimal install lacks), no
+        // default serial/monitor/parallel; the console is set up explicitly below.
+        push("-nodefaults");
+        // A guest reset ends QEMU instead of rebooting into the same failure forever.
+        push("-no-reboot");
+        match self.console {
+            Console::Interactive { gdb } => {
+                push("-nographic");
+                push("-serial");
+                push("mon:stdio");
+                if gdb {
+                    push("-s");
+                    push("-S");
+                }
+            }
+            Console::Captured => {
+                for a in ["-display", "none", "-monitor", "none", "-serial", "stdio"] {
+                    push(a);
+                }
+            }
+            Console::Virtio => {
+                for a in ["-display", "none", "-monitor", "none", "-serial", "none"] {
+                    push(a);
+                }
+            }
+        }
+        match &self.boot {
+            Boot::Vcpos { image } => args.extend(["-kernel".into(), image.into()]),
+            Boot::Linux { kernel, initrd, append } => {
+                args.extend(["-kernel".into(), kernel.into()]);
+                if let Some(initrd) = initrd {
+                    args.extend(["-initrd".into(), initrd.into()]);
+                }
+                args.extend(["-append".into(), append.into()]);
+            }
+        }
+        for (i, device) in self.devices.iter().enumerate() {
+            args.extend(device.args(i));
+        }
+        if self.console == Console::Virtio {
+            for a in [
+                "-chardev",
+                "stdio,id=con0,signal=off",
+                "-device",
+                "virtio-serial-device",
+                "-device",
+                "virtconsole,chardev=con0",
+            ] {
+                args.push(a.into());
+            }
+        }
+        args
+    }
+
+    /// The command: the board's QEMU binary with [`Self::args`].
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.board.qemu.binary);
+        cmd.args(self.args());
+        cmd
+    }
+}
+
+/// The QEMU command that boots vcpos image `image` on `board` (no extra devices).
+pub fn qemu_command(board: &Board, image: &Path, console: Console) -> Command {
+    QemuSpec::vcpos(board, image, console).command()
+}
+
+/// The arguments of [`qemu_command`] (without the binary).
+pub fn qemu_args(board: &Board, image: &Path, console: Console) -> Vec<OsString> {
+    QemuSpec::vcpos(board, image, console).args()
+}
+
+/// A command line as a person would type it (for messages).
+pub fn display_command(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        s.push(' ');
+        if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
+            s.push('\'');
+            s.push_str(&a.replace('\'', r"'\''"));
+            s.push('\'');
+        } else {
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board;
+
+    fn board() -> Board {
+        board::load("qemu_virt_aarch64", None).unwrap()
+    }
+
+    fn line(args: &[OsString]) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn the_direct_linux_boot_shares_machine_and_devices_with_the_vcpos_boot() {
+        let board = board();
+        let devices = vec![
+            "disk=/d/disk.img".parse::<Device>().unwrap(),
+            "nic=52:54:00:00:00:2A".parse().unwrap(),
+            "disk-ro=/d/ro.img".parse().unwrap(),
+        ];
+        let mut vcpos = QemuSpec::vcpos(&board, Path::new("/x/vcpos.img"), Console::Captured);
+        vcpos.devices = devices.clone();
+        let mut linux = QemuSpec::linux(
+            &board,
+            Path::new("/g/Image"),
+            Some(Path::new("/g/initrd.gz")),
+            "console=ttyAMA0",
+            Console::Captured,
+        );
+        linux.devices = devices;
+        let (v, l) = (line(&vcpos.args()), line(&linux.args()));
+        let (machine, cpu) = (&board.qemu.machine, &board.qemu.cpu);
+        let common = format!(
+            "-machine {machine} -cpu {cpu} -m {} -smp {} -nodefaults -no-reboot -display none -monitor none -serial stdio",
+            board.qemu.memory, board.devices.cores
+        );
+        let devs = "-drive file=/d/disk.img,format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0 \
+                    -netdev user,id=net1,restrict=on -device virtio-net-device,netdev=net1,mac=52:54:00:00:00:2a \
+                    -drive file=/d/ro.img,format=raw,if=none,id=disk2,readonly=on -device virtio-blk-device,drive=disk2";
+        assert_eq!(v, format!("{common} -kernel /x/vcpos.img {devs}"));
+        assert_eq!(
+            l,
+            format!("{common} -kernel /g/Image -initrd /g/initrd.gz -append console=ttyAMA0 {devs}")
+        );
+        // The baseline may take the VM's memory and vCPUs.
+        linux.memory = Some("257M".into());
+        linux.cpus = Some(2);
+        linux.devices.clear();
+        linux.boot = Boot::Linux {
+            kernel: "/g/Image".into(),
+            initrd: None,
+            append: "console=hvc0".into(),
+        };
+        linux.console = Console::Virtio;
+        assert_eq!(
+            line(&linux.args()),
+            format!(
+                "-machine {machine} -cpu {cpu} -m 257M -smp 2 -nodefaults -no-reboot -display none -monitor none \
+                 -serial none -kernel /g/Image -append console=hvc0 -chardev stdio,id=con0,signal=off \
+                 -device virtio-serial-device -device virtconsole,chardev=con0"
+            )
+        );
+    }
+
+    #[test]
+    fn devices_parse_and_print() {
+        for text in ["disk=/a b/c.img", "disk-ro=x.img", "nic", "nic=52:54:00:00:00:2a"] {
+            let d: Device = text.parse().unwrap();
+            assert_eq!(d.to_string(), text);
+        }
+        assert_eq!(
+            "disk=d".parse::<Device>().unwrap(),
+            Device::Disk {
+                file: "d".into(),
+                read_only: false
+            }
+        );
+        for (bad, why) in [
+            ("disk", "expected disk=FILE"),
+            ("disk=", "expected disk=FILE"),
+            ("nic=52:54:00:00:00", "not a MAC"),
+            ("nic=zz:54:00:00:00:00", "not a MAC"),
+            ("tape=x", "expected"),
+        ] {
+            let e = bad.parse::<Device>().unwrap_err();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn command_line_comes_from_the_board() {
+        let board = board::load("qemu_virt_aarch64", None).unwrap();
+        let img = Path::new("/x/vcpos.img");
+        let cmd = qemu_command(&board, img, Console::Captured);
+        let line = display_command(&cmd);
+        assert!(line.starts_with("qemu-system-aarch64 "), "{line}");
+        for part in [
+            "-machine virt,virtualization=on,gic-version=3",
+            "-cpu max,pauth=off",
+            "-m 2G",
+            "-smp 1",
+            "-serial stdio",
+            "-monitor none",
+            "-kernel /x/vcpos.img",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        let inter = display_command(&qemu_command(&board, img, Console::Interactive { gdb: true }));
+        assert!(inter.contains("-nographic -serial mon:stdio -s -S -kernel"), "{inter}");
+        assert!(!inter.contains("-monitor none"), "{inter}");
+    }
+
+    #[test]
+    fn display_command_quotes() {
+        let mut c = Command::new("q");
+        c.args(["a b", "it's", "plain"]);
+        assert_eq!(display_command(&c), r"q 'a b' 'it'\''s' plain");
+    }
+}
