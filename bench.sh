@@ -7,7 +7,7 @@
 # block VCP serves the VM: MB/s, IOPS, latency). Not part of ./test.sh.
 #
 # Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v]
-#                   [--runs N] [--vm-only | --no-vm] [--no-blk] [--vm-system FILE] [SYSTEM...]
+#                   [--runs N] [--vm-only | --no-vm | --blk-only] [--no-blk] [--vm-system FILE] [SYSTEM...]
 #   (default system: tests/systems/bench.system; relative paths are from here)
 set -euo pipefail
 export PATH=/usr/bin:$PATH # Debian's toolchain before rustup's, if any

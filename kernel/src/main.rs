@@ -20,9 +20,10 @@ mod arch;
 use core::fmt::Write;
 use core::ptr::addr_of_mut;
 
-use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
 use vcpos_abi::console::{KERNEL_ERROR, KERNEL_INFO};
+use vcpos_abi::esr;
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
@@ -177,7 +178,7 @@ fn kernel_image() -> (u64, u64) {
 
 /// Chooses the next thread, idling (`wfi`, interrupts polled) while none is
 /// runnable; then loads its address space, points TPIDR_EL2 at its registers and
-/// programs the timer for its budget.
+/// programs the timer for its budget (only when the deadline changed).
 fn reschedule(st: &mut State) {
     loop {
         // Before another thread can run: an SError that became pending meanwhile
@@ -185,7 +186,9 @@ fn reschedule(st: &mut State) {
         charge_pending_serror(st);
         let now = timer::now();
         let next = st.kernel.schedule(now);
-        timer::set_deadline(st.kernel.next_deadline(now));
+        if let Some(deadline) = st.kernel.arm_timer(now) {
+            timer::set_deadline(deadline);
+        }
         if next.is_some() {
             break;
         }
@@ -231,7 +234,10 @@ fn poll_interrupts(st: &mut State) {
             break;
         }
         match intid {
-            i if i as u64 == arch::board::TIMER_IRQ => timer::set_deadline(None),
+            i if i as u64 == arch::board::TIMER_IRQ => {
+                timer::set_deadline(None);
+                st.kernel.timer_fired();
+            }
             vcpu::VTIMER_PPI => {
                 gic::disable_ppi(vcpu::VTIMER_PPI);
                 if let Some(v) = st.vcpu.loaded() {
@@ -260,7 +266,7 @@ extern "C" fn vcpos_handle_lower_sync() {
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
         st.kernel.handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
-    } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
+    } else if esr::class(esr) == esr::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
         st.kernel.handle_fault(&mut st.machine, esr, far);
@@ -274,6 +280,7 @@ extern "C" fn vcpos_handle_lower_irq() {
     // SAFETY: the only call to `state` in this exception entry.
     let st = unsafe { state() };
     charge_pending_serror(st);
+    st.kernel.note_interrupt_entry();
     poll_interrupts(st);
     reschedule(st);
 }
@@ -295,9 +302,7 @@ extern "C" fn vcpos_handle_lower_serror() {
 #[no_mangle]
 extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
-    let elr: u64;
-    // SAFETY: reading ELR_EL2 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
+    let elr = ELR_EL2.get();
     let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
     kprintln!("{KERNEL_ERROR} {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();

@@ -17,6 +17,34 @@ pub struct BenchResult {
     pub median_ticks: u64,
     /// Number of iterations measured.
     pub iterations: u64,
+    /// Kernel work per iteration, when the benchmark read the kernel's counters.
+    pub per_op: Option<PerOp>,
+}
+
+/// Kernel events per benchmark iteration, in hundredths (`switches_per_op=2.01`
+/// is 201), from the kernel's event counters read before and after the timed loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerOp {
+    /// Context switches per iteration (all threads), ×100.
+    pub switches_x100: u64,
+    /// Kernel entries per iteration (all threads), ×100.
+    pub entries_x100: u64,
+}
+
+/// Parses a decimal with at most two fraction digits ("2", "2.5", "2.05") into
+/// hundredths.
+fn hundredths(value: &str) -> Option<u64> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    if frac.len() > 2 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac = format!("{frac:0<2}").parse::<u64>().ok()?;
+    int.parse::<u64>().ok()?.checked_mul(100)?.checked_add(frac)
+}
+
+/// Formats hundredths as a decimal with two fraction digits.
+fn show_hundredths(v: u64) -> String {
+    format!("{}.{:02}", v / 100, v % 100)
 }
 
 /// The word that marks a benchmark line (at the start of the line or after a PD's
@@ -29,8 +57,18 @@ fn parse_line(text: &str) -> Result<BenchResult, String> {
     words.next(); // "BENCH"
     let name = words.next().ok_or("no benchmark name")?.to_string();
     let (mut ns, mut ticks, mut iters) = (None, None, None);
+    let (mut switches, mut entries) = (None, None);
     for w in words {
         let (key, value) = w.split_once('=').ok_or_else(|| format!("'{w}' is not key=value"))?;
+        let decimal = match key {
+            "switches_per_op" => Some(&mut switches),
+            "entries_per_op" => Some(&mut entries),
+            _ => None,
+        };
+        if let Some(slot) = decimal {
+            *slot = Some(hundredths(value).ok_or_else(|| format!("{key}={value} is not a decimal with up to 2 places"))?);
+            continue;
+        }
         let slot = match key {
             "median_ns" => &mut ns,
             "median_ticks" => &mut ticks,
@@ -46,6 +84,11 @@ fn parse_line(text: &str) -> Result<BenchResult, String> {
         median_ns: need(ns, "median_ns")?,
         median_ticks: need(ticks, "median_ticks")?,
         iterations: need(iters, "iterations")?,
+        per_op: match (switches, entries) {
+            (Some(s), Some(e)) => Some(PerOp { switches_x100: s, entries_x100: e }),
+            (None, None) => None,
+            _ => return Err("switches_per_op= and entries_per_op= come together".into()),
+        },
     })
 }
 
@@ -65,39 +108,51 @@ pub fn parse(output: &str) -> Result<Vec<BenchResult>, String> {
     Ok(results)
 }
 
-/// The results as an aligned text table.
+/// The results as an aligned text table (with kernel work per iteration when any
+/// result has it).
 pub fn table(results: &[BenchResult]) -> String {
-    let headers = ["benchmark", "median ns", "median ticks", "iterations"];
-    let rows: Vec<[String; 4]> = results
+    let with_per_op = results.iter().any(|r| r.per_op.is_some());
+    let mut headers = vec!["benchmark", "median ns", "median ticks", "iterations"];
+    if with_per_op {
+        headers.extend(["switches/op", "entries/op"]);
+    }
+    let rows: Vec<Vec<String>> = results
         .iter()
-        .map(|r| [r.name.clone(), r.median_ns.to_string(), r.median_ticks.to_string(), r.iterations.to_string()])
+        .map(|r| {
+            let mut row = vec![r.name.clone(), r.median_ns.to_string(), r.median_ticks.to_string(), r.iterations.to_string()];
+            if with_per_op {
+                let (s, e) = match r.per_op {
+                    Some(p) => (show_hundredths(p.switches_x100), show_hundredths(p.entries_x100)),
+                    None => ("-".into(), "-".into()),
+                };
+                row.extend([s, e]);
+            }
+            row
+        })
         .collect();
-    let mut width = headers.map(str::len);
+    let mut width: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 4]| {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2],
-            w3 = width[3]
-        );
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&width).enumerate() {
+            if i == 0 {
+                let _ = write!(text, "{cell:<w$}");
+            } else {
+                let _ = write!(text, "  {cell:>w$}");
+            }
+        }
+        let _ = writeln!(out, "{text}");
     };
-    line(headers);
-    let rule = width.map(|w| "-".repeat(w));
-    line([&rule[0], &rule[1], &rule[2], &rule[3]]);
+    line(&headers);
+    let rule: Vec<String> = width.iter().map(|&w| "-".repeat(w)).collect();
+    line(&rule.iter().map(String::as_str).collect::<Vec<_>>());
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3]]);
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     out
 }
@@ -116,8 +171,14 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                BenchResult { name: "ppc_roundtrip".into(), median_ns: 1520, median_ticks: 95, iterations: 1000 },
-                BenchResult { name: "notify".into(), median_ns: 800, median_ticks: 50, iterations: 1000 },
+                BenchResult {
+                    name: "ppc_roundtrip".into(),
+                    median_ns: 1520,
+                    median_ticks: 95,
+                    iterations: 1000,
+                    per_op: None
+                },
+                BenchResult { name: "notify".into(), median_ns: 800, median_ticks: 50, iterations: 1000, per_op: None },
             ]
         );
         let t = table(&r);
@@ -125,6 +186,28 @@ mod tests {
         assert_eq!(lines[0], "benchmark      median ns  median ticks  iterations");
         assert_eq!(lines[2], "ppc_roundtrip       1520            95        1000");
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn parses_and_shows_kernel_work_per_op() {
+        let out = "BENCH ppc_roundtrip median_ns=1520 median_ticks=95 iterations=1000 switches_per_op=2.00 entries_per_op=2.5\n\
+                   BENCH other median_ns=1 median_ticks=1 iterations=1\n";
+        let r = parse(out).unwrap();
+        assert_eq!(r[0].per_op, Some(PerOp { switches_x100: 200, entries_x100: 250 }));
+        assert_eq!(r[1].per_op, None);
+        let t = table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "benchmark      median ns  median ticks  iterations  switches/op  entries/op");
+        assert_eq!(lines[2], "ppc_roundtrip       1520            95        1000         2.00        2.50");
+        assert_eq!(lines[3], "other                  1             1           1            -           -");
+        for (bad, why) in [
+            ("BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=2.001 entries_per_op=1", "up to 2 places"),
+            ("BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=2", "come together"),
+            ("BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=a entries_per_op=1", "switches_per_op=a"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -19,6 +19,10 @@ use vcpos_tool::runner::Step;
 /// Byte offset of the ext2/3/4 superblock's magic (0xef53, little-endian) in the disk.
 const EXT_MAGIC_OFFSET: u64 = 1024 + 0x38;
 
+/// Keeps the guest kernel's informational messages (ext4's mount lines, ...) off the
+/// console, so that none lands inside a line a step waits for; panics still show.
+const QUIET: &str = "dmesg -n 1";
+
 /// Reads `len` bytes at `offset` of the host file `path`.
 fn read_host(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::io::{Read, Seek, SeekFrom};
@@ -39,6 +43,7 @@ fn ext4_round_trip(sut: &Sut, label: &str) {
     let timeout = linux::timeout(LINUX_TIMEOUT, 1);
     let same = "[ \"$(cat /mnt/f1 /mnt/f2 /mnt/f3 | md5sum)\" = \"$(cat /mnt/sum)\" ]";
     let mut script = until_ready();
+    script.extend(sut.checked(QUIET, "quiet"));
     script.extend(sut.checked("mkfs.ext4 -F -q /dev/vda", "mkfs"));
     script.extend(sut.checked("mount -t ext4 /dev/vda /mnt", "mount"));
     script.extend(sut.checked(
@@ -62,6 +67,7 @@ fn ext4_round_trip(sut: &Sut, label: &str) {
 
     // Second boot: /init mounts the file system; the files are as written.
     let mut again = until_ready();
+    again.extend(sut.checked(QUIET, "quiet"));
     again.extend(sut.checked(&format!("grep -q '^/dev/vda /mnt ext4 ' /proc/mounts && {same}"), "persist"));
     again.extend(sut.checked("umount /mnt && e2fsck -f -n /dev/vda", "fsck2"));
     let c = sut.run(&disk, "", again.clone(), timeout).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -87,6 +93,7 @@ fn pattern_survives_cache_drop(sut: &Sut, label: &str) {
     create_disk(&disk, DISK_MIB, false).unwrap_or_else(|e| panic!("{e}"));
     let dev = "/dev/vda";
     let mut script = until_ready();
+    script.extend(sut.checked(QUIET, "quiet"));
     script.extend(sut.checked(&format!("{BLK_COMMAND} fill {dev} {PATTERN_MIB} {SEED}"), "fill"));
     script.extend(sut.checked("sync && echo 3 > /proc/sys/vm/drop_caches", "drop"));
     script.extend(sut.checked(&format!("{BLK_COMMAND} verify {dev} {PATTERN_MIB} {SEED}"), "verify"));

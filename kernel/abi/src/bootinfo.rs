@@ -309,6 +309,8 @@ pub enum ListedRange {
     },
     /// The page-table pool.
     PageTablePool,
+    /// The IPC buffer page of PD `i` (the kernel writes it during syscalls).
+    IpcBuffer(usize),
 }
 
 /// Memory the blob's ranges must stay out of.
@@ -341,6 +343,7 @@ impl core::fmt::Display for RangeError {
             ListedRange::Zero(i) => write!(f, "zero range {i}")?,
             ListedRange::Map { pd, map } => write!(f, "map {map} (of PD {pd})")?,
             ListedRange::PageTablePool => write!(f, "the page-table pool")?,
+            ListedRange::IpcBuffer(pd) => write!(f, "the IPC buffer of PD {pd}")?,
         }
         write!(f, " at {:#x}+{:#x} ", self.paddr, self.size)?;
         match self.overlaps {
@@ -362,8 +365,8 @@ fn overlap(a: u64, a_size: u64, b: u64, b_size: u64) -> bool {
 }
 
 impl BootInfo<'_> {
-    /// Checks every physical range the blob lists (zero ranges, PD maps, the
-    /// page-table pool) against the kernel image (`kernel` = physical address and
+    /// Checks every physical range the blob lists (zero ranges, PD maps, PD IPC
+    /// buffers, the page-table pool) against the kernel image (`kernel` = physical address and
     /// size) and the blob itself (`blob`), and the zero ranges and maps against the
     /// page-table pool: zeroing or mapping any of those would corrupt the kernel.
     /// Returns the first offending range.
@@ -390,6 +393,9 @@ impl BootInfo<'_> {
         }
         for pd in 0..self.num_pds() {
             let d = self.pd(pd);
+            if d.kind == THREAD_PD {
+                check(ListedRange::IpcBuffer(pd), d.ipc_buffer_paddr, 4096, true)?;
+            }
             for map in d.maps_first as usize..(d.maps_first + d.maps_count) as usize {
                 let m = self.map(map);
                 check(ListedRange::Map { pd, map }, m.paddr, m.size, true)?;
@@ -524,6 +530,13 @@ mod tests {
         let e = check(&good, &[ZeroDesc { paddr: u64::MAX - 0xfff, size: 0x2000 }], pool).unwrap_err();
         assert_eq!(e.overlaps, None);
         assert!(e.to_string().contains("wraps around"));
+        // An IPC buffer (written by the kernel) inside the page-table pool.
+        let mut bad_ipc = pd("a", NO_PARENT);
+        bad_ipc.ipc_buffer_paddr = 0x4400_8000;
+        let blob = write(pool.0, pool.1, &[bad_ipc], &good, &caps, &[], &zero);
+        let e = BootInfo::parse(&blob).unwrap().check_ranges(kernel, blob_at).unwrap_err();
+        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::IpcBuffer(0), Some(Reserved::PageTablePool)));
+        assert!(e.to_string().starts_with("the IPC buffer of PD 0 at 0x44008000+0x1000 overlaps"), "{e}");
         // Touching (not overlapping) is fine.
         assert_eq!(check(&[map(0x4018_0000, 0x1000)], &[ZeroDesc { paddr: 0x4300_2000, size: 0x1000 }], pool), Ok(()));
     }

@@ -58,6 +58,12 @@ pub enum Sysno {
     /// Make virtual interrupt `x1` (an INTID below 1020) pending on the vCPU and
     /// wake it if it waits for interrupts. Cap: vCPU.
     VcpuInjectIrq = 14,
+    /// Read a thread's event counters: `x2` = msginfo with
+    /// [`crate::counters::Counters::WORDS`] message registers holding a
+    /// [`crate::counters::Counters`], `x1` = the thread's index. Cap: a child TCB or
+    /// vCPU (that thread), the input (the caller itself), or the debug console (any
+    /// thread: index in `x1`; present in Microkit's `debug`/`benchmark` configs).
+    ThreadCounters = 15,
 }
 
 impl Sysno {
@@ -79,6 +85,7 @@ impl Sysno {
             12 => Sysno::VcpuReadReg,
             13 => Sysno::VcpuWriteReg,
             14 => Sysno::VcpuInjectIrq,
+            15 => Sysno::ThreadCounters,
             _ => return None,
         })
     }
@@ -147,10 +154,10 @@ mod tests {
 
     #[test]
     fn sysno_round_trips() {
-        for n in 0..=14 {
+        for n in 0..=15 {
             assert_eq!(Sysno::from_u64(n).map(|s| s as u64), Some(n));
         }
-        assert_eq!(Sysno::from_u64(15), None);
+        assert_eq!(Sysno::from_u64(16), None);
         assert_eq!(Sysno::from_u64(u64::MAX), None);
     }
 

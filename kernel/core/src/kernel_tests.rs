@@ -609,3 +609,4 @@ fn a_queued_child_fault_survives_its_parents_fault() {
 mod budgets;
 mod replies;
 mod vgic;
+mod counters;

@@ -57,6 +57,11 @@ impl ReadyQueues {
         self.bitmap[p / 64] |= 1 << (p % 64);
     }
 
+    /// True if no thread is queued at priority `p`.
+    pub fn is_empty_at(&self, p: u8) -> bool {
+        self.bitmap[p as usize / 64] & (1 << (p % 64)) == 0
+    }
+
     /// The highest priority with a ready thread.
     pub fn highest(&self) -> Option<u8> {
         (0..self.bitmap.len()).rev().find_map(|w| {

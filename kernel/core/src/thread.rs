@@ -2,6 +2,7 @@
 
 use crate::cspace::{CSpace, ThreadIndex};
 use crate::vgic::MAX_LRS;
+use vcpos_abi::counters::{GuestExit, ThreadCounters};
 
 /// Registers saved on every kernel entry from a PD. The layout is shared with the
 /// exception-entry assembly (`kernel/src/arch/vectors.rs`): do not reorder.
@@ -188,6 +189,8 @@ pub struct Tcb {
     pub vcpu_reset: bool,
     /// vCPUs: the vGIC list registers while another vCPU has the CPU's.
     pub saved_lrs: [u64; MAX_LRS],
+    /// Event counters (read with the `ThreadCounters` syscall).
+    pub counters: ThreadCounters,
 }
 
 impl Tcb {
@@ -231,6 +234,19 @@ impl Tcb {
             virqs: VirqSet::new(),
             vcpu_reset: false,
             saved_lrs: [0; MAX_LRS],
+            counters: ThreadCounters {
+                kernel_entries: 0,
+                switches_to: 0,
+                switches_from: 0,
+                notifications_sent: 0,
+                notifications_received: 0,
+                ppc_calls: 0,
+                ppc_served: 0,
+                faults: 0,
+                budget_exhaustions: 0,
+                time_run: 0,
+                guest_exits: [0; GuestExit::COUNT],
+            },
         }
     }
 

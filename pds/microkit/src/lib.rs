@@ -25,6 +25,8 @@
 //! - [`Vcpu`]: control of a VM's vCPUs by its VMM (libmicrokit's `microkit_vcpu_*`).
 //! - [`SharedRegion`] / [`shared_region!`]: bounds-checked access to a memory region
 //!   (the only `unsafe` for region memory), instead of raw `memory_region_symbol!` pointers.
+//! - [`counters`]: the kernel's event counters of this PD, its children and vCPUs,
+//!   or (with the debug capability) any thread.
 //! - The passive-PD handshake with a monitor is not needed: the kernel makes a
 //!   passive PD passive itself.
 #![cfg_attr(not(test), no_std)]
@@ -37,6 +39,7 @@ extern crate alloc;
 extern crate std;
 
 mod channel;
+pub mod counters;
 mod defer;
 mod entry;
 mod event_loop;

@@ -99,6 +99,13 @@ pub fn time_now() -> Result<(u64, u64), Error> {
     syscall(Sysno::TimeNow, vcpos_abi::cap::slot::INPUT, 0, 0).map(|r| (r.x1, r.x2))
 }
 
+/// Reads the event counters of the thread `cptr` names (a child TCB or vCPU, the
+/// input for this PD itself, or the debug console with the thread's index in
+/// `index`) into the message registers; returns the thread's index.
+pub fn thread_counters(cptr: u64, index: u64) -> Result<u64, Error> {
+    syscall(Sysno::ThreadCounters, cptr, index, 0).map(|r| r.x1)
+}
+
 /// Reads the virtual counter (`CNTVCT_EL0`) directly. The kernel must allow EL0
 /// counter access; [`time_now`] works without it.
 #[inline]

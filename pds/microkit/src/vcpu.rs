@@ -26,7 +26,7 @@ impl Vcpu {
         self.index
     }
 
-    fn cap(&self) -> u64 {
+    pub(crate) fn cap(&self) -> u64 {
         slot::BASE_VCPU + self.index as u64
     }
 

@@ -38,6 +38,9 @@ struct Cli {
     /// side comes with the block VCP).
     #[arg(long)]
     no_blk: bool,
+    /// Only the block benchmark.
+    #[arg(long, conflicts_with_all = ["no_vm", "no_blk", "vm_only", "systems"])]
+    blk_only: bool,
     /// The system with the Linux VM for the VM benchmarks (default: the repository's
     /// system.xml).
     #[arg(long, value_name = "SYSTEM")]
@@ -103,18 +106,20 @@ fn bench_systems(cli: &Cli) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut ok = true;
-    if !cli.vm_only {
+    if !cli.vm_only && !cli.blk_only {
         ok &= bench_systems(&cli);
     }
     if !cli.no_vm {
         let system = cli.vm_system.as_deref().map_or_else(|| workspace_root().join("system.xml"), from_cwd);
-        ok &= vm::run(&VmBenchOptions {
-            system: system.clone(),
-            config: cli.config.clone(),
-            runs: cli.runs as usize,
-            timeout: Duration::from_secs(cli.timeout),
-            verbose: cli.verbose,
-        });
+        if !cli.blk_only {
+            ok &= vm::run(&VmBenchOptions {
+                system: system.clone(),
+                config: cli.config.clone(),
+                runs: cli.runs as usize,
+                timeout: Duration::from_secs(cli.timeout),
+                verbose: cli.verbose,
+            });
+        }
         if !cli.no_blk {
             let sut = Sut::Direct { system };
             ok &= disk::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);

@@ -1,7 +1,8 @@
 //! Control syscalls: a parent's child TCBs, IRQ acknowledgement, debug output and
 //! the time.
 
-use vcpos_abi::msg::{DEBUG_AREA_OFFSET, DEBUG_AREA_SIZE};
+use vcpos_abi::counters::Counters;
+use vcpos_abi::msg::{MsgInfo, DEBUG_AREA_OFFSET, DEBUG_AREA_SIZE};
 use vcpos_abi::syscall::Error;
 
 use super::{Args, Kernel};
@@ -49,6 +50,42 @@ impl Kernel {
         };
         let (hz, now) = (plat.counter_hz(), plat.now());
         self.set_ret(t, 0, hz, now);
+        Ok(())
+    }
+
+    /// `ThreadCounters`: a thread's event counters (and the kernel's) into the
+    /// caller's message registers. The capability says which thread: a child TCB or
+    /// vCPU names it, the input names the caller, the debug console lets `a1` name
+    /// any thread.
+    pub(super) fn sys_thread_counters(
+        &mut self,
+        plat: &mut impl Platform,
+        t: ThreadIndex,
+        args: Args,
+    ) -> Result<(), Error> {
+        let target = match args.cap {
+            Cap::Input => t,
+            Cap::Tcb { pd } => pd,
+            Cap::Vcpu { thread } => thread,
+            Cap::DebugConsole => ThreadIndex::try_from(args.a1)
+                .ok()
+                .filter(|&i| (i as usize) < self.num_threads)
+                .ok_or(Error::InvalidArgument)?,
+            _ => return Err(Error::InvalidCapability),
+        };
+        let mut c = Counters {
+            thread: self.tcbs[target as usize].counters,
+            kernel: self.counters,
+        };
+        if Some(target) == self.current {
+            // Include the run so far (not yet charged).
+            c.thread.time_run += plat.now().saturating_sub(self.charged_at);
+        }
+        let ipc = self.tcbs[t as usize].ipc_buffer;
+        for (i, w) in c.to_words().iter().enumerate() {
+            plat.write_word(ipc + 8 * i as u64, *w);
+        }
+        self.set_ret(t, 0, target as u64, MsgInfo::new(0, Counters::WORDS).0);
         Ok(())
     }
 

@@ -140,6 +140,8 @@ impl Kernel {
     /// console and the PD is stopped. Nothing else is affected.
     pub fn handle_fault(&mut self, plat: &mut impl Platform, esr: u64, far: u64) {
         let Some(t) = self.current else { return };
+        self.tcbs[t as usize].counters.kernel_entries += 1;
+        self.tcbs[t as usize].counters.faults += 1;
         let ctx = self.tcbs[t as usize].ctx;
         let f = fault::decode(esr, far, ctx.pc, ctx.sp, ctx.spsr);
         self.fail_peers(t);

@@ -18,6 +18,7 @@ impl Kernel {
         let Cap::Notification { pd, badge } = args.cap else {
             return Err(Error::InvalidCapability);
         };
+        self.tcbs[t as usize].counters.notifications_sent += 1;
         self.signal(pd, badge);
         self.set_ret(t, 0, 0, 0);
         Ok(())
@@ -53,6 +54,7 @@ impl Kernel {
     /// ORs `badge` into `r`'s notification word and wakes it if it waits.
     pub(super) fn signal(&mut self, r: ThreadIndex, badge: u64) {
         let tr = &mut self.tcbs[r as usize];
+        tr.counters.notifications_received += 1;
         tr.notification |= badge;
         if tr.state == ThreadState::BlockedRecv {
             let bits = core::mem::take(&mut tr.notification);
@@ -79,6 +81,7 @@ impl Kernel {
             return Err(Error::PeerDead);
         }
         let tt = &mut self.tcbs[t as usize];
+        tt.counters.ppc_calls += 1;
         tt.pending = PendingMessage {
             badge,
             info: info.0,
@@ -126,6 +129,7 @@ impl Kernel {
                     plat.write_word(to + 8 * i, w);
                 }
                 self.tcbs[s as usize].state = ThreadState::BlockedCall { server: r };
+                self.tcbs[r as usize].counters.ppc_served += 1;
             }
         }
         self.set_ret(r, 0, msg.badge, msg.info);

@@ -18,6 +18,7 @@ mod ipc;
 mod schedule;
 mod vcpu;
 
+use vcpos_abi::counters::{GuestExit, KernelCounters};
 use vcpos_abi::syscall::{Error, Sysno};
 
 use crate::cspace::{Cap, ThreadIndex};
@@ -52,6 +53,10 @@ pub struct Kernel {
     charged_at: u64,
     /// Earliest pending budget refill, if any thread is throttled.
     next_refill: Option<u64>,
+    /// The timer deadline last programmed (`None`: disarmed).
+    armed: Option<u64>,
+    /// Kernel-wide event counters.
+    counters: KernelCounters,
 }
 
 impl Default for Kernel {
@@ -83,6 +88,11 @@ impl Kernel {
             irqs: [None; MAX_IRQ_ROUTES],
             charged_at: 0,
             next_refill: None,
+            armed: None,
+            counters: KernelCounters {
+                timer_interrupts: 0,
+                timer_arms: 0,
+            },
         }
     }
 
@@ -119,6 +129,7 @@ impl Kernel {
     /// the capability, runs the syscall, and on error puts the code in `x0`.
     pub fn handle_syscall(&mut self, plat: &mut impl Platform) {
         let Some(t) = self.current else { return };
+        self.tcbs[t as usize].counters.kernel_entries += 1;
         let ctx = self.tcbs[t as usize].ctx;
         let result = match Sysno::from_u64(ctx.x[8]) {
             None => Err(Error::InvalidSyscall),
@@ -159,6 +170,30 @@ impl Kernel {
             Sysno::VcpuReadReg => self.sys_vcpu_read_reg(t, args),
             Sysno::VcpuWriteReg => self.sys_vcpu_write_reg(t, args),
             Sysno::VcpuInjectIrq => self.sys_vcpu_inject_irq(t, args),
+            Sysno::ThreadCounters => self.sys_thread_counters(plat, t, args),
         }
+    }
+
+    /// The kernel was entered by an interrupt while the current thread ran (counted
+    /// as its kernel entry, and for a vCPU as a guest exit).
+    pub fn note_interrupt_entry(&mut self) {
+        if let Some(c) = self.current {
+            let t = &mut self.tcbs[c as usize];
+            t.counters.kernel_entries += 1;
+            if t.kind == crate::thread::ThreadKind::Vcpu {
+                t.counters.guest_exits[GuestExit::Interrupt as usize] += 1;
+            }
+        }
+    }
+
+    /// The kernel's timer fired (and the arch layer disarmed it).
+    pub fn timer_fired(&mut self) {
+        self.counters.timer_interrupts += 1;
+        self.armed = None;
+    }
+
+    /// Kernel-wide counters.
+    pub fn kernel_counters(&self) -> KernelCounters {
+        self.counters
     }
 }

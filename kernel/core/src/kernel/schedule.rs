@@ -40,6 +40,7 @@ impl Kernel {
         if let Some(c) = self.current {
             let used = now.saturating_sub(self.charged_at);
             let t = &mut self.tcbs[c as usize];
+            t.counters.time_run += used;
             t.debt = t.debt.saturating_add(used.saturating_sub(t.remaining));
             t.remaining = t.remaining.saturating_sub(used);
         }
@@ -87,6 +88,7 @@ impl Kernel {
             if self.tcbs[ci].state == ThreadState::Ready && self.tcbs[ci].refill_at.is_none() {
                 if self.tcbs[ci].remaining == 0 {
                     let t = &mut self.tcbs[ci];
+                    t.counters.budget_exhaustions += 1;
                     if t.period <= t.budget {
                         // Round robin: an overrun shortens the next time slice.
                         t.remaining = t.budget - core::mem::take(&mut t.debt).checked_rem(t.budget).unwrap_or(0);
@@ -103,17 +105,54 @@ impl Kernel {
                 }
             }
         }
-        self.current = self.ready.pop_highest(&mut self.tcbs);
+        let next = self.ready.pop_highest(&mut self.tcbs);
+        if next != self.current {
+            if let Some(prev) = self.current {
+                self.tcbs[prev as usize].counters.switches_from += 1;
+            }
+            if let Some(n) = next {
+                self.tcbs[n as usize].counters.switches_to += 1;
+            }
+        }
+        self.current = next;
         self.current
     }
 
     /// When the timer must next fire: the current thread's budget end or the
     /// earliest refill.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        let budget_end = self.current.map(|c| now + self.tcbs[c as usize].remaining.max(1));
+        let budget_end = self
+            .current
+            .filter(|&c| !self.alone_in_round_robin(c))
+            .map(|c| now + self.tcbs[c as usize].remaining.max(1));
         match (budget_end, self.next_refill) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// True if `c` is in round robin (`budget == period`) with nobody ready at its
+    /// priority: its budget end would rotate it with itself, so no timer is needed
+    /// for it. (Anything that makes a peer ready enters the kernel, which then arms
+    /// the timer; time used meanwhile is charged as usual, and the overrun of the
+    /// slice carries over as in any round robin.)
+    fn alone_in_round_robin(&self, c: ThreadIndex) -> bool {
+        let t = &self.tcbs[c as usize];
+        t.period <= t.budget && self.ready.is_empty_at(t.priority)
+    }
+
+    /// The timer deadline to program after scheduling at `now`, if it differs from
+    /// the one programmed last ([`Kernel::next_deadline`]); counts the re-arms.
+    /// `Some(None)` means disarm.
+    pub fn arm_timer(&mut self, now: u64) -> Option<Option<u64>> {
+        let deadline = self.next_deadline(now);
+        if deadline == self.armed {
+            return None;
+        }
+        self.armed = deadline;
+        if deadline.is_some() {
+            self.counters.timer_arms += 1;
+        }
+        Some(deadline)
     }
 }

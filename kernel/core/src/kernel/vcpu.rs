@@ -3,6 +3,7 @@
 use core::fmt::Write;
 
 use vcpos_abi::console::KERNEL_FAULT;
+use vcpos_abi::counters::GuestExit;
 use vcpos_abi::fault::label;
 use vcpos_abi::syscall::Error;
 use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
@@ -138,6 +139,18 @@ impl Kernel {
     pub fn handle_vcpu_exit(&mut self, plat: &mut impl Platform, esr: u64, far: u64, hpfar: u64, virq_in_flight: bool) {
         let Some(t) = self.current else { return };
         let pc = self.tcbs[t as usize].ctx.pc;
+        let reason = match fault::ec::class(esr) {
+            fault::ec::WFX => GuestExit::Wfx,
+            fault::ec::DABT_LOWER => GuestExit::DataAbort,
+            fault::ec::IABT_LOWER => GuestExit::InstructionAbort,
+            fault::ec::HVC64 => GuestExit::Hvc,
+            fault::ec::SMC64 => GuestExit::Smc,
+            fault::ec::SYSREG => GuestExit::SysReg,
+            _ => GuestExit::Other,
+        };
+        let counters = &mut self.tcbs[t as usize].counters;
+        counters.kernel_entries += 1;
+        counters.guest_exits[reason as usize] += 1;
         match fault::ec::class(esr) {
             fault::ec::WFX => {
                 // ESR.IL: a 32-bit instruction, else a 16-bit (T32) one.

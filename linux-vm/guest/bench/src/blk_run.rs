@@ -247,6 +247,10 @@ fn deep_reads(aio: &mut Aio, disk: &Disk, lat: &mut [u64], depth: usize) -> Resu
     }
     while done < lat.len() {
         let n = aio.wait(&mut events).map_err(|e| BlkError::Sys("io_getevents", e))?;
+        if n == 0 {
+            // Nothing in flight and nothing completed: no way forward (never expected).
+            return Err(BlkError::Sys("io_getevents (no request in flight)", Errno(0)));
+        }
         let now = timing::now();
         for e in &events[..n] {
             let slot = e.data as usize;
