@@ -154,8 +154,10 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
         return Err(StartError::Missing("dma region (with setvar region_paddr dma_paddr)"));
     }
     hal::register(0, dma.vaddr, dma.size, dma_paddr);
-    if !hal::init_bounce() {
-        return Err(StartError::Missing("dma region of at least one page"));
+    if !hal::init_bounce() || !hal::init_heap() {
+        return Err(StartError::Missing(
+            "dma region large enough for the bounce page and the heap",
+        ));
     }
 
     let config_text = Patched {
@@ -212,12 +214,19 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
 
 struct VcpBlk {
     engine: Option<Engine<SharedRegion, VirtioDisk>>,
+    /// Peak of device transfers in flight reported so far.
+    peak: usize,
 }
 
 impl VcpBlk {
     fn run(&mut self) {
         let Some(engine) = self.engine.as_mut() else { return };
         let r = engine.run();
+        let peak = engine.stats().peak_in_flight;
+        if peak > self.peak {
+            self.peak = peak;
+            debug_println!("vcp-blk: {peak} device transfers in flight (new peak)");
+        }
         for i in 0..MAX_CLIENTS {
             if r.cut_off & (1 << i) != 0 {
                 let why = engine.server(i).and_then(|s| s.cut_off());
@@ -251,7 +260,7 @@ impl Handler for VcpBlk {
     }
 }
 
-#[protection_domain(heap_size = 0x4000)]
+#[protection_domain]
 fn init() -> impl Handler {
     let mut vcp = match start() {
         Ok(engine) => {
@@ -260,11 +269,14 @@ fn init() -> impl Handler {
                 "vcp-blk: serving {clients} clients, disk of {} sectors",
                 vcpos_vcp_blk::BlockDevice::capacity_sectors(engine.device())
             );
-            VcpBlk { engine: Some(engine) }
+            VcpBlk {
+                engine: Some(engine),
+                peak: 0,
+            }
         }
         Err(e) => {
             debug_println!("vcp-blk: ERROR: cannot start: {e}");
-            VcpBlk { engine: None }
+            VcpBlk { engine: None, peak: 0 }
         }
     };
     vcp.run();
