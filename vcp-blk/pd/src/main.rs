@@ -7,7 +7,8 @@
 //! - `virtio_mmio`: the device page (uncached), `setvar_vaddr="virtio_mmio"`; the PD
 //!   finds the block transport in it and refuses to start if another device is in
 //!   use in the same page;
-//! - `dma`: `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"`, and a
+//! - `dma` (64 KiB: virtqueue, request headers, a bounce page and the PD's heap):
+//!   `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"`, and a
 //!   `<setvar symbol="dma_paddr" region_paddr="..."/>`;
 //! - `config`: the prefilled configuration text (`vcpos_vcp_blk::config`),
 //!   `setvar_vaddr="config_vaddr"`, `setvar_prefill_size="config_size"`;
