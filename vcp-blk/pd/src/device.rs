@@ -18,10 +18,8 @@ use crate::hal::{carve, VcpHal};
 
 /// Request slots: the driver's virtqueue has 16 descriptors.
 const SLOTS: usize = 16;
-/// With indirect descriptors a transfer takes one virtqueue descriptor. (A device
-/// without them takes 3 per transfer; the driver then says QueueFull earlier, which
-/// the engine handles.)
-const MAX_IN_FLIGHT: usize = SLOTS;
+/// Without indirect descriptors a transfer takes 3 descriptors (header, data, status).
+const MAX_IN_FLIGHT: usize = SLOTS / 3;
 
 #[derive(Clone, Copy)]
 struct Op {

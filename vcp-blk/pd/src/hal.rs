@@ -98,29 +98,6 @@ pub fn carve(bytes: usize) -> Option<(NonNull<u8>, PhysAddr)> {
     Some((vaddr, (r.paddr.load(Ordering::Relaxed) + at) as PhysAddr))
 }
 
-/// The PD's heap: the engine's tables and the driver's indirect descriptor lists, so
-/// it must be memory the device can reach: a piece of the DMA region
-/// ([`init_heap`]). Allocations before that fail (none are made).
-#[global_allocator]
-static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
-
-/// Bytes of the DMA region given to the heap.
-pub const HEAP_BYTES: usize = 0x8000;
-
-/// Gives the heap its memory from the DMA region; false if the region is too small.
-pub fn init_heap() -> bool {
-    match carve(HEAP_BYTES) {
-        Some((v, _)) => {
-            // SAFETY: carve hands out each part of the DMA region once, so this memory
-            // (HEAP_BYTES, mapped read-write for the PD's life) is the heap's alone;
-            // init is called once, before any allocation.
-            unsafe { HEAP.lock().init(v.as_ptr(), HEAP_BYTES) };
-            true
-        }
-        None => false,
-    }
-}
-
 /// The HAL type given to `VirtIOBlk`.
 pub struct VcpHal;
 

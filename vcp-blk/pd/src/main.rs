@@ -7,7 +7,7 @@
 //! - `virtio_mmio`: the device page (uncached), `setvar_vaddr="virtio_mmio"`; the PD
 //!   finds the block transport in it and refuses to start if another device is in
 //!   use in the same page;
-//! - `dma` (64 KiB: virtqueue, request headers, a bounce page and the PD's heap):
+//! - `dma` (64 KiB: virtqueue, request headers and a bounce page):
 //!   `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"`, and a
 //!   `<setvar symbol="dma_paddr" region_paddr="..."/>`;
 //! - `config`: the prefilled configuration text (`vcpos_vcp_blk::config`),
@@ -155,10 +155,8 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
         return Err(StartError::Missing("dma region (with setvar region_paddr dma_paddr)"));
     }
     hal::register(0, dma.vaddr, dma.size, dma_paddr);
-    if !hal::init_bounce() || !hal::init_heap() {
-        return Err(StartError::Missing(
-            "dma region large enough for the bounce page and the heap",
-        ));
+    if !hal::init_bounce() {
+        return Err(StartError::Missing("dma region large enough for the bounce page"));
     }
 
     let config_text = Patched {
@@ -261,7 +259,7 @@ impl Handler for VcpBlk {
     }
 }
 
-#[protection_domain]
+#[protection_domain(heap_size = 0x4000)]
 fn init() -> impl Handler {
     let mut vcp = match start() {
         Ok(engine) => {
