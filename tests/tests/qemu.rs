@@ -108,11 +108,24 @@ fn root_system_guest_ram_uses_stage2_blocks() {
     let system = vcpos_tool::sdf::load_with(&path, &[vcpos_tests::artifact_dir(), vcpos_tests::guest_dir()])
         .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
         .system;
-    let vm = system.pds.iter().find_map(|pd| pd.virtual_machine.as_ref()).expect("system.xml has a VM");
-    let ram: Vec<_> =
-        vm.maps.iter().map(|m| &system.memory_regions[m.mr]).filter(|mr| mr.phys_addr.is_none()).collect();
+    let vm = system
+        .pds
+        .iter()
+        .find_map(|pd| pd.virtual_machine.as_ref())
+        .expect("system.xml has a VM");
+    let ram: Vec<_> = vm
+        .maps
+        .iter()
+        .map(|m| &system.memory_regions[m.mr])
+        .filter(|mr| mr.phys_addr.is_none())
+        .collect();
     assert!(!ram.is_empty(), "the VM maps no RAM");
     for mr in ram {
-        assert_eq!(mr.page_size, vcpos_abi::vspace::LARGE_PAGE_SIZE, "guest RAM region '{}' has small pages", mr.name);
+        assert_eq!(
+            mr.page_size,
+            vcpos_abi::vspace::LARGE_PAGE_SIZE,
+            "guest RAM region '{}' has small pages",
+            mr.name
+        );
     }
 }
