@@ -14,6 +14,7 @@ pub mod baremetal;
 pub mod bench;
 pub mod disk;
 pub mod linux;
+pub mod net;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
