@@ -393,11 +393,35 @@ pub fn bench_script(port: u16) -> Vec<Step> {
     s
 }
 
-/// One run's figures: (test, MTU, Mb/s) for TX and RX, and the median round trip, ns.
+/// One TX or RX test's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Throughput {
+    /// `net_tx` or `net_rx`.
+    pub name: String,
+    /// eth0's MTU.
+    pub mtu: u32,
+    /// Megabits (10^6) per second.
+    pub mbit_per_s: f64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Frames eth0 counted in the data's direction meanwhile, if the guest could read it.
+    pub frames: Option<u64>,
+}
+
+impl Throughput {
+    /// Payload bytes per frame in the data's direction (the mean TCP segment, a little
+    /// less for the few control frames counted with them): shows the frame size the
+    /// MTU actually gave.
+    pub fn bytes_per_frame(&self) -> Option<f64> {
+        self.frames.filter(|&f| f > 0).map(|f| self.bytes as f64 / f as f64)
+    }
+}
+
+/// One run's figures: TX and RX per MTU, and the median round trip, ns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetRun {
-    /// `(net_tx | net_rx, mtu, mbit_per_s)`, in output order.
-    pub throughput: Vec<(String, u32, f64)>,
+    /// The TX and RX tests, in output order.
+    pub throughput: Vec<Throughput>,
     /// The median request/response round trip, ns.
     pub rr_median_ns: u64,
 }
@@ -430,7 +454,24 @@ pub fn parse_run(output: &str) -> Result<NetRun, String> {
                     .parse::<f64>()
                     .map_err(|_| format!("mbit_per_s={m} is not a number in: {line}"))?;
                 let mtu = mtu.ok_or_else(|| format!("no {MTU_TAG} line before: {line}"))?;
-                throughput.push((name.to_string(), mtu, m));
+                let b = field("bytes")?;
+                let bytes = b
+                    .parse::<u64>()
+                    .map_err(|_| format!("bytes={b} is not a whole number in: {line}"))?;
+                let frames = match field("frames") {
+                    Ok(f) => Some(
+                        f.parse::<u64>()
+                            .map_err(|_| format!("frames={f} is not a whole number in: {line}"))?,
+                    ),
+                    Err(_) => None,
+                };
+                throughput.push(Throughput {
+                    name: name.to_string(),
+                    mtu,
+                    mbit_per_s: m,
+                    bytes,
+                    frames,
+                });
             }
             "net_rr" => {
                 let v = field("median_ns")?;
@@ -444,7 +485,7 @@ pub fn parse_run(output: &str) -> Result<NetRun, String> {
     }
     for mtu in MTUS {
         for name in ["net_tx", "net_rx"] {
-            if !throughput.iter().any(|(n, m, _)| n == name && *m == mtu) {
+            if !throughput.iter().any(|t: &Throughput| t.name == name && t.mtu == mtu) {
                 return Err(format!("no 'BENCH {name}' line at MTU {mtu}"));
             }
         }
@@ -467,37 +508,42 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The network table of `side` over `runs`: medians of Mb/s per direction and MTU and
-/// of the round trip; then one summary line each:
-/// `BENCH net_tx_mtu1500 side=<side> mbit_per_s=.. runs=N`, ...,
+/// The network table of `side` over `runs`: medians of Mb/s and of the payload bytes
+/// per frame per direction and MTU, and of the round trip; then one summary line each:
+/// `BENCH net_tx_mtu1500 side=<side> mbit_per_s=.. bytes_per_frame=.. runs=N`, ...,
 /// `BENCH net_rr side=<side> median_ns=.. runs=N`.
 pub fn net_table(side: &str, runs: &[NetRun]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24}  {:>5}  {:>10}  {:>14}",
-        "benchmark", "MTU", "Mb/s", "round trip us"
+        "{:<24}  {:>5}  {:>10}  {:>11}  {:>14}",
+        "benchmark", "MTU", "Mb/s", "bytes/frame", "round trip us"
     );
-    let _ = writeln!(out, "{:-<24}  {:->5}  {:->10}  {:->14}", "", "", "", "");
+    let _ = writeln!(out, "{:-<24}  {:->5}  {:->10}  {:->11}  {:->14}", "", "", "", "", "");
     let mut lines = String::new();
     for mtu in MTUS {
         for name in ["net_tx", "net_rx"] {
-            let of: Vec<f64> = runs
+            let of: Vec<&Throughput> = runs
                 .iter()
-                .filter_map(|r| {
-                    r.throughput
-                        .iter()
-                        .find(|(n, m, _)| n == name && *m == mtu)
-                        .map(|t| t.2)
-                })
+                .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
                 .collect();
             if of.is_empty() {
                 continue;
             }
             let n = of.len();
-            let m = median(of);
-            let _ = writeln!(out, "{name:<24}  {mtu:>5}  {m:>10.1}  {:>14}", "");
-            let _ = writeln!(lines, "BENCH {name}_mtu{mtu} side={side} mbit_per_s={m:.1} runs={n}");
+            let m = median(of.iter().map(|t| t.mbit_per_s).collect());
+            let per: Vec<f64> = of.iter().filter_map(|t| t.bytes_per_frame()).collect();
+            let (per_col, per_field) = if per.is_empty() {
+                ("n/a".to_string(), String::new())
+            } else {
+                let p = median(per);
+                (format!("{p:.0}"), format!(" bytes_per_frame={p:.0}"))
+            };
+            let _ = writeln!(out, "{name:<24}  {mtu:>5}  {m:>10.1}  {per_col:>11}  {:>14}", "");
+            let _ = writeln!(
+                lines,
+                "BENCH {name}_mtu{mtu} side={side} mbit_per_s={m:.1}{per_field} runs={n}"
+            );
         }
     }
     if !runs.is_empty() {
@@ -505,8 +551,9 @@ pub fn net_table(side: &str, runs: &[NetRun]) -> String {
         let mtu = MTUS[MTUS.len() - 1];
         let _ = writeln!(
             out,
-            "{:<24}  {mtu:>5}  {:>10}  {:>14.1}",
+            "{:<24}  {mtu:>5}  {:>10}  {:>11}  {:>14.1}",
             "net_rr (1 byte each way)",
+            "",
             "",
             ns / 1000.0
         );
@@ -550,7 +597,7 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
                 let row: Vec<String> = r
                     .throughput
                     .iter()
-                    .map(|(n, m, v)| format!("{n}@{m} {v:.1} Mb/s"))
+                    .map(|t| format!("{}@{} {:.1} Mb/s", t.name, t.mtu, t.mbit_per_s))
                     .collect();
                 println!(
                     "  run {i}/{runs}: {}, rr {:.1} us",
@@ -592,10 +639,10 @@ mod tests {
 
     const RUN: &str = "vcpos-guest# ip link set eth0 mtu 1500 && echo net-mtu=$(cat /sys/class/net/eth0/mtu)\n\
         net-mtu=1500\n\
-        BENCH net_tx mbit_per_s=812.3 bytes=67108864 elapsed_ns=660934000\n\
+        BENCH net_tx mbit_per_s=812.3 bytes=67108864 elapsed_ns=660934000 frames=46603\n\
         BENCH net_rx mbit_per_s=1500.0 bytes=67108864 elapsed_ns=357913941\n\
         net-mtu=500\n\
-        BENCH net_tx mbit_per_s=300.5 bytes=67108864 elapsed_ns=1\n\
+        BENCH net_tx mbit_per_s=300.5 bytes=67108864 elapsed_ns=1 frames=145889\n\
         BENCH net_rx mbit_per_s=400.0 bytes=67108864 elapsed_ns=1\n\
         BENCH net_rr median_ns=95000 median_ticks=5937 iterations=1000 min_ns=1 max_ns=2\n";
 
@@ -603,8 +650,23 @@ mod tests {
     fn runs_parse_with_their_mtu() {
         let r = parse_run(RUN).unwrap();
         assert_eq!(r.rr_median_ns, 95_000);
-        assert_eq!(r.throughput[0], ("net_tx".to_string(), 1500, 812.3));
-        assert_eq!(r.throughput[3], ("net_rx".to_string(), 500, 400.0));
+        let t0 = Throughput {
+            name: "net_tx".into(),
+            mtu: 1500,
+            mbit_per_s: 812.3,
+            bytes: 64 << 20,
+            frames: Some(46603),
+        };
+        assert_eq!(r.throughput[0], t0);
+        assert_eq!(r.throughput[0].bytes_per_frame().map(f64::round), Some(1440.0));
+        assert_eq!(
+            (r.throughput[3].mtu, r.throughput[3].mbit_per_s, r.throughput[3].frames),
+            (500, 400.0, None)
+        );
+        assert_eq!(r.throughput[3].bytes_per_frame(), None);
+        assert!(parse_run(&RUN.replace("frames=46603", "frames=lots"))
+            .unwrap_err()
+            .contains("frames=lots"));
         let no500 = RUN.replace("net-mtu=500\n", "");
         assert!(
             parse_run(&no500).unwrap_err().contains("at MTU 500"),
@@ -626,14 +688,15 @@ mod tests {
     fn table_takes_medians() {
         let a = parse_run(RUN).unwrap();
         let mut b = a.clone();
-        b.throughput[0].2 = 100.0;
+        b.throughput[0].mbit_per_s = 100.0;
         b.rr_median_ns = 1000;
         let mut c = a.clone();
-        c.throughput[0].2 = 200.0;
+        c.throughput[0].mbit_per_s = 200.0;
         c.rr_median_ns = 2000;
         let t = net_table("direct_QEMU", &[a, b, c]);
         assert!(
-            t.contains("BENCH net_tx_mtu1500 side=direct_QEMU mbit_per_s=200.0 runs=3\n"),
+            t.contains("BENCH net_tx_mtu1500 side=direct_QEMU mbit_per_s=200.0 bytes_per_frame=1440 runs=3\n")
+                && t.contains("BENCH net_tx_mtu500 side=direct_QEMU mbit_per_s=300.5 bytes_per_frame=460 runs=3\n"),
             "{t}"
         );
         assert!(

@@ -173,17 +173,31 @@ pub fn deci_mbit_per_s(bytes: u64, ns: u64) -> u64 {
     u64::try_from(u128::from(bytes) * 80_000 / u128::from(ns)).unwrap_or(u64::MAX)
 }
 
-/// Writes `BENCH <net_tx|net_rx> mbit_per_s=<x.y> bytes=.. elapsed_ns=..` and a line
-/// end.
-pub fn write_throughput_line(out: &mut impl Write, op: Op, bytes: u64, ns: u64) -> fmt::Result {
+/// The sysfs counter of the frames `op`'s data moves through `eth0`: sent for
+/// [`Op::Tx`], received otherwise.
+pub const fn frame_counter(op: Op) -> &'static core::ffi::CStr {
+    match op {
+        Op::Tx => c"/sys/class/net/eth0/statistics/tx_packets",
+        Op::Rx | Op::Rr => c"/sys/class/net/eth0/statistics/rx_packets",
+    }
+}
+
+/// Writes `BENCH <net_tx|net_rx> mbit_per_s=<x.y> bytes=.. elapsed_ns=..` and, when
+/// known, ` frames=N` (the frames `eth0` counted in the data's direction meanwhile),
+/// and a line end.
+pub fn write_throughput_line(out: &mut impl Write, op: Op, bytes: u64, ns: u64, frames: Option<u64>) -> fmt::Result {
     let m = deci_mbit_per_s(bytes, ns);
-    writeln!(
+    write!(
         out,
         "BENCH {} mbit_per_s={}.{} bytes={bytes} elapsed_ns={ns}",
         op.bench_name(),
         m / 10,
         m % 10
-    )
+    )?;
+    if let Some(f) = frames {
+        write!(out, " frames={f}")?;
+    }
+    writeln!(out)
 }
 
 #[cfg(test)]
@@ -244,10 +258,22 @@ mod tests {
         assert_eq!(deci_mbit_per_s(64 << 20, 1_000_000_000), 5368);
         assert_eq!(deci_mbit_per_s(1, 0), 0);
         let mut t = TextBuf::<128>::new();
-        write_throughput_line(&mut t, Op::Rx, 1_000_000, 8_000_000).unwrap();
+        write_throughput_line(&mut t, Op::Rx, 1_000_000, 8_000_000, None).unwrap();
         assert_eq!(
             t.as_bytes(),
             b"BENCH net_rx mbit_per_s=1000.0 bytes=1000000 elapsed_ns=8000000\n"
         );
+        t.clear();
+        write_throughput_line(&mut t, Op::Tx, 3, 8, Some(77)).unwrap();
+        assert_eq!(
+            t.as_bytes(),
+            b"BENCH net_tx mbit_per_s=3000.0 bytes=3 elapsed_ns=8 frames=77\n"
+        );
+        assert!(frame_counter(Op::Tx)
+            .to_bytes()
+            .ends_with(b"/eth0/statistics/tx_packets"));
+        assert!(frame_counter(Op::Rx)
+            .to_bytes()
+            .ends_with(b"/eth0/statistics/rx_packets"));
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! - `net tx IPV4 PORT MIB`: sends MIB MiB; timed from the first byte sent to the
 //!   server's count of bytes received (which must match). Prints
-//!   `BENCH net_tx mbit_per_s=.. bytes=.. elapsed_ns=..`.
+//!   `BENCH net_tx mbit_per_s=.. bytes=.. elapsed_ns=.. frames=..` (frames: how many
+//!   `eth0` sent meanwhile, from sysfs, left out if unreadable).
 //! - `net rx IPV4 PORT MIB`: receives MIB MiB; timed from the request to the last
-//!   byte. Prints `BENCH net_rx ...`.
+//!   byte. Prints `BENCH net_rx ...` (frames: how many `eth0` received).
 //! - `net rr IPV4 PORT COUNT`: COUNT one-byte request/response round trips (after
 //!   [`RR_WARMUP`] untimed ones), `TCP_NODELAY`. Prints
 //!   `BENCH net_rr median_ns=.. median_ticks=.. iterations=COUNT min_ns=.. max_ns=..`.
@@ -16,9 +17,9 @@
 use core::fmt::{self, Write};
 
 use vcpos_guest_bench::net::{
-    header, parse_command, write_throughput_line, Command, Op, MAX_ROUND_TRIPS, RR_WARMUP, USAGE,
+    frame_counter, header, parse_command, write_throughput_line, Command, Op, MAX_ROUND_TRIPS, RR_WARMUP, USAGE,
 };
-use vcpos_guest_bench::{summarize, ticks_to_ns, write_bench_line, TextBuf};
+use vcpos_guest_bench::{parse_number, summarize, ticks_to_ns, write_bench_line, TextBuf};
 
 use crate::blk_sys::{alloc, close};
 use crate::linux::{self, Errno, StartInfo};
@@ -85,6 +86,16 @@ pub fn main(info: &StartInfo) -> ! {
     }
 }
 
+/// `eth0`'s frame counter in `op`'s data direction ([`frame_counter`]), if readable.
+fn frames(op: Op) -> Option<u64> {
+    let fd = linux::open(frame_counter(op), linux::O_CLOEXEC).ok()?;
+    let mut text = [0u8; 32];
+    let n = net_sys::read(fd, &mut text);
+    let _ = close(fd);
+    let n = n.ok()? as usize;
+    parse_number(text[..n].trim_ascii())
+}
+
 /// Reads exactly `buf.len()` bytes.
 fn read_exact(fd: u64, buf: &mut [u8], what: &'static str) -> Result<(), NetError> {
     let mut done = 0;
@@ -113,12 +124,16 @@ fn run(args: &[&[u8]]) -> Result<(), NetError> {
     match cmd.op {
         Op::Tx | Op::Rx => {
             let buf = alloc(CHUNK).map_err(|e| NetError::Sys("mmap", e))?;
+            let before = frames(cmd.op);
             let ticks = if cmd.op == Op::Tx {
                 send(fd, &cmd, buf)?
             } else {
                 receive(fd, &cmd, buf)?
             };
-            write_throughput_line(&mut out, cmd.op, cmd.wire_amount(), ticks_to_ns(ticks, freq))
+            let moved = frames(cmd.op)
+                .zip(before)
+                .map(|(after, before)| after.wrapping_sub(before));
+            write_throughput_line(&mut out, cmd.op, cmd.wire_amount(), ticks_to_ns(ticks, freq), moved)
                 .map_err(|_| NetError::NoFigures)?;
         }
         Op::Rr => {
