@@ -332,25 +332,32 @@ fn serve_bench(mut c: TcpStream) -> Result<(), String> {
     Ok(())
 }
 
-/// Boots the guest on `sut` with a NIC ([`nic`]; with `forward`, a free host port
-/// picked now leads to [`GUEST_PORT`]) and runs `script`. `on_port` is told the host
-/// port before each boot; a boot that fails because the port was taken meanwhile is
-/// retried with another.
+/// Where a run's forwarded host port comes from: called before each boot (usually
+/// [`free_port`]).
+pub type PortSource<'a> = &'a mut dyn FnMut() -> Result<u16, String>;
+
+/// Boots the guest on `sut` with a NIC ([`nic`]; with `forward`, the host port it gives
+/// leads to [`GUEST_PORT`]) and runs `script`. `on_port` is told the host port before
+/// each boot; a boot that fails because the port was taken meanwhile (QEMU exits
+/// saying so) is retried with the next port `forward` gives, up to 3 boots.
 pub fn run(
     sut: &Sut,
-    forward: bool,
+    mut forward: Option<PortSource>,
     on_port: &dyn Fn(u16),
     script: Vec<Step>,
     timeout: Duration,
 ) -> Result<Capture, String> {
     for _ in 0..FORWARD_TRIES {
-        let port = if forward { Some(free_port()?) } else { None };
+        let port = match forward.as_mut() {
+            Some(next) => Some(next()?),
+            None => None,
+        };
         if let Some(p) = port {
             on_port(p);
         }
         let cmd = sut.boot_command("", &[nic(port)], Vec::new())?;
         let c = run_command(cmd, script.clone(), timeout)?;
-        if forward && matches!(c.ending, Ending::Exited(_)) && c.stderr.contains(FORWARD_TAKEN) {
+        if port.is_some() && matches!(c.ending, Ending::Exited(_)) && c.stderr.contains(FORWARD_TAKEN) {
             continue;
         }
         return Ok(c);
@@ -580,7 +587,7 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
     let mut ok = true;
     let mut all = Vec::new();
     for i in 1..=runs {
-        let c = match run(sut, false, &|_| {}, bench_script(server.port()), timeout) {
+        let c = match run(sut, None, &|_| {}, bench_script(server.port()), timeout) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("Error: network run {i}: {e}");

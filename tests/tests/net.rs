@@ -6,9 +6,11 @@
 //! serves the guest's NIC. They need the guest files (`tools/guest-image.sh`);
 //! `./test.sh` makes them first, and the tests fail without them.
 
+use std::net::TcpListener;
+
 use vcpos_tests::disk::{assert_done, fail, Sut};
 use vcpos_tests::linux::{self, until_ready, LINUX_TIMEOUT, PROMPT};
-use vcpos_tests::net::{payload, run, sha256_hex, HttpServer, GUEST_ADDR, GUEST_PORT, HOST_ADDR, NET_UP};
+use vcpos_tests::net::{free_port, payload, run, sha256_hex, HttpServer, GUEST_ADDR, GUEST_PORT, HOST_ADDR, NET_UP};
 use vcpos_tool::runner::{Capture, Step};
 
 /// Bytes each way.
@@ -58,7 +60,7 @@ fn guest_downloads_from_host(sut: &Sut, label: &str) {
     script.extend(tagged(&format!(
         "wget -q -O - http://{HOST_ADDR}:{port}/data | sha256sum"
     )));
-    let c = run(sut, false, &|_| {}, script.clone(), linux::timeout(LINUX_TIMEOUT, 1))
+    let c = run(sut, None, &|_| {}, script.clone(), linux::timeout(LINUX_TIMEOUT, 1))
         .unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_done(label, &c, &script);
     if !sut.guest_lines(&c.output).any(|l| l.starts_with(NET_UP)) {
@@ -73,7 +75,8 @@ fn guest_downloads_from_host(sut: &Sut, label: &str) {
 /// The host sends 64 MiB into the guest through the forward of a free host port to
 /// guest port 5000, where busybox `nc -l` pipes them to `sha256sum`; the hash matches
 /// the host's. (The guest asks for the data over HTTP once it listens, so the host
-/// sends only then.)
+/// sends only then.) The first host port the run is offered is taken, so this also
+/// checks that a run whose forward cannot be set up boots again with another port.
 fn host_sends_into_guest(sut: &Sut, label: &str) {
     let http = HttpServer::start(payload(0x6e65_7432, LEN)).unwrap_or_else(|e| panic!("{label}: {e}"));
     let want = sha256_hex(http.data()).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -92,15 +95,31 @@ fn host_sends_into_guest(sut: &Sut, label: &str) {
     ));
     // `wait`: until the listener's pipeline has hashed everything and ended.
     script.extend(tagged("wait; cat /tmp/rx.sum"));
+    // The first host port offered is taken (a listener here holds it): QEMU cannot
+    // forward it, and the run must boot again with a free one.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{label}: {e}"));
+    let taken_port = taken.local_addr().unwrap_or_else(|e| panic!("{label}: {e}")).port();
+    let mut offered = Vec::new();
+    let mut ports = || {
+        let p = if offered.is_empty() { taken_port } else { free_port()? };
+        offered.push(p);
+        Ok(p)
+    };
     let c = run(
         sut,
-        true,
+        Some(&mut ports),
         &|p| http.set_push_port(p),
         script.clone(),
         linux::timeout(LINUX_TIMEOUT, 1),
     )
     .unwrap_or_else(|e| panic!("{label}: {e}"));
+    drop(taken);
     assert_done(label, &c, &script);
+    assert_eq!(
+        offered.len(),
+        2,
+        "{label}: not exactly one retry after the taken port: {offered:?}"
+    );
     let errors = http.server().errors();
     assert!(errors.is_empty(), "{label}: the HTTP server: {errors:?}");
     let got = guest_hash(sut, label, &c, &script);
