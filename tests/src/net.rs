@@ -280,6 +280,85 @@ fn push(port: u16, data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Feeds `vcpos-mmio-bench net listen` in the guest: a thread that connects to
+/// 127.0.0.1:[`Pusher::set_port`] (a forward to the guest's [`GUEST_PORT`]), sends the
+/// bytes and reads the guest's 8-byte count, `deliveries` times. A connection made
+/// while the guest does not listen yet is closed by slirp at once; the thread then
+/// tries again every 100 ms until dropped.
+pub struct Pusher {
+    port: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+    delivered: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pusher {
+    /// Starts pushing `bytes` (zeros) `deliveries` times.
+    pub fn start(bytes: u64, deliveries: usize) -> Pusher {
+        let port = Arc::new(AtomicU16::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let (p, s, d) = (port.clone(), stop.clone(), delivered.clone());
+        let thread = std::thread::spawn(move || {
+            let chunk = vec![0u8; 256 << 10];
+            while !s.load(Ordering::SeqCst) && d.load(Ordering::SeqCst) < deliveries {
+                let port = p.load(Ordering::SeqCst);
+                if port != 0 && push_once(port, bytes, &chunk).is_ok() {
+                    d.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        Pusher {
+            port,
+            stop,
+            delivered,
+            thread: Some(thread),
+        }
+    }
+
+    /// Where to connect (the forward's host port of the current boot).
+    pub fn set_port(&self, port: u16) {
+        self.port.store(port, Ordering::SeqCst);
+    }
+
+    /// Deliveries the guest has counted so far.
+    pub fn delivered(&self) -> usize {
+        self.delivered.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One delivery: connect, send `bytes`, read the guest's count, which must match.
+fn push_once(port: u16, bytes: u64, chunk: &[u8]) -> Result<(), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n]).map_err(|e| e.to_string())?;
+        left -= n as u64;
+    }
+    let mut count = [0u8; 8];
+    s.read_exact(&mut count).map_err(|e| e.to_string())?;
+    let got = u64::from_le_bytes(count);
+    (got == bytes)
+        .then_some(())
+        .ok_or_else(|| format!("the guest counted {got} of {bytes} bytes"))
+}
+
 /// The server of `vcpos-mmio-bench net` (the protocol of `vcpos_guest_bench::net`).
 pub fn bench_server() -> Result<Server, String> {
     Server::start("bench server", Arc::new(serve_bench))
@@ -378,8 +457,14 @@ pub const MTUS: [u32; 2] = [1500, 500];
 /// What the guest prints before each MTU's tests: `net-mtu=<eth0's MTU>`.
 pub const MTU_TAG: &str = "net-mtu=";
 
+/// The throughput tests, in a boot's order: the guest sends, the guest receives (both
+/// on connections the guest opens), the guest receives on a connection the host opens
+/// through the port forward (`net listen`; slirp honours the guest's MSS only there).
+pub const THROUGHPUT_TESTS: [&str; 3] = ["net_tx", "net_rx", vcpos_guest_bench::net::LISTEN_BENCH];
+
 /// The console script of one benchmark boot against the bench server on `port`: per
-/// MTU in [`MTUS`] the MTU set and reported (from sysfs), then TX and RX; then the
+/// MTU in [`MTUS`] the MTU set and reported (from sysfs), then [`THROUGHPUT_TESTS`]
+/// (the last fed by a [`Pusher`] through the forward to [`GUEST_PORT`]); then the
 /// round trips at the last MTU.
 pub fn bench_script(port: u16) -> Vec<Step> {
     let mut s = vec![Step::wait_text(READY), linux::command("dmesg -n 1")];
@@ -392,6 +477,9 @@ pub fn bench_script(port: u16) -> Vec<Step> {
                 "{NET_COMMAND} {op} {HOST_ADDR} {port} {BENCH_MIB}"
             )));
         }
+        s.push(linux::command(&format!(
+            "{NET_COMMAND} listen {GUEST_PORT} {BENCH_MIB}"
+        )));
     }
     s.push(linux::command(&format!(
         "{NET_COMMAND} rr {HOST_ADDR} {port} {BENCH_ROUND_TRIPS}"
@@ -403,7 +491,7 @@ pub fn bench_script(port: u16) -> Vec<Step> {
 /// One TX or RX test's figures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Throughput {
-    /// `net_tx` or `net_rx`.
+    /// One of [`THROUGHPUT_TESTS`].
     pub name: String,
     /// eth0's MTU.
     pub mtu: u32,
@@ -455,7 +543,7 @@ pub fn parse_run(output: &str) -> Result<NetRun, String> {
                 .ok_or_else(|| format!("no {k}= in: {line}"))
         };
         match name {
-            "net_tx" | "net_rx" => {
+            n if THROUGHPUT_TESTS.contains(&n) => {
                 let m = field("mbit_per_s")?;
                 let m = m
                     .parse::<f64>()
@@ -491,7 +579,7 @@ pub fn parse_run(output: &str) -> Result<NetRun, String> {
         }
     }
     for mtu in MTUS {
-        for name in ["net_tx", "net_rx"] {
+        for name in THROUGHPUT_TESTS {
             if !throughput.iter().any(|t: &Throughput| t.name == name && t.mtu == mtu) {
                 return Err(format!("no 'BENCH {name}' line at MTU {mtu}"));
             }
@@ -529,7 +617,7 @@ pub fn net_table(side: &str, runs: &[NetRun]) -> String {
     let _ = writeln!(out, "{:-<24}  {:->5}  {:->10}  {:->11}  {:->14}", "", "", "", "", "");
     let mut lines = String::new();
     for mtu in MTUS {
-        for name in ["net_tx", "net_rx"] {
+        for name in THROUGHPUT_TESTS {
             let of: Vec<&Throughput> = runs
                 .iter()
                 .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
@@ -580,14 +668,18 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
         }
     };
     println!(
-        "== network ({}): {NET_COMMAND} tx|rx {HOST_ADDR} <port> {BENCH_MIB} at MTU {MTUS:?} and rr {BENCH_ROUND_TRIPS} \
-         (1 byte each way, TCP_NODELAY) against a server on the host's 127.0.0.1, QEMU user network, {runs} runs",
+        "== network ({}): {NET_COMMAND} tx|rx {HOST_ADDR} <port> {BENCH_MIB} and listen {GUEST_PORT} {BENCH_MIB} \
+         (the host sends through a port forward) at MTU {MTUS:?}, and rr {BENCH_ROUND_TRIPS} (1 byte each way, \
+         TCP_NODELAY), against the host's 127.0.0.1 on QEMU's user network, {runs} runs",
         sut.name()
     );
     let mut ok = true;
     let mut all = Vec::new();
     for i in 1..=runs {
-        let c = match run(sut, None, &|_| {}, bench_script(server.port()), timeout) {
+        let pusher = Pusher::start(BENCH_MIB << 20, MTUS.len());
+        let mut ports = free_port;
+        let script = bench_script(server.port());
+        let c = match run(sut, Some(&mut ports), &|p| pusher.set_port(p), script, timeout) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("Error: network run {i}: {e}");
@@ -648,9 +740,11 @@ mod tests {
         net-mtu=1500\n\
         BENCH net_tx mbit_per_s=812.3 bytes=67108864 elapsed_ns=660934000 frames=46603\n\
         BENCH net_rx mbit_per_s=1500.0 bytes=67108864 elapsed_ns=357913941\n\
+        BENCH net_rx_fwd mbit_per_s=700.0 bytes=67108864 elapsed_ns=1 frames=46000\n\
         net-mtu=500\n\
         BENCH net_tx mbit_per_s=300.5 bytes=67108864 elapsed_ns=1 frames=145889\n\
         BENCH net_rx mbit_per_s=400.0 bytes=67108864 elapsed_ns=1\n\
+        BENCH net_rx_fwd mbit_per_s=200.0 bytes=67108864 elapsed_ns=1 frames=146000\n\
         BENCH net_rr median_ns=95000 median_ticks=5937 iterations=1000 min_ns=1 max_ns=2\n";
 
     #[test]
@@ -666,11 +760,20 @@ mod tests {
         };
         assert_eq!(r.throughput[0], t0);
         assert_eq!(r.throughput[0].bytes_per_frame().map(f64::round), Some(1440.0));
+        assert_eq!(r.throughput.len(), 6);
         assert_eq!(
-            (r.throughput[3].mtu, r.throughput[3].mbit_per_s, r.throughput[3].frames),
+            (r.throughput[4].mtu, r.throughput[4].mbit_per_s, r.throughput[4].frames),
             (500, 400.0, None)
         );
-        assert_eq!(r.throughput[3].bytes_per_frame(), None);
+        assert_eq!(r.throughput[4].bytes_per_frame(), None);
+        assert_eq!(
+            (r.throughput[5].name.as_str(), r.throughput[5].mtu),
+            ("net_rx_fwd", 500)
+        );
+        let no_fwd = RUN.replace("BENCH net_rx_fwd mbit_per_s=200.0", "xx");
+        assert!(parse_run(&no_fwd)
+            .unwrap_err()
+            .contains("no 'BENCH net_rx_fwd' line at MTU 500"));
         assert!(parse_run(&RUN.replace("frames=46603", "frames=lots"))
             .unwrap_err()
             .contains("frames=lots"));
@@ -728,6 +831,11 @@ mod tests {
             .collect();
         assert!(typed.contains("ip link set eth0 mtu 500 && "), "{typed}");
         assert!(typed.contains("vcpos-mmio-bench net rx 10.0.2.2 4242 64\r"), "{typed}");
+        assert_eq!(
+            typed.matches("vcpos-mmio-bench net listen 5000 64\r").count(),
+            2,
+            "{typed}"
+        );
         assert!(
             typed.contains("vcpos-mmio-bench net rr 10.0.2.2 4242 1000\r"),
             "{typed}"
@@ -777,6 +885,33 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors.iter().any(|e| e.contains("sent 3 of 10 bytes")), "{errors:?}");
+    }
+
+    /// The pusher retries until something listens and counts back, and stops after
+    /// its deliveries.
+    #[test]
+    fn pusher_retries_until_a_listener_counts() {
+        let pusher = Pusher::start(300_000, 2);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // A connection the "guest" drops unread first (slirp's reset when the guest does
+        // not listen yet), then two good ones.
+        pusher.set_port(port);
+        let (first, _) = l.accept().unwrap();
+        drop(first);
+        for _ in 0..2 {
+            let (mut c, _) = l.accept().unwrap();
+            let mut got = vec![0u8; 300_000];
+            c.read_exact(&mut got).unwrap();
+            c.write_all(&300_000u64.to_le_bytes()).unwrap();
+        }
+        for _ in 0..50 {
+            if pusher.delivered() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pusher.delivered(), 2);
     }
 
     /// The HTTP server serves the data, 404s other paths, and pushes to a port.

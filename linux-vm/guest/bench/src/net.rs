@@ -9,13 +9,20 @@
 //! - [`Op::Rx`] (`R`, bytes): the server sends that many bytes, then closes.
 //! - [`Op::Rr`] (`E`, round trips): that many times the guest sends one byte and the
 //!   server sends it back; then the server closes.
+//!
+//! `net listen PORT MIB` turns the roles round: the guest listens, the host connects
+//! (through a port forward) and sends MIB MiB without a header, and the guest answers
+//! with its count of bytes received (8 bytes, little-endian); its line is
+//! `BENCH net_rx_fwd ...` ([`LISTEN_BENCH`]).
 
 use core::fmt::{self, Write};
 
 use crate::parse_number;
 
 /// The command line after `net`, for messages.
-pub const USAGE: &str = "net tx|rx IPV4 PORT MIB | net rr IPV4 PORT COUNT";
+pub const USAGE: &str = "net tx|rx IPV4 PORT MIB | net rr IPV4 PORT COUNT | net listen PORT MIB";
+/// The `BENCH` name of `net listen`: received through the host's port forward.
+pub const LISTEN_BENCH: &str = "net_rx_fwd";
 /// Length of the request header.
 pub const HEADER_LEN: usize = 9;
 /// The most MiB one `tx`/`rx` moves.
@@ -163,6 +170,24 @@ pub fn parse_command(args: &[&[u8]]) -> Result<Command, &'static str> {
     Ok(Command { op, addr, port, amount })
 }
 
+/// Parses the arguments of `net listen PORT MIB` (after `net`): the port and MiB.
+pub fn parse_listen(args: &[&[u8]]) -> Result<(u16, u64), &'static str> {
+    let [b"listen", port, mib] = args else {
+        return Err("usage: net listen PORT MIB");
+    };
+    let port = parse_number(port)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0);
+    let port = port.ok_or("PORT must be 1-65535")?;
+    let mib = parse_number(mib)
+        .filter(|&n| n != 0)
+        .ok_or("the amount must be a positive number")?;
+    if mib > MAX_MIB {
+        return Err("MIB is over 4096");
+    }
+    Ok((port, mib))
+}
+
 /// Megabits per second (10^6 bits) times 10, of `bytes` in `ns` nanoseconds (0 if
 /// `ns` is 0).
 pub fn deci_mbit_per_s(bytes: u64, ns: u64) -> u64 {
@@ -182,15 +207,22 @@ pub const fn frame_counter(op: Op) -> &'static core::ffi::CStr {
     }
 }
 
-/// Writes `BENCH <net_tx|net_rx> mbit_per_s=<x.y> bytes=.. elapsed_ns=..` and, when
+/// Writes `BENCH <name> mbit_per_s=<x.y> bytes=.. elapsed_ns=..` (`name`: `net_tx`,
+/// `net_rx` or [`LISTEN_BENCH`]) and, when
 /// known, ` frames=N` (the frames `eth0` counted in the data's direction meanwhile),
 /// and a line end.
-pub fn write_throughput_line(out: &mut impl Write, op: Op, bytes: u64, ns: u64, frames: Option<u64>) -> fmt::Result {
+pub fn write_throughput_line(
+    out: &mut impl Write,
+    name: &str,
+    bytes: u64,
+    ns: u64,
+    frames: Option<u64>,
+) -> fmt::Result {
     let m = deci_mbit_per_s(bytes, ns);
     write!(
         out,
         "BENCH {} mbit_per_s={}.{} bytes={bytes} elapsed_ns={ns}",
-        op.bench_name(),
+        name,
         m / 10,
         m % 10
     )?;
@@ -240,6 +272,17 @@ mod tests {
     }
 
     #[test]
+    fn listen_parses() {
+        assert_eq!(parse_listen(&[b"listen", b"5000", b"64"]), Ok((5000, 64)));
+        assert!(parse_listen(&[b"listen", b"0", b"64"]).unwrap_err().contains("PORT"));
+        assert!(parse_listen(&[b"listen", b"5000", b"4097"])
+            .unwrap_err()
+            .contains("over"));
+        assert!(parse_listen(&[b"listen", b"5000"]).unwrap_err().contains("usage"));
+        assert!(parse_listen(&[b"rx", b"5000", b"1"]).unwrap_err().contains("usage"));
+    }
+
+    #[test]
     fn headers_round_trip() {
         for op in [Op::Tx, Op::Rx, Op::Rr] {
             assert_eq!(parse_header(&header(op, 0x0102_0304_0506)), Ok((op, 0x0102_0304_0506)));
@@ -258,16 +301,16 @@ mod tests {
         assert_eq!(deci_mbit_per_s(64 << 20, 1_000_000_000), 5368);
         assert_eq!(deci_mbit_per_s(1, 0), 0);
         let mut t = TextBuf::<128>::new();
-        write_throughput_line(&mut t, Op::Rx, 1_000_000, 8_000_000, None).unwrap();
+        write_throughput_line(&mut t, Op::Rx.bench_name(), 1_000_000, 8_000_000, None).unwrap();
         assert_eq!(
             t.as_bytes(),
             b"BENCH net_rx mbit_per_s=1000.0 bytes=1000000 elapsed_ns=8000000\n"
         );
         t.clear();
-        write_throughput_line(&mut t, Op::Tx, 3, 8, Some(77)).unwrap();
+        write_throughput_line(&mut t, LISTEN_BENCH, 3, 8, Some(77)).unwrap();
         assert_eq!(
             t.as_bytes(),
-            b"BENCH net_tx mbit_per_s=3000.0 bytes=3 elapsed_ns=8 frames=77\n"
+            b"BENCH net_rx_fwd mbit_per_s=3000.0 bytes=3 elapsed_ns=8 frames=77\n"
         );
         assert!(frame_counter(Op::Tx)
             .to_bytes()

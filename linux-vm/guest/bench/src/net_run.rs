@@ -11,13 +11,19 @@
 //!   [`RR_WARMUP`] untimed ones), `TCP_NODELAY`. Prints
 //!   `BENCH net_rr median_ns=.. median_ticks=.. iterations=COUNT min_ns=.. max_ns=..`.
 //!
+//! - `net listen PORT MIB`: listens on PORT, accepts one connection (the host's,
+//!   through a port forward), receives MIB MiB timed from the accept to the last byte,
+//!   answers with the count received; prints `BENCH net_rx_fwd ...` (frames: how many
+//!   `eth0` received).
+//!
 //! Exit status 0 on success, 1 with a `vcpos-mmio-bench: error: net: ...` line
 //! otherwise.
 
 use core::fmt::{self, Write};
 
 use vcpos_guest_bench::net::{
-    frame_counter, header, parse_command, write_throughput_line, Command, Op, MAX_ROUND_TRIPS, RR_WARMUP, USAGE,
+    frame_counter, header, parse_command, parse_listen, write_throughput_line, Command, Op, LISTEN_BENCH,
+    MAX_ROUND_TRIPS, RR_WARMUP, USAGE,
 };
 use vcpos_guest_bench::{parse_number, summarize, ticks_to_ns, write_bench_line, TextBuf};
 
@@ -114,11 +120,15 @@ fn read_exact(fd: u64, buf: &mut [u8], what: &'static str) -> Result<(), NetErro
 }
 
 fn run(args: &[&[u8]]) -> Result<(), NetError> {
-    let cmd = parse_command(args).map_err(NetError::Usage)?;
     let freq = timing::counter_frequency();
     if freq == 0 {
         return Err(NetError::NoFigures);
     }
+    if args.first() == Some(&&b"listen"[..]) {
+        let (port, mib) = parse_listen(args).map_err(NetError::Usage)?;
+        return listen(port, mib, freq);
+    }
+    let cmd = parse_command(args).map_err(NetError::Usage)?;
     let fd = net_sys::tcp_connect(cmd.addr, cmd.port).map_err(|e| NetError::Sys("connect", e))?;
     let mut out = TextBuf::<256>::new();
     match cmd.op {
@@ -133,8 +143,14 @@ fn run(args: &[&[u8]]) -> Result<(), NetError> {
             let moved = frames(cmd.op)
                 .zip(before)
                 .map(|(after, before)| after.wrapping_sub(before));
-            write_throughput_line(&mut out, cmd.op, cmd.wire_amount(), ticks_to_ns(ticks, freq), moved)
-                .map_err(|_| NetError::NoFigures)?;
+            write_throughput_line(
+                &mut out,
+                cmd.op.bench_name(),
+                cmd.wire_amount(),
+                ticks_to_ns(ticks, freq),
+                moved,
+            )
+            .map_err(|_| NetError::NoFigures)?;
         }
         Op::Rr => {
             let mut samples = [0u64; MAX_ROUND_TRIPS as usize];
@@ -146,6 +162,43 @@ fn run(args: &[&[u8]]) -> Result<(), NetError> {
         }
     }
     let _ = close(fd);
+    let _ = linux::write_all(1, out.as_bytes());
+    Ok(())
+}
+
+/// `listen`: one connection accepted on `port`, `mib` MiB received from it and counted
+/// back; prints the line.
+fn listen(port: u16, mib: u64, freq: u64) -> Result<(), NetError> {
+    let lfd = net_sys::tcp_listen(port).map_err(|e| NetError::Sys("listen", e))?;
+    let fd = net_sys::accept(lfd).map_err(|e| NetError::Sys("accept", e))?;
+    let _ = close(lfd);
+    let buf = alloc(CHUNK).map_err(|e| NetError::Sys("mmap", e))?;
+    let total = mib << 20;
+    let before = frames(Op::Rx);
+    let t0 = timing::now();
+    let mut done = 0;
+    while done < total {
+        let want = (total - done).min(buf.len() as u64) as usize;
+        let n = net_sys::read(fd, &mut buf[..want]).map_err(|e| NetError::Sys("read", e))?;
+        if n == 0 {
+            return Err(NetError::Closed {
+                what: "listen",
+                done,
+                expected: total,
+            });
+        }
+        done += n;
+    }
+    let ticks = timing::now().wrapping_sub(t0);
+    let moved = frames(Op::Rx)
+        .zip(before)
+        .map(|(after, before)| after.wrapping_sub(before));
+    linux::write_all(fd, &done.to_le_bytes()).map_err(|e| NetError::Sys("write", e))?;
+    let _ = net_sys::shutdown_write(fd);
+    let _ = close(fd);
+    let mut out = TextBuf::<256>::new();
+    write_throughput_line(&mut out, LISTEN_BENCH, total, ticks_to_ns(ticks, freq), moved)
+        .map_err(|_| NetError::NoFigures)?;
     let _ = linux::write_all(1, out.as_bytes());
     Ok(())
 }
