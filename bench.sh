@@ -4,10 +4,14 @@
 # same Image + initrd.gz booted directly on QEMU (boot-to-shell time and the guest's
 # MMIO exit round trip, medians of --runs boots each, with ratios), then the block table
 # (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU until the
-# block VCP serves the VM: MB/s, IOPS, latency). Not part of ./test.sh.
+# block VCP serves the VM: MB/s, IOPS, latency), then the network table (the guest's
+# `vcpos-mmio-bench net` against a server on the host, directly on QEMU until the
+# network VCP serves the VM: TX/RX Mb/s at MTU 1500 and 500, TCP round trip). Not part
+# of ./test.sh.
 #
-# Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v]
-#                   [--runs N] [--vm-only | --no-vm | --blk-only] [--no-blk] [--vm-system FILE] [SYSTEM...]
+# Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v] [--runs N]
+#                   [--vm-only | --no-vm | --blk-only | --net-only] [--no-blk] [--no-net]
+#                   [--vm-system FILE] [SYSTEM...]
 #   (default system: tests/systems/bench.system; relative paths are from here)
 set -euo pipefail
 export PATH=/usr/bin:$PATH # Debian's toolchain before rustup's, if any

@@ -11,8 +11,9 @@
 #   .cache/guest/Image       uncompressed arm64 Image (from /boot/vmlinuz-*)
 #   .cache/guest/initrd.gz   gzip'd cpio (newc): busybox, modules (virtio, ext4),
 #                            e2fsprogs' mke2fs/e2fsck/tune2fs/dumpe2fs with their
-#                            shared libraries, /init, /bin/vcpos-mmio-bench if
-#                            built (linux-vm/guest/bench)
+#                            shared libraries, /init, udhcpc's default script
+#                            (DHCP for eth0), /bin/vcpos-mmio-bench if built
+#                            (linux-vm/guest/bench)
 #   .cache/guest/manifest.txt packages, versions, sha256s, sizes
 # With --boot-test, linux-vm/guest/boot-test.sh then boots them on QEMU
 # (remaining arguments go to it, e.g. --runs 3 --machine virt,virtualization=on,gic-version=3).
@@ -251,6 +252,8 @@ cp "$busybox_dir/bin/busybox" "$stage/bin/busybox"
 # (the arm64 binary cannot be run here to list its applets).
 ln -s busybox "$stage/bin/sh"
 install -m 0755 "$GUEST_SRC/init" "$stage/init"
+# What busybox udhcpc runs with a lease (sets eth0's address, route, resolv.conf).
+install -D -m 0755 "$GUEST_SRC/udhcpc.script" "$stage/etc/udhcpc/default.script"
 # The guest-side MMIO-exit benchmark (linux-vm/guest/bench, a static arm64 program
 # built by tools/build-targets.sh), when it has been built.
 target_dir=${CARGO_TARGET_DIR:-target}

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use vcpos_guest_bench::blk::Test;
-use vcpos_tool::runner::{self, Capture, CaptureOptions, Ending, Step};
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Device, Ending, Step};
 
 use crate::bench::vm::{self, GUEST_INITRD, GUEST_KERNEL};
 use crate::linux::{self, PROMPT, READY};
@@ -144,6 +144,13 @@ impl Sut {
     /// The command that boots the guest with `disk` as `/dev/vda` and `append`
     /// added to the kernel command line.
     pub fn command(&self, disk: &Path, append: &str) -> Result<Command, String> {
+        self.boot_command(append, &[], drive_args(disk))
+    }
+
+    /// The command that boots the guest with `append` added to the kernel command line,
+    /// the extra virtio-mmio `devices` (in slot order, see [`runner::QemuSpec`]) and then
+    /// the QEMU arguments `extra`.
+    pub fn boot_command(&self, append: &str, devices: &[Device], extra: Vec<OsString>) -> Result<Command, String> {
         match self {
             Sut::Direct { system } => {
                 let board = crate::board()?;
@@ -166,9 +173,9 @@ impl Sut {
                     })?
                     .system;
                 let (ram, cpus) = vm::guest_machine(&sys).map_err(|e| format!("{}: {e}", system.display()))?;
-                let mut args = vm::direct_args(&board, &kernel, &initrd, ram, cpus);
+                let mut args = vm::direct_args(&board, &kernel, &initrd, ram, cpus, devices);
                 append_kernel_args(&mut args, append)?;
-                args.extend(drive_args(disk));
+                args.extend(extra);
                 let mut cmd = Command::new(&board.qemu.binary);
                 cmd.args(args);
                 Ok(cmd)
@@ -180,11 +187,16 @@ impl Sut {
     /// `timeout`, and returns what happened (stopping early at a kernel error, a
     /// `TEST FAIL:` line, a guest panic or a second boot).
     pub fn run(&self, disk: &Path, append: &str, script: Vec<Step>, timeout: Duration) -> Result<Capture, String> {
-        let cmd = self.command(disk, append)?;
-        let shown = runner::display_command(&cmd);
-        let opts: CaptureOptions = linux::options(timeout, script, linux::UNEXPECTED_RESTART);
-        runner::capture(cmd, &opts).map_err(|e| format!("cannot run {shown}: {e}"))
+        run_command(self.command(disk, append)?, script, timeout)
     }
+}
+
+/// Runs `cmd` (a guest boot) with `script` on its console within `timeout` (see
+/// [`Sut::run`]).
+pub fn run_command(cmd: Command, script: Vec<Step>, timeout: Duration) -> Result<Capture, String> {
+    let shown = runner::display_command(&cmd);
+    let opts: CaptureOptions = linux::options(timeout, script, linux::UNEXPECTED_RESTART);
+    runner::capture(cmd, &opts).map_err(|e| format!("cannot run {shown}: {e}"))
 }
 
 /// Adds `extra` to the value after `-append` in `args`.

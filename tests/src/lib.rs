@@ -14,6 +14,7 @@ pub mod baremetal;
 pub mod bench;
 pub mod disk;
 pub mod linux;
+pub mod net;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -225,6 +226,15 @@ pub struct Transcript {
     pub script: Vec<Step>,
 }
 
+/// A work directory under `keep_dir` no other call of this process gets:
+/// `run-<pid>-<n>`. (Two tests of one process that boot the same scenario once shared
+/// `run-<pid>`, and one moved the other's image away before QEMU loaded it.)
+fn work_dir(keep_dir: &Path) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    keep_dir.join(format!("run-{}-{n}", std::process::id()))
+}
+
 /// A system image built for a test, not booted yet.
 #[derive(Debug)]
 pub struct BuiltSystem {
@@ -238,11 +248,12 @@ pub struct BuiltSystem {
     keep_dir: PathBuf,
 }
 
-/// Builds `system` with `config` in a directory of this process (several test runs may
-/// share the target directory), `target/vcpos-tests/<label>/run-<pid>/`.
+/// Builds `system` with `config` in a directory of this call (several test runs may
+/// share the target directory, and several tests of one run the label),
+/// `target/vcpos-tests/<label>/run-<pid>-<n>/`.
 pub fn build_system(label: &str, system: &Path, config: &str) -> Result<BuiltSystem, String> {
     let keep_dir = target_dir().join("vcpos-tests").join(label);
-    let work_dir = keep_dir.join(format!("run-{}", std::process::id()));
+    let work_dir = work_dir(&keep_dir);
     let image = build_image(system, config, &work_dir).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&work_dir);
     })?;
@@ -491,6 +502,16 @@ pub fn find_fault(output: &str, pd: &str) -> Result<FaultLine, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_build_gets_its_own_work_dir() {
+        let keep = Path::new("/k/linux-heartbeat");
+        let (a, b) = (work_dir(keep), work_dir(keep));
+        assert_ne!(a, b, "two builds of one scenario in one process share a work directory");
+        assert!(a.starts_with(keep) && b.starts_with(keep));
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!("run-{}-", std::process::id())), "{name}");
+    }
 
     const FAULT_RUN: &str = "vcpos|INFO: booting\n\
         crasher: about to fault\n\

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use vcpos_tool::board::Board;
 use vcpos_tool::model::System;
-use vcpos_tool::runner::{self, Capture, CaptureOptions, Console, Ending, QemuSpec, Step};
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Console, Device, Ending, QemuSpec, Step};
 
 use super::{parse, table, BenchResult};
 use crate::linux::{self, PROMPT, READY};
@@ -168,9 +168,17 @@ pub fn guest_machine(system: &System) -> Result<(u64, usize), String> {
 
 /// QEMU's arguments for booting `kernel` + `initrd` directly: the board's machine and
 /// CPU, `ram` bytes (rounded up to MiB) and `cpus` CPUs, the console on stdio, no
-/// default devices (as the vcpos runs).
-pub fn direct_args(board: &Board, kernel: &Path, initrd: &Path, ram: u64, cpus: usize) -> Vec<OsString> {
+/// default devices (as the vcpos runs) but the extra virtio-mmio `devices`.
+pub fn direct_args(
+    board: &Board,
+    kernel: &Path,
+    initrd: &Path,
+    ram: u64,
+    cpus: usize,
+    devices: &[Device],
+) -> Vec<OsString> {
     let mut spec = QemuSpec::linux(board, kernel, Some(initrd), DIRECT_APPEND, Console::Captured);
+    spec.devices = devices.to_vec();
     spec.memory = Some(format!("{}M", ram.div_ceil(1 << 20).max(1)));
     spec.cpus = Some(u32::try_from(cpus.max(1)).unwrap_or(u32::MAX));
     spec.args()
@@ -377,7 +385,7 @@ pub fn run(opts: &VmBenchOptions) -> bool {
             return false;
         }
     };
-    let args = direct_args(&board, &kernel, &initrd, ram, cpus);
+    let args = direct_args(&board, &kernel, &initrd, ram, cpus, &[]);
     let log_dir = target_dir().join("vcpos-tests").join("bench-vm-direct");
     let _ = std::fs::create_dir_all(&log_dir);
     println!(
@@ -627,7 +635,14 @@ mod tests {
         .system;
         assert_eq!(guest_machine(&sys), Ok((0x1010_0000, 1)));
         let board = crate::board().unwrap();
-        let args = direct_args(&board, Path::new("/g/Image"), Path::new("/g/initrd.gz"), 0x1010_0000, 1);
+        let args = direct_args(
+            &board,
+            Path::new("/g/Image"),
+            Path::new("/g/initrd.gz"),
+            0x1010_0000,
+            1,
+            &[],
+        );
         let line = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())

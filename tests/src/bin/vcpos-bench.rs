@@ -1,7 +1,8 @@
 //! `vcpos-bench`: builds and boots benchmark systems, then prints their `BENCH` figures
 //! as a table, and runs the VM benchmarks (the Linux guest on vcpos against the same
-//! guest directly on QEMU, see `vcpos_tests::bench::vm`) and the block benchmark (the
-//! guest's disk, see `vcpos_tests::disk`). Run by `./bench.sh` after the
+//! guest directly on QEMU, see `vcpos_tests::bench::vm`), the block benchmark (the
+//! guest's disk, see `vcpos_tests::disk`) and the network benchmark (the guest's NIC,
+//! see `vcpos_tests::net`). Run by `./bench.sh` after the
 //! target artifacts and the guest image are built.
 #![forbid(unsafe_code)]
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use vcpos_tests::bench::vm::{self, VmBenchOptions};
 use vcpos_tests::disk::{self, Sut};
-use vcpos_tests::{bench, boot_system, check_clean, scenario_system, workspace_root};
+use vcpos_tests::{bench, boot_system, check_clean, net, scenario_system, workspace_root};
 
 /// Boot benchmark systems in QEMU and print their figures.
 #[derive(Parser)]
@@ -31,7 +32,7 @@ struct Cli {
     /// Only the VM benchmarks (no benchmark systems).
     #[arg(long, conflicts_with_all = ["no_vm", "systems"])]
     vm_only: bool,
-    /// No VM benchmarks (and no block benchmark).
+    /// No VM benchmarks (and no block or network benchmark).
     #[arg(long)]
     no_vm: bool,
     /// No block benchmark (the guest's disk; today directly on QEMU only, the vcpos
@@ -39,8 +40,15 @@ struct Cli {
     #[arg(long)]
     no_blk: bool,
     /// Only the block benchmark.
-    #[arg(long, conflicts_with_all = ["no_vm", "no_blk", "vm_only", "systems"])]
+    #[arg(long, conflicts_with_all = ["no_vm", "no_blk", "vm_only", "systems", "net_only"])]
     blk_only: bool,
+    /// No network benchmark (the guest's NIC; today directly on QEMU only, the vcpos
+    /// side comes with the network VCP).
+    #[arg(long)]
+    no_net: bool,
+    /// Only the network benchmark.
+    #[arg(long, conflicts_with_all = ["no_vm", "no_net", "vm_only", "systems"])]
+    net_only: bool,
     /// The system with the Linux VM for the VM benchmarks (default: the repository's
     /// system.xml).
     #[arg(long, value_name = "SYSTEM")]
@@ -113,7 +121,7 @@ fn bench_systems(cli: &Cli) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut ok = true;
-    if !cli.vm_only && !cli.blk_only {
+    if !cli.vm_only && !cli.blk_only && !cli.net_only {
         ok &= bench_systems(&cli);
     }
     if !cli.no_vm {
@@ -121,7 +129,7 @@ fn main() -> ExitCode {
             .vm_system
             .as_deref()
             .map_or_else(|| workspace_root().join("system.xml"), from_cwd);
-        if !cli.blk_only {
+        if !cli.blk_only && !cli.net_only {
             ok &= vm::run(&VmBenchOptions {
                 system: system.clone(),
                 config: cli.config.clone(),
@@ -130,9 +138,12 @@ fn main() -> ExitCode {
                 verbose: cli.verbose,
             });
         }
-        if !cli.no_blk {
-            let sut = Sut::Direct { system };
+        let sut = Sut::Direct { system };
+        if !cli.no_blk && !cli.net_only {
             ok &= disk::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
+        }
+        if !cli.no_net && !cli.blk_only {
+            ok &= net::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
         }
     }
     if ok {

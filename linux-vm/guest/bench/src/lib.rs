@@ -8,6 +8,7 @@
 use core::fmt::{self, Write};
 
 pub mod blk;
+pub mod net;
 
 /// Timed iterations of each loop.
 pub const ITERATIONS: usize = 1000;

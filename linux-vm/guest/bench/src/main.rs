@@ -27,13 +27,15 @@
 //! `vcpos-mmio-bench: error: ...` line otherwise.
 //!
 //! `vcpos-mmio-bench blk ...` is the block benchmark and pattern checker instead (see
-//! `blk_run.rs`).
+//! `blk_run.rs`); `vcpos-mmio-bench net ...` the network benchmark (see `net_run.rs`).
 #![no_std]
 #![no_main]
 
 mod blk_run;
 mod blk_sys;
 mod linux;
+mod net_run;
+mod net_sys;
 mod timing;
 
 use core::fmt::Write;
@@ -70,6 +72,9 @@ extern "C" fn start(sp: *const u64) -> ! {
     let info = unsafe { linux::start_info(sp) };
     if info.first_arg == Some(b"blk") {
         blk_run::main(&info);
+    }
+    if info.first_arg == Some(b"net") {
+        net_run::main(&info);
     }
     match run(&info) {
         Ok(()) => linux::exit(0),

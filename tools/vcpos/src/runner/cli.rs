@@ -35,7 +35,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", requires = "timeout")]
     pub type_delay: Option<u64>,
     /// An extra virtio-mmio device, in slot order: disk=FILE, disk-ro=FILE, nic or
-    /// nic=MAC.
+    /// nic=MAC, a nic with options ,host (the guest reaches the host's 127.0.0.1 at
+    /// 10.0.2.2) and ,fwd=HOSTPORT:GUESTPORT.
     #[arg(long = "device", value_name = "DEVICE")]
     pub devices: Vec<Device>,
     /// The image to boot.
@@ -59,7 +60,8 @@ pub struct QemuArgsArgs {
     #[arg(long)]
     pub cpus: Option<u32>,
     /// An extra virtio-mmio device, in slot order: disk=FILE, disk-ro=FILE, nic or
-    /// nic=MAC.
+    /// nic=MAC, a nic with options ,host (the guest reaches the host's 127.0.0.1 at
+    /// 10.0.2.2) and ,fwd=HOSTPORT:GUESTPORT.
     #[arg(long = "device", value_name = "DEVICE")]
     pub devices: Vec<Device>,
     /// Boot this Linux kernel directly (no vcpos) instead of an image.
@@ -251,7 +253,11 @@ mod tests {
             Console::Captured,
         );
         spec.memory = Some("512M".into());
-        spec.devices = vec![Device::Nic { mac: None }];
+        spec.devices = vec![Device::Nic {
+            mac: None,
+            to_host: false,
+            forwards: Vec::new(),
+        }];
         let cmd = spec.command();
         let want: Vec<String> = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())

@@ -39,7 +39,7 @@ pub use marker::{
     console_text, kernel_errors, line_marker, markers, Marker, Stop, GUEST_LINE_PREFIX, KERNEL_ERROR, KERNEL_FAULT,
     KERNEL_PREFIX, TEST_FAIL, TEST_PASS,
 };
-pub use qemu::{display_command, qemu_args, qemu_command, Boot, Console, Device, QemuSpec};
+pub use qemu::{display_command, qemu_args, qemu_command, Boot, Console, Device, PortForward, QemuSpec};
 pub use script::{parse_step, Expect, Step};
 
 use crate::board::Board;

@@ -66,12 +66,29 @@ pub enum Device {
         /// The guest cannot write it.
         read_only: bool,
     },
-    /// A virtio network device on QEMU's user-mode network (slirp), isolated from the
-    /// host (`restrict=on`: the guest reaches only slirp's own DHCP/DNS/gateway).
+    /// A virtio network device on QEMU's user-mode network (slirp): the guest gets
+    /// 10.0.2.15 from slirp's DHCP server, the gateway 10.0.2.2 is the host.
     Nic {
         /// Its MAC address (`52:54:00:..`), or QEMU's default.
         mac: Option<String>,
+        /// The guest may open connections to the host: 10.0.2.2:PORT reaches the host's
+        /// 127.0.0.1:PORT. Without it the guest is isolated (`restrict=on`: it reaches
+        /// only slirp's own DHCP/DNS/gateway); forwarded ports work either way.
+        to_host: bool,
+        /// Host ports on 127.0.0.1 whose connections go to guest ports.
+        forwards: Vec<PortForward>,
     },
+}
+
+/// A TCP port forward into the guest: connections to the host's `127.0.0.1:host` are
+/// made to the guest's port `guest` (`hostfwd=tcp:127.0.0.1:HOST-:GUEST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortForward {
+    /// The port on the host's 127.0.0.1 (pick a free one at run time: parallel runs
+    /// must not share it).
+    pub host: u16,
+    /// The guest's port.
+    pub guest: u16,
 }
 
 impl Device {
@@ -92,17 +109,16 @@ impl Device {
                     format!("virtio-blk-device,drive=disk{index}").into(),
                 ]
             }
-            Device::Nic { mac } => {
+            Device::Nic { mac, to_host, forwards } => {
                 let mut device = format!("virtio-net-device,netdev=net{index}");
                 if let Some(mac) = mac {
                     device.push_str(&format!(",mac={mac}"));
                 }
-                vec![
-                    "-netdev".into(),
-                    format!("user,id=net{index},restrict=on").into(),
-                    "-device".into(),
-                    device.into(),
-                ]
+                let mut netdev = format!("user,id=net{index},restrict={}", if *to_host { "off" } else { "on" });
+                for f in forwards {
+                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+                }
+                vec!["-netdev".into(), netdev.into(), "-device".into(), device.into()]
             }
         }
     }
@@ -111,29 +127,57 @@ impl Device {
 impl FromStr for Device {
     type Err = String;
 
-    /// `disk=FILE`, `disk-ro=FILE`, `nic` or `nic=MAC`.
+    /// `disk=FILE`, `disk-ro=FILE`, or `nic[=MAC]` followed by options `,host` (the
+    /// guest may reach the host) and `,fwd=HOSTPORT:GUESTPORT` (any number).
     fn from_str(s: &str) -> Result<Device, String> {
-        let (kind, value) = match s.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (s, None),
-        };
-        match (kind, value) {
-            ("disk" | "disk-ro", Some(file)) if !file.is_empty() => Ok(Device::Disk {
+        if s == "nic" || s.starts_with("nic=") || s.starts_with("nic,") {
+            return parse_nic(s);
+        }
+        match s.split_once('=') {
+            Some((kind @ ("disk" | "disk-ro"), file)) if !file.is_empty() => Ok(Device::Disk {
                 file: file.into(),
                 read_only: kind == "disk-ro",
             }),
-            ("nic", None) => Ok(Device::Nic { mac: None }),
-            ("nic", Some(mac)) if is_mac(mac) => Ok(Device::Nic {
-                mac: Some(mac.to_ascii_lowercase()),
-            }),
-            ("nic", Some(mac)) => Err(format!(
-                "device '{s}': '{mac}' is not a MAC address (xx:xx:xx:xx:xx:xx)"
-            )),
             _ => Err(format!(
-                "device '{s}': expected disk=FILE, disk-ro=FILE, nic or nic=MAC"
+                "device '{s}': expected disk=FILE, disk-ro=FILE, nic or nic=MAC (options ,host ,fwd=HOSTPORT:GUESTPORT)"
             )),
         }
     }
+}
+
+/// Parses `nic[=MAC][,host][,fwd=H:G]...` (see [`Device::from_str`]).
+fn parse_nic(s: &str) -> Result<Device, String> {
+    let mut parts = s.split(',');
+    let mac = match parts.next().unwrap_or_default().strip_prefix("nic=") {
+        None => None,
+        Some(mac) if is_mac(mac) => Some(mac.to_ascii_lowercase()),
+        Some(mac) => {
+            return Err(format!(
+                "device '{s}': '{mac}' is not a MAC address (xx:xx:xx:xx:xx:xx)"
+            ))
+        }
+    };
+    let (mut to_host, mut forwards) = (false, Vec::new());
+    for opt in parts {
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
+        if let Some(pair) = opt.strip_prefix("fwd=") {
+            match pair.split_once(':').map(|(h, g)| (port(h), port(g))) {
+                Some((Some(host), Some(guest))) => forwards.push(PortForward { host, guest }),
+                _ => {
+                    return Err(format!(
+                        "device '{s}': '{opt}' needs two ports 1-65535 (fwd=HOSTPORT:GUESTPORT)"
+                    ))
+                }
+            }
+        } else if opt == "host" {
+            to_host = true;
+        } else {
+            return Err(format!(
+                "device '{s}': unknown nic option '{opt}' (host, fwd=HOSTPORT:GUESTPORT)"
+            ));
+        }
+    }
+    Ok(Device::Nic { mac, to_host, forwards })
 }
 
 impl fmt::Display for Device {
@@ -142,8 +186,18 @@ impl fmt::Display for Device {
             Device::Disk { file, read_only } => {
                 write!(f, "{}={}", if *read_only { "disk-ro" } else { "disk" }, file.display())
             }
-            Device::Nic { mac: None } => f.write_str("nic"),
-            Device::Nic { mac: Some(mac) } => write!(f, "nic={mac}"),
+            Device::Nic { mac, to_host, forwards } => {
+                f.write_str("nic")?;
+                if let Some(mac) = mac {
+                    write!(f, "={mac}")?;
+                }
+                if *to_host {
+                    f.write_str(",host")?;
+                }
+                forwards
+                    .iter()
+                    .try_for_each(|p| write!(f, ",fwd={}:{}", p.host, p.guest))
+            }
         }
     }
 }
@@ -337,6 +391,7 @@ mod tests {
             "disk=/d/disk.img".parse::<Device>().unwrap(),
             "nic=52:54:00:00:00:2A".parse().unwrap(),
             "disk-ro=/d/ro.img".parse().unwrap(),
+            "nic,host,fwd=15000:5000,fwd=15001:22".parse().unwrap(),
         ];
         let mut vcpos = QemuSpec::vcpos(&board, Path::new("/x/vcpos.img"), Console::Captured);
         vcpos.devices = devices.clone();
@@ -356,7 +411,9 @@ mod tests {
         );
         let devs = "-drive file=/d/disk.img,format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0 \
                     -netdev user,id=net1,restrict=on -device virtio-net-device,netdev=net1,mac=52:54:00:00:00:2a \
-                    -drive file=/d/ro.img,format=raw,if=none,id=disk2,readonly=on -device virtio-blk-device,drive=disk2";
+                    -drive file=/d/ro.img,format=raw,if=none,id=disk2,readonly=on -device virtio-blk-device,drive=disk2 \
+                    -netdev user,id=net3,restrict=off,hostfwd=tcp:127.0.0.1:15000-:5000,hostfwd=tcp:127.0.0.1:15001-:22 \
+                    -device virtio-net-device,netdev=net3";
         assert_eq!(v, format!("{common} -kernel /x/vcpos.img {devs}"));
         assert_eq!(
             l,
@@ -384,10 +441,26 @@ mod tests {
 
     #[test]
     fn devices_parse_and_print() {
-        for text in ["disk=/a b/c.img", "disk-ro=x.img", "nic", "nic=52:54:00:00:00:2a"] {
+        for text in [
+            "disk=/a b/c.img",
+            "disk-ro=x.img",
+            "nic",
+            "nic=52:54:00:00:00:2a",
+            "nic,host",
+            "nic=52:54:00:00:00:2a,host,fwd=1:2,fwd=65535:80",
+            "nic,fwd=15000:5000",
+        ] {
             let d: Device = text.parse().unwrap();
             assert_eq!(d.to_string(), text);
         }
+        assert_eq!(
+            "nic,host,fwd=8080:80".parse::<Device>().unwrap(),
+            Device::Nic {
+                mac: None,
+                to_host: true,
+                forwards: vec![PortForward { host: 8080, guest: 80 }]
+            }
+        );
         assert_eq!(
             "disk=d".parse::<Device>().unwrap(),
             Device::Disk {
@@ -400,6 +473,11 @@ mod tests {
             ("disk=", "expected disk=FILE"),
             ("nic=52:54:00:00:00", "not a MAC"),
             ("nic=zz:54:00:00:00:00", "not a MAC"),
+            ("nic,fwd=0:80", "two ports"),
+            ("nic,fwd=80", "two ports"),
+            ("nic,fwd=70000:80", "two ports"),
+            ("nic,promisc", "unknown nic option 'promisc'"),
+            ("nicx", "expected"),
             ("tape=x", "expected"),
         ] {
             let e = bad.parse::<Device>().unwrap_err();

@@ -1,0 +1,137 @@
+//! QEMU integration tests of the Linux guest's network `eth0`: its address from DHCP at
+//! boot, 64 MiB downloaded by the guest from an HTTP server on the host, and 64 MiB the
+//! host sends into the guest through a port forward, each checked by SHA-256 on both
+//! sides. Each test takes the system under test ([`Sut`]) as a parameter: today the
+//! guest booted directly on QEMU; the same tests run on vcpos once the network VCP
+//! serves the guest's NIC. They need the guest files (`tools/guest-image.sh`);
+//! `./test.sh` makes them first, and the tests fail without them.
+
+use std::net::TcpListener;
+
+use vcpos_tests::disk::{assert_done, fail, Sut};
+use vcpos_tests::linux::{self, until_ready, LINUX_TIMEOUT, PROMPT};
+use vcpos_tests::net::{free_port, payload, run, sha256_hex, HttpServer, GUEST_ADDR, GUEST_PORT, HOST_ADDR, NET_UP};
+use vcpos_tool::runner::{Capture, Step};
+
+/// Bytes each way.
+const LEN: usize = 64 << 20;
+
+/// Keeps the guest kernel's informational messages off the console.
+const QUIET: &str = "dmesg -n 1";
+
+/// The hash in the guest's `guest-sha256 <hash>` line.
+fn guest_hash(sut: &Sut, label: &str, c: &Capture, script: &[Step]) -> String {
+    sut.guest_lines(&c.output)
+        .filter_map(|l| l.strip_prefix("guest-sha256 "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|h| h.len() == 64)
+        .unwrap_or_else(|| fail(label, "no 'guest-sha256 <hash>' line", c, script))
+        .to_string()
+}
+
+/// Types `command`, which prints a `sha256sum` line, with `guest-sha256 ` put before
+/// it, and waits for that line (`256` is computed by the guest's shell, so the echo of
+/// what was typed does not hold it) and the prompt.
+fn tagged(command: &str) -> [Step; 3] {
+    [
+        linux::command(&format!("{command} | sed \"s/^/guest-sha$((128*2)) /\"")),
+        Step::wait_text("guest-sha256 "),
+        Step::wait_text(PROMPT),
+    ]
+}
+
+/// `/init` brought eth0 up with the address from QEMU's DHCP server; the guest
+/// downloads 64 MiB of pseudo-random bytes from an HTTP server on the host's 127.0.0.1
+/// (as 10.0.2.2) with busybox wget, and their SHA-256 in the guest is the host's.
+fn guest_downloads_from_host(sut: &Sut, label: &str) {
+    let http = HttpServer::start(payload(0x6e65_7431, LEN)).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let want = sha256_hex(http.data()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let port = http.server().port();
+    let mut script = until_ready();
+    script.extend(sut.checked(QUIET, "quiet"));
+    script.extend(sut.checked(
+        &format!("ip -4 addr show dev eth0 | grep -q 'inet {GUEST_ADDR}/24'"),
+        "addr",
+    ));
+    script.extend(sut.checked(
+        &format!("ip route | grep -q '^default via {HOST_ADDR} dev eth0'"),
+        "route",
+    ));
+    script.extend(tagged(&format!(
+        "wget -q -O - http://{HOST_ADDR}:{port}/data | sha256sum"
+    )));
+    let c = run(sut, None, &|_| {}, script.clone(), linux::timeout(LINUX_TIMEOUT, 1))
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_done(label, &c, &script);
+    if !sut.guest_lines(&c.output).any(|l| l.starts_with(NET_UP)) {
+        fail(label, &format!("/init did not say '{NET_UP}...'"), &c, &script);
+    }
+    let got = guest_hash(sut, label, &c, &script);
+    let errors = http.server().errors();
+    assert!(errors.is_empty(), "{label}: the HTTP server: {errors:?}");
+    assert_eq!(got, want, "{label}: the guest received other bytes than the host sent");
+}
+
+/// The host sends 64 MiB into the guest through the forward of a free host port to
+/// guest port 5000, where busybox `nc -l` pipes them to `sha256sum`; the hash matches
+/// the host's. (The guest asks for the data over HTTP once it listens, so the host
+/// sends only then.) The first host port the run is offered is taken, so this also
+/// checks that a run whose forward cannot be set up boots again with another port.
+fn host_sends_into_guest(sut: &Sut, label: &str) {
+    let http = HttpServer::start(payload(0x6e65_7432, LEN)).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let want = sha256_hex(http.data()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let port = http.server().port();
+    let mut script = until_ready();
+    script.extend(sut.checked(QUIET, "quiet"));
+    script.extend(sut.checked(
+        &format!("(nc -l -p {GUEST_PORT} </dev/null | sha256sum >/tmp/rx.sum) & \
+                  n=0; until netstat -ltn | grep -q ':{GUEST_PORT} '; do n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1; done; \
+                  netstat -ltn | grep -q ':{GUEST_PORT} '"),
+        "listen",
+    ));
+    script.extend(sut.checked(
+        &format!("wget -q -O - http://{HOST_ADDR}:{port}/push | grep -qx 'pushed {LEN}'"),
+        "push",
+    ));
+    // `wait`: until the listener's pipeline has hashed everything and ended.
+    script.extend(tagged("wait; cat /tmp/rx.sum"));
+    // The first host port offered is taken (a listener here holds it): QEMU cannot
+    // forward it, and the run must boot again with a free one.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{label}: {e}"));
+    let taken_port = taken.local_addr().unwrap_or_else(|e| panic!("{label}: {e}")).port();
+    let mut offered = Vec::new();
+    let mut ports = || {
+        let p = if offered.is_empty() { taken_port } else { free_port()? };
+        offered.push(p);
+        Ok(p)
+    };
+    let c = run(
+        sut,
+        Some(&mut ports),
+        &|p| http.set_push_port(p),
+        script.clone(),
+        linux::timeout(LINUX_TIMEOUT, 1),
+    )
+    .unwrap_or_else(|e| panic!("{label}: {e}"));
+    drop(taken);
+    assert_done(label, &c, &script);
+    assert_eq!(
+        offered.len(),
+        2,
+        "{label}: not exactly one retry after the taken port: {offered:?}"
+    );
+    let errors = http.server().errors();
+    assert!(errors.is_empty(), "{label}: the HTTP server: {errors:?}");
+    let got = guest_hash(sut, label, &c, &script);
+    assert_eq!(got, want, "{label}: the guest received other bytes than the host sent");
+}
+
+#[test]
+fn direct_net_guest_downloads_from_host() {
+    guest_downloads_from_host(&Sut::direct(), "net-download-direct");
+}
+
+#[test]
+fn direct_net_host_sends_into_guest() {
+    host_sends_into_guest(&Sut::direct(), "net-push-direct");
+}
