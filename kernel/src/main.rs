@@ -20,9 +20,10 @@ mod arch;
 use core::fmt::Write;
 use core::ptr::addr_of_mut;
 
-use aarch64_cpu::registers::{Readable, Writeable, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, TPIDR_EL2, TTBR0_EL2};
 use vcpos_abi::bootinfo::BootInfo;
 use vcpos_abi::console::{KERNEL_ERROR, KERNEL_INFO};
+use vcpos_abi::esr;
 use vcpos_kernel_core::{Kernel, Platform};
 
 use arch::vcpu::{self, VcpuArch};
@@ -265,7 +266,7 @@ extern "C" fn vcpos_handle_lower_sync() {
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
         st.kernel.handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
-    } else if vcpos_kernel_core::fault::ec::class(esr) == vcpos_kernel_core::fault::ec::SVC64 {
+    } else if esr::class(esr) == esr::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
         st.kernel.handle_fault(&mut st.machine, esr, far);
@@ -301,9 +302,7 @@ extern "C" fn vcpos_handle_lower_serror() {
 #[no_mangle]
 extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
-    let elr: u64;
-    // SAFETY: reading ELR_EL2 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, elr_el2", out(reg) elr) };
+    let elr = ELR_EL2.get();
     let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
     kprintln!("{KERNEL_ERROR} {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();

@@ -179,7 +179,9 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
         ));
     }
     let guest = guest_dir();
-    check_prefills(&loaded.system, std::slice::from_ref(&dir), &guest)?;
+    // Small prefill files (such as a VCP's configuration) sit next to the system file.
+    let system_dir = system.parent().unwrap_or(Path::new(".")).to_path_buf();
+    check_prefills(&loaded.system, &[dir.clone(), system_dir.clone()], &guest)?;
     std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let image = out_dir.join("vcpos.img");
     let report = out_dir.join("report.txt");
@@ -193,6 +195,8 @@ pub fn build_image(system: &Path, config: &str, out_dir: &Path) -> Result<PathBu
         dir.as_os_str(),
         "--search-path".as_ref(),
         guest.as_os_str(),
+        "--search-path".as_ref(),
+        system_dir.as_os_str(),
         "-o".as_ref(),
         image.as_os_str(),
         "-r".as_ref(),

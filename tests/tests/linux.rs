@@ -4,11 +4,11 @@
 //! artifacts (`tools/build-targets.sh`) and the guest files (`tools/guest-image.sh`);
 //! `./test.sh` makes both first, and the tests fail without them.
 
+use vcpos_abi::console::{GUEST_LINE_PREFIX, TEST_PASS};
 use vcpos_tests::linux::{
     self, command, guest_physical_maps, heartbeats, options, physical_range, stray_accesses, until_ready, BOOT,
     GUEST_PANIC, HEARTBEAT, LINUX_TIMEOUT, POWERED_OFF, PROMPT, READY, RESET, UNEXPECTED_RESTART,
 };
-use vcpos_abi::console::{GUEST_LINE_PREFIX, TEST_PASS};
 use vcpos_tests::{build_system, guest_dir, scenario_system, Transcript};
 use vcpos_tool::runner::Step;
 
@@ -44,18 +44,33 @@ fn linux_boots_to_shell_and_runs_a_command() {
         guest_line("aarch64"),
         command(&format!("echo {long} | wc -c")),
         guest_line("101"),
+        // The kernel logged its boot from the first message on.
+        command("dmesg | grep -m1 'Booting Linux'"),
+        Step::wait_text("] Booting Linux on physical CPU"),
         Step::wait_text(PROMPT),
     ]);
     let t = run("linux-vm", 1, script, UNEXPECTED_RESTART);
     t.assert_script_done();
     // The value is on a line of its own after the line that typed the expression.
-    let typed = t.index_of("echo vcpos-$((6*7))").unwrap_or_else(|| t.fail("the command line was not echoed"));
+    let typed = t
+        .index_of("echo vcpos-$((6*7))")
+        .unwrap_or_else(|| t.fail("the command line was not echoed"));
     let value = guest_line_index(&t, "vcpos-42").unwrap_or_else(|| t.fail("no vcpos-42 line"));
     if value <= typed {
         t.fail("vcpos-42 came before the command was typed");
     }
     if t.output().lines().filter(|l| l.starts_with(BOOT)).count() != 1 {
         t.fail("the guest booted more than once");
+    }
+    // No early console (one VM exit per character) was used: the kernel's messages
+    // reach the console through hvc0 once the virtio console is up (those before it
+    // are in the kernel log, which the guest shows with dmesg: checked by the script).
+    if let Some(l) = t
+        .output()
+        .lines()
+        .find(|l| l.contains("earlycon") || l.contains("bootconsole"))
+    {
+        t.fail(&format!("the guest used an early console: {l:?}"));
     }
     eprintln!(
         "linux-vm: ready after {:.1} s, script done after {:.1} s",
@@ -91,12 +106,19 @@ fn guest_output_cannot_forge_markers() {
     }
     for l in out.lines().filter(|l| l.contains(TEST_PASS)) {
         if !l.starts_with(GUEST_LINE_PREFIX) {
-            t.fail(&format!("a line with the pass marker does not start with the guest prefix: {l:?}"));
+            t.fail(&format!(
+                "a line with the pass marker does not start with the guest prefix: {l:?}"
+            ));
         }
     }
     // The forged lines are there, in order, as guest lines.
     let at = |text: &str| guest_line_index(&t, text).unwrap_or_else(|| t.fail(&format!("no guest line {text:?}")));
-    let (forge, x, y, done) = (at("TEST PASS: linux-forge"), at("x"), at("TEST PASS: y"), at("forge-done-2"));
+    let (forge, x, y, done) = (
+        at("TEST PASS: linux-forge"),
+        at("x"),
+        at("TEST PASS: y"),
+        at("forge-done-2"),
+    );
     if !(forge < x && x + 1 == y && y < done) {
         t.fail("the guest lines are out of order (or printf's two lines are not adjacent)");
     }
@@ -104,8 +126,41 @@ fn guest_output_cannot_forge_markers() {
     // (behind the prefix): the guest printed no line of its own.
     for l in out.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
         if !(l.starts_with(GUEST_LINE_PREFIX) || l.starts_with("vcpos|") || l.starts_with("linux_vmm: ")) {
-            t.fail(&format!("a line without the guest prefix that is not the kernel's or the VMM's: {l:?}"));
+            t.fail(&format!(
+                "a line without the guest prefix that is not the kernel's or the VMM's: {l:?}"
+            ));
         }
+    }
+}
+
+/// Linux's virtio_blk driver against the VMM's virtio-blk device (backed by a memory
+/// region of the VMM): the disk appears with its size, data written at an offset reads
+/// back after the guest dropped its page cache (so the read reaches the device), a
+/// flush goes through, and what was never written reads as zeros.
+#[test]
+fn guest_disk_reads_back_what_it_wrote() {
+    let mut script = until_ready();
+    script.extend([
+        // 4 MiB = 8192 sectors of 512 bytes.
+        command("cat /sys/block/vda/size"),
+        guest_line("8192"),
+        command("echo vcpos-disk-$((6*7)) | dd of=/dev/vda bs=512 seek=100 conv=sync,fsync 2>/dev/null; echo wrote"),
+        guest_line("wrote"),
+        command("sync; echo 3 > /proc/sys/vm/drop_caches; echo dropped"),
+        guest_line("dropped"),
+        command("dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -n1"),
+        guest_line("vcpos-disk-42"),
+        // A 1 MiB transfer in large requests, compared end to end.
+        command("dd if=/dev/urandom of=/tmp/a bs=64k count=16 2>/dev/null; dd if=/tmp/a of=/dev/vda bs=64k seek=8 conv=fsync 2>/dev/null; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=64k skip=8 count=16 2>/dev/null | cmp - /tmp/a && echo same-$((1+1))"),
+        guest_line("same-2"),
+        command("dd if=/dev/vda bs=512 skip=4000 count=1 2>/dev/null | od -An -tx1 | head -n1 | tr -d ' '"),
+        guest_line("00000000000000000000000000000000"),
+        Step::wait_text(PROMPT),
+    ]);
+    let t = run("linux-blk", 1, script, UNEXPECTED_RESTART);
+    t.assert_script_done();
+    if let Some(l) = t.output().lines().find(|l| l.contains("linux_vmm: virtio")) {
+        t.fail(&format!("the VMM reported a guest error on a virtio device: {l:?}"));
     }
 }
 
@@ -125,7 +180,12 @@ fn guest_access_outside_its_ram_is_reported() {
     let built =
         build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let windows = guest_physical_maps(&built.report);
-    assert_eq!(windows.len(), 1, "one stage-2 map (guest RAM) expected in the report:\n{}", built.report);
+    assert_eq!(
+        windows.len(),
+        1,
+        "one stage-2 map (guest RAM) expected in the report:\n{}",
+        built.report
+    );
     let ram = &windows[0];
     let kernel_region = physical_range(&built.report, "memory region 'guest_kernel'").unwrap();
     let heartbeat_region = physical_range(&built.report, "memory region 'heartbeat_state'").unwrap();
@@ -146,7 +206,10 @@ fn guest_access_outside_its_ram_is_reported() {
     // What a read would return if it reached the guest_kernel region: the Image's first word.
     let image = std::fs::read(guest_dir().join("Image")).expect("guest Image (run tools/guest-image.sh)");
     let image_word = u32::from_le_bytes(image[..4].try_into().expect("Image has 4 bytes"));
-    assert_ne!(image_word, 0, "the Image's first word must not be 0 for this test to mean something");
+    assert_ne!(
+        image_word, 0,
+        "the Image's first word must not be 0 for this test to mean something"
+    );
 
     let mut script = until_ready();
     for (_, addr) in probes {
@@ -168,7 +231,9 @@ fn guest_access_outside_its_ram_is_reported() {
     let strays = stray_accesses(t.output());
     for (what, addr) in probes {
         if !strays.iter().any(|s| !s.write && s.address == addr && s.size == 4) {
-            t.fail(&format!("no VMM report of the guest's 4-byte read of {what} at {addr:#x}"));
+            t.fail(&format!(
+                "no VMM report of the guest's 4-byte read of {what} at {addr:#x}"
+            ));
         }
     }
     if !strays.iter().any(|s| s.write && s.address == heartbeat_region.start) {
@@ -178,7 +243,10 @@ fn guest_access_outside_its_ram_is_reported() {
     let zero_line = format!("{GUEST_LINE_PREFIX}0x00000000");
     let zeros = t.output().lines().filter(|l| l.trim() == zero_line).count();
     if zeros < probes.len() {
-        t.fail(&format!("{zeros} devmem reads printed 0x00000000, expected {}", probes.len()));
+        t.fail(&format!(
+            "{zeros} devmem reads printed 0x00000000, expected {}",
+            probes.len()
+        ));
     }
     if t.output().contains(&format!("0x{image_word:08X}")) {
         t.fail("a guest read returned the kernel Image's first word");
@@ -210,9 +278,17 @@ fn guest_poweroff_and_crash_restart_the_guest_while_other_pds_run() {
     let t = run("linux-heartbeat", 3, script, &["linux_vmm: boot 4:"]);
     t.assert_script_done();
     let out = t.output();
-    let at = |text: &str| t.index_of(text).unwrap_or_else(|| t.fail(&format!("no line containing {text:?}")));
-    let (off, boot2, panic, reset, boot3) =
-        (at(POWERED_OFF), at(&format!("{BOOT}2:")), at(GUEST_PANIC), at(RESET), at(&format!("{BOOT}3:")));
+    let at = |text: &str| {
+        t.index_of(text)
+            .unwrap_or_else(|| t.fail(&format!("no line containing {text:?}")))
+    };
+    let (off, boot2, panic, reset, boot3) = (
+        at(POWERED_OFF),
+        at(&format!("{BOOT}2:")),
+        at(GUEST_PANIC),
+        at(RESET),
+        at(&format!("{BOOT}3:")),
+    );
     if !(off < boot2 && boot2 < panic && panic < reset && reset < boot3) {
         t.fail("power-off, boot 2, panic, reset and boot 3 are out of order");
     }
@@ -223,7 +299,10 @@ fn guest_poweroff_and_crash_restart_the_guest_while_other_pds_run() {
     let beats = heartbeats(out);
     for (i, &(_, n)) in beats.iter().enumerate() {
         if n != i as u64 + 1 {
-            t.fail(&format!("heartbeat number {} is {n}: beats were lost or repeated", i + 1));
+            t.fail(&format!(
+                "heartbeat number {} is {n}: beats were lost or repeated",
+                i + 1
+            ));
         }
     }
     // And it beat in each life of the guest.

@@ -6,6 +6,7 @@
 //!   badge bits that tell a PD what woke it;
 //! - [`msg`]: message info encoding and the IPC buffer layout;
 //! - [`fault`]: fault labels and message-register layouts (seL4 ARM MCS numbering);
+//! - [`esr`]: exception syndromes: classes, ISS fields, decoding helpers;
 //! - [`bootinfo`]: the boot-information blob the builder writes and the kernel reads;
 //! - [`vspace`]: the PD virtual address-space layout and page-table accounting;
 //! - [`vcpu`]: vCPU register numbers and guest-exit messages for VMMs;
@@ -23,6 +24,7 @@ pub mod bootinfo;
 pub mod cap;
 pub mod console;
 pub mod counters;
+pub mod esr;
 pub mod fault;
 pub mod msg;
 pub mod syscall;

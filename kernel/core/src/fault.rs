@@ -2,41 +2,11 @@
 
 use vcpos_abi::fault::{label, user_exception, vm_fault};
 
-/// Exception classes (ESR_EL2.EC) the kernel distinguishes.
+/// Exception classes (ESR_EL2.EC) and [`class`](vcpos_abi::esr::class): defined once in
+/// [`vcpos_abi::esr`], re-exported here for the kernel core.
 pub mod ec {
-    /// Unknown reason (undefined instruction at EL0 lands here).
-    pub const UNKNOWN: u64 = 0x00;
-    /// Trapped WFI/WFE.
-    pub const WFX: u64 = 0x01;
-    /// FP/SIMD access trapped.
-    pub const FP_ACCESS: u64 = 0x07;
-    /// Illegal execution state.
-    pub const ILLEGAL_STATE: u64 = 0x0e;
-    /// SVC from AArch64.
-    pub const SVC64: u64 = 0x15;
-    /// HVC from AArch64.
-    pub const HVC64: u64 = 0x16;
-    /// SMC from AArch64.
-    pub const SMC64: u64 = 0x17;
-    /// Trapped MSR/MRS/system instruction.
-    pub const SYSREG: u64 = 0x18;
-    /// Instruction abort from a lower EL.
-    pub const IABT_LOWER: u64 = 0x20;
-    /// PC alignment fault.
-    pub const PC_ALIGN: u64 = 0x22;
-    /// Data abort from a lower EL.
-    pub const DABT_LOWER: u64 = 0x24;
-    /// SP alignment fault.
-    pub const SP_ALIGN: u64 = 0x26;
-    /// SError (asynchronous abort).
-    pub const SERROR: u64 = 0x2f;
-    /// BRK instruction.
-    pub const BRK64: u64 = 0x3c;
-
-    /// The exception class of an ESR value (bits 31:26; the bits above are ISS2).
-    pub const fn class(esr: u64) -> u64 {
-        (esr >> 26) & 0x3f
-    }
+    pub use vcpos_abi::esr::class;
+    pub use vcpos_abi::esr::ec::*;
 }
 
 /// A fault, ready to be sent to a parent or printed.
@@ -82,7 +52,7 @@ pub fn decode(esr: u64, far: u64, pc: u64, sp: u64, spsr: u64) -> FaultInfo {
             mrs[user_exception::SP] = sp;
             mrs[user_exception::SPSR] = spsr;
             mrs[user_exception::NUMBER] = class;
-            mrs[user_exception::CODE] = esr & 0x1ff_ffff;
+            mrs[user_exception::CODE] = vcpos_abi::esr::iss(esr);
             FaultInfo {
                 label: label::USER_EXCEPTION,
                 mrs,
@@ -132,7 +102,7 @@ pub fn describe(f: &FaultInfo, out: &mut dyn core::fmt::Write) -> core::fmt::Res
         ec::SYSREG => write!(out, "trapped system register access"),
         ec::ILLEGAL_STATE => write!(out, "illegal execution state"),
         ec::HVC64 | ec::SMC64 => write!(out, "hypervisor/secure monitor call from a PD"),
-        ec::SERROR => write!(out, "SError (asynchronous abort, syndrome {:#x})", f.esr & 0x1ff_ffff),
+        ec::SERROR => write!(out, "SError (asynchronous abort, syndrome {:#x})", vcpos_abi::esr::iss(f.esr)),
         _ => write!(out, "exception class {class:#x}"),
     }
 }
@@ -150,7 +120,7 @@ mod tests {
     #[test]
     fn data_abort_write_translation() {
         // EC=0x24, WnR=1, DFSC=0b000111 (translation fault level 3).
-        let esr = (0x24 << 26) | (1 << 25) | (1 << 6) | 0x07;
+        let esr = (ec::DABT_LOWER << 26) | (1 << 25) | (1 << 6) | 0x07;
         let f = decode(esr, 0xdead_0000, 0x20_0123, 0, 0);
         assert_eq!(f.label, label::VM_FAULT);
         assert_eq!(f.mrs[vm_fault::ADDR], 0xdead_0000);

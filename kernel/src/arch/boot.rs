@@ -15,6 +15,8 @@
 
 use core::arch::global_asm;
 
+use aarch64_cpu::registers::{CNTKCTL_EL1, SCTLR_EL1, TCR_EL1};
+
 /// The boot tables (one page each, zeroed with `.bss` before use).
 #[repr(C, align(4096))]
 pub struct Table(pub [u64; 512]);
@@ -106,42 +108,58 @@ _start:
     cnthctl = const CNTHCTL,
 );
 
+// With E2H set, TCR_EL2, SCTLR_EL2 and the low bits of CNTHCTL_EL2 have the layouts of
+// TCR_EL1, SCTLR_EL1 and CNTKCTL_EL1, so their values are built from aarch64-cpu's
+// field definitions of those registers (written by the assembly above, before any
+// Rust code can run).
+
 /// TCR_EL2 (E2H layout): T0SZ=24 (40-bit PD address spaces), T1SZ=25 (39-bit
 /// kernel half), 4 KiB granules, write-back inner-shareable walks, 40-bit PA,
 /// 8-bit ASIDs taken from TTBR0.
-const TCR: u64 = 24
-    | (1 << 8)
-    | (1 << 10)
-    | (3 << 12)
-    | (25 << 16)
-    | (1 << 24)
-    | (1 << 26)
-    | (3 << 28)
-    | (2 << 30)
-    | (2 << 32);
+const TCR: u64 = TCR_EL1::T0SZ.val(24).value
+    | TCR_EL1::TG0::KiB_4.value
+    | TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::SH0::Inner.value
+    | TCR_EL1::T1SZ.val(25).value
+    | TCR_EL1::TG1::KiB_4.value
+    | TCR_EL1::IRGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::ORGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::SH1::Inner.value
+    | TCR_EL1::IPS::Bits_40.value
+    | TCR_EL1::AS::ASID8Bits.value
+    | TCR_EL1::A1::TTBR0.value;
+
+/// SCTLR bits aarch64-cpu's `SCTLR_EL1` does not name: EOS (11), TSCXT (20), EIS (22),
+/// SPAN (23, PSTATE.PAN left alone on exception entry), nTLSMD (28), LSMAOE (29).
+const SCTLR_UNNAMED: u64 = (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
 
 /// SCTLR_EL2 (E2H layout): MMU, caches, SP alignment checks; EL0 may use WFI/WFE,
 /// read CTR, zero cache lines and do cache maintenance (for DMA buffers); PAN is
 /// left alone on exception entry; exception entry and return synchronise.
-const SCTLR: u64 = (1 << 0)
-    | (1 << 2)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 11)
-    | (1 << 12)
-    | (1 << 14)
-    | (1 << 15)
-    | (1 << 16)
-    | (1 << 18)
-    | (1 << 20)
-    | (1 << 22)
-    | (1 << 23)
-    | (1 << 26)
-    | (1 << 28)
-    | (1 << 29);
+const SCTLR: u64 = SCTLR_EL1::M::Enable.value
+    | SCTLR_EL1::C::Cacheable.value
+    | SCTLR_EL1::SA::Enable.value
+    | SCTLR_EL1::SA0::Enable.value
+    | SCTLR_EL1::I::Cacheable.value
+    | SCTLR_EL1::DZE::DontTrap.value
+    | SCTLR_EL1::UCT::DontTrap.value
+    | SCTLR_EL1::NTWI::DontTrap.value
+    | SCTLR_EL1::NTWE::DontTrap.value
+    | SCTLR_EL1::UCI::DontTrap.value
+    | SCTLR_UNNAMED;
 
-/// CNTHCTL_EL2 (E2H layout): EL0 may read the physical and virtual counters (PDs
-/// time things without a syscall); EL1 (guests, later) may use the physical timer.
-const CNTHCTL: u64 = (1 << 0) | (1 << 1) | (1 << 10) | (1 << 11);
+/// CNTHCTL_EL2 (E2H layout; aarch64-cpu's `CNTHCTL_EL2` has only the other one): EL0
+/// may read the physical and virtual counters (PDs time things without a syscall) but
+/// not use the EL0 timers; EL1 (guests) may use the physical counter and timer
+/// (EL1PCTEN, bit 10, and EL1PTEN, bit 11).
+const CNTHCTL: u64 =
+    CNTKCTL_EL1::EL0PCTEN::TrappedNone.value | CNTKCTL_EL1::EL0VCTEN::TrappedNone.value | (1 << 10) | (1 << 11);
 
-const _: () = assert!(vcpos_abi::KERNEL_VIRT_OFFSET == 0xffff_ff80_0000_0000, "build.rs and kernel.ld.in assume this offset");
+// The raw values, as a cross-check of the field names above.
+const _: () = assert!(TCR == 0x2_b519_3518, "TCR_EL2");
+const _: () = assert!(SCTLR == 0x34d5_d81d, "SCTLR_EL2");
+const _: () = assert!(CNTHCTL == 0xc03, "CNTHCTL_EL2");
+
+const _: () =
+    assert!(vcpos_abi::KERNEL_VIRT_OFFSET == 0xffff_ff80_0000_0000, "build.rs and kernel.ld.in assume this offset");

@@ -4,6 +4,9 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::asm::barrier::{isb, SY};
+use aarch64_cpu::registers::{ReadWriteable, ICC_SRE_EL2};
+
 use super::{board, mmio};
 
 const GICD_CTLR: u64 = 0x0000;
@@ -62,20 +65,20 @@ pub fn init() {
     }
     mmio::write32(r + SGI_BASE + GICD_ISENABLER, 1 << board::TIMER_IRQ);
 
-    // SAFETY: GIC CPU-interface system registers at EL2; enabling system-register
-    // access, opening the priority mask and enabling group 1 only affect interrupt
-    // delivery, which the kernel then handles.
+    // System-register interface on, and lower ELs may use it too; EOImode 0 (EOIR
+    // drops the priority and deactivates).
+    ICC_SRE_EL2.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
+    isb(SY);
+    // SAFETY: GIC CPU-interface registers aarch64-cpu does not name (or, ICC_CTLR_EL1,
+    // offers only for reading): opening the priority mask, no binary-point grouping,
+    // EOImode 0 and enabling group 1 only affect interrupt delivery, which the kernel
+    // then handles.
     unsafe {
         asm!(
-            "mrs {t}, icc_sre_el2",
-            "orr {t}, {t}, #0x1", // SRE: system-register interface
-            "orr {t}, {t}, #0x8", // Enable: lower ELs may use it too
-            "msr icc_sre_el2, {t}",
-            "isb",
             "mov {t}, #0xff",
             "msr icc_pmr_el1, {t}",
             "msr icc_bpr1_el1, xzr",
-            "msr icc_ctlr_el1, xzr", // EOImode 0: EOIR drops priority and deactivates
+            "msr icc_ctlr_el1, xzr",
             "mov {t}, #1",
             "msr icc_igrpen1_el1, {t}",
             "isb",

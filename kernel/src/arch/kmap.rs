@@ -10,7 +10,8 @@
 
 use core::arch::asm;
 
-use aarch64_cpu::registers::{Readable, PAR_EL1};
+use aarch64_cpu::asm::barrier::{dsb, isb, ISH, ISHST, SY};
+use aarch64_cpu::registers::{Readable, Writeable, PAR_EL1, TTBR0_EL2};
 use core::ptr::addr_of_mut;
 
 use vcpos_abi::KERNEL_VIRT_OFFSET;
@@ -148,24 +149,20 @@ pub fn install() {
     }
     let root = phys(l1.0.as_ptr());
     let empty = phys(core::ptr::addr_of!(EMPTY_L0));
-    // SAFETY: TTBR0 gets an all-invalid table (nothing runs at EL0 yet); the new tables
-    // map every address the kernel uses (its image, all RAM and
+    // The barriers make the table writes visible to the walker before TTBR1 changes
+    // and drop stale TLB entries after. TTBR0 gets an all-invalid table (nothing runs
+    // at EL0 yet).
+    dsb(ISHST);
+    // SAFETY: the new tables map every address the kernel uses (its image, all RAM and
     // the devices below RAM) to the same physical addresses as the boot tables, with
-    // narrower permissions; the barriers make the table writes visible to the walker
-    // before TTBR1 changes and drop stale TLB entries after.
-    unsafe {
-        asm!(
-            "dsb ishst",
-            "msr S3_4_C2_C0_1, {root}", // TTBR1_EL2
-            "msr ttbr0_el2, {empty}",
-            "isb",
-            "tlbi alle2",
-            "dsb ish",
-            "isb",
-            root = in(reg) root,
-            empty = in(reg) empty,
-        );
-    }
+    // narrower permissions. TTBR1_EL2 (FEAT_VHE) is not in aarch64-cpu.
+    unsafe { asm!("msr S3_4_C2_C0_1, {}", in(reg) root) };
+    TTBR0_EL2.set(empty);
+    isb(SY);
+    // SAFETY: TLB invalidation only drops cached translations.
+    unsafe { asm!("tlbi alle2") };
+    dsb(ISH);
+    isb(SY);
     check_guard_unmapped(guard + KERNEL_VIRT_OFFSET);
 }
 

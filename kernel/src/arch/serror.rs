@@ -9,6 +9,9 @@
 //! syndrome and returns) and charged to the thread that ran at the last kernel exit.
 
 use core::arch::asm;
+
+use aarch64_cpu::asm::barrier::{isb, SY};
+use aarch64_cpu::registers::{ReadWriteable, DAIF};
 use core::ptr::{addr_of, addr_of_mut};
 
 /// Syndrome of the SError taken by [`take_pending`], with bit 63 set; written by the
@@ -29,13 +32,14 @@ pub fn take_pending() -> Option<u64> {
         return None;
     }
     // SAFETY: the kernel is single-threaded with interrupts masked; the only other
-    // access to the word is the SError vector, which runs between the two
-    // instructions below and returns with SErrors masked again (it touches no other
-    // state but ELR/SPSR/ESR_EL2, which the entry code saved or the caller read).
-    unsafe {
-        addr_of_mut!(VCPOS_TAKEN_SERROR).write_volatile(0);
-        asm!("msr daifclr, #4", "isb", "msr daifset, #4", "isb", options(nostack));
-    }
+    // access to the word is the SError vector, which runs while SErrors are unmasked
+    // below and returns with them masked again (it touches no other state but
+    // ELR/SPSR/ESR_EL2, which the entry code saved or the caller read).
+    unsafe { addr_of_mut!(VCPOS_TAKEN_SERROR).write_volatile(0) };
+    DAIF.modify(DAIF::A::Unmasked);
+    isb(SY);
+    DAIF.modify(DAIF::A::Masked);
+    isb(SY);
     // SAFETY: as above; the vector has finished.
     let v = unsafe { addr_of!(VCPOS_TAKEN_SERROR).read_volatile() };
     (v & TAKEN != 0).then_some(v & !TAKEN)

@@ -8,7 +8,10 @@
 
 use core::arch::{asm, global_asm};
 
-use aarch64_cpu::registers::{Readable, ID_AA64PFR0_EL1};
+use aarch64_cpu::asm::barrier::{isb, SY};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CPTR_EL2, HCR_EL2, HPFAR_EL2, ICH_HCR_EL2, ICH_VTR_EL2, ID_AA64PFR0_EL1, VTCR_EL2, VTTBR_EL2,
+};
 
 use vcpos_kernel_core::cspace::ThreadIndex;
 use vcpos_kernel_core::kernel::MAX_THREADS;
@@ -18,26 +21,35 @@ use vcpos_kernel_core::Kernel;
 
 use super::gic;
 
-/// HCR_EL2 while a PD (or the kernel) runs: VHE host, EL0 traps to EL2.
-pub const HCR_HOST: u64 = (1 << 34) | (1 << 31) | (1 << 27);
+/// HCR_EL2.TWI (trap WFI), which aarch64-cpu's `HCR_EL2` does not name.
+const HCR_TWI: u64 = 1 << 13;
+/// HCR_EL2 while a PD (or the kernel) runs: VHE host, EL0 traps to EL2. VM stays set:
+/// with E2H and TGE set it has no effect on the host, and not flipping it on every
+/// guest entry and exit spares QEMU a flush of its whole TLB each time.
+pub const HCR_HOST: u64 = HCR_EL2::E2H::EnableOsAtEl2.value
+    | HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::TGE::EnableTrapGeneralExceptionsToEl2.value
+    | HCR_EL2::VM::Enable.value;
 /// HCR_EL2 while a guest runs: stage 2 on, physical interrupts to EL2, WFI and SMC
 /// trapped, EL1 AArch64, pointer-authentication keys not trapped.
-pub const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 13)
-    | (1 << 19)
-    | (1 << 31)
-    | (1 << 34)
-    | (1 << 40)
-    | (1 << 41);
+pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
+    | HCR_EL2::SWIO::SET.value
+    | HCR_EL2::FMO::EnableVirtualFIQ.value
+    | HCR_EL2::IMO::EnableVirtualIRQ.value
+    | HCR_EL2::AMO::SET.value
+    | HCR_TWI
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::E2H::EnableOsAtEl2.value
+    | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
+    | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
+const _: () = assert!(HCR_HOST & HCR_EL2::VM::Enable.value == HCR_GUEST & HCR_EL2::VM::Enable.value);
 /// CPTR_EL2 for PDs: FP/SIMD trapped (PDs are soft-float).
 const CPTR_HOST: u64 = 0;
-/// CPTR_EL2 for guests: FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the
-/// FP/SIMD registers are switched between vCPUs; SVE/SME state is left live, which is
-/// sound while one VM runs (see ARCHITECTURE.md).
+/// CPTR_EL2 for guests (E2H layout, which aarch64-cpu's `CPTR_EL2` does not name):
+/// FP/SIMD, SVE and SME allowed (ZEN, FPEN, SMEN). Only the FP/SIMD registers are
+/// switched between vCPUs; SVE/SME state is left live, which is sound while one VM
+/// runs (see ARCHITECTURE.md).
 const CPTR_GUEST: u64 = (3 << 16) | (3 << 20) | (3 << 24);
 
 /// MDCR_EL2 trap bits (the HPMN field keeps its reset value): TPM and TPMCR, every
@@ -52,7 +64,7 @@ const MDCR_KEEP: u64 = 0x1f;
 /// (a register pair any PD could otherwise write and another read); no debug events.
 const MDSCR_HOST: u64 = 1 << 12;
 /// CPTR_EL2.TAM: activity-monitor (AMU) accesses from EL0 and EL1 trap to EL2.
-const CPTR_TAM: u64 = 1 << 30;
+const CPTR_TAM: u64 = CPTR_EL2::TAM::SET.value;
 
 /// The virtual timer's PPI and the vGIC maintenance PPI.
 pub const VTIMER_PPI: u32 = 27;
@@ -101,21 +113,12 @@ impl VcpuArch {
     /// Boot-time setup: stage-2 control, list-register count, virtual CPU interface
     /// on, the virtual-timer and maintenance PPIs enabled.
     pub fn init(&mut self) {
-        let vtr: u64;
-        // SAFETY: VTCR_EL2 only takes effect for guests (HCR_EL2.VM), none runs yet;
-        // ICH_VTR_EL2 is read-only; enabling the virtual CPU interface (ICH_HCR_EL2.En)
-        // only affects EL1, which nothing uses yet.
-        unsafe {
-            asm!(
-                "msr vtcr_el2, {vtcr}",
-                "mrs {vtr}, S3_4_C12_C11_1", // ICH_VTR_EL2
-                "msr S3_4_C12_C11_0, {en}",  // ICH_HCR_EL2 = En
-                "isb",
-                vtcr = in(reg) VTCR_VALUE,
-                vtr = out(reg) vtr,
-                en = in(reg) 1u64,
-            );
-        }
+        // VTCR_EL2 only takes effect for guests (HCR_EL2.VM with TGE clear), none runs
+        // yet; enabling the virtual CPU interface only affects EL1.
+        VTCR_EL2.set(VTCR_VALUE);
+        let vtr = ICH_VTR_EL2.get();
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+        isb(SY);
         self.num_lrs = ((vtr & 0x1f) as usize + 1).min(MAX_LRS);
         self.isolate_el0_state();
         gic::enable_ppi(VTIMER_PPI);
@@ -133,7 +136,7 @@ impl VcpuArch {
         // SAFETY: MDCR_EL2 only adds traps of EL0/EL1 accesses to EL2 (which the kernel
         // reports as faults or passes to the VMM); PMUSERENR_EL0 = 0 closes the PMU to
         // PDs (the host's EL0 is governed by it alone, not by MDCR_EL2.TPM);
-        // MDSCR_EL1 only affects debug at EL0/EL1; CPTR_EL2 as the host value.
+        // MDSCR_EL1 only affects debug at EL0/EL1.
         unsafe {
             asm!(
                 "mrs {m}, mdcr_el2",
@@ -142,15 +145,14 @@ impl VcpuArch {
                 "msr mdcr_el2, {m}",
                 "msr pmuserenr_el0, xzr",
                 "msr mdscr_el1, {mdscr}",
-                "msr cptr_el2, {cptr}",
-                "isb",
                 m = out(reg) _,
                 keep = in(reg) MDCR_KEEP,
                 traps = in(reg) MDCR_TRAPS,
                 mdscr = in(reg) MDSCR_HOST,
-                cptr = in(reg) CPTR_HOST | self.cptr_tam,
             );
         }
+        CPTR_EL2.set(CPTR_HOST | self.cptr_tam);
+        isb(SY);
     }
 
     /// Puts the CPU in the host regime for a PD's turn (cheap if already so). The
@@ -158,22 +160,12 @@ impl VcpuArch {
     /// aside and replaced by the PDs' value ([`MDSCR_HOST`]).
     pub fn enter_host(&mut self) {
         if !self.host {
+            HCR_EL2.set(HCR_HOST);
+            CPTR_EL2.set(CPTR_HOST | self.cptr_tam);
             let mdscr: u64;
-            // SAFETY: restores the host HCR/CPTR values the kernel booted with and
-            // swaps MDSCR_EL1, which only affects debug events at EL0 and EL1.
-            unsafe {
-                asm!(
-                    "msr hcr_el2, {h}",
-                    "msr cptr_el2, {c}",
-                    "mrs {d}, mdscr_el1",
-                    "msr mdscr_el1, {dh}",
-                    "isb",
-                    h = in(reg) HCR_HOST,
-                    c = in(reg) CPTR_HOST | self.cptr_tam,
-                    d = out(reg) mdscr,
-                    dh = in(reg) MDSCR_HOST,
-                )
-            };
+            // SAFETY: swaps MDSCR_EL1, which only affects debug events at EL0 and EL1.
+            unsafe { asm!("mrs {}, mdscr_el1", "msr mdscr_el1, {}", out(reg) mdscr, in(reg) MDSCR_HOST) };
+            isb(SY);
             self.guest_mdscr = mdscr;
             self.host = true;
         }
@@ -184,14 +176,17 @@ impl VcpuArch {
     /// list registers.
     pub fn enter_guest(&mut self, kernel: &mut Kernel, v: ThreadIndex) {
         let reset = kernel.take_vcpu_reset(v);
-        if self.host && self.loaded.is_some() {
-            // SAFETY: puts back the loaded vCPU's MDSCR_EL1 (set aside by `enter_host`),
-            // so the CPU holds exactly that vCPU's debug state again.
-            unsafe { asm!("msr mdscr_el1, {}", in(reg) self.guest_mdscr) };
+        if self.host {
+            if self.loaded.is_some() {
+                // SAFETY: puts back the loaded vCPU's MDSCR_EL1 (set aside by
+                // `enter_host`), so the CPU holds exactly that vCPU's debug state again.
+                unsafe { asm!("msr mdscr_el1, {}", in(reg) self.guest_mdscr) };
+            }
+            // FP/SIMD allowed at EL2 too, so the state switch below can move the guest's
+            // q registers; PDs never run until `enter_host` traps FP again.
+            CPTR_EL2.set(CPTR_GUEST | self.cptr_tam);
+            isb(SY);
         }
-        // SAFETY: allow FP/SIMD at EL2 too, so the state switch below can move the
-        // guest's q registers; PDs never run until `enter_host` traps FP again.
-        unsafe { asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_GUEST | self.cptr_tam) };
         if self.loaded != Some(v) || reset {
             if let Some(old) = self.loaded.filter(|&o| o != v) {
                 kernel.vgic_save(old, &mut HwLrs(self.num_lrs), virq_done);
@@ -217,27 +212,21 @@ impl VcpuArch {
             // SAFETY: `saved[v]` holds either a state saved from this vCPU or the
             // reset state; restoring EL1 registers affects only the guest.
             unsafe { vcpos_vcpu_restore(self.saved[v as usize].0.as_ptr()) };
+            let tcb = kernel.tcb(v);
+            // The stage-2 tables the kernel built for this vCPU from the VM's maps,
+            // tagged with its own VMID (written only when another vCPU was loaded).
+            VTTBR_EL2.set(tcb.vspace_root | ((tcb.asid as u64) << 48));
+            // The guest's MPIDR: affinity 0.0.0.<vCPU id>, bit 31 RES1 (what its device
+            // tree's cpu@<id> and the redistributor's GICR_TYPER say).
+            let vmpidr = (1u64 << 31) | u64::from(tcb.child_id);
+            // SAFETY: VMPIDR_EL2 (not in aarch64-cpu) is what the guest reads as MPIDR.
+            unsafe { asm!("msr vmpidr_el2, {}", in(reg) vmpidr) };
             self.loaded = Some(v);
         }
-        let tcb = kernel.tcb(v);
-        let vttbr = tcb.vspace_root | ((tcb.asid as u64) << 48);
-        // The guest's MPIDR: affinity 0.0.0.<vCPU id>, bit 31 RES1 (what its device
-        // tree's cpu@<id> and the redistributor's GICR_TYPER say).
-        let vmpidr = (1u64 << 31) | u64::from(tcb.child_id);
-        // SAFETY: the guest regime: stage-2 tables the kernel built for this vCPU
-        // from the VM's maps, tagged with its own VMID; FP access for the guest.
-        unsafe {
-            asm!(
-                "msr vttbr_el2, {vttbr}",
-                "msr vmpidr_el2, {vmpidr}",
-                "msr hcr_el2, {hcr}",
-                "msr cptr_el2, {cptr}",
-                "isb",
-                vttbr = in(reg) vttbr,
-                vmpidr = in(reg) vmpidr,
-                hcr = in(reg) HCR_GUEST,
-                cptr = in(reg) CPTR_GUEST | self.cptr_tam,
-            );
+        if self.host {
+            // The guest regime (HCR_EL2 is written only when it changes).
+            HCR_EL2.set(HCR_GUEST);
+            isb(SY);
         }
         self.host = false;
         self.fill_lrs(kernel, v);
@@ -330,10 +319,7 @@ lr_access!(
 
 /// Reads HPFAR_EL2 (the faulting guest-physical page of a stage-2 abort).
 pub fn hpfar() -> u64 {
-    let v: u64;
-    // SAFETY: reading a fault-syndrome register has no side effects.
-    unsafe { asm!("mrs {}, hpfar_el2", out(reg) v) };
-    v
+    HPFAR_EL2.get()
 }
 
 extern "C" {

@@ -57,6 +57,13 @@ pub enum GuestError {
     QueueSetupRejected { queue: u32, offset: u64 },
     /// DriverFeatures written after FEATURES_OK. Ignored.
     FeaturesAfterFeaturesOk,
+    /// A block request that cannot be answered (virtio 1.2 §5.2.6): no full header,
+    /// no writable status byte, or a head that is still in flight.
+    BadBlockRequest {
+        queue: u16,
+        head: u16,
+        reason: &'static str,
+    },
 }
 
 impl GuestError {
@@ -152,6 +159,11 @@ impl fmt::Display for GuestError {
             GuestError::FeaturesAfterFeaturesOk => {
                 write!(f, "DriverFeatures written after FEATURES_OK; ignored")
             }
+            GuestError::BadBlockRequest {
+                queue,
+                head,
+                reason,
+            } => write!(f, "queue {queue}: block request at head {head}: {reason}"),
         }
     }
 }

@@ -49,18 +49,21 @@
 //! - [`queue`]: split virtqueues (§2.7),
 //! - [`mmio`]: the MMIO transport and the [`Device`] trait (§4.2),
 //! - [`console`]: the console device (§5.3),
+//! - [`block`]: the block device (§5.2) over a [`BlockBackend`],
 //! - [`error`]: guest protocol violations.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod block;
 pub mod console;
 pub mod error;
 pub mod memory;
 pub mod mmio;
 pub mod queue;
 
+pub use block::{BackendInfo, Block, BlockBackend, BlockOp, BlockStatus, Completion, DataSegment, RequestId, SubmitError};
 pub use console::Console;
 pub use error::GuestError;
 pub use memory::{GuestMemory, GuestRam, MemoryError, VecMemory};

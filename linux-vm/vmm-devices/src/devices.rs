@@ -57,10 +57,7 @@ impl fmt::Display for TableError {
                 layout::VIRTIO_MMIO_SLOTS
             ),
             TableError::SlotTaken { name, slot, holder } => {
-                write!(
-                    f,
-                    "virtio device '{name}': slot {slot} is taken by '{holder}'"
-                )
+                write!(f, "virtio device '{name}': slot {slot} is taken by '{holder}'")
             }
         }
     }
@@ -92,23 +89,13 @@ impl<B> Default for DeviceTable<B> {
 impl<B> DeviceTable<B> {
     /// An empty table.
     pub fn new() -> Self {
-        DeviceTable {
-            entries: Vec::new(),
-        }
+        DeviceTable { entries: Vec::new() }
     }
 
     /// Puts `backend` in `slot` under `name`; the window and interrupt come from the
     /// slot.
-    pub fn add(
-        &mut self,
-        name: &'static str,
-        slot: u32,
-        backend: B,
-    ) -> Result<&mut VirtioEntry<B>, TableError> {
-        let (Some(base), Some(intid)) = (
-            layout::virtio_mmio_base(slot),
-            layout::virtio_mmio_intid(slot),
-        ) else {
+    pub fn add(&mut self, name: &'static str, slot: u32, backend: B) -> Result<&mut VirtioEntry<B>, TableError> {
+        let (Some(base), Some(intid)) = (layout::virtio_mmio_base(slot), layout::virtio_mmio_intid(slot)) else {
             return Err(TableError::SlotOutOfRange { name, slot });
         };
         if let Some(holder) = self.entries.iter().find(|e| e.slot == slot) {
@@ -148,12 +135,10 @@ impl<B> DeviceTable<B> {
     /// the offset there. `None` outside every device (RAM included).
     pub fn dispatch(&mut self, ipa: u64) -> Option<Target<'_, B>> {
         match layout::device_at(ipa)? {
-            (Device::VirtioMmio(slot), off) => {
-                Some(match self.entries.iter_mut().find(|e| e.slot == slot) {
-                    Some(entry) => Target::Virtio(entry, off),
-                    None => Target::EmptySlot(slot, off),
-                })
-            }
+            (Device::VirtioMmio(slot), off) => Some(match self.entries.iter_mut().find(|e| e.slot == slot) {
+                Some(entry) => Target::Virtio(entry, off),
+                None => Target::EmptySlot(slot, off),
+            }),
             (frame, off) => Some(Target::Frame(frame, off)),
         }
     }
@@ -196,16 +181,10 @@ mod tests {
                 holder: "console"
             }
         );
-        assert_eq!(
-            e.to_string(),
-            "virtio device 'blk0': slot 1 is taken by 'console'"
-        );
+        assert_eq!(e.to_string(), "virtio device 'blk0': slot 1 is taken by 'console'");
         assert_eq!(
             t.add("x", 32, ()).unwrap_err(),
-            TableError::SlotOutOfRange {
-                name: "x",
-                slot: 32
-            }
+            TableError::SlotOutOfRange { name: "x", slot: 32 }
         );
         assert_eq!(t.entries().len(), 1);
     }
@@ -223,10 +202,7 @@ mod tests {
             Some(Target::Virtio(e, off)) => assert_eq!((e.name, off), ("a", 0x1ff)),
             other => panic!("slot 0 access went to {other:?}"),
         }
-        assert!(matches!(
-            t.dispatch(0x0a00_0200 + 4),
-            Some(Target::EmptySlot(1, 4))
-        ));
+        assert!(matches!(t.dispatch(0x0a00_0200 + 4), Some(Target::EmptySlot(1, 4))));
         assert!(matches!(
             t.dispatch(layout::PL011_BASE + 0x18),
             Some(Target::Frame(Device::Pl011, 0x18))

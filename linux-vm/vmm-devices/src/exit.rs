@@ -1,7 +1,7 @@
 //! Small pieces of the VMM's guest-exit handling, kept here so they are host-tested:
 //! the PC after an emulated instruction and the rate limit on stray-access reports.
 
-use crate::mmio::instruction_length;
+use vcpos_abi::esr::instruction_length;
 
 /// The guest PC after the trapped instruction at `pc` (ESR.IL gives its length). A PC
 /// at the top of the address space wraps, as the CPU's would; it never panics.

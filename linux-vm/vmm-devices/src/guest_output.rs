@@ -131,23 +131,10 @@ mod tests {
     fn line_starts_are_tracked_across_chunks() {
         // A prompt without a line end, then the echo of a command typed at it, byte by
         // byte, then the answer.
-        let out = run(&[
-            b"vcpos-guest# ",
-            b"e",
-            b"cho hi\r",
-            b"\n",
-            b"hi\r\n",
-            b"vcpos-guest# ",
-        ]);
-        assert_eq!(
-            out,
-            "guest| vcpos-guest# echo hi\r\nguest| hi\r\nguest| vcpos-guest# "
-        );
+        let out = run(&[b"vcpos-guest# ", b"e", b"cho hi\r", b"\n", b"hi\r\n", b"vcpos-guest# "]);
+        assert_eq!(out, "guest| vcpos-guest# echo hi\r\nguest| hi\r\nguest| vcpos-guest# ");
         // A line end at the end of a chunk: the next chunk's first byte starts a line.
-        assert_eq!(
-            run(&[b"a\n", b"TEST PASS: z"]),
-            "guest| a\nguest| TEST PASS: z"
-        );
+        assert_eq!(run(&[b"a\n", b"TEST PASS: z"]), "guest| a\nguest| TEST PASS: z");
         assert_eq!(run(&[b"a\r", b"\nb"]), "guest| a\r\nguest| b");
     }
 
@@ -182,9 +169,7 @@ mod tests {
         };
         for _ in 0..200 {
             let len = (next() % 300) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| b"ab\r\nT"[(next() % 5) as usize])
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|_| b"ab\r\nT"[(next() % 5) as usize]).collect();
             let mut p = LinePrefixer::new();
             let mut out = Vec::new();
             let mut rest = &bytes[..];

@@ -1,4 +1,5 @@
 //! Decoding a guest's stage-2 data abort (ESR_EL2, EC 0x24) into an MMIO access.
+//! Exception classes and the instruction length come from [`vcpos_abi::esr`].
 //!
 //! The VMM gets the guest-physical address and ESR_EL2 in a VM fault message. When the
 //! syndrome is valid (ISV = 1: a single load or store of a general-purpose register
@@ -9,10 +10,7 @@
 
 use core::fmt;
 
-/// ESR_EL2.EC of a data abort from a lower exception level.
-pub const EC_DATA_ABORT_LOWER: u8 = 0x24;
-/// ESR_EL2.EC of an instruction abort from a lower exception level.
-pub const EC_INSTRUCTION_ABORT_LOWER: u8 = 0x20;
+use vcpos_abi::esr::{self, ec};
 
 const ISS_ISV: u64 = 1 << 24;
 const ISS_SSE: u64 = 1 << 21;
@@ -21,25 +19,9 @@ const ISS_AR: u64 = 1 << 14;
 const ISS_CM: u64 = 1 << 8;
 const ISS_S1PTW: u64 = 1 << 7;
 const ISS_WNR: u64 = 1 << 6;
-const ESR_IL: u64 = 1 << 25;
 
 /// Register number 31 in SRT means the zero register (`xzr`/`wzr`), not SP.
 const SRT_ZERO: u8 = 31;
-
-/// Exception class (ESR bits 31:26).
-pub const fn exception_class(esr: u64) -> u8 {
-    ((esr >> 26) & 0x3f) as u8
-}
-
-/// Length in bytes of the trapped instruction (ESR.IL): 4 for every A64 instruction.
-/// The VMM adds this to the guest PC after emulating an MMIO access.
-pub const fn instruction_length(esr: u64) -> u64 {
-    if esr & ESR_IL != 0 {
-        4
-    } else {
-        2
-    }
-}
 
 /// Why a data abort cannot be emulated as an MMIO access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +30,7 @@ pub enum MmioError {
     /// abort (EC 0x20) means the guest jumped to an address with no memory.
     NotDataAbort {
         /// ESR.EC.
-        ec: u8,
+        ec: u64,
     },
     /// ISV = 0: the instruction (load/store pair, writeback addressing, SIMD/FP
     /// register, atomic, ...) gives no syndrome, and the VMM does not decode instructions.
@@ -64,7 +46,7 @@ pub enum MmioError {
 impl fmt::Display for MmioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MmioError::NotDataAbort { ec } if *ec == EC_INSTRUCTION_ABORT_LOWER => {
+            MmioError::NotDataAbort { ec } if *ec == ec::IABT_LOWER => {
                 write!(
                     f,
                     "guest instruction fetch from unmapped guest-physical memory (EC {ec:#x})"
@@ -115,9 +97,9 @@ pub struct MmioAccess {
 impl MmioAccess {
     /// Decodes ESR_EL2 of a guest data abort.
     pub fn decode(esr: u64) -> Result<Self, MmioError> {
-        let ec = exception_class(esr);
-        if ec != EC_DATA_ABORT_LOWER {
-            return Err(MmioError::NotDataAbort { ec });
+        let class = esr::class(esr);
+        if class != ec::DABT_LOWER {
+            return Err(MmioError::NotDataAbort { ec: class });
         }
         // Checked before ISV: these are not loads or stores of data at all.
         if esr & ISS_S1PTW != 0 {
@@ -180,7 +162,7 @@ mod tests {
     /// Builds a data-abort ESR with IL=1 and ISV=1.
     fn esr(sas: u64, sse: bool, srt: u64, sf: bool, wnr: bool) -> u64 {
         (0x24 << 26)
-            | ESR_IL
+            | esr::IL
             | ISS_ISV
             | (sas << 22)
             | (u64::from(sse) << 21)
@@ -226,7 +208,7 @@ mod tests {
             (a.size, a.write, a.reg, a.sixty_four),
             (4, false, Some(3), false)
         );
-        assert_eq!(instruction_length(0x9383_0007), 4);
+        assert_eq!(esr::instruction_length(0x9383_0007), 4);
     }
 
     #[test]
@@ -242,12 +224,12 @@ mod tests {
     fn rejects_what_it_cannot_emulate() {
         let no_isv = esr(2, false, 3, false, false) & !ISS_ISV;
         assert_eq!(MmioAccess::decode(no_isv), Err(MmioError::NoSyndrome));
-        let ifetch = (0x20u64 << 26) | ESR_IL | 0x07;
+        let ifetch = (ec::IABT_LOWER << esr::EC_SHIFT) | esr::IL | 0x07;
         assert_eq!(
             MmioAccess::decode(ifetch),
             Err(MmioError::NotDataAbort { ec: 0x20 })
         );
-        let hvc = (0x16u64 << 26) | ESR_IL;
+        let hvc = (ec::HVC64 << esr::EC_SHIFT) | esr::IL;
         assert_eq!(
             MmioAccess::decode(hvc),
             Err(MmioError::NotDataAbort { ec: 0x16 })

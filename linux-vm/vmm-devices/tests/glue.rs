@@ -4,7 +4,8 @@
 use vcpos_vmm_devices::fdt::{self, FdtConfig};
 use vcpos_vmm_devices::image::{boot_layout, ImageHeader};
 use vcpos_vmm_devices::layout::{self, Device};
-use vcpos_vmm_devices::mmio::{instruction_length, MmioAccess, MmioError};
+use vcpos_abi::esr::instruction_length;
+use vcpos_vmm_devices::mmio::{MmioAccess, MmioError};
 use vcpos_vmm_devices::pl011::Pl011;
 use vcpos_vmm_devices::psci::{self, Action};
 use vcpos_vmm_devices::vgic::{PendingIrq, Region, Vgic};

@@ -12,7 +12,7 @@ use vcpos_vmm_devices::image::{boot_layout, ImageHeader, HEADER_SIZE};
 use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::vgic::Vgic;
 
-use crate::{Vmm, VmmError, BOOTARGS, VCPU};
+use crate::{Vmm, VmmError, VCPU};
 
 /// virtio-mmio `Status` register offset.
 const STATUS_REGISTER: u64 = 0x070;
@@ -24,24 +24,37 @@ impl Vmm {
         let err = |what: &str, e: &dyn core::fmt::Display| VmmError(format!("{what}: {e}"));
         let mut head = [0u8; HEADER_SIZE];
         let head_len = HEADER_SIZE.min(self.kernel.len());
-        self.kernel.read_bytes(0, &mut head[..head_len]).map_err(|e| err("reading the kernel Image", &e))?;
-        let header = ImageHeader::parse_head(&head[..head_len], self.kernel.len())
-            .map_err(|e| err("bad kernel Image", &e))?;
-        let places = boot_layout(&header, layout::RAM_BASE, self.ram.size(), Some(self.initrd.len() as u64))
-            .map_err(|e| err("guest RAM too small", &e))?;
+        self.kernel
+            .read_bytes(0, &mut head[..head_len])
+            .map_err(|e| err("reading the kernel Image", &e))?;
+        let header =
+            ImageHeader::parse_head(&head[..head_len], self.kernel.len()).map_err(|e| err("bad kernel Image", &e))?;
+        let places = boot_layout(
+            &header,
+            layout::RAM_BASE,
+            self.ram.size(),
+            Some(self.initrd.len() as u64),
+        )
+        .map_err(|e| err("guest RAM too small", &e))?;
         let dtb = fdt::build(&FdtConfig {
             ram_size: self.ram.size(),
-            bootargs: BOOTARGS,
+            bootargs: fdt::GUEST_BOOTARGS,
             initrd: places.initrd,
             virtio_slots: &self.virtio.slots(),
             pl011: false,
         })
         .map_err(|e| err("device tree", &e))?;
-        self.ram.load(places.kernel, &self.kernel, self.kernel.len()).map_err(|e| err("loading the kernel", &e))?;
+        self.ram
+            .load(places.kernel, &self.kernel, self.kernel.len())
+            .map_err(|e| err("loading the kernel", &e))?;
         if let Some((start, _)) = places.initrd {
-            self.ram.load(start, &self.initrd, self.initrd.len()).map_err(|e| err("loading the initramfs", &e))?;
+            self.ram
+                .load(start, &self.initrd, self.initrd.len())
+                .map_err(|e| err("loading the initramfs", &e))?;
         }
-        self.ram.write(places.dtb, &dtb).map_err(|e| err("loading the device tree", &e))?;
+        self.ram
+            .write(places.dtb, &dtb)
+            .map_err(|e| err("loading the device tree", &e))?;
 
         self.vgic = Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).map_err(|e| err("vGIC", &e))?;
         // A device reset of every virtio device, as a driver's Status = 0 write does:

@@ -4,24 +4,18 @@
 use alloc::format;
 
 use sel4_microkit::{debug_println, get_mr, MessageInfo};
+use vcpos_abi::esr::{self, ec, SysregAccess};
 use vcpos_abi::fault::{label, vm_fault};
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
 use vcpos_vmm_devices::devices::{empty_slot_read, Target};
-use vcpos_vmm_devices::layout::{self, Device};
 use vcpos_vmm_devices::exit;
+use vcpos_vmm_devices::layout::{self, Device};
 use vcpos_vmm_devices::mmio::MmioAccess;
 use vcpos_vmm_devices::psci::{self, Action};
 use vcpos_vmm_devices::vgic::Region;
 
 use crate::{Vmm, VCPU};
 
-/// ESR_EL2.EC is bits 31:26; bits 32 and up are ISS2 (local until `vcpos_abi::esr`).
-const EC_SHIFT: u32 = 26;
-const EC_MASK: u64 = 0x3f;
-/// Exception classes of VCPU_FAULT messages.
-const EC_HVC64: u64 = 0x16;
-const EC_SMC64: u64 = 0x17;
-const EC_SYSREG: u64 = 0x18;
 
 /// Guest boots allowed within [`QUICK_REBOOT_WINDOW_S`] before the VM is stopped.
 const MAX_QUICK_REBOOTS: u32 = 5;
@@ -31,8 +25,8 @@ const QUICK_REBOOT_WINDOW_S: u64 = 30;
 /// Stray accesses reported before the VMM goes quiet about them.
 pub const MAX_STRAY_REPORTS: u32 = 16;
 
-/// ISS encoding (Op0, Op1, CRn, CRm, Op2) of ICC_SGI1R_EL1.
-const ICC_SGI1R_EL1: (u64, u64, u64, u64, u64) = (3, 0, 12, 11, 5);
+/// Encoding (Op0, Op1, CRn, CRm, Op2) of ICC_SGI1R_EL1.
+const ICC_SGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 5);
 
 impl Vmm {
     /// Handles one guest exit; true means "resume the vCPU" (reply to the fault).
@@ -102,7 +96,9 @@ impl Vmm {
         };
         let size = access.size;
         let loaded = match self.virtio.dispatch(ipa) {
-            Some(Target::Frame(Device::GicDistributor, off)) => self.gic(Region::Distributor, off, size, access.write, stored),
+            Some(Target::Frame(Device::GicDistributor, off)) => {
+                self.gic(Region::Distributor, off, size, access.write, stored)
+            }
             Some(Target::Frame(Device::GicRedistributor, off)) => {
                 self.gic(Region::Redistributor, off, size, access.write, stored)
             }
@@ -118,7 +114,10 @@ impl Vmm {
             }
             Some(Target::Virtio(entry, off)) => {
                 if access.write {
-                    if entry.backend.write(off, size, stored as u32, &mut self.ram) {
+                    let mut raise = entry.backend.write(off, size, stored as u32, &mut self.ram);
+                    // Requests the backend finished at once complete now.
+                    raise |= entry.backend.poll(&mut self.ram);
+                    if raise {
                         self.vgic.raise(entry.intid);
                     }
                     if let Some(e) = entry.backend.take_error() {
@@ -165,19 +164,19 @@ impl Vmm {
 
     /// HVC, SMC or a trapped system-register access.
     fn vcpu_exit(&mut self, esr: u64, pc: u64) -> bool {
-        match (esr >> EC_SHIFT) & EC_MASK {
-            EC_HVC64 => self.psci(),
-            EC_SMC64 => {
+        match esr::class(esr) {
+            ec::HVC64 => self.psci(),
+            ec::SMC64 => {
                 // A trapped SMC's PC points at the instruction itself.
                 self.advance_pc(pc, esr);
                 self.psci()
             }
-            EC_SYSREG => {
-                self.system_register(esr);
+            ec::SYSREG => {
+                self.system_register(SysregAccess::decode(esr));
                 self.advance_pc(pc, esr);
                 true
             }
-            ec => self.reboot(&format!("guest exit with exception class {ec:#x} at pc {pc:#x}")),
+            other => self.reboot(&format!("guest exit with exception class {other:#x} at pc {pc:#x}")),
         }
     }
 
@@ -197,18 +196,15 @@ impl Vmm {
 
     /// Trapped system registers: a self-IPI through ICC_SGI1R_EL1 is injected; every
     /// other register reads as zero and ignores writes.
-    fn system_register(&mut self, esr: u64) {
-        let iss = esr & 0x1ff_ffff;
-        let read = iss & 1 != 0;
-        let rt = (iss >> 5) & 0x1f;
-        let enc = ((iss >> 20) & 3, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf, (iss >> 17) & 7);
-        if read {
+    fn system_register(&mut self, access: SysregAccess) {
+        let rt = u64::from(access.rt);
+        if access.read {
             if rt != 31 {
                 let _ = VCPU.write_reg(rt, 0);
             }
             return;
         }
-        if enc == ICC_SGI1R_EL1 {
+        if access.encoding == ICC_SGI1R_EL1 {
             let value = if rt == 31 { 0 } else { VCPU.read_reg(rt).unwrap_or(0) };
             let intid = ((value >> 24) & 0xf) as u32;
             let to_all_others = value & (1 << 40) != 0;

@@ -54,16 +54,12 @@ fn region_error(addr: u64, e: RegionError) -> MemoryError {
 impl GuestMemory for MappedRam {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let off = self.offset(addr, buf.len() as u64)?;
-        self.region
-            .read_bytes(off, buf)
-            .map_err(|e| region_error(addr, e))
+        self.region.read_bytes(off, buf).map_err(|e| region_error(addr, e))
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         let off = self.offset(addr, data.len() as u64)?;
-        self.region
-            .write_bytes(off, data)
-            .map_err(|e| region_error(addr, e))
+        self.region.write_bytes(off, data).map_err(|e| region_error(addr, e))
     }
 
     fn check_range(&self, addr: u64, len: u64) -> Result<(), MemoryError> {

@@ -19,11 +19,13 @@ extern crate alloc;
 mod boot;
 mod exits;
 mod guest_ram;
+mod ramdisk;
 mod uart;
 mod virtio;
 
 use sel4_microkit::{
-    debug_println, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler, MessageInfo, SharedRegion, Vcpu,
+    debug_println, optional_shared_region, protection_domain, shared_region, var, Channel, ChannelSet, Child, Handler,
+    MessageInfo, SharedRegion, Vcpu,
 };
 use vcpos_vmm_devices::devices::DeviceTable;
 use vcpos_vmm_devices::exit::StrayCounter;
@@ -42,8 +44,6 @@ const VCPU: Vcpu = Vcpu::new(0);
 const UART_IRQ: Channel = Channel::new(1);
 /// Size of the UART's register page (the `uart` memory region).
 const UART_REGION_SIZE: usize = 0x1000;
-/// Guest kernel command line.
-const BOOTARGS: &str = "console=hvc0 earlycon=pl011,0x9000000 panic=1 rdinit=/init";
 
 /// The VMM's state.
 pub struct Vmm {
@@ -81,7 +81,9 @@ impl core::fmt::Display for VmmError {
 /// A prefilled read-only region, cut to the prefill file's length.
 fn prefilled(region: SharedRegion, len: usize) -> SharedRegion {
     let name = region.name();
-    region.slice(0, len).unwrap_or_else(|e| panic!("prefilled region {name}: {e}"))
+    region
+        .slice(0, len)
+        .unwrap_or_else(|e| panic!("prefilled region {name}: {e}"))
 }
 
 #[protection_domain(heap_size = 0x10_0000)]
@@ -92,7 +94,11 @@ fn init() -> Vmm {
     let initrd_len = *var!(guest_initrd_size: u64 = 0) as usize;
     let kernel = prefilled(shared_region!(guest_kernel_vaddr, bytes = kernel_len), kernel_len);
     let initrd = prefilled(shared_region!(guest_initrd_vaddr, bytes = initrd_len), initrd_len);
-    let ram = MappedRam::new(shared_region!(guest_ram_vaddr, size = guest_ram_size), layout::RAM_BASE);
+    let ram_region = shared_region!(guest_ram_vaddr, size = guest_ram_size);
+    // A disk for the guest, in systems that map a `ramdisk` region here.
+    let ramdisk = optional_shared_region!(ramdisk_vaddr, size = ramdisk_size);
+    let virtio = virtio::device_table(&ram_region, ramdisk);
+    let ram = MappedRam::new(ram_region, layout::RAM_BASE);
     let uart = Uart::new(shared_region!(uart_vaddr, bytes = UART_REGION_SIZE));
     let mut vmm = Vmm {
         ram,
@@ -100,7 +106,7 @@ fn init() -> Vmm {
         guest_lines: LinePrefixer::new(),
         vgic: Vgic::new(layout::NUM_SPIS, layout::VCPU0_MPIDR_AFFINITY).expect("valid vGIC configuration"),
         pl011: Pl011::new(),
-        virtio: virtio::device_table(),
+        virtio,
         kernel,
         initrd,
         boots: 0,

@@ -58,7 +58,10 @@ pub struct Uart {
 impl Uart {
     /// The UART whose 4 KiB register page is `regs`.
     pub fn new(regs: SharedRegion) -> Uart {
-        Uart { regs: Regs(regs), tx: TxQueue::new(TX_QUEUE_CAPACITY) }
+        Uart {
+            regs: Regs(regs),
+            tx: TxQueue::new(TX_QUEUE_CAPACITY),
+        }
     }
 
     /// Turns on the receive (and receive-timeout) interrupt.
@@ -80,7 +83,11 @@ impl Uart {
             self.tx.drain(&mut self.regs, DEFAULT_POLLS_PER_BYTE);
         }
         let imsc = self.regs.read(IMSC);
-        let want = if self.tx.pending() != 0 { imsc | INT_TX } else { imsc & !INT_TX };
+        let want = if self.tx.pending() != 0 {
+            imsc | INT_TX
+        } else {
+            imsc & !INT_TX
+        };
         if want != imsc {
             self.regs.write(IMSC, want);
         }

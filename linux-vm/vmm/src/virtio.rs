@@ -1,16 +1,29 @@
 //! The guest's virtio devices: the device table (slot, window, interrupt, backend) the
 //! device tree and exit dispatch both come from, and the kinds of backend.
 
-use vcpos_virtio::{Console, GuestError, GuestMemory, MmioTransport};
+use alloc::boxed::Box;
+
+use sel4_microkit::SharedRegion;
+use vcpos_virtio::{Block, BlockBackend, Console, GuestError, GuestMemory, MmioTransport};
 use vcpos_vmm_devices::devices::DeviceTable;
+use vcpos_vmm_devices::layout;
+
+use crate::ramdisk::RamDisk;
 
 /// The virtio-mmio slot of the console.
 pub const CONSOLE_SLOT: u32 = 0;
+/// The virtio-mmio slot of the first disk.
+pub const BLOCK_SLOT: u32 = 1;
+
+/// A block device over any backend.
+pub type BlockDevice = MmioTransport<Block<Box<dyn BlockBackend>>>;
 
 /// A virtio device of some kind behind its MMIO transport.
 pub enum Backend {
     /// The console: output to the UART, keyboard input from it.
     Console(MmioTransport<Console>),
+    /// A disk.
+    Block(BlockDevice),
 }
 
 impl Backend {
@@ -18,6 +31,7 @@ impl Backend {
     pub fn read(&mut self, offset: u64, size: u8) -> u32 {
         match self {
             Backend::Console(t) => t.read(offset, size),
+            Backend::Block(t) => t.read(offset, size),
         }
     }
 
@@ -25,6 +39,7 @@ impl Backend {
     pub fn write(&mut self, offset: u64, size: u8, value: u32, mem: &mut dyn GuestMemory) -> bool {
         match self {
             Backend::Console(t) => t.write(offset, size, value, mem),
+            Backend::Block(t) => t.write(offset, size, value, mem),
         }
     }
 
@@ -32,6 +47,7 @@ impl Backend {
     pub fn poll(&mut self, mem: &mut dyn GuestMemory) -> bool {
         match self {
             Backend::Console(t) => t.poll(mem),
+            Backend::Block(t) => t.poll(mem),
         }
     }
 
@@ -39,6 +55,7 @@ impl Backend {
     pub fn take_error(&mut self) -> Option<GuestError> {
         match self {
             Backend::Console(t) => t.take_error(),
+            Backend::Block(t) => t.take_error(),
         }
     }
 
@@ -46,19 +63,25 @@ impl Backend {
     pub fn console(&mut self) -> Option<&mut MmioTransport<Console>> {
         match self {
             Backend::Console(t) => Some(t),
+            Backend::Block(_) => None,
         }
     }
 }
 
-/// The VM's virtio devices.
-pub fn device_table() -> DeviceTable<Backend> {
+/// The VM's virtio devices: the console, and a disk over `ramdisk` if the system
+/// gives the VMM one.
+pub fn device_table(ram: &SharedRegion, ramdisk: Option<SharedRegion>) -> DeviceTable<Backend> {
     let mut table = DeviceTable::new();
-    if let Err(e) = table.add(
-        "console",
-        CONSOLE_SLOT,
-        Backend::Console(MmioTransport::new(Console::new())),
-    ) {
+    let console = Backend::Console(MmioTransport::new(Console::new()));
+    if let Err(e) = table.add("console", CONSOLE_SLOT, console) {
         panic!("device table: {e}");
+    }
+    if let Some(disk) = ramdisk {
+        let backend: Box<dyn BlockBackend> = Box::new(RamDisk::new(disk, ram.clone()));
+        let block = Backend::Block(MmioTransport::new(Block::new(backend, layout::RAM_BASE)));
+        if let Err(e) = table.add("ramdisk", BLOCK_SLOT, block) {
+            panic!("device table: {e}");
+        }
     }
     table
 }

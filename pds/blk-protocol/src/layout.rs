@@ -12,6 +12,9 @@ pub const BLOCK_SIZE: u32 = 512;
 pub const MAX_SEGMENTS: usize = 15;
 /// The largest queue depth (requests in flight per client) either half supports.
 pub const MAX_QUEUE_DEPTH: u32 = 64;
+/// Slots in each ring of a block connection (both sides are built with it; neither
+/// reads it from shared memory, the info page only repeats it as a check).
+pub const RING_CAPACITY: u32 = 32;
 /// The largest request, in bytes (sum of its segments).
 pub const MAX_REQUEST_BYTES: u64 = 4 << 20;
 

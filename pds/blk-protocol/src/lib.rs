@@ -22,6 +22,6 @@ pub mod server;
 pub use client::{Client, ClientError, Completion};
 pub use layout::{
     ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, BLOCK_SIZE, MAX_QUEUE_DEPTH,
-    MAX_REQUEST_BYTES, MAX_SEGMENTS,
+    MAX_REQUEST_BYTES, MAX_SEGMENTS, RING_CAPACITY,
 };
 pub use server::{Request, Server, ServerConfig, ServerError, ServerStats};

@@ -72,11 +72,11 @@ impl From<QueueError> for ServerError {
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServerError::Queue(e) => write!(f, "client cut off: {e}"),
+            ServerError::Queue(e) => e.fmt(f),
             ServerError::NotInFlight(id) => {
                 write!(f, "completion for request {id}, which is not in flight")
             }
-            ServerError::ResponseRingFull => f.write_str("client cut off: response ring full"),
+            ServerError::ResponseRingFull => f.write_str("response ring full though room was kept: ring corrupted"),
         }
     }
 }

@@ -52,7 +52,12 @@ pub enum RegionError {
 impl fmt::Display for RegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            RegionError::OutOfBounds { region, offset, len, size } => write!(
+            RegionError::OutOfBounds {
+                region,
+                offset,
+                len,
+                size,
+            } => write!(
                 f,
                 "memory region '{region}': {len} bytes at offset {offset:#x} are outside its {size:#x} bytes"
             ),
@@ -252,9 +257,9 @@ impl SharedRegion {
         // SAFETY: (all arms) as for `load`; the mapping is writable.
         unsafe {
             match N {
-                2 if p.cast::<u16>().is_aligned() => p
-                    .cast::<u16>()
-                    .write_volatile(u16::from_ne_bytes([bytes[0], bytes[1]])),
+                2 if p.cast::<u16>().is_aligned() => {
+                    p.cast::<u16>().write_volatile(u16::from_ne_bytes([bytes[0], bytes[1]]))
+                }
                 4 if p.cast::<u32>().is_aligned() => p
                     .cast::<u32>()
                     .write_volatile(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
@@ -381,6 +386,17 @@ macro_rules! shared_region {
     };
 }
 
+/// Like [`shared_region!`], for a region a system may leave out: `None` if the builder
+/// did not patch the address (no map names the symbol), instead of a panic.
+#[macro_export]
+macro_rules! optional_shared_region {
+    ($symbol:ident, size = $size_symbol:ident $(,)?) => {{
+        let addr: usize = *$crate::var!($symbol: usize = 0);
+        let len: usize = *$crate::var!($size_symbol: usize = 0);
+        (addr != 0).then(|| $crate::_private::region_from_symbol(stringify!($symbol), addr, len))
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,13 +481,7 @@ mod tests {
         let head = r.atomic_u32(8).unwrap();
         head.store(5, Ordering::Release);
         assert_eq!(r.read_u32(8).unwrap(), 5);
-        assert_eq!(
-            r.clone()
-                .atomic_u32(8)
-                .unwrap()
-                .fetch_add(1, Ordering::AcqRel),
-            5
-        );
+        assert_eq!(r.clone().atomic_u32(8).unwrap().fetch_add(1, Ordering::AcqRel), 5);
         assert_eq!(head.load(Ordering::Acquire), 6);
         let w = r.atomic_u64(16).unwrap();
         w.store(u64::MAX - 1, Ordering::Release);
@@ -517,16 +527,16 @@ mod tests {
     }
 
     #[test]
+    fn optional_region_is_none_when_not_patched() {
+        assert!(crate::optional_shared_region!(vcpos_test_optional, size = vcpos_test_optional_size).is_none());
+    }
+
+    #[test]
     fn sized_form_declares_both_symbols() {
-        let r = std::panic::catch_unwind(|| {
-            crate::shared_region!(vcpos_test_shared2, size = vcpos_test_shared2_size)
-        });
+        let r = std::panic::catch_unwind(|| crate::shared_region!(vcpos_test_shared2, size = vcpos_test_shared2_size));
         assert!(r.is_err(), "unpatched address must panic");
         let sym: &'static usize = crate::var!(vcpos_test_patched_addr: usize = 0x4000_0000);
         let region = region_from_symbol("x", *sym, 0x1000);
-        assert_eq!(
-            (region.addr(), region.len(), region.name()),
-            (0x4000_0000, 0x1000, "x")
-        );
+        assert_eq!((region.addr(), region.len(), region.name()), (0x4000_0000, 0x1000, "x"));
     }
 }

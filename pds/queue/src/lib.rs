@@ -3,7 +3,8 @@
 //!
 //! - [`SharedMemory`]: how a ring reaches its memory region (atomic `u32` loads and
 //!   stores at an offset, volatile byte copies), implemented by the PD runtime's
-//!   region accessor on the target and by [`fake::FakeMemory`] on the host;
+//!   region accessor `SharedRegion` on the target (feature `microkit`) and by
+//!   `fake::FakeMemory` on the host (feature `fake`);
 //! - [`RingLayout`]: where a ring lives in a region and how big it is; the capacity is
 //!   each side's private knowledge, never read from shared memory;
 //! - [`Producer`] / [`Consumer`]: the two halves. Indices are free-running `u32`s,
@@ -26,6 +27,8 @@ extern crate alloc;
 pub mod fake;
 
 mod memory;
+#[cfg(feature = "microkit")]
+mod region;
 mod ring;
 
 pub use memory::{OutOfBounds, SharedMemory};

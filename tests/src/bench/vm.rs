@@ -9,12 +9,17 @@
 //!   virtio-mmio slot, which on vcpos exits through the kernel to the VMM PD and back,
 //!   and directly on QEMU is QEMU's own device emulation;
 //! - the guest's `BENCH guest_ram_load` figures: the same timed load from guest RAM (no
-//!   exit), the cost of the measurement itself.
+//!   exit), the cost of the measurement itself;
+//! - the guest's `BENCH cpu_loop` figures: a fixed integer loop, which should cost the
+//!   same in the VM (the target is within 1.05x of direct);
+//! - the guest's `BENCH pipe_roundtrip` figures: lmbench's 1-byte pipe round trip
+//!   between two guest processes (system calls, context switches, TLB refills).
 //!
 //! Runs alternate, vcpos then direct, so that changing load on the machine falls on both
 //! alike. The summary takes medians over the runs and prints them as
 //! `BENCH vm_boot_to_shell median_ms=.. direct_median_ms=.. ratio=..` and
-//! `BENCH mmio_exit_roundtrip median_ns=.. median_ticks=.. iterations=.. direct_median_ns=.. ...`.
+//! `BENCH mmio_exit_roundtrip median_ns=.. median_ticks=.. iterations=.. direct_median_ns=.. ...`,
+//! then `BENCH cpu_loop ...` and `BENCH pipe_roundtrip ...` with `direct_median_ns` and `ratio`.
 //! These are figures, never pass/fail thresholds: QEMU's TCG timing on a shared machine
 //! says little about hardware.
 
@@ -37,6 +42,10 @@ pub const MMIO_BENCH_COMMAND: &str = "vcpos-mmio-bench";
 pub const MMIO_BENCH: &str = "mmio_exit_roundtrip";
 /// The in-guest baseline: the same timed load from guest RAM.
 pub const RAM_BENCH: &str = "guest_ram_load";
+/// CPU-bound work in the guest (no exits of its own).
+pub const CPU_BENCH: &str = "cpu_loop";
+/// 1-byte pipe round trip between two guest processes.
+pub const PIPE_BENCH: &str = "pipe_roundtrip";
 /// The guest kernel and initramfs `tools/guest-image.sh` makes (the names `system.xml`'s
 /// prefilled memory regions use).
 pub const GUEST_KERNEL: &str = "Image";
@@ -87,6 +96,10 @@ pub struct RunFigures {
     pub mmio: BenchResult,
     /// The guest's RAM-load baseline.
     pub ram: BenchResult,
+    /// The guest's CPU-bound loop.
+    pub cpu: BenchResult,
+    /// The guest's pipe round trip.
+    pub pipe: BenchResult,
 }
 
 /// The console script of one boot: the ready line, then the benchmark at the prompt,
@@ -119,7 +132,13 @@ pub fn run_figures(c: &Capture) -> Result<RunFigures, String> {
             )
         })
     };
-    Ok(RunFigures { ready, mmio: find(MMIO_BENCH)?, ram: find(RAM_BENCH)? })
+    Ok(RunFigures {
+        ready,
+        mmio: find(MMIO_BENCH)?,
+        ram: find(RAM_BENCH)?,
+        cpu: find(CPU_BENCH)?,
+        pipe: find(PIPE_BENCH)?,
+    })
 }
 
 /// Bytes of guest RAM and vCPUs of the system's one virtual machine (its mapped memory
@@ -191,11 +210,23 @@ pub fn summary(vcpos: &[RunFigures], direct: &[RunFigures]) -> String {
     };
     let label =
         |r: &BenchResult, side: Side| BenchResult { name: format!("{} ({})", r.name, side.name()), ..r.clone() };
+    let (Some(v_cpu), Some(d_cpu), Some(v_pipe), Some(d_pipe)) = (
+        med(vcpos, |r| r.cpu.clone()),
+        med(direct, |r| r.cpu.clone()),
+        med(vcpos, |r| r.pipe.clone()),
+        med(direct, |r| r.pipe.clone()),
+    ) else {
+        return String::new();
+    };
     let mut out = table(&[
         label(&v_mmio, Side::Vcpos),
         label(&v_ram, Side::Vcpos),
+        label(&v_cpu, Side::Vcpos),
+        label(&v_pipe, Side::Vcpos),
         label(&d_mmio, Side::Direct),
         label(&d_ram, Side::Direct),
+        label(&d_cpu, Side::Direct),
+        label(&d_pipe, Side::Direct),
     ]);
     out.push_str(&format!(
         "BENCH vm_boot_to_shell median_ms={} direct_median_ms={} ratio={} runs={}/{}\n",
@@ -216,6 +247,17 @@ pub fn summary(vcpos: &[RunFigures], direct: &[RunFigures]) -> String {
         v_ram.median_ns,
         d_ram.median_ns,
     ));
+    for (v, d) in [(&v_cpu, &d_cpu), (&v_pipe, &d_pipe)] {
+        out.push_str(&format!(
+            "BENCH {} median_ns={} median_ticks={} iterations={} direct_median_ns={} ratio={}\n",
+            v.name,
+            v.median_ns,
+            v.median_ticks,
+            v.iterations,
+            d.median_ns,
+            ratio(v.median_ns as f64, d.median_ns as f64),
+        ));
+    }
     out
 }
 
@@ -261,11 +303,14 @@ fn run_direct(
 
 fn describe(side: Side, i: usize, runs: usize, f: &RunFigures) -> String {
     format!(
-        "  {:<6} run {i}/{runs}: ready after {:.2} s; {MMIO_BENCH} {} ns, {RAM_BENCH} {} ns",
+        "  {:<6} run {i}/{runs}: ready after {:.2} s; {MMIO_BENCH} {} ns, {RAM_BENCH} {} ns, {CPU_BENCH} {} ns, \
+         {PIPE_BENCH} {} ns",
         side.name(),
         f.ready.as_secs_f64(),
         f.mmio.median_ns,
-        f.ram.median_ns
+        f.ram.median_ns,
+        f.cpu.median_ns,
+        f.pipe.median_ns
     )
 }
 
@@ -358,6 +403,8 @@ mod tests {
             ready: Duration::from_millis(ready_ms),
             mmio: result(MMIO_BENCH, mmio_ns, mmio_ns / 16),
             ram: result(RAM_BENCH, ram_ns, ram_ns / 16),
+            cpu: result(CPU_BENCH, 10_000_000 + ram_ns, 625_000),
+            pipe: result(PIPE_BENCH, 40 * mmio_ns, mmio_ns),
         }
     }
 
@@ -366,6 +413,8 @@ mod tests {
         vcpos-mmio-bench: loads from 0xa003e00 (reads 0x74726976) and from guest RAM\n\
         BENCH mmio_exit_roundtrip median_ns=53584 median_ticks=3349 iterations=1000 min_ns=29424 max_ns=554640\n\
         BENCH guest_ram_load median_ns=48 median_ticks=3 iterations=1000 min_ns=48 max_ns=64\n\
+        BENCH cpu_loop median_ns=9800000 median_ticks=612500 iterations=21 min_ns=9700000 max_ns=12000000\n\
+        BENCH pipe_roundtrip median_ns=41000 median_ticks=2562 iterations=1000 min_ns=30000 max_ns=900000\n\
         vcpos-guest# \n";
 
     fn capture(output: &str, ending: Ending, steps: usize) -> Capture {
@@ -386,6 +435,11 @@ mod tests {
         assert_eq!(f.ready, Duration::from_millis(7_250), "the ready time is the first step's");
         assert_eq!(f.mmio, result(MMIO_BENCH, 53_584, 3_349));
         assert_eq!(f.ram, result(RAM_BENCH, 48, 3));
+        assert_eq!(f.cpu, BenchResult { iterations: 21, ..result(CPU_BENCH, 9_800_000, 612_500) });
+        assert_eq!(f.pipe, result(PIPE_BENCH, 41_000, 2_562));
+        let no_pipe = GUEST_OUTPUT.replace("BENCH pipe_roundtrip", "pipe failed");
+        let e = run_figures(&capture(&no_pipe, Ending::ScriptDone, 3)).unwrap_err();
+        assert!(e.contains("no 'BENCH pipe_roundtrip"), "{e}");
     }
 
     #[test]
@@ -431,12 +485,27 @@ mod tests {
         let s = summary(&vcpos, &direct);
         let lines: Vec<&str> = s.lines().collect();
         assert!(lines[2].starts_with("mmio_exit_roundtrip (vcpos)") && lines[2].contains("55000"), "{s}");
-        assert!(lines[4].starts_with("mmio_exit_roundtrip (direct)") && lines[4].contains("176"), "{s}");
+        assert!(lines[4].starts_with("cpu_loop (vcpos)") && lines[4].contains("10000048"), "{s}");
+        assert!(lines[6].starts_with("mmio_exit_roundtrip (direct)") && lines[6].contains("176"), "{s}");
         assert!(s.contains("BENCH vm_boot_to_shell median_ms=7500 direct_median_ms=3000 ratio=2.50 runs=3/3\n"), "{s}");
         assert!(
             s.contains(
                 "BENCH mmio_exit_roundtrip median_ns=55000 median_ticks=3437 iterations=1000 direct_median_ns=176 \
                  ratio=312.50 guest_ram_load_ns=48 direct_guest_ram_load_ns=64\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "BENCH cpu_loop median_ns=10000048 median_ticks=625000 iterations=1000 direct_median_ns=10000064 \
+                        ratio=1.00\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "BENCH pipe_roundtrip median_ns=2200000 median_ticks=55000 iterations=1000 \
+                        direct_median_ns=7040 ratio=312.50\n"
             ),
             "{s}"
         );

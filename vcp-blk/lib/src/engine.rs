@@ -13,8 +13,7 @@ use vcpos_queue::{LayoutError, SharedMemory};
 
 use crate::config::{Config, Window, MAX_CLIENTS};
 
-/// Ring capacity of every client connection (both rings).
-pub const RING_CAPACITY: u32 = 32;
+pub use vcpos_blk_protocol::RING_CAPACITY;
 
 /// Direction of a device transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! The pure parts of the guest's MMIO-exit benchmark (`vcpos-mmio-bench`): statistics
-//! over counter samples, the `BENCH` output lines, a fixed-size text buffer and
-//! argument parsing. No system calls and no assembly here, so the unit tests run on the
+//! The pure parts of the guest's benchmark tool (`vcpos-mmio-bench`): statistics over
+//! counter samples, the `BENCH` output lines, a fixed-size text buffer, argument
+//! parsing and the CPU-bound work loop. No system calls and no assembly here, so the unit tests run on the
 //! host: `cargo test -p vcpos-guest-bench --lib`.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -24,6 +24,28 @@ pub const VIRTIO_MMIO_BASE: u64 = 0x0a00_0000;
 pub const VIRTIO_MMIO_STRIDE: u64 = 0x200;
 /// Number of virtio-mmio slots.
 pub const VIRTIO_MMIO_SLOTS: u64 = 32;
+
+/// Rounds of [`cpu_work`] per timed sample of the CPU-bound benchmark (about 10 ms
+/// under QEMU's TCG, so a sample spans a few guest timer ticks).
+pub const CPU_ROUNDS: u64 = 1_000_000;
+/// Timed samples of the CPU-bound benchmark.
+pub const CPU_SAMPLES: usize = 21;
+/// Seed of [`cpu_work`].
+pub const CPU_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The CPU-bound benchmark's work: `rounds` steps of an xorshift generator folded
+/// into a multiply-add accumulator (integer only, no memory traffic, no system calls),
+/// so the time it takes is the CPU's alone and the result proves the work was done.
+pub fn cpu_work(seed: u64, rounds: u64) -> u64 {
+    let (mut x, mut acc) = (seed | 1, 0u64);
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        acc = acc.wrapping_mul(0x100_0000_01b3).wrapping_add(x);
+    }
+    acc
+}
 
 /// Figures of one timed loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +182,14 @@ impl<const N: usize> Write for TextBuf<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_work_is_deterministic_and_depends_on_every_round() {
+        assert_eq!(cpu_work(CPU_SEED, 1000), cpu_work(CPU_SEED, 1000));
+        assert_ne!(cpu_work(CPU_SEED, 1000), cpu_work(CPU_SEED, 1001));
+        assert_ne!(cpu_work(CPU_SEED, 1000), cpu_work(CPU_SEED ^ 2, 1000));
+        assert_eq!(cpu_work(CPU_SEED, 0), 0);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

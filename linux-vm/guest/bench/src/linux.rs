@@ -6,9 +6,16 @@ use core::arch::asm;
 use core::ffi::CStr;
 
 const SYS_OPENAT: u64 = 56;
+const SYS_CLOSE: u64 = 57;
+const SYS_PIPE2: u64 = 59;
+const SYS_READ: u64 = 63;
 const SYS_WRITE: u64 = 64;
 const SYS_EXIT_GROUP: u64 = 94;
+const SYS_CLONE: u64 = 220;
 const SYS_MMAP: u64 = 222;
+const SYS_WAIT4: u64 = 260;
+/// The signal a `fork`ed child sends its parent when it exits.
+const SIGCHLD: u64 = 17;
 
 /// `openat`'s "relative to the working directory".
 const AT_FDCWD: i64 = -100;
@@ -77,6 +84,42 @@ pub fn mmap(len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Result<u64
     // SAFETY: with address 0 (no MAP_FIXED) the kernel picks unused addresses, so no
     // memory Rust code uses changes.
     unsafe { syscall(SYS_MMAP, [0, len, prot, flags, fd, offset]) }
+}
+
+/// A pipe: (read end, write end).
+pub fn pipe() -> Result<(u64, u64), Errno> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two `int`s to the array it is given, which is ours.
+    unsafe { syscall(SYS_PIPE2, [fds.as_mut_ptr() as u64, O_CLOEXEC, 0, 0, 0, 0]) }?;
+    Ok((fds[0] as u64, fds[1] as u64))
+}
+
+/// Closes file descriptor `fd`.
+pub fn close(fd: u64) -> Result<u64, Errno> {
+    // SAFETY: close touches no user memory.
+    unsafe { syscall(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]) }
+}
+
+/// Reads up to `buf.len()` bytes from `fd`; returns how many (0 at end of file).
+pub fn read(fd: u64, buf: &mut [u8]) -> Result<u64, Errno> {
+    // SAFETY: read writes at most `buf.len()` bytes into the slice.
+    unsafe { syscall(SYS_READ, [fd, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0]) }
+}
+
+/// Forks: 0 in the child, the child's process id in the parent.
+pub fn fork() -> Result<u64, Errno> {
+    // SAFETY: clone without CLONE_VM gives the child its own copy of the address space
+    // (copy-on-write), so neither process can change memory the other's Rust code uses;
+    // the child continues from here on its copy of this stack.
+    unsafe { syscall(SYS_CLONE, [SIGCHLD, 0, 0, 0, 0, 0]) }
+}
+
+/// Waits for child `pid` to end; returns its raw wait status.
+pub fn wait(pid: u64) -> Result<u32, Errno> {
+    let mut status = 0u32;
+    // SAFETY: wait4 writes the status `int` to the variable it is given, which is ours.
+    unsafe { syscall(SYS_WAIT4, [pid, &mut status as *mut u32 as u64, 0, 0, 0, 0]) }?;
+    Ok(status)
 }
 
 /// Writes all of `bytes` to file descriptor `fd` (retrying short writes).

@@ -1,16 +1,25 @@
 //! `vcpos-mmio-bench`: a static Linux arm64 program (no libc) in the guest's initramfs
-//! that times the guest's MMIO exit round trip.
+//! that times the guest's MMIO exit round trip, CPU-bound work and a pipe round trip.
 //!
 //! It maps the page of an empty virtio-mmio slot's MagicValue register from `/dev/mem`
 //! and times single 32-bit loads from it with the virtual counter. Under vcpos each load
 //! is a stage-2 fault: the kernel sends a fault message to the VMM PD, which emulates
 //! the read, writes the result register, advances the PC and replies. On QEMU without
 //! vcpos the same load is QEMU's own MMIO emulation. As the in-guest baseline, the same
-//! loop times a load from guest RAM (no exit). Output, one line each:
+//! loop times a load from guest RAM (no exit).
+//!
+//! Two more figures compare the VM with the bare machine where no device is involved:
+//! `cpu_loop`, a fixed integer loop ([`vcpos_guest_bench::cpu_work`], `CPU_ROUNDS`
+//! rounds per sample), which costs the same in a VM unless entering and leaving it
+//! (timer ticks, exits) takes time; and `pipe_roundtrip`, lmbench's `lat_pipe`: one
+//! byte to a forked child and back through two pipes (system calls, context switches
+//! and the TLB refills they bring, which in a VM walk two stages). Output, one line each:
 //!
 //! ```text
 //! BENCH mmio_exit_roundtrip median_ns=.. median_ticks=.. iterations=1000 min_ns=.. max_ns=..
 //! BENCH guest_ram_load median_ns=.. median_ticks=.. iterations=1000 min_ns=.. max_ns=..
+//! BENCH cpu_loop median_ns=.. median_ticks=.. iterations=21 min_ns=.. max_ns=..
+//! BENCH pipe_roundtrip median_ns=.. median_ticks=.. iterations=1000 min_ns=.. max_ns=..
 //! ```
 //!
 //! Usage: `vcpos-mmio-bench [ADDRESS]` (default 0x0a003e00, virtio-mmio slot 31; a
@@ -30,8 +39,8 @@ mod timing;
 use core::fmt::Write;
 
 use vcpos_guest_bench::{
-    is_virtio_magic_register, page_base, parse_number, summarize, write_bench_line, Summary, TextBuf, DEFAULT_ADDRESS,
-    ITERATIONS, VIRTIO_MAGIC, WARMUP,
+    cpu_work, is_virtio_magic_register, page_base, parse_number, summarize, write_bench_line, Summary, TextBuf,
+    CPU_ROUNDS, CPU_SAMPLES, CPU_SEED, DEFAULT_ADDRESS, ITERATIONS, VIRTIO_MAGIC, WARMUP,
 };
 
 /// Standard output and error.
@@ -83,6 +92,10 @@ enum Failure {
     Value { address: u64, read: u32, expected: u32 },
     /// The counter frequency register reads 0.
     NoCounter,
+    /// The CPU loop computed something else than the first time.
+    CpuResult { got: u64, expected: u64 },
+    /// The pipe's echo child sent back something else, or ended.
+    Echo { sent: u8, got: Option<u8> },
 }
 
 impl core::fmt::Display for Failure {
@@ -94,6 +107,9 @@ impl core::fmt::Display for Failure {
                 write!(f, "a load from {address:#x} read {read:#x}, expected {expected:#x}")
             }
             Failure::NoCounter => f.write_str("CNTFRQ_EL0 reads 0: no counter frequency"),
+            Failure::CpuResult { got, expected } => write!(f, "the CPU loop gave {got:#x}, then {expected:#x}"),
+            Failure::Echo { sent, got: Some(b) } => write!(f, "the pipe child echoed {b:#x} for {sent:#x}"),
+            Failure::Echo { sent, got: None } => write!(f, "the pipe child ended instead of echoing {sent:#x}"),
         }
     }
 }
@@ -118,9 +134,66 @@ unsafe fn time_loads(ptr: *const u32, address: u64, expected: u32, freq: u64) ->
     summarize(&mut samples, freq).ok_or(Failure::NoCounter)
 }
 
-fn print_bench(name: &str, s: &Summary, freq: u64) {
+/// Times [`CPU_SAMPLES`] runs of [`cpu_work`] (after one untimed run whose result
+/// every timed run must match).
+fn time_cpu(freq: u64) -> Result<Summary, Failure> {
+    let expected = cpu_work(core::hint::black_box(CPU_SEED), CPU_ROUNDS);
+    let mut samples = [0u64; CPU_SAMPLES];
+    for sample in samples.iter_mut() {
+        let t0 = timing::now();
+        let got = cpu_work(core::hint::black_box(CPU_SEED), core::hint::black_box(CPU_ROUNDS));
+        *sample = timing::now().wrapping_sub(t0);
+        if got != expected {
+            return Err(Failure::CpuResult { got, expected });
+        }
+    }
+    summarize(&mut samples, freq).ok_or(Failure::NoCounter)
+}
+
+/// Times `WARMUP + ITERATIONS` one-byte round trips through two pipes to a forked
+/// child that echoes each byte (keeping the last `ITERATIONS`).
+fn time_pipe(freq: u64) -> Result<Summary, Failure> {
+    let (to_child_r, to_child_w) = linux::pipe().map_err(|e| Failure::Sys("pipe", e))?;
+    let (to_parent_r, to_parent_w) = linux::pipe().map_err(|e| Failure::Sys("pipe", e))?;
+    let child = linux::fork().map_err(|e| Failure::Sys("fork", e))?;
+    if child == 0 {
+        // Only the ends this child uses stay open, so it sees end of file when the
+        // parent closes its write end.
+        let _ = (linux::close(to_child_w), linux::close(to_parent_r));
+        let mut byte = [0u8; 1];
+        while linux::read(to_child_r, &mut byte) == Ok(1) {
+            if linux::write_all(to_parent_w, &byte).is_err() {
+                break;
+            }
+        }
+        linux::exit(0);
+    }
+    let _ = (linux::close(to_child_r), linux::close(to_parent_w));
+    let mut samples = [0u64; ITERATIONS];
+    let mut outcome = Ok(());
+    for i in 0..WARMUP + ITERATIONS {
+        let sent = i as u8;
+        let mut back = [0u8; 1];
+        let t0 = timing::now();
+        let echoed = linux::write_all(to_child_w, &[sent]).is_ok() && linux::read(to_parent_r, &mut back) == Ok(1);
+        let ticks = timing::now().wrapping_sub(t0);
+        if !echoed || back[0] != sent {
+            outcome = Err(Failure::Echo { sent, got: echoed.then_some(back[0]) });
+            break;
+        }
+        if let Some(slot) = i.checked_sub(WARMUP) {
+            samples[slot] = ticks;
+        }
+    }
+    // End of file ends the child; wait for it so it never outlives the benchmark.
+    let _ = (linux::close(to_child_w), linux::close(to_parent_r), linux::wait(child));
+    outcome?;
+    summarize(&mut samples, freq).ok_or(Failure::NoCounter)
+}
+
+fn print_bench(name: &str, s: &Summary, freq: u64, iterations: usize) {
     let mut line = TextBuf::<256>::new();
-    let _ = write_bench_line(&mut line, name, s, freq, ITERATIONS);
+    let _ = write_bench_line(&mut line, name, s, freq, iterations);
     let _ = linux::write_all(STDOUT, line.as_bytes());
 }
 
@@ -165,8 +238,12 @@ fn run(info: &linux::StartInfo) -> Result<(), Failure> {
     let ram_ptr: *const u32 = &word;
     // SAFETY: `ram_ptr` points at a live, aligned local.
     let ram = unsafe { time_loads(ram_ptr, ram_ptr as u64, word, freq) }?;
-    print_bench("mmio_exit_roundtrip", &mmio, freq);
-    print_bench("guest_ram_load", &ram, freq);
+    print_bench("mmio_exit_roundtrip", &mmio, freq, ITERATIONS);
+    print_bench("guest_ram_load", &ram, freq, ITERATIONS);
+    let cpu = time_cpu(freq)?;
+    print_bench("cpu_loop", &cpu, freq, CPU_SAMPLES);
+    let pipe = time_pipe(freq)?;
+    print_bench("pipe_roundtrip", &pipe, freq, ITERATIONS);
     Ok(())
 }
 

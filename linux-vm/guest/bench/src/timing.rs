@@ -12,6 +12,15 @@ pub fn counter_frequency() -> u64 {
     freq
 }
 
+/// The virtual counter now, ordered after the instructions before it (`isb`).
+pub fn now() -> u64 {
+    let t: u64;
+    // SAFETY: reading CNTVCT_EL0 has no side effects and touches no memory (see
+    // `counter_frequency` for EL0 access).
+    unsafe { asm!("isb", "mrs {t}, cntvct_el0", t = out(reg) t, options(nomem, nostack, preserves_flags)) };
+    t
+}
+
 /// One 32-bit load from `ptr`: the counter ticks it took and the value read.
 ///
 /// The counter reads are ordered against the load: `isb` before the first read, and
@@ -43,14 +52,4 @@ pub unsafe fn timed_load(ptr: *const u32) -> (u64, u32) {
         );
     }
     (t1.wrapping_sub(t0), value)
-}
-
-/// The virtual counter now (`CNTVCT_EL0`), after the instructions before it
-/// (`isb`).
-pub fn now() -> u64 {
-    let t: u64;
-    // SAFETY: an instruction barrier and a counter read: no memory or side effects
-    // (EL0 access is enabled by Linux, as for `counter_frequency`).
-    unsafe { asm!("isb", "mrs {t}, cntvct_el0", t = out(reg) t, options(nomem, nostack, preserves_flags)) };
-    t
 }

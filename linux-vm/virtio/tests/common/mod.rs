@@ -156,10 +156,7 @@ impl<D: Device> TestDriver<D> {
     /// The full initialisation with VERSION_1 plus `extra` features and `nqueues`
     /// queues of `size` entries (virtio 1.2 §3.1.1).
     pub fn init(&mut self, extra: u64, nqueues: u32, size: u16) {
-        assert!(
-            self.negotiate(features::VERSION_1 | extra),
-            "FEATURES_OK refused"
-        );
+        assert!(self.negotiate(features::VERSION_1 | extra), "FEATURES_OK refused");
         for i in 0..nqueues {
             self.setup_queue(i, size);
         }
@@ -193,10 +190,7 @@ impl<D: Device> TestDriver<D> {
         let slot = dq.avail_idx % dq.size;
         dq.avail_idx = dq.avail_idx.wrapping_add(1);
         let (avail, idx) = (dq.avail, dq.avail_idx);
-        self.mem
-            .inner
-            .write_u16(avail + 4 + 2 * u64::from(slot), head)
-            .unwrap();
+        self.mem.inner.write_u16(avail + 4 + 2 * u64::from(slot), head).unwrap();
         self.mem.inner.write_u16(avail + 2, idx).unwrap();
     }
 
@@ -209,11 +203,7 @@ impl<D: Device> TestDriver<D> {
         for (k, b) in bufs.iter().enumerate() {
             let i = (first + k as u16) % size;
             let next = (i + 1) % size;
-            let more = if k + 1 < bufs.len() {
-                VIRTQ_DESC_F_NEXT
-            } else {
-                0
-            };
+            let more = if k + 1 < bufs.len() { VIRTQ_DESC_F_NEXT } else { 0 };
             let (len, flags) = match b {
                 Buf::Out(data) => (data.len() as u32, more),
                 Buf::In(len) => (*len, more | VIRTQ_DESC_F_WRITE),

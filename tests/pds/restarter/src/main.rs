@@ -10,6 +10,7 @@
 use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Child, Fault, Handler, MessageInfo};
+use vcpos_abi::esr;
 use vcpos_test_support::{ensure, fail, shared_words, TestFailed, UNMAPPED_ADDR, Words};
 
 const TEST: &str = "child-fault";
@@ -19,8 +20,6 @@ const CHILD: Child = Child::new(3);
 const CHILD_CHANNEL: Channel = Channel::new(1);
 /// seL4/vcpos label of a VM fault.
 const VM_FAULT_LABEL: u64 = 6;
-/// ESR exception class of a data abort from a lower exception level.
-const EC_DATA_ABORT_LOWER: u64 = 0x24;
 /// ESR ISS bit 6 (WnR): the access was a write.
 const ISS_WNR: u64 = 1 << 6;
 
@@ -57,7 +56,7 @@ impl Handler for Restarter {
         ensure!(TEST, addr == UNMAPPED_ADDR as u64, "fault address {addr:#x}, expected {UNMAPPED_ADDR:#x}");
         ensure!(TEST, !prefetch, "reported as an instruction fetch");
         ensure!(TEST, ip >= 0x20_0000, "implausible fault pc {ip:#x}");
-        ensure!(TEST, fsr >> 26 == EC_DATA_ABORT_LOWER, "fsr {fsr:#x} is not a lower-EL data abort");
+        ensure!(TEST, esr::class(fsr) == esr::ec::DABT_LOWER, "fsr {fsr:#x} is not a lower-EL data abort");
         ensure!(TEST, fsr & ISS_WNR != 0, "fsr {fsr:#x} does not say write");
         let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 1, "child reports {runs} runs before its first fault");

@@ -5,7 +5,8 @@
 //! - [`fail`] / [`ensure!`]: print `TEST FAIL: <test>: <why>` and stop;
 //! - [`median`] / [`ticks_to_ns`]: benchmark statistics;
 //! - [`pingpong`]: the values the ping and pong PDs exchange;
-//! - [`sysreg`]: EL0 system-register accesses the isolation tests make.
+//! - [`sysreg`]: EL0 system-register accesses the isolation tests make;
+//! - [`blk`]: the disk patterns of the vcp-blk tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -193,8 +194,42 @@ pub mod pingpong {
     }
 }
 
+/// The disk contents the vcp-blk tests write and check (the QEMU test harness
+/// prepares the disk image with the same functions and checks it afterwards).
+pub mod blk {
+    /// 32-bit words in a 512-byte block.
+    pub const WORDS: usize = 128;
+    /// Blocks each test client works on in its window.
+    pub const TEST_BLOCKS: u64 = 128;
+    /// Rounds of write + read-back of the read-write client.
+    pub const ROUNDS: u32 = 4;
+
+    /// Word `w` of block `block` (relative to its window) of the read-only client's
+    /// window, as the harness writes it.
+    pub fn ro_word(block: u64, w: usize) -> u32 {
+        0x5a00_0000 | ((block as u32 & 0xffff) << 8) | (w as u32 & 0xff)
+    }
+
+    /// Word `w` of block `block` the read-write client writes in `round`.
+    pub fn rw_word(round: u32, block: u64, w: usize) -> u32 {
+        0xa500_0000 ^ (round << 20) ^ ((block as u32 & 0xfff) << 8) ^ (w as u32 & 0xff)
+    }
+
+    /// A byte of the disk outside every client's window (the harness checks these
+    /// are unchanged).
+    pub const FILLER: u8 = 0xee;
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blk_patterns_differ() {
+        use super::blk;
+        assert_ne!(blk::ro_word(1, 0), blk::ro_word(0, 1));
+        assert_ne!(blk::rw_word(0, 1, 0), blk::rw_word(1, 1, 0));
+        assert_ne!(blk::rw_word(3, 5, 7), blk::ro_word(5, 7));
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@
 use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, get_mr, protection_domain, Channel, Child, Fault, Handler, MessageInfo, Vcpu};
+use vcpos_abi::esr::{self, ec, SysregAccess};
 use vcpos_abi::fault::label;
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
 use vcpos_test_support::{ensure, fail, shared_words, TestFailed, Words};
@@ -26,10 +27,6 @@ const WRITER_CHANNEL: Channel = Channel::new(1);
 const READER_CHANNEL: Channel = Channel::new(2);
 /// Guest-physical address of the guest code (the VM's map of `guest_code`).
 const GUEST_ENTRY: u64 = 0x4000_0000;
-/// ESR exception classes.
-const EC_UNKNOWN: u64 = 0x00;
-const EC_HVC64: u64 = 0x16;
-const EC_SYSREG: u64 = 0x18;
 
 /// The guest, run at EL1 with the MMU off (encodings from `llvm-mc -show-encoding`).
 const GUEST_CODE: [u32; 9] = [
@@ -44,15 +41,12 @@ const GUEST_CODE: [u32; 9] = [
     0x1400_0000, // b .
 ];
 
-/// A trapped system-register access: (Op0, Op1, CRn, CRm, Op2, is a read).
-type SysregAccess = (u64, u64, u64, u64, u64, bool);
-
 /// What the guest's PMU accesses must look like when they reach the VMM, in order.
 const EXPECTED_TRAPS: [SysregAccess; 4] = [
-    (3, 3, 9, 14, 0, false), // PMUSERENR_EL0 write
-    (3, 3, 9, 12, 0, false), // PMCR_EL0 write
-    (3, 3, 9, 12, 1, false), // PMCNTENSET_EL0 write
-    (3, 3, 9, 13, 0, true),  // PMCCNTR_EL0 read
+    SysregAccess { encoding: (3, 3, 9, 14, 0), rt: 0, read: false }, // msr pmuserenr_el0, x0
+    SysregAccess { encoding: (3, 3, 9, 12, 0), rt: 1, read: false }, // msr pmcr_el0, x1
+    SysregAccess { encoding: (3, 3, 9, 12, 1), rt: 3, read: false }, // msr pmcntenset_el0, x3
+    SysregAccess { encoding: (3, 3, 9, 13, 0), rt: 2, read: true },  // mrs x2, pmccntr_el0
 ];
 
 fn guest_memory() -> Words {
@@ -70,24 +64,19 @@ struct Vmm {
 impl Vmm {
     fn guest_exit(&mut self) -> Result<Option<MessageInfo>, TestFailed> {
         let (esr, pc) = (get_mr(VCPU_FAULT_ESR), get_mr(1));
-        let ec = (esr >> 26) & 0x3f;
-        match ec {
-            EC_SYSREG => {
-                let iss = esr & 0x1ff_ffff;
-                let read = iss & 1 != 0;
-                let access =
-                    ((iss >> 20) & 3, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf, (iss >> 17) & 7, read);
+        match esr::class(esr) {
+            ec::SYSREG => {
+                let access = SysregAccess::decode(esr);
                 ensure!(TEST, self.count < self.traps.len(), "more guest PMU traps than expected: {access:?}");
                 self.traps[self.count] = Some(access);
                 self.count += 1;
-                let rt = (iss >> 5) & 0x1f;
-                if read && rt != 31 {
-                    let _ = VCPU.write_reg(rt, 0);
+                if access.read && access.rt != 31 {
+                    let _ = VCPU.write_reg(u64::from(access.rt), 0);
                 }
-                let _ = VCPU.write_reg(reg::PC, pc + 4);
+                let _ = VCPU.write_reg(reg::PC, pc + esr::instruction_length(esr));
                 Ok(Some(MessageInfo::new(0, 0)))
             }
-            EC_HVC64 => {
+            ec::HVC64 => {
                 let _ = VCPU.stop();
                 let seen = &self.traps[..self.count];
                 ensure!(
@@ -124,10 +113,10 @@ impl Handler for Vmm {
             return Err(fail(TEST, format_args!("child {}: not a user exception: {fault}", child.index())));
         };
         if child == WRITER {
-            ensure!(TEST, ec == EC_UNKNOWN || ec == EC_SYSREG, "writer: exception class {ec:#x}");
+            ensure!(TEST, ec == esr::ec::UNKNOWN || ec == esr::ec::SYSREG, "writer: exception class {ec:#x}");
             self.writer_faulted = true;
         } else if child == READER {
-            ensure!(TEST, ec == EC_SYSREG, "reader: exception class {ec:#x}, expected a trapped system register");
+            ensure!(TEST, ec == esr::ec::SYSREG, "reader: exception class {ec:#x}, expected a trapped system register");
             self.reader_faulted = true;
         } else {
             return Err(fail(TEST, format_args!("fault from unknown child {}", child.index())));
