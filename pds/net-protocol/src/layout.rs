@@ -18,6 +18,9 @@ pub const MTU: u32 = 1500;
 pub const MAX_FRAME_LEN: u32 = ETH_HEADER_LEN + MTU;
 /// Most buffers a client's data region may hold (1 MiB of buffers).
 pub const MAX_BUFFERS: u32 = 512;
+/// Ring capacity of every vcp-net connection (all four rings): a client's data region
+/// holds at most this many buffers. Both sides configure it; the info page confirms it.
+pub const RING_CAPACITY: u32 = 64;
 
 const _: () = assert!(MAX_FRAME_LEN <= BUF_SIZE && BUF_SIZE.is_power_of_two());
 

@@ -25,6 +25,6 @@ pub mod server;
 pub use client::{Client, ClientError, ClientStats, TxReclaim};
 pub use layout::{
     mac_is_multicast, BufDesc, ControlLayout, Info, InfoError, TxStatus, BUF_SIZE, ETH_HEADER_LEN, MAX_BUFFERS,
-    MAX_FRAME_LEN, MTU,
+    MAX_FRAME_LEN, MTU, RING_CAPACITY,
 };
 pub use server::{RxBuffer, Server, ServerConfig, ServerError, ServerStats, TxFrame};

@@ -27,9 +27,7 @@ use vcpos_queue::{LayoutError, SharedMemory};
 
 use crate::config::{Config, MAX_CLIENTS};
 
-/// Ring capacity of every client connection (all four rings); a client's data region
-/// holds at most this many 2 KiB buffers.
-pub const RING_CAPACITY: u32 = 64;
+pub use vcpos_net_protocol::RING_CAPACITY;
 /// Frames taken from the NIC per [`Engine::run`], so receive cannot starve transmit.
 pub const RX_BUDGET: usize = 64;
 

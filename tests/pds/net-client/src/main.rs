@@ -1,0 +1,255 @@
+//! vcp-net test client. Its role follows from the MAC vcp-net's info page gives it:
+//!
+//! - **sender** ([`SENDER`]): sends, in this order, a frame with the receiver's source
+//!   MAC (spoofed), a frame to a MAC nobody has, [`UNICASTS`] frames to the receiver
+//!   (lengths 60..=1514), a broadcast and a final frame, reusing its transmit buffers
+//!   as vcp-net gives them back. When the receiver's acknowledgement arrives it checks
+//!   what vcp-net said about each frame (one spoofed, two device errors: there is no
+//!   NIC, the rest sent) and prints `TEST PASS: vcp-net`.
+//! - **receiver** ([`RECEIVER`]): checks that it gets exactly the unicasts, the
+//!   broadcast and the final frame, in order and byte for byte, and nothing else (not
+//!   the spoofed frame, not the frame for the unknown MAC), then acknowledges.
+//!
+//! Channel 0 is vcp-net. System: `tests/systems/vcp-net.system` (the receiver runs at a
+//! higher priority than the sender, so it takes each frame before the next arrives).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
+use vcpos_net_protocol::{Client, ClientError, TxStatus, MAX_FRAME_LEN, RING_CAPACITY};
+use vcpos_test_support::{ensure, fail, TestFailed};
+
+const TEST: &str = "vcp-net";
+const VCP: Channel = Channel::new(0);
+/// The sender's MAC (`tests/systems/vcp-net.cfg`).
+const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The receiver's MAC.
+const RECEIVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// A unicast MAC no client has.
+const UNKNOWN: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+const BROADCAST: [u8; 6] = [0xff; 6];
+/// Unicast frames from the sender to the receiver.
+const UNICASTS: u16 = 40;
+/// A local experimental EtherType.
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+/// What a frame of the test is (byte 14 of the frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Spoofed = 1,
+    Unknown = 2,
+    Unicast = 3,
+    Broadcast = 4,
+    Fin = 5,
+    Ack = 6,
+}
+
+/// Frame number `seq` of the sender's plan (0..[`plan_len`]).
+fn plan(seq: u16) -> (Kind, [u8; 6], [u8; 6], usize) {
+    let u = UNICASTS;
+    match seq {
+        0 => (Kind::Spoofed, RECEIVER, RECEIVER, 100),
+        1 => (Kind::Unknown, UNKNOWN, SENDER, 100),
+        s if s < 2 + u => {
+            let i = usize::from(s - 2);
+            (
+                Kind::Unicast,
+                RECEIVER,
+                SENDER,
+                60 + (i * 37) % (MAX_FRAME_LEN as usize - 59),
+            )
+        }
+        s if s == 2 + u => (Kind::Broadcast, BROADCAST, SENDER, MAX_FRAME_LEN as usize),
+        _ => (Kind::Fin, RECEIVER, SENDER, 64),
+    }
+}
+
+fn plan_len() -> u16 {
+    UNICASTS + 4
+}
+
+/// The bytes of a frame: header, kind, sequence number, then a pattern of both.
+fn build(kind: Kind, dst: [u8; 6], src: [u8; 6], seq: u16, len: usize, out: &mut [u8]) -> usize {
+    out[..6].copy_from_slice(&dst);
+    out[6..12].copy_from_slice(&src);
+    out[12..14].copy_from_slice(&ETHERTYPE);
+    out[14] = kind as u8;
+    out[15..17].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in out[17..len].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(7) ^ (seq as u8).wrapping_mul(31) ^ kind as u8;
+    }
+    len
+}
+
+struct Tester {
+    client: Client<SharedRegion>,
+    sender: bool,
+    /// Sender: next frame of the plan to send. Receiver: next frame expected.
+    next: u16,
+    acked: bool,
+    done: bool,
+}
+
+impl Tester {
+    fn err(&self, what: &str, e: ClientError) -> TestFailed {
+        fail(TEST, format_args!("{what}: {e}"))
+    }
+
+    fn send_plan(&mut self) -> Result<(), TestFailed> {
+        let mut frame = [0u8; MAX_FRAME_LEN as usize];
+        while self.next < plan_len() {
+            let (kind, dst, src, len) = plan(self.next);
+            let n = build(kind, dst, src, self.next, len, &mut frame);
+            match self.client.send(&frame[..n]) {
+                Ok(()) => self.next += 1,
+                Err(ClientError::NoTxBuffer) => break,
+                Err(e) => return Err(self.err("send", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a received frame against what the receiver expects next.
+    fn on_frame(&mut self, f: &[u8]) -> Result<(), TestFailed> {
+        ensure!(TEST, f.len() >= 17, "received a {}-byte frame", f.len());
+        let seq = u16::from_le_bytes([f[15], f[16]]);
+        if self.sender {
+            ensure!(
+                TEST,
+                f[14] == Kind::Ack as u8 && f[..6] == SENDER && f[6..12] == RECEIVER,
+                "sender received an unexpected frame (kind {}, seq {seq})",
+                f[14]
+            );
+            self.acked = true;
+            return Ok(());
+        }
+        // The receiver expects plan frames 2 + 0.. (unicasts), then the broadcast and fin.
+        let want = self.next + 2;
+        ensure!(
+            TEST,
+            want < plan_len(),
+            "receiver got a frame after fin (kind {})",
+            f[14]
+        );
+        let (kind, dst, src, len) = plan(want);
+        let mut expected = [0u8; MAX_FRAME_LEN as usize];
+        let n = build(kind, dst, src, want, len, &mut expected);
+        ensure!(
+            TEST,
+            f == &expected[..n],
+            "receiver: frame {} is not plan frame {want} ({kind:?}, {len} bytes): got kind {} seq {seq}, {} bytes",
+            self.next,
+            f[14],
+            f.len()
+        );
+        self.next += 1;
+        if kind == Kind::Fin {
+            debug_println!(
+                "net-client: receiver: {UNICASTS} unicast frames, the broadcast and fin, in order, byte for byte, \
+                 nothing else (no spoofed frame, no frame for another MAC)"
+            );
+            let mut ack = [0u8; 64];
+            let n = build(Kind::Ack, SENDER, RECEIVER, 0, 64, &mut ack);
+            self.client.send(&ack[..n]).map_err(|e| self.err("send ack", e))?;
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    fn finish_sender(&mut self) -> Result<(), TestFailed> {
+        while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
+        let s = self.client.stats();
+        let st = |t: TxStatus| s.tx_status[t as usize];
+        ensure!(
+            TEST,
+            st(TxStatus::Spoofed) == 1
+                && st(TxStatus::DeviceError) == 2
+                && st(TxStatus::Sent) == u64::from(UNICASTS) + 1,
+            "transmit statuses: sent {}, spoofed {}, device error {}, bad length {}",
+            st(TxStatus::Sent),
+            st(TxStatus::Spoofed),
+            st(TxStatus::DeviceError),
+            st(TxStatus::BadLength)
+        );
+        debug_println!(
+            "net-client: sender: {} frames sent, the spoofed one refused, the unknown-MAC one and the broadcast \
+             failed at the NIC (none), the rest delivered",
+            plan_len()
+        );
+        debug_println!("TEST PASS: {TEST}");
+        self.done = true;
+        Ok(())
+    }
+
+    fn pump(&mut self) -> Result<(), TestFailed> {
+        let mut frame = [0u8; 2048];
+        loop {
+            while let Some(n) = self.client.recv(&mut frame).map_err(|e| self.err("recv", e))? {
+                self.on_frame(&frame[..n])?;
+            }
+            if self.sender && !self.done {
+                self.send_plan()?;
+                if self.acked {
+                    self.finish_sender()?;
+                }
+            }
+            if self.client.signal_needed().map_err(|e| self.err("signal", e))? {
+                VCP.notify();
+            }
+            if self
+                .client
+                .request_signal()
+                .map_err(|e| self.err("request signal", e))?
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Handler for Tester {
+    type Error = TestFailed;
+
+    fn notified(&mut self, _channels: ChannelSet) -> Result<(), TestFailed> {
+        self.pump()
+    }
+}
+
+fn start() -> Result<Tester, TestFailed> {
+    let control = shared_region!(control_vaddr, size = control_size);
+    let data = shared_region!(data_vaddr, size = data_size);
+    let mut client = Client::new(control, data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
+    let info = client
+        .connect()
+        .map_err(|e| fail(TEST, format_args!("vcp-net info page: {e}")))?;
+    let sender = info.mac == SENDER;
+    ensure!(TEST, sender || info.mac == RECEIVER, "unexpected MAC {:02x?}", info.mac);
+    debug_println!(
+        "net-client: {} connected: mac {:02x?}, mtu {}, {} buffers, generation {}",
+        if sender { "sender" } else { "receiver" },
+        info.mac,
+        info.mtu,
+        info.buffers,
+        info.generation
+    );
+    Ok(Tester {
+        client,
+        sender,
+        next: 0,
+        acked: false,
+        done: false,
+    })
+}
+
+#[protection_domain]
+fn init() -> impl Handler {
+    let mut t = match start() {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    };
+    if let Err(e) = t.pump() {
+        panic!("{e}");
+    }
+    t
+}

@@ -1,0 +1,33 @@
+//! QEMU test of the network VCP without a NIC: `tests/systems/vcp-net.system`, two
+//! client PDs exchanging frames through vcp-net's local delivery, with MAC filtering
+//! and spoof refusal checked end to end.
+
+use vcpos_tests::boot;
+
+/// The sender's unicasts, broadcast and final frame reach the receiver in order and
+/// byte for byte; the spoofed frame and the frame for an unknown MAC reach nobody;
+/// vcp-net reports the spoofing and gives each frame back with the right status.
+#[test]
+fn vcp_net_local_delivery() {
+    let t = boot("vcp-net");
+    t.assert_pass("vcp-net");
+    let out = t.output();
+    let pos = |s: &str| {
+        out.find(s)
+            .unwrap_or_else(|| t.fail(&format!("no line containing '{s}'")))
+    };
+    pos("vcp-net: client 0 mac 02:00:00:00:00:01");
+    pos("vcp-net: serving 2 clients");
+    pos("net-client: sender connected: mac [02, 00, 00, 00, 00, 01]");
+    pos("net-client: receiver connected: mac [02, 00, 00, 00, 00, 02]");
+    let spoof = pos("vcp-net: client 0 sent with another source MAC: dropped (1 so far)");
+    let received = pos("net-client: receiver: 40 unicast frames, the broadcast and fin, in order");
+    let sender = pos("net-client: sender: 44 frames sent, the spoofed one refused");
+    let pass = pos("TEST PASS: vcp-net");
+    if !(spoof < received && received < sender && sender < pass) {
+        t.fail("expected: spoof report, receiver's check, sender's check, then the pass line");
+    }
+    if out.contains("cut off") {
+        t.fail("a client was cut off");
+    }
+}
