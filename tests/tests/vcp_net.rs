@@ -2,7 +2,8 @@
 //! client PDs exchanging frames through vcp-net's local delivery, with MAC filtering
 //! and spoof refusal checked end to end.
 
-use vcpos_tests::boot;
+use vcpos_tests::{boot, build_system, scenario_system, timeout};
+use vcpos_tool::runner::{CaptureOptions, Device};
 
 /// The sender's unicasts, broadcast and final frame reach the receiver in order and
 /// byte for byte; the spoofed frame and the frame for an unknown MAC reach nobody;
@@ -29,5 +30,29 @@ fn vcp_net_local_delivery() {
     }
     if out.contains("cut off") {
         t.fail("a client was cut off");
+    }
+}
+
+/// With QEMU's virtio-net-device on the user network: a client's ARP request for the
+/// gateway leaves through the NIC (vcp-net's virtio-net driver, payload read in place
+/// from the client's buffer) and the gateway's reply comes back to that client.
+#[test]
+fn vcp_net_nic_arp() {
+    let scenario = "vcp-net-nic";
+    let built =
+        build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let t = built
+        .boot_with_devices(&CaptureOptions::until_marker(timeout()), &[Device::Nic { mac: None }])
+        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    t.assert_pass("vcp-net-nic");
+    for line in [
+        "vcp-net: virtio-net transport at page offset 0xe00",
+        "vcp-net: NIC mac 52:54:00:12:34:56",
+        "vcp-net: client 0 mac 02:00:00:00:00:03",
+        "net-client: prober: ARP request sent through the NIC; reply: 10.0.2.2 is at",
+    ] {
+        if !t.output().contains(line) {
+            t.fail(&format!("no line containing '{line}'"));
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! (group frames to every client), frames between clients are delivered locally,
 //! frames to the NIC are sent from the client's buffer (zero copy of the payload), a
 //! client can only send with its own MAC, and transmit is round robin. The PD
-//! (`vcp-net/pd`) adds only the NIC driver, the mapped regions and the event loop.
+//! (`vcp-net/pd`) adds only the NIC driver, the mapped regions and the event loop;
+//! [`scan`] checks the NIC is alone in the device page it maps.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -13,6 +14,7 @@ extern crate alloc;
 
 pub mod config;
 pub mod engine;
+pub mod scan;
 
 pub use config::{format_mac, Config, ConfigError, MAX_CLIENTS};
 pub use engine::{

@@ -10,8 +10,14 @@
 //!   broadcast and the final frame, in order and byte for byte, and nothing else (not
 //!   the spoofed frame, not the frame for the unknown MAC), then acknowledges.
 //!
-//! Channel 0 is vcp-net. System: `tests/systems/vcp-net.system` (the receiver runs at a
-//! higher priority than the sender, so it takes each frame before the next arrives).
+//! - **ARP prober** ([`PROBER`], with a NIC): broadcasts an ARP request for QEMU's
+//!   user-network gateway ([`GATEWAY_IP`]) and waits for the reply, which must come
+//!   from the gateway and be addressed to its own MAC; its request must have been
+//!   sent by the NIC. Then it prints `TEST PASS: vcp-net-nic`.
+//!
+//! Channel 0 is vcp-net. Systems: `tests/systems/vcp-net.system` (the receiver runs at
+//! a higher priority than the sender, so it takes each frame before the next arrives)
+//! and `vcp-net-nic.system`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -26,6 +32,12 @@ const VCP: Channel = Channel::new(0);
 const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// The receiver's MAC.
 const RECEIVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The ARP prober's MAC (`tests/systems/vcp-net-nic.cfg`).
+const PROBER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+/// The prober's IPv4 address on QEMU's user network (slirp's default guest address).
+const PROBER_IP: [u8; 4] = [10, 0, 2, 15];
+/// QEMU's user-network gateway, which answers ARP.
+const GATEWAY_IP: [u8; 4] = [10, 0, 2, 2];
 /// A unicast MAC no client has.
 const UNKNOWN: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 const BROADCAST: [u8; 6] = [0xff; 6];
@@ -82,8 +94,31 @@ fn build(kind: Kind, dst: [u8; 6], src: [u8; 6], seq: u16, len: usize, out: &mut
     len
 }
 
+/// The client's part in the test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Sender,
+    Receiver,
+    Prober,
+}
+
+/// An ARP request from the prober for [`GATEWAY_IP`], padded to the 60-byte minimum.
+fn arp_request() -> [u8; 60] {
+    let mut f = [0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&PROBER);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    // Ethernet/IPv4, 6-byte and 4-byte addresses, request.
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&PROBER);
+    f[28..32].copy_from_slice(&PROBER_IP);
+    f[38..42].copy_from_slice(&GATEWAY_IP);
+    f
+}
+
 struct Tester {
     client: Client<SharedRegion>,
+    role: Role,
     sender: bool,
     /// Sender: next frame of the plan to send. Receiver: next frame expected.
     next: u16,
@@ -112,6 +147,9 @@ impl Tester {
 
     /// Checks a received frame against what the receiver expects next.
     fn on_frame(&mut self, f: &[u8]) -> Result<(), TestFailed> {
+        if self.role == Role::Prober {
+            return self.on_prober_frame(f);
+        }
         ensure!(TEST, f.len() >= 17, "received a {}-byte frame", f.len());
         let seq = u16::from_le_bytes([f[15], f[16]]);
         if self.sender {
@@ -154,6 +192,47 @@ impl Tester {
             self.client.send(&ack[..n]).map_err(|e| self.err("send ack", e))?;
             self.done = true;
         }
+        Ok(())
+    }
+
+    /// The prober takes the gateway's ARP reply; anything else must at least be
+    /// addressed to it (or to a group).
+    fn on_prober_frame(&mut self, f: &[u8]) -> Result<(), TestFailed> {
+        const NIC_TEST: &str = "vcp-net-nic";
+        ensure!(NIC_TEST, f.len() >= 42, "prober received a {}-byte frame", f.len());
+        ensure!(
+            NIC_TEST,
+            f[..6] == PROBER || f[0] & 1 != 0,
+            "prober received a frame for {:02x?}",
+            &f[..6]
+        );
+        let is_reply = f[12..14] == [0x08, 0x06] && f[20..22] == [0, 2] && f[28..32] == GATEWAY_IP;
+        if !is_reply || self.done {
+            return Ok(());
+        }
+        ensure!(
+            NIC_TEST,
+            f[..6] == PROBER && f[32..38] == PROBER,
+            "ARP reply not addressed to the prober"
+        );
+        ensure!(NIC_TEST, f[38..42] == PROBER_IP, "ARP reply for another address");
+        while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
+        let sent = self.client.stats().tx_status[TxStatus::Sent as usize];
+        ensure!(
+            NIC_TEST,
+            sent == 1,
+            "the ARP request's buffer came back {sent} times as sent"
+        );
+        debug_println!(
+            "net-client: prober: ARP request sent through the NIC; reply: {}.{}.{}.{} is at {:02x?}",
+            f[28],
+            f[29],
+            f[30],
+            f[31],
+            &f[22..28]
+        );
+        debug_println!("TEST PASS: {NIC_TEST}");
+        self.done = true;
         Ok(())
     }
 
@@ -223,11 +302,25 @@ fn start() -> Result<Tester, TestFailed> {
     let info = client
         .connect()
         .map_err(|e| fail(TEST, format_args!("vcp-net info page: {e}")))?;
-    let sender = info.mac == SENDER;
-    ensure!(TEST, sender || info.mac == RECEIVER, "unexpected MAC {:02x?}", info.mac);
+    let role = match info.mac {
+        SENDER => Role::Sender,
+        RECEIVER => Role::Receiver,
+        PROBER => Role::Prober,
+        mac => return Err(fail(TEST, format_args!("unexpected MAC {mac:02x?}"))),
+    };
+    if role == Role::Prober {
+        client
+            .send(&arp_request())
+            .map_err(|e| fail(TEST, format_args!("send the ARP request: {e}")))?;
+    }
+    let sender = role == Role::Sender;
     debug_println!(
         "net-client: {} connected: mac {:02x?}, mtu {}, {} buffers, generation {}",
-        if sender { "sender" } else { "receiver" },
+        match role {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+            Role::Prober => "prober",
+        },
         info.mac,
         info.mtu,
         info.buffers,
@@ -235,6 +328,7 @@ fn start() -> Result<Tester, TestFailed> {
     );
     Ok(Tester {
         client,
+        role,
         sender,
         next: 0,
         acked: false,
