@@ -151,6 +151,9 @@ pub struct RunResult {
     pub cut_off: u64,
     /// Whether any frame or completion was handled.
     pub progress: bool,
+    /// The receive budget ran out with frames possibly left at the NIC: run again
+    /// before waiting (the NIC will not interrupt again for frames it already has).
+    pub more: bool,
 }
 
 /// A client's resources as the PD found them.
@@ -365,7 +368,9 @@ impl<M: SharedMemory + Clone, N: Nic> Engine<M, N> {
             progress: self.complete_tx(),
             ..RunResult::default()
         };
-        result.progress |= self.receive();
+        let received = self.receive();
+        result.progress |= received > 0;
+        result.more = received == RX_BUDGET;
         result.progress |= self.transmit();
         for (i, slot) in self.clients.iter_mut().enumerate() {
             let Some(c) = slot else { continue };
@@ -427,18 +432,19 @@ impl<M: SharedMemory + Clone, N: Nic> Engine<M, N> {
         progress
     }
 
-    fn receive(&mut self) -> bool {
+    /// Takes up to [`RX_BUDGET`] frames from the NIC; returns how many.
+    fn receive(&mut self) -> usize {
         let Engine {
             nic, clients, stats, ..
         } = self;
-        let mut progress = false;
-        for _ in 0..RX_BUDGET {
+        let mut received = 0;
+        while received < RX_BUDGET {
             if nic.receive(|frame| deliver_from_nic(clients, stats, frame)).is_none() {
                 break;
             }
-            progress = true;
+            received += 1;
         }
-        progress
+        received
     }
 
     fn transmit(&mut self) -> bool {

@@ -380,10 +380,12 @@ fn receive_is_bounded_per_run() {
     }
     // A transmit waiting behind a receive flood still goes in the same run.
     net.clients[0].send(&frame(EXTERNAL, mac(0), 0, 60)).unwrap();
-    net.engine.run();
+    let r = net.engine.run();
+    assert!(r.more, "budget used up: the PD must run again before waiting");
     assert_eq!(net.engine.stats().nic_rx_unmatched, RX_BUDGET as u64);
     assert_eq!(net.engine.nic().requests.len(), 1);
-    net.engine.run();
+    let r = net.engine.run();
+    assert!(!r.more);
     assert_eq!(net.engine.stats().nic_rx_unmatched, RX_BUDGET as u64 + 10);
 }
 

@@ -259,7 +259,7 @@ impl VcpNet {
                     self.spoof_reported[i] = c.spoofed;
                 }
             }
-            if engine.prepare_wait() {
+            if !r.more && engine.prepare_wait() {
                 return;
             }
         }
