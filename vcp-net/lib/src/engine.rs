@@ -13,19 +13,20 @@
 //!   of the frame as `(client, offset, len)` in the client's data region: the payload
 //!   is not copied, and what was checked is what is sent.
 //! - **Local delivery**: a frame to another client's MAC never reaches the NIC (which
-//!   does not hairpin); a group frame goes to the NIC and to every other client. The
-//!   frame is read once into the engine (the checked header put back in front) and
-//!   copied into each receiving client's RX buffer.
+//!   does not hairpin); a group frame goes to the NIC and to every other client. Each
+//!   receiving client's RX buffer gets the checked header from the engine's copy and
+//!   the rest of the frame copied once, straight from the sender's buffer
+//!   ([`DataRegion::copy_from`]).
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use vcpos_net_protocol::{
     mac_is_multicast, Server, ServerConfig, ServerError, ServerStats, TxFrame, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN,
 };
-use vcpos_queue::{LayoutError, SharedMemory};
+use vcpos_queue::LayoutError;
 
 use crate::config::{Config, MAX_CLIENTS};
+use crate::data::DataRegion;
 
 pub use vcpos_net_protocol::RING_CAPACITY;
 /// Frames taken from the NIC per [`Engine::run`], so receive cannot starve transmit.
@@ -114,14 +115,14 @@ pub struct ClientCounters {
     pub spoofed: u64,
     /// Frames the NIC failed (or no NIC).
     pub tx_device_errors: u64,
-    /// Bytes the engine copied out of the client's TX buffers (14 per frame checked,
-    /// the rest of the frame for local delivery).
+    /// Bytes the engine copied out of the client's TX buffers into its own memory (the
+    /// 14-byte header of each frame, to check it).
     pub tx_bytes_copied: u64,
     /// Bytes the NIC read in place from the client's TX buffers (zero copy).
     pub tx_bytes_zero_copy: u64,
     /// Frames delivered into the client's RX buffers.
     pub rx_frames: u64,
-    /// Bytes copied into the client's RX buffers.
+    /// Bytes copied into the client's RX buffers (each frame once).
     pub rx_bytes_copied: u64,
     /// Frames for the client dropped because it had no RX buffer.
     pub rx_dropped_no_buffer: u64,
@@ -215,7 +216,7 @@ struct ClientState<M> {
     dead: bool,
 }
 
-impl<M: SharedMemory + Clone> ClientState<M> {
+impl<M: DataRegion + Clone> ClientState<M> {
     fn live(&self) -> bool {
         !self.dead && self.server.cut_off().is_none()
     }
@@ -231,6 +232,18 @@ impl<M: SharedMemory + Clone> ClientState<M> {
 
     /// Copies `frame` into one of the client's RX buffers and gives it back.
     fn deliver(&mut self, frame: &[u8], stats: &mut EngineStats) {
+        let len = frame.len();
+        self.deliver_with(len, stats, |data, at| data.write_bytes(at, frame));
+    }
+
+    /// Fills one of the client's RX buffers with a `len`-byte frame by `fill(data,
+    /// offset)` and gives it back.
+    fn deliver_with(
+        &mut self,
+        len: usize,
+        stats: &mut EngineStats,
+        fill: impl FnOnce(&M, usize) -> Result<(), vcpos_queue::OutOfBounds>,
+    ) {
         let buf = match self.server.take_rx_buffer() {
             Ok(Some(b)) => b,
             Ok(None) => {
@@ -239,18 +252,18 @@ impl<M: SharedMemory + Clone> ClientState<M> {
             }
             Err(_) => return,
         };
-        if self.data.write_bytes(buf.offset as usize, frame).is_err() {
+        if fill(&self.data, buf.offset as usize).is_err() {
             stats.internal_errors += 1;
             if self.server.rx_unused(buf).is_err() {
                 stats.internal_errors += 1;
             }
             return;
         }
-        match self.server.rx_deliver(buf, frame.len() as u32) {
+        match self.server.rx_deliver(buf, len as u32) {
             Ok(()) => {
                 self.gave_back = true;
                 self.counters.rx_frames += 1;
-                self.counters.rx_bytes_copied += frame.len() as u64;
+                self.counters.rx_bytes_copied += len as u64;
             }
             Err(ServerError::NotHeld(_)) => stats.internal_errors += 1,
             Err(_) => {}
@@ -265,8 +278,6 @@ pub struct Engine<M, N> {
     /// NIC token → (client, buffer offset).
     pending: Vec<(u16, usize, u64)>,
     rr: usize,
-    /// Local delivery reads a frame here once.
-    bounce: Vec<u8>,
     stats: EngineStats,
 }
 
@@ -278,7 +289,7 @@ enum Offer {
     Full,
 }
 
-impl<M: SharedMemory + Clone, N: Nic> Engine<M, N> {
+impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
     /// Sets up a server per configured client and publishes each info page with a new
     /// generation (one more than what the page held: a restarted VCP changes it).
     pub fn new(
@@ -321,7 +332,6 @@ impl<M: SharedMemory + Clone, N: Nic> Engine<M, N> {
             clients,
             pending: Vec::new(),
             rr: 0,
-            bounce: vec![0; MAX_FRAME_LEN as usize],
             stats: EngineStats::default(),
         })
     }
@@ -532,26 +542,25 @@ impl<M: SharedMemory + Clone, N: Nic> Engine<M, N> {
         true
     }
 
-    /// Reads client `i`'s frame once (the checked header in front) and copies it into
-    /// an RX buffer of every client in `targets`.
+    /// Copies client `i`'s frame into an RX buffer of every client in `targets`: the
+    /// checked header from `header`, the rest straight from the sender's buffer.
     fn deliver_local(&mut self, i: usize, t: TxFrame, header: &[u8; HDR], targets: u64) {
-        let len = t.len as usize;
-        let Some(c) = self.clients[i].as_mut() else { return };
-        let rest = &mut self.bounce[HDR..len];
-        if c.data.read_bytes(t.offset as usize + HDR, rest).is_err() {
-            self.stats.internal_errors += 1;
+        let Some(src) = self.clients[i].as_ref().map(|c| c.data.clone()) else {
             return;
-        }
-        c.counters.tx_bytes_copied += (len - HDR) as u64;
-        self.bounce[..HDR].copy_from_slice(header);
+        };
+        let (len, rest) = (t.len as usize, t.len as usize - HDR);
         let mut delivered = 0;
         for (j, other) in self.clients.iter_mut().enumerate() {
-            if targets & (1 << j) != 0 {
-                if let Some(o) = other {
-                    let before = o.counters.rx_frames;
-                    o.deliver(&self.bounce[..len], &mut self.stats);
-                    delivered += o.counters.rx_frames - before;
-                }
+            if targets & (1 << j) == 0 {
+                continue;
+            }
+            if let Some(o) = other {
+                let before = o.counters.rx_frames;
+                o.deliver_with(len, &mut self.stats, |data, at| {
+                    data.write_bytes(at, header)?;
+                    data.copy_from(at + HDR, &src, t.offset as usize + HDR, rest)
+                });
+                delivered += o.counters.rx_frames - before;
             }
         }
         if let Some(c) = self.clients[i].as_mut() {
@@ -590,7 +599,7 @@ impl<M: SharedMemory + Clone, N: Nic> Engine<M, N> {
 }
 
 /// Delivers a frame from the NIC to every live client it is addressed to.
-fn deliver_from_nic<M: SharedMemory + Clone>(
+fn deliver_from_nic<M: DataRegion + Clone>(
     clients: &mut [Option<ClientState<M>>],
     stats: &mut EngineStats,
     frame: &[u8],

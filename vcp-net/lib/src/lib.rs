@@ -13,10 +13,12 @@
 extern crate alloc;
 
 pub mod config;
+pub mod data;
 pub mod engine;
 pub mod scan;
 
 pub use config::{format_mac, Config, ConfigError, MAX_CLIENTS};
+pub use data::DataRegion;
 pub use engine::{
     ClientCounters, ClientRegions, Engine, EngineError, EngineStats, Nic, NicError, NoNic, RunResult, TxRequest,
     RING_CAPACITY, RX_BUDGET,
