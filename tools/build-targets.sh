@@ -7,8 +7,10 @@
 # PDs). Libraries such as the PD runtime are built as their dependencies.
 # Output: target/aarch64-unknown-none-softfloat/release/<binary>.
 #
-# Usage: tools/build-targets.sh [--list] [EXTRA-CARGO-ARGS...]
-#   --list   print the target crates and exit
+# Usage: tools/build-targets.sh [--list | --clippy] [EXTRA-CARGO-ARGS...]
+#   --list     print the target crates and exit
+#   --clippy   lint them instead (same invocation, `cargo clippy ... -- -D warnings`:
+#              any warning fails; ./test.sh's target lint gate)
 set -euo pipefail
 export PATH=/usr/bin:$PATH # Debian's toolchain before rustup's, if any
 cd "$(dirname "$0")/.."    # the workspace root: .cargo/config.toml sets the linker
@@ -21,15 +23,27 @@ list=$(cargo metadata --no-deps --format-version 1 | jq -r '
   | .name')
 [[ -n $list ]] || { echo "build-targets.sh: no target crates found" >&2; exit 1; }
 mapfile -t packages <<<"$list"
-if [[ ${1:-} == --list ]]; then
-  printf '%s\n' "${packages[@]}"
-  exit 0
-fi
+mode=build
+case ${1:-} in
+  --list)
+    printf '%s\n' "${packages[@]}"
+    exit 0
+    ;;
+  --clippy)
+    mode=clippy
+    shift
+    ;;
+esac
 
 args=()
 for p in "${packages[@]}"; do args+=(-p "$p"); done
-echo "build-targets.sh: building ${packages[*]}"
+cargo_args=(--release -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem
+  --target aarch64-unknown-none-softfloat "${args[@]}" "$@")
 # -Z flags on Debian's stable toolchain need RUSTC_BOOTSTRAP.
-RUSTC_BOOTSTRAP=1 cargo build --release \
-  -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem \
-  --target aarch64-unknown-none-softfloat "${args[@]}" "$@"
+if [[ $mode == clippy ]]; then
+  echo "build-targets.sh: linting ${packages[*]}"
+  RUSTC_BOOTSTRAP=1 cargo clippy "${cargo_args[@]}" -- -D warnings
+else
+  echo "build-targets.sh: building ${packages[*]}"
+  RUSTC_BOOTSTRAP=1 cargo build "${cargo_args[@]}"
+fi

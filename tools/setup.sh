@@ -14,8 +14,10 @@ cd "$(dirname "$0")/.."
 # Debian's Rust (rustc-web, cargo-web) with its library source for -Zbuild-std
 # (rust-web-src); lld links the aarch64 ELFs; qemu-system-arm has qemu-system-aarch64;
 # jq reads `cargo metadata` in tools/build-targets.sh; ca-certificates lets cargo
-# download crates from crates.io.
-required=(rustc-web cargo-web rust-web-src lld qemu-system-arm jq ca-certificates)
+# download crates from crates.io; rustfmt-web (/usr/bin/rustfmt, cargo-fmt) and
+# rust-web-clippy (/usr/bin/cargo-clippy, clippy-driver) are ./test.sh's lint gates
+# (`cargo fmt`, `cargo clippy`, found first with PATH=/usr/bin:$PATH).
+required=(rustc-web cargo-web rust-web-src lld qemu-system-arm jq ca-certificates rustfmt-web rust-web-clippy)
 optional=(gdb-multiarch)
 min_rustc=1.96 # the toolchain the code is written for (older rustc-web: upgrade it)
 
@@ -42,7 +44,7 @@ if [[ ! " ${missing[*]} " =~ " rustc-web " ]]; then
   have=$(rustc --version 2>/dev/null | awk '{print $2}')
   if [[ -z $have || $(printf '%s\n' "$min_rustc" "$have" | sort -V | head -n1) != "$min_rustc" ]]; then
     echo "setup.sh: rustc ${have:-(none)} is older than $min_rustc"
-    missing+=(rustc-web cargo-web rust-web-src)
+    missing+=(rustc-web cargo-web rust-web-src rustfmt-web rust-web-clippy)
   fi
 fi
 
@@ -80,6 +82,15 @@ sysroot=$(rustc --print sysroot)
 for tool in cargo rustc ld.lld qemu-system-aarch64 jq; do
   command -v "$tool" >/dev/null || { echo "setup.sh: $tool not found after install" >&2; exit 1; }
 done
+# The lint gates: cargo runs the first cargo-fmt/cargo-clippy on PATH, which must be
+# Debian's, of the same version as rustc (a rustup clippy-driver cannot read
+# rustc-web's metadata).
+for tool in cargo-fmt rustfmt cargo-clippy clippy-driver; do
+  [[ $(command -v "$tool") == /usr/bin/$tool ]] ||
+    { echo "setup.sh: $tool is $(command -v "$tool" || echo missing), not /usr/bin/$tool (rustfmt-web, rust-web-clippy)" >&2; exit 1; }
+done
+cargo fmt --version >/dev/null && cargo clippy --version >/dev/null ||
+  { echo "setup.sh: cargo fmt / cargo clippy do not run" >&2; exit 1; }
 
 # Guest downloads (later milestones): payloads that are not Rust crates, such as the
 # Debian arm64 Linux kernel for the linux-vm PD, are fetched with `apt-get download`

@@ -85,8 +85,12 @@ struct State {
     ran: Option<ThreadIndex>,
 }
 
-static mut STATE: State =
-    State { kernel: Kernel::new(), machine: Machine { active_asid: 0 }, vcpu: VcpuArch::new(), ran: None };
+static mut STATE: State = State {
+    kernel: Kernel::new(),
+    machine: Machine { active_asid: 0 },
+    vcpu: VcpuArch::new(),
+    ran: None,
+};
 
 /// The kernel state.
 ///
@@ -123,10 +127,15 @@ extern "C" fn kernel_main() -> ! {
     // nothing writes them afterwards; volatile reads keep the compiler from folding
     // the link-time zeros.
     let (paddr, size) = unsafe {
-        (core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)), core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)))
+        (
+            core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_PADDR)),
+            core::ptr::read_volatile(addr_of_mut!(VCPOS_BOOT_INFO_SIZE)),
+        )
     };
     let Some(blob) = mmio::ram_slice(paddr, size).filter(|_| size > 0) else {
-        kprintln!("{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`");
+        kprintln!(
+            "{KERNEL_ERROR} no boot information (paddr {paddr:#x}, size {size:#x}): build the image with `vcpos build`"
+        );
         halt();
     };
     let info = match BootInfo::parse(blob) {
@@ -143,7 +152,11 @@ extern "C" fn kernel_main() -> ! {
     for i in 0..info.header.num_zero as usize {
         let z = info.zero(i);
         if !mmio::ram_zero(z.paddr, z.size) {
-            kprintln!("{KERNEL_ERROR} zero range {:#x}+{:#x} is not RAM; skipped", z.paddr, z.size);
+            kprintln!(
+                "{KERNEL_ERROR} zero range {:#x}+{:#x} is not RAM; skipped",
+                z.paddr,
+                z.size
+            );
         }
     }
     // SAFETY: boot is one kernel entry and this is its only call to `state`.
@@ -158,7 +171,11 @@ extern "C" fn kernel_main() -> ! {
         kprintln!("{KERNEL_ERROR} cannot start the system: {e:?}");
         halt();
     }
-    kprintln!("{KERNEL_INFO} {} protection domains, counter {} Hz; starting", st.kernel.num_threads(), timer::frequency());
+    kprintln!(
+        "{KERNEL_INFO} {} protection domains, counter {} Hz; starting",
+        st.kernel.num_threads(),
+        timer::frequency()
+    );
     reschedule(st);
     // SAFETY: `reschedule` made TPIDR_EL2 point at a runnable PD's saved registers
     // and loaded its address space.
@@ -172,7 +189,10 @@ fn kernel_image() -> (u64, u64) {
         static __kernel_end: u8;
     }
     // Only the symbols' addresses are taken, never their contents.
-    let (start, end) = (core::ptr::addr_of!(__kernel_start) as u64, core::ptr::addr_of!(__kernel_end) as u64);
+    let (start, end) = (
+        core::ptr::addr_of!(__kernel_start) as u64,
+        core::ptr::addr_of!(__kernel_end) as u64,
+    );
     (start - vcpos_abi::KERNEL_VIRT_OFFSET, end - start)
 }
 
@@ -216,7 +236,9 @@ fn reschedule(st: &mut State) {
 /// (see [`arch::serror`]); true if there was one. Call first thing on every entry
 /// from a lower EL, after reading ESR/FAR (taking the SError overwrites them).
 fn charge_pending_serror(st: &mut State) -> bool {
-    let Some(esr) = arch::serror::take_pending() else { return false };
+    let Some(esr) = arch::serror::take_pending() else {
+        return false;
+    };
     if let Some(t) = st.ran {
         st.kernel.handle_serror(&mut st.machine, t, esr);
     }
@@ -262,10 +284,14 @@ extern "C" fn vcpos_handle_lower_sync() {
         reschedule(st);
         return;
     }
-    let is_vcpu = st.kernel.current().is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
+    let is_vcpu = st
+        .kernel
+        .current()
+        .is_some_and(|c| st.kernel.tcb(c).kind == ThreadKind::Vcpu);
     if is_vcpu {
         let in_flight = st.vcpu.virq_in_flight();
-        st.kernel.handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
+        st.kernel
+            .handle_vcpu_exit(&mut st.machine, esr, far, vcpu::hpfar(), in_flight);
     } else if esr::class(esr) == esr::ec::SVC64 {
         st.kernel.handle_syscall(&mut st.machine);
     } else {
@@ -303,7 +329,11 @@ extern "C" fn vcpos_handle_lower_serror() {
 extern "C" fn vcpos_handle_kernel_exception(vector: u64) -> ! {
     let (esr, far) = (ESR_EL2.get(), FAR_EL2.get());
     let elr = ELR_EL2.get();
-    let what = if arch::kmap::in_stack_guard(far) { "kernel stack overflow" } else { "kernel exception" };
+    let what = if arch::kmap::in_stack_guard(far) {
+        "kernel stack overflow"
+    } else {
+        "kernel exception"
+    };
     kprintln!("{KERNEL_ERROR} {what} (vector {vector}): esr {esr:#x} far {far:#x} elr {elr:#x}");
     halt();
 }

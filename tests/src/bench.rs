@@ -66,7 +66,8 @@ fn parse_line(text: &str) -> Result<BenchResult, String> {
             _ => None,
         };
         if let Some(slot) = decimal {
-            *slot = Some(hundredths(value).ok_or_else(|| format!("{key}={value} is not a decimal with up to 2 places"))?);
+            *slot =
+                Some(hundredths(value).ok_or_else(|| format!("{key}={value} is not a decimal with up to 2 places"))?);
             continue;
         }
         let slot = match key {
@@ -76,7 +77,11 @@ fn parse_line(text: &str) -> Result<BenchResult, String> {
             // Later fields (e.g. min/max) are allowed and ignored here.
             _ => continue,
         };
-        *slot = Some(value.parse::<u64>().map_err(|_| format!("{key}={value} is not a whole number"))?);
+        *slot = Some(
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{key}={value} is not a whole number"))?,
+        );
     }
     let need = |v: Option<u64>, key: &str| v.ok_or_else(|| format!("no {key}="));
     Ok(BenchResult {
@@ -85,7 +90,10 @@ fn parse_line(text: &str) -> Result<BenchResult, String> {
         median_ticks: need(ticks, "median_ticks")?,
         iterations: need(iters, "iterations")?,
         per_op: match (switches, entries) {
-            (Some(s), Some(e)) => Some(PerOp { switches_x100: s, entries_x100: e }),
+            (Some(s), Some(e)) => Some(PerOp {
+                switches_x100: s,
+                entries_x100: e,
+            }),
             (None, None) => None,
             _ => return Err("switches_per_op= and entries_per_op= come together".into()),
         },
@@ -100,7 +108,10 @@ pub fn parse(output: &str) -> Result<Vec<BenchResult>, String> {
         // character, and followed by white space or the end of the line.
         let word = line.match_indices(BENCH_MARKER).map(|(i, _)| i).find(|&i| {
             !line[..i].chars().next_back().is_some_and(char::is_alphanumeric)
-                && line[i + BENCH_MARKER.len()..].chars().next().is_none_or(char::is_whitespace)
+                && line[i + BENCH_MARKER.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace)
         });
         let Some(i) = word else { continue };
         results.push(parse_line(&line[i..]).map_err(|e| format!("bad benchmark line ({e}): {line}"))?);
@@ -119,7 +130,12 @@ pub fn table(results: &[BenchResult]) -> String {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            let mut row = vec![r.name.clone(), r.median_ns.to_string(), r.median_ticks.to_string(), r.iterations.to_string()];
+            let mut row = vec![
+                r.name.clone(),
+                r.median_ns.to_string(),
+                r.median_ticks.to_string(),
+                r.iterations.to_string(),
+            ];
             if with_per_op {
                 let (s, e) = match r.per_op {
                     Some(p) => (show_hundredths(p.switches_x100), show_hundredths(p.entries_x100)),
@@ -178,7 +194,13 @@ mod tests {
                     iterations: 1000,
                     per_op: None
                 },
-                BenchResult { name: "notify".into(), median_ns: 800, median_ticks: 50, iterations: 1000, per_op: None },
+                BenchResult {
+                    name: "notify".into(),
+                    median_ns: 800,
+                    median_ticks: 50,
+                    iterations: 1000,
+                    per_op: None
+                },
             ]
         );
         let t = table(&r);
@@ -193,17 +215,41 @@ mod tests {
         let out = "BENCH ppc_roundtrip median_ns=1520 median_ticks=95 iterations=1000 switches_per_op=2.00 entries_per_op=2.5\n\
                    BENCH other median_ns=1 median_ticks=1 iterations=1\n";
         let r = parse(out).unwrap();
-        assert_eq!(r[0].per_op, Some(PerOp { switches_x100: 200, entries_x100: 250 }));
+        assert_eq!(
+            r[0].per_op,
+            Some(PerOp {
+                switches_x100: 200,
+                entries_x100: 250
+            })
+        );
         assert_eq!(r[1].per_op, None);
         let t = table(&r);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "benchmark      median ns  median ticks  iterations  switches/op  entries/op");
-        assert_eq!(lines[2], "ppc_roundtrip       1520            95        1000         2.00        2.50");
-        assert_eq!(lines[3], "other                  1             1           1            -           -");
+        assert_eq!(
+            lines[0],
+            "benchmark      median ns  median ticks  iterations  switches/op  entries/op"
+        );
+        assert_eq!(
+            lines[2],
+            "ppc_roundtrip       1520            95        1000         2.00        2.50"
+        );
+        assert_eq!(
+            lines[3],
+            "other                  1             1           1            -           -"
+        );
         for (bad, why) in [
-            ("BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=2.001 entries_per_op=1", "up to 2 places"),
-            ("BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=2", "come together"),
-            ("BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=a entries_per_op=1", "switches_per_op=a"),
+            (
+                "BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=2.001 entries_per_op=1",
+                "up to 2 places",
+            ),
+            (
+                "BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=2",
+                "come together",
+            ),
+            (
+                "BENCH x median_ns=1 median_ticks=1 iterations=1 switches_per_op=a entries_per_op=1",
+                "switches_per_op=a",
+            ),
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
@@ -214,7 +260,10 @@ mod tests {
     fn malformed_lines_are_errors() {
         for (line, why) in [
             ("BENCH x median_ns=1 median_ticks=2", "no iterations="),
-            ("BENCH x median_ns=abc median_ticks=2 iterations=3", "median_ns=abc is not a whole number"),
+            (
+                "BENCH x median_ns=abc median_ticks=2 iterations=3",
+                "median_ns=abc is not a whole number",
+            ),
             ("BENCH", "no benchmark name"),
             ("BENCH x median_ns", "is not key=value"),
         ] {

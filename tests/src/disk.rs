@@ -69,7 +69,12 @@ pub fn drive_args(disk: &Path) -> Vec<OsString> {
     let mut file = OsString::from("file=");
     file.push(disk.as_os_str());
     file.push(format!(",if=none,format=raw,cache={DRIVE_CACHE},id={DRIVE_ID}"));
-    vec!["-drive".into(), file, "-device".into(), format!("virtio-blk-device,drive={DRIVE_ID}").into()]
+    vec![
+        "-drive".into(),
+        file,
+        "-device".into(),
+        format!("virtio-blk-device,drive={DRIVE_ID}").into(),
+    ]
 }
 
 /// The system under test: where the guest and its disk run.
@@ -87,7 +92,9 @@ pub enum Sut {
 impl Sut {
     /// The direct boot mirroring the repository's `system.xml`.
     pub fn direct() -> Sut {
-        Sut::Direct { system: workspace_root().join("system.xml") }
+        Sut::Direct {
+            system: workspace_root().join("system.xml"),
+        }
     }
 
     /// Its name in messages and tables.
@@ -110,7 +117,10 @@ impl Sut {
     /// lines are left out), trimmed.
     pub fn guest_lines<'o>(&self, output: &'o str) -> impl Iterator<Item = &'o str> + 'o {
         let prefix = self.guest_line_prefix();
-        output.lines().filter_map(move |l| l.strip_prefix(prefix)).map(str::trim)
+        output
+            .lines()
+            .filter_map(move |l| l.strip_prefix(prefix))
+            .map(str::trim)
     }
 
     /// A step that waits for the guest console line `text`.
@@ -124,7 +134,9 @@ impl Sut {
     /// guest's shell, and the failure text is split by quotes).
     pub fn checked(&self, command: &str, tag: &str) -> [Step; 2] {
         [
-            linux::command(&format!("{command} && echo {tag}-ok-$((6*7)) || echo \"TEST FAIL\"\": {tag}\"")),
+            linux::command(&format!(
+                "{command} && echo {tag}-ok-$((6*7)) || echo \"TEST FAIL\"\": {tag}\""
+            )),
             self.guest_line(&format!("{tag}-ok-42")),
         ]
     }
@@ -138,11 +150,19 @@ impl Sut {
                 let guest = guest_dir();
                 let (kernel, initrd) = (guest.join(GUEST_KERNEL), guest.join(GUEST_INITRD));
                 if !kernel.is_file() || !initrd.is_file() {
-                    return Err(format!("no {} or {}: run tools/guest-image.sh", kernel.display(), initrd.display()));
+                    return Err(format!(
+                        "no {} or {}: run tools/guest-image.sh",
+                        kernel.display(),
+                        initrd.display()
+                    ));
                 }
                 let sys = vcpos_tool::sdf::load_with(system, &[artifact_dir(), guest])
                     .map_err(|e| {
-                        format!("{}: {}", system.display(), e.iter().map(|d| format!("{d} ")).collect::<String>())
+                        format!(
+                            "{}: {}",
+                            system.display(),
+                            e.iter().map(|d| format!("{d} ")).collect::<String>()
+                        )
                     })?
                     .system;
                 let (ram, cpus) = vm::guest_machine(&sys).map_err(|e| format!("{}: {e}", system.display()))?;
@@ -172,7 +192,10 @@ fn append_kernel_args(args: &mut [OsString], extra: &str) -> Result<(), String> 
     if extra.is_empty() {
         return Ok(());
     }
-    let i = args.iter().position(|a| a == "-append").ok_or("the QEMU command line has no -append")?;
+    let i = args
+        .iter()
+        .position(|a| a == "-append")
+        .ok_or("the QEMU command line has no -append")?;
     let value = args.get_mut(i + 1).ok_or("-append without a value")?;
     value.push(" ");
     value.push(extra);
@@ -182,7 +205,10 @@ fn append_kernel_args(args: &mut [OsString], extra: &str) -> Result<(), String> 
 /// A scratch disk image path for `label` in this process's directory under
 /// `target/vcpos-tests/`.
 pub fn scratch_disk(label: &str) -> PathBuf {
-    target_dir().join("vcpos-tests").join(label).join(format!("vda-{}.img", std::process::id()))
+    target_dir()
+        .join("vcpos-tests")
+        .join(label)
+        .join(format!("vda-{}.img", std::process::id()))
 }
 
 /// Panics with `why`, the capture's ending, output and script progress.
@@ -197,9 +223,19 @@ pub fn fail(label: &str, why: &str, c: &Capture, script: &[Step]) -> ! {
     if !c.stderr.is_empty() {
         let _ = write!(s, "----- QEMU stderr -----\n{}", c.stderr);
     }
-    let _ = writeln!(s, "----- console script ({} of {} steps happened) -----", c.steps_done.len(), script.len());
+    let _ = writeln!(
+        s,
+        "----- console script ({} of {} steps happened) -----",
+        c.steps_done.len(),
+        script.len()
+    );
     for (i, step) in script.iter().enumerate() {
-        let _ = writeln!(s, "  {:>2}. {}{step}", i + 1, if i < c.steps_done.len() { "done: " } else { "never: " });
+        let _ = writeln!(
+            s,
+            "  {:>2}. {}{step}",
+            i + 1,
+            if i < c.steps_done.len() { "done: " } else { "never: " }
+        );
     }
     panic!("{s}")
 }
@@ -240,15 +276,23 @@ pub fn parse_blk(output: &str) -> Result<Vec<BlkResult>, String> {
         let name = words.next().unwrap_or_default().to_string();
         let (mut ns, mut iters, mut mb, mut iops, mut qd) = (None, None, None, None, None);
         for w in words {
-            let (k, v) = w.split_once('=').ok_or_else(|| format!("'{w}' is not key=value in: {line}"))?;
-            let int = || v.parse::<u64>().map_err(|_| format!("{k}={v} is not a whole number in: {line}"));
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| format!("'{w}' is not key=value in: {line}"))?;
+            let int = || {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{k}={v} is not a whole number in: {line}"))
+            };
             match k {
                 "median_ns" => ns = Some(int()?),
                 "iterations" => iters = Some(int()?),
                 "iops" => iops = Some(int()?),
                 "qd" => qd = Some(int()?),
                 "mb_per_s" => {
-                    mb = Some(v.parse::<f64>().map_err(|_| format!("mb_per_s={v} is not a number in: {line}"))?)
+                    mb = Some(
+                        v.parse::<f64>()
+                            .map_err(|_| format!("mb_per_s={v} is not a number in: {line}"))?,
+                    )
                 }
                 _ => {}
             }
@@ -299,19 +343,31 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// `BENCH <name> side=<side> mb_per_s=.. iops=.. median_ns=.. runs=N`.
 pub fn blk_table(side: &str, runs: &[Vec<BlkResult>]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<24}  {:>3}  {:>10}  {:>8}  {:>12}", "benchmark", "qd", "MB/s", "IOPS", "latency us");
+    let _ = writeln!(
+        out,
+        "{:<24}  {:>3}  {:>10}  {:>8}  {:>12}",
+        "benchmark", "qd", "MB/s", "IOPS", "latency us"
+    );
     let _ = writeln!(out, "{:-<24}  {:->3}  {:->10}  {:->8}  {:->12}", "", "", "", "", "");
     let mut lines = String::new();
     for t in Test::ALL {
-        let of: Vec<&BlkResult> = runs.iter().filter_map(|r| r.iter().find(|x| x.name == t.name())).collect();
+        let of: Vec<&BlkResult> = runs
+            .iter()
+            .filter_map(|r| r.iter().find(|x| x.name == t.name()))
+            .collect();
         if of.is_empty() {
             continue;
         }
         let mb = median(of.iter().map(|r| r.mb_per_s).collect());
         let iops = median(of.iter().map(|r| r.iops as f64).collect());
         let ns = median(of.iter().map(|r| r.median_ns as f64).collect());
-        let _ =
-            writeln!(out, "{:<24}  {:>3}  {mb:>10.1}  {iops:>8.0}  {:>12.1}", t.name(), t.queue_depth(), ns / 1000.0);
+        let _ = writeln!(
+            out,
+            "{:<24}  {:>3}  {mb:>10.1}  {iops:>8.0}  {:>12.1}",
+            t.name(),
+            t.queue_depth(),
+            ns / 1000.0
+        );
         let _ = writeln!(
             lines,
             "BENCH {} side={side} mb_per_s={mb:.1} iops={iops:.0} median_ns={ns:.0} runs={}",
@@ -368,13 +424,18 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
         let done = c.ending == Ending::ScriptDone && c.script_complete();
         match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
             Ok(f) if done => {
-                let row: Vec<String> =
-                    f.iter().map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops)).collect();
+                let row: Vec<String> = f
+                    .iter()
+                    .map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops))
+                    .collect();
                 println!("  run {i}/{runs}: {}", row.join(", "));
                 all.push(f);
             }
             Ok(_) => {
-                eprintln!("Error: block run {i}: the benchmark did not finish ({})\n{}", c.ending, c.output);
+                eprintln!(
+                    "Error: block run {i}: the benchmark did not finish ({})\n{}",
+                    c.ending, c.output
+                );
                 ok = false;
             }
             Err(e) => {
@@ -404,7 +465,11 @@ pub fn host_sha256(path: &Path, len: u64) -> Result<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let hash = text.split_whitespace().next().unwrap_or_default();
     if !out.status.success() || hash.len() != 64 {
-        return Err(format!("sha256sum of {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "sha256sum of {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(hash.to_string())
 }
@@ -461,7 +526,10 @@ mod tests {
             t.contains("BENCH blk_seq_read_1m side=direct_QEMU mb_per_s=2000.0 iops=2000 median_ns=303440 runs=3\n"),
             "{t}"
         );
-        assert!(t.contains("BENCH blk_rand_read_4k_qd32 side=direct_QEMU mb_per_s=117.7 iops=28751"), "{t}");
+        assert!(
+            t.contains("BENCH blk_rand_read_4k_qd32 side=direct_QEMU mb_per_s=117.7 iops=28751"),
+            "{t}"
+        );
         assert_eq!(median(vec![]), 0.0);
         assert_eq!(median(vec![1.0, 4.0]), 2.5);
     }
@@ -473,7 +541,10 @@ mod tests {
         assert_eq!(wait, Step::wait_line("mkfs-ok-42"));
         let sent = String::from_utf8(typed.send.clone()).unwrap();
         assert!(!sent.contains("mkfs-ok-42") && !sent.contains("TEST FAIL: "), "{sent}");
-        assert!(sent.starts_with("mkfs.ext4 -q /dev/vda && ") && sent.ends_with('\r'), "{sent}");
+        assert!(
+            sent.starts_with("mkfs.ext4 -q /dev/vda && ") && sent.ends_with('\r'),
+            "{sent}"
+        );
         let lines: Vec<&str> = sut.guest_lines("a \r\n b\n").collect();
         assert_eq!(lines, ["a", "b"]);
     }

@@ -53,24 +53,46 @@ fn ext4_round_trip(sut: &Sut, label: &str) {
     ));
     script.extend(sut.checked("umount /mnt", "umount"));
     script.extend(sut.checked("e2fsck -f -n /dev/vda", "fsck"));
-    script.extend(sut.checked(&format!("mount -t ext4 /dev/vda /mnt && {same} && umount /mnt"), "reread"));
+    script.extend(sut.checked(
+        &format!("mount -t ext4 /dev/vda /mnt && {same} && umount /mnt"),
+        "reread",
+    ));
     script.push(Step::wait_text(PROMPT));
-    let c = sut.run(&disk, "", script.clone(), timeout).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let c = sut
+        .run(&disk, "", script.clone(), timeout)
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_done(label, &c, &script);
     if !c.output.contains(NO_FILE_SYSTEM) {
-        fail(label, "/init did not report the blank disk as having no file system", &c, &script);
+        fail(
+            label,
+            "/init did not report the blank disk as having no file system",
+            &c,
+            &script,
+        );
     }
-    if !sut.guest_lines(&c.output).any(|l| l.starts_with("/dev/vda: ") && l.contains(" files (")) {
+    if !sut
+        .guest_lines(&c.output)
+        .any(|l| l.starts_with("/dev/vda: ") && l.contains(" files ("))
+    {
         fail(label, "e2fsck printed no summary of /dev/vda", &c, &script);
     }
-    assert_eq!(read_host(&disk, EXT_MAGIC_OFFSET, 2), [0x53, 0xef], "the host image holds no ext4 superblock");
+    assert_eq!(
+        read_host(&disk, EXT_MAGIC_OFFSET, 2),
+        [0x53, 0xef],
+        "the host image holds no ext4 superblock"
+    );
 
     // Second boot: /init mounts the file system; the files are as written.
     let mut again = until_ready();
     again.extend(sut.checked(QUIET, "quiet"));
-    again.extend(sut.checked(&format!("grep -q '^/dev/vda /mnt ext4 ' /proc/mounts && {same}"), "persist"));
+    again.extend(sut.checked(
+        &format!("grep -q '^/dev/vda /mnt ext4 ' /proc/mounts && {same}"),
+        "persist",
+    ));
     again.extend(sut.checked("umount /mnt && e2fsck -f -n /dev/vda", "fsck2"));
-    let c = sut.run(&disk, "", again.clone(), timeout).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let c = sut
+        .run(&disk, "", again.clone(), timeout)
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_done(label, &c, &again);
     if !c.output.contains(MOUNTED) {
         fail(label, &format!("/init did not say '{MOUNTED}'"), &c, &again);
@@ -109,9 +131,14 @@ fn pattern_survives_cache_drop(sut: &Sut, label: &str) {
         Step::wait_text("guest-sha256 "),
         Step::wait_text(PROMPT),
     ]);
-    let c = sut.run(&disk, NO_MOUNT, script.clone(), timeout()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let c = sut
+        .run(&disk, NO_MOUNT, script.clone(), timeout())
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_done(label, &c, &script);
-    if !c.output.contains(&format!("vcpos-blk: verify ok mib={PATTERN_MIB} seed={SEED}")) {
+    if !c
+        .output
+        .contains(&format!("vcpos-blk: verify ok mib={PATTERN_MIB} seed={SEED}"))
+    {
         fail(label, "no 'vcpos-blk: verify ok' line", &c, &script);
     }
     let guest_hash = sut
@@ -122,13 +149,19 @@ fn pattern_survives_cache_drop(sut: &Sut, label: &str) {
         .unwrap_or_else(|| fail(label, "no 'guest-sha256 <hash>' line", &c, &script))
         .to_string();
     let host_hash = host_sha256(&disk, PATTERN_MIB << 20).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(guest_hash, host_hash, "the guest read other data than the host image holds");
+    assert_eq!(
+        guest_hash, host_hash,
+        "the guest read other data than the host image holds"
+    );
     let data = read_host(&disk, 0, (PATTERN_MIB << 20) as usize);
     if let Err(m) = check_pattern(&data, SEED, 0) {
         panic!("{label}: the host image does not hold the pattern: {m}");
     }
     // Beyond the pattern the disk is untouched.
-    assert!(read_host(&disk, PATTERN_MIB << 20, 4096).iter().all(|&b| b == 0), "bytes past the pattern changed");
+    assert!(
+        read_host(&disk, PATTERN_MIB << 20, 4096).iter().all(|&b| b == 0),
+        "bytes past the pattern changed"
+    );
     let _ = std::fs::remove_file(&disk);
 }
 

@@ -13,7 +13,9 @@ fn assert_fault_then_pass(t: &Transcript, pd: &str, test: &str) {
     let fault = find_fault(t.output(), pd).unwrap_or_else(|e| t.fail(&e));
     let pass = pass_line(t.output(), test).unwrap_or_else(|| t.fail("no pass line"));
     if pass <= fault.index {
-        t.fail(&format!("'TEST PASS: {test}' came before the kernel's fault report about '{pd}'"));
+        t.fail(&format!(
+            "'TEST PASS: {test}' came before the kernel's fault report about '{pd}'"
+        ));
     }
 }
 
@@ -46,7 +48,11 @@ fn child_fault() {
 fn panic() {
     let t = boot("panic");
     t.assert_pass("panic");
-    if !t.output().lines().any(|l| l.contains("panicker") && l.contains("panicked at")) {
+    if !t
+        .output()
+        .lines()
+        .any(|l| l.contains("panicker") && l.contains("panicked at"))
+    {
         t.fail("no 'panicker: panicked at ...' line from the PD runtime");
     }
 }
@@ -79,7 +85,15 @@ fn badcap() {
 fn root_system_boots() {
     let system = workspace_root().join("system.xml");
     let mut script = linux::until_ready();
-    script.extend([linux::command("echo vcpos-$((6*7))"), Step::wait_line("vcpos-42"), Step::wait_text(linux::PROMPT)]);
-    let opts = linux::options(linux::timeout(linux::LINUX_TIMEOUT, 1), script, linux::UNEXPECTED_RESTART);
+    script.extend([
+        linux::command("echo vcpos-$((6*7))"),
+        Step::wait_line("vcpos-42"),
+        Step::wait_text(linux::PROMPT),
+    ]);
+    let opts = linux::options(
+        linux::timeout(linux::LINUX_TIMEOUT, 1),
+        script,
+        linux::UNEXPECTED_RESTART,
+    );
     linux::run("root-system", &system, &opts).assert_script_done();
 }

@@ -60,7 +60,12 @@ fn silent_guest_is_killed_at_the_timeout() {
 #[test]
 fn a_marker_behind_the_guest_prefix_does_not_pass() {
     let img = image("guest-pass", "guest| TEST PASS: runner\nguest| \rTEST PASS: runner\n");
-    let c = run_image(&board().unwrap(), &img, &CaptureOptions::until_marker(Duration::from_secs(3))).unwrap();
+    let c = run_image(
+        &board().unwrap(),
+        &img,
+        &CaptureOptions::until_marker(Duration::from_secs(3)),
+    )
+    .unwrap();
     assert_eq!(c.ending, Ending::TimedOut(Duration::from_secs(3)), "{c:#?}");
     assert!(c.output.contains("guest| TEST PASS: runner\n"), "{c:#?}");
     assert!(!c.passed());

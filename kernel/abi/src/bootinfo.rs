@@ -208,7 +208,9 @@ const fn offsets(h: &Header) -> [usize; 6] {
 
 fn read<T: FromBytes>(bytes: &[u8], offset: usize) -> T {
     // Offsets were checked against the length in `parse`.
-    T::read_from_prefix(&bytes[offset..]).map(|(v, _)| v).unwrap_or_else(|_| T::new_zeroed())
+    T::read_from_prefix(&bytes[offset..])
+        .map(|(v, _)| v)
+        .unwrap_or_else(|_| T::new_zeroed())
 }
 
 impl<'a> BootInfo<'a> {
@@ -261,27 +263,42 @@ impl<'a> BootInfo<'a> {
 
     /// PD `i` (`i < num_pds()`).
     pub fn pd(&self, i: usize) -> PdDesc {
-        read(self.bytes, offsets(&self.header)[0] + i * core::mem::size_of::<PdDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[0] + i * core::mem::size_of::<PdDesc>(),
+        )
     }
 
     /// Map `i` of the whole map table.
     pub fn map(&self, i: usize) -> MapDesc {
-        read(self.bytes, offsets(&self.header)[1] + i * core::mem::size_of::<MapDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[1] + i * core::mem::size_of::<MapDesc>(),
+        )
     }
 
     /// Cap `i` of the whole cap table.
     pub fn cap(&self, i: usize) -> CapDesc {
-        read(self.bytes, offsets(&self.header)[2] + i * core::mem::size_of::<CapDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[2] + i * core::mem::size_of::<CapDesc>(),
+        )
     }
 
     /// IRQ `i`.
     pub fn irq(&self, i: usize) -> IrqDesc {
-        read(self.bytes, offsets(&self.header)[3] + i * core::mem::size_of::<IrqDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[3] + i * core::mem::size_of::<IrqDesc>(),
+        )
     }
 
     /// Zero range `i`.
     pub fn zero(&self, i: usize) -> ZeroDesc {
-        read(self.bytes, offsets(&self.header)[4] + i * core::mem::size_of::<ZeroDesc>())
+        read(
+            self.bytes,
+            offsets(&self.header)[4] + i * core::mem::size_of::<ZeroDesc>(),
+        )
     }
 
     /// The maps of PD `pd`.
@@ -373,11 +390,22 @@ impl BootInfo<'_> {
     pub fn check_ranges(&self, kernel: (u64, u64), blob: (u64, u64)) -> Result<(), RangeError> {
         let pool = (self.header.pt_pool_paddr, self.header.pt_pool_size);
         let check = |range: ListedRange, paddr: u64, size: u64, with_pool: bool| {
-            let err = |overlaps| Err(RangeError { range, paddr, size, overlaps });
+            let err = |overlaps| {
+                Err(RangeError {
+                    range,
+                    paddr,
+                    size,
+                    overlaps,
+                })
+            };
             if paddr.checked_add(size).is_none() {
                 return err(None);
             }
-            let mut reserved = [(Reserved::KernelImage, kernel), (Reserved::BootInfo, blob), (Reserved::PageTablePool, pool)];
+            let mut reserved = [
+                (Reserved::KernelImage, kernel),
+                (Reserved::BootInfo, blob),
+                (Reserved::PageTablePool, pool),
+            ];
             let n = if with_pool { 3 } else { 2 };
             for (what, (r, r_size)) in &mut reserved[..n] {
                 if overlap(paddr, size, *r, *r_size) {
@@ -478,11 +506,40 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let maps = [MapDesc { vaddr: 0x20_0000, paddr: 0x4100_0000, size: 0x1000, attrs: 5, reserved: 0 }];
-        let caps = [CapDesc { slot: 10, kind: 2, reserved: 0, object: 1, badge: 1 << 3 }];
-        let irqs = [IrqDesc { irq: 33, pd: 1, trigger: 0, reserved: 0, badge: 1 }];
-        let zero = [ZeroDesc { paddr: 0x4200_0000, size: 0x1000 }];
-        let blob = write(0x4400_0000, 0x10000, &[pd("a", NO_PARENT), pd("b", 0)], &maps, &caps, &irqs, &zero);
+        let maps = [MapDesc {
+            vaddr: 0x20_0000,
+            paddr: 0x4100_0000,
+            size: 0x1000,
+            attrs: 5,
+            reserved: 0,
+        }];
+        let caps = [CapDesc {
+            slot: 10,
+            kind: 2,
+            reserved: 0,
+            object: 1,
+            badge: 1 << 3,
+        }];
+        let irqs = [IrqDesc {
+            irq: 33,
+            pd: 1,
+            trigger: 0,
+            reserved: 0,
+            badge: 1,
+        }];
+        let zero = [ZeroDesc {
+            paddr: 0x4200_0000,
+            size: 0x1000,
+        }];
+        let blob = write(
+            0x4400_0000,
+            0x10000,
+            &[pd("a", NO_PARENT), pd("b", 0)],
+            &maps,
+            &caps,
+            &irqs,
+            &zero,
+        );
         // Parse from an odd offset to prove no alignment is needed.
         let mut shifted = vec![0u8];
         shifted.extend_from_slice(&blob);
@@ -501,7 +558,13 @@ mod tests {
     fn ranges_overlapping_the_kernel_the_blob_or_the_page_tables_are_refused() {
         let kernel = (0x4008_0000, 0x10_0000);
         let blob_at = (0x4300_0000, 0x2000);
-        let map = |paddr, size| MapDesc { vaddr: 0x20_0000, paddr, size, attrs: 1, reserved: 0 };
+        let map = |paddr, size| MapDesc {
+            vaddr: 0x20_0000,
+            paddr,
+            size,
+            attrs: 1,
+            reserved: 0,
+        };
         let caps = [CapDesc::new_zeroed()];
         let check = |maps: &[MapDesc], zero: &[ZeroDesc], pool: (u64, u64)| {
             let blob = write(pool.0, pool.1, &[pd("a", NO_PARENT)], maps, &caps, &[], zero);
@@ -509,7 +572,10 @@ mod tests {
         };
         let pool = (0x4400_0000, 0x1_0000);
         let good = [map(0x4100_0000, 0x1000)];
-        let zero = [ZeroDesc { paddr: 0x4200_0000, size: 0x1000 }];
+        let zero = [ZeroDesc {
+            paddr: 0x4200_0000,
+            size: 0x1000,
+        }];
         assert_eq!(check(&good, &zero, pool), Ok(()));
         // A PD map over the last page of the kernel image.
         let e = check(&[map(0x4017_f000, 0x1000)], &zero, pool).unwrap_err();
@@ -520,25 +586,67 @@ mod tests {
             "map 0 (of PD 0) at 0x4017f000+0x1000 overlaps the kernel image at 0x40080000+0x100000"
         );
         // A zero range over the blob; a map over the page-table pool.
-        let e = check(&good, &[ZeroDesc { paddr: 0x4300_1000, size: 0x8000 }], pool).unwrap_err();
-        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::Zero(0), Some(Reserved::BootInfo)));
+        let e = check(
+            &good,
+            &[ZeroDesc {
+                paddr: 0x4300_1000,
+                size: 0x8000,
+            }],
+            pool,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.range, e.overlaps.map(|o| o.0)),
+            (ListedRange::Zero(0), Some(Reserved::BootInfo))
+        );
         let e = check(&[map(0x4400_f000, 0x1000)], &zero, pool).unwrap_err();
         assert_eq!(e.overlaps.map(|o| o.0), Some(Reserved::PageTablePool));
         // The pool itself inside the kernel; a range wrapping around.
         let e = check(&good, &zero, (0x4010_0000, 0x1000)).unwrap_err();
-        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::PageTablePool, Some(Reserved::KernelImage)));
-        let e = check(&good, &[ZeroDesc { paddr: u64::MAX - 0xfff, size: 0x2000 }], pool).unwrap_err();
+        assert_eq!(
+            (e.range, e.overlaps.map(|o| o.0)),
+            (ListedRange::PageTablePool, Some(Reserved::KernelImage))
+        );
+        let e = check(
+            &good,
+            &[ZeroDesc {
+                paddr: u64::MAX - 0xfff,
+                size: 0x2000,
+            }],
+            pool,
+        )
+        .unwrap_err();
         assert_eq!(e.overlaps, None);
         assert!(e.to_string().contains("wraps around"));
         // An IPC buffer (written by the kernel) inside the page-table pool.
         let mut bad_ipc = pd("a", NO_PARENT);
         bad_ipc.ipc_buffer_paddr = 0x4400_8000;
         let blob = write(pool.0, pool.1, &[bad_ipc], &good, &caps, &[], &zero);
-        let e = BootInfo::parse(&blob).unwrap().check_ranges(kernel, blob_at).unwrap_err();
-        assert_eq!((e.range, e.overlaps.map(|o| o.0)), (ListedRange::IpcBuffer(0), Some(Reserved::PageTablePool)));
-        assert!(e.to_string().starts_with("the IPC buffer of PD 0 at 0x44008000+0x1000 overlaps"), "{e}");
+        let e = BootInfo::parse(&blob)
+            .unwrap()
+            .check_ranges(kernel, blob_at)
+            .unwrap_err();
+        assert_eq!(
+            (e.range, e.overlaps.map(|o| o.0)),
+            (ListedRange::IpcBuffer(0), Some(Reserved::PageTablePool))
+        );
+        assert!(
+            e.to_string()
+                .starts_with("the IPC buffer of PD 0 at 0x44008000+0x1000 overlaps"),
+            "{e}"
+        );
         // Touching (not overlapping) is fine.
-        assert_eq!(check(&[map(0x4018_0000, 0x1000)], &[ZeroDesc { paddr: 0x4300_2000, size: 0x1000 }], pool), Ok(()));
+        assert_eq!(
+            check(
+                &[map(0x4018_0000, 0x1000)],
+                &[ZeroDesc {
+                    paddr: 0x4300_2000,
+                    size: 0x1000
+                }],
+                pool
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -550,7 +658,15 @@ mod tests {
         assert_eq!(BootInfo::parse(&bad).unwrap_err(), BootInfoError::BadMagic);
         // The PD claims one map and one cap, but the tables are empty.
         assert_eq!(BootInfo::parse(&blob).unwrap_err(), BootInfoError::BadReference);
-        let orphan = write(0, 0, &[pd("a", 5)], &[MapDesc::new_zeroed()], &[CapDesc::new_zeroed()], &[], &[]);
+        let orphan = write(
+            0,
+            0,
+            &[pd("a", 5)],
+            &[MapDesc::new_zeroed()],
+            &[CapDesc::new_zeroed()],
+            &[],
+            &[],
+        );
         assert_eq!(BootInfo::parse(&orphan).unwrap_err(), BootInfoError::BadReference);
         let short = &blob[..blob.len() - 1];
         assert_eq!(BootInfo::parse(short).unwrap_err(), BootInfoError::Truncated);

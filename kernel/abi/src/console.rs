@@ -31,7 +31,10 @@ mod tests {
             assert!(m.starts_with(KERNEL_PREFIX), "{m}");
         }
         for m in [TEST_PASS, TEST_FAIL, KERNEL_PREFIX] {
-            assert!(!GUEST_LINE_PREFIX.starts_with(m) && !m.starts_with(GUEST_LINE_PREFIX), "{m}");
+            assert!(
+                !GUEST_LINE_PREFIX.starts_with(m) && !m.starts_with(GUEST_LINE_PREFIX),
+                "{m}"
+            );
         }
     }
 }

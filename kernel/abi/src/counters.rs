@@ -159,6 +159,9 @@ mod tests {
         assert_eq!((w[0], w[9], w[10 + GuestExit::Hvc as usize], w[19]), (1, 10, 7, 99));
         assert_eq!(Counters::from_words(&w), Some(c));
         assert_eq!(Counters::from_words(&w[..5]), None);
-        assert_eq!(GuestExit::ALL.iter().map(|&g| g as usize).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert_eq!(
+            GuestExit::ALL.iter().map(|&g| g as usize).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
     }
 }

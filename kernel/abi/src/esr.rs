@@ -115,10 +115,24 @@ mod tests {
     fn sysreg_access_decodes_msr_and_mrs() {
         // `mrs x2, pmccntr_el0`: Op0 3, Op2 0, Op1 3, CRn 9, Rt 2, CRm 13, read.
         let mrs = (ec::SYSREG << EC_SHIFT) | IL | (3 << 20) | (3 << 14) | (9 << 10) | (2 << 5) | (13 << 1) | 1;
-        assert_eq!(SysregAccess::decode(mrs), SysregAccess { encoding: (3, 3, 9, 13, 0), rt: 2, read: true });
+        assert_eq!(
+            SysregAccess::decode(mrs),
+            SysregAccess {
+                encoding: (3, 3, 9, 13, 0),
+                rt: 2,
+                read: true
+            }
+        );
         // `msr pmuserenr_el0, x0`: Op0 3, Op1 3, CRn 9, CRm 14, Op2 0, write.
         let msr = (ec::SYSREG << EC_SHIFT) | IL | (3 << 20) | (3 << 14) | (9 << 10) | (14 << 1);
-        assert_eq!(SysregAccess::decode(msr), SysregAccess { encoding: (3, 3, 9, 14, 0), rt: 0, read: false });
+        assert_eq!(
+            SysregAccess::decode(msr),
+            SysregAccess {
+                encoding: (3, 3, 9, 14, 0),
+                rt: 0,
+                read: false
+            }
+        );
         // The ISS QEMU reported for a PD's `mrs x8, pmccntr_el0` (tests/systems/pmu.system).
         let seen = SysregAccess::decode((ec::SYSREG << EC_SHIFT) | 0x30e51b);
         assert_eq!(seen.encoding, (3, 3, 9, 13, 0));

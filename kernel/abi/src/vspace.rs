@@ -99,7 +99,11 @@ mod tests {
     use super::*;
 
     fn r(vaddr: u64, size: u64) -> VRange {
-        VRange { vaddr, size, large: false }
+        VRange {
+            vaddr,
+            size,
+            large: false,
+        }
     }
 
     #[test]
@@ -125,7 +129,11 @@ mod tests {
     fn counts_shared_tables_once_and_large_pages_need_no_l3() {
         let ranges = [r(0x20_0000, 0x1000), r(0x20_1000, 0x1000), r(0x40_0000, 0x1000)];
         assert_eq!(page_tables_needed(&ranges), 1 + 1 + 1 + 2);
-        let large = [VRange { vaddr: 0x4000_0000, size: 0x40_0000, large: true }];
+        let large = [VRange {
+            vaddr: 0x4000_0000,
+            size: 0x40_0000,
+            large: true,
+        }];
         assert_eq!(page_tables_needed(&large), 1 + 1 + 1);
         // A range crossing a 1 GiB boundary needs two L2 tables.
         assert_eq!(page_tables_needed(&[r(0x3fff_f000, 0x2000)]), 1 + 1 + 2 + 2);

@@ -102,7 +102,11 @@ pub fn describe(f: &FaultInfo, out: &mut dyn core::fmt::Write) -> core::fmt::Res
         ec::SYSREG => write!(out, "trapped system register access"),
         ec::ILLEGAL_STATE => write!(out, "illegal execution state"),
         ec::HVC64 | ec::SMC64 => write!(out, "hypervisor/secure monitor call from a PD"),
-        ec::SERROR => write!(out, "SError (asynchronous abort, syndrome {:#x})", vcpos_abi::esr::iss(f.esr)),
+        ec::SERROR => write!(
+            out,
+            "SError (asynchronous abort, syndrome {:#x})",
+            vcpos_abi::esr::iss(f.esr)
+        ),
         _ => write!(out, "exception class {class:#x}"),
     }
 }

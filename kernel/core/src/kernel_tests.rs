@@ -607,6 +607,6 @@ fn a_queued_child_fault_survives_its_parents_fault() {
 }
 
 mod budgets;
+mod counters;
 mod replies;
 mod vgic;
-mod counters;

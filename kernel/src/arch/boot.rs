@@ -161,5 +161,7 @@ const _: () = assert!(TCR == 0x2_b519_3518, "TCR_EL2");
 const _: () = assert!(SCTLR == 0x34d5_d81d, "SCTLR_EL2");
 const _: () = assert!(CNTHCTL == 0xc03, "CNTHCTL_EL2");
 
-const _: () =
-    assert!(vcpos_abi::KERNEL_VIRT_OFFSET == 0xffff_ff80_0000_0000, "build.rs and kernel.ld.in assume this offset");
+const _: () = assert!(
+    vcpos_abi::KERNEL_VIRT_OFFSET == 0xffff_ff80_0000_0000,
+    "build.rs and kernel.ld.in assume this offset"
+);

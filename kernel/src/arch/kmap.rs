@@ -87,7 +87,12 @@ const fn page_kind(l: &Layout, pa: u64) -> PageKind {
 /// Build-time check of the map description on a sample layout: the guard page is
 /// unmapped, the pages around it (the `.bss` tail and the stack bottom) are data.
 const _: () = {
-    let l = Layout { start: 0x4020_0000, text_end: 0x4021_0000, rodata_end: 0x4021_4000, guard: 0x4023_0000 };
+    let l = Layout {
+        start: 0x4020_0000,
+        text_end: 0x4021_0000,
+        rodata_end: 0x4021_4000,
+        guard: 0x4023_0000,
+    };
     assert!(matches!(page_kind(&l, l.guard), PageKind::Unmapped));
     assert!(matches!(page_kind(&l, l.guard - PAGE), PageKind::Data));
     assert!(matches!(page_kind(&l, l.guard + PAGE), PageKind::Data));
@@ -102,11 +107,22 @@ fn phys<T>(p: *const T) -> u64 {
 /// Builds the W^X map and switches to it. Called once, early in `kernel_main`.
 pub fn install() {
     let start = phys(core::ptr::addr_of!(__kernel_start));
-    let (text_end, rodata_end) = (phys(core::ptr::addr_of!(__text_end)), phys(core::ptr::addr_of!(__rodata_end)));
+    let (text_end, rodata_end) = (
+        phys(core::ptr::addr_of!(__text_end)),
+        phys(core::ptr::addr_of!(__rodata_end)),
+    );
     let guard = phys(core::ptr::addr_of!(__kernel_stack_guard));
-    let layout = Layout { start, text_end, rodata_end, guard };
+    let layout = Layout {
+        start,
+        text_end,
+        rodata_end,
+        guard,
+    };
     let first_block = start & !(MIB2 - 1);
-    assert!(rodata_end <= first_block + 2 * MIB2, "kernel text and rodata must fit the two level-3 tables");
+    assert!(
+        rodata_end <= first_block + 2 * MIB2,
+        "kernel text and rodata must fit the two level-3 tables"
+    );
     assert!(
         guard.is_multiple_of(PAGE)
             && guard + PAGE == phys(core::ptr::addr_of!(__kernel_stack_bottom))
@@ -115,8 +131,13 @@ pub fn install() {
     );
     // SAFETY: these tables are used nowhere else; the kernel runs single-threaded with
     // interrupts masked, and the MMU does not use them until TTBR1 is switched below.
-    let (l1, l2, l3) =
-        unsafe { (&mut *addr_of_mut!(KERNEL_L1), &mut *addr_of_mut!(KERNEL_L2), &mut *addr_of_mut!(KERNEL_L3)) };
+    let (l1, l2, l3) = unsafe {
+        (
+            &mut *addr_of_mut!(KERNEL_L1),
+            &mut *addr_of_mut!(KERNEL_L2),
+            &mut *addr_of_mut!(KERNEL_L3),
+        )
+    };
     let kernel_gib = start / GIB;
     for (i, e) in l1.0.iter_mut().enumerate().take(4) {
         let pa = i as u64 * GIB;

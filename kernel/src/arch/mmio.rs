@@ -10,7 +10,10 @@ use super::board;
 
 /// True if `[paddr, paddr + len)` lies in RAM.
 pub fn in_ram(paddr: u64, len: u64) -> bool {
-    paddr >= board::RAM_BASE && paddr.checked_add(len).is_some_and(|end| end <= board::RAM_BASE + board::RAM_SIZE)
+    paddr >= board::RAM_BASE
+        && paddr
+            .checked_add(len)
+            .is_some_and(|end| end <= board::RAM_BASE + board::RAM_SIZE)
 }
 
 fn ptr<T>(paddr: u64) -> *mut T {

@@ -122,11 +122,7 @@ impl Console {
 
     /// Takes transmit chains while there is room (virtio 1.2 §5.3.6: the device
     /// reads them and returns them with used length 0).
-    fn transmit(
-        &mut self,
-        q: &mut Queue,
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError> {
+    fn transmit(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
         while self.output.len() + TX_CHAIN_LIMIT <= OUTPUT_CAPACITY {
             let Some(chain) = q.pop(&*mem)? else { break };
@@ -148,11 +144,7 @@ impl Console {
 
     /// Fills posted receive buffers with pending input (virtio 1.2 §5.3.6); the
     /// used length is the number of bytes written.
-    fn receive(
-        &mut self,
-        q: &mut Queue,
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError> {
+    fn receive(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
         while !self.input.is_empty() {
             let Some(chain) = q.pop(&*mem)? else { break };
@@ -186,11 +178,7 @@ impl Device for Console {
     }
 
     fn device_features(&self) -> u64 {
-        let size = if self.size.is_some() {
-            VIRTIO_CONSOLE_F_SIZE
-        } else {
-            0
-        };
+        let size = if self.size.is_some() { VIRTIO_CONSOLE_F_SIZE } else { 0 };
         size | VIRTIO_CONSOLE_F_EMERG_WRITE
     }
 
@@ -244,11 +232,7 @@ impl Device for Console {
         }
     }
 
-    fn poll(
-        &mut self,
-        queues: &mut [Queue],
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError> {
+    fn poll(&mut self, queues: &mut [Queue], mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
         if let Some(q) = queues.get_mut(usize::from(TRANSMITQ)) {
             irq |= self.transmit(q, mem)?;

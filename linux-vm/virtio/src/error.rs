@@ -17,51 +17,113 @@ pub enum GuestError {
     /// A ring, descriptor table or buffer lies (partly) outside guest memory.
     Memory(MemoryError),
     /// A descriptor's `addr + len` overflows the 64-bit address space.
-    BufferOverflow { queue: u16, addr: u64, len: u32 },
+    BufferOverflow {
+        /// The queue's index.
+        queue: u16,
+        /// The descriptor's guest-physical address.
+        addr: u64,
+        /// The descriptor's length in bytes.
+        len: u32,
+    },
     /// Queue enabled with a size that is zero, not a power of two, or above QueueNumMax
     /// (virtio 1.2 §2.7: split queue sizes are powers of two).
-    QueueSize { queue: u16, size: u32 },
+    QueueSize {
+        /// The queue's index.
+        queue: u16,
+        /// The size the driver set.
+        size: u32,
+    },
     /// Queue enabled with a misaligned area (virtio 1.2 §2.7: descriptor table 16,
     /// driver area 2, device area 4 bytes).
-    QueueAlignment { queue: u16 },
+    QueueAlignment {
+        /// The queue's index.
+        queue: u16,
+    },
     /// `avail.idx` moved more than the queue size past the last entry the device used
     /// (virtio 1.2 §2.7.6).
     AvailIndexJump {
+        /// The queue's index.
         queue: u16,
+        /// The driver's `avail.idx`.
         avail_idx: u16,
+        /// The last `avail.idx` the device took entries up to.
         last_seen: u16,
     },
     /// A descriptor index (chain head or `next`) is not below the queue size.
-    DescriptorIndex { queue: u16, index: u16 },
+    DescriptorIndex {
+        /// The queue's index.
+        queue: u16,
+        /// The out-of-range descriptor index.
+        index: u16,
+    },
     /// A chain has more descriptors than the queue size: a loop (virtio 1.2 §2.7.5.2).
-    ChainTooLong { queue: u16 },
+    ChainTooLong {
+        /// The queue's index.
+        queue: u16,
+    },
     /// VIRTQ_DESC_F_INDIRECT used although VIRTIO_F_RING_INDIRECT_DESC was not offered.
-    IndirectDescriptor { queue: u16 },
+    IndirectDescriptor {
+        /// The queue's index.
+        queue: u16,
+    },
     /// A device-readable descriptor follows a device-writable one (virtio 1.2 §2.7.4.2).
-    ReadableAfterWritable { queue: u16 },
+    ReadableAfterWritable {
+        /// The queue's index.
+        queue: u16,
+    },
     /// The device completed a chain head that is out of range (a device-side bug,
     /// reported rather than panicking).
-    UsedIndex { queue: u16, index: u16 },
+    UsedIndex {
+        /// The queue's index.
+        queue: u16,
+        /// The out-of-range chain head.
+        index: u16,
+    },
     /// DRIVER_OK set without FEATURES_OK (virtio 1.2 §3.1.1).
     DriverOkWithoutFeaturesOk,
     /// Control register (below 0x100) accessed with a size other than 4 or misaligned
     /// (virtio 1.2 §4.2.2.2). Ignored.
-    RegisterAccess { offset: u64, size: u8, write: bool },
+    RegisterAccess {
+        /// The register's offset in the MMIO window.
+        offset: u64,
+        /// The access size in bytes.
+        size: u8,
+        /// Whether the access was a write.
+        write: bool,
+    },
     /// Device configuration space accessed out of range, misaligned or with a bad size
     /// (virtio 1.2 §4.2.2.2). Ignored.
-    ConfigAccess { offset: u64, size: u8, write: bool },
+    ConfigAccess {
+        /// The offset in the MMIO window.
+        offset: u64,
+        /// The access size in bytes.
+        size: u8,
+        /// Whether the access was a write.
+        write: bool,
+    },
     /// QueueNotify for a queue that does not exist or is not ready. Ignored.
-    NotifyInvalidQueue { queue: u32 },
+    NotifyInvalidQueue {
+        /// The queue number the driver wrote.
+        queue: u32,
+    },
     /// Queue setup register written while the selected queue is ready or does not
     /// exist (virtio 1.2 §4.2.3.2). Ignored.
-    QueueSetupRejected { queue: u32, offset: u64 },
+    QueueSetupRejected {
+        /// The selected queue number.
+        queue: u32,
+        /// The register's offset in the MMIO window.
+        offset: u64,
+    },
     /// DriverFeatures written after FEATURES_OK. Ignored.
     FeaturesAfterFeaturesOk,
     /// A block request that cannot be answered (virtio 1.2 §5.2.6): no full header,
     /// no writable status byte, or a head that is still in flight.
     BadBlockRequest {
+        /// The queue the request came on.
         queue: u16,
+        /// The head descriptor of its chain.
         head: u16,
+        /// What is wrong with it.
         reason: &'static str,
     },
 }
@@ -111,10 +173,7 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: descriptor index {index} out of range")
             }
             GuestError::ChainTooLong { queue } => {
-                write!(
-                    f,
-                    "queue {queue}: descriptor chain longer than the queue (loop)"
-                )
+                write!(f, "queue {queue}: descriptor chain longer than the queue (loop)")
             }
             GuestError::IndirectDescriptor { queue } => {
                 write!(f, "queue {queue}: indirect descriptor not negotiated")
@@ -123,28 +182,17 @@ impl fmt::Display for GuestError {
                 write!(f, "queue {queue}: readable descriptor after a writable one")
             }
             GuestError::UsedIndex { queue, index } => {
-                write!(
-                    f,
-                    "queue {queue}: used element for out-of-range head {index}"
-                )
+                write!(f, "queue {queue}: used element for out-of-range head {index}")
             }
             GuestError::DriverOkWithoutFeaturesOk => {
                 write!(f, "DRIVER_OK set before FEATURES_OK")
             }
-            GuestError::RegisterAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::RegisterAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at register {offset:#x} ignored (must be 4 bytes, aligned)",
                 if write { "write" } else { "read" }
             ),
-            GuestError::ConfigAccess {
-                offset,
-                size,
-                write,
-            } => write!(
+            GuestError::ConfigAccess { offset, size, write } => write!(
                 f,
                 "{} of {size} bytes at config offset {offset:#x} ignored",
                 if write { "write" } else { "read" }
@@ -159,11 +207,9 @@ impl fmt::Display for GuestError {
             GuestError::FeaturesAfterFeaturesOk => {
                 write!(f, "DriverFeatures written after FEATURES_OK; ignored")
             }
-            GuestError::BadBlockRequest {
-                queue,
-                head,
-                reason,
-            } => write!(f, "queue {queue}: block request at head {head}: {reason}"),
+            GuestError::BadBlockRequest { queue, head, reason } => {
+                write!(f, "queue {queue}: block request at head {head}: {reason}")
+            }
         }
     }
 }

@@ -63,7 +63,9 @@ pub mod memory;
 pub mod mmio;
 pub mod queue;
 
-pub use block::{BackendInfo, Block, BlockBackend, BlockOp, BlockStatus, Completion, DataSegment, RequestId, SubmitError};
+pub use block::{
+    BackendInfo, Block, BlockBackend, BlockOp, BlockStatus, Completion, DataSegment, RequestId, SubmitError,
+};
 pub use console::Console;
 pub use error::GuestError;
 pub use memory::{GuestMemory, GuestRam, MemoryError, VecMemory};

@@ -25,35 +25,65 @@ pub const MMIO_WINDOW_SIZE: u64 = 0x200;
 
 /// Register offsets (virtio 1.2 §4.2.2, table "MMIO Device Register Layout").
 pub mod reg {
+    /// `MagicValue`: "virt".
     pub const MAGIC_VALUE: u64 = 0x000;
+    /// `Version`: 2 (non-legacy).
     pub const VERSION: u64 = 0x004;
+    /// `DeviceID`: the device type.
     pub const DEVICE_ID: u64 = 0x008;
+    /// `VendorID`.
     pub const VENDOR_ID: u64 = 0x00c;
+    /// `DeviceFeatures`: 32 feature bits, selected by `DeviceFeaturesSel`.
     pub const DEVICE_FEATURES: u64 = 0x010;
+    /// `DeviceFeaturesSel`: which 32 feature bits `DeviceFeatures` shows.
     pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    /// `DriverFeatures`: 32 feature bits the driver accepts, selected by `DriverFeaturesSel`.
     pub const DRIVER_FEATURES: u64 = 0x020;
+    /// `DriverFeaturesSel`.
     pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    /// `QueueSel`: the queue the queue registers are about.
     pub const QUEUE_SEL: u64 = 0x030;
+    /// `QueueNumMax`: the largest queue size the device takes.
     pub const QUEUE_NUM_MAX: u64 = 0x034;
+    /// `QueueNum`: the queue size the driver chose.
     pub const QUEUE_NUM: u64 = 0x038;
+    /// `QueueReady`.
     pub const QUEUE_READY: u64 = 0x044;
+    /// `QueueNotify`: the driver has new buffers in this queue.
     pub const QUEUE_NOTIFY: u64 = 0x050;
+    /// `InterruptStatus`.
     pub const INTERRUPT_STATUS: u64 = 0x060;
+    /// `InterruptACK`.
     pub const INTERRUPT_ACK: u64 = 0x064;
+    /// `Status`: the device status field.
     pub const STATUS: u64 = 0x070;
+    /// `QueueDescLow`: descriptor table address, low 32 bits.
     pub const QUEUE_DESC_LOW: u64 = 0x080;
+    /// `QueueDescHigh`.
     pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    /// `QueueDriverLow`: driver (available) area address, low 32 bits.
     pub const QUEUE_DRIVER_LOW: u64 = 0x090;
+    /// `QueueDriverHigh`.
     pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
+    /// `QueueDeviceLow`: device (used) area address, low 32 bits.
     pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
+    /// `QueueDeviceHigh`.
     pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+    /// `SHMSel`: shared memory region selector.
     pub const SHM_SEL: u64 = 0x0ac;
+    /// `SHMLenLow`.
     pub const SHM_LEN_LOW: u64 = 0x0b0;
+    /// `SHMLenHigh`.
     pub const SHM_LEN_HIGH: u64 = 0x0b4;
+    /// `SHMBaseLow`.
     pub const SHM_BASE_LOW: u64 = 0x0b8;
+    /// `SHMBaseHigh`.
     pub const SHM_BASE_HIGH: u64 = 0x0bc;
+    /// `QueueReset`.
     pub const QUEUE_RESET: u64 = 0x0c0;
+    /// `ConfigGeneration`: changes when the configuration space changes.
     pub const CONFIG_GENERATION: u64 = 0x0fc;
+    /// Start of the device configuration space.
     pub const CONFIG: u64 = 0x100;
 }
 
@@ -71,11 +101,17 @@ bitflags! {
     /// Device status field (virtio 1.2 §2.1).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct DeviceStatus: u8 {
+        /// The guest found the device.
         const ACKNOWLEDGE = 1;
+        /// The guest has a driver for it.
         const DRIVER = 2;
+        /// The driver is set up; the device is live.
         const DRIVER_OK = 4;
+        /// The driver accepted the features.
         const FEATURES_OK = 8;
+        /// The device hit an error and needs a reset.
         const DEVICE_NEEDS_RESET = 0x40;
+        /// The driver gave up on the device.
         const FAILED = 0x80;
     }
 }
@@ -131,20 +167,12 @@ pub trait Device {
     /// The driver notified queue `queue` (< `num_queues()`, ready). Return the
     /// interrupts to raise (normally [`Interrupts::USED_BUFFER`] if a used element was
     /// pushed and the driver did not suppress it).
-    fn notify(
-        &mut self,
-        queue: u16,
-        queues: &mut [Queue],
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError>;
+    fn notify(&mut self, queue: u16, queues: &mut [Queue], mem: &mut dyn GuestMemory)
+        -> Result<Interrupts, GuestError>;
 
     /// Work that does not come from the guest (console input, a completion from an
     /// I/O PD). Called by [`MmioTransport::poll`].
-    fn poll(
-        &mut self,
-        queues: &mut [Queue],
-        mem: &mut dyn GuestMemory,
-    ) -> Result<Interrupts, GuestError> {
+    fn poll(&mut self, queues: &mut [Queue], mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let _ = (queues, mem);
         Ok(Interrupts::empty())
     }
@@ -229,8 +257,7 @@ impl<D: Device> MmioTransport<D> {
 
     /// Whether the device processes queues: DRIVER_OK set and no pending reset.
     pub fn is_active(&self) -> bool {
-        self.status.contains(DeviceStatus::DRIVER_OK)
-            && !self.status.contains(DeviceStatus::DEVICE_NEEDS_RESET)
+        self.status.contains(DeviceStatus::DRIVER_OK) && !self.status.contains(DeviceStatus::DEVICE_NEEDS_RESET)
     }
 
     /// Current InterruptStatus. Non-empty means the interrupt line is asserted
@@ -278,9 +305,7 @@ impl<D: Device> MmioTransport<D> {
             reg::STATUS => u32::from(self.status.bits()),
             // No shared memory regions: length (and base) read as all ones
             // (virtio 1.2 §4.2.2, SHMLenLow/High).
-            reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH | reg::SHM_BASE_LOW | reg::SHM_BASE_HIGH => {
-                u32::MAX
-            }
+            reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH | reg::SHM_BASE_LOW | reg::SHM_BASE_HIGH => u32::MAX,
             reg::CONFIG_GENERATION => self.config_generation,
             // Write-only and reserved registers, QueueReset (VIRTIO_F_RING_RESET is
             // not offered).
@@ -320,8 +345,7 @@ impl<D: Device> MmioTransport<D> {
             reg::QUEUE_READY => return self.write_queue_ready(value, mem),
             reg::QUEUE_NOTIFY => return self.queue_notify(value, mem),
             reg::INTERRUPT_ACK => {
-                self.interrupt_status
-                    .remove(Interrupts::from_bits_truncate(value));
+                self.interrupt_status.remove(Interrupts::from_bits_truncate(value));
             }
             reg::STATUS => return self.write_status(value, mem),
             // SHMSel: any region number selects "no region". Read-only and reserved
@@ -400,11 +424,7 @@ impl<D: Device> MmioTransport<D> {
             && off.is_multiple_of(u64::from(size))
             && off + u64::from(size) <= self.device.config_len() as u64;
         if !ok {
-            self.ignored(GuestError::ConfigAccess {
-                offset,
-                size,
-                write,
-            });
+            self.ignored(GuestError::ConfigAccess { offset, size, write });
             return None;
         }
         Some(off as usize)
@@ -415,8 +435,7 @@ impl<D: Device> MmioTransport<D> {
             return 0;
         };
         let mut bytes = [0u8; 4];
-        self.device
-            .read_config(off, &mut bytes[..usize::from(size)]);
+        self.device.read_config(off, &mut bytes[..usize::from(size)]);
         u32::from_le_bytes(bytes)
     }
 
@@ -435,10 +454,7 @@ impl<D: Device> MmioTransport<D> {
         }
         match self.driver_features_sel {
             0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
-            1 => {
-                self.driver_features =
-                    (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
-            }
+            1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32),
             _ => self.driver_features_unknown |= value != 0,
         }
     }
@@ -525,8 +541,7 @@ impl<D: Device> MmioTransport<D> {
             return false;
         }
         let old = self.status;
-        let written = DeviceStatus::from_bits_truncate(value as u8)
-            .difference(DeviceStatus::DEVICE_NEEDS_RESET);
+        let written = DeviceStatus::from_bits_truncate(value as u8).difference(DeviceStatus::DEVICE_NEEDS_RESET);
         let mut new = old | written;
         if new.contains(DeviceStatus::FEATURES_OK) && !old.contains(DeviceStatus::FEATURES_OK) {
             let f = self.driver_features;
@@ -538,8 +553,7 @@ impl<D: Device> MmioTransport<D> {
                 new.remove(DeviceStatus::FEATURES_OK);
             }
         }
-        let driver_ok_now =
-            new.contains(DeviceStatus::DRIVER_OK) && !old.contains(DeviceStatus::DRIVER_OK);
+        let driver_ok_now = new.contains(DeviceStatus::DRIVER_OK) && !old.contains(DeviceStatus::DRIVER_OK);
         self.status = new;
         if driver_ok_now {
             if !new.contains(DeviceStatus::FEATURES_OK) {

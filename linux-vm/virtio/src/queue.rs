@@ -181,12 +181,7 @@ impl Reader<'_> {
 
     /// Readable bytes not yet read.
     pub fn remaining(&self) -> u64 {
-        let rest: u64 = self
-            .segments
-            .iter()
-            .skip(self.seg)
-            .map(|s| u64::from(s.len))
-            .sum();
+        let rest: u64 = self.segments.iter().skip(self.seg).map(|s| u64::from(s.len)).sum();
         rest - u64::from(self.offset)
     }
 }
@@ -225,12 +220,7 @@ impl Writer<'_> {
 
     /// Writable bytes not yet written.
     pub fn remaining(&self) -> u64 {
-        let rest: u64 = self
-            .segments
-            .iter()
-            .skip(self.seg)
-            .map(|s| u64::from(s.len))
-            .sum();
+        let rest: u64 = self.segments.iter().skip(self.seg).map(|s| u64::from(s.len)).sum();
         rest - u64::from(self.offset)
     }
 
@@ -469,12 +459,7 @@ impl Queue {
     /// `used.idx`. Returns whether the driver wants an interrupt for it
     /// (VIRTQ_AVAIL_F_NO_INTERRUPT clear, §2.7.7). A queue that is no longer ready
     /// (reset while a request was in flight) ignores the call.
-    pub fn push_used(
-        &mut self,
-        mem: &mut dyn GuestMemory,
-        head: u16,
-        len: u32,
-    ) -> Result<bool, GuestError> {
+    pub fn push_used(&mut self, mem: &mut dyn GuestMemory, head: u16, len: u32) -> Result<bool, GuestError> {
         if !self.ready {
             return Ok(false);
         }
@@ -490,11 +475,7 @@ impl Queue {
             id: U32::new(u32::from(head)),
             len: U32::new(len),
         };
-        let at = offset(
-            self.used_ring,
-            4 + USED_ELEM_SIZE * u64::from(slot),
-            USED_ELEM_SIZE,
-        )?;
+        let at = offset(self.used_ring, 4 + USED_ELEM_SIZE * u64::from(slot), USED_ELEM_SIZE)?;
         mem.write(at, elem.as_bytes())?;
         // The element must be visible before the index that publishes it (§2.7.8).
         fence(Ordering::Release);
@@ -540,8 +521,7 @@ mod tests {
     }
 
     fn offer(mem: &mut VecMemory, slot: u16, head: u16, new_idx: u16) {
-        mem.write_u16(AVAIL + 4 + 2 * u64::from(slot), head)
-            .unwrap();
+        mem.write_u16(AVAIL + 4 + 2 * u64::from(slot), head).unwrap();
         mem.write_u16(AVAIL + 2, new_idx).unwrap();
     }
 
@@ -559,14 +539,7 @@ mod tests {
         q.enable(&mem).unwrap();
         desc(&mut mem, 3, BUF, 4, VIRTQ_DESC_F_NEXT, 5);
         desc(&mut mem, 5, BUF + 0x10, 0, VIRTQ_DESC_F_NEXT, 6); // empty: dropped
-        desc(
-            &mut mem,
-            6,
-            BUF + 0x20,
-            8,
-            VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-            0,
-        );
+        desc(&mut mem, 6, BUF + 0x20, 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 0);
         desc(&mut mem, 0, BUF + 0x40, 2, VIRTQ_DESC_F_WRITE, 0);
         offer(&mut mem, 0, 3, 1);
         mem.write(BUF, b"abcd").unwrap();
@@ -622,10 +595,7 @@ mod tests {
     fn enable_rejects_bad_setup() {
         for size in [0u32, 3, 12, 32, 0x1_0000] {
             let (mut q, mem) = setup(size);
-            assert_eq!(
-                q.enable(&mem),
-                Err(GuestError::QueueSize { queue: 1, size })
-            );
+            assert_eq!(q.enable(&mem), Err(GuestError::QueueSize { queue: 1, size }));
             assert!(!q.is_ready());
         }
         let (mut q, mem) = setup(8);
@@ -661,19 +631,13 @@ mod tests {
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_NEXT, 4);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(
-            q.pop(&mem),
-            Err(GuestError::DescriptorIndex { queue: 1, index: 4 })
-        );
+        assert_eq!(q.pop(&mem), Err(GuestError::DescriptorIndex { queue: 1, index: 4 }));
 
         // head out of range.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         offer(&mut mem, 0, 9, 1);
-        assert_eq!(
-            q.pop(&mem),
-            Err(GuestError::DescriptorIndex { queue: 1, index: 9 })
-        );
+        assert_eq!(q.pop(&mem), Err(GuestError::DescriptorIndex { queue: 1, index: 9 }));
 
         // Buffer outside memory, buffer wrapping the address space.
         let (mut q, mut mem) = setup(4);
@@ -685,45 +649,26 @@ mod tests {
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, u64::MAX - 2, 0x10, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert!(matches!(
-            q.pop(&mem),
-            Err(GuestError::BufferOverflow { .. })
-        ));
+        assert!(matches!(q.pop(&mem), Err(GuestError::BufferOverflow { .. })));
 
         // Indirect, readable after writable.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 16, VIRTQ_DESC_F_INDIRECT, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(
-            q.pop(&mem),
-            Err(GuestError::IndirectDescriptor { queue: 1 })
-        );
+        assert_eq!(q.pop(&mem), Err(GuestError::IndirectDescriptor { queue: 1 }));
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
-        desc(
-            &mut mem,
-            0,
-            BUF,
-            1,
-            VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
-            1,
-        );
+        desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
         desc(&mut mem, 1, BUF, 1, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(
-            q.pop(&mem),
-            Err(GuestError::ReadableAfterWritable { queue: 1 })
-        );
+        assert_eq!(q.pop(&mem), Err(GuestError::ReadableAfterWritable { queue: 1 }));
 
         // avail idx jumping further than the queue size.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         mem.write_u16(AVAIL + 2, 5).unwrap();
-        assert!(matches!(
-            q.pop(&mem),
-            Err(GuestError::AvailIndexJump { .. })
-        ));
+        assert!(matches!(q.pop(&mem), Err(GuestError::AvailIndexJump { .. })));
     }
 
     #[test]

@@ -6,8 +6,8 @@ mod common;
 
 use common::{Buf, TestDriver};
 use vcpos_virtio::console::{
-    Console, INPUT_CAPACITY, OUTPUT_CAPACITY, RECEIVEQ, TRANSMITQ, TX_CHAIN_LIMIT,
-    VIRTIO_CONSOLE_F_EMERG_WRITE, VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_SIZE,
+    Console, INPUT_CAPACITY, OUTPUT_CAPACITY, RECEIVEQ, TRANSMITQ, TX_CHAIN_LIMIT, VIRTIO_CONSOLE_F_EMERG_WRITE,
+    VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_SIZE,
 };
 use vcpos_virtio::mmio::{features, reg, DeviceStatus, Interrupts, MAGIC_VALUE, VENDOR_ID};
 use vcpos_virtio::{GuestError, GuestMemory};
@@ -102,10 +102,7 @@ fn transmit_hello() {
     d.wr(reg::INTERRUPT_ACK, 1);
     assert_eq!(d.rd(reg::INTERRUPT_STATUS), 0);
     assert!(d.t.interrupt_status().is_empty());
-    assert!(
-        d.t.device_mut().take_output().is_empty(),
-        "output was drained"
-    );
+    assert!(d.t.device_mut().take_output().is_empty(), "output was drained");
 }
 
 #[test]
@@ -118,10 +115,7 @@ fn transmit_gathers_segments_and_chains() {
     d.mem.inner.write(addrs[1], b"keep").unwrap();
     assert!(d.notify(1));
     assert_eq!(d.t.device_mut().take_output(), b"hello world!");
-    assert_eq!(
-        d.used(TX),
-        vec![(h1.into(), 0), (h2.into(), 0), (h3.into(), 0)]
-    );
+    assert_eq!(d.used(TX), vec![(h1.into(), 0), (h2.into(), 0), (h3.into(), 0)]);
     assert_eq!(d.bytes(addrs[1], 4), b"keep");
 }
 
@@ -135,10 +129,7 @@ fn receive_fills_posted_buffers() {
 
     let (a, aa) = d.post(RX, &[Buf::In(4)]);
     let (b, ba) = d.post(RX, &[Buf::In(2), Buf::In(2)]);
-    assert!(
-        d.notify(0),
-        "posting receive buffers delivers pending input"
-    );
+    assert!(d.notify(0), "posting receive buffers delivers pending input");
     assert_eq!(d.used(RX), vec![(a.into(), 4), (b.into(), 4)]);
     assert_eq!(d.bytes(aa[0], 4), b"hell");
     assert_eq!(d.bytes(ba[0], 2), b"o ");
@@ -224,10 +215,7 @@ fn config_space_and_generation() {
     assert!(d.t.device_mut().set_size(132, 43));
     assert!(d.t.config_changed());
     assert_ne!(d.rd(reg::CONFIG_GENERATION), gen);
-    assert_eq!(
-        d.rd(reg::INTERRUPT_STATUS),
-        Interrupts::CONFIG_CHANGE.bits()
-    );
+    assert_eq!(d.rd(reg::INTERRUPT_STATUS), Interrupts::CONFIG_CHANGE.bits());
     assert_eq!(d.t.read(0x100, 2), 132);
     assert_eq!(d.t.read(0x102, 2), 43);
     d.wr(reg::INTERRUPT_ACK, 2);
@@ -305,10 +293,7 @@ fn queue_ready_zero_disables_the_queue() {
     assert_eq!(d.rd(reg::QUEUE_READY), 0);
     d.post(TX, &[Buf::Out(b"x")]);
     assert!(!d.notify(1));
-    assert_eq!(
-        d.t.take_error(),
-        Some(GuestError::NotifyInvalidQueue { queue: 1 })
-    );
+    assert_eq!(d.t.take_error(), Some(GuestError::NotifyInvalidQueue { queue: 1 }));
     assert!(d.t.device_mut().take_output().is_empty());
 }
 
@@ -333,8 +318,5 @@ fn transmit_back_pressure_and_chain_limit() {
     d.post(TX, &[Buf::Out(&part), Buf::Out(&part)]);
     assert!(d.notify(1));
     assert_eq!(d.t.device_mut().take_output().len(), TX_CHAIN_LIMIT);
-    assert_eq!(
-        d.t.device().dropped_output(),
-        (80 * 1024 - TX_CHAIN_LIMIT) as u64
-    );
+    assert_eq!(d.t.device().dropped_output(), (80 * 1024 - TX_CHAIN_LIMIT) as u64);
 }

@@ -116,9 +116,7 @@ fn init_random(rng: &mut Rng, d: &mut TestDriver<Console>) {
 /// the driver would have room in the ring.
 fn post_valid_chain(rng: &mut Rng, d: &mut TestDriver<Console>, q: usize) {
     let size = d.queues[q].size;
-    let outstanding = d.queues[q]
-        .avail_idx
-        .wrapping_sub(d.t.queues()[q].next_avail());
+    let outstanding = d.queues[q].avail_idx.wrapping_sub(d.t.queues()[q].next_avail());
     if outstanding >= size {
         return;
     }
@@ -229,8 +227,7 @@ fn random_registers_and_memory() {
                     d.mem.inner.write_u64(at, v).unwrap();
                 }
                 8 => {
-                    let _ =
-                        d.t.write(reg::QUEUE_NOTIFY, 4, rng.below(3) as u32, &mut d.mem);
+                    let _ = d.t.write(reg::QUEUE_NOTIFY, 4, rng.below(3) as u32, &mut d.mem);
                 }
                 9 => {
                     let n = rng.below(100) as usize;
@@ -249,13 +246,9 @@ fn random_registers_and_memory() {
                     }
                 }
             }
-            let quiet = !status.contains(DeviceStatus::DRIVER_OK)
-                || status.contains(DeviceStatus::DEVICE_NEEDS_RESET);
+            let quiet = !status.contains(DeviceStatus::DRIVER_OK) || status.contains(DeviceStatus::DEVICE_NEEDS_RESET);
             if quiet && !status_write {
-                assert_eq!(
-                    d.mem.writes, writes,
-                    "seed {seed}: device wrote memory while inactive"
-                );
+                assert_eq!(d.mem.writes, writes, "seed {seed}: device wrote memory while inactive");
                 quiet_ops += 1;
             } else if d.mem.writes != writes {
                 active_writes += 1;

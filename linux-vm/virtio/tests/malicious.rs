@@ -51,9 +51,7 @@ fn descriptor_loop() {
     d.write_desc(TX, 1, buf, 4, VIRTQ_DESC_F_NEXT, 2);
     d.write_desc(TX, 2, buf, 4, VIRTQ_DESC_F_NEXT, 0);
     d.make_available(TX, 0);
-    expect_needs_reset(&mut d, |e| {
-        matches!(e, GuestError::ChainTooLong { queue: 1 })
-    });
+    expect_needs_reset(&mut d, |e| matches!(e, GuestError::ChainTooLong { queue: 1 }));
 }
 
 #[test]
@@ -62,9 +60,7 @@ fn next_index_out_of_range() {
     let buf = d.alloc(4);
     d.write_desc(TX, 0, buf, 4, VIRTQ_DESC_F_NEXT, 16);
     d.make_available(TX, 0);
-    expect_needs_reset(&mut d, |e| {
-        matches!(e, GuestError::DescriptorIndex { index: 16, .. })
-    });
+    expect_needs_reset(&mut d, |e| matches!(e, GuestError::DescriptorIndex { index: 16, .. }));
 }
 
 #[test]
@@ -103,14 +99,7 @@ fn buffer_length_overflows_address_space() {
 fn receive_buffer_outside_memory_is_not_written() {
     let mut d = ready();
     d.t.device_mut().push_input(b"secret");
-    d.write_desc(
-        0,
-        0,
-        RAM_BASE + RAM_SIZE as u64 - 3,
-        6,
-        VIRTQ_DESC_F_WRITE,
-        0,
-    );
+    d.write_desc(0, 0, RAM_BASE + RAM_SIZE as u64 - 3, 6, VIRTQ_DESC_F_WRITE, 0);
     d.make_available(0, 0);
     let writes = d.mem.writes;
     assert!(d.notify(0));
@@ -125,17 +114,13 @@ fn indirect_and_misordered_descriptors() {
     let buf = d.alloc(16);
     d.write_desc(TX, 0, buf, 16, 4 /* INDIRECT */, 0);
     d.make_available(TX, 0);
-    expect_needs_reset(&mut d, |e| {
-        matches!(e, GuestError::IndirectDescriptor { .. })
-    });
+    expect_needs_reset(&mut d, |e| matches!(e, GuestError::IndirectDescriptor { .. }));
 
     let mut d = ready();
     d.write_desc(TX, 0, buf, 4, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
     d.write_desc(TX, 1, buf, 4, 0, 0);
     d.make_available(TX, 0);
-    expect_needs_reset(&mut d, |e| {
-        matches!(e, GuestError::ReadableAfterWritable { .. })
-    });
+    expect_needs_reset(&mut d, |e| matches!(e, GuestError::ReadableAfterWritable { .. }));
 }
 
 #[test]
@@ -169,13 +154,7 @@ fn queue_size_not_a_power_of_two_or_too_big() {
         assert_eq!(d.rd(reg::QUEUE_READY), u32::from(max_ok), "size {num}");
         if !max_ok {
             assert_eq!(d.status() & NEEDS_RESET, NEEDS_RESET);
-            assert_eq!(
-                d.t.take_error(),
-                Some(GuestError::QueueSize {
-                    queue: 0,
-                    size: num
-                })
-            );
+            assert_eq!(d.t.take_error(), Some(GuestError::QueueSize { queue: 0, size: num }));
         }
     }
 }
@@ -187,11 +166,7 @@ fn rings_outside_memory_or_misaligned() {
         (RAM_BASE, RAM_BASE + 0x8001, RAM_BASE + 0xc000),
         (RAM_BASE, RAM_BASE + 0x8000, RAM_BASE + 0xc002),
         (0x1000, RAM_BASE + 0x8000, RAM_BASE + 0xc000),
-        (
-            RAM_BASE,
-            RAM_BASE + 0x8000,
-            RAM_BASE + RAM_SIZE as u64 - 0x10,
-        ),
+        (RAM_BASE, RAM_BASE + 0x8000, RAM_BASE + RAM_SIZE as u64 - 0x10),
         (RAM_BASE, u64::MAX - 1, RAM_BASE + 0xc000),
     ] {
         let mut d = TestDriver::new(Console::new());
@@ -211,10 +186,7 @@ fn rings_outside_memory_or_misaligned() {
         assert_eq!(d.status() & NEEDS_RESET, NEEDS_RESET);
         let err = d.t.take_error().unwrap();
         assert!(
-            matches!(
-                err,
-                GuestError::QueueAlignment { .. } | GuestError::Memory(_)
-            ),
+            matches!(err, GuestError::QueueAlignment { .. } | GuestError::Memory(_)),
             "{err:?}"
         );
     }
@@ -225,10 +197,7 @@ fn notify_nonexistent_queue_is_ignored() {
     let mut d = ready();
     for q in [2u32, 3, 0xffff, u32::MAX] {
         assert!(!d.notify(q));
-        assert_eq!(
-            d.t.take_error(),
-            Some(GuestError::NotifyInvalidQueue { queue: q })
-        );
+        assert_eq!(d.t.take_error(), Some(GuestError::NotifyInvalidQueue { queue: q }));
     }
     assert_eq!(d.status(), 0x0f, "not fatal");
     assert_eq!(d.rd(reg::INTERRUPT_STATUS), 0);
@@ -282,17 +251,11 @@ fn device_config_out_of_range() {
         (u64::MAX, 4),
     ] {
         assert_eq!(d.t.read(off, size), 0, "{off:#x}/{size}");
-        assert!(matches!(
-            d.t.take_error(),
-            Some(GuestError::ConfigAccess { .. })
-        ));
+        assert!(matches!(d.t.take_error(), Some(GuestError::ConfigAccess { .. })));
         assert!(!d.t.write(off, size, 0x41, &mut d.mem));
     }
     assert_eq!(d.t.read(0x100, 2), 80);
-    assert!(
-        d.t.device_mut().take_output().is_empty(),
-        "no stray emergency writes"
-    );
+    assert!(d.t.device_mut().take_output().is_empty(), "no stray emergency writes");
     assert_eq!(d.status(), 0x0f, "not fatal");
 }
 
@@ -326,15 +289,9 @@ fn driver_ok_without_features_ok() {
     let mut d = TestDriver::new(Console::new());
     d.add_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
     assert!(d.add_status(DeviceStatus::DRIVER_OK));
-    assert_eq!(
-        d.t.take_error(),
-        Some(GuestError::DriverOkWithoutFeaturesOk)
-    );
+    assert_eq!(d.t.take_error(), Some(GuestError::DriverOkWithoutFeaturesOk));
     assert_eq!(d.status() & NEEDS_RESET, NEEDS_RESET);
-    assert_eq!(
-        d.rd(reg::INTERRUPT_STATUS),
-        Interrupts::CONFIG_CHANGE.bits()
-    );
+    assert_eq!(d.rd(reg::INTERRUPT_STATUS), Interrupts::CONFIG_CHANGE.bits());
 }
 
 #[test]
@@ -355,11 +312,7 @@ fn receive_chain_without_writable_space() {
     let (h, _) = d.post(0, &[Buf::Out(b"read-only")]);
     assert!(d.notify(0));
     assert_eq!(d.used(0), vec![(h.into(), 0)]);
-    assert_eq!(
-        d.t.device().pending_input(),
-        3,
-        "input kept for a proper buffer"
-    );
+    assert_eq!(d.t.device().pending_input(), 3, "input kept for a proper buffer");
     assert_eq!(d.status(), 0x0f);
 }
 

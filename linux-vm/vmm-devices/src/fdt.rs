@@ -96,10 +96,7 @@ impl fmt::Display for FdtError {
             ),
             FdtError::DuplicateSlot(n) => write!(f, "virtio-mmio slot {n} is listed twice"),
             FdtError::BadInitrd { start, end } => {
-                write!(
-                    f,
-                    "initrd {start:#x}..{end:#x} is reversed or outside guest RAM"
-                )
+                write!(f, "initrd {start:#x}..{end:#x} is reversed or outside guest RAM")
             }
             FdtError::BadBootargs => write!(f, "kernel command line contains a NUL byte"),
             FdtError::BootargsTooLong(len) => write!(
@@ -108,10 +105,7 @@ impl fmt::Display for FdtError {
                 MAX_BOOTARGS
             ),
             FdtError::TooLarge(size) => {
-                write!(
-                    f,
-                    "device tree of {size} bytes exceeds {MAX_DTB_SIZE} bytes"
-                )
+                write!(f, "device tree of {size} bytes exceeds {MAX_DTB_SIZE} bytes")
             }
             FdtError::Writer(e) => write!(f, "device tree writer: {e}"),
         }
@@ -244,17 +238,11 @@ pub fn build(config: &FdtConfig<'_>) -> Result<Vec<u8>, FdtError> {
         w.end_node(clock)?;
 
         let uart = w.begin_node(&PL011_PATH[1..])?;
-        w.property_string_list(
-            "compatible",
-            ["arm,pl011", "arm,primecell"].map(String::from).to_vec(),
-        )?;
+        w.property_string_list("compatible", ["arm,pl011", "arm,primecell"].map(String::from).to_vec())?;
         w.property_array_u64("reg", &reg2(layout::PL011_BASE, layout::PL011_SIZE))?;
         w.property_array_u32("interrupts", &[GIC_SPI, layout::PL011_SPI, IRQ_LEVEL_HIGH])?;
         w.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
-        w.property_string_list(
-            "clock-names",
-            ["uartclk", "apb_pclk"].map(String::from).to_vec(),
-        )?;
+        w.property_string_list("clock-names", ["uartclk", "apb_pclk"].map(String::from).to_vec())?;
         w.end_node(uart)?;
     }
 
@@ -318,17 +306,13 @@ mod tests {
             .unwrap_or_else(|| panic!("{} has no {name}", node.name))
             .value;
         assert_eq!(v.len() % 4, 0, "{name} is not a cell array");
-        v.chunks(4)
-            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
-            .collect()
+        v.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
     }
 
     fn u64s(node: &FdtNode<'_, '_>, name: &str) -> Vec<u64> {
         let v = node.property(name).unwrap().value;
         assert_eq!(v.len() % 8, 0, "{name} is not a u64 array");
-        v.chunks(8)
-            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
-            .collect()
+        v.chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect()
     }
 
     fn strs<'a>(node: &FdtNode<'_, 'a>, name: &str) -> Vec<&'a str> {
@@ -354,8 +338,7 @@ mod tests {
     }
 
     fn node<'b, 'a>(fdt: &'b Fdt<'a>, path: &str) -> FdtNode<'b, 'a> {
-        fdt.find_node(path)
-            .unwrap_or_else(|| panic!("no node {path}"))
+        fdt.find_node(path).unwrap_or_else(|| panic!("no node {path}"))
     }
 
     #[test]
@@ -399,12 +382,7 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            [
-                "#address-cells",
-                "#size-cells",
-                "compatible",
-                "interrupt-parent"
-            ]
+            ["#address-cells", "#size-cells", "compatible", "interrupt-parent"]
         );
         let root = node(&fdt, "/");
         assert_eq!(strs(&root, "compatible"), ["linux,dummy-virt"]);
@@ -432,12 +410,7 @@ mod tests {
         let chosen = node(&fdt, "/chosen");
         assert_eq!(
             prop_names(&chosen),
-            [
-                "bootargs",
-                "linux,initrd-end",
-                "linux,initrd-start",
-                "stdout-path"
-            ]
+            ["bootargs", "linux,initrd-end", "linux,initrd-start", "stdout-path"]
         );
         assert_eq!(fdt.chosen().bootargs(), Some(BOOTARGS));
         assert_eq!(strs(&chosen, "stdout-path"), ["/pl011@9000000"]);
@@ -463,10 +436,7 @@ mod tests {
         );
         assert_eq!(cpus.children().count(), 1);
         let cpu = node(&fdt, "/cpus/cpu@0");
-        assert_eq!(
-            prop_names(&cpu),
-            ["compatible", "device_type", "enable-method", "reg"]
-        );
+        assert_eq!(prop_names(&cpu), ["compatible", "device_type", "enable-method", "reg"]);
         assert_eq!(strs(&cpu, "compatible"), ["arm,arm-v8"]);
         assert_eq!(strs(&cpu, "device_type"), ["cpu"]);
         assert_eq!(u32s(&cpu, "reg"), [0]);
@@ -479,15 +449,9 @@ mod tests {
         assert_eq!(strs(&psci, "method"), ["hvc"]);
 
         let timer = node(&fdt, "/timer");
-        assert_eq!(
-            prop_names(&timer),
-            ["always-on", "compatible", "interrupts"]
-        );
+        assert_eq!(prop_names(&timer), ["always-on", "compatible", "interrupts"]);
         assert_eq!(strs(&timer, "compatible"), ["arm,armv8-timer"]);
-        assert_eq!(
-            u32s(&timer, "interrupts"),
-            [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]
-        );
+        assert_eq!(u32s(&timer, "interrupts"), [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
         assert!(empty(&timer, "always-on"));
 
         let gic = node(&fdt, "/intc@8000000");
@@ -510,15 +474,9 @@ mod tests {
         assert!(empty(&gic, "interrupt-controller"));
         assert!(empty(&gic, "ranges"));
         assert_eq!(u32s(&gic, "#redistributor-regions"), [1]);
-        assert_eq!(
-            u64s(&gic, "reg"),
-            [0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000]
-        );
+        assert_eq!(u64s(&gic, "reg"), [0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000]);
         assert_eq!(u32s(&gic, "phandle"), [GIC_PHANDLE]);
-        assert_eq!(
-            fdt.find_phandle(GIC_PHANDLE).map(|n| n.name),
-            Some("intc@8000000")
-        );
+        assert_eq!(fdt.find_phandle(GIC_PHANDLE).map(|n| n.name), Some("intc@8000000"));
 
         let clk = node(&fdt, "/apb-pclk");
         assert_eq!(
@@ -551,17 +509,11 @@ mod tests {
             .all_nodes()
             .skip(1)
             .all(|n| n.property("interrupt-parent").is_none()));
-        assert_eq!(
-            root.interrupt_parent().map(|n| n.name),
-            Some("intc@8000000")
-        );
+        assert_eq!(root.interrupt_parent().map(|n| n.name), Some("intc@8000000"));
 
         for (n, path) in [(0u32, "/virtio_mmio@a000000"), (3, "/virtio_mmio@a000600")] {
             let v = node(&fdt, path);
-            assert_eq!(
-                prop_names(&v),
-                ["compatible", "dma-coherent", "interrupts", "reg"]
-            );
+            assert_eq!(prop_names(&v), ["compatible", "dma-coherent", "interrupts", "reg"]);
             assert_eq!(strs(&v, "compatible"), ["virtio,mmio"]);
             assert_eq!(u64s(&v, "reg"), [0x0a00_0000 + u64::from(n) * 0x200, 0x200]);
             assert_eq!(u32s(&v, "interrupts"), [0, 16 + n, 1]);
@@ -574,7 +526,11 @@ mod tests {
         assert!(GUEST_BOOTARGS.len() <= MAX_BOOTARGS);
         assert!(!GUEST_BOOTARGS.contains("earlycon"));
         assert!(GUEST_BOOTARGS.split(' ').any(|a| a == "console=hvc0"));
-        let blob = build(&FdtConfig { bootargs: GUEST_BOOTARGS, ..full_config() }).unwrap();
+        let blob = build(&FdtConfig {
+            bootargs: GUEST_BOOTARGS,
+            ..full_config()
+        })
+        .unwrap();
         assert_eq!(Fdt::new(&blob).unwrap().chosen().bootargs(), Some(GUEST_BOOTARGS));
     }
 
@@ -587,16 +543,8 @@ mod tests {
         assert_eq!(fdt.chosen().bootargs(), Some(""));
         assert!(fdt.find_node("/pl011@9000000").is_none());
         assert!(fdt.find_node("/apb-pclk").is_none());
-        assert_eq!(
-            fdt.all_nodes()
-                .filter(|n| n.name.starts_with("virtio_mmio"))
-                .count(),
-            0
-        );
-        assert_eq!(
-            u64s(&node(&fdt, "/memory@40000000"), "reg"),
-            [0x4000_0000, 64 << 20]
-        );
+        assert_eq!(fdt.all_nodes().filter(|n| n.name.starts_with("virtio_mmio")).count(), 0);
+        assert_eq!(u64s(&node(&fdt, "/memory@40000000"), "reg"), [0x4000_0000, 64 << 20]);
     }
 
     #[test]
@@ -616,10 +564,7 @@ mod tests {
             let v = node(&fdt, &format!("/virtio_mmio@{base:x}"));
             assert_eq!(u32s(&v, "interrupts"), [0, 16 + n, 1]);
             // SPI 16 + n is INTID 48 + n, as the VMM raises it.
-            assert_eq!(
-                32 + u32s(&v, "interrupts")[1],
-                layout::virtio_mmio_intid(n).unwrap()
-            );
+            assert_eq!(32 + u32s(&v, "interrupts")[1], layout::virtio_mmio_intid(n).unwrap());
         }
         // Nodes come out in slot order whatever the input order.
         let order: Vec<&str> = fdt
@@ -649,13 +594,7 @@ mod tests {
             }),
             FdtError::DuplicateSlot(1)
         );
-        assert_eq!(
-            err(FdtConfig {
-                ram_size: 0,
-                ..base
-            }),
-            FdtError::BadRamSize(0)
-        );
+        assert_eq!(err(FdtConfig { ram_size: 0, ..base }), FdtError::BadRamSize(0));
         assert_eq!(
             err(FdtConfig {
                 ram_size: u64::MAX,

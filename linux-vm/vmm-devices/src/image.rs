@@ -87,37 +87,25 @@ impl fmt::Display for ImageError {
                 )
             }
             ImageError::Gzip => {
-                write!(
-                    f,
-                    "kernel file is gzip-compressed; decompress it to a raw arm64 Image"
-                )
+                write!(f, "kernel file is gzip-compressed; decompress it to a raw arm64 Image")
             }
             ImageError::EfiZboot => write!(
                 f,
                 "kernel file is an EFI zboot (compressed) image; extract the raw arm64 Image"
             ),
             ImageError::Elf => {
-                write!(
-                    f,
-                    "kernel file is an ELF (vmlinux); use the raw arm64 Image instead"
-                )
+                write!(f, "kernel file is an ELF (vmlinux); use the raw arm64 Image instead")
             }
             ImageError::BadMagic { found } => write!(
                 f,
                 "not an arm64 Linux Image: magic at 0x38 is {found:#010x}, expected \"ARM\\x64\""
             ),
-            ImageError::BigEndian => write!(
-                f,
-                "arm64 Image is big-endian; only little-endian kernels boot"
-            ),
+            ImageError::BigEndian => write!(f, "arm64 Image is big-endian; only little-endian kernels boot"),
             ImageError::BadTextOffset { text_offset } => write!(
                 f,
                 "arm64 Image text_offset {text_offset:#x} is not 4 KiB aligned below 2 MiB"
             ),
-            ImageError::BadImageSize {
-                image_size,
-                file_len,
-            } => write!(
+            ImageError::BadImageSize { image_size, file_len } => write!(
                 f,
                 "arm64 Image image_size {image_size:#x} does not cover the {file_len}-byte file \
                  or is too large"
@@ -180,7 +168,9 @@ impl ImageHeader {
             return Err(ImageError::EfiZboot);
         }
         if image.len() < HEADER_SIZE || file_len < HEADER_SIZE {
-            return Err(ImageError::TooShort { len: file_len.min(image.len()) });
+            return Err(ImageError::TooShort {
+                len: file_len.min(image.len()),
+            });
         }
         let magic = le32(image, MAGIC_OFFSET);
         if magic != MAGIC {
@@ -202,10 +192,7 @@ impl ImageHeader {
             return Err(ImageError::BadTextOffset { text_offset });
         }
         if image_size < file_len as u64 || image_size > MAX_IMAGE_SIZE {
-            return Err(ImageError::BadImageSize {
-                image_size,
-                file_len,
-            });
+            return Err(ImageError::BadImageSize { image_size, file_len });
         }
         Ok(ImageHeader {
             text_offset,
@@ -275,9 +262,7 @@ pub fn boot_layout(
         available: ram_size,
     };
     let kernel = header.load_address(ram_base).ok_or(too_small(u64::MAX))?;
-    let kernel_end = kernel
-        .checked_add(header.image_size)
-        .ok_or(too_small(u64::MAX))?;
+    let kernel_end = kernel.checked_add(header.image_size).ok_or(too_small(u64::MAX))?;
     let ram_end = ram_base.checked_add(ram_size).ok_or(too_small(u64::MAX))?;
     let dtb = ram_end
         .checked_sub(BASE_ALIGN)
@@ -392,43 +377,21 @@ mod tests {
 
     #[test]
     fn clear_errors_for_other_files() {
-        assert_eq!(
-            ImageHeader::parse(&[]),
-            Err(ImageError::TooShort { len: 0 })
-        );
-        assert_eq!(
-            ImageHeader::parse(&[0u8; 63]),
-            Err(ImageError::TooShort { len: 63 })
-        );
-        assert_eq!(
-            ImageHeader::parse(&[0x1f, 0x8b, 8, 0]),
-            Err(ImageError::Gzip)
-        );
-        assert_eq!(
-            ImageHeader::parse(b"\x7fELF\x02\x01\x01"),
-            Err(ImageError::Elf)
-        );
+        assert_eq!(ImageHeader::parse(&[]), Err(ImageError::TooShort { len: 0 }));
+        assert_eq!(ImageHeader::parse(&[0u8; 63]), Err(ImageError::TooShort { len: 63 }));
+        assert_eq!(ImageHeader::parse(&[0x1f, 0x8b, 8, 0]), Err(ImageError::Gzip));
+        assert_eq!(ImageHeader::parse(b"\x7fELF\x02\x01\x01"), Err(ImageError::Elf));
         let mut zboot = vec![0u8; 64];
         zboot[..8].copy_from_slice(b"MZ\0\0zimg");
         assert_eq!(ImageHeader::parse(&zboot), Err(ImageError::EfiZboot));
         let mut bad = header(0, 64, 0);
         bad[MAGIC_OFFSET] = b'X';
-        assert!(matches!(
-            ImageHeader::parse(&bad),
-            Err(ImageError::BadMagic { .. })
-        ));
-        assert!(ImageError::BadMagic { found: 0 }
-            .to_string()
-            .contains("0x38"));
-        assert_eq!(
-            ImageHeader::parse(&header(0, 64, 1)),
-            Err(ImageError::BigEndian)
-        );
+        assert!(matches!(ImageHeader::parse(&bad), Err(ImageError::BadMagic { .. })));
+        assert!(ImageError::BadMagic { found: 0 }.to_string().contains("0x38"));
+        assert_eq!(ImageHeader::parse(&header(0, 64, 1)), Err(ImageError::BigEndian));
         assert_eq!(
             ImageHeader::parse(&header(0x20_0000, 64, 0)),
-            Err(ImageError::BadTextOffset {
-                text_offset: 0x20_0000
-            })
+            Err(ImageError::BadTextOffset { text_offset: 0x20_0000 })
         );
         assert_eq!(
             ImageHeader::parse(&header(0x123, 64, 0)),

@@ -120,10 +120,7 @@ mod tests {
     #[test]
     fn device_lookup_finds_each_frame_and_offset() {
         assert_eq!(device_at(GICD_BASE), Some((Device::GicDistributor, 0)));
-        assert_eq!(
-            device_at(GICD_BASE + 0xffe8),
-            Some((Device::GicDistributor, 0xffe8))
-        );
+        assert_eq!(device_at(GICD_BASE + 0xffe8), Some((Device::GicDistributor, 0xffe8)));
         assert_eq!(
             device_at(GICR_BASE + 0x1_0100),
             Some((Device::GicRedistributor, 0x1_0100))
@@ -131,10 +128,7 @@ mod tests {
         assert_eq!(device_at(PL011_BASE + 0x18), Some((Device::Pl011, 0x18)));
         assert_eq!(device_at(0x0a00_0000), Some((Device::VirtioMmio(0), 0)));
         assert_eq!(device_at(0x0a00_0270), Some((Device::VirtioMmio(1), 0x70)));
-        assert_eq!(
-            device_at(0x0a00_3e00 + 0x1ff),
-            Some((Device::VirtioMmio(31), 0x1ff))
-        );
+        assert_eq!(device_at(0x0a00_3e00 + 0x1ff), Some((Device::VirtioMmio(31), 0x1ff)));
     }
 
     #[test]

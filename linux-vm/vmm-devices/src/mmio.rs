@@ -53,10 +53,7 @@ impl fmt::Display for MmioError {
                 )
             }
             MmioError::NotDataAbort { ec } => {
-                write!(
-                    f,
-                    "not a guest data abort (ESR_EL2.EC {ec:#x}, expected 0x24)"
-                )
+                write!(f, "not a guest data abort (ESR_EL2.EC {ec:#x}, expected 0x24)")
             }
             MmioError::NoSyndrome => write!(
                 f,
@@ -182,21 +179,13 @@ mod tests {
         );
         // str x30, [x1]
         let a = MmioAccess::decode(esr(3, false, 30, true, true)).unwrap();
-        assert_eq!(
-            (a.size, a.write, a.reg, a.sixty_four),
-            (8, true, Some(30), true)
-        );
+        assert_eq!((a.size, a.write, a.reg, a.sixty_four), (8, true, Some(30), true));
         // strb wzr, [x2]
         let a = MmioAccess::decode(esr(0, false, 31, false, true)).unwrap();
         assert_eq!((a.size, a.write, a.reg), (1, true, None));
         assert_eq!(a.store_value(0), 0);
         // ldrh w5
-        assert_eq!(
-            MmioAccess::decode(esr(1, false, 5, false, false))
-                .unwrap()
-                .size,
-            2
-        );
+        assert_eq!(MmioAccess::decode(esr(1, false, 5, false, false)).unwrap().size, 2);
     }
 
     #[test]
@@ -204,10 +193,7 @@ mod tests {
         // ESR 0x93830007, what `ldr w3, [x1]` (Linux's readl) on an unmapped page
         // reports: EC 0x24, IL, ISV, SAS=2 (word), SRT=3, SF=0, WnR=0, DFSC 7.
         let a = MmioAccess::decode(0x9383_0007).unwrap();
-        assert_eq!(
-            (a.size, a.write, a.reg, a.sixty_four),
-            (4, false, Some(3), false)
-        );
+        assert_eq!((a.size, a.write, a.reg, a.sixty_four), (4, false, Some(3), false));
         assert_eq!(esr::instruction_length(0x9383_0007), 4);
     }
 
@@ -225,15 +211,9 @@ mod tests {
         let no_isv = esr(2, false, 3, false, false) & !ISS_ISV;
         assert_eq!(MmioAccess::decode(no_isv), Err(MmioError::NoSyndrome));
         let ifetch = (ec::IABT_LOWER << esr::EC_SHIFT) | esr::IL | 0x07;
-        assert_eq!(
-            MmioAccess::decode(ifetch),
-            Err(MmioError::NotDataAbort { ec: 0x20 })
-        );
+        assert_eq!(MmioAccess::decode(ifetch), Err(MmioError::NotDataAbort { ec: 0x20 }));
         let hvc = (ec::HVC64 << esr::EC_SHIFT) | esr::IL;
-        assert_eq!(
-            MmioAccess::decode(hvc),
-            Err(MmioError::NotDataAbort { ec: 0x16 })
-        );
+        assert_eq!(MmioAccess::decode(hvc), Err(MmioError::NotDataAbort { ec: 0x16 }));
         assert_eq!(
             MmioAccess::decode(no_isv | ISS_CM | ISS_WNR),
             Err(MmioError::CacheMaintenance)
@@ -261,10 +241,7 @@ mod tests {
         // ldrsh x0 of a positive value.
         assert_eq!(ld(1, true, true).load_result(0x7fff), 0x7fff);
         // ldrsw x0.
-        assert_eq!(
-            ld(2, true, true).load_result(0x8000_0000),
-            0xffff_ffff_8000_0000
-        );
+        assert_eq!(ld(2, true, true).load_result(0x8000_0000), 0xffff_ffff_8000_0000);
         // ldr w0: upper half of the device value dropped.
         assert_eq!(ld(2, false, false).load_result(u64::MAX), 0xffff_ffff);
         // ldr x0.
@@ -293,11 +270,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let v = if i % 2 == 0 {
-                x
-            } else {
-                (0x24 << 26) | (x & 0x3ff_ffff)
-            };
+            let v = if i % 2 == 0 { x } else { (0x24 << 26) | (x & 0x3ff_ffff) };
             if let Ok(a) = MmioAccess::decode(v) {
                 assert!(matches!(a.size, 1 | 2 | 4 | 8));
                 assert!(a.reg.is_none_or(|r| r < 31));

@@ -77,8 +77,7 @@ impl Pl011 {
     /// A guest read of `size` bytes at `offset`. Accesses of 1, 2 or 4 bytes within a
     /// register read the corresponding bytes of it; anything else reads 0.
     pub fn read(&self, offset: u64, size: u8) -> u64 {
-        if !matches!(size, 1 | 2 | 4) || !offset.is_multiple_of(u64::from(size)) || offset >= 0x1000
-        {
+        if !matches!(size, 1 | 2 | 4) || !offset.is_multiple_of(u64::from(size)) || offset >= 0x1000 {
             return 0;
         }
         let shift = (offset % 4) * 8;
@@ -161,11 +160,7 @@ mod tests {
     #[test]
     fn amba_id_registers() {
         let u = Pl011::new();
-        let id = |base: u64| {
-            (0..4).fold(0u32, |acc, i| {
-                acc | (u.read(base + i * 4, 4) as u32) << (8 * i)
-            })
-        };
+        let id = |base: u64| (0..4).fold(0u32, |acc, i| acc | (u.read(base + i * 4, 4) as u32) << (8 * i));
         // The AMBA bus reads these words' low bytes; Linux matches 0x00041011 & 0x000fffff.
         assert_eq!(id(0xfe0) & 0x000f_ffff, 0x0004_1011);
         assert_eq!(id(0xff0), 0xb105_f00d);
@@ -183,11 +178,7 @@ mod tests {
         u.write(reg::IBRD, 2, 13);
         u.write(reg::FBRD, 2, 0xff);
         assert_eq!(
-            (
-                u.read(reg::LCR_H, 4),
-                u.read(reg::IBRD, 4),
-                u.read(reg::FBRD, 4)
-            ),
+            (u.read(reg::LCR_H, 4), u.read(reg::IBRD, 4), u.read(reg::FBRD, 4)),
             (0x70, 13, 0x3f)
         );
         // No interrupt is ever reported.
@@ -202,11 +193,7 @@ mod tests {
     #[test]
     fn bad_accesses_are_harmless() {
         let mut u = Pl011::new();
-        assert_eq!(
-            u.write(reg::DR, 8, 0x41),
-            None,
-            "64-bit write is not a DR write"
-        );
+        assert_eq!(u.write(reg::DR, 8, 0x41), None, "64-bit write is not a DR write");
         assert_eq!(u.write(reg::DR + 1, 1, 0x41), None, "upper byte of DR");
         assert_eq!(u.write(reg::DR + 2, 4, 0x41), None, "misaligned");
         assert_eq!(u.read(reg::FR, 8), 0);

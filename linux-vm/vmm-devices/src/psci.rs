@@ -275,23 +275,11 @@ mod tests {
         // Boot vCPU: already on (both conventions); any other MPIDR: invalid.
         assert_eq!(call(0xc400_0003, 0, 0x4008_0000).x0, ret::ALREADY_ON as u64);
         assert_eq!(call(0x8400_0003, 0, 0x4008_0000).x0, ret::ALREADY_ON as u64);
-        assert_eq!(
-            call(0xc400_0003, 1, 0x4008_0000).x0,
-            ret::INVALID_PARAMETERS as u64
-        );
-        assert_eq!(
-            call(0xc400_0003, 0x100, 0).x0,
-            ret::INVALID_PARAMETERS as u64
-        );
+        assert_eq!(call(0xc400_0003, 1, 0x4008_0000).x0, ret::INVALID_PARAMETERS as u64);
+        assert_eq!(call(0xc400_0003, 0x100, 0).x0, ret::INVALID_PARAMETERS as u64);
         // SMC32: the upper half of target_cpu is ignored; SMC64 sees Aff3.
-        assert_eq!(
-            call(0x8400_0003, 0x1_0000_0000, 0).x0,
-            ret::ALREADY_ON as u64
-        );
-        assert_eq!(
-            call(0xc400_0003, 0x1_0000_0000, 0).x0,
-            ret::INVALID_PARAMETERS as u64
-        );
+        assert_eq!(call(0x8400_0003, 0x1_0000_0000, 0).x0, ret::ALREADY_ON as u64);
+        assert_eq!(call(0xc400_0003, 0x1_0000_0000, 0).x0, ret::INVALID_PARAMETERS as u64);
         // A non-zero boot MPIDR (bit 31 RES1 and MT bit are not affinity).
         let o = handle([0xc400_0003, 0x8000_0102, 0, 0], 0x102);
         assert_eq!(o.x0, ret::ALREADY_ON as u64);
@@ -304,16 +292,10 @@ mod tests {
         assert_eq!(call(0xc400_0004, 1, 0).x0, ret::INVALID_PARAMETERS as u64);
         // Level 1: cluster 0 contains the running vCPU, whatever Aff0 says.
         assert_eq!(call(0xc400_0004, 5, 1).x0, 0);
-        assert_eq!(
-            call(0xc400_0004, 0x100, 1).x0,
-            ret::INVALID_PARAMETERS as u64
-        );
+        assert_eq!(call(0xc400_0004, 0x100, 1).x0, ret::INVALID_PARAMETERS as u64);
         assert_eq!(call(0xc400_0004, 0xff_ffff, 3).x0, 0);
         assert_eq!(call(0xc400_0004, 0, 4).x0, ret::INVALID_PARAMETERS as u64);
-        assert_eq!(
-            call(0xc400_0004, 0, u64::MAX).x0,
-            ret::INVALID_PARAMETERS as u64
-        );
+        assert_eq!(call(0xc400_0004, 0, u64::MAX).x0, ret::INVALID_PARAMETERS as u64);
     }
 
     #[test]
@@ -341,10 +323,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let o = handle(
-                [x, x.rotate_left(7), x.rotate_left(23), x.rotate_left(41)],
-                x >> 11,
-            );
+            let o = handle([x, x.rotate_left(7), x.rotate_left(23), x.rotate_left(41)], x >> 11);
             // Results are either a small status/value or a sign-extended error.
             assert!(o.x0 <= 0x1_0001 || (o.x0 as i64) < 0, "{:#x}", o.x0);
         }

@@ -134,10 +134,7 @@ impl fmt::Display for VgicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VgicError::TooManySpis { requested } => {
-                write!(
-                    f,
-                    "{requested} SPIs asked for; a GICv3 has at most {MAX_SPIS}"
-                )
+                write!(f, "{requested} SPIs asked for; a GICv3 has at most {MAX_SPIS}")
             }
         }
     }
@@ -169,9 +166,7 @@ impl Vgic {
     /// in its reset state: disabled, group 0, priority 0, level-triggered, asleep.
     pub fn new(num_spis: u32, affinity: u64) -> Result<Self, VgicError> {
         if num_spis > MAX_SPIS {
-            return Err(VgicError::TooManySpis {
-                requested: num_spis,
-            });
+            return Err(VgicError::TooManySpis { requested: num_spis });
         }
         let words = (32 + num_spis as usize).div_ceil(32);
         let mut edge = vec![0u32; words];
@@ -394,9 +389,7 @@ impl Vgic {
                     }
                 }
             }
-            (0x0400..=0x07ff, 1 | 4) => {
-                self.write_priority((off - 0x400) as u32, size, value, |i| i >= 32)
-            }
+            (0x0400..=0x07ff, 1 | 4) => self.write_priority((off - 0x400) as u32, size, value, |i| i >= 32),
             (0x0c00..=0x0cff, 4) => {
                 let index = ((off - 0xc00) / 4) as usize;
                 if index >= 2 {
@@ -478,9 +471,7 @@ impl Vgic {
                     self.write_bits(bits, kind, 0, value as u32);
                 }
             }
-            (0x0400..=0x041f, 1 | 4) => {
-                self.write_priority((off - 0x400) as u32, size, value, |i| i < 32)
-            }
+            (0x0400..=0x041f, 1 | 4) => self.write_priority((off - 0x400) as u32, size, value, |i| i < 32),
             (0x0c04, 4) => self.write_icfgr(1, value as u32),
             _ => {}
         }
@@ -512,15 +503,13 @@ impl Vgic {
 
     /// Priority of `intid`, or `None` if it is not implemented.
     pub fn priority(&self, intid: u32) -> Option<u8> {
-        self.implemented(intid)
-            .then(|| self.priority[intid as usize])
+        self.implemented(intid).then(|| self.priority[intid as usize])
     }
 
     /// Whether `intid` is configured edge-triggered (false: level), or `None` if it is
     /// not implemented.
     pub fn edge_triggered(&self, intid: u32) -> Option<bool> {
-        self.implemented(intid)
-            .then(|| Self::bit(&self.edge, intid))
+        self.implemented(intid).then(|| Self::bit(&self.edge, intid))
     }
 
     /// Whether the guest woke the redistributor (GICR_WAKER.ProcessorSleep = 0).
@@ -633,11 +622,7 @@ mod tests {
         // gic_cpu_init: find our redistributor, wake it.
         let w = g.read(R, 0x14, 4);
         g.write(R, 0x14, 4, w & !(1 << 1));
-        assert_eq!(
-            g.read(R, 0x14, 4) & (1 << 2),
-            0,
-            "ChildrenAsleep cleared: awake"
-        );
+        assert_eq!(g.read(R, 0x14, 4) & (1 << 2), 0, "ChildrenAsleep cleared: awake");
         assert!(g.redistributor_awake());
         // gic_cpu_config: SGIs/PPIs group 1, deactivate and disable all, priorities.
         g.write(R, 0x1_0080, 4, 0xffff_ffff);
@@ -696,19 +681,14 @@ mod tests {
             Vgic::new(MAX_SPIS + 1, 0).unwrap_err(),
             VgicError::TooManySpis { requested: 989 }
         );
-        assert!(VgicError::TooManySpis { requested: 989 }
-            .to_string()
-            .contains("988"));
+        assert!(VgicError::TooManySpis { requested: 989 }.to_string().contains("988"));
     }
 
     #[test]
     fn id_registers() {
         let g = gic();
         let ids: Vec<u64> = (0..12).map(|i| g.read(D, 0xffd0 + i * 4, 4)).collect();
-        assert_eq!(
-            ids,
-            [0x44, 0, 0, 0, 0x92, 0xb4, 0x3b, 0, 0x0d, 0xf0, 0x05, 0xb1]
-        );
+        assert_eq!(ids, [0x44, 0, 0, 0, 0x92, 0xb4, 0x3b, 0, 0x0d, 0xf0, 0x05, 0xb1]);
         assert_eq!(g.read(R, 0xffe0, 4), 0x93);
         assert_eq!(g.read(R, 0xffe8, 4), 0x3b);
         assert_eq!(g.read(R, 0x4, 4), u64::from(IIDR));
@@ -717,11 +697,7 @@ mod tests {
     #[test]
     fn ctlr_keeps_only_enable_bits() {
         let mut g = gic();
-        assert_eq!(
-            g.read(D, 0, 4),
-            0x50,
-            "ARE and DS at reset, groups disabled"
-        );
+        assert_eq!(g.read(D, 0, 4), 0x50, "ARE and DS at reset, groups disabled");
         g.write(D, 0, 4, 0xffff_ffff);
         assert_eq!(g.read(D, 0, 4), 0x53);
         g.write(D, 0, 4, 0);
@@ -768,11 +744,7 @@ mod tests {
         g.write(D, 0x204, 4, 0x5);
         g.write(D, 0x284, 4, 0x1);
         assert_eq!(g.read(D, 0x204, 4), 0x4);
-        assert_eq!(
-            g.read(D, 0x284, 4),
-            0x4,
-            "ICPENDR reads the pending state too"
-        );
+        assert_eq!(g.read(D, 0x284, 4), 0x4, "ICPENDR reads the pending state too");
         g.write(D, 0x304, 4, 0xf0);
         g.write(D, 0x384, 4, 0x30);
         assert_eq!(g.read(D, 0x304, 4), 0xc0);
@@ -843,11 +815,7 @@ mod tests {
         let mut g = gic();
         let off = 0x6000 + 40 * 8;
         g.write(D, off, 8, 0xffff_ffff_ffff_ffff);
-        assert_eq!(
-            g.read(D, off, 8),
-            0xff_00ff_ffff,
-            "IRM and reserved bits are RES0"
-        );
+        assert_eq!(g.read(D, off, 8), 0xff_00ff_ffff, "IRM and reserved bits are RES0");
         g.write(D, off, 4, 0x0001_0203);
         g.write(D, off + 4, 4, 0x07);
         assert_eq!(g.read(D, off, 8), 0x07_0001_0203);
@@ -896,9 +864,7 @@ mod tests {
         for i in [60, 50, 70] {
             g.raise(i);
         }
-        let order: Vec<u32> = core::iter::from_fn(|| g.take_pending())
-            .map(|p| p.intid)
-            .collect();
+        let order: Vec<u32> = core::iter::from_fn(|| g.take_pending()).map(|p| p.intid).collect();
         assert_eq!(order, [70, 50, 60]);
         // A disabled SPI stays pending until it is enabled.
         g.write(D, 0x184, 4, 1 << 2); // disable 34
@@ -955,10 +921,6 @@ mod tests {
         g.write(D, 0x102, 4, u64::MAX);
         assert_eq!(g.read(D, 0x104, 4), 0);
         assert_eq!(g.read(D, 0x1, 4), 0);
-        assert_eq!(
-            g.read(R, 0xc, 8),
-            0,
-            "GICR_TYPER needs 8-byte alignment for readq"
-        );
+        assert_eq!(g.read(R, 0xc, 8), 0, "GICR_TYPER needs 8-byte alignment for readq");
     }
 }

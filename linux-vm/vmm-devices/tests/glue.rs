@@ -1,10 +1,10 @@
 //! The VMM's use of the device models end to end: boot layout and device tree from a
 //! kernel header, then guest MMIO faults and HVCs dispatched the way the VMM PD does.
 
+use vcpos_abi::esr::instruction_length;
 use vcpos_vmm_devices::fdt::{self, FdtConfig};
 use vcpos_vmm_devices::image::{boot_layout, ImageHeader};
 use vcpos_vmm_devices::layout::{self, Device};
-use vcpos_abi::esr::instruction_length;
 use vcpos_vmm_devices::mmio::{MmioAccess, MmioError};
 use vcpos_vmm_devices::pl011::Pl011;
 use vcpos_vmm_devices::psci::{self, Action};
@@ -42,17 +42,9 @@ impl Vmm {
         if access.write {
             let value = access.store_value(access.reg.map_or(0, |r| self.regs[r as usize]));
             match device {
-                Device::GicDistributor => {
-                    self.vgic
-                        .write(Region::Distributor, offset, access.size, value)
-                }
-                Device::GicRedistributor => {
-                    self.vgic
-                        .write(Region::Redistributor, offset, access.size, value)
-                }
-                Device::Pl011 => self
-                    .console
-                    .extend(self.uart.write(offset, access.size, value)),
+                Device::GicDistributor => self.vgic.write(Region::Distributor, offset, access.size, value),
+                Device::GicRedistributor => self.vgic.write(Region::Redistributor, offset, access.size, value),
+                Device::Pl011 => self.console.extend(self.uart.write(offset, access.size, value)),
                 Device::VirtioMmio(_) => {}
             }
             while let Some(irq) = self.vgic.take_pending() {
@@ -61,9 +53,7 @@ impl Vmm {
         } else {
             let value = match device {
                 Device::GicDistributor => self.vgic.read(Region::Distributor, offset, access.size),
-                Device::GicRedistributor => {
-                    self.vgic.read(Region::Redistributor, offset, access.size)
-                }
+                Device::GicRedistributor => self.vgic.read(Region::Redistributor, offset, access.size),
                 Device::Pl011 => self.uart.read(offset, access.size),
                 Device::VirtioMmio(_) => 0,
             };
@@ -131,42 +121,34 @@ fn guest_mmio_and_hvc_through_the_models() {
     let gicr = layout::GICR_BASE;
 
     // ldr w1, [GICD_PIDR2]
-    vmm.vm_fault(gicd + 0xffe8, esr(4, false, 1, false, false))
-        .unwrap();
+    vmm.vm_fault(gicd + 0xffe8, esr(4, false, 1, false, false)).unwrap();
     assert_eq!(vmm.regs[1], 0x3b);
     assert_eq!(vmm.regs[PC], 4);
     // ldr x2, [GICR_TYPER]
-    vmm.vm_fault(gicr + 8, esr(8, false, 2, true, false))
-        .unwrap();
+    vmm.vm_fault(gicr + 8, esr(8, false, 2, true, false)).unwrap();
     assert_eq!(vmm.regs[2] & (1 << 4), 1 << 4);
     // Wake the redistributor: str wzr, [GICR_WAKER]; then ldr w3.
-    vmm.vm_fault(gicr + 0x14, esr(4, false, 31, false, true))
-        .unwrap();
-    vmm.vm_fault(gicr + 0x14, esr(4, false, 3, false, false))
-        .unwrap();
+    vmm.vm_fault(gicr + 0x14, esr(4, false, 31, false, true)).unwrap();
+    vmm.vm_fault(gicr + 0x14, esr(4, false, 3, false, false)).unwrap();
     assert_eq!(vmm.regs[3], 0);
     // Enable group 1, make SPI 48 (virtio slot 0) group 1 and enable it.
     vmm.regs[4] = 0x13;
     vmm.vm_fault(gicd, esr(4, false, 4, false, true)).unwrap();
     vmm.regs[5] = 1 << 16;
-    vmm.vm_fault(gicd + 0x84, esr(4, false, 5, false, true))
-        .unwrap();
-    vmm.vm_fault(gicd + 0x104, esr(4, false, 5, false, true))
-        .unwrap();
+    vmm.vm_fault(gicd + 0x84, esr(4, false, 5, false, true)).unwrap();
+    vmm.vm_fault(gicd + 0x104, esr(4, false, 5, false, true)).unwrap();
     assert!(vmm.vgic.spi_enabled(layout::virtio_mmio_intid(0).unwrap()));
     // The device raises it; the VMM hands it to the kernel.
     assert!(vmm.vgic.raise(48));
     assert_eq!(vmm.vgic.take_pending().map(|p| p.intid), Some(48));
     // Guest pends SPI 48 itself (irq_retrigger): delivered after the write.
-    vmm.vm_fault(gicd + 0x204, esr(4, false, 5, false, true))
-        .unwrap();
+    vmm.vm_fault(gicd + 0x204, esr(4, false, 5, false, true)).unwrap();
     assert_eq!(vmm.injected.last().map(|p| p.intid), Some(48));
 
     // Early console: strb w6, [UARTDR]; ldrh w7, [UARTFR]; ldrsb x8 of the FR byte.
     for &c in b"hi\n" {
         vmm.regs[6] = 0xffff_ff00 | u64::from(c);
-        vmm.vm_fault(layout::PL011_BASE, esr(1, false, 6, false, true))
-            .unwrap();
+        vmm.vm_fault(layout::PL011_BASE, esr(1, false, 6, false, true)).unwrap();
     }
     assert_eq!(vmm.console, b"hi\n");
     vmm.vm_fault(layout::PL011_BASE + 0x18, esr(2, false, 7, false, false))
@@ -174,10 +156,7 @@ fn guest_mmio_and_hvc_through_the_models() {
     assert_eq!(vmm.regs[7], 0x90);
     vmm.vm_fault(layout::PL011_BASE + 0x18, esr(1, true, 8, true, false))
         .unwrap();
-    assert_eq!(
-        vmm.regs[8], 0xffff_ffff_ffff_ff90,
-        "LDRSB sign-extends 0x90"
-    );
+    assert_eq!(vmm.regs[8], 0xffff_ffff_ffff_ff90, "LDRSB sign-extends 0x90");
 
     // A load/store pair has no syndrome: a clear error, PC untouched.
     let pc = vmm.regs[PC];

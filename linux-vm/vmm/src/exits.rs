@@ -16,7 +16,6 @@ use vcpos_vmm_devices::vgic::Region;
 
 use crate::{Vmm, VCPU};
 
-
 /// Guest boots allowed within [`QUICK_REBOOT_WINDOW_S`] before the VM is stopped.
 const MAX_QUICK_REBOOTS: u32 = 5;
 /// The window for [`MAX_QUICK_REBOOTS`], in seconds.

@@ -21,7 +21,9 @@ const RUNTIME_PACKAGE: &str = "vcpos-microkit";
 #[proc_macro_attribute]
 pub fn protection_domain(attr: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let runtime = runtime_path();
-    expand(attr.into(), item.into(), runtime).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand(attr.into(), item.into(), runtime)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// The path to the runtime crate as the calling crate names it.
@@ -71,7 +73,10 @@ fn expand(attr: TokenStream, item: TokenStream, runtime: TokenStream) -> syn::Re
     let options = parse_options(attr)?;
     let func: ItemFn = syn::parse2(item)?;
     if !func.sig.inputs.is_empty() {
-        return Err(syn::Error::new_spanned(&func.sig.inputs, "the init function takes no arguments"));
+        return Err(syn::Error::new_spanned(
+            &func.sig.inputs,
+            "the init function takes no arguments",
+        ));
     }
     let name = &func.sig.ident;
     let heap = options.heap_size.map(|e| quote!(, heap_size = #e));
@@ -89,14 +94,19 @@ mod tests {
     fn expand_str(attr: &str, item: &str) -> Result<String, String> {
         let attr: TokenStream = attr.parse().unwrap();
         let item: TokenStream = item.parse().unwrap();
-        expand(attr, item, quote!(::sel4_microkit)).map(|t| t.to_string()).map_err(|e| e.to_string())
+        expand(attr, item, quote!(::sel4_microkit))
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn plain_attribute_declares_init() {
         let out = expand_str("", "fn init() -> impl Handler { NullHandler::new() }").unwrap();
         assert!(out.starts_with("fn init () -> impl Handler"), "{out}");
-        assert!(out.ends_with(":: sel4_microkit :: declare_protection_domain ! (init = init) ;"), "{out}");
+        assert!(
+            out.ends_with(":: sel4_microkit :: declare_protection_domain ! (init = init) ;"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -118,7 +128,10 @@ mod tests {
             expand_str("heap_size = 1, heap_size = 2", "fn init() -> H { H }").unwrap_err(),
             "option given twice"
         );
-        assert_eq!(expand_str("", "fn init(x: u32) -> H { H }").unwrap_err(), "the init function takes no arguments");
+        assert_eq!(
+            expand_str("", "fn init(x: u32) -> H { H }").unwrap_err(),
+            "the init function takes no arguments"
+        );
         assert!(expand_str("", "struct NotAFunction;").is_err());
     }
 }

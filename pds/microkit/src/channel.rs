@@ -139,7 +139,9 @@ impl ChannelSet {
     /// The channels in the set, in ascending order of id.
     pub fn iter(&self) -> impl Iterator<Item = Channel> + '_ {
         let bits = self.0;
-        (0..MAX_CHANNELS).filter(move |i| bits & (1 << i) != 0).map(Channel::new)
+        (0..MAX_CHANNELS)
+            .filter(move |i| bits & (1 << i) != 0)
+            .map(Channel::new)
     }
 
     /// A `Display` view: `{1, 3}`.
@@ -298,7 +300,9 @@ mod tests {
         Child::new(1).resume().unwrap();
         let log = fake::take_log();
         assert_eq!(
-            log.iter().map(|r| (r.sysno, r.cptr, r.arg1)).collect::<std::vec::Vec<_>>(),
+            log.iter()
+                .map(|r| (r.sysno, r.cptr, r.arg1))
+                .collect::<std::vec::Vec<_>>(),
             [
                 (Sysno::TcbRestart as u64, 203, 0x20_0100),
                 (Sysno::TcbStop as u64, 203, 0),

@@ -60,11 +60,7 @@ mod tests {
         for (i, w) in c.to_words().iter().enumerate() {
             crate::message::set_mr(i, *w);
         }
-        fake::push_result(
-            0,
-            thread,
-            vcpos_abi::msg::MsgInfo::new(0, Counters::WORDS).0,
-        );
+        fake::push_result(0, thread, vcpos_abi::msg::MsgInfo::new(0, Counters::WORDS).0);
     }
 
     #[test]

@@ -23,7 +23,10 @@ unsafe impl<const N: usize> Sync for Stack<N> {}
 impl<const N: usize> Stack<N> {
     /// A zeroed stack (in `.bss`). `N` must be a multiple of 16 in 4 KiB..=256 TiB.
     pub const fn new() -> Self {
-        assert!(N >= 4096 && N.is_multiple_of(16), "stack_size must be a multiple of 16 and at least 4 KiB");
+        assert!(
+            N >= 4096 && N.is_multiple_of(16),
+            "stack_size must be a multiple of 16 and at least 4 KiB"
+        );
         assert!((N as u64) < (1 << 48), "stack_size too large");
         Stack(UnsafeCell::new([0; N]))
     }

@@ -48,7 +48,11 @@ impl EventLoop {
     pub(crate) fn wait(&mut self, action: Option<DeferredAction>) -> (u64, MessageInfo) {
         if let Some(action) = action {
             if let Err(e) = action.execute_now() {
-                panic!("deferred {:?} on channel {} failed: {e}", action.interface(), action.channel().index());
+                panic!(
+                    "deferred {:?} on channel {} failed: {e}",
+                    action.interface(),
+                    action.channel().index()
+                );
             }
         }
         let result = match self.reply.take() {
@@ -85,7 +89,10 @@ pub(crate) fn ack_configured_irqs() {
     let irqs = symbols::masks().irqs;
     for id in (0..crate::MAX_CHANNELS).filter(|i| irqs & (1 << i) != 0) {
         if let Err(e) = Channel::new(id).try_irq_ack() {
-            crate::debug_println!("{}: initial ack of IRQ id {id} failed: {e}", symbols::pd_name_for_messages());
+            crate::debug_println!(
+                "{}: initial ack of IRQ id {id} failed: {e}",
+                symbols::pd_name_for_messages()
+            );
         }
     }
 }
@@ -107,7 +114,10 @@ pub fn run_main<H: Handler>(init: impl FnOnce() -> H) -> ! {
     symbols::keep_patched_symbols();
     let mut handler = init();
     let Err(err) = run(&mut handler);
-    crate::debug_println!("{}: main thread terminated with error: {err}", symbols::pd_name_for_messages());
+    crate::debug_println!(
+        "{}: main thread terminated with error: {err}",
+        symbols::pd_name_for_messages()
+    );
     sys::abort()
 }
 
@@ -139,13 +149,15 @@ mod tests {
         }
 
         fn protected(&mut self, channel: Channel, info: MessageInfo) -> Result<MessageInfo, &'static str> {
-            self.calls.push(std::format!("protected {} {}", channel.index(), info.label()));
+            self.calls
+                .push(std::format!("protected {} {}", channel.index(), info.label()));
             set_mr(0, get_mr(0) * 2);
             Ok(MessageInfo::new(info.label() + 1, 1))
         }
 
         fn fault(&mut self, child: Child, info: MessageInfo) -> Result<Option<MessageInfo>, &'static str> {
-            self.calls.push(std::format!("fault {} {}", child.index(), info.label()));
+            self.calls
+                .push(std::format!("fault {} {}", child.index(), info.label()));
             Ok(self.fault_reply.then(MessageInfo::default))
         }
 
@@ -161,7 +173,12 @@ mod tests {
     }
 
     fn rec(sysno: Sysno, cptr: u64, arg1: u64) -> Record {
-        Record { sysno: sysno as u64, cptr, arg1, arg2: 0 }
+        Record {
+            sysno: sysno as u64,
+            cptr,
+            arg1,
+            arg2: 0,
+        }
     }
 
     #[test]
@@ -169,7 +186,10 @@ mod tests {
         let info = MessageInfo::new(1, 0);
         assert_eq!(decode(BADGE_PPC | 5, info), Event::Protected(Channel::new(5), info));
         // Bit 63 wins even with bit 62 set.
-        assert_eq!(decode(BADGE_PPC | BADGE_FAULT | 2, info), Event::Protected(Channel::new(2), info));
+        assert_eq!(
+            decode(BADGE_PPC | BADGE_FAULT | 2, info),
+            Event::Protected(Channel::new(2), info)
+        );
         assert_eq!(decode(BADGE_FAULT | 3, info), Event::Fault(Child::new(3), info));
         // The child id is the badge without bit 62, not masked to 8 bits.
         assert_eq!(decode(BADGE_FAULT | 0x100, info), Event::Fault(Child::new(0x100), info));
@@ -187,7 +207,10 @@ mod tests {
         assert_eq!(h.calls, ["protected 4 7", "notified {3}"]);
         assert_eq!(
             fake::take_log(),
-            [rec(Sysno::Recv, 1, 0), rec(Sysno::ReplyRecv, 1, MessageInfo::new(8, 1).into_inner().0),]
+            [
+                rec(Sysno::Recv, 1, 0),
+                rec(Sysno::ReplyRecv, 1, MessageInfo::new(8, 1).into_inner().0),
+            ]
         );
     }
 
@@ -227,7 +250,10 @@ mod tests {
         step(&mut lp, &mut h, BADGE_FAULT | 1, MessageInfo::new(6, 4)).unwrap();
         let sysnos: std::vec::Vec<u64> = fake::take_log().iter().map(|r| r.sysno).collect();
         // First wait: Recv; after a `None` fault: Recv; after a `Some`: ReplyRecv.
-        assert_eq!(sysnos, [Sysno::Recv as u64, Sysno::Recv as u64, Sysno::ReplyRecv as u64]);
+        assert_eq!(
+            sysnos,
+            [Sysno::Recv as u64, Sysno::Recv as u64, Sysno::ReplyRecv as u64]
+        );
         assert_eq!(h.calls, ["fault 1 6", "fault 1 6", "fault 1 6"]);
     }
 
@@ -235,7 +261,10 @@ mod tests {
     fn handler_error_stops_the_loop() {
         fake::reset();
         let (mut lp, mut h) = (EventLoop::default(), Recorder::default());
-        assert_eq!(step(&mut lp, &mut h, 1 << 9, MessageInfo::default()), Err("channel 9 is poison"));
+        assert_eq!(
+            step(&mut lp, &mut h, 1 << 9, MessageInfo::default()),
+            Err("channel 9 is poison")
+        );
     }
 
     #[test]
@@ -245,8 +274,14 @@ mod tests {
         fake::push_result(0, 0, 0);
         fake::push_result(vcpos_abi::syscall::Error::InvalidCapability as u64, 0, 0);
         ack_configured_irqs();
-        assert_eq!(fake::take_log(), [rec(Sysno::IrqAck, 138, 0), rec(Sysno::IrqAck, 140, 0)]);
-        assert_eq!(fake::take_output(), ": initial ack of IRQ id 2 failed: invalid capability\n");
+        assert_eq!(
+            fake::take_log(),
+            [rec(Sysno::IrqAck, 138, 0), rec(Sysno::IrqAck, 140, 0)]
+        );
+        assert_eq!(
+            fake::take_output(),
+            ": initial ack of IRQ id 2 failed: invalid capability\n"
+        );
     }
 
     #[test]

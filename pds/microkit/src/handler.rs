@@ -24,14 +24,20 @@ pub trait Handler {
     /// A PPC arrived on `channel`; its message registers are in place. The returned
     /// message info (and the message registers set here) form the reply.
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
-        panic!("unexpected protected procedure call from channel {} with {msg_info:?}", channel.index())
+        panic!(
+            "unexpected protected procedure call from channel {} with {msg_info:?}",
+            channel.index()
+        )
     }
 
     /// Child `child` faulted; `msg_info.fault()` decodes it. `Some(reply)` replies
     /// (the child resumes at the faulting instruction); `None` does not (e.g. after
     /// [`Child::restart`]).
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
-        panic!("unexpected fault from child protection domain {} with {msg_info:?}", child.index())
+        panic!(
+            "unexpected fault from child protection domain {} with {msg_info:?}",
+            child.index()
+        )
     }
 
     /// The action to perform before the next wait, if any (polled after every event).

@@ -28,7 +28,10 @@ impl<const N: usize> StaticHeap<N> {
     /// An empty heap (claims its memory on first use).
     pub const fn new() -> Self {
         assert!(N >= 64, "heap_size must be at least 64 bytes");
-        StaticHeap { heap: LockedHeap::empty(), arena: UnsafeCell::new([0; N]) }
+        StaticHeap {
+            heap: LockedHeap::empty(),
+            arena: UnsafeCell::new([0; N]),
+        }
     }
 }
 

@@ -64,11 +64,11 @@ pub use message::{
 };
 pub use region::{RegionError, SharedRegion};
 pub use symbols::{pd_is_passive, pd_name, pd_name_bytes};
-pub use vcpu::Vcpu;
 /// An error code returned by the kernel.
 pub use vcpos_abi::syscall::Error as KernelError;
 /// The attribute that declares a PD's `init` function (see [`declare_protection_domain!`]).
 pub use vcpos_microkit_macros::protection_domain;
+pub use vcpu::Vcpu;
 
 /// Items the macros use; not part of the API.
 #[doc(hidden)]

@@ -36,7 +36,9 @@ impl MessageInfo {
     pub fn new(label: MessageLabel, count: usize) -> Self {
         assert!(count <= MAX_MRS, "message count {count} exceeds {MAX_MRS} registers");
         assert!(label <= MsgInfo::MAX_LABEL, "message label {label:#x} exceeds 52 bits");
-        MessageInfo { inner: MsgInfo::new(label, count) }
+        MessageInfo {
+            inner: MsgInfo::new(label, count),
+        }
     }
 
     /// The label.
@@ -75,7 +77,10 @@ impl MessageInfo {
 
 impl fmt::Debug for MessageInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageInfo").field("label", &self.label()).field("count", &self.count()).finish()
+        f.debug_struct("MessageInfo")
+            .field("label", &self.label())
+            .field("count", &self.count())
+            .finish()
     }
 }
 
@@ -212,13 +217,21 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Fault::VmFault { ip, addr, prefetch, fsr } => write!(
+            Fault::VmFault {
+                ip,
+                addr,
+                prefetch,
+                fsr,
+            } => write!(
                 f,
                 "VM fault ({}) at address {addr:#x}, pc {ip:#x}, fsr {fsr:#x}",
                 if prefetch { "instruction fetch" } else { "data access" }
             ),
             Fault::UserException { ip, sp, spsr, ec, iss } => {
-                write!(f, "user exception ec {ec:#x} iss {iss:#x} at pc {ip:#x}, sp {sp:#x}, spsr {spsr:#x}")
+                write!(
+                    f,
+                    "user exception ec {ec:#x} iss {iss:#x} at pc {ip:#x}, sp {sp:#x}, spsr {spsr:#x}"
+                )
             }
             Fault::Other { label } => write!(f, "{} (label {label})", vcpos_abi::fault::label_name(label)),
         }
@@ -274,19 +287,50 @@ mod tests {
             set_mr(i, v);
         }
         let f = MessageInfo::new(label::VM_FAULT, vm_fault::LENGTH).fault();
-        assert_eq!(f, Fault::VmFault { ip: 0x20_1234, addr: 0xdead_0000, prefetch: false, fsr: 0x9200_0046 });
+        assert_eq!(
+            f,
+            Fault::VmFault {
+                ip: 0x20_1234,
+                addr: 0xdead_0000,
+                prefetch: false,
+                fsr: 0x9200_0046
+            }
+        );
         assert_eq!(f.label(), label::VM_FAULT);
-        assert_eq!(f.to_string(), "VM fault (data access) at address 0xdead0000, pc 0x201234, fsr 0x92000046");
+        assert_eq!(
+            f.to_string(),
+            "VM fault (data access) at address 0xdead0000, pc 0x201234, fsr 0x92000046"
+        );
     }
 
     #[test]
     fn decodes_user_exception_and_others() {
         let mrs = [0x20_0010, 0xff_ffff_d000, 0x0, 0x00, 0x0];
         let f = Fault::decode(label::USER_EXCEPTION, |i| mrs[i]);
-        assert_eq!(f, Fault::UserException { ip: 0x20_0010, sp: 0xff_ffff_d000, spsr: 0, ec: 0, iss: 0 });
+        assert_eq!(
+            f,
+            Fault::UserException {
+                ip: 0x20_0010,
+                sp: 0xff_ffff_d000,
+                spsr: 0,
+                ec: 0,
+                iss: 0
+            }
+        );
         let f = Fault::decode(label::VM_FAULT, |i| [1, 2, 1, 3][i]);
-        assert_eq!(f, Fault::VmFault { ip: 1, addr: 2, prefetch: true, fsr: 3 });
-        assert_eq!(Fault::decode(label::TIMEOUT, |_| 0), Fault::Other { label: label::TIMEOUT });
+        assert_eq!(
+            f,
+            Fault::VmFault {
+                ip: 1,
+                addr: 2,
+                prefetch: true,
+                fsr: 3
+            }
+        );
+        assert_eq!(
+            Fault::decode(label::TIMEOUT, |_| 0),
+            Fault::Other { label: label::TIMEOUT }
+        );
         assert_eq!(Fault::Other { label: 5 }.to_string(), "timeout (label 5)");
     }
 }

@@ -112,7 +112,10 @@ pub fn region_ptr<T>(addr: usize, symbol: &str) -> NonNull<T> {
 /// Checks the `bytes = B` form of `memory_region_symbol!`.
 #[doc(hidden)]
 pub fn assert_fits(symbol: &str, needed: usize, bytes: usize) {
-    assert!(needed <= bytes, "memory region {symbol}: the type needs {needed} bytes but the region has {bytes}");
+    assert!(
+        needed <= bytes,
+        "memory region {symbol}: the type needs {needed} bytes but the region has {bytes}"
+    );
 }
 
 // The globals every PD image carries (Microkit's names and sizes), patched by the builder.
@@ -184,11 +187,19 @@ pub(crate) struct Masks {
 pub(crate) fn masks() -> Masks {
     #[cfg(all(target_arch = "aarch64", target_os = "none"))]
     {
-        Masks { irqs: microkit_irqs.read(), notifications: microkit_notifications.read(), pps: microkit_pps.read() }
+        Masks {
+            irqs: microkit_irqs.read(),
+            notifications: microkit_notifications.read(),
+            pps: microkit_pps.read(),
+        }
     }
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     {
-        crate::sys::fake::with(|k| Masks { irqs: k.irqs, notifications: k.notifications, pps: k.pps })
+        crate::sys::fake::with(|k| Masks {
+            irqs: k.irqs,
+            notifications: k.notifications,
+            pps: k.pps,
+        })
     }
 }
 

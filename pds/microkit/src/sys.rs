@@ -271,7 +271,10 @@ pub mod fake {
     /// Resets this thread's fake kernel.
     pub fn reset() {
         with(|k| {
-            *k = Kernel { ipc: std::vec![0; 4096], ..Kernel::default() };
+            *k = Kernel {
+                ipc: std::vec![0; 4096],
+                ..Kernel::default()
+            };
         });
     }
 
@@ -303,13 +306,30 @@ pub mod fake {
                     let len = (arg1 as usize).min(vcpos_abi::msg::DEBUG_AREA_SIZE);
                     k.output.push_str(&String::from_utf8_lossy(&k.ipc[start..start + len]));
                 }
-                return RawResult { x0: k.debug_put_error, x1: 0, x2: 0 };
+                return RawResult {
+                    x0: k.debug_put_error,
+                    x1: 0,
+                    x2: 0,
+                };
             }
-            k.log.push(Record { sysno, cptr, arg1, arg2 });
+            k.log.push(Record {
+                sysno,
+                cptr,
+                arg1,
+                arg2,
+            });
             if sysno == Sysno::Recv as u64 || sysno == Sysno::ReplyRecv as u64 {
                 return match k.events.pop_front() {
-                    Some((badge, info)) => RawResult { x0: 0, x1: badge, x2: info },
-                    None => RawResult { x0: super::Error::IllegalOperation as u64, x1: 0, x2: 0 },
+                    Some((badge, info)) => RawResult {
+                        x0: 0,
+                        x1: badge,
+                        x2: info,
+                    },
+                    None => RawResult {
+                        x0: super::Error::IllegalOperation as u64,
+                        x1: 0,
+                        x2: 0,
+                    },
                 };
             }
             k.script.pop_front().unwrap_or(RawResult { x0: 0, x1: 0, x2: 0 })
@@ -333,11 +353,27 @@ mod tests {
         assert_eq!(recv(1), Err(Error::IllegalOperation));
         assert_eq!(tcb_restart(202, 0x20_1000), Ok(()));
         let log = fake::take_log();
-        assert_eq!(log[0], fake::Record { sysno: Sysno::Call as u64, cptr: 75, arg1: MsgInfo::new(3, 1).0, arg2: 0 });
+        assert_eq!(
+            log[0],
+            fake::Record {
+                sysno: Sysno::Call as u64,
+                cptr: 75,
+                arg1: MsgInfo::new(3, 1).0,
+                arg2: 0
+            }
+        );
         assert_eq!(log[1].sysno, Sysno::Signal as u64);
         assert_eq!(log[1].cptr, 4096);
         assert_eq!(log[2].sysno, Sysno::Recv as u64);
-        assert_eq!(log[4], fake::Record { sysno: Sysno::TcbRestart as u64, cptr: 202, arg1: 0x20_1000, arg2: 0 });
+        assert_eq!(
+            log[4],
+            fake::Record {
+                sysno: Sysno::TcbRestart as u64,
+                cptr: 202,
+                arg1: 0x20_1000,
+                arg2: 0
+            }
+        );
     }
 
     #[test]
@@ -346,6 +382,14 @@ mod tests {
         fake::push_result(Error::InvalidSyscall as u64, 0, 0);
         let r = raw_syscall(99, 1, 2, 3);
         assert_eq!(r.result(), Err(Error::InvalidSyscall));
-        assert_eq!(fake::take_log(), [fake::Record { sysno: 99, cptr: 1, arg1: 2, arg2: 3 }]);
+        assert_eq!(
+            fake::take_log(),
+            [fake::Record {
+                sysno: 99,
+                cptr: 1,
+                arg1: 2,
+                arg2: 3
+            }]
+        );
     }
 }

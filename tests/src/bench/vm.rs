@@ -105,7 +105,11 @@ pub struct RunFigures {
 /// The console script of one boot: the ready line, then the benchmark at the prompt,
 /// then the next prompt (the benchmark has ended, whatever it printed).
 pub fn script() -> Vec<Step> {
-    vec![Step::wait_text(READY), linux::command(MMIO_BENCH_COMMAND), Step::wait_text(PROMPT)]
+    vec![
+        Step::wait_text(READY),
+        linux::command(MMIO_BENCH_COMMAND),
+        Step::wait_text(PROMPT),
+    ]
 }
 
 /// The capture options of one boot: [`script`], typed like a person (see
@@ -118,7 +122,9 @@ pub fn options(timeout: Duration) -> CaptureOptions {
 /// The figures of a boot that ran [`script`]; an error says what went wrong.
 pub fn run_figures(c: &Capture) -> Result<RunFigures, String> {
     if c.ending != Ending::ScriptDone || !c.script_complete() {
-        let step = script().get(c.steps_done.len()).map_or_else(String::new, |s| format!(" (waiting to {s})"));
+        let step = script()
+            .get(c.steps_done.len())
+            .map_or_else(String::new, |s| format!(" (waiting to {s})"));
         return Err(format!("the boot did not finish the benchmark: {}{step}", c.ending));
     }
     check_clean(&c.output)?;
@@ -151,7 +157,10 @@ pub fn guest_machine(system: &System) -> Result<(u64, usize), String> {
     }
     let mut ram = 0u64;
     for map in &vm.maps {
-        let mr = system.memory_regions.get(map.mr).ok_or("a VM map names no memory region")?;
+        let mr = system
+            .memory_regions
+            .get(map.mr)
+            .ok_or("a VM map names no memory region")?;
         ram = ram.checked_add(mr.size).ok_or("the VM's memory does not fit 64 bits")?;
     }
     Ok((ram, vm.vcpus.len()))
@@ -208,8 +217,10 @@ pub fn summary(vcpos: &[RunFigures], direct: &[RunFigures]) -> String {
     ) else {
         return String::new();
     };
-    let label =
-        |r: &BenchResult, side: Side| BenchResult { name: format!("{} ({})", r.name, side.name()), ..r.clone() };
+    let label = |r: &BenchResult, side: Side| BenchResult {
+        name: format!("{} ({})", r.name, side.name()),
+        ..r.clone()
+    };
     let (Some(v_cpu), Some(d_cpu), Some(v_pipe), Some(d_pipe)) = (
         med(vcpos, |r| r.cpu.clone()),
         med(direct, |r| r.cpu.clone()),
@@ -264,7 +275,10 @@ pub fn summary(vcpos: &[RunFigures], direct: &[RunFigures]) -> String {
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("    | {l}\n")).collect()
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    | {l}\n"))
+        .collect()
 }
 
 /// One boot on vcpos: builds the system and runs the script.
@@ -296,8 +310,19 @@ fn run_direct(
         log.display()
     );
     match run_figures(&c) {
-        Ok(f) => Ok((f, if opts.verbose { format!("{text}{}", c.output) } else { String::new() })),
-        Err(e) => Err(format!("{e}\n{text}last lines:\n{}{}", tail(&c.output, 40), tail(&c.stderr, 10))),
+        Ok(f) => Ok((
+            f,
+            if opts.verbose {
+                format!("{text}{}", c.output)
+            } else {
+                String::new()
+            },
+        )),
+        Err(e) => Err(format!(
+            "{e}\n{text}last lines:\n{}{}",
+            tail(&c.output, 40),
+            tail(&c.stderr, 10)
+        )),
     }
 }
 
@@ -327,14 +352,21 @@ pub fn run(opts: &VmBenchOptions) -> bool {
     let guest = guest_dir();
     let (kernel, initrd) = (guest.join(GUEST_KERNEL), guest.join(GUEST_INITRD));
     if !kernel.is_file() || !initrd.is_file() {
-        eprintln!("Error: no {} or {}: run tools/guest-image.sh", kernel.display(), initrd.display());
+        eprintln!(
+            "Error: no {} or {}: run tools/guest-image.sh",
+            kernel.display(),
+            initrd.display()
+        );
         return false;
     }
     let system = match vcpos_tool::sdf::load_with(&opts.system, &[artifact_dir(), guest.clone()]) {
         Ok(l) => l.system,
         Err(e) => {
             let why: String = e.iter().map(|d| format!("  {d}\n")).collect();
-            eprintln!("Error: {} is not a valid system description:\n{why}", opts.system.display());
+            eprintln!(
+                "Error: {} is not a valid system description:\n{why}",
+                opts.system.display()
+            );
             return false;
         }
     };
@@ -395,7 +427,13 @@ mod tests {
     use super::*;
 
     fn result(name: &str, ns: u64, ticks: u64) -> BenchResult {
-        BenchResult { name: name.into(), median_ns: ns, median_ticks: ticks, iterations: 1000, per_op: None }
+        BenchResult {
+            name: name.into(),
+            median_ns: ns,
+            median_ticks: ticks,
+            iterations: 1000,
+            per_op: None,
+        }
     }
 
     fn figures(ready_ms: u64, mmio_ns: u64, ram_ns: u64) -> RunFigures {
@@ -424,7 +462,11 @@ mod tests {
             ending,
             elapsed: Duration::from_secs(9),
             pid: 1,
-            steps_done: [7_250, 7_900, 9_000].iter().take(steps).map(|&ms| Duration::from_millis(ms)).collect(),
+            steps_done: [7_250, 7_900, 9_000]
+                .iter()
+                .take(steps)
+                .map(|&ms| Duration::from_millis(ms))
+                .collect(),
             script_steps: script().len(),
         }
     }
@@ -432,10 +474,20 @@ mod tests {
     #[test]
     fn a_finished_run_gives_its_figures() {
         let f = run_figures(&capture(GUEST_OUTPUT, Ending::ScriptDone, 3)).unwrap();
-        assert_eq!(f.ready, Duration::from_millis(7_250), "the ready time is the first step's");
+        assert_eq!(
+            f.ready,
+            Duration::from_millis(7_250),
+            "the ready time is the first step's"
+        );
         assert_eq!(f.mmio, result(MMIO_BENCH, 53_584, 3_349));
         assert_eq!(f.ram, result(RAM_BENCH, 48, 3));
-        assert_eq!(f.cpu, BenchResult { iterations: 21, ..result(CPU_BENCH, 9_800_000, 612_500) });
+        assert_eq!(
+            f.cpu,
+            BenchResult {
+                iterations: 21,
+                ..result(CPU_BENCH, 9_800_000, 612_500)
+            }
+        );
         assert_eq!(f.pipe, result(PIPE_BENCH, 41_000, 2_562));
         let no_pipe = GUEST_OUTPUT.replace("BENCH pipe_roundtrip", "pipe failed");
         let e = run_figures(&capture(&no_pipe, Ending::ScriptDone, 3)).unwrap_err();
@@ -449,12 +501,21 @@ mod tests {
         let no_bench =
             "vcpos-guest: ready\nvcpos-guest# vcpos-mmio-bench\nsh: vcpos-mmio-bench: not found\nvcpos-guest# ";
         let e = run_figures(&capture(no_bench, Ending::ScriptDone, 3)).unwrap_err();
-        assert!(e.contains("no 'BENCH mmio_exit_roundtrip") && e.contains("tools/guest-image.sh"), "{e}");
-        let e =
-            run_figures(&capture(&format!("{GUEST_OUTPUT}vcpos|ERROR: oops\n"), Ending::ScriptDone, 3)).unwrap_err();
+        assert!(
+            e.contains("no 'BENCH mmio_exit_roundtrip") && e.contains("tools/guest-image.sh"),
+            "{e}"
+        );
+        let e = run_figures(&capture(
+            &format!("{GUEST_OUTPUT}vcpos|ERROR: oops\n"),
+            Ending::ScriptDone,
+            3,
+        ))
+        .unwrap_err();
         assert!(e.contains("vcpos|ERROR: oops"), "{e}");
         let bad = GUEST_OUTPUT.replace("median_ticks=3 ", "median_ticks=x ");
-        assert!(run_figures(&capture(&bad, Ending::ScriptDone, 3)).unwrap_err().contains("not a whole number"));
+        assert!(run_figures(&capture(&bad, Ending::ScriptDone, 3))
+            .unwrap_err()
+            .contains("not a whole number"));
     }
 
     #[test]
@@ -463,7 +524,10 @@ mod tests {
         assert_eq!(s[0], Step::wait_text(READY));
         assert_eq!(s[1], Step::after_text(PROMPT, "vcpos-mmio-bench\r"));
         assert_eq!(s[2], Step::wait_text(PROMPT));
-        assert!(options(Duration::from_secs(5)).stop_on.iter().any(|m| m.matches(vcpos_tool::runner::KERNEL_ERROR)));
+        assert!(options(Duration::from_secs(5))
+            .stop_on
+            .iter()
+            .any(|m| m.matches(vcpos_tool::runner::KERNEL_ERROR)));
     }
 
     #[test]
@@ -472,22 +536,51 @@ mod tests {
         assert_eq!(median_duration(&ms(&[9, 1, 5])), Some(Duration::from_millis(5)));
         assert_eq!(median_duration(&ms(&[4, 1, 2, 3])), Some(Duration::from_micros(2_500)));
         assert_eq!(median_duration(&[]), None);
-        let r = [result("m", 300, 3), result("m", 100, 1), result("m", 200, 2), result("m", 400, 4)];
-        assert_eq!(median_result(&r), Some(result("m", 200, 2)), "lower middle, ticks with their ns");
+        let r = [
+            result("m", 300, 3),
+            result("m", 100, 1),
+            result("m", 200, 2),
+            result("m", 400, 4),
+        ];
+        assert_eq!(
+            median_result(&r),
+            Some(result("m", 200, 2)),
+            "lower middle, ticks with their ns"
+        );
         assert_eq!(median_result(&r[..3]), Some(result("m", 200, 2)));
         assert_eq!(median_result(&[]), None);
     }
 
     #[test]
     fn summary_compares_vcpos_with_the_direct_boot() {
-        let vcpos = [figures(7_000, 50_000, 48), figures(8_000, 60_000, 48), figures(7_500, 55_000, 64)];
-        let direct = [figures(3_000, 176, 64), figures(2_500, 160, 64), figures(3_100, 192, 48)];
+        let vcpos = [
+            figures(7_000, 50_000, 48),
+            figures(8_000, 60_000, 48),
+            figures(7_500, 55_000, 64),
+        ];
+        let direct = [
+            figures(3_000, 176, 64),
+            figures(2_500, 160, 64),
+            figures(3_100, 192, 48),
+        ];
         let s = summary(&vcpos, &direct);
         let lines: Vec<&str> = s.lines().collect();
-        assert!(lines[2].starts_with("mmio_exit_roundtrip (vcpos)") && lines[2].contains("55000"), "{s}");
-        assert!(lines[4].starts_with("cpu_loop (vcpos)") && lines[4].contains("10000048"), "{s}");
-        assert!(lines[6].starts_with("mmio_exit_roundtrip (direct)") && lines[6].contains("176"), "{s}");
-        assert!(s.contains("BENCH vm_boot_to_shell median_ms=7500 direct_median_ms=3000 ratio=2.50 runs=3/3\n"), "{s}");
+        assert!(
+            lines[2].starts_with("mmio_exit_roundtrip (vcpos)") && lines[2].contains("55000"),
+            "{s}"
+        );
+        assert!(
+            lines[4].starts_with("cpu_loop (vcpos)") && lines[4].contains("10000048"),
+            "{s}"
+        );
+        assert!(
+            lines[6].starts_with("mmio_exit_roundtrip (direct)") && lines[6].contains("176"),
+            "{s}"
+        );
+        assert!(
+            s.contains("BENCH vm_boot_to_shell median_ms=7500 direct_median_ms=3000 ratio=2.50 runs=3/3\n"),
+            "{s}"
+        );
         assert!(
             s.contains(
                 "BENCH mmio_exit_roundtrip median_ns=55000 median_ticks=3437 iterations=1000 direct_median_ns=176 \
@@ -535,7 +628,11 @@ mod tests {
         assert_eq!(guest_machine(&sys), Ok((0x1010_0000, 1)));
         let board = crate::board().unwrap();
         let args = direct_args(&board, Path::new("/g/Image"), Path::new("/g/initrd.gz"), 0x1010_0000, 1);
-        let line = args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let line = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         let (machine, cpu) = (&board.qemu.machine, &board.qemu.cpu);
         assert_eq!(
             line,

@@ -64,11 +64,18 @@ fn from_cwd(path: &Path) -> PathBuf {
 
 /// Boots each benchmark system and prints its table; false if any failed.
 fn bench_systems(cli: &Cli) -> bool {
-    let systems = if cli.systems.is_empty() { vec![scenario_system("bench")] } else { cli.systems.clone() };
+    let systems = if cli.systems.is_empty() {
+        vec![scenario_system("bench")]
+    } else {
+        cli.systems.clone()
+    };
     let mut ok = true;
     for system in &systems {
         let system = from_cwd(system);
-        let label = format!("bench-{}", system.file_stem().map_or("system".into(), |s| s.to_string_lossy()));
+        let label = format!(
+            "bench-{}",
+            system.file_stem().map_or("system".into(), |s| s.to_string_lossy())
+        );
         println!("== {} (config {})", system.display(), cli.config);
         let t = match boot_system(&label, &system, &cli.config, Duration::from_secs(cli.timeout)) {
             Ok(t) => t,
@@ -110,7 +117,10 @@ fn main() -> ExitCode {
         ok &= bench_systems(&cli);
     }
     if !cli.no_vm {
-        let system = cli.vm_system.as_deref().map_or_else(|| workspace_root().join("system.xml"), from_cwd);
+        let system = cli
+            .vm_system
+            .as_deref()
+            .map_or_else(|| workspace_root().join("system.xml"), from_cwd);
         if !cli.blk_only {
             ok &= vm::run(&VmBenchOptions {
                 system: system.clone(),

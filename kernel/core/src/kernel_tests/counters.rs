@@ -26,13 +26,7 @@ fn ppc_notification_switch_and_entry_counts_are_readable() {
         sys(&mut k, &mut p, Sysno::Call as u64, slot::BASE_ENDPOINT, 0);
         sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
     }
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::Signal as u64,
-        slot::BASE_NOTIFICATION,
-        0,
-    );
+    sys(&mut k, &mut p, Sysno::Signal as u64, slot::BASE_NOTIFICATION, 0);
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0); // the server handles it
     assert_eq!(k.current(), Some(0));
     // Own counters through the input capability.
@@ -47,13 +41,7 @@ fn ppc_notification_switch_and_entry_counts_are_readable() {
         "to the server 3 times, and once for its notification"
     );
     // The child's through its TCB capability.
-    let r = sys(
-        &mut k,
-        &mut p,
-        Sysno::ThreadCounters as u64,
-        slot::BASE_TCB,
-        0,
-    );
+    let r = sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::BASE_TCB, 0);
     assert_eq!((r[0], r[1]), (0, 1));
     let server = counters_of(&p, 0).thread;
     assert_eq!(server.ppc_served, 3);
@@ -62,24 +50,12 @@ fn ppc_notification_switch_and_entry_counts_are_readable() {
     assert_eq!(server.kernel_entries, 5, "1 recv, 3 reply-recvs, 1 recv");
     // Any thread by index through the debug capability; bad index or capability refused.
     assert_eq!(
-        sys(
-            &mut k,
-            &mut p,
-            Sysno::ThreadCounters as u64,
-            slot::DEBUG_CONSOLE,
-            1
-        )[0],
+        sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::DEBUG_CONSOLE, 1)[0],
         0
     );
     assert_eq!(counters_of(&p, 0).thread.ppc_served, 3);
     assert_eq!(
-        sys(
-            &mut k,
-            &mut p,
-            Sysno::ThreadCounters as u64,
-            slot::DEBUG_CONSOLE,
-            2
-        )[0],
+        sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::DEBUG_CONSOLE, 2)[0],
         Error::InvalidArgument as u64
     );
     assert_eq!(
@@ -93,13 +69,7 @@ fn ppc_notification_switch_and_entry_counts_are_readable() {
         Error::InvalidArgument as u64
     );
     assert_eq!(
-        sys(
-            &mut k,
-            &mut p,
-            Sysno::ThreadCounters as u64,
-            slot::BASE_NOTIFICATION,
-            0
-        )[0],
+        sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::BASE_NOTIFICATION, 0)[0],
         Error::InvalidCapability as u64
     );
 }
@@ -120,13 +90,7 @@ fn time_faults_and_budget_exhaustions_are_counted() {
     k.handle_fault(&mut p, (0x24 << 26) | 0x07, 0);
     k.schedule(p.time);
     assert_eq!(k.current(), Some(1));
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::ThreadCounters as u64,
-        slot::BASE_TCB,
-        0,
-    );
+    sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::BASE_TCB, 0);
     let c = counters_of(&p, 1).thread;
     assert_eq!((c.budget_exhaustions, c.faults), (1, 1));
     assert_eq!(c.time_run, us_to_ticks(100, HZ) + 10);
@@ -137,13 +101,7 @@ const HZ: u64 = 62_500_000;
 #[test]
 fn guest_exits_are_counted_by_reason() {
     let (mut k, mut p) = vmm_and_vcpu();
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::VcpuRestart as u64,
-        slot::BASE_VCPU,
-        0x4020_0000,
-    );
+    sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
     assert_eq!(k.current(), Some(1));
     k.note_interrupt_entry();
@@ -151,13 +109,7 @@ fn guest_exits_are_counted_by_reason() {
     k.handle_vcpu_exit(&mut p, 0x16 << 26, 0, 0, false); // HVC: to the VMM
     k.schedule(p.time);
     assert_eq!(k.current(), Some(0));
-    sys(
-        &mut k,
-        &mut p,
-        Sysno::ThreadCounters as u64,
-        slot::BASE_VCPU,
-        0,
-    );
+    sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::BASE_VCPU, 0);
     let c = counters_of(&p, 0).thread;
     let exits = |g: GuestExit| c.guest_exits[g as usize];
     assert_eq!(
@@ -188,11 +140,7 @@ fn no_timer_for_a_thread_alone_in_round_robin_and_re_arms_are_counted() {
     assert_eq!(k.arm_timer(p.time), None, "unchanged: not programmed again");
     sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0); // a waits: b runs alone
     assert_eq!(k.current(), Some(1));
-    assert_eq!(
-        k.next_deadline(p.time),
-        None,
-        "alone in round robin: no budget end"
-    );
+    assert_eq!(k.next_deadline(p.time), None, "alone in round robin: no budget end");
     assert_eq!(k.arm_timer(p.time), Some(None));
     assert_eq!(k.kernel_counters().timer_arms, 1);
     // b keeps running long past its slice without a timer; nothing is lost.

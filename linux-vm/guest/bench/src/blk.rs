@@ -69,8 +69,14 @@ fn parse_mib(text: &[u8]) -> Result<u64, &'static str> {
 /// Parses the arguments after `blk`; the error says what is wrong.
 pub fn parse_command<'a>(args: &[&'a [u8]]) -> Result<Command<'a>, &'static str> {
     match args {
-        [b"run", device] => Ok(Command::Run { device, mib: DEFAULT_MIB }),
-        [b"run", device, mib] => Ok(Command::Run { device, mib: parse_mib(mib)? }),
+        [b"run", device] => Ok(Command::Run {
+            device,
+            mib: DEFAULT_MIB,
+        }),
+        [b"run", device, mib] => Ok(Command::Run {
+            device,
+            mib: parse_mib(mib)?,
+        }),
         [b"fill" | b"verify", device, mib, seed] => {
             let mib = parse_mib(mib)?;
             let seed = parse_number(seed).ok_or("SEED must be a number")?;
@@ -172,7 +178,11 @@ pub fn check_pattern(buf: &[u8], seed: u64, offset: u64) -> Result<(), Mismatch>
         let found = u64::from_le_bytes(bytes);
         let expected = pattern_word(seed, at);
         if found != expected {
-            return Err(Mismatch { offset: at, expected, found });
+            return Err(Mismatch {
+                offset: at,
+                expected,
+                found,
+            });
         }
     }
     Ok(())
@@ -302,15 +312,35 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        assert_eq!(parse_command(&[b"run", b"/dev/vda"]), Ok(Command::Run { device: b"/dev/vda", mib: DEFAULT_MIB }));
-        assert_eq!(parse_command(&[b"run", b"/dev/vda", b"16"]), Ok(Command::Run { device: b"/dev/vda", mib: 16 }));
+        assert_eq!(
+            parse_command(&[b"run", b"/dev/vda"]),
+            Ok(Command::Run {
+                device: b"/dev/vda",
+                mib: DEFAULT_MIB
+            })
+        );
+        assert_eq!(
+            parse_command(&[b"run", b"/dev/vda", b"16"]),
+            Ok(Command::Run {
+                device: b"/dev/vda",
+                mib: 16
+            })
+        );
         assert_eq!(
             parse_command(&[b"fill", b"/dev/vdb", b"8", b"0x2a"]),
-            Ok(Command::Fill { device: b"/dev/vdb", mib: 8, seed: 42 })
+            Ok(Command::Fill {
+                device: b"/dev/vdb",
+                mib: 8,
+                seed: 42
+            })
         );
         assert_eq!(
             parse_command(&[b"verify", b"/dev/vdb", b"8", b"42"]),
-            Ok(Command::Verify { device: b"/dev/vdb", mib: 8, seed: 42 })
+            Ok(Command::Verify {
+                device: b"/dev/vdb",
+                mib: 8,
+                seed: 42
+            })
         );
         for (args, why) in [
             (&[][..], "no blk command"),
@@ -377,7 +407,9 @@ mod tests {
         assert_eq!(m.expected ^ m.found, 0x10 << 8);
         let mut text = TextBuf::<128>::new();
         write!(text, "{m}").unwrap();
-        assert!(core::str::from_utf8(text.as_bytes()).unwrap().starts_with("data differs at byte 0x1003e8"));
+        assert!(core::str::from_utf8(text.as_bytes())
+            .unwrap()
+            .starts_with("data differs at byte 0x1003e8"));
         // Split fills agree with one fill.
         let mut whole = [0u8; 64];
         let mut halves = [0u8; 64];
@@ -420,7 +452,13 @@ mod tests {
             "BENCH blk_seq_read_1m median_ns=100000 median_ticks=6250 iterations=4 mb_per_s=4.1 iops=4 qd=1 \
              request_bytes=1048576 bytes=4194304 elapsed_ns=1000000000\n"
         );
-        assert_eq!(write_blk_line(&mut out, Test::SeqRead, &mut [], 1, 1), Err(BlkLineError::NoSamples));
-        assert_eq!(write_blk_line(&mut TextBuf::<8>::new(), Test::SeqRead, &mut [1], 1, 1), Err(BlkLineError::TooLong));
+        assert_eq!(
+            write_blk_line(&mut out, Test::SeqRead, &mut [], 1, 1),
+            Err(BlkLineError::NoSamples)
+        );
+        assert_eq!(
+            write_blk_line(&mut TextBuf::<8>::new(), Test::SeqRead, &mut [1], 1, 1),
+            Err(BlkLineError::TooLong)
+        );
     }
 }

@@ -35,7 +35,12 @@ pub enum BlkError {
     /// A system call failed.
     Sys(&'static str, Errno),
     /// A request moved fewer bytes than asked.
-    Short { what: &'static str, offset: u64, done: u64, asked: u64 },
+    Short {
+        what: &'static str,
+        offset: u64,
+        done: u64,
+        asked: u64,
+    },
     /// The region is larger than the device.
     TooBig { mib: u64, disk_bytes: u64 },
     /// Data read back differs from the pattern.
@@ -49,7 +54,12 @@ impl fmt::Display for BlkError {
         match self {
             BlkError::Usage(why) => write!(f, "{why} (usage: vcpos-mmio-bench {USAGE})"),
             BlkError::Sys(what, e) => write!(f, "{what} failed: errno {}", e.0),
-            BlkError::Short { what, offset, done, asked } => {
+            BlkError::Short {
+                what,
+                offset,
+                done,
+                asked,
+            } => {
                 write!(f, "{what} at byte {offset:#x} moved {done} of {asked} bytes")
             }
             BlkError::TooBig { mib, disk_bytes } => {
@@ -111,7 +121,12 @@ fn open(device: &[u8], mib: u64) -> Result<Disk, BlkError> {
 fn write_at(fd: u64, buf: &[u8], offset: u64) -> Result<(), BlkError> {
     let done = blk_sys::pwrite(fd, buf, offset).map_err(|e| BlkError::Sys("pwrite", e))?;
     if done != buf.len() as u64 {
-        return Err(BlkError::Short { what: "pwrite", offset, done, asked: buf.len() as u64 });
+        return Err(BlkError::Short {
+            what: "pwrite",
+            offset,
+            done,
+            asked: buf.len() as u64,
+        });
     }
     Ok(())
 }
@@ -119,7 +134,12 @@ fn write_at(fd: u64, buf: &[u8], offset: u64) -> Result<(), BlkError> {
 fn read_at(fd: u64, buf: &mut [u8], offset: u64) -> Result<(), BlkError> {
     let done = blk_sys::pread(fd, buf, offset).map_err(|e| BlkError::Sys("pread", e))?;
     if done != buf.len() as u64 {
-        return Err(BlkError::Short { what: "pread", offset, done, asked: buf.len() as u64 });
+        return Err(BlkError::Short {
+            what: "pread",
+            offset,
+            done,
+            asked: buf.len() as u64,
+        });
     }
     Ok(())
 }
@@ -242,7 +262,8 @@ fn deep_reads(aio: &mut Aio, disk: &Disk, lat: &mut [u64], depth: usize) -> Resu
     for slot in 0..depth.min(lat.len()) {
         offsets[slot] = rng.offset(disk.region, RAND_REQUEST);
         started[slot] = timing::now();
-        aio.read(disk.fd, slot, offsets[slot]).map_err(|e| BlkError::Sys("io_submit", e))?;
+        aio.read(disk.fd, slot, offsets[slot])
+            .map_err(|e| BlkError::Sys("io_submit", e))?;
         submitted += 1;
     }
     while done < lat.len() {
@@ -276,7 +297,8 @@ fn deep_reads(aio: &mut Aio, disk: &Disk, lat: &mut [u64], depth: usize) -> Resu
             if submitted < lat.len() {
                 offsets[slot] = rng.offset(disk.region, RAND_REQUEST);
                 started[slot] = timing::now();
-                aio.read(disk.fd, slot, offsets[slot]).map_err(|e| BlkError::Sys("io_submit", e))?;
+                aio.read(disk.fd, slot, offsets[slot])
+                    .map_err(|e| BlkError::Sys("io_submit", e))?;
                 submitted += 1;
             }
         }

@@ -36,7 +36,19 @@ const IOCB_CMD_PREAD: u16 = 0;
 pub fn open_direct(path: &CStr) -> Result<u64, Errno> {
     // SAFETY: openat reads the NUL-terminated path (guaranteed by `CStr`) and writes no
     // user memory.
-    unsafe { syscall(SYS_OPENAT, [AT_FDCWD as u64, path.as_ptr() as u64, O_RDWR | O_DIRECT | O_CLOEXEC, 0, 0, 0]) }
+    unsafe {
+        syscall(
+            SYS_OPENAT,
+            [
+                AT_FDCWD as u64,
+                path.as_ptr() as u64,
+                O_RDWR | O_DIRECT | O_CLOEXEC,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
 }
 
 /// Closes `fd`.
@@ -56,7 +68,12 @@ pub fn device_bytes(fd: u64) -> Result<u64, Errno> {
 /// Reads into `buf` from byte `offset` of `fd`; returns the bytes read.
 pub fn pread(fd: u64, buf: &mut [u8], offset: u64) -> Result<u64, Errno> {
     // SAFETY: pread writes at most `buf.len()` bytes into the exclusively borrowed slice.
-    unsafe { syscall(SYS_PREAD64, [fd, buf.as_mut_ptr() as u64, buf.len() as u64, offset, 0, 0]) }
+    unsafe {
+        syscall(
+            SYS_PREAD64,
+            [fd, buf.as_mut_ptr() as u64, buf.len() as u64, offset, 0, 0],
+        )
+    }
 }
 
 /// Writes `buf` at byte `offset` of `fd`; returns the bytes written.
@@ -77,7 +94,17 @@ pub fn alloc(len: usize) -> Result<&'static mut [u8], Errno> {
     // SAFETY: with address 0 (no MAP_FIXED) the kernel picks unused addresses, so no
     // memory Rust code uses changes.
     let addr = unsafe {
-        syscall(SYS_MMAP, [0, len as u64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0])
+        syscall(
+            SYS_MMAP,
+            [
+                0,
+                len as u64,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                u64::MAX,
+                0,
+            ],
+        )
     }?;
     // SAFETY: the kernel just mapped `len` readable, writable, zeroed bytes at `addr`,
     // which nothing else refers to; the program never unmaps them, so handing out one
@@ -137,7 +164,12 @@ impl Aio {
         let mut ctx = 0u64;
         // SAFETY: io_setup writes the new context's id to the pointer, a live local.
         unsafe { syscall(SYS_IO_SETUP, [AIO_MAX as u64, &mut ctx as *mut u64 as u64, 0, 0, 0, 0]) }?;
-        Ok(Aio { ctx, buffers, slot_len, busy: [false; AIO_MAX] })
+        Ok(Aio {
+            ctx,
+            buffers,
+            slot_len,
+            busy: [false; AIO_MAX],
+        })
     }
 
     /// How many slots there are.

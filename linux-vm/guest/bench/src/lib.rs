@@ -196,7 +196,15 @@ mod tests {
         // 62.5 MHz (QEMU's virt counter): 16 ns a tick.
         let mut odd = [5, 1, 9, 3, 7];
         let s = summarize(&mut odd, 62_500_000).unwrap();
-        assert_eq!(s, Summary { median_ticks: 5, median_ns: 80, min_ticks: 1, max_ticks: 9 });
+        assert_eq!(
+            s,
+            Summary {
+                median_ticks: 5,
+                median_ns: 80,
+                min_ticks: 1,
+                max_ticks: 9
+            }
+        );
         assert_eq!(odd, [1, 3, 5, 7, 9], "samples are sorted");
         // Middle samples 2 and 3: 2.5 ticks = 40 ns, ticks rounded down to 2.
         let mut even = [4, 3, 2, 1];

@@ -190,6 +190,11 @@ pub unsafe fn start_info(sp: *const u64) -> StartInfo {
             }
             p = p.add(2);
         }
-        StartInfo { first_arg, args, arg_count, page_size }
+        StartInfo {
+            first_arg,
+            args,
+            arg_count,
+            page_size,
+        }
     }
 }

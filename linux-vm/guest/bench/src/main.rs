@@ -101,9 +101,16 @@ enum Failure {
 impl core::fmt::Display for Failure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Failure::Usage(why) => write!(f, "{why} (usage: vcpos-mmio-bench [ADDRESS], default {DEFAULT_ADDRESS:#x})"),
+            Failure::Usage(why) => write!(
+                f,
+                "{why} (usage: vcpos-mmio-bench [ADDRESS], default {DEFAULT_ADDRESS:#x})"
+            ),
             Failure::Sys(what, e) => write!(f, "{what} failed: errno {}", e.0),
-            Failure::Value { address, read, expected } => {
+            Failure::Value {
+                address,
+                read,
+                expected,
+            } => {
                 write!(f, "a load from {address:#x} read {read:#x}, expected {expected:#x}")
             }
             Failure::NoCounter => f.write_str("CNTFRQ_EL0 reads 0: no counter frequency"),
@@ -125,7 +132,11 @@ unsafe fn time_loads(ptr: *const u32, address: u64, expected: u32, freq: u64) ->
         // SAFETY: the caller's promise.
         let (ticks, read) = unsafe { timing::timed_load(ptr) };
         if read != expected {
-            return Err(Failure::Value { address, read, expected });
+            return Err(Failure::Value {
+                address,
+                read,
+                expected,
+            });
         }
         if let Some(slot) = i.checked_sub(WARMUP) {
             samples[slot] = ticks;
@@ -178,7 +189,10 @@ fn time_pipe(freq: u64) -> Result<Summary, Failure> {
         let echoed = linux::write_all(to_child_w, &[sent]).is_ok() && linux::read(to_parent_r, &mut back) == Ok(1);
         let ticks = timing::now().wrapping_sub(t0);
         if !echoed || back[0] != sent {
-            outcome = Err(Failure::Echo { sent, got: echoed.then_some(back[0]) });
+            outcome = Err(Failure::Echo {
+                sent,
+                got: echoed.then_some(back[0]),
+            });
             break;
         }
         if let Some(slot) = i.checked_sub(WARMUP) {
@@ -214,15 +228,25 @@ fn run(info: &linux::StartInfo) -> Result<(), Failure> {
     // Uncached: Linux maps /dev/mem pages that are not RAM as device memory anyway.
     let fd = linux::open(c"/dev/mem", linux::O_RDWR | linux::O_SYNC | linux::O_CLOEXEC)
         .map_err(|e| Failure::Sys("open /dev/mem", e))?;
-    let base = linux::mmap(info.page_size, linux::PROT_READ | linux::PROT_WRITE, linux::MAP_SHARED, fd, page)
-        .map_err(|e| Failure::Sys("mmap of /dev/mem", e))?;
+    let base = linux::mmap(
+        info.page_size,
+        linux::PROT_READ | linux::PROT_WRITE,
+        linux::MAP_SHARED,
+        fd,
+        page,
+    )
+    .map_err(|e| Failure::Sys("mmap of /dev/mem", e))?;
     let register = (base + (address - page)) as *const u32;
 
     // SAFETY: `register` lies in the page just mapped (the offset is below the page
     // size) and is 4-byte aligned; reading a virtio-mmio register has no side effects.
     let first = unsafe { timing::timed_load(register) }.1;
     if is_virtio_magic_register(address) && first != VIRTIO_MAGIC {
-        return Err(Failure::Value { address, read: first, expected: VIRTIO_MAGIC });
+        return Err(Failure::Value {
+            address,
+            read: first,
+            expected: VIRTIO_MAGIC,
+        });
     }
     let mut out = TextBuf::<256>::new();
     let _ = writeln!(

@@ -38,12 +38,32 @@ fn misbehave() -> Result<(), TestFailed> {
     use KernelError::{InvalidArgument, InvalidCapability, InvalidSyscall};
     let ch = NOT_GIVEN;
     expect("notify on a channel not given", ch.try_notify(), InvalidCapability)?;
-    expect("PPC on a channel not given", ch.try_pp_call(MessageInfo::new(1, 0)).map(drop), InvalidCapability)?;
+    expect(
+        "PPC on a channel not given",
+        ch.try_pp_call(MessageInfo::new(1, 0)).map(drop),
+        InvalidCapability,
+    )?;
     expect("irq_ack on an IRQ id not given", ch.try_irq_ack(), InvalidCapability)?;
-    expect("irq_ack on a channel that is not an IRQ", BYSTANDER.try_irq_ack(), InvalidCapability)?;
-    expect("signal on cptr 4096 (out of range)", raw(Sysno::Signal as u64, 4096, 0), InvalidCapability)?;
-    expect("signal on cptr u64::MAX", raw(Sysno::Signal as u64, u64::MAX, 0), InvalidCapability)?;
-    expect("signal on a PPC endpoint slot", raw(Sysno::Signal as u64, BYSTANDER.endpoint(), 0), InvalidCapability)?;
+    expect(
+        "irq_ack on a channel that is not an IRQ",
+        BYSTANDER.try_irq_ack(),
+        InvalidCapability,
+    )?;
+    expect(
+        "signal on cptr 4096 (out of range)",
+        raw(Sysno::Signal as u64, 4096, 0),
+        InvalidCapability,
+    )?;
+    expect(
+        "signal on cptr u64::MAX",
+        raw(Sysno::Signal as u64, u64::MAX, 0),
+        InvalidCapability,
+    )?;
+    expect(
+        "signal on a PPC endpoint slot",
+        raw(Sysno::Signal as u64, BYSTANDER.endpoint(), 0),
+        InvalidCapability,
+    )?;
     expect(
         "call on a notification slot",
         raw(Sysno::Call as u64, BYSTANDER.notification(), raw_msginfo(PING_LABEL, 0)),
@@ -53,8 +73,16 @@ fn misbehave() -> Result<(), TestFailed> {
     expect("syscall number u64::MAX", raw(u64::MAX, 1, 0), InvalidSyscall)?;
     // 65 message registers: one more than a message may carry.
     let too_long = raw_msginfo(PING_LABEL, 65);
-    expect("PPC with 65 message registers", raw(Sysno::Call as u64, BYSTANDER.endpoint(), too_long), InvalidArgument)?;
-    expect("restart of a child not given", Child::new(0).restart(0x20_0000), InvalidCapability)?;
+    expect(
+        "PPC with 65 message registers",
+        raw(Sysno::Call as u64, BYSTANDER.endpoint(), too_long),
+        InvalidArgument,
+    )?;
+    expect(
+        "restart of a child not given",
+        Child::new(0).restart(0x20_0000),
+        InvalidCapability,
+    )?;
     expect("stop of a child not given", Child::new(0).stop(), InvalidCapability)?;
     Ok(())
 }
@@ -75,7 +103,12 @@ fn behave() -> Result<(), TestFailed> {
         Ok(reply) => reply,
         Err(e) => return Err(fail(TEST, format_args!("PPC on the given channel failed: {e}"))),
     };
-    ensure!(TEST, reply.label() == PING_LABEL + 1, "bystander replied with label {}", reply.label());
+    ensure!(
+        TEST,
+        reply.label() == PING_LABEL + 1,
+        "bystander replied with label {}",
+        reply.label()
+    );
     Ok(())
 }
 
@@ -87,7 +120,12 @@ impl Handler for BadCap {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(BYSTANDER), "notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(BYSTANDER),
+            "notified on unexpected channels {}",
+            channels.display()
+        );
         if self.ok {
             debug_println!("TEST PASS: {TEST}");
         }

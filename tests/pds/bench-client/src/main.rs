@@ -77,7 +77,10 @@ fn report(name: &str, samples: &mut [u64], freq: u64, work: Option<((u64, u64), 
                 e.1
             );
         }
-        None => debug_println!("BENCH {name} median_ns={} median_ticks={ticks} iterations={n}", ticks_to_ns(ticks, freq)),
+        None => debug_println!(
+            "BENCH {name} median_ns={} median_ticks={ticks} iterations={n}",
+            ticks_to_ns(ticks, freq)
+        ),
     }
 }
 
@@ -92,7 +95,12 @@ fn ppc_roundtrip(freq: u64) -> Result<(), TestFailed> {
         let t0 = counter();
         let reply = SERVER.pp_call(MessageInfo::new(PPC_LABEL, 0));
         let t1 = counter();
-        ensure!(TEST, reply.label() == PPC_LABEL + 1, "PPC {i}: reply label {}", reply.label());
+        ensure!(
+            TEST,
+            reply.label() == PPC_LABEL + 1,
+            "PPC {i}: reply label {}",
+            reply.label()
+        );
         if i >= WARMUP {
             samples.push(t1.wrapping_sub(t0));
         }
@@ -127,7 +135,12 @@ impl Handler for NotifyLatency {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(SERVER), "notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(SERVER),
+            "notified on unexpected channels {}",
+            channels.display()
+        );
         let handled = region().get(0).load(SeqCst);
         ensure!(
             TEST,
@@ -161,7 +174,13 @@ fn init() -> impl Handler {
     } else {
         ppc_roundtrip(freq).is_ok()
     };
-    let mut bench = NotifyLatency { freq, round: 0, t0: 0, samples: Vec::with_capacity(ITERATIONS), before: None };
+    let mut bench = NotifyLatency {
+        freq,
+        round: 0,
+        t0: 0,
+        samples: Vec::with_capacity(ITERATIONS),
+        before: None,
+    };
     if ok {
         bench.start_round();
     } else {

@@ -30,7 +30,12 @@ impl Handler for Server {
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
         // First thing: the timestamp the client's latency sample ends at.
         let now = counter();
-        ensure!(TEST, channels.contains(CLIENT), "server notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(CLIENT),
+            "server notified on unexpected channels {}",
+            channels.display()
+        );
         region().get(1).store(now, SeqCst);
         region().get(0).fetch_add(1, SeqCst);
         CLIENT.notify();

@@ -20,7 +20,12 @@ impl Handler for Bystander {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(BADCAP), "bystander notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(BADCAP),
+            "bystander notified on unexpected channels {}",
+            channels.display()
+        );
         debug_println!("bystander: notified, answering");
         BADCAP.notify();
         Ok(())

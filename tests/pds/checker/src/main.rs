@@ -24,7 +24,12 @@ impl Handler for Checker {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(WORKER), "checker notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(WORKER),
+            "checker notified on unexpected channels {}",
+            channels.display()
+        );
         self.seen += 1;
         if self.seen == ROUNDS {
             debug_println!("checker: {ROUNDS} rounds of work completed while the crasher is dead");

@@ -14,7 +14,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use sel4_microkit::{debug_println, protection_domain, Channel, Handler, NullHandler};
-use vcpos_test_support::{entry_point, shared_words, write_to_unmapped, UNMAPPED_ADDR, Words};
+use vcpos_test_support::{entry_point, shared_words, write_to_unmapped, Words, UNMAPPED_ADDR};
 
 /// Channel to the parent.
 const PARENT: Channel = Channel::new(0);

@@ -62,6 +62,10 @@ fn init() -> NullHandler {
         // After a long time without the CPU, resume the rhythm from now instead of
         // printing the missed beats in a burst.
         let now = counter();
-        next = if next + period > now { next + period } else { now + period };
+        next = if next + period > now {
+            next + period
+        } else {
+            now + period
+        };
     }
 }

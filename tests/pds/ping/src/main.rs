@@ -41,12 +41,29 @@ impl Ping {
             set_mr(i, a);
         }
         let reply = PONG.pp_call(MessageInfo::new(REQUEST_LABEL, args.len()));
-        ensure!(TEST, reply.label() == REQUEST_LABEL + 1, "round {}: reply label {:#x}", self.round, reply.label());
-        ensure!(TEST, reply.count() == REPLY_MRS, "round {}: reply has {} MRs", self.round, reply.count());
+        ensure!(
+            TEST,
+            reply.label() == REQUEST_LABEL + 1,
+            "round {}: reply label {:#x}",
+            self.round,
+            reply.label()
+        );
+        ensure!(
+            TEST,
+            reply.count() == REPLY_MRS,
+            "round {}: reply has {} MRs",
+            self.round,
+            reply.count()
+        );
         let expected = pingpong::reply_mrs(&args);
         for (i, &want) in expected.iter().enumerate() {
             let got = get_mr(i);
-            ensure!(TEST, got == want, "round {}: reply MR{i} = {got:#x}, expected {want:#x}", self.round);
+            ensure!(
+                TEST,
+                got == want,
+                "round {}: reply MR{i} = {got:#x}, expected {want:#x}",
+                self.round
+            );
         }
         Ok(())
     }
@@ -56,10 +73,20 @@ impl Handler for Ping {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(PONG), "notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(PONG),
+            "notified on unexpected channels {}",
+            channels.display()
+        );
         let want = pingpong::reply_value(pingpong::request_value(self.round));
         let got = region().get(1).load(SeqCst);
-        ensure!(TEST, got == want, "round {}: shared reply {got:#x}, expected {want:#x}", self.round);
+        ensure!(
+            TEST,
+            got == want,
+            "round {}: shared reply {got:#x}, expected {want:#x}",
+            self.round
+        );
         self.call_pong()?;
         self.round += 1;
         if self.round == ROUNDS {

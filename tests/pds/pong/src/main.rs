@@ -31,7 +31,12 @@ impl Handler for Pong {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(PING), "pong notified on unexpected channels {}", channels.display());
+        ensure!(
+            TEST,
+            channels.contains(PING),
+            "pong notified on unexpected channels {}",
+            channels.display()
+        );
         let request = region().get(0).load(SeqCst);
         region().get(1).store(pingpong::reply_value(request), SeqCst);
         PING.notify();

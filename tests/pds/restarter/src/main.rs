@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Child, Fault, Handler, MessageInfo};
 use vcpos_abi::esr;
-use vcpos_test_support::{ensure, fail, shared_words, TestFailed, UNMAPPED_ADDR, Words};
+use vcpos_test_support::{ensure, fail, shared_words, TestFailed, Words, UNMAPPED_ADDR};
 
 const TEST: &str = "child-fault";
 /// The child, by its `id` in the system file.
@@ -36,11 +36,20 @@ impl Handler for Restarter {
     type Error = TestFailed;
 
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, TestFailed> {
-        ensure!(TEST, child == CHILD, "fault from child {}, expected {}", child.index(), CHILD.index());
+        ensure!(
+            TEST,
+            child == CHILD,
+            "fault from child {}, expected {}",
+            child.index(),
+            CHILD.index()
+        );
         if self.restarts > 0 {
             // A second fault: the restart did not take. Stop the child for good.
             let _ = child.stop();
-            return Err(fail(TEST, format_args!("child faulted again after a restart: {}", msg_info.fault())));
+            return Err(fail(
+                TEST,
+                format_args!("child faulted again after a restart: {}", msg_info.fault()),
+            ));
         }
         ensure!(
             TEST,
@@ -50,13 +59,27 @@ impl Handler for Restarter {
         );
         let fault = msg_info.fault();
         debug_println!("restarter: child {} faulted: {fault}", child.index());
-        let Fault::VmFault { ip, addr, prefetch, fsr } = fault else {
+        let Fault::VmFault {
+            ip,
+            addr,
+            prefetch,
+            fsr,
+        } = fault
+        else {
             return Err(fail(TEST, format_args!("not decoded as a VM fault: {fault}")));
         };
-        ensure!(TEST, addr == UNMAPPED_ADDR as u64, "fault address {addr:#x}, expected {UNMAPPED_ADDR:#x}");
+        ensure!(
+            TEST,
+            addr == UNMAPPED_ADDR as u64,
+            "fault address {addr:#x}, expected {UNMAPPED_ADDR:#x}"
+        );
         ensure!(TEST, !prefetch, "reported as an instruction fetch");
         ensure!(TEST, ip >= 0x20_0000, "implausible fault pc {ip:#x}");
-        ensure!(TEST, esr::class(fsr) == esr::ec::DABT_LOWER, "fsr {fsr:#x} is not a lower-EL data abort");
+        ensure!(
+            TEST,
+            esr::class(fsr) == esr::ec::DABT_LOWER,
+            "fsr {fsr:#x} is not a lower-EL data abort"
+        );
         ensure!(TEST, fsr & ISS_WNR != 0, "fsr {fsr:#x} does not say write");
         let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 1, "child reports {runs} runs before its first fault");
@@ -72,8 +95,18 @@ impl Handler for Restarter {
     }
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, channels.contains(CHILD_CHANNEL), "notified on unexpected channels {}", channels.display());
-        ensure!(TEST, self.restarts == 1, "child notified after {} restarts", self.restarts);
+        ensure!(
+            TEST,
+            channels.contains(CHILD_CHANNEL),
+            "notified on unexpected channels {}",
+            channels.display()
+        );
+        ensure!(
+            TEST,
+            self.restarts == 1,
+            "child notified after {} restarts",
+            self.restarts
+        );
         let runs = region().get(1).load(SeqCst);
         ensure!(TEST, runs == 2, "child reports {runs} runs, expected 2");
         debug_println!("TEST PASS: {TEST}");

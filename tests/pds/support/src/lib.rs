@@ -42,7 +42,9 @@ impl Words {
     pub fn new(region: SharedRegion, n: usize) -> Words {
         let bytes = n.saturating_mul(8);
         let name = region.name();
-        let region = region.slice(0, bytes).unwrap_or_else(|e| panic!("{name}: need {n} words: {e}"));
+        let region = region
+            .slice(0, bytes)
+            .unwrap_or_else(|e| panic!("{name}: need {n} words: {e}"));
         Words { region }
     }
 
@@ -275,6 +277,9 @@ mod tests {
         sel4_microkit::sys::fake::reset();
         let e = fail("demo", format_args!("expected {} got {}", 1, 2));
         assert_eq!(e, TestFailed);
-        assert_eq!(sel4_microkit::sys::fake::take_output(), "TEST FAIL: demo: expected 1 got 2\n");
+        assert_eq!(
+            sel4_microkit::sys::fake::take_output(),
+            "TEST FAIL: demo: expected 1 got 2\n"
+        );
     }
 }

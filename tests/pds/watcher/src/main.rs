@@ -37,7 +37,11 @@ impl Handler for Watcher {
         let Fault::UserException { ip, ec, .. } = fault else {
             return Err(fail(TEST, format_args!("not decoded as a user exception: {fault}")));
         };
-        ensure!(TEST, ec == EC_UNKNOWN, "exception class {ec:#x}, expected {EC_UNKNOWN:#x} (undefined instruction)");
+        ensure!(
+            TEST,
+            ec == EC_UNKNOWN,
+            "exception class {ec:#x}, expected {EC_UNKNOWN:#x} (undefined instruction)"
+        );
         ensure!(TEST, ip >= 0x20_0000, "implausible fault pc {ip:#x}");
         if let Err(e) = child.stop() {
             return Err(fail(TEST, format_args!("stopping the child failed: {e}")));

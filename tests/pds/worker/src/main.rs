@@ -24,7 +24,11 @@ impl Handler for Worker {
     type Error = TestFailed;
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), TestFailed> {
-        ensure!(TEST, !channels.contains(CRASHER) || self.rounds == 0, "crasher notified twice");
+        ensure!(
+            TEST,
+            !channels.contains(CRASHER) || self.rounds == 0,
+            "crasher notified twice"
+        );
         ensure!(
             TEST,
             channels.contains(CRASHER) || channels.contains(CHECKER),

@@ -2,7 +2,7 @@
 //! short grace period for the lines that follow it), the end of its console script
 //! (plus grace), its exit, or a timeout; then its whole process group is killed.
 //!
-//! The decisions are made by [`Run`], a state machine fed with events (output
+//! The decisions are made by `Run`, a state machine fed with events (output
 //! arrived, the pipes closed, the process exited, time passed) that does no I/O
 //! itself; [`capture`] is the I/O loop around it: it spawns the process and the
 //! threads that read its pipes and type the script, and kills the group at the end.
@@ -21,7 +21,7 @@ use super::marker::{self, Marker, Stop, KERNEL_ERROR, TEST_FAIL, TEST_PASS};
 use super::script::{ScriptState, Step};
 
 /// What the runner puts at the start of the rest of a line it had to cut (after
-/// [`MAX_LINE`] bytes without a line end): the rest did not start a line, so it must
+/// 64 KiB without a line end): the rest did not start a line, so it must
 /// not start one in the transcript, where a marker there would be believed.
 pub const CONTINUED: &str = "[vcpos: line continued] ";
 
@@ -361,6 +361,11 @@ impl<'a> Run<'a> {
     /// Takes in `event` at `now`; returns the byte strings the console script types
     /// now, in order.
     fn handle(&mut self, event: Event, now: Instant) -> Vec<Vec<u8>> {
+        let event = match event {
+            // Carriage returns are removed from everything read.
+            Event::Output(stream, bytes) => Event::Output(stream, bytes.into_iter().filter(|&b| b != b'\r').collect()),
+            other => other,
+        };
         if self.state == State::Done {
             // After the kill: output still in flight is kept, nothing else counts.
             if let Event::Output(stream, bytes) = event {
@@ -370,8 +375,7 @@ impl<'a> Run<'a> {
         }
         let mut typed = Vec::new();
         match event {
-            Event::Output(stream, bytes) => {
-                let clean: Vec<u8> = bytes.into_iter().filter(|&b| b != b'\r').collect();
+            Event::Output(stream, clean) => {
                 for line in self.collect(stream, &clean) {
                     if self.marker.is_none() && self.opts.stop_on.iter().any(|m| m.matches(&line)) {
                         self.marker = Some(line);
@@ -559,10 +563,7 @@ pub fn capture(mut cmd: Command, opts: &CaptureOptions) -> std::io::Result<Captu
     while let Some(left) = drain_end.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok((stream, bytes)) => {
-                run.handle(
-                    Event::Output(stream, bytes.into_iter().filter(|&b| b != b'\r').collect()),
-                    Instant::now(),
-                );
+                run.handle(Event::Output(stream, bytes), Instant::now());
             }
             Err(_) => break,
         }

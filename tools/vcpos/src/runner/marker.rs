@@ -67,7 +67,7 @@ pub fn console_text(line: &str) -> &str {
     line.strip_prefix(GUEST_LINE_PREFIX).unwrap_or(line)
 }
 
-/// What ends a captured run (see [`CaptureOptions::stop_on`]).
+/// What ends a captured run (see [`super::CaptureOptions::stop_on`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// A line that starts with this (a marker: [`TEST_PASS`], [`KERNEL_ERROR`], ...).

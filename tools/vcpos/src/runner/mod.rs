@@ -3,7 +3,7 @@
 //! Two ways to run an image:
 //! - interactive ([`run_command`] without `--timeout`): QEMU owns the terminal, the
 //!   serial console and QEMU's monitor share stdio (`-serial mon:stdio`), Ctrl-A x quits;
-//! - captured ([`run_image`], [`capture`]): the serial console goes to a pipe and is
+//! - captured ([`run_image`], [`capture()`]): the serial console goes to a pipe and is
 //!   collected line by line until a stop marker appears (plus a short grace period for
 //!   the lines that follow it), QEMU exits, or a timeout runs out. QEMU runs in its own
 //!   process group and the whole group is killed at the end, so no emulator (or
@@ -17,7 +17,7 @@
 //! starting [`TEST_PASS`] or [`TEST_FAIL`], [`KERNEL_ERROR`] or [`KERNEL_FAULT`], and
 //! only at the start of a line ([`marker`]).
 //!
-//! Submodules: [`qemu`] (the command line), [`script`] (console scripts), [`capture`]
+//! Submodules: [`qemu`] (the command line), [`script`] (console scripts), [`mod@capture`]
 //! (captured runs: the I/O loop and the state machine deciding when a run ends),
 //! [`marker`] (the marker contract), [`cli`] (`vcpos run`). Their public items are
 //! re-exported here.

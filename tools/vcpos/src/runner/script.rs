@@ -19,7 +19,7 @@ pub enum Expect {
 
 /// One step of a console script: wait for [`Expect`], then type `send`.
 ///
-/// The output is matched with carriage returns removed (as in [`Capture::output`]),
+/// The output is matched with carriage returns removed (as in [`super::Capture::output`]),
 /// so an expected text never contains `\r`; in `send`, `\r` is Enter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {

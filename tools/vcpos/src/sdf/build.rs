@@ -65,7 +65,12 @@ pub fn warnings(system: &System) -> Vec<String> {
         .iter()
         .zip(used)
         .filter(|(_, used)| !used)
-        .map(|(mr, _)| format!("WARNING: unused memory region '{}'", mr.name))
+        .map(|(mr, _)| {
+            format!(
+                "WARNING: unused memory region '{}'",
+                crate::diag::escape_controls(&mr.name)
+            )
+        })
         .collect()
 }
 

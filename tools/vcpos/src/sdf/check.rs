@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use vcpos_abi::MAX_PDS;
 
 use super::ast::RawSystem;
-use super::names::Names;
+use super::names::{did_you_mean, Names};
 use super::reader::Cx;
 use super::{ids, memory};
 use crate::model::Span;
@@ -101,18 +101,25 @@ fn references(cx: &mut Cx<'_, '_>, raw: &RawSystem, names: &Names<'_>) {
         let vm_maps = pd.vm.iter().flat_map(|vm| &vm.maps);
         for map in pd.maps.iter().chain(vm_maps) {
             if let Some(mr) = map.mr.as_ref().filter(|&n| names.mr(Some(n)).is_none()) {
-                cx.error(format!("invalid memory region name '{mr}'"), "map", &map.span);
+                let hint = did_you_mean(mr, names.mrs.keys().copied());
+                cx.error(format!("invalid memory region name '{mr}'{hint}"), "map", &map.span);
             }
         }
         for setvar in &pd.setvars {
             if let Some(mr) = setvar.region_paddr.as_ref().filter(|&n| names.mr(Some(n)).is_none()) {
-                cx.error(format!("invalid memory region name '{mr}'"), "setvar", &setvar.span);
+                let hint = did_you_mean(mr, names.mrs.keys().copied());
+                cx.error(
+                    format!("invalid memory region name '{mr}'{hint}"),
+                    "setvar",
+                    &setvar.span,
+                );
             }
         }
     }
     for end in raw.channels.iter().flat_map(|c| &c.ends) {
         if let Some(pd) = end.pd.as_ref().filter(|&n| names.pd(Some(n)).is_none()) {
-            cx.error(format!("invalid protection domain name '{pd}'"), "end", &end.span);
+            let hint = did_you_mean(pd, names.pds.keys().copied());
+            cx.error(format!("invalid protection domain name '{pd}'{hint}"), "end", &end.span);
         }
     }
 }

@@ -43,10 +43,26 @@ const GUEST_CODE: [u32; 9] = [
 
 /// What the guest's PMU accesses must look like when they reach the VMM, in order.
 const EXPECTED_TRAPS: [SysregAccess; 4] = [
-    SysregAccess { encoding: (3, 3, 9, 14, 0), rt: 0, read: false }, // msr pmuserenr_el0, x0
-    SysregAccess { encoding: (3, 3, 9, 12, 0), rt: 1, read: false }, // msr pmcr_el0, x1
-    SysregAccess { encoding: (3, 3, 9, 12, 1), rt: 3, read: false }, // msr pmcntenset_el0, x3
-    SysregAccess { encoding: (3, 3, 9, 13, 0), rt: 2, read: true },  // mrs x2, pmccntr_el0
+    SysregAccess {
+        encoding: (3, 3, 9, 14, 0),
+        rt: 0,
+        read: false,
+    }, // msr pmuserenr_el0, x0
+    SysregAccess {
+        encoding: (3, 3, 9, 12, 0),
+        rt: 1,
+        read: false,
+    }, // msr pmcr_el0, x1
+    SysregAccess {
+        encoding: (3, 3, 9, 12, 1),
+        rt: 3,
+        read: false,
+    }, // msr pmcntenset_el0, x3
+    SysregAccess {
+        encoding: (3, 3, 9, 13, 0),
+        rt: 2,
+        read: true,
+    }, // mrs x2, pmccntr_el0
 ];
 
 fn guest_memory() -> Words {
@@ -67,7 +83,11 @@ impl Vmm {
         match esr::class(esr) {
             ec::SYSREG => {
                 let access = SysregAccess::decode(esr);
-                ensure!(TEST, self.count < self.traps.len(), "more guest PMU traps than expected: {access:?}");
+                ensure!(
+                    TEST,
+                    self.count < self.traps.len(),
+                    "more guest PMU traps than expected: {access:?}"
+                );
                 self.traps[self.count] = Some(access);
                 self.count += 1;
                 if access.read && access.rt != 31 {
@@ -86,14 +106,24 @@ impl Vmm {
                      (not trapped: the guest owns the PMU)"
                 );
                 let x2 = VCPU.read_reg(2).unwrap_or(u64::MAX);
-                ensure!(TEST, x2 == 0, "the guest read PMCCNTR_EL0 = {x2:#x}, expected the VMM's 0");
-                debug_println!("pmu-vmm: the guest's {} PMU accesses all trapped to the VMM", self.count);
+                ensure!(
+                    TEST,
+                    x2 == 0,
+                    "the guest read PMCCNTR_EL0 = {x2:#x}, expected the VMM's 0"
+                );
+                debug_println!(
+                    "pmu-vmm: the guest's {} PMU accesses all trapped to the VMM",
+                    self.count
+                );
                 self.guest_done = true;
                 WRITER_CHANNEL.notify();
                 READER_CHANNEL.notify();
                 Ok(None)
             }
-            _ => Err(fail(TEST, format_args!("unexpected guest exit: ESR {esr:#x} at pc {pc:#x}"))),
+            _ => Err(fail(
+                TEST,
+                format_args!("unexpected guest exit: ESR {esr:#x} at pc {pc:#x}"),
+            )),
         }
     }
 }
@@ -103,20 +133,41 @@ impl Handler for Vmm {
 
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, TestFailed> {
         if child == Child::new(VCPU.index()) {
-            ensure!(TEST, msg_info.label() == label::VCPU_FAULT, "guest exit with label {}", msg_info.label());
+            ensure!(
+                TEST,
+                msg_info.label() == label::VCPU_FAULT,
+                "guest exit with label {}",
+                msg_info.label()
+            );
             return self.guest_exit();
         }
         let fault = msg_info.fault();
         let _ = child.stop();
-        ensure!(TEST, self.guest_done, "child {} faulted before the guest ran: {fault}", child.index());
+        ensure!(
+            TEST,
+            self.guest_done,
+            "child {} faulted before the guest ran: {fault}",
+            child.index()
+        );
         let Fault::UserException { ec, .. } = fault else {
-            return Err(fail(TEST, format_args!("child {}: not a user exception: {fault}", child.index())));
+            return Err(fail(
+                TEST,
+                format_args!("child {}: not a user exception: {fault}", child.index()),
+            ));
         };
         if child == WRITER {
-            ensure!(TEST, ec == esr::ec::UNKNOWN || ec == esr::ec::SYSREG, "writer: exception class {ec:#x}");
+            ensure!(
+                TEST,
+                ec == esr::ec::UNKNOWN || ec == esr::ec::SYSREG,
+                "writer: exception class {ec:#x}"
+            );
             self.writer_faulted = true;
         } else if child == READER {
-            ensure!(TEST, ec == esr::ec::SYSREG, "reader: exception class {ec:#x}, expected a trapped system register");
+            ensure!(
+                TEST,
+                ec == esr::ec::SYSREG,
+                "reader: exception class {ec:#x}, expected a trapped system register"
+            );
             self.reader_faulted = true;
         } else {
             return Err(fail(TEST, format_args!("fault from unknown child {}", child.index())));
@@ -139,5 +190,11 @@ fn init() -> Vmm {
     if let Err(e) = VCPU.restart(GUEST_ENTRY) {
         let _ = fail(TEST, format_args!("cannot start the vCPU: {e}"));
     }
-    Vmm { traps: [None; 4], count: 0, guest_done: false, writer_faulted: false, reader_faulted: false }
+    Vmm {
+        traps: [None; 4],
+        count: 0,
+        guest_done: false,
+        writer_faulted: false,
+        reader_faulted: false,
+    }
 }

@@ -12,8 +12,8 @@
 use core::sync::atomic::Ordering::SeqCst;
 
 use sel4_microkit::{debug_println, protection_domain, NullHandler};
-use vcpos_test_support::{shared_words, Words};
 use vcpos_test_support::sysreg::{set_tpidr_el0, tpidr_el0};
+use vcpos_test_support::{shared_words, Words};
 
 /// The writer's values: this prefix and the round number.
 const WRITER_TAG: u64 = 0x5757_0000_0000_0000;
