@@ -22,8 +22,9 @@ fn vcp_net_local_delivery() {
     pos("net-client: sender connected: mac [02, 00, 00, 00, 00, 01]");
     pos("net-client: receiver connected: mac [02, 00, 00, 00, 00, 02]");
     let spoof = pos("vcp-net: client 0 sent with another source MAC: dropped (1 so far)");
-    let received = pos("net-client: receiver: 40 unicast frames, the broadcast and fin, in order");
-    let sender = pos("net-client: sender: 44 frames sent, the spoofed one refused");
+    pos("net-client: receiver: local delivery of 1000 frames of 1514 bytes in");
+    let received = pos("net-client: receiver: 40 unicast frames, 1000 full-size ones, the broadcast and fin, in order");
+    let sender = pos("net-client: sender: 1044 frames sent, the spoofed one refused");
     let pass = pos("TEST PASS: vcp-net");
     if !(spoof < received && received < sender && sender < pass) {
         t.fail("expected: spoof report, receiver's check, sender's check, then the pass line");

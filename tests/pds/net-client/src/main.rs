@@ -2,7 +2,8 @@
 //!
 //! - **sender** ([`SENDER`]): sends, in this order, a frame with the receiver's source
 //!   MAC (spoofed), a frame to a MAC nobody has, [`UNICASTS`] frames to the receiver
-//!   (lengths 60..=1514), a broadcast and a final frame, reusing its transmit buffers
+//!   (lengths 60..=1514), [`BULK`] full-size frames (timed by the receiver), a
+//!   broadcast and a final frame, reusing its transmit buffers
 //!   as vcp-net gives them back. When the receiver's acknowledgement arrives it checks
 //!   what vcp-net said about each frame (one spoofed, two device errors: there is no
 //!   NIC, the rest sent) and prints `TEST PASS: vcp-net`.
@@ -22,6 +23,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
+use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_net_protocol::{Client, ClientError, TxStatus, MAX_FRAME_LEN, RING_CAPACITY};
 use vcpos_test_support::{ensure, fail, TestFailed};
@@ -41,8 +43,10 @@ const GATEWAY_IP: [u8; 4] = [10, 0, 2, 2];
 /// A unicast MAC no client has.
 const UNKNOWN: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 const BROADCAST: [u8; 6] = [0xff; 6];
-/// Unicast frames from the sender to the receiver.
+/// Unicast frames of varied lengths from the sender to the receiver.
 const UNICASTS: u16 = 40;
+/// Full-size (1514-byte) frames after them, timed by the receiver.
+const BULK: u16 = 1000;
 /// A local experimental EtherType.
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
 
@@ -55,6 +59,7 @@ enum Kind {
     Broadcast = 4,
     Fin = 5,
     Ack = 6,
+    Bulk = 7,
 }
 
 /// Frame number `seq` of the sender's plan (0..[`plan_len`]).
@@ -72,13 +77,14 @@ fn plan(seq: u16) -> (Kind, [u8; 6], [u8; 6], usize) {
                 60 + (i * 37) % (MAX_FRAME_LEN as usize - 59),
             )
         }
-        s if s == 2 + u => (Kind::Broadcast, BROADCAST, SENDER, MAX_FRAME_LEN as usize),
+        s if s < 2 + u + BULK => (Kind::Bulk, RECEIVER, SENDER, MAX_FRAME_LEN as usize),
+        s if s == 2 + u + BULK => (Kind::Broadcast, BROADCAST, SENDER, MAX_FRAME_LEN as usize),
         _ => (Kind::Fin, RECEIVER, SENDER, 64),
     }
 }
 
 fn plan_len() -> u16 {
-    UNICASTS + 4
+    UNICASTS + BULK + 4
 }
 
 /// The bytes of a frame: header, kind, sequence number, then a pattern of both.
@@ -124,6 +130,8 @@ struct Tester {
     next: u16,
     acked: bool,
     done: bool,
+    /// Receiver: counter value at the first bulk frame.
+    bulk_start: u64,
 }
 
 impl Tester {
@@ -182,10 +190,24 @@ impl Tester {
             f.len()
         );
         self.next += 1;
+        if want == 2 + UNICASTS {
+            self.bulk_start = counter();
+        }
+        if want == 2 + UNICASTS + BULK - 1 {
+            let ticks = counter().wrapping_sub(self.bulk_start).max(1);
+            let us = ticks * 1_000_000 / counter_frequency().max(1);
+            let bytes = u64::from(BULK) * u64::from(MAX_FRAME_LEN);
+            debug_println!(
+                "net-client: receiver: local delivery of {BULK} frames of {MAX_FRAME_LEN} bytes in {us} us: \
+                 {} frames/s, {} KB/s (sender's copy-in, vcp-net's copy, receiver's copy-out and byte check included)",
+                u64::from(BULK) * 1_000_000 / us.max(1),
+                bytes * 1_000 / us.max(1)
+            );
+        }
         if kind == Kind::Fin {
             debug_println!(
-                "net-client: receiver: {UNICASTS} unicast frames, the broadcast and fin, in order, byte for byte, \
-                 nothing else (no spoofed frame, no frame for another MAC)"
+                "net-client: receiver: {UNICASTS} unicast frames, {BULK} full-size ones, the broadcast and fin, \
+                 in order, byte for byte, nothing else (no spoofed frame, no frame for another MAC)"
             );
             let mut ack = [0u8; 64];
             let n = build(Kind::Ack, SENDER, RECEIVER, 0, 64, &mut ack);
@@ -244,7 +266,7 @@ impl Tester {
             TEST,
             st(TxStatus::Spoofed) == 1
                 && st(TxStatus::DeviceError) == 2
-                && st(TxStatus::Sent) == u64::from(UNICASTS) + 1,
+                && st(TxStatus::Sent) == u64::from(UNICASTS + BULK) + 1,
             "transmit statuses: sent {}, spoofed {}, device error {}, bad length {}",
             st(TxStatus::Sent),
             st(TxStatus::Spoofed),
@@ -333,6 +355,7 @@ fn start() -> Result<Tester, TestFailed> {
         next: 0,
         acked: false,
         done: false,
+        bulk_start: 0,
     })
 }
 
