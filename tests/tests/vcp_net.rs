@@ -7,7 +7,8 @@ use vcpos_tool::runner::{CaptureOptions, Device};
 
 /// The sender's unicasts, broadcast and final frame reach the receiver in order and
 /// byte for byte; the spoofed frame and the frame for an unknown MAC reach nobody;
-/// vcp-net reports the spoofing and gives each frame back with the right status.
+/// vcp-net reports the spoofing and gives each frame back with the right status. A
+/// hostile client's raw descriptors are refused and its corrupt index cuts it off.
 #[test]
 fn vcp_net_local_delivery() {
     let t = boot("vcp-net");
@@ -18,7 +19,7 @@ fn vcp_net_local_delivery() {
             .unwrap_or_else(|| t.fail(&format!("no line containing '{s}'")))
     };
     pos("vcp-net: client 0 mac 02:00:00:00:00:01");
-    pos("vcp-net: serving 2 clients");
+    pos("vcp-net: serving 3 clients");
     pos("net-client: sender connected: mac [02, 00, 00, 00, 00, 01]");
     pos("net-client: receiver connected: mac [02, 00, 00, 00, 00, 02]");
     let spoof = pos("vcp-net: client 0 sent with another source MAC: dropped (1 so far)");
@@ -29,8 +30,13 @@ fn vcp_net_local_delivery() {
     if !(spoof < received && received < sender && sender < pass) {
         t.fail("expected: spoof report, receiver's check, sender's check, then the pass line");
     }
-    if out.contains("cut off") {
-        t.fail("a client was cut off");
+    let hostile = pos("net-client: hostile: of 4 raw descriptors, the bad length and the spoofed frame came back");
+    let cut = pos("vcp-net: client 2: client cut off: peer's producer index jumped");
+    if !(hostile < cut && cut < pass) {
+        t.fail("expected: the hostile client's refusals, its cut-off, then the pass line");
+    }
+    if out.matches("cut off:").count() != 1 {
+        t.fail("a client other than the hostile one was cut off");
     }
 }
 

@@ -242,7 +242,7 @@ impl VcpNet {
             for i in 0..MAX_CLIENTS {
                 if r.cut_off & (1 << i) != 0 {
                     match engine.cut_off(i) {
-                        Some(e) => debug_println!("vcp-net: client {i} cut off: {e}"),
+                        Some(e) => debug_println!("vcp-net: client {i}: {e}"),
                         None => debug_println!("vcp-net: client {i} cut off"),
                     }
                 }

@@ -16,6 +16,13 @@
 //!   from the gateway and be addressed to its own MAC; its request must have been
 //!   sent by the NIC. Then it prints `TEST PASS: vcp-net-nic`.
 //!
+//! - **hostile** ([`HOSTILE`]): bypasses its client half and writes raw TX
+//!   descriptors: one outside its data region, one off a buffer boundary, a buffer
+//!   with an impossible length and a buffer whose frame carries no source MAC of its
+//!   own; checks that exactly the last two come back (bad length, spoofed), then
+//!   corrupts its TX index, which gets it cut off (vcp-net says so) while the others
+//!   carry on.
+//!
 //! Channel 0 is vcp-net. Systems: `tests/systems/vcp-net.system` (the receiver runs at
 //! a higher priority than the sender, so it takes each frame before the next arrives)
 //! and `vcp-net-nic.system`.
@@ -25,7 +32,10 @@
 
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
-use vcpos_net_protocol::{Client, ClientError, TxStatus, MAX_FRAME_LEN, RING_CAPACITY};
+use vcpos_net_protocol::{
+    BufDesc, Client, ClientError, ControlLayout, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
+};
+use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET};
 use vcpos_test_support::{ensure, fail, TestFailed};
 
 const TEST: &str = "vcp-net";
@@ -34,6 +44,8 @@ const VCP: Channel = Channel::new(0);
 const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// The receiver's MAC.
 const RECEIVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The hostile client's MAC (`tests/systems/vcp-net.cfg`).
+const HOSTILE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
 /// The ARP prober's MAC (`tests/systems/vcp-net-nic.cfg`).
 const PROBER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
 /// The prober's IPv4 address on QEMU's user network (slirp's default guest address).
@@ -106,6 +118,104 @@ enum Role {
     Sender,
     Receiver,
     Prober,
+    Hostile,
+}
+
+/// The hostile client's raw view of its own TX rings.
+struct Raw {
+    control: SharedRegion,
+    tx_active: Producer<SharedRegion, BufDesc>,
+    tx_free: Consumer<SharedRegion, BufDesc>,
+    /// Offsets and statuses given back so far.
+    back: [(u64, u32); 4],
+    nback: usize,
+    corrupted: bool,
+}
+
+impl Raw {
+    /// Buffer `i` of the data region (the client half keeps 8.. for sending).
+    const fn buf(i: u64) -> u64 {
+        i * BUF_SIZE as u64
+    }
+
+    fn new(control: SharedRegion) -> Result<Raw, TestFailed> {
+        let l = ControlLayout::new(RING_CAPACITY).map_err(|e| fail(TEST, format_args!("layout: {e}")))?;
+        let tx_active = Producer::new(control.clone(), l.tx_active).map_err(|e| fail(TEST, format_args!("{e}")))?;
+        let tx_free = Consumer::new(control.clone(), l.tx_free).map_err(|e| fail(TEST, format_args!("{e}")))?;
+        Ok(Raw {
+            control,
+            tx_active,
+            tx_free,
+            back: [(0, 0); 4],
+            nback: 0,
+            corrupted: false,
+        })
+    }
+
+    /// Phase 1: the bad descriptors.
+    fn start(&mut self) -> Result<(), TestFailed> {
+        for d in [
+            BufDesc::new(Self::buf(16), 60), // just past the 16-buffer region
+            BufDesc::new(Self::buf(8) + 1, 60),
+            BufDesc::new(Self::buf(8), 10),
+            BufDesc::new(Self::buf(9), 60), // all zero: source MAC 00:00:00:00:00:00
+        ] {
+            self.tx_active
+                .push(&d)
+                .map_err(|e| fail(TEST, format_args!("raw push: {e}")))?;
+        }
+        let _ = self.tx_free.request_signal();
+        let _ = self.tx_active.signal_needed();
+        VCP.notify();
+        Ok(())
+    }
+
+    /// Phase 2, once both refusals are back: a corrupt index.
+    fn step(&mut self) -> Result<(), TestFailed> {
+        while let Some(d) = self
+            .tx_free
+            .pop()
+            .map_err(|e| fail(TEST, format_args!("tx free: {e}")))?
+        {
+            ensure!(
+                TEST,
+                self.nback < self.back.len(),
+                "hostile: too many buffers given back"
+            );
+            self.back[self.nback] = (d.offset, d.status);
+            self.nback += 1;
+        }
+        if self.corrupted || self.nback < 2 {
+            let _ = self.tx_free.request_signal();
+            return Ok(());
+        }
+        let want = [
+            (Self::buf(8), TxStatus::BadLength as u32),
+            (Self::buf(9), TxStatus::Spoofed as u32),
+        ];
+        ensure!(
+            TEST,
+            self.back[..self.nback] == want,
+            "hostile: given back {:?}, expected {want:?}",
+            &self.back[..self.nback]
+        );
+        debug_println!(
+            "net-client: hostile: of 4 raw descriptors, the bad length and the spoofed frame came back, \
+             the two naming no buffer did not; corrupting the TX index"
+        );
+        let at = ControlLayout::new(RING_CAPACITY)
+            .map_err(|e| fail(TEST, format_args!("layout: {e}")))?
+            .tx_active
+            .base()
+            + PRODUCER_INDEX_OFFSET;
+        self.control
+            .atomic_u32(at)
+            .map_err(|e| fail(TEST, format_args!("{e}")))?
+            .store(4 + 1000, core::sync::atomic::Ordering::Release);
+        self.corrupted = true;
+        VCP.notify();
+        Ok(())
+    }
 }
 
 /// An ARP request from the prober for [`GATEWAY_IP`], padded to the 60-byte minimum.
@@ -132,6 +242,8 @@ struct Tester {
     done: bool,
     /// Receiver: counter value at the first bulk frame.
     bulk_start: u64,
+    /// The hostile client's raw rings.
+    raw: Option<Raw>,
 }
 
 impl Tester {
@@ -284,6 +396,9 @@ impl Tester {
     }
 
     fn pump(&mut self) -> Result<(), TestFailed> {
+        if let Some(raw) = self.raw.as_mut() {
+            return raw.step();
+        }
         let mut frame = [0u8; 2048];
         loop {
             while let Some(n) = self.client.recv(&mut frame).map_err(|e| self.err("recv", e))? {
@@ -320,7 +435,8 @@ impl Handler for Tester {
 fn start() -> Result<Tester, TestFailed> {
     let control = shared_region!(control_vaddr, size = control_size);
     let data = shared_region!(data_vaddr, size = data_size);
-    let mut client = Client::new(control, data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
+    let mut client =
+        Client::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
     let info = client
         .connect()
         .map_err(|e| fail(TEST, format_args!("vcp-net info page: {e}")))?;
@@ -328,12 +444,19 @@ fn start() -> Result<Tester, TestFailed> {
         SENDER => Role::Sender,
         RECEIVER => Role::Receiver,
         PROBER => Role::Prober,
+        HOSTILE => Role::Hostile,
         mac => return Err(fail(TEST, format_args!("unexpected MAC {mac:02x?}"))),
     };
     if role == Role::Prober {
         client
             .send(&arp_request())
             .map_err(|e| fail(TEST, format_args!("send the ARP request: {e}")))?;
+    }
+    let mut raw = None;
+    if role == Role::Hostile {
+        let mut r = Raw::new(control)?;
+        r.start()?;
+        raw = Some(r);
     }
     let sender = role == Role::Sender;
     debug_println!(
@@ -342,6 +465,7 @@ fn start() -> Result<Tester, TestFailed> {
             Role::Sender => "sender",
             Role::Receiver => "receiver",
             Role::Prober => "prober",
+            Role::Hostile => "hostile",
         },
         info.mac,
         info.mtu,
@@ -356,6 +480,7 @@ fn start() -> Result<Tester, TestFailed> {
         acked: false,
         done: false,
         bulk_start: 0,
+        raw,
     })
 }
 
