@@ -256,8 +256,11 @@ impl Nic for VirtioNic {
             let start = self.hdr_len.min(end);
             deliver(&self.rx_buf(i)[start..end])
         });
-        // A buffer the device cannot take back is lost; the others carry on.
-        let _ = self.post_rx(i);
+        // Back to the device, unless the virtqueue refused to give it back (it may
+        // still hold it): then it is lost and the others carry on.
+        if r.is_some() {
+            let _ = self.post_rx(i);
+        }
         r
     }
 }
