@@ -402,13 +402,15 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
     }
 
     /// Before waiting for notifications: asks every live client for one on its next
-    /// frame to send. `false` if a client sent meanwhile (run again first).
+    /// frame to send. `false` if a client sent meanwhile, or was cut off by what it
+    /// wrote meanwhile (run again first: the run reports it).
     pub fn prepare_wait(&mut self) -> bool {
         let mut idle = true;
         for c in self.clients.iter_mut().flatten() {
             if c.live() && c.stalled.is_none() {
-                if let Ok(false) = c.server.request_signal() {
-                    idle = false;
+                match c.server.request_signal() {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => idle = false,
                 }
             }
         }

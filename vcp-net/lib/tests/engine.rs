@@ -508,3 +508,17 @@ fn a_restarted_engine_changes_the_generation() {
         }
     );
 }
+
+#[test]
+fn a_client_cut_off_while_the_engine_prepares_to_wait_is_reported_by_the_next_run() {
+    let mut net = net(2, 8);
+    net.engine.run();
+    assert!(net.engine.prepare_wait());
+    let l = ControlLayout::new(RING_CAPACITY).unwrap();
+    net.controls[1]
+        .store_u32(l.tx_active.base() + PRODUCER_INDEX_OFFSET, 999, Ordering::Release)
+        .unwrap();
+    assert!(!net.engine.prepare_wait(), "run again: there is a cut-off to report");
+    assert_eq!(net.engine.run().cut_off, 0b10);
+    assert!(net.engine.prepare_wait());
+}
