@@ -57,6 +57,7 @@ fn vcp_net_nic_arp() {
         "vcp-net: NIC mac 52:54:00:12:34:56",
         "vcp-net: client 0 mac 02:00:00:00:00:03",
         "net-client: prober: ARP request sent through the NIC; reply: 10.0.2.2 is at",
+        "net-client: prober: 200 ARP round trips through vcp-net, virtio-net and QEMU's gateway in",
     ] {
         if !t.output().contains(line) {
             t.fail(&format!("no line containing '{line}'"));
