@@ -10,7 +10,7 @@ use vcpos_tests::linux::{
     GUEST_PANIC, HEARTBEAT, LINUX_TIMEOUT, POWERED_OFF, PROMPT, READY, RESET, UNEXPECTED_RESTART,
 };
 use vcpos_tests::{build_system, guest_dir, scenario_system, Transcript};
-use vcpos_tool::runner::Step;
+use vcpos_tool::runner::{markers, Marker, Step, Stop};
 
 /// Waits for the guest console line `text`: behind the VMM's guest line prefix, and
 /// whole (the line end follows).
@@ -81,9 +81,11 @@ fn linux_boots_to_shell_and_runs_a_command() {
 
 /// Guest console output cannot forge a marker: the guest prints `TEST PASS:` lines
 /// (one with `echo`, one after another line in a single `printf` write), and the run
-/// still goes on to its own later step (the guest's next computed line and prompt). The
-/// VMM puts the guest line prefix before every guest line, so no guest text starts a
-/// line, and the runner believes markers only at a line start (`vcpos_abi::console`).
+/// still goes on to its own later step (the guest's next computed line and prompt)
+/// although it would stop at a pass marker, and the runner finds no marker in the
+/// transcript. The VMM puts the guest line prefix before every guest line, so no guest
+/// text starts a line, and the runner believes markers only at a line start
+/// (`vcpos_abi::console`).
 #[test]
 fn guest_output_cannot_forge_markers() {
     let mut script = until_ready();
@@ -96,9 +98,16 @@ fn guest_output_cannot_forge_markers() {
         guest_line("forge-done-2"),
         Step::wait_text(PROMPT),
     ]);
-    let t = run("linux-vm", 1, script, UNEXPECTED_RESTART);
+    // The run also stops at a pass marker, as a test PD's run does: had the runner
+    // believed a forged line, the run would end there, before the script's end.
+    let mut opts = options(linux::timeout(LINUX_TIMEOUT, 1), script, UNEXPECTED_RESTART);
+    opts.stop_on.push(Stop::LineStart(TEST_PASS.to_string()));
+    let t = linux::run("linux-vm", &scenario_system("linux-vm"), &opts);
     t.assert_script_done();
     let out = t.output();
+    if let Some(m) = markers(out).into_iter().find(|m| matches!(m, Marker::Pass(_))) {
+        t.fail(&format!("the runner took a guest line as a marker: {m:?}"));
+    }
     // No line of the transcript starts with a pass marker: the guest's forgeries (and
     // the echo of the commands that print them) are all behind the prefix.
     if let Some(l) = out.lines().find(|l| l.trim_start_matches('\r').starts_with(TEST_PASS)) {

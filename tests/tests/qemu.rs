@@ -97,3 +97,35 @@ fn root_system_boots() {
     );
     linux::run("root-system", &system, &opts).assert_script_done();
 }
+
+/// The root system's guest RAM is mapped at stage 2 with 2 MiB block descriptors, not
+/// 4 KiB pages (every stage-1 access of a guest TLB refill walks stage 2, one level
+/// fewer with blocks): its RAM regions have 2 MiB pages, which the builder maps as
+/// `attr::LARGE` and the kernel as level-2 blocks (`kernel/core/src/vspace.rs`).
+#[test]
+fn root_system_guest_ram_uses_stage2_blocks() {
+    let path = workspace_root().join("system.xml");
+    let system = vcpos_tool::sdf::load_with(&path, &[vcpos_tests::artifact_dir(), vcpos_tests::guest_dir()])
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
+        .system;
+    let vm = system
+        .pds
+        .iter()
+        .find_map(|pd| pd.virtual_machine.as_ref())
+        .expect("system.xml has a VM");
+    let ram: Vec<_> = vm
+        .maps
+        .iter()
+        .map(|m| &system.memory_regions[m.mr])
+        .filter(|mr| mr.phys_addr.is_none())
+        .collect();
+    assert!(!ram.is_empty(), "the VM maps no RAM");
+    for mr in ram {
+        assert_eq!(
+            mr.page_size,
+            vcpos_abi::vspace::LARGE_PAGE_SIZE,
+            "guest RAM region '{}' has small pages",
+            mr.name
+        );
+    }
+}

@@ -121,3 +121,37 @@ fn vcp_blk_hostile_client() {
         t.fail("expected: refusals, flood, cut-off, then the reader's final pass");
     }
 }
+
+/// A second virtio device in vcp-blk's device page (QEMU puts the second
+/// `-device virtio-blk-device` in slot 30, the same 4 KiB page as slot 31): vcp-blk
+/// refuses to start instead of driving a page another device is in.
+#[test]
+fn vcp_blk_refuses_a_shared_device_page() {
+    let scenario = "vcp-blk";
+    let built = build_system("vcp-blk-shared-page", &scenario_system(scenario), "debug")
+        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let dir = target_dir().join("vcpos-tests").join("vcp-blk-shared-page");
+    let (a, b) = (dir.join("disk-a.img"), dir.join("disk-b.img"));
+    make_disk(&a);
+    make_disk(&b);
+    let devices = [
+        Device::Disk {
+            file: a,
+            read_only: false,
+        },
+        Device::Disk {
+            file: b,
+            read_only: false,
+        },
+    ];
+    let t = built
+        .boot_with_devices(&CaptureOptions::until_marker(timeout()), &devices)
+        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let refused = "vcp-blk: ERROR: cannot start: another virtio device (id 2) shares the device page";
+    if !t.output().contains(refused) {
+        t.fail(&format!("no line containing '{refused}'"));
+    }
+    if t.output().contains("TEST PASS") || t.output().contains("vcp-blk: serving") {
+        t.fail("vcp-blk served a device whose page holds another device");
+    }
+}

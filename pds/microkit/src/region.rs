@@ -10,7 +10,8 @@
 //! - atomic `u32`/`u64` views at aligned offsets ([`SharedRegion::atomic_u32`],
 //!   [`SharedRegion::atomic_u64`]) for indices another PD reads (queue heads and tails,
 //!   with `Acquire`/`Release`);
-//! - copies between a slice and the region, and between two regions;
+//! - copies between a slice and the region, and between two regions (volatile too,
+//!   in 8-byte words where alignment allows);
 //! - sub-range views ([`SharedRegion::slice`]).
 //!
 //! Errors name the region and the offending range ([`RegionError`]).
@@ -174,29 +175,29 @@ impl SharedRegion {
         })
     }
 
-    /// Copies `buf.len()` bytes from `offset` into `buf`.
-    ///
-    /// A plain (not volatile) copy: the bytes may change while they are copied, so a
-    /// reader copies once and then validates the copy.
+    /// Copies `buf.len()` bytes from `offset` into `buf` (volatile loads: the bytes
+    /// may change while they are copied, so a reader copies once and then validates
+    /// the copy).
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
         self.check(offset, buf.len())?;
         // SAFETY: the source range is inside the mapping (checked); `buf` is a Rust
-        // buffer, which the mapping cannot overlap (no reference into it exists).
-        unsafe { core::ptr::copy_nonoverlapping(self.ptr(offset), buf.as_mut_ptr(), buf.len()) };
+        // buffer of `buf.len()` bytes, which the mapping cannot overlap (no reference
+        // into it exists).
+        unsafe { volatile_copy(self.ptr(offset), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
-    /// Copies `data` into the region at `offset`.
+    /// Copies `data` into the region at `offset` (volatile stores).
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<(), RegionError> {
         self.check(offset, data.len())?;
         // SAFETY: as for `read_bytes`; the mapping is writable.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr(offset), data.len()) };
+        unsafe { volatile_copy(data.as_ptr(), self.ptr(offset), data.len()) };
         Ok(())
     }
 
-    /// Copies `len` bytes from `src` at `src_offset` to this region at `offset` (the
-    /// two may be views of the same region; overlapping ranges are copied as if
-    /// through a buffer).
+    /// Copies `len` bytes from `src` at `src_offset` to this region at `offset`
+    /// (volatile; the two may be views of the same region: overlapping ranges are
+    /// copied as if through a buffer).
     pub fn copy_from(
         &self,
         offset: usize,
@@ -206,17 +207,29 @@ impl SharedRegion {
     ) -> Result<(), RegionError> {
         src.check(src_offset, len)?;
         self.check(offset, len)?;
-        // SAFETY: both ranges are inside their mappings (checked); `copy` allows
-        // overlap.
-        unsafe { core::ptr::copy(src.ptr(src_offset), self.ptr(offset), len) };
+        let (from, to) = (src.ptr(src_offset), self.ptr(offset));
+        if (to as usize) > (from as usize) && (to as usize) < (from as usize).wrapping_add(len) {
+            // The destination starts inside the source: copy from the end.
+            for i in (0..len).rev() {
+                // SAFETY: byte `i` of both ranges is inside its checked mapping.
+                unsafe { to.add(i).write_volatile(from.add(i).read_volatile()) };
+            }
+        } else {
+            // SAFETY: both ranges are inside their mappings (checked); a forward copy
+            // is correct for these (possibly overlapping) ranges.
+            unsafe { volatile_copy(from, to, len) };
+        }
         Ok(())
     }
 
-    /// Sets `len` bytes at `offset` to `value`.
+    /// Sets `len` bytes at `offset` to `value` (volatile stores).
     pub fn fill(&self, offset: usize, len: usize, value: u8) -> Result<(), RegionError> {
         self.check(offset, len)?;
-        // SAFETY: the range is inside the writable mapping (checked).
-        unsafe { core::ptr::write_bytes(self.ptr(offset), value, len) };
+        let p = self.ptr(offset);
+        for i in 0..len {
+            // SAFETY: byte `i` is inside the writable mapping (checked).
+            unsafe { p.add(i).write_volatile(value) };
+        }
         Ok(())
     }
 
@@ -352,15 +365,51 @@ impl SharedRegion {
     }
 }
 
-/// Makes the region a `shared_region!` names (the macro's expansion calls this).
+/// Copies `len` bytes from `src` to `dst` front to back with volatile accesses, in
+/// 8-byte words where both pointers allow it.
+///
+/// # Safety
+///
+/// `src .. src + len` must be readable and `dst .. dst + len` writable; if they
+/// overlap, `dst` must not start inside the source after `src`.
+unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
+    let mut i = 0;
+    if (src as usize).wrapping_sub(dst as usize).is_multiple_of(8) {
+        while i < len && !(src as usize + i).is_multiple_of(8) {
+            // SAFETY: i < len (the caller's ranges).
+            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+            i += 1;
+        }
+        while i + 8 <= len {
+            // SAFETY: 8 bytes from i are inside both ranges, and both pointers are
+            // 8-byte aligned here (same misalignment, now skipped).
+            unsafe {
+                dst.add(i)
+                    .cast::<u64>()
+                    .write_volatile(src.add(i).cast::<u64>().read_volatile())
+            };
+            i += 8;
+        }
+    }
+    while i < len {
+        // SAFETY: i < len.
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        i += 1;
+    }
+}
+
+/// Makes the region a `shared_region!` names (the macros' expansion calls this).
+///
+/// # Safety
+///
+/// `addr` must be the value of a `setvar_vaddr` symbol the macro declares (which the
+/// builder patches with the address where it mapped the region read-write for the
+/// PD's life, or leaves 0: then this panics), and `len` at most the region's size.
 #[doc(hidden)]
-pub fn region_from_symbol(symbol: &'static str, addr: usize, len: usize) -> SharedRegion {
+pub unsafe fn region_from_symbol(symbol: &'static str, addr: usize, len: usize) -> SharedRegion {
     let base = crate::symbols::region_ptr::<u8>(addr, symbol);
-    // SAFETY: `addr` is the value of a `setvar_vaddr` symbol only `shared_region!`
-    // declares, which the builder patches with the address where it mapped the region
-    // (read-write, for the PD's life); `len` is its `setvar_size` symbol or the size the
-    // PD's system file gives the region (the macro's contract). The runtime makes no
-    // reference into region memory.
+    // SAFETY: by this function's contract the range is mapped read-write for the PD's
+    // life; the runtime makes no reference into region memory.
     unsafe { SharedRegion::from_raw(symbol, base, len) }
 }
 
@@ -374,16 +423,21 @@ pub fn region_from_symbol(symbol: &'static str, addr: usize, len: usize) -> Shar
 /// if the builder did not patch the address.
 #[macro_export]
 macro_rules! shared_region {
-    ($symbol:ident, size = $size_symbol:ident $(,)?) => {
-        $crate::_private::region_from_symbol(
-            stringify!($symbol),
-            *$crate::var!($symbol: usize = 0),
-            *$crate::var!($size_symbol: usize = 0),
-        )
-    };
-    ($symbol:ident, bytes = $bytes:expr $(,)?) => {
-        $crate::_private::region_from_symbol(stringify!($symbol), *$crate::var!($symbol: usize = 0), $bytes)
-    };
+    ($symbol:ident, size = $size_symbol:ident $(,)?) => {{
+        let addr: usize = *$crate::var!($symbol: usize = 0);
+        let len: usize = *$crate::var!($size_symbol: usize = 0);
+        // SAFETY: `addr` and `len` are the `setvar_vaddr` and `setvar_size` values the
+        // builder patched for this map (a region mapped read-write for the PD's life).
+        unsafe { $crate::_private::region_from_symbol(stringify!($symbol), addr, len) }
+    }};
+    ($symbol:ident, bytes = $bytes:expr $(,)?) => {{
+        let addr: usize = *$crate::var!($symbol: usize = 0);
+        let len: usize = $bytes;
+        // SAFETY: `addr` is the `setvar_vaddr` value the builder patched for this map;
+        // the invoker states the region has at least `bytes` bytes (the macro's
+        // contract, as the system file's size).
+        unsafe { $crate::_private::region_from_symbol(stringify!($symbol), addr, len) }
+    }};
 }
 
 /// Like [`shared_region!`], for a region a system may leave out: `None` if the builder
@@ -393,7 +447,8 @@ macro_rules! optional_shared_region {
     ($symbol:ident, size = $size_symbol:ident $(,)?) => {{
         let addr: usize = *$crate::var!($symbol: usize = 0);
         let len: usize = *$crate::var!($size_symbol: usize = 0);
-        (addr != 0).then(|| $crate::_private::region_from_symbol(stringify!($symbol), addr, len))
+        // SAFETY: as for `shared_region!`: the builder's patched address and size.
+        (addr != 0).then(|| unsafe { $crate::_private::region_from_symbol(stringify!($symbol), addr, len) })
     }};
 }
 
@@ -501,6 +556,37 @@ mod tests {
     }
 
     #[test]
+    fn copies_of_every_alignment_and_length_are_exact() {
+        let a = SharedRegion::new_host("a", 128);
+        let b = SharedRegion::new_host("b", 128);
+        let pattern: Vec<u8> = (0..128u32).map(|i| (i * 37 + 11) as u8).collect();
+        for (src_off, dst_off, len) in [(0, 0, 64), (1, 1, 40), (3, 5, 33), (7, 0, 9), (8, 16, 100), (0, 3, 0)] {
+            a.write_bytes(0, &pattern).unwrap();
+            b.fill(0, 128, 0).unwrap();
+            b.copy_from(dst_off, &a, src_off, len).unwrap();
+            let mut out = [0u8; 128];
+            b.read_bytes(0, &mut out).unwrap();
+            let mut want = [0u8; 128];
+            want[dst_off..dst_off + len].copy_from_slice(&pattern[src_off..src_off + len]);
+            assert_eq!(out, want, "src {src_off} dst {dst_off} len {len}");
+            let mut part = vec![0u8; len];
+            a.read_bytes(src_off, &mut part).unwrap();
+            assert_eq!(part, pattern[src_off..src_off + len]);
+        }
+        // Overlap in both directions inside one region.
+        a.write_bytes(0, &pattern).unwrap();
+        a.copy_from(3, &a, 0, 100).unwrap();
+        let mut out = [0u8; 103];
+        a.read_bytes(0, &mut out).unwrap();
+        assert_eq!(&out[3..], &pattern[..100]);
+        a.write_bytes(0, &pattern).unwrap();
+        a.copy_from(0, &a, 9, 100).unwrap();
+        let mut out = [0u8; 100];
+        a.read_bytes(0, &mut out).unwrap();
+        assert_eq!(&out[..], &pattern[9..109]);
+    }
+
+    #[test]
     fn copies_between_regions_and_fill() {
         let a = SharedRegion::new_host("a", 32);
         let b = SharedRegion::new_host("b", 32);
@@ -536,7 +622,8 @@ mod tests {
         let r = std::panic::catch_unwind(|| crate::shared_region!(vcpos_test_shared2, size = vcpos_test_shared2_size));
         assert!(r.is_err(), "unpatched address must panic");
         let sym: &'static usize = crate::var!(vcpos_test_patched_addr: usize = 0x4000_0000);
-        let region = region_from_symbol("x", *sym, 0x1000);
+        // SAFETY: only the pointer value is checked; the region is never accessed.
+        let region = unsafe { region_from_symbol("x", *sym, 0x1000) };
         assert_eq!((region.addr(), region.len(), region.name()), (0x4000_0000, 0x1000, "x"));
     }
 }

@@ -114,6 +114,8 @@ pub struct EngineStats {
     pub flushes: u64,
     /// Client requests completed.
     pub completed: u64,
+    /// Most device transfers in flight at once.
+    pub peak_in_flight: usize,
 }
 
 /// The engine over device `D` and client control regions `M`.
@@ -394,6 +396,7 @@ impl<M: SharedMemory + Clone, D: BlockDevice> Engine<M, D> {
                     self.stats.transfers += 1;
                     let key = a.key;
                     self.tokens.push((token, key));
+                    self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.tokens.len());
                     let a = &mut self.active[idx];
                     a.outstanding += 1;
                     a.next_seg += 1;

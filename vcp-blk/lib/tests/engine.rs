@@ -384,6 +384,11 @@ fn round_robin_under_flood() {
         "client 1 waited behind {longest} transfers of the flooding client"
     );
     assert!(c1_done >= 90, "client 1 completed only {c1_done} of 300 rounds");
+    assert_eq!(
+        s.engine.stats().peak_in_flight,
+        2,
+        "the device's room is used, never exceeded"
+    );
 }
 
 /// Client 1 corrupts its request ring's index: it is cut off, client 0 goes on.

@@ -7,7 +7,8 @@
 //! - `virtio_mmio`: the device page (uncached), `setvar_vaddr="virtio_mmio"`; the PD
 //!   finds the block transport in it and refuses to start if another device is in
 //!   use in the same page;
-//! - `dma`: `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"`, and a
+//! - `dma` (64 KiB: virtqueue, request headers and a bounce page):
+//!   `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"`, and a
 //!   `<setvar symbol="dma_paddr" region_paddr="..."/>`;
 //! - `config`: the prefilled configuration text (`vcpos_vcp_blk::config`),
 //!   `setvar_vaddr="config_vaddr"`, `setvar_prefill_size="config_size"`;
@@ -155,7 +156,7 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
     }
     hal::register(0, dma.vaddr, dma.size, dma_paddr);
     if !hal::init_bounce() {
-        return Err(StartError::Missing("dma region of at least one page"));
+        return Err(StartError::Missing("dma region large enough for the bounce page"));
     }
 
     let config_text = Patched {
@@ -212,12 +213,19 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
 
 struct VcpBlk {
     engine: Option<Engine<SharedRegion, VirtioDisk>>,
+    /// Peak of device transfers in flight reported so far.
+    peak: usize,
 }
 
 impl VcpBlk {
     fn run(&mut self) {
         let Some(engine) = self.engine.as_mut() else { return };
         let r = engine.run();
+        let peak = engine.stats().peak_in_flight;
+        if peak > self.peak {
+            self.peak = peak;
+            debug_println!("vcp-blk: {peak} device transfers in flight (new peak)");
+        }
         for i in 0..MAX_CLIENTS {
             if r.cut_off & (1 << i) != 0 {
                 let why = engine.server(i).and_then(|s| s.cut_off());
@@ -260,11 +268,14 @@ fn init() -> impl Handler {
                 "vcp-blk: serving {clients} clients, disk of {} sectors",
                 vcpos_vcp_blk::BlockDevice::capacity_sectors(engine.device())
             );
-            VcpBlk { engine: Some(engine) }
+            VcpBlk {
+                engine: Some(engine),
+                peak: 0,
+            }
         }
         Err(e) => {
             debug_println!("vcp-blk: ERROR: cannot start: {e}");
-            VcpBlk { engine: None }
+            VcpBlk { engine: None, peak: 0 }
         }
     };
     vcp.run();

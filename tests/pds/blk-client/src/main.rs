@@ -19,7 +19,7 @@
 use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_blk_protocol::{Client, ClientError, Completion, Segment, Status, RING_CAPACITY};
 use vcpos_test_support::blk::{self, ROUNDS, TEST_BLOCKS, WORDS};
-use vcpos_test_support::{ensure, fail, TestFailed};
+use vcpos_test_support::{ensure, fail, ticks_to_ns, TestFailed};
 
 const TEST: &str = "vcp-blk";
 const VCP: Channel = Channel::new(0);
@@ -58,6 +58,8 @@ struct Tester {
     done: u32,
     free: u32,
     peer_done: bool,
+    /// Counter value at the start (counter frequency, ticks).
+    started: (u64, u64),
 }
 
 fn id(seq: u32, req: u32, slot: u32) -> u32 {
@@ -234,6 +236,10 @@ impl Tester {
                 debug_println!(
                     "blk-client: read-write: {ROUNDS} rounds of {TEST_BLOCKS} blocks written (FUA, flush) and read back"
                 );
+                let (hz, now) = sel4_microkit::sys::time_now().unwrap_or((0, 0));
+                let us = ticks_to_ns(now.wrapping_sub(self.started.1), hz) / 1000;
+                let kib = u64::from(ROUNDS) * TEST_BLOCKS * 512 * 2 / 1024;
+                debug_println!("blk-client: read-write: {kib} KiB written and read in {us} us (QEMU TCG)");
                 PEER.notify();
                 Phase::Done
             }
@@ -341,6 +347,7 @@ fn start() -> Result<Tester, TestFailed> {
         done: 0,
         free: (1 << SLOTS) - 1,
         peer_done: false,
+        started: sel4_microkit::sys::time_now().unwrap_or((0, 0)),
     })
 }
 
