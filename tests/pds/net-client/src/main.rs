@@ -1,0 +1,548 @@
+//! vcp-net test client. Its role follows from the MAC vcp-net's info page gives it:
+//!
+//! - **sender** ([`SENDER`]): sends, in this order, a frame with the receiver's source
+//!   MAC (spoofed), a frame to a MAC nobody has, [`UNICASTS`] frames to the receiver
+//!   (lengths 60..=1514), [`BULK`] full-size frames (timed by the receiver), a
+//!   broadcast and a final frame, reusing its transmit buffers
+//!   as vcp-net gives them back. When the receiver's acknowledgement arrives it checks
+//!   what vcp-net said about each frame (one spoofed, two device errors: there is no
+//!   NIC, the rest sent) and prints `TEST PASS: vcp-net`.
+//! - **receiver** ([`RECEIVER`]): checks that it gets exactly the unicasts, the
+//!   broadcast and the final frame, in order and byte for byte, and nothing else (not
+//!   the spoofed frame, not the frame for the unknown MAC), then acknowledges.
+//!
+//! - **ARP prober** ([`PROBER`], with a NIC): broadcasts an ARP request for QEMU's
+//!   user-network gateway ([`GATEWAY_IP`]) and waits for the reply, which must come
+//!   from the gateway and be addressed to its own MAC; its request must have been
+//!   sent by the NIC. Then it times [`ARP_ROUND_TRIPS`] more (up to
+//!   [`ARP_OUTSTANDING`] in flight) and prints `TEST PASS: vcp-net-nic`.
+//!
+//! - **hostile** ([`HOSTILE`]): bypasses its client half and writes raw TX
+//!   descriptors: one outside its data region, one off a buffer boundary, a buffer
+//!   with an impossible length and a buffer whose frame carries no source MAC of its
+//!   own; checks that exactly the last two come back (bad length, spoofed), then
+//!   corrupts its TX index, which gets it cut off (vcp-net says so) while the others
+//!   carry on.
+//!
+//! Channel 0 is vcp-net. Systems: `tests/systems/vcp-net.system` (the receiver runs at
+//! a higher priority than the sender, so it takes each frame before the next arrives)
+//! and `vcp-net-nic.system`.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use sel4_microkit::sys::{counter, counter_frequency};
+use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
+use vcpos_net_protocol::{
+    BufDesc, Client, ClientError, ControlLayout, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
+};
+use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET};
+use vcpos_test_support::{ensure, fail, TestFailed};
+
+const TEST: &str = "vcp-net";
+const VCP: Channel = Channel::new(0);
+/// The sender's MAC (`tests/systems/vcp-net.cfg`).
+const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The receiver's MAC.
+const RECEIVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The hostile client's MAC (`tests/systems/vcp-net.cfg`).
+const HOSTILE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
+/// The ARP prober's MAC (`tests/systems/vcp-net-nic.cfg`).
+const PROBER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+/// The prober's IPv4 address on QEMU's user network (slirp's default guest address).
+const PROBER_IP: [u8; 4] = [10, 0, 2, 15];
+/// QEMU's user-network gateway, which answers ARP.
+const GATEWAY_IP: [u8; 4] = [10, 0, 2, 2];
+/// ARP round trips the prober times after the first.
+const ARP_ROUND_TRIPS: u32 = 200;
+/// ARP requests the prober keeps in flight (its transmit buffers).
+const ARP_OUTSTANDING: u32 = 8;
+/// A unicast MAC no client has.
+const UNKNOWN: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+const BROADCAST: [u8; 6] = [0xff; 6];
+/// Unicast frames of varied lengths from the sender to the receiver.
+const UNICASTS: u16 = 40;
+/// Full-size (1514-byte) frames after them, timed by the receiver.
+const BULK: u16 = 1000;
+/// A local experimental EtherType.
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+/// What a frame of the test is (byte 14 of the frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Spoofed = 1,
+    Unknown = 2,
+    Unicast = 3,
+    Broadcast = 4,
+    Fin = 5,
+    Ack = 6,
+    Bulk = 7,
+}
+
+/// Frame number `seq` of the sender's plan (0..[`plan_len`]).
+fn plan(seq: u16) -> (Kind, [u8; 6], [u8; 6], usize) {
+    let u = UNICASTS;
+    match seq {
+        0 => (Kind::Spoofed, RECEIVER, RECEIVER, 100),
+        1 => (Kind::Unknown, UNKNOWN, SENDER, 100),
+        s if s < 2 + u => {
+            let i = usize::from(s - 2);
+            (
+                Kind::Unicast,
+                RECEIVER,
+                SENDER,
+                60 + (i * 37) % (MAX_FRAME_LEN as usize - 59),
+            )
+        }
+        s if s < 2 + u + BULK => (Kind::Bulk, RECEIVER, SENDER, MAX_FRAME_LEN as usize),
+        s if s == 2 + u + BULK => (Kind::Broadcast, BROADCAST, SENDER, MAX_FRAME_LEN as usize),
+        _ => (Kind::Fin, RECEIVER, SENDER, 64),
+    }
+}
+
+fn plan_len() -> u16 {
+    UNICASTS + BULK + 4
+}
+
+/// The bytes of a frame: header, kind, sequence number, then a pattern of both.
+fn build(kind: Kind, dst: [u8; 6], src: [u8; 6], seq: u16, len: usize, out: &mut [u8]) -> usize {
+    out[..6].copy_from_slice(&dst);
+    out[6..12].copy_from_slice(&src);
+    out[12..14].copy_from_slice(&ETHERTYPE);
+    out[14] = kind as u8;
+    out[15..17].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in out[17..len].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(7) ^ (seq as u8).wrapping_mul(31) ^ kind as u8;
+    }
+    len
+}
+
+/// The client's part in the test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Sender,
+    Receiver,
+    Prober,
+    Hostile,
+}
+
+/// The hostile client's raw view of its own TX rings.
+struct Raw {
+    control: SharedRegion,
+    tx_active: Producer<SharedRegion, BufDesc>,
+    tx_free: Consumer<SharedRegion, BufDesc>,
+    /// Offsets and statuses given back so far.
+    back: [(u64, u32); 4],
+    nback: usize,
+    corrupted: bool,
+}
+
+impl Raw {
+    /// Buffer `i` of the data region (the client half keeps 8.. for sending).
+    const fn buf(i: u64) -> u64 {
+        i * BUF_SIZE as u64
+    }
+
+    fn new(control: SharedRegion) -> Result<Raw, TestFailed> {
+        let l = ControlLayout::new(RING_CAPACITY).map_err(|e| fail(TEST, format_args!("layout: {e}")))?;
+        let tx_active = Producer::new(control.clone(), l.tx_active).map_err(|e| fail(TEST, format_args!("{e}")))?;
+        let tx_free = Consumer::new(control.clone(), l.tx_free).map_err(|e| fail(TEST, format_args!("{e}")))?;
+        Ok(Raw {
+            control,
+            tx_active,
+            tx_free,
+            back: [(0, 0); 4],
+            nback: 0,
+            corrupted: false,
+        })
+    }
+
+    /// Phase 1: the bad descriptors.
+    fn start(&mut self) -> Result<(), TestFailed> {
+        for d in [
+            BufDesc::new(Self::buf(16), 60), // just past the 16-buffer region
+            BufDesc::new(Self::buf(8) + 1, 60),
+            BufDesc::new(Self::buf(8), 10),
+            BufDesc::new(Self::buf(9), 60), // all zero: source MAC 00:00:00:00:00:00
+        ] {
+            self.tx_active
+                .push(&d)
+                .map_err(|e| fail(TEST, format_args!("raw push: {e}")))?;
+        }
+        let _ = self.tx_free.request_signal();
+        let _ = self.tx_active.signal_needed();
+        VCP.notify();
+        Ok(())
+    }
+
+    /// Phase 2, once both refusals are back: a corrupt index.
+    fn step(&mut self) -> Result<(), TestFailed> {
+        while let Some(d) = self
+            .tx_free
+            .pop()
+            .map_err(|e| fail(TEST, format_args!("tx free: {e}")))?
+        {
+            ensure!(
+                TEST,
+                self.nback < self.back.len(),
+                "hostile: too many buffers given back"
+            );
+            self.back[self.nback] = (d.offset, d.status);
+            self.nback += 1;
+        }
+        if self.corrupted || self.nback < 2 {
+            let _ = self.tx_free.request_signal();
+            return Ok(());
+        }
+        let want = [
+            (Self::buf(8), TxStatus::BadLength as u32),
+            (Self::buf(9), TxStatus::Spoofed as u32),
+        ];
+        ensure!(
+            TEST,
+            self.back[..self.nback] == want,
+            "hostile: given back {:?}, expected {want:?}",
+            &self.back[..self.nback]
+        );
+        debug_println!(
+            "net-client: hostile: of 4 raw descriptors, the bad length and the spoofed frame came back, \
+             the two naming no buffer did not; corrupting the TX index"
+        );
+        let at = ControlLayout::new(RING_CAPACITY)
+            .map_err(|e| fail(TEST, format_args!("layout: {e}")))?
+            .tx_active
+            .base()
+            + PRODUCER_INDEX_OFFSET;
+        self.control
+            .atomic_u32(at)
+            .map_err(|e| fail(TEST, format_args!("{e}")))?
+            .store(4 + 1000, core::sync::atomic::Ordering::Release);
+        self.corrupted = true;
+        VCP.notify();
+        Ok(())
+    }
+}
+
+/// An ARP request from the prober for [`GATEWAY_IP`], padded to the 60-byte minimum.
+fn arp_request() -> [u8; 60] {
+    let mut f = [0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&PROBER);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    // Ethernet/IPv4, 6-byte and 4-byte addresses, request.
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&PROBER);
+    f[28..32].copy_from_slice(&PROBER_IP);
+    f[38..42].copy_from_slice(&GATEWAY_IP);
+    f
+}
+
+struct Tester {
+    client: Client<SharedRegion>,
+    role: Role,
+    sender: bool,
+    /// Sender: next frame of the plan to send. Receiver: next frame expected.
+    next: u16,
+    acked: bool,
+    done: bool,
+    /// Receiver: counter value at the first bulk frame.
+    bulk_start: u64,
+    /// The hostile client's raw rings.
+    raw: Option<Raw>,
+    /// Prober: ARP requests sent and replies received.
+    arps_sent: u32,
+    replies: u32,
+}
+
+impl Tester {
+    fn err(&self, what: &str, e: ClientError) -> TestFailed {
+        fail(TEST, format_args!("{what}: {e}"))
+    }
+
+    fn send_plan(&mut self) -> Result<(), TestFailed> {
+        let mut frame = [0u8; MAX_FRAME_LEN as usize];
+        while self.next < plan_len() {
+            let (kind, dst, src, len) = plan(self.next);
+            let n = build(kind, dst, src, self.next, len, &mut frame);
+            match self.client.send(&frame[..n]) {
+                Ok(()) => self.next += 1,
+                Err(ClientError::NoTxBuffer) => break,
+                Err(e) => return Err(self.err("send", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a received frame against what the receiver expects next.
+    fn on_frame(&mut self, f: &[u8]) -> Result<(), TestFailed> {
+        if self.role == Role::Prober {
+            return self.on_prober_frame(f);
+        }
+        ensure!(TEST, f.len() >= 17, "received a {}-byte frame", f.len());
+        let seq = u16::from_le_bytes([f[15], f[16]]);
+        if self.sender {
+            ensure!(
+                TEST,
+                f[14] == Kind::Ack as u8 && f[..6] == SENDER && f[6..12] == RECEIVER,
+                "sender received an unexpected frame (kind {}, seq {seq})",
+                f[14]
+            );
+            self.acked = true;
+            return Ok(());
+        }
+        // The receiver expects plan frames 2 + 0.. (unicasts), then the broadcast and fin.
+        let want = self.next + 2;
+        ensure!(
+            TEST,
+            want < plan_len(),
+            "receiver got a frame after fin (kind {})",
+            f[14]
+        );
+        let (kind, dst, src, len) = plan(want);
+        let mut expected = [0u8; MAX_FRAME_LEN as usize];
+        let n = build(kind, dst, src, want, len, &mut expected);
+        ensure!(
+            TEST,
+            f == &expected[..n],
+            "receiver: frame {} is not plan frame {want} ({kind:?}, {len} bytes): got kind {} seq {seq}, {} bytes",
+            self.next,
+            f[14],
+            f.len()
+        );
+        self.next += 1;
+        if want == 2 + UNICASTS {
+            self.bulk_start = counter();
+        }
+        if want == 2 + UNICASTS + BULK - 1 {
+            let ticks = counter().wrapping_sub(self.bulk_start).max(1);
+            let us = ticks * 1_000_000 / counter_frequency().max(1);
+            let bytes = u64::from(BULK) * u64::from(MAX_FRAME_LEN);
+            debug_println!(
+                "net-client: receiver: local delivery of {BULK} frames of {MAX_FRAME_LEN} bytes in {us} us: \
+                 {} frames/s, {} KB/s (sender's copy-in, vcp-net's copy, receiver's copy-out and byte check included)",
+                u64::from(BULK) * 1_000_000 / us.max(1),
+                bytes * 1_000 / us.max(1)
+            );
+        }
+        if kind == Kind::Fin {
+            debug_println!(
+                "net-client: receiver: {UNICASTS} unicast frames, {BULK} full-size ones, the broadcast and fin, \
+                 in order, byte for byte, nothing else (no spoofed frame, no frame for another MAC)"
+            );
+            let mut ack = [0u8; 64];
+            let n = build(Kind::Ack, SENDER, RECEIVER, 0, 64, &mut ack);
+            self.client.send(&ack[..n]).map_err(|e| self.err("send ack", e))?;
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    /// The prober takes the gateway's ARP reply; anything else must at least be
+    /// addressed to it (or to a group).
+    fn on_prober_frame(&mut self, f: &[u8]) -> Result<(), TestFailed> {
+        const NIC_TEST: &str = "vcp-net-nic";
+        ensure!(NIC_TEST, f.len() >= 42, "prober received a {}-byte frame", f.len());
+        ensure!(
+            NIC_TEST,
+            f[..6] == PROBER || f[0] & 1 != 0,
+            "prober received a frame for {:02x?}",
+            &f[..6]
+        );
+        let is_reply = f[12..14] == [0x08, 0x06] && f[20..22] == [0, 2] && f[28..32] == GATEWAY_IP;
+        if !is_reply || self.done {
+            return Ok(());
+        }
+        ensure!(
+            NIC_TEST,
+            f[..6] == PROBER && f[32..38] == PROBER,
+            "ARP reply not addressed to the prober"
+        );
+        ensure!(NIC_TEST, f[38..42] == PROBER_IP, "ARP reply for another address");
+        self.replies += 1;
+        if self.replies == 1 {
+            while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
+            let sent = self.client.stats().tx_status[TxStatus::Sent as usize];
+            ensure!(
+                NIC_TEST,
+                sent == 1,
+                "the ARP request's buffer came back {sent} times as sent"
+            );
+            debug_println!(
+                "net-client: prober: ARP request sent through the NIC; reply: {}.{}.{}.{} is at {:02x?}",
+                f[28],
+                f[29],
+                f[30],
+                f[31],
+                &f[22..28]
+            );
+            self.bulk_start = counter();
+        }
+        if self.replies == 1 + ARP_ROUND_TRIPS {
+            let ticks = counter().wrapping_sub(self.bulk_start).max(1);
+            let us = (ticks * 1_000_000 / counter_frequency().max(1)).max(1);
+            debug_println!(
+                "net-client: prober: {ARP_ROUND_TRIPS} ARP round trips through vcp-net, virtio-net and QEMU's \
+                 gateway in {us} us: {} per second (up to 8 in flight)",
+                u64::from(ARP_ROUND_TRIPS) * 1_000_000 / us
+            );
+            while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
+            let s = self.client.stats();
+            let sent = s.tx_status[TxStatus::Sent as usize];
+            let all = s.tx_status.iter().sum::<u64>();
+            ensure!(
+                NIC_TEST,
+                sent == all && sent + u64::from(ARP_OUTSTANDING) >= u64::from(1 + ARP_ROUND_TRIPS),
+                "ARP requests given back: {sent} sent of {all}"
+            );
+            debug_println!("TEST PASS: {NIC_TEST}");
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    /// The prober keeps up to [`ARP_OUTSTANDING`] requests in flight until
+    /// [`ARP_ROUND_TRIPS`] more have been sent after the first reply.
+    fn send_arps(&mut self) -> Result<(), TestFailed> {
+        while self.replies >= 1
+            && self.arps_sent < 1 + ARP_ROUND_TRIPS
+            && self.arps_sent - self.replies < ARP_OUTSTANDING
+        {
+            match self.client.send(&arp_request()) {
+                Ok(()) => self.arps_sent += 1,
+                Err(ClientError::NoTxBuffer) => break,
+                Err(e) => return Err(self.err("send ARP request", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_sender(&mut self) -> Result<(), TestFailed> {
+        while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
+        let s = self.client.stats();
+        let st = |t: TxStatus| s.tx_status[t as usize];
+        ensure!(
+            TEST,
+            st(TxStatus::Spoofed) == 1
+                && st(TxStatus::DeviceError) == 2
+                && st(TxStatus::Sent) == u64::from(UNICASTS + BULK) + 1,
+            "transmit statuses: sent {}, spoofed {}, device error {}, bad length {}",
+            st(TxStatus::Sent),
+            st(TxStatus::Spoofed),
+            st(TxStatus::DeviceError),
+            st(TxStatus::BadLength)
+        );
+        debug_println!(
+            "net-client: sender: {} frames sent, the spoofed one refused, the unknown-MAC one and the broadcast \
+             failed at the NIC (none), the rest delivered",
+            plan_len()
+        );
+        debug_println!("TEST PASS: {TEST}");
+        self.done = true;
+        Ok(())
+    }
+
+    fn pump(&mut self) -> Result<(), TestFailed> {
+        if let Some(raw) = self.raw.as_mut() {
+            return raw.step();
+        }
+        let mut frame = [0u8; 2048];
+        loop {
+            while let Some(n) = self.client.recv(&mut frame).map_err(|e| self.err("recv", e))? {
+                self.on_frame(&frame[..n])?;
+            }
+            if self.role == Role::Prober && !self.done {
+                self.send_arps()?;
+            }
+            if self.sender && !self.done {
+                self.send_plan()?;
+                if self.acked {
+                    self.finish_sender()?;
+                }
+            }
+            if self.client.signal_needed().map_err(|e| self.err("signal", e))? {
+                VCP.notify();
+            }
+            if self
+                .client
+                .request_signal()
+                .map_err(|e| self.err("request signal", e))?
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Handler for Tester {
+    type Error = TestFailed;
+
+    fn notified(&mut self, _channels: ChannelSet) -> Result<(), TestFailed> {
+        self.pump()
+    }
+}
+
+fn start() -> Result<Tester, TestFailed> {
+    let control = shared_region!(control_vaddr, size = control_size);
+    let data = shared_region!(data_vaddr, size = data_size);
+    let mut client =
+        Client::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
+    let info = client
+        .connect()
+        .map_err(|e| fail(TEST, format_args!("vcp-net info page: {e}")))?;
+    let role = match info.mac {
+        SENDER => Role::Sender,
+        RECEIVER => Role::Receiver,
+        PROBER => Role::Prober,
+        HOSTILE => Role::Hostile,
+        mac => return Err(fail(TEST, format_args!("unexpected MAC {mac:02x?}"))),
+    };
+    if role == Role::Prober {
+        client
+            .send(&arp_request())
+            .map_err(|e| fail(TEST, format_args!("send the ARP request: {e}")))?;
+    }
+    let mut raw = None;
+    if role == Role::Hostile {
+        let mut r = Raw::new(control)?;
+        r.start()?;
+        raw = Some(r);
+    }
+    let sender = role == Role::Sender;
+    debug_println!(
+        "net-client: {} connected: mac {:02x?}, mtu {}, {} buffers, generation {}",
+        match role {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+            Role::Prober => "prober",
+            Role::Hostile => "hostile",
+        },
+        info.mac,
+        info.mtu,
+        info.buffers,
+        info.generation
+    );
+    Ok(Tester {
+        client,
+        role,
+        sender,
+        next: 0,
+        acked: false,
+        done: false,
+        bulk_start: 0,
+        raw,
+        arps_sent: u32::from(role == Role::Prober),
+        replies: 0,
+    })
+}
+
+#[protection_domain]
+fn init() -> impl Handler {
+    let mut t = match start() {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    };
+    if let Err(e) = t.pump() {
+        panic!("{e}");
+    }
+    t
+}
