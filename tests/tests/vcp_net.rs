@@ -49,7 +49,14 @@ fn vcp_net_nic_arp() {
     let built =
         build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let t = built
-        .boot_with_devices(&CaptureOptions::until_marker(timeout()), &[Device::Nic { mac: None }])
+        .boot_with_devices(
+            &CaptureOptions::until_marker(timeout()),
+            &[Device::Nic {
+                mac: None,
+                to_host: false,
+                forwards: Vec::new(),
+            }],
+        )
         .unwrap_or_else(|e| panic!("{scenario}: {e}"));
     t.assert_pass("vcp-net-nic");
     for line in [
