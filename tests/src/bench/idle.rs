@@ -111,8 +111,10 @@ pub fn summary(f: &IdleFigures) -> String {
 /// One-line description: entries, exits (the main reasons) and timer figures.
 pub fn describe(f: &IdleFigures) -> String {
     format!(
-        "  idle guest: {} kernel entries/s, {} guest exits/s (wfx {}, irq {}, dabt {}), {} timer irqs/s, {} timer arms/s",
+        "  idle guest: {} kernel entries/s ({} of them interrupts while idle), {} guest exits/s (wfx {}, irq {}, dabt \
+         {}), {} timer irqs/s, {} timer arms/s",
         show(f.get(Key::Entries)),
+        show(f.get(Key::IdleIrqs)),
         show(f.get(Key::Exits)),
         show(f.exits(GuestExit::Wfx)),
         show(f.exits(GuestExit::Interrupt)),
@@ -197,7 +199,11 @@ mod tests {
         assert_eq!(check_plausible(&f), Ok(()));
         let s = summary(&f);
         assert!(s.contains("\nentries_per_s") && s.contains("15.20\n"), "{s}");
-        assert!(describe(&f).contains("15.20 kernel entries/s, 9.80 guest exits/s"));
+        let d = describe(&f);
+        assert!(
+            d.contains("15.20 kernel entries/s (0.00 of them interrupts while idle), 9.80 guest exits/s"),
+            "{d}"
+        );
 
         let early = format!("{}\nvcpos-guest: ready\n{DONE}\n", line("15", "9"));
         let e = figures(&capture(&early, Ending::ScriptDone, 2)).unwrap_err();

@@ -112,19 +112,23 @@ pub enum Key {
     Switches = 4,
     /// The vCPU's own kernel entries per second.
     VcpuEntries = 5,
-    /// Budget exhaustions per second, all threads.
+    /// Budget exhaustions per second, all threads but the monitor (which spins
+    /// through its budget: an artefact of the measurement).
     BudgetExhaustions = 6,
+    /// The monitor's kernel entries per second without its own counter reads: the
+    /// interrupts that arrived while nothing else was runnable (the guest idle in WFI).
+    IdleIrqs = 7,
     /// Guest exits per second by reason: the first of [`GuestExit::COUNT`], in
     /// [`GuestExit`] order.
-    ExitsFirstReason = 7,
+    ExitsFirstReason = 8,
     /// Share of the window the vCPU ran, percent.
-    VcpuBusyPercent = 7 + GuestExit::COUNT,
+    VcpuBusyPercent = 8 + GuestExit::COUNT,
     /// The window's length, seconds.
-    Window = 8 + GuestExit::COUNT,
+    Window = 9 + GuestExit::COUNT,
 }
 
 /// Number of figures.
-pub const KEY_COUNT: usize = 9 + GuestExit::COUNT;
+pub const KEY_COUNT: usize = 10 + GuestExit::COUNT;
 
 /// The keys of the `BENCH` line, in [`Key`] order.
 pub const KEYS: [&str; KEY_COUNT] = [
@@ -135,6 +139,7 @@ pub const KEYS: [&str; KEY_COUNT] = [
     "switches_per_s",
     "vcpu_entries_per_s",
     "budget_exhaustions_per_s",
+    "idle_irqs_per_s",
     "exits_wfx_per_s",
     "exits_dabt_per_s",
     "exits_iabt_per_s",
@@ -150,7 +155,8 @@ pub const KEYS: [&str; KEY_COUNT] = [
 /// Why two snapshots give no figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MeasureError {
-    /// The snapshots differ in length, or the vCPU or monitor index is outside them.
+    /// The snapshots differ in length, or the vCPU or monitor index is outside them,
+    /// or both are the same thread.
     Mismatch,
     /// A counter of this thread went backwards.
     Backwards(usize),
@@ -195,8 +201,10 @@ pub struct Window<'a> {
     pub after: &'a [Counters],
     /// The vCPU's thread index.
     pub vcpu: usize,
+    /// The monitor's own thread index.
+    pub monitor: usize,
     /// Kernel entries the monitor itself made in the window (its counter reads),
-    /// left out of the entries figure.
+    /// left out of the entries figures.
     pub own_syscalls: u64,
     /// The window's length in counter ticks.
     pub ticks: u64,
@@ -217,7 +225,8 @@ impl IdleFigures {
 
     /// The figures of `w`.
     pub fn measure(w: &Window<'_>) -> Result<IdleFigures, MeasureError> {
-        if w.before.len() != w.after.len() || w.vcpu >= w.before.len() {
+        let n = w.before.len();
+        if w.after.len() != n || w.vcpu >= n || w.monitor >= n || w.vcpu == w.monitor {
             return Err(MeasureError::Mismatch);
         }
         if w.ticks == 0 || w.freq == 0 {
@@ -227,9 +236,15 @@ impl IdleFigures {
         for (t, (b, a)) in w.before.iter().zip(w.after).enumerate() {
             entries = entries.saturating_add(delta(a.thread.kernel_entries, b.thread.kernel_entries, t)?);
             switches = switches.saturating_add(delta(a.thread.switches_to, b.thread.switches_to, t)?);
-            budget = budget.saturating_add(delta(a.thread.budget_exhaustions, b.thread.budget_exhaustions, t)?);
+            let exhausted = delta(a.thread.budget_exhaustions, b.thread.budget_exhaustions, t)?;
+            if t != w.monitor {
+                budget = budget.saturating_add(exhausted);
+            }
         }
         let entries = entries.saturating_sub(w.own_syscalls);
+        let (b, a) = (&w.before[w.monitor], &w.after[w.monitor]);
+        let idle_irqs =
+            delta(a.thread.kernel_entries, b.thread.kernel_entries, w.monitor)?.saturating_sub(w.own_syscalls);
         let (b, a) = (&w.before[w.vcpu], &w.after[w.vcpu]);
         let v = w.vcpu;
         // The kernel-wide counters are the same in every reply: take the vCPU's.
@@ -244,6 +259,7 @@ impl IdleFigures {
         f.values[Key::Switches as usize] = rate(switches);
         f.values[Key::VcpuEntries as usize] = rate(delta(a.thread.kernel_entries, b.thread.kernel_entries, v)?);
         f.values[Key::BudgetExhaustions as usize] = rate(budget);
+        f.values[Key::IdleIrqs as usize] = rate(idle_irqs);
         for r in GuestExit::ALL {
             let d = delta(a.thread.guest_exits[r as usize], b.thread.guest_exits[r as usize], v)?;
             f.values[Key::ExitsFirstReason as usize + r as usize] = rate(d);
@@ -408,6 +424,7 @@ mod tests {
         after[2].thread.guest_exits[GuestExit::Interrupt as usize] = 10;
         after[2].thread.time_run = 25; // of 500 ticks: 5 %
         after[2].thread.budget_exhaustions = 1;
+        after[0].thread.budget_exhaustions = 30; // the monitor's: left out
         for c in &mut after {
             c.kernel.timer_interrupts = 5;
             c.kernel.timer_arms = 12;
@@ -422,6 +439,7 @@ mod tests {
             before: &before,
             after: &after,
             vcpu: 2,
+            monitor: 0,
             own_syscalls: 3,
             ticks: 500,
             freq: 100,
@@ -438,6 +456,7 @@ mod tests {
         assert_eq!(f.get(Key::TimerIrqs), 100);
         assert_eq!(f.get(Key::TimerArms), 240);
         assert_eq!(f.get(Key::BudgetExhaustions), 20);
+        assert_eq!(f.get(Key::IdleIrqs), 7 * 100 / 5, "the monitor's entries but its reads");
         assert_eq!(f.exits(GuestExit::Wfx), 800);
         assert_eq!(f.exits(GuestExit::Interrupt), 200);
         assert_eq!(f.exits(GuestExit::DataAbort), 0);
@@ -464,14 +483,18 @@ mod tests {
             before: &before,
             after: &after,
             vcpu: 2,
+            monitor: 0,
             own_syscalls: 3,
             ticks: 500,
             freq: 100,
         };
-        assert_eq!(
-            IdleFigures::measure(&Window { vcpu: 3, ..w }),
-            Err(MeasureError::Mismatch)
-        );
+        for (vcpu, monitor) in [(3, 0), (2, 3), (2, 2)] {
+            assert_eq!(
+                IdleFigures::measure(&Window { vcpu, monitor, ..w }),
+                Err(MeasureError::Mismatch),
+                "vCPU {vcpu}, monitor {monitor}"
+            );
+        }
         assert_eq!(
             IdleFigures::measure(&Window {
                 after: &after[..2],

@@ -135,6 +135,11 @@ fn measure() -> Result<(), TestFailed> {
         t.wrapping_sub(t_start) / freq
     );
     let n = last.n;
+    // The counters syscall through the input capability answers with the caller's
+    // own thread index.
+    let monitor = sel4_microkit::sys::thread_counters(vcpos_abi::cap::slot::INPUT, 0)
+        .map_err(|e| fail(TEST, format_args!("cannot read its own counters: {e:?}")))?;
+    let monitor = usize::try_from(monitor).unwrap_or(usize::MAX);
     let t0 = counter();
     let before = Snapshot::again(n)?;
     let t1 = spin_until(t0, WINDOW_SECS * freq);
@@ -143,6 +148,7 @@ fn measure() -> Result<(), TestFailed> {
         before: before.threads(),
         after: after.threads(),
         vcpu,
+        monitor,
         own_syscalls: n as u64,
         ticks: t1.wrapping_sub(t0),
         freq,
