@@ -155,6 +155,16 @@ fn measure() -> Result<(), TestFailed> {
     })
     .map_err(|e| fail(TEST, format_args!("{e}")))?;
     debug_println!("{figures}");
+    for (i, (b, a)) in before.threads().iter().zip(after.threads()).enumerate() {
+        let d = |f: fn(&Counters) -> u64| f(a).wrapping_sub(f(b));
+        debug_println!(
+            "{TEST}: thread {i}: +{} entries, +{} switches to, +{} budget exhaustions, +{} ticks run in the window",
+            d(|c| c.thread.kernel_entries),
+            d(|c| c.thread.switches_to),
+            d(|c| c.thread.budget_exhaustions),
+            d(|c| c.thread.time_run),
+        );
+    }
     debug_println!("{DONE}");
     Ok(())
 }
