@@ -2,7 +2,8 @@
 # Builds and boots the benchmark system(s) in QEMU and prints their BENCH figures as a
 # table, then the VM benchmarks: system.xml's Linux guest booted on vcpos against the
 # same Image + initrd.gz booted directly on QEMU (boot-to-shell time and the guest's
-# MMIO exit round trip, medians of --runs boots each, with ratios), then the block table
+# MMIO exit round trip, medians of --runs boots each, with ratios; then one boot of
+# tests/systems/linux-idle.system: the idle guest's kernel entries per second), then the block table
 # (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU until the
 # block VCP serves the VM: MB/s, IOPS, latency), then the network table (the guest's
 # `vcpos-mmio-bench net` against a server on the host, directly on QEMU until the

@@ -1,7 +1,9 @@
 //! Benchmark results: parsing the `BENCH <name> median_ns=<n> median_ticks=<t>
 //! iterations=<k>` lines benchmark PDs (and the Linux guest's benchmark program) print,
-//! and printing them as a table. The VM benchmarks are in [`vm`].
+//! and printing them as a table. The VM benchmarks are in [`vm`], the idle guest's
+//! kernel work in [`idle`].
 
+pub mod idle;
 pub mod vm;
 
 use std::fmt::Write as _;

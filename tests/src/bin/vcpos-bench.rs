@@ -1,6 +1,7 @@
 //! `vcpos-bench`: builds and boots benchmark systems, then prints their `BENCH` figures
 //! as a table, and runs the VM benchmarks (the Linux guest on vcpos against the same
-//! guest directly on QEMU, see `vcpos_tests::bench::vm`), the block benchmark (the
+//! guest directly on QEMU, see `vcpos_tests::bench::vm`, and the idle guest's kernel
+//! entries per second, see `vcpos_tests::bench::idle`), the block benchmark (the
 //! guest's disk, see `vcpos_tests::disk`) and the network benchmark (the guest's NIC,
 //! see `vcpos_tests::net`). Run by `./bench.sh` after the
 //! target artifacts and the guest image are built.
@@ -137,6 +138,7 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs(cli.timeout),
                 verbose: cli.verbose,
             });
+            ok &= bench::idle::run(&cli.config, Duration::from_secs(cli.timeout), cli.verbose);
         }
         let sut = Sut::Direct { system };
         if !cli.no_blk && !cli.net_only {
