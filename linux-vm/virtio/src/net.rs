@@ -147,7 +147,10 @@ pub trait NetBackend {
     /// `Refused(_)` returns it unsent (the status is not used: virtio-net has none).
     fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError>;
 
-    /// Received frames waiting for a guest buffer.
+    /// Received frames waiting for a guest buffer. The device asks only while the
+    /// driver is up (DRIVER_OK, no reset pending), in `poll` and on a receive-queue
+    /// notify; before that the backend bounds what it keeps (the VCP drops frames
+    /// when its queue to this client is full).
     fn rx_waiting(&self) -> usize;
 
     /// A guest buffer for the next waiting frame: `buffer` (guest-RAM pieces, checked
