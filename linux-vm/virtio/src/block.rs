@@ -116,15 +116,15 @@ pub struct BackendInfo {
 pub struct RequestId(pub u32);
 
 impl RequestId {
-    fn new(generation: u16, head: u16) -> Self {
+    pub(crate) fn new(generation: u16, head: u16) -> Self {
         RequestId((u32::from(generation) << 16) | u32::from(head))
     }
 
-    fn generation(self) -> u16 {
+    pub(crate) fn generation(self) -> u16 {
         (self.0 >> 16) as u16
     }
 
-    fn head(self) -> u16 {
+    pub(crate) fn head(self) -> u16 {
         self.0 as u16
     }
 }
@@ -275,7 +275,7 @@ impl<B: BlockBackend> fmt::Debug for Block<B> {
 
 /// `len` bytes of `segments` after skipping `skip` bytes from the front, as segments
 /// (the data between a header and a status byte).
-fn cut(segments: &[Segment], mut skip: u64, mut len: u64) -> Vec<Segment> {
+pub(crate) fn cut(segments: &[Segment], mut skip: u64, mut len: u64) -> Vec<Segment> {
     let mut out = Vec::new();
     for s in segments {
         if len == 0 {

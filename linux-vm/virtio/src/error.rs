@@ -126,6 +126,18 @@ pub enum GuestError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A network chain that breaks the virtio-net protocol (virtio 1.2 §5.1.6): a
+    /// transmit chain without a full header or with device-writable buffers, a
+    /// receive chain with device-readable buffers or without room for the header, or
+    /// a head that is still in flight.
+    BadNetChain {
+        /// The queue the chain came on.
+        queue: u16,
+        /// The head descriptor of the chain.
+        head: u16,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl GuestError {
@@ -209,6 +221,9 @@ impl fmt::Display for GuestError {
             }
             GuestError::BadBlockRequest { queue, head, reason } => {
                 write!(f, "queue {queue}: block request at head {head}: {reason}")
+            }
+            GuestError::BadNetChain { queue, head, reason } => {
+                write!(f, "queue {queue}: network chain at head {head}: {reason}")
             }
         }
     }

@@ -50,6 +50,7 @@
 //! - [`mmio`]: the MMIO transport and the [`Device`] trait (§4.2),
 //! - [`console`]: the console device (§5.3),
 //! - [`block`]: the block device (§5.2) over a [`BlockBackend`],
+//! - [`net`]: the network device (§5.1) over a [`NetBackend`],
 //! - [`error`]: guest protocol violations.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -61,6 +62,7 @@ pub mod console;
 pub mod error;
 pub mod memory;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 
 pub use block::{
@@ -70,4 +72,5 @@ pub use console::Console;
 pub use error::GuestError;
 pub use memory::{GuestMemory, GuestRam, MemoryError, VecMemory};
 pub use mmio::{Device, DeviceStatus, Interrupts, MmioTransport};
+pub use net::{Net, NetBackend, NetCompletion, NetInfo, NetStats};
 pub use queue::{DescriptorChain, Queue, Reader, Segment, Writer};

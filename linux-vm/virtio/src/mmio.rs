@@ -127,7 +127,7 @@ bitflags! {
     }
 }
 
-/// A device model behind the transport (console, later block and network).
+/// A device model behind the transport (console, block, network).
 ///
 /// The transport owns the queues and hands them to the device in `notify` / `poll`;
 /// hooks run only while the driver has set DRIVER_OK and the device does not need a

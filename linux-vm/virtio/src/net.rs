@@ -1,0 +1,636 @@
+//! The virtio network device (virtio 1.2 §5.1), one queue pair, served by a
+//! [`NetBackend`] (in vcpos: a client of the network VCP).
+//!
+//! Features offered: VIRTIO_NET_F_MAC (the MAC from [`NetInfo`]) and
+//! VIRTIO_NET_F_STATUS (link state from [`NetInfo`]), plus VIRTIO_F_VERSION_1 from
+//! the transport. No checksum or segmentation offloads, no mergeable receive
+//! buffers, no control queue: every frame is one plain Ethernet frame of at most
+//! [`MAX_FRAME_LEN`] bytes behind the 12-byte `virtio_net_hdr_v1` ([`NetHeader`]).
+//! The configuration space is `mac` and `status` (§5.1.4).
+//!
+//! **Transmit** (queue 1): a chain is the header and the frame, in any descriptor
+//! layout (the header may share a descriptor with the frame). The frame's pieces are
+//! handed to the backend as guest-RAM ranges ([`DataSegment`]: offset from the start
+//! of guest RAM, length), checked to lie inside guest RAM by the queue, so the
+//! network VCP's NIC reads the frame straight from guest RAM (zero copy). Frames stay
+//! in flight up to the backend's `tx_depth` and complete in any order; the chain is
+//! then returned with used length 0. Frames shorter than [`MIN_FRAME_LEN`] or longer
+//! than [`MAX_FRAME_LEN`], in more pieces than the backend's `tx_segments_max`, or
+//! with a header asking for an offload (NEEDS_CSUM or a GSO type, none negotiated)
+//! are refused: returned at once and counted in [`NetStats`].
+//!
+//! **Receive** (queue 0): the guest posts device-writable buffers. When the backend
+//! has frames ([`NetBackend::rx_waiting`]) the device lends it the next posted buffer
+//! past its header room ([`NetBackend::rx_buffer`]); the backend (the network VCP)
+//! copies the frame into it once and reports the length ([`NetCompletion::Received`]);
+//! the device then writes the header (`num_buffers` = 1, no flags) and returns the
+//! buffer with header + frame length. If no buffer is posted the backend is told
+//! ([`NetBackend::rx_no_buffer`]) and drops the frame: nothing waits on the guest.
+//! Buffers with room for less than the header and a maximal frame
+//! ([`MIN_RX_BUFFER`], the size virtio 1.2 §5.1.6.3.1 asks drivers for) are returned
+//! unused (length 0) and counted; a length from the backend that does not fit the
+//! buffer or is shorter than an Ethernet header returns the buffer unused as well.
+//!
+//! **Protocol errors** (DEVICE_NEEDS_RESET, [`GuestError::BadNetChain`], as QEMU
+//! does for a missing header): a transmit chain with fewer than 12 readable bytes or
+//! with device-writable buffers, a receive chain with device-readable buffers or
+//! without room for the header, a head offered again while it is still in flight.
+//!
+//! Completions carry a [`RequestId`] (reset generation and chain head): after a
+//! device reset, completions for the old rings are dropped.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use zerocopy::little_endian::U16;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::block::{cut, DataSegment, RequestId, SubmitError};
+use crate::error::GuestError;
+use crate::memory::{GuestMemory, MemoryError};
+use crate::mmio::{Device, Interrupts};
+use crate::queue::{DescriptorChain, Queue, Segment};
+
+/// Device ID of a network device (virtio 1.2 §5.1.1).
+pub const NET_DEVICE_ID: u32 = 1;
+/// VIRTIO_NET_F_MAC: the config space holds the device's MAC address.
+pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+/// VIRTIO_NET_F_STATUS: the config space's `status` is valid.
+pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
+/// `status` bit: the link is up.
+pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
+/// Header flag: the driver left the checksum to the device (needs VIRTIO_NET_F_CSUM).
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// Header `gso_type`: not a segmentation offload.
+pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+
+/// receiveq1 (device to driver).
+pub const RECEIVEQ: u16 = 0;
+/// transmitq1 (driver to device).
+pub const TRANSMITQ: u16 = 1;
+/// QueueNumMax of both queues.
+pub const NET_QUEUE_SIZE: u16 = 256;
+/// Length of `virtio_net_hdr_v1` (with `num_buffers`, always present in virtio 1.x).
+pub const NET_HEADER_LEN: u32 = 12;
+/// Shortest frame: an Ethernet header.
+pub const MIN_FRAME_LEN: u32 = 14;
+/// Longest frame: Ethernet header + 1500-byte MTU (no FCS; no VLAN tag on transmit).
+pub const MAX_FRAME_LEN: u32 = 1514;
+/// Smallest receive buffer used: header + a maximal frame (virtio 1.2 §5.1.6.3.1:
+/// without MRG_RXBUF or offloads, drivers post buffers of at least 1526 bytes).
+pub const MIN_RX_BUFFER: u32 = NET_HEADER_LEN + MAX_FRAME_LEN;
+
+/// Configuration space (virtio 1.2 §5.1.4) up to `status`: mac[6] @0, status u16 @6.
+const CONFIG_LEN: usize = 8;
+
+/// `struct virtio_net_hdr_v1` (virtio 1.2 §5.1.6), 12 bytes, little-endian.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct NetHeader {
+    /// `VIRTIO_NET_HDR_F_*` bits.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`.
+    pub gso_type: u8,
+    /// Length of the headers to copy into each segment (GSO only).
+    pub hdr_len: U16,
+    /// Segment size (GSO only).
+    pub gso_size: U16,
+    /// Where checksumming starts (NEEDS_CSUM only).
+    pub csum_start: U16,
+    /// Where the checksum goes, from `csum_start` (NEEDS_CSUM only).
+    pub csum_offset: U16,
+    /// Buffers the received frame uses (always 1 without MRG_RXBUF).
+    pub num_buffers: U16,
+}
+
+const _: () = assert!(core::mem::size_of::<NetHeader>() == NET_HEADER_LEN as usize);
+
+/// What the network backend is; the config space and the limits come from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetInfo {
+    /// The device's MAC address.
+    pub mac: [u8; 6],
+    /// Whether the link is up (`status`); the VMM calls `config_changed` when it
+    /// changes.
+    pub link_up: bool,
+    /// Transmitted frames the backend takes in flight at once (at least 1).
+    pub tx_depth: u16,
+    /// Most guest-RAM pieces one transmitted frame may have (at least 1).
+    pub tx_segments_max: u16,
+}
+
+/// A transmit or receive finished at the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetCompletion {
+    /// The frame given to [`NetBackend::transmit`] with this id was sent (or dropped
+    /// by the network); its guest memory is no longer read.
+    Sent(RequestId),
+    /// A frame of `len` bytes was copied into the buffer lent with this id.
+    Received {
+        /// The id the buffer was lent with.
+        id: RequestId,
+        /// Frame length in bytes (without the virtio header).
+        len: u32,
+    },
+}
+
+/// The network behind the device (the network VCP, through its client queues).
+pub trait NetBackend {
+    /// MAC, link state and limits (read for every config read, so changes show).
+    fn info(&self) -> NetInfo;
+
+    /// Sends the frame in `frame` (guest-RAM pieces, in order, checked to be inside
+    /// guest RAM; their total length is `MIN_FRAME_LEN..=MAX_FRAME_LEN` and there are
+    /// at most `tx_segments_max` of them). The memory stays the guest's to read
+    /// until [`NetCompletion::Sent`]. `Busy` makes the device offer it again later;
+    /// `Refused(_)` returns it unsent (the status is not used: virtio-net has none).
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError>;
+
+    /// Received frames waiting for a guest buffer. The device asks only while the
+    /// driver is up (DRIVER_OK, no reset pending), in `poll` and on a receive-queue
+    /// notify; before that the backend bounds what it keeps (the VCP drops frames
+    /// when its queue to this client is full).
+    fn rx_waiting(&self) -> usize;
+
+    /// A guest buffer for the next waiting frame: `buffer` (guest-RAM pieces, checked
+    /// to be inside guest RAM, at least [`MAX_FRAME_LEN`] bytes in all) is the
+    /// backend's to write until it reports [`NetCompletion::Received`] with `id`.
+    fn rx_buffer(&mut self, id: RequestId, buffer: &[DataSegment]);
+
+    /// The guest has no buffer for the next waiting frame: drop it (and count it).
+    fn rx_no_buffer(&mut self);
+
+    /// The next finished transmit or receive, in any order.
+    fn poll(&mut self) -> Option<NetCompletion>;
+
+    /// The device was reset: frames and buffers lent before are the old driver's.
+    /// Stop using the receive buffers if at all possible; completions that still
+    /// come for them are dropped by the device.
+    fn reset(&mut self);
+}
+
+impl<T: NetBackend + ?Sized> NetBackend for alloc::boxed::Box<T> {
+    fn info(&self) -> NetInfo {
+        (**self).info()
+    }
+
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError> {
+        (**self).transmit(id, frame)
+    }
+
+    fn rx_waiting(&self) -> usize {
+        (**self).rx_waiting()
+    }
+
+    fn rx_buffer(&mut self, id: RequestId, buffer: &[DataSegment]) {
+        (**self).rx_buffer(id, buffer)
+    }
+
+    fn rx_no_buffer(&mut self) {
+        (**self).rx_no_buffer()
+    }
+
+    fn poll(&mut self) -> Option<NetCompletion> {
+        (**self).poll()
+    }
+
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+}
+
+/// Counters for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Frames the backend finished sending.
+    pub tx_frames: u64,
+    /// Frames refused for their length (below [`MIN_FRAME_LEN`] or above
+    /// [`MAX_FRAME_LEN`]).
+    pub tx_bad_length: u64,
+    /// Frames refused because their header asks for an offload not negotiated.
+    pub tx_bad_header: u64,
+    /// Frames refused for having more pieces than the backend takes.
+    pub tx_too_many_segments: u64,
+    /// Frames the backend refused.
+    pub tx_backend_refused: u64,
+    /// Frames delivered into guest buffers.
+    pub rx_frames: u64,
+    /// Frames dropped because the guest had no buffer posted.
+    pub rx_no_buffer: u64,
+    /// Guest buffers returned unused for being smaller than [`MIN_RX_BUFFER`].
+    pub rx_small_buffers: u64,
+    /// Receive completions whose length did not fit the buffer (returned unused).
+    pub rx_bad_length: u64,
+    /// Completions for unknown or stale ids (ignored).
+    pub stale_completions: u64,
+}
+
+/// A transmit the backend was too busy to take.
+#[derive(Clone, Debug)]
+struct Stalled {
+    id: RequestId,
+    segments: Vec<DataSegment>,
+}
+
+/// A receive buffer lent to the backend.
+#[derive(Clone, Debug)]
+struct RxLent {
+    /// Where the header goes (the first 12 writable bytes).
+    header: Vec<Segment>,
+    /// Room for the frame after the header.
+    capacity: u64,
+}
+
+/// Writes `data` across `segments` (checked guest ranges holding at least
+/// `data.len()` bytes).
+fn write_segments(mem: &mut dyn GuestMemory, segments: &[Segment], data: &[u8]) -> Result<(), GuestError> {
+    let mut rest = data;
+    for s in segments {
+        let n = rest.len().min(s.len as usize);
+        let (now, later) = rest.split_at(n);
+        mem.write(s.addr, now)?;
+        rest = later;
+    }
+    Ok(())
+}
+
+/// A virtio network device over backend `B`.
+pub struct Net<B: NetBackend> {
+    backend: B,
+    ram_base: u64,
+    generation: u16,
+    /// Transmit chains in flight, indexed by head.
+    tx_in_flight: Vec<bool>,
+    tx_count: usize,
+    stalled: Option<Stalled>,
+    /// Receive buffers lent to the backend, indexed by head.
+    rx_lent: Vec<Option<RxLent>>,
+    rx_count: usize,
+    stats: NetStats,
+}
+
+impl<B: NetBackend> fmt::Debug for Net<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Net")
+            .field("info", &self.backend.info())
+            .field("tx_in_flight", &self.tx_count)
+            .field("rx_lent", &self.rx_count)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<B: NetBackend> Net<B> {
+    /// A network device over `backend`, for a guest whose RAM starts at
+    /// guest-physical `ram_base` (segments are offsets from there).
+    pub fn new(backend: B, ram_base: u64) -> Self {
+        let n = usize::from(NET_QUEUE_SIZE);
+        Net {
+            backend,
+            ram_base,
+            generation: 0,
+            tx_in_flight: vec![false; n],
+            tx_count: 0,
+            stalled: None,
+            rx_lent: vec![None; n],
+            rx_count: 0,
+            stats: NetStats::default(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutable.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Transmitted frames not yet completed (including one waiting for room).
+    pub fn tx_in_flight(&self) -> usize {
+        self.tx_count
+    }
+
+    /// Receive buffers lent to the backend and not yet returned.
+    pub fn rx_lent(&self) -> usize {
+        self.rx_count
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// Guest-RAM offsets for checked guest-physical segments.
+    fn data_segments(&self, segments: &[Segment]) -> Result<Vec<DataSegment>, GuestError> {
+        segments
+            .iter()
+            .map(|s| {
+                let offset = s.addr.checked_sub(self.ram_base).ok_or(MemoryError {
+                    addr: s.addr,
+                    len: u64::from(s.len),
+                })?;
+                Ok(DataSegment { offset, len: s.len })
+            })
+            .collect()
+    }
+
+    /// A protocol error about the chain at `head` of `queue`.
+    fn bad(chain: &DescriptorChain, reason: &'static str) -> GuestError {
+        GuestError::BadNetChain {
+            queue: chain.queue(),
+            head: chain.head(),
+            reason,
+        }
+    }
+
+    /// Returns a transmit chain (used length 0); true if the driver wants an interrupt.
+    fn tx_done(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory, head: u16) -> Result<bool, GuestError> {
+        let Some(slot) = self.tx_in_flight.get_mut(usize::from(head)).filter(|s| **s) else {
+            self.stats.stale_completions += 1;
+            return Ok(false);
+        };
+        *slot = false;
+        self.tx_count -= 1;
+        q.push_used(mem, head, 0)
+    }
+
+    /// Hands a frame to the backend; false if it was refused (and counted).
+    fn submit(&mut self, id: RequestId, segments: Vec<DataSegment>) -> bool {
+        match self.backend.transmit(id, &segments) {
+            Ok(()) => true,
+            Err(SubmitError::Busy) => {
+                self.stalled = Some(Stalled { id, segments });
+                true
+            }
+            Err(SubmitError::Refused(_)) => {
+                self.stats.tx_backend_refused += 1;
+                false
+            }
+        }
+    }
+
+    /// Checks a transmit chain; the frame's segments, or `None` if the frame is
+    /// refused (counted). Errors are protocol violations.
+    fn parse_tx(&mut self, chain: &DescriptorChain, mem: &dyn GuestMemory) -> Result<Option<Vec<Segment>>, GuestError> {
+        if !chain.writable().is_empty() {
+            return Err(Self::bad(chain, "device-writable buffer in a transmit chain"));
+        }
+        let total = chain.readable_len();
+        if total < u64::from(NET_HEADER_LEN) {
+            return Err(Self::bad(chain, "header shorter than 12 bytes"));
+        }
+        let mut raw = [0u8; NET_HEADER_LEN as usize];
+        chain.reader().read(mem, &mut raw)?;
+        let header: NetHeader = zerocopy::transmute!(raw);
+        let frame_len = total - u64::from(NET_HEADER_LEN);
+        if !(u64::from(MIN_FRAME_LEN)..=u64::from(MAX_FRAME_LEN)).contains(&frame_len) {
+            self.stats.tx_bad_length += 1;
+            return Ok(None);
+        }
+        if header.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 || header.gso_type != VIRTIO_NET_HDR_GSO_NONE {
+            self.stats.tx_bad_header += 1;
+            return Ok(None);
+        }
+        let frame = cut(chain.readable(), u64::from(NET_HEADER_LEN), frame_len);
+        if frame.len() > usize::from(self.backend.info().tx_segments_max.max(1)) {
+            self.stats.tx_too_many_segments += 1;
+            return Ok(None);
+        }
+        Ok(Some(frame))
+    }
+
+    /// Takes transmit chains while the backend has room.
+    fn transmit(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
+        let mut irq = Interrupts::empty();
+        if let Some(s) = self.stalled.take() {
+            if !self.submit(s.id, s.segments) && self.tx_done(q, mem, s.id.head())? {
+                irq |= Interrupts::USED_BUFFER;
+            }
+        }
+        let depth = usize::from(self.backend.info().tx_depth.max(1));
+        while self.stalled.is_none() && self.tx_count < depth {
+            let Some(chain) = q.pop(&*mem)? else { break };
+            let head = chain.head();
+            let Some(slot) = self.tx_in_flight.get_mut(usize::from(head)) else {
+                return Err(GuestError::UsedIndex {
+                    queue: chain.queue(),
+                    index: head,
+                });
+            };
+            if *slot {
+                return Err(Self::bad(&chain, "head still in flight"));
+            }
+            let frame = self.parse_tx(&chain, &*mem)?;
+            // In flight from here, so a refusal returns it through `tx_done`.
+            self.tx_in_flight[usize::from(head)] = true;
+            self.tx_count += 1;
+            let sent = match frame {
+                Some(frame) => {
+                    let segments = self.data_segments(&frame)?;
+                    self.submit(RequestId::new(self.generation, head), segments)
+                }
+                None => false,
+            };
+            if !sent && self.tx_done(q, mem, head)? {
+                irq |= Interrupts::USED_BUFFER;
+            }
+        }
+        Ok(irq)
+    }
+
+    /// Offers posted receive buffers for the frames the backend has waiting; tells it
+    /// "no buffer" for each frame the guest has no buffer for.
+    fn receive(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
+        let mut irq = Interrupts::empty();
+        // Bounded: each round lends a buffer or drops a frame (at most a queue's
+        // worth per call), and at most a queue's worth of small buffers is refused.
+        let mut rounds = self.backend.rx_waiting().min(usize::from(NET_QUEUE_SIZE));
+        let mut refusals = usize::from(NET_QUEUE_SIZE);
+        while rounds > 0 && refusals > 0 {
+            let Some(chain) = q.pop(&*mem)? else {
+                self.backend.rx_no_buffer();
+                self.stats.rx_no_buffer += 1;
+                rounds -= 1;
+                continue;
+            };
+            let head = chain.head();
+            let Some(slot) = self.rx_lent.get(usize::from(head)) else {
+                return Err(GuestError::UsedIndex {
+                    queue: chain.queue(),
+                    index: head,
+                });
+            };
+            if slot.is_some() {
+                return Err(Self::bad(&chain, "head still in flight"));
+            }
+            if !chain.readable().is_empty() {
+                return Err(Self::bad(&chain, "device-readable buffer in a receive chain"));
+            }
+            let room = chain.writable_len();
+            if room < u64::from(NET_HEADER_LEN) {
+                return Err(Self::bad(&chain, "receive buffer shorter than the 12-byte header"));
+            }
+            if room < u64::from(MIN_RX_BUFFER) {
+                self.stats.rx_small_buffers += 1;
+                refusals -= 1;
+                if q.push_used(mem, head, 0)? {
+                    irq |= Interrupts::USED_BUFFER;
+                }
+                continue;
+            }
+            let capacity = room - u64::from(NET_HEADER_LEN);
+            let header = cut(chain.writable(), 0, u64::from(NET_HEADER_LEN));
+            let frame = self.data_segments(&cut(chain.writable(), u64::from(NET_HEADER_LEN), capacity))?;
+            self.rx_lent[usize::from(head)] = Some(RxLent { header, capacity });
+            self.rx_count += 1;
+            self.backend.rx_buffer(RequestId::new(self.generation, head), &frame);
+            rounds -= 1;
+        }
+        Ok(irq)
+    }
+
+    /// Returns a receive buffer with a frame of `len` bytes (or unused if `len` does
+    /// not fit it).
+    fn rx_done(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory, head: u16, len: u32) -> Result<bool, GuestError> {
+        let Some(lent) = self.rx_lent.get_mut(usize::from(head)).and_then(Option::take) else {
+            self.stats.stale_completions += 1;
+            return Ok(false);
+        };
+        self.rx_count -= 1;
+        if len < MIN_FRAME_LEN || u64::from(len) > lent.capacity {
+            self.stats.rx_bad_length += 1;
+            return q.push_used(mem, head, 0);
+        }
+        let header = NetHeader {
+            num_buffers: U16::new(1),
+            ..NetHeader::default()
+        };
+        write_segments(mem, &lent.header, header.as_bytes())?;
+        self.stats.rx_frames += 1;
+        q.push_used(mem, head, NET_HEADER_LEN + len)
+    }
+
+    /// Answers every transmit and receive the backend finished.
+    fn complete(&mut self, queues: &mut [Queue], mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
+        let mut irq = Interrupts::empty();
+        while let Some(c) = self.backend.poll() {
+            let (id, queue) = match c {
+                NetCompletion::Sent(id) => (id, TRANSMITQ),
+                NetCompletion::Received { id, .. } => (id, RECEIVEQ),
+            };
+            let Some(q) = queues.get_mut(usize::from(queue)) else {
+                continue;
+            };
+            if id.generation() != self.generation {
+                self.stats.stale_completions += 1;
+                continue;
+            }
+            let raise = match c {
+                NetCompletion::Sent(_) => {
+                    let done = self.tx_in_flight.get(usize::from(id.head())) == Some(&true)
+                        && self.stalled.as_ref().is_none_or(|s| s.id != id);
+                    if done {
+                        self.stats.tx_frames += 1;
+                        self.tx_done(q, mem, id.head())?
+                    } else {
+                        self.stats.stale_completions += 1;
+                        false
+                    }
+                }
+                NetCompletion::Received { len, .. } => self.rx_done(q, mem, id.head(), len)?,
+            };
+            if raise {
+                irq |= Interrupts::USED_BUFFER;
+            }
+        }
+        Ok(irq)
+    }
+
+    fn config_bytes(&self) -> [u8; CONFIG_LEN] {
+        let info = self.backend.info();
+        let mut c = [0u8; CONFIG_LEN];
+        c[0..6].copy_from_slice(&info.mac);
+        let status = if info.link_up { VIRTIO_NET_S_LINK_UP } else { 0 };
+        c[6..8].copy_from_slice(&status.to_le_bytes());
+        c
+    }
+}
+
+impl<B: NetBackend> Device for Net<B> {
+    fn device_id(&self) -> u32 {
+        NET_DEVICE_ID
+    }
+
+    fn device_features(&self) -> u64 {
+        VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS
+    }
+
+    fn num_queues(&self) -> usize {
+        2
+    }
+
+    fn queue_max_size(&self, _index: usize) -> u16 {
+        NET_QUEUE_SIZE
+    }
+
+    fn config_len(&self) -> usize {
+        CONFIG_LEN
+    }
+
+    fn read_config(&self, offset: usize, data: &mut [u8]) {
+        let bytes = self.config_bytes();
+        if let Some(src) = bytes.get(offset..offset + data.len()) {
+            data.copy_from_slice(src);
+        }
+    }
+
+    /// The configuration space is read-only (no VIRTIO_NET_F_CTRL_MAC_ADDR; a
+    /// virtio 1.x driver does not write `mac`): writes are ignored.
+    fn write_config(&mut self, _offset: usize, _data: &[u8]) {}
+
+    fn notify(
+        &mut self,
+        queue: u16,
+        queues: &mut [Queue],
+        mem: &mut dyn GuestMemory,
+    ) -> Result<Interrupts, GuestError> {
+        let mut irq = match (queue, queues.get_mut(usize::from(queue))) {
+            (TRANSMITQ, Some(q)) => self.transmit(q, mem)?,
+            (RECEIVEQ, Some(q)) => self.receive(q, mem)?,
+            _ => return Ok(Interrupts::empty()),
+        };
+        // A backend may finish at once (a synchronous copy or send).
+        irq |= self.complete(queues, mem)?;
+        Ok(irq)
+    }
+
+    /// Completions from the backend, frames that waited for room, received frames,
+    /// then completions again (for a backend that copies at once).
+    fn poll(&mut self, queues: &mut [Queue], mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
+        let mut irq = self.complete(queues, mem)?;
+        if let Some(q) = queues.get_mut(usize::from(TRANSMITQ)) {
+            irq |= self.transmit(q, mem)?;
+        }
+        if let Some(q) = queues.get_mut(usize::from(RECEIVEQ)) {
+            irq |= self.receive(q, mem)?;
+        }
+        irq |= self.complete(queues, mem)?;
+        Ok(irq)
+    }
+
+    /// Forgets every frame and buffer in flight (their completions carry the old
+    /// generation and are dropped) and tells the backend.
+    fn reset(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.tx_in_flight.iter_mut().for_each(|f| *f = false);
+        self.tx_count = 0;
+        self.stalled = None;
+        self.rx_lent.iter_mut().for_each(|f| *f = None);
+        self.rx_count = 0;
+        self.backend.reset();
+    }
+}
