@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn requests() {
         assert_eq!(parse(b"GET /status.json HTTP/1.0\r\n\r\n"), page(Page::Json));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"), page(Page::Html));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"),
+            page(Page::Html)
+        );
         assert_eq!(parse(b"GET /?refresh=1 HTTP/1.0\n\n"), page(Page::Html));
         assert_eq!(
             parse(b"HEAD /status.json HTTP/1.0\r\n\r\n"),

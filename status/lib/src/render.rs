@@ -155,7 +155,11 @@ pub fn html(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
     let row = |out: &mut dyn Write, label: fmt::Arguments<'_>, t: &ThreadCounters| -> fmt::Result {
         write!(out, "<tr><td>{label}</td>")?;
         for (k, v) in fields(t) {
-            let v = if k == "time_run_ticks" { micros(v, s.counter_hz) } else { v };
+            let v = if k == "time_run_ticks" {
+                micros(v, s.counter_hz)
+            } else {
+                v
+            };
             write!(out, "<td>{v}</td>")?;
         }
         let exits: u64 = t.guest_exits.iter().sum();

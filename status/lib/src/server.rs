@@ -234,7 +234,12 @@ fn service(conn: &mut Conn<'_>, socket: &mut tcp::Socket<'_>, host: &mut impl Ho
 
 /// Renders the response to `request` into `out`: the page at `HEAD_ROOM..`, then the
 /// headers just before it. Returns the response's range.
-fn respond(request: Request, out: &mut [u8; RESPONSE_MAX], host: &mut impl Host, stats: &mut ServerStats) -> (usize, usize) {
+fn respond(
+    request: Request,
+    out: &mut [u8; RESPONSE_MAX],
+    host: &mut impl Host,
+    stats: &mut ServerStats,
+) -> (usize, usize) {
     let (mut status, page, head) = match request {
         Request::Page { page, head } => (Status::Ok, Some(page), head),
         Request::Error(s) => (s, None, false),

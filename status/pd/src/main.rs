@@ -12,7 +12,9 @@ extern crate alloc;
 use alloc::boxed::Box;
 
 use sel4_microkit::sys::{counter, counter_frequency};
-use sel4_microkit::{counters, debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
+use sel4_microkit::{
+    counters, debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion,
+};
 use smoltcp::time::Instant;
 use vcpos_net_protocol::{Client, RING_CAPACITY};
 use vcpos_status::device::ProtocolDevice;
