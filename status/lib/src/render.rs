@@ -163,7 +163,7 @@ pub fn html(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
             write!(out, "<td>{v}</td>")?;
         }
         let exits: u64 = t.guest_exits.iter().sum();
-        write!(out, "<td>{exits}</td></tr>\n")
+        writeln!(out, "<td>{exits}</td></tr>")
     };
     for (i, t) in s.threads.iter().enumerate() {
         row(out, format_args!("thread {i}"), t)?;
@@ -177,8 +177,10 @@ mod tests {
     use super::*;
 
     fn snapshot(threads: &[ThreadCounters]) -> Snapshot<'_> {
-        let mut own = ThreadCounters::default();
-        own.kernel_entries = 7;
+        let own = ThreadCounters {
+            kernel_entries: 7,
+            ..ThreadCounters::default()
+        };
         Snapshot {
             threads,
             own,
@@ -193,9 +195,11 @@ mod tests {
 
     #[test]
     fn json_lists_every_thread_and_counter() {
-        let mut a = ThreadCounters::default();
-        a.kernel_entries = 10;
-        a.time_run = 625;
+        let mut a = ThreadCounters {
+            kernel_entries: 10,
+            time_run: 625,
+            ..ThreadCounters::default()
+        };
         a.guest_exits[GuestExit::Hvc as usize] = 2;
         let b = ThreadCounters {
             ppc_served: u64::MAX,
@@ -237,8 +241,11 @@ mod tests {
 
     #[test]
     fn html_has_a_row_per_thread() {
-        let mut a = ThreadCounters::default();
-        a.time_run = 62_500; // 1 ms at 62.5 MHz
+        // 1 ms at 62.5 MHz.
+        let a = ThreadCounters {
+            time_run: 62_500,
+            ..ThreadCounters::default()
+        };
         let mut out = String::new();
         html(&mut out, &snapshot(&[a; 3])).unwrap();
         assert!(out.starts_with("<!DOCTYPE html>"));
