@@ -123,12 +123,12 @@ pub fn json(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
     out.write_str("]}\n")
 }
 
-/// Counter ticks as microseconds (0 for a zero frequency).
+/// Counter ticks as microseconds (0 for a zero frequency, at most `u64::MAX`).
 fn micros(ticks: u64, hz: u64) -> u64 {
     if hz == 0 {
         return 0;
     }
-    (u128::from(ticks) * 1_000_000 / u128::from(hz)) as u64
+    (u128::from(ticks) * 1_000_000 / u128::from(hz)).min(u128::from(u64::MAX)) as u64
 }
 
 /// The snapshot as an HTML page: a table with a row per thread (time run in
@@ -162,7 +162,7 @@ pub fn html(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
             };
             write!(out, "<td>{v}</td>")?;
         }
-        let exits: u64 = t.guest_exits.iter().sum();
+        let exits = t.guest_exits.iter().fold(0u64, |a, &e| a.saturating_add(e));
         writeln!(out, "<td>{exits}</td></tr>")
     };
     for (i, t) in s.threads.iter().enumerate() {

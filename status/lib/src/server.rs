@@ -36,8 +36,9 @@ pub const SOCKETS: usize = 2;
 pub const TCP_RX: usize = 2048;
 /// Bytes of a TCP socket's transmit buffer.
 pub const TCP_TX: usize = 8192;
-/// Most bytes of one response (headers and page).
-pub const RESPONSE_MAX: usize = 24 * 1024;
+/// Most bytes of one response (headers and page): the largest JSON page (64 threads,
+/// every counter at 20 digits) is about 48 KiB.
+pub const RESPONSE_MAX: usize = 64 * 1024;
 /// Room kept for the status line and headers before the page.
 const HEAD_ROOM: usize = 256;
 
@@ -284,4 +285,114 @@ fn respond(
     host.served(status, page);
     let end = if head { HEAD_ROOM } else { HEAD_ROOM + body_len };
     (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::MAX_THREADS;
+    use vcpos_abi::counters::{KernelCounters, ThreadCounters};
+
+    struct Full {
+        threads: [ThreadCounters; MAX_THREADS],
+        served: Vec<(Status, Option<Page>)>,
+    }
+
+    impl Host for Full {
+        fn snapshot(&mut self) -> Snapshot<'_> {
+            Snapshot {
+                threads: &self.threads,
+                own: self.threads[0],
+                kernel: KernelCounters {
+                    timer_interrupts: u64::MAX,
+                    timer_arms: u64::MAX,
+                },
+                now_ticks: u64::MAX,
+                counter_hz: 1,
+            }
+        }
+
+        fn served(&mut self, status: Status, page: Option<Page>) {
+            self.served.push((status, page));
+        }
+    }
+
+    /// The largest pages there can be (every thread the kernel can hold, every counter
+    /// at its widest) fit the response buffer.
+    #[test]
+    fn largest_pages_fit() {
+        let max = ThreadCounters {
+            kernel_entries: u64::MAX,
+            switches_to: u64::MAX,
+            switches_from: u64::MAX,
+            notifications_sent: u64::MAX,
+            notifications_received: u64::MAX,
+            ppc_calls: u64::MAX,
+            ppc_served: u64::MAX,
+            faults: u64::MAX,
+            budget_exhaustions: u64::MAX,
+            time_run: u64::MAX,
+            guest_exits: [u64::MAX; vcpos_abi::counters::GuestExit::COUNT],
+        };
+        let mut host = Full {
+            threads: [max; MAX_THREADS],
+            served: Vec::new(),
+        };
+        let mut out = Box::new([0u8; RESPONSE_MAX]);
+        let mut stats = ServerStats::default();
+        for page in [Page::Json, Page::Html] {
+            let (start, end) = respond(Request::Page { page, head: false }, &mut out, &mut host, &mut stats);
+            let text = core::str::from_utf8(&out[start..end]).unwrap();
+            assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{page:?}: {}", &text[..40]);
+            let body = text.split_once("\r\n\r\n").unwrap().1;
+            assert!(text.contains(&format!("Content-Length: {}\r\n", body.len())));
+        }
+        assert_eq!(stats.ok, 2);
+        // HEAD: the same headers, no body.
+        let (start, end) = respond(
+            Request::Page {
+                page: Page::Json,
+                head: true,
+            },
+            &mut out,
+            &mut host,
+            &mut stats,
+        );
+        assert!(core::str::from_utf8(&out[start..end])
+            .unwrap()
+            .ends_with("Connection: close\r\n\r\n"));
+    }
+
+    /// A page that does not fit is a 500, not a truncated page.
+    #[test]
+    fn too_large_is_500() {
+        struct Huge(Vec<ThreadCounters>);
+        impl Host for Huge {
+            fn snapshot(&mut self) -> Snapshot<'_> {
+                Snapshot {
+                    threads: &self.0,
+                    own: ThreadCounters::default(),
+                    kernel: KernelCounters::default(),
+                    now_ticks: 0,
+                    counter_hz: 1,
+                }
+            }
+            fn served(&mut self, _: Status, _: Option<Page>) {}
+        }
+        let mut host = Huge(vec![ThreadCounters::default(); 1000]);
+        let mut out = Box::new([0u8; RESPONSE_MAX]);
+        let mut stats = ServerStats::default();
+        let (start, end) = respond(
+            Request::Page {
+                page: Page::Json,
+                head: false,
+            },
+            &mut out,
+            &mut host,
+            &mut stats,
+        );
+        let text = core::str::from_utf8(&out[start..end]).unwrap();
+        assert!(text.starts_with("HTTP/1.0 500 Internal Server Error\r\n"), "{text}");
+        assert_eq!(stats.errors, 1);
+    }
 }

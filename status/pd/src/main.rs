@@ -104,7 +104,9 @@ impl Handler for Pd {
     }
 }
 
-#[protection_domain(heap_size = 0x20000)]
+/// The heap holds the server's [`Storage`] (about 150 KiB, mostly two 64 KiB response
+/// buffers).
+#[protection_domain(heap_size = 0x40000)]
 fn init() -> impl Handler {
     let control = shared_region!(control_vaddr, size = control_size);
     let data = shared_region!(data_vaddr, size = data_size);
