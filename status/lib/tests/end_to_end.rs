@@ -260,3 +260,49 @@ fn garbage_request_gets_400() {
     assert!(r.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{r}");
     assert_eq!(kernel.snapshots, 0);
 }
+
+/// A hostile network server gives back a receive buffer the client never handed over
+/// (one of its transmit buffers) and a frame of impossible length: the device drops
+/// them, counts and keeps the error, and the status server polls on without a panic.
+#[test]
+fn hostile_give_backs_are_errors_not_panics() {
+    let layout = ControlLayout::new(RING).unwrap();
+    let control = FakeMemory::new(layout.size());
+    let data = FakeMemory::new(BUFFERS * BUF_SIZE as usize);
+    let mut half = Server::new(
+        control.clone(),
+        data.size() as u64,
+        ServerConfig {
+            mac: SERVER_MAC,
+            ring_capacity: RING,
+        },
+    )
+    .unwrap();
+    half.publish(1).unwrap();
+    let mut client = Client::new(control.clone(), data, RING).unwrap();
+    client.connect().unwrap();
+    let mut dev = ProtocolDevice::new(client);
+    let mut storage = Box::new(Storage::new());
+    let mut server = StatusServer::new(&mut storage, SERVER_MAC, &mut dev, Instant::from_millis(0));
+    let mut kernel = FakeKernel {
+        threads: vec![ThreadCounters::default(); 1],
+        served: Vec::new(),
+        snapshots: 0,
+    };
+    // The RX active ring written raw, as a hostile vcp-net could (the honest half
+    // never produces on it in this test).
+    let mut raw = vcpos_queue::Producer::<_, vcpos_net_protocol::BufDesc>::new(control, layout.rx_active).unwrap();
+    let tx_buffer = (BUFFERS as u64 - 1) * BUF_SIZE as u64;
+    raw.push(&vcpos_net_protocol::BufDesc::new(tx_buffer, 60)).unwrap();
+    server.poll(Instant::from_millis(1), &mut dev, &mut kernel);
+    assert_eq!(dev.stats().errors, 1);
+    assert_eq!(dev.stats().rx_frames, 0);
+    let e = dev.take_error().expect("the error is kept");
+    assert!(e.to_string().contains("rx active"), "{e}");
+    assert!(dev.take_error().is_none(), "reported once");
+    raw.push(&vcpos_net_protocol::BufDesc::new(0, 5000)).unwrap();
+    server.poll(Instant::from_millis(2), &mut dev, &mut kernel);
+    assert_eq!(dev.stats().errors, 2);
+    assert_eq!(dev.stats().rx_frames, 0);
+    assert!(kernel.served.is_empty());
+}
