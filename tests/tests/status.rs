@@ -4,10 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vcpos_tests::{build_system, check_clean, scenario_system, timeout};
-use vcpos_tool::runner::{CaptureOptions, Device, PortForward, Stop};
+use vcpos_tests::{build_system, check_clean, scenario_system, timeout, Transcript};
+use vcpos_tool::runner::{CaptureOptions, Device, Ending, PortForward, Stop};
 
 /// The PD's line once it answered the HTML page (the test's last request).
 const HTML_SERVED: &str = "status: served 200 Some(Html)";
@@ -28,17 +30,66 @@ fn get(port: u16, path: &str) -> Result<(String, String), String> {
     Ok((head.to_string(), body.to_string()))
 }
 
+/// QEMU's message when a forward's host port is taken (the boot is then retried).
+const FORWARD_TAKEN: &str = "Could not set up host forwarding rule";
+
 /// GETs `path`, retrying (QEMU's forward accepts before the guest listens, and the PD
-/// may not be up yet) until `deadline`.
-fn get_retrying(port: u16, path: &str, deadline: Instant) -> Result<(String, String), String> {
+/// may not be up yet) until `deadline` or until QEMU is `gone`.
+fn get_retrying(port: u16, path: &str, deadline: Instant, gone: &AtomicBool) -> Result<(String, String), String> {
     loop {
-        match get(port, path) {
+        let r = get(port, path);
+        let give_up = Instant::now() > deadline || gone.load(Ordering::Relaxed);
+        match r {
             Ok(r) if r.0.starts_with("HTTP/1.0 ") => return Ok(r),
-            Ok(r) if Instant::now() > deadline => return Err(format!("GET {path}: bad response {r:?}")),
-            Err(e) if Instant::now() > deadline => return Err(format!("GET {path}: {e}")),
+            Ok(r) if give_up => return Err(format!("GET {path}: bad response {r:?}")),
+            Err(e) if give_up => return Err(format!("GET {path}: {e}")),
             _ => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+/// The responses to `/status.json` and then `/` (the latter only if the former came).
+type Fetched = (
+    Result<(String, String), String>,
+    Option<Result<(String, String), String>>,
+);
+
+/// Boots the status system with a NIC whose free host port leads to the PD's port 80
+/// while a thread fetches the pages; a boot whose port was taken meanwhile (QEMU exits
+/// saying so) is retried with another, up to 3 boots.
+fn boot_and_fetch() -> (Transcript, Fetched) {
+    let scenario = "status";
+    for _ in 0..3 {
+        let built =
+            build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        let port = vcpos_tests::net::free_port().unwrap_or_else(|e| panic!("{e}"));
+        let mut opts = CaptureOptions::until_marker(timeout());
+        opts.stop_on.push(Stop::Text(HTML_SERVED.into()));
+        let devices = [Device::Nic {
+            mac: None,
+            to_host: false,
+            forwards: vec![PortForward { host: port, guest: 80 }],
+        }];
+        let gone = Arc::new(AtomicBool::new(false));
+        let fetcher = {
+            let gone = gone.clone();
+            let deadline = Instant::now() + timeout();
+            std::thread::spawn(move || {
+                let json = get_retrying(port, "/status.json", deadline, &gone);
+                let html = json.as_ref().ok().map(|_| get_retrying(port, "/", deadline, &gone));
+                (json, html)
+            })
+        };
+        let t = built.boot_with_devices(&opts, &devices);
+        gone.store(true, Ordering::Relaxed);
+        let fetched = fetcher.join().expect("fetch thread");
+        let t = t.unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        if matches!(t.capture.ending, Ending::Exited(_)) && t.capture.stderr.contains(FORWARD_TAKEN) {
+            continue;
+        }
+        return (t, fetched);
+    }
+    panic!("{scenario}: QEMU could not forward a free host port in 3 tries ({FORWARD_TAKEN})");
 }
 
 /// The status PD serves the kernel's counters: `/status.json` parses, lists both
@@ -47,25 +98,7 @@ fn get_retrying(port: u16, path: &str, deadline: Instant) -> Result<(String, Str
 /// and got notifications for the frames); `/` is an HTML page with a row per thread.
 #[test]
 fn status_pd_serves_counters() {
-    let scenario = "status";
-    let built =
-        build_system(scenario, &scenario_system(scenario), "debug").unwrap_or_else(|e| panic!("{scenario}: {e}"));
-    let port = vcpos_tests::net::free_port().unwrap_or_else(|e| panic!("{e}"));
-    let mut opts = CaptureOptions::until_marker(timeout());
-    opts.stop_on.push(Stop::Text(HTML_SERVED.into()));
-    let devices = [Device::Nic {
-        mac: None,
-        to_host: false,
-        forwards: vec![PortForward { host: port, guest: 80 }],
-    }];
-    let qemu = std::thread::spawn(move || built.boot_with_devices(&opts, &devices));
-    let deadline = Instant::now() + timeout();
-    let json = get_retrying(port, "/status.json", deadline);
-    let html = json.as_ref().ok().map(|_| get_retrying(port, "/", deadline));
-    let t = qemu
-        .join()
-        .expect("QEMU thread")
-        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let (t, (json, html)) = boot_and_fetch();
     if let Err(e) = check_clean(t.output()) {
         t.fail(&e);
     }
