@@ -6,16 +6,16 @@
 //!
 //! There is no timer: the PD polls when a notification arrives (a frame, or a TX
 //! buffer given back). So a lost segment is retransmitted only when the next frame
-//! arrives, and a connection the server closed does not wait out TIME-WAIT: it is
-//! aborted and the socket listens again (the peer has acknowledged everything by
-//! then).
+//! arrives, a connection the server closed does not wait out TIME-WAIT (it is aborted
+//! and the socket listens again: the peer has acknowledged everything by then), and a
+//! connection older than [`CONNECTION_TIMEOUT`] is aborted at the next poll.
 
 use core::fmt::Write;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
 use crate::http::{self, Page, Parse, Request, Status, MAX_REQUEST};
@@ -32,6 +32,9 @@ pub const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 pub const PORT: u16 = 80;
 /// Connections served at the same time (each a listening socket).
 pub const SOCKETS: usize = 2;
+/// A connection older than this is aborted at the next poll (the next frame), so
+/// peers that connect and never finish cannot hold every socket.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of a TCP socket's receive buffer.
 pub const TCP_RX: usize = 2048;
 /// Bytes of a TCP socket's transmit buffer.
@@ -96,6 +99,8 @@ struct Conn<'a> {
     response: &'a mut [u8; RESPONSE_MAX],
     /// The part of `response` still to send (`start..end`); `None` before the request.
     pending: Option<(usize, usize)>,
+    /// When the poll that first saw the connection ran.
+    since: Option<Instant>,
 }
 
 /// The status server.
@@ -145,7 +150,9 @@ impl<'a> StatusServer<'a> {
             .zip(requests.iter_mut())
             .zip(responses.iter_mut())
         {
-            let socket = tcp::Socket::new(tcp::SocketBuffer::new(&mut rx[..]), tcp::SocketBuffer::new(&mut tx[..]));
+            let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(&mut rx[..]), tcp::SocketBuffer::new(&mut tx[..]));
+            // Listening from the start, so the first SYN is not refused.
+            let _ = socket.listen(PORT);
             let handle = set.add(socket);
             *slot = Some(Conn {
                 handle,
@@ -153,6 +160,7 @@ impl<'a> StatusServer<'a> {
                 request_len: 0,
                 response,
                 pending: None,
+                since: None,
             });
         }
         StatusServer {
@@ -177,7 +185,7 @@ impl<'a> StatusServer<'a> {
             let mut progressed = false;
             for conn in self.conns.iter_mut().flatten() {
                 let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
-                progressed |= service(conn, socket, host, &mut self.stats);
+                progressed |= service(conn, socket, now, host, &mut self.stats);
             }
             if !progressed {
                 break;
@@ -187,7 +195,13 @@ impl<'a> StatusServer<'a> {
 }
 
 /// One step of a connection; `true` if it changed something smoltcp must send.
-fn service(conn: &mut Conn<'_>, socket: &mut tcp::Socket<'_>, host: &mut impl Host, stats: &mut ServerStats) -> bool {
+fn service(
+    conn: &mut Conn<'_>,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+    host: &mut impl Host,
+    stats: &mut ServerStats,
+) -> bool {
     match socket.state() {
         tcp::State::TimeWait => {
             socket.abort();
@@ -196,9 +210,16 @@ fn service(conn: &mut Conn<'_>, socket: &mut tcp::Socket<'_>, host: &mut impl Ho
         tcp::State::Closed => {
             conn.request_len = 0;
             conn.pending = None;
+            conn.since = None;
             return socket.listen(PORT).is_ok();
         }
+        tcp::State::Listen => return false,
         _ => {}
+    }
+    let since = *conn.since.get_or_insert(now);
+    if now - since > CONNECTION_TIMEOUT {
+        socket.abort();
+        return true;
     }
     if let Some((start, end)) = conn.pending {
         if start < end && socket.can_send() {

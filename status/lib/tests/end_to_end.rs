@@ -14,7 +14,7 @@ use vcpos_queue::SharedMemory;
 use vcpos_status::device::ProtocolDevice;
 use vcpos_status::http::{Page, Status};
 use vcpos_status::render::Snapshot;
-use vcpos_status::server::{Host, StatusServer, Storage, ADDRESS, GATEWAY, PORT};
+use vcpos_status::server::{Host, StatusServer, Storage, ADDRESS, CONNECTION_TIMEOUT, GATEWAY, PORT};
 
 const RING: u32 = 64;
 const BUFFERS: usize = 16;
@@ -305,4 +305,116 @@ fn hostile_give_backs_are_errors_not_panics() {
     assert_eq!(dev.stats().errors, 2);
     assert_eq!(dev.stats().rx_frames, 0);
     assert!(kernel.served.is_empty());
+}
+
+/// Two peers that connect and never send a request hold both sockets: a third is
+/// refused, until [`CONNECTION_TIMEOUT`] later the next frame's poll aborts them and
+/// the third (retrying, as a browser or the QEMU test does) gets its page.
+#[test]
+fn idle_connections_time_out() {
+    let (sport, sclient) = port(SERVER_MAC);
+    let (cport, cclient) = port(CLIENT_MAC);
+    let mut ports = [sport, cport];
+    let mut sdev = ProtocolDevice::new(sclient);
+    let mut cdev = ProtocolDevice::new(cclient);
+    let mut storage = Box::new(Storage::new());
+    let mut server = StatusServer::new(&mut storage, SERVER_MAC, &mut sdev, Instant::from_millis(0));
+    let mut kernel = FakeKernel {
+        threads: vec![ThreadCounters::default(); 2],
+        served: Vec::new(),
+        snapshots: 0,
+    };
+    let mut iface = Interface::new(
+        Config::new(HardwareAddress::Ethernet(EthernetAddress(CLIENT_MAC))),
+        &mut cdev,
+        Instant::from_millis(0),
+    );
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(IpAddress::Ipv4(GATEWAY), 24)).unwrap();
+    });
+    let mut bufs = [[0u8; 2048]; 6];
+    let mut storage = [SocketStorage::EMPTY; 3];
+    let mut sockets = SocketSet::new(&mut storage[..]);
+    let mut handles = Vec::new();
+    for pair in bufs.chunks_mut(2) {
+        let (rx, tx) = pair.split_at_mut(1);
+        handles.push(sockets.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut rx[0][..]),
+            tcp::SocketBuffer::new(&mut tx[0][..]),
+        )));
+    }
+    let remote = (IpAddress::Ipv4(ADDRESS), PORT);
+    let mut t = 0i64;
+    let mut step = |iface: &mut Interface, sockets: &mut SocketSet<'_>, t: i64| {
+        let now = Instant::from_millis(t);
+        iface.poll(now, &mut cdev, sockets);
+        switch(&mut ports);
+        server.poll(now, &mut sdev, &mut kernel);
+        switch(&mut ports);
+        iface.poll(now, &mut cdev, sockets);
+    };
+    for (i, &h) in handles[..2].iter().enumerate() {
+        sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(iface.context(), remote, 41000 + i as u16)
+            .unwrap();
+    }
+    for _ in 0..20 {
+        t += 1;
+        step(&mut iface, &mut sockets, t);
+    }
+    for &h in &handles[..2] {
+        assert_eq!(sockets.get::<tcp::Socket>(h).state(), tcp::State::Established);
+    }
+    // Both server sockets are taken: a third connection is refused.
+    let third = handles[2];
+    sockets
+        .get_mut::<tcp::Socket>(third)
+        .connect(iface.context(), remote, 41002)
+        .unwrap();
+    for _ in 0..20 {
+        t += 1;
+        step(&mut iface, &mut sockets, t);
+    }
+    assert_eq!(sockets.get::<tcp::Socket>(third).state(), tcp::State::Closed, "refused");
+
+    // Past the timeout, retrying: the idle ones are aborted and the page comes.
+    t += CONNECTION_TIMEOUT.total_millis() as i64 + 1000;
+    let request = b"GET /status.json HTTP/1.0\r\n\r\n";
+    let mut sent = false;
+    let mut response = Vec::new();
+    let mut local = 41003;
+    for _ in 0..200 {
+        t += 1;
+        if sockets.get::<tcp::Socket>(third).state() == tcp::State::Closed && !sent {
+            sockets
+                .get_mut::<tcp::Socket>(third)
+                .connect(iface.context(), remote, local)
+                .unwrap();
+            local += 1;
+        }
+        step(&mut iface, &mut sockets, t);
+        let s = sockets.get_mut::<tcp::Socket>(third);
+        if s.can_send() && !sent {
+            s.send_slice(request).unwrap();
+            sent = true;
+        }
+        while s.can_recv() {
+            let mut b = [0u8; 1024];
+            let n = s.recv_slice(&mut b).unwrap();
+            response.extend_from_slice(&b[..n]);
+        }
+        if sent && !s.may_recv() {
+            break;
+        }
+    }
+    let r = String::from_utf8(response).unwrap();
+    assert!(r.starts_with("HTTP/1.0 200 OK\r\n"), "{r:?}");
+    for &h in &handles[..2] {
+        assert_eq!(
+            sockets.get::<tcp::Socket>(h).state(),
+            tcp::State::Closed,
+            "idle connection reset"
+        );
+    }
 }
