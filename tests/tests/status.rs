@@ -48,6 +48,33 @@ fn get_retrying(port: u16, path: &str, deadline: Instant, gone: &AtomicBool) -> 
     }
 }
 
+/// Timed GETs of `/status.json` once the PD answers (printed; `--nocapture` shows it).
+const TIMED_REQUESTS: usize = 20;
+
+/// Times [`TIMED_REQUESTS`] GETs of `/status.json` (connect to the end of the response)
+/// and prints the median and the slowest: a figure of QEMU's user network, vcp-net and
+/// smoltcp together under TCG on a shared host (relative only). Failures are only
+/// counted: the checked requests are the others.
+fn time_requests(port: u16) {
+    let mut ms = Vec::new();
+    let mut failed = 0;
+    for _ in 0..TIMED_REQUESTS {
+        let t0 = Instant::now();
+        match get(port, "/status.json") {
+            Ok((head, _)) if head.starts_with("HTTP/1.0 200 OK") => ms.push(t0.elapsed().as_secs_f64() * 1000.0),
+            _ => failed += 1,
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    if let (Some(median), Some(max)) = (ms.get(ms.len() / 2), ms.last()) {
+        println!(
+            "status: GET /status.json from the host: median {median:.1} ms, slowest {max:.1} ms over {} requests \
+             ({failed} failed)",
+            ms.len()
+        );
+    }
+}
+
 /// The responses to `/status.json` and then `/` (the latter only if the former came).
 type Fetched = (
     Result<(String, String), String>,
@@ -76,6 +103,9 @@ fn boot_and_fetch() -> (Transcript, Fetched) {
             let deadline = Instant::now() + timeout();
             std::thread::spawn(move || {
                 let json = get_retrying(port, "/status.json", deadline, &gone);
+                if json.is_ok() {
+                    time_requests(port);
+                }
                 let html = json.as_ref().ok().map(|_| get_retrying(port, "/", deadline, &gone));
                 (json, html)
             })
