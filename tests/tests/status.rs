@@ -12,7 +12,7 @@ use vcpos_tests::{build_system, check_clean, scenario_system, timeout, Transcrip
 use vcpos_tool::runner::{CaptureOptions, Device, Ending, PortForward, Stop};
 
 /// The PD's line once it answered the HTML page (the test's last request).
-const HTML_SERVED: &str = "status: served 200 Some(Html)";
+const HTML_SERVED: &str = "status: / -> 200";
 
 /// An HTTP/1.0 GET of `path` from 127.0.0.1:`port`: the status line and headers, and
 /// the body.
@@ -182,7 +182,7 @@ fn status_pd_serves_counters() {
     }
     for line in [
         "status: serving http://10.0.2.15:80/",
-        "status: served 200 Some(Json)",
+        "status: /status.json -> 200",
         HTML_SERVED,
     ] {
         if !t.output().contains(line) {

@@ -32,6 +32,14 @@ impl Page {
         }
     }
 
+    /// Its path.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Page::Html => "/",
+            Page::Json => "/status.json",
+        }
+    }
+
     /// Its `Content-Type`.
     pub const fn content_type(self) -> &'static str {
         match self {
@@ -166,6 +174,9 @@ mod tests {
             })
         );
         assert_eq!(parse(b"GET / HTTP/1.0\r\nHost: x\r\n"), Parse::Incomplete);
+        for p in [Page::Html, Page::Json] {
+            assert_eq!(Page::at(p.path().as_bytes()), Some(p));
+        }
         assert_eq!(parse(b""), Parse::Incomplete);
     }
 

@@ -61,7 +61,7 @@ impl Host for Kernel {
     }
 
     fn served(&mut self, status: Status, page: Option<Page>) {
-        debug_println!("status: served {} {:?}", status as u16, page);
+        debug_println!("status: {} -> {}", page.map_or("(no page)", Page::path), status as u16);
     }
 }
 
