@@ -33,13 +33,9 @@ struct Kernel {
 impl Host for Kernel {
     fn snapshot(&mut self) -> Snapshot<'_> {
         let mut n = 0;
-        let mut kernel = counters::KernelCounters::default();
         while n < MAX_THREADS {
             match counters::thread(n) {
-                Ok(c) => {
-                    self.threads[n] = c.thread;
-                    kernel = c.kernel;
-                }
+                Ok(c) => self.threads[n] = c.thread,
                 Err(e) => {
                     if n == 0 && !self.warned {
                         debug_println!("status: cannot read thread 0's counters ({e:?}): no debug capability?");
@@ -50,11 +46,12 @@ impl Host for Kernel {
             }
             n += 1;
         }
-        let own = counters::own().map(|c| c.thread).unwrap_or_default();
+        // Read last: the kernel-wide counters as of the end of the snapshot.
+        let own = counters::own().unwrap_or_default();
         Snapshot {
             threads: &self.threads[..n],
-            own,
-            kernel,
+            own: own.thread,
+            kernel: own.kernel,
             now_ticks: counter(),
             counter_hz: counter_frequency(),
         }
@@ -84,12 +81,20 @@ impl Pd {
                 debug_println!("status: network protocol: {e}");
             }
             let client = self.device.client();
-            if client.signal_needed().unwrap_or(false) {
-                VCP.notify();
+            match client.signal_needed() {
+                Ok(true) => VCP.notify(),
+                Ok(false) => {}
+                Err(e) => debug_println!("status: network protocol: {e}"),
             }
-            // `false`: something arrived meanwhile; poll again.
-            if client.request_signal().unwrap_or(true) {
-                return;
+            // `false`: something arrived meanwhile; poll again. An error (a cut-off
+            // ring) leaves the PD waiting: vcp-net's next notification retries.
+            match client.request_signal() {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(e) => {
+                    debug_println!("status: network protocol: {e}");
+                    return;
+                }
             }
         }
     }
