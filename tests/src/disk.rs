@@ -5,8 +5,9 @@
 //! (`vcpos-mmio-bench blk run`): its `BENCH blk_*` lines and the "block" table.
 //!
 //! The system under test is a parameter so that the same scripts run against the
-//! guest booted directly on QEMU now and against the guest on vcpos once the block
-//! VCP (vcp-blk) serves its disk.
+//! guest booted directly on QEMU and against the guest on vcpos, whose disk the block
+//! VCP (vcp_blk) serves; both get the same QEMU virtio-blk device over the same kind
+//! of raw image file.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -15,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use vcpos_guest_bench::blk::Test;
-use vcpos_tool::runner::{self, Capture, CaptureOptions, Ending, Step};
+
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Console, Device, Ending, QemuSpec, Step};
 
 use crate::bench::vm::{self, GUEST_INITRD, GUEST_KERNEL};
 use crate::linux::{self, PROMPT, READY};
@@ -81,13 +84,26 @@ pub fn drive_args(disk: &Path) -> Vec<OsString> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sut {
     /// The guest kernel and initramfs booted directly on QEMU (no vcpos), with the
-    /// RAM and vCPUs of the VM in `system` (normally `system.xml`). (The vcpos side
-    /// joins when the block VCP serves the guest's disk.)
+    /// RAM and vCPUs of the VM in `system` (normally `system.xml`).
     Direct {
         /// The system whose VM the direct boot mirrors.
         system: PathBuf,
     },
+    /// The guest on vcpos: `system` (normally `system.xml`) built with builder config
+    /// `config`, the disk image attached as the machine's first virtio-blk device
+    /// (the runner's [`Device::Disk`]; QEMU's default cache mode, writeback, as
+    /// [`DRIVE_CACHE`]), which the block VCP vcp_blk drives; the guest's `/dev/vda` is
+    /// the VM's window of it (in `system.xml`: the first 254 MiB).
+    Vcpos {
+        /// The system file.
+        system: PathBuf,
+        /// The builder config (debug, release, benchmark).
+        config: String,
+    },
 }
+
+/// Distinguishes the image directories of builds in one test process.
+static BUILDS: AtomicUsize = AtomicUsize::new(0);
 
 impl Sut {
     /// The direct boot mirroring the repository's `system.xml`.
@@ -97,10 +113,24 @@ impl Sut {
         }
     }
 
+    /// The guest on vcpos with the repository's `system.xml` (config `debug`).
+    pub fn vcpos() -> Sut {
+        Sut::vcpos_system(workspace_root().join("system.xml"), "debug")
+    }
+
+    /// The guest on vcpos with `system` and builder config `config`.
+    pub fn vcpos_system(system: PathBuf, config: &str) -> Sut {
+        Sut::Vcpos {
+            system,
+            config: config.to_string(),
+        }
+    }
+
     /// Its name in messages and tables.
     pub fn name(&self) -> &'static str {
         match self {
             Sut::Direct { .. } => "direct QEMU",
+            Sut::Vcpos { .. } => "vcpos",
         }
     }
 
@@ -110,6 +140,7 @@ impl Sut {
     pub fn guest_line_prefix(&self) -> &'static str {
         match self {
             Sut::Direct { .. } => "",
+            Sut::Vcpos { .. } => vcpos_abi::console::GUEST_LINE_PREFIX,
         }
     }
 
@@ -123,9 +154,10 @@ impl Sut {
             .map(str::trim)
     }
 
-    /// A step that waits for the guest console line `text`.
+    /// A step that waits for the guest console line `text` (a whole-line match
+    /// ignores the guest line prefix by itself: `runner::console_text`).
     pub fn guest_line(&self, text: &str) -> Step {
-        Step::wait_line(format!("{}{text}", self.guest_line_prefix()))
+        Step::wait_line(text)
     }
 
     /// At the prompt, types `command` so that it prints the line `<tag>-ok-42` if it
@@ -142,9 +174,36 @@ impl Sut {
     }
 
     /// The command that boots the guest with `disk` as `/dev/vda` and `append`
-    /// added to the kernel command line.
+    /// added to the kernel command line. On vcpos the guest's command line is the
+    /// VMM's (`fdt::GUEST_BOOTARGS`): `append` must be empty or [`NO_MOUNT`], which
+    /// there holds only for a disk without a file system (the callers' blank disks:
+    /// `/init` mounts nothing else).
     pub fn command(&self, disk: &Path, append: &str) -> Result<Command, String> {
         match self {
+            Sut::Vcpos { system, config } => {
+                if !append.is_empty() && append != NO_MOUNT {
+                    return Err(format!(
+                        "vcpos: the guest's kernel command line is the VMM's; cannot add '{append}'"
+                    ));
+                }
+                let board = crate::board()?;
+                let stem = system.file_stem().unwrap_or_default().to_string_lossy();
+                let out = target_dir()
+                    .join("vcpos-tests")
+                    .join(format!("sut-{stem}-{config}"))
+                    .join(format!(
+                        "run-{}-{}",
+                        std::process::id(),
+                        BUILDS.fetch_add(1, Ordering::Relaxed)
+                    ));
+                let image = crate::build_image(system, config, &out)?;
+                let mut spec = QemuSpec::vcpos(&board, &image, Console::Captured);
+                spec.devices = vec![Device::Disk {
+                    file: disk.to_path_buf(),
+                    read_only: false,
+                }];
+                Ok(spec.command())
+            }
             Sut::Direct { system } => {
                 let board = crate::board()?;
                 let guest = guest_dir();
@@ -180,9 +239,23 @@ impl Sut {
     /// `timeout`, and returns what happened (stopping early at a kernel error, a
     /// `TEST FAIL:` line, a guest panic or a second boot).
     pub fn run(&self, disk: &Path, append: &str, script: Vec<Step>, timeout: Duration) -> Result<Capture, String> {
+        self.run_stopping_at(disk, append, script, timeout, linux::UNEXPECTED_RESTART)
+    }
+
+    /// [`Sut::run`], stopping at a kernel error, a `TEST FAIL:` line or a line
+    /// containing any of `stop_on` (e.g. less than [`linux::UNEXPECTED_RESTART`] for a
+    /// script that reboots the guest).
+    pub fn run_stopping_at(
+        &self,
+        disk: &Path,
+        append: &str,
+        script: Vec<Step>,
+        timeout: Duration,
+        stop_on: &[&str],
+    ) -> Result<Capture, String> {
         let cmd = self.command(disk, append)?;
         let shown = runner::display_command(&cmd);
-        let opts: CaptureOptions = linux::options(timeout, script, linux::UNEXPECTED_RESTART);
+        let opts: CaptureOptions = linux::options(timeout, script, stop_on);
         runner::capture(cmd, &opts).map_err(|e| format!("cannot run {shown}: {e}"))
     }
 }
