@@ -213,7 +213,7 @@ fn hash_steps(tag: &str, mib: u64) -> [Step; 2] {
         command(&format!(
             "dd if=/dev/vda bs=1M skip={mib} count=1 iflag=direct 2>/dev/null | sha256sum | sed \"s/^/guest-{tag}-$((6*7)) /\""
         )),
-        Step::wait_text(&format!("guest-{tag}-42 ")),
+        Step::wait_text(format!("guest-{tag}-42 ")),
     ]
 }
 
