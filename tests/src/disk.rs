@@ -464,15 +464,33 @@ pub fn bench_script() -> Vec<Step> {
     ]
 }
 
-/// Runs the block benchmark `runs` times on `sut` with one preallocated scratch disk
-/// (kept for the vcpos runs to use the same file) and prints the block table; false if
-/// a run failed or nothing was measured.
-pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
+/// One boot of the block benchmark on `sut` with `disk`: its figures, or why not.
+fn bench_once(sut: &Sut, disk: &Path, timeout: Duration, verbose: bool) -> Result<Vec<BlkResult>, String> {
+    let script = bench_script();
+    let c = sut.run(disk, NO_MOUNT, script.clone(), timeout)?;
+    if verbose {
+        print!("{}", c.output);
+    }
+    let done = c.ending == Ending::ScriptDone && c.script_complete();
+    match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
+        Ok(f) if done => Ok(f),
+        Ok(_) => Err(format!("the benchmark did not finish ({})\n{}", c.ending, c.output)),
+        Err(e) => Err(format!("{e}\n{}", c.output)),
+    }
+}
+
+/// Runs the block benchmark `runs` times on each of `suts` (alternating, so that the
+/// host's load falls on every side alike) with one preallocated scratch disk image,
+/// the same file for every side, and prints each side's block table and, for two
+/// sides, the second against the first (ratios); false if a run failed or a side
+/// measured nothing.
+pub fn bench(suts: &[Sut], runs: usize, timeout: Duration, verbose: bool) -> bool {
     let disk = target_dir().join("vcpos-tests").join("bench-blk").join("vda.img");
+    let names: Vec<&str> = suts.iter().map(Sut::name).collect();
     println!(
         "== block ({}): {BLK_COMMAND} run /dev/{DRIVE_ID} {BENCH_MIB} (O_DIRECT) on a {DISK_MIB} MiB raw image \
-         ({}, cache={DRIVE_CACHE}), {runs} runs",
-        sut.name(),
+         ({}, cache={DRIVE_CACHE}), {runs} runs each",
+        names.join(" vs "),
         disk.display()
     );
     if let Err(e) = create_disk(&disk, DISK_MIB, true) {
@@ -480,50 +498,94 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
         return false;
     }
     let mut ok = true;
-    let mut all = Vec::new();
+    let mut all: Vec<Vec<Vec<BlkResult>>> = vec![Vec::new(); suts.len()];
     for i in 1..=runs {
-        let script = bench_script();
-        let c = match sut.run(&disk, NO_MOUNT, script.clone(), timeout) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("Error: block run {i}: {e}");
-                ok = false;
-                continue;
-            }
-        };
-        if verbose {
-            print!("{}", c.output);
-        }
-        let done = c.ending == Ending::ScriptDone && c.script_complete();
-        match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
-            Ok(f) if done => {
-                let row: Vec<String> = f
-                    .iter()
-                    .map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops))
-                    .collect();
-                println!("  run {i}/{runs}: {}", row.join(", "));
-                all.push(f);
-            }
-            Ok(_) => {
-                eprintln!(
-                    "Error: block run {i}: the benchmark did not finish ({})\n{}",
-                    c.ending, c.output
-                );
-                ok = false;
-            }
-            Err(e) => {
-                eprintln!("Error: block run {i}: {e}\n{}", c.output);
-                ok = false;
+        for (sut, figures) in suts.iter().zip(all.iter_mut()) {
+            match bench_once(sut, &disk, timeout, verbose) {
+                Ok(f) => {
+                    let row: Vec<String> = f
+                        .iter()
+                        .map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops))
+                        .collect();
+                    println!("  {} run {i}/{runs}: {}", sut.name(), row.join(", "));
+                    figures.push(f);
+                }
+                Err(e) => {
+                    eprintln!("Error: block run {i} on {}: {e}", sut.name());
+                    ok = false;
+                }
             }
         }
     }
-    if all.is_empty() {
-        eprintln!("Error: no block figures");
-        return false;
+    for (sut, figures) in suts.iter().zip(&all) {
+        if figures.is_empty() {
+            eprintln!("Error: no block figures for {}", sut.name());
+            ok = false;
+            continue;
+        }
+        println!("-- block ({}), medians of {} runs", sut.name(), figures.len());
+        print!("{}", blk_table(&sut.name().replace(' ', "_"), figures));
     }
-    print!("{}", blk_table(&sut.name().replace(' ', "_"), &all));
+    if let [base, other] = &all[..] {
+        if !base.is_empty() && !other.is_empty() {
+            print!("{}", blk_compare(suts[0].name(), base, suts[1].name(), other));
+        }
+    }
     let _ = std::fs::remove_file(&disk);
     ok
+}
+
+/// Per test: the median MB/s and IOPS of `other` against `base`'s, with the ratio and
+/// the target (sequential 1 MiB: at least 95 %; 4 KiB random at depth 32: at least
+/// 70 %); one `BENCH <name> ratio=..` line per test after the table.
+pub fn blk_compare(base_name: &str, base: &[Vec<BlkResult>], other_name: &str, other: &[Vec<BlkResult>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "-- block: {other_name} against {base_name} (medians)");
+    let _ = writeln!(
+        out,
+        "{:<24}  {:>3}  {:>10}  {:>10}  {:>8}  {:>8}  {:>6}  {:>7}",
+        "benchmark", "qd", "base MB/s", "MB/s", "base IOPS", "IOPS", "ratio", "target"
+    );
+    let mut lines = String::new();
+    let med = |runs: &[Vec<BlkResult>], name: &str| {
+        let of: Vec<&BlkResult> = runs.iter().filter_map(|r| r.iter().find(|x| x.name == name)).collect();
+        (!of.is_empty()).then(|| {
+            (
+                median(of.iter().map(|r| r.mb_per_s).collect()),
+                median(of.iter().map(|r| r.iops as f64).collect()),
+            )
+        })
+    };
+    for t in Test::ALL {
+        let (Some((bmb, biops)), Some((mb, iops))) = (med(base, t.name()), med(other, t.name())) else {
+            continue;
+        };
+        let ratio = if bmb > 0.0 { mb / bmb } else { 0.0 };
+        let target = match t.name() {
+            "blk_seq_read_1m" | "blk_seq_write_1m" => Some(0.95),
+            "blk_rand_read_4k_qd32" => Some(0.70),
+            _ => None,
+        };
+        let verdict = match target {
+            Some(x) if ratio >= x => format!(">={:.0}% ok", x * 100.0),
+            Some(x) => format!(">={:.0}% MISSED", x * 100.0),
+            None => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24}  {:>3}  {bmb:>10.1}  {mb:>10.1}  {biops:>8.0}  {iops:>8.0}  {:>5.0}%  {verdict}",
+            t.name(),
+            t.queue_depth(),
+            ratio * 100.0
+        );
+        let _ = writeln!(
+            lines,
+            "BENCH {} ratio={ratio:.3} side={}",
+            t.name(),
+            other_name.replace(' ', "_")
+        );
+    }
+    out + &lines
 }
 
 /// SHA-256 (hex) of the first `len` bytes of `path`, from the host's `head` and
