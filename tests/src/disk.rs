@@ -464,8 +464,63 @@ pub fn bench_script() -> Vec<Step> {
     ]
 }
 
-/// One boot of the block benchmark on `sut` with `disk`: its figures, or why not.
-fn bench_once(sut: &Sut, disk: &Path, timeout: Duration, verbose: bool) -> Result<Vec<BlkResult>, String> {
+/// The VMM's counter snapshots (`linux_vmm: counters at <tag> key=value ...`, printed
+/// when the guest's benchmark starts and after each test), in order.
+pub fn parse_counters(output: &str) -> Vec<(String, Vec<(String, u64)>)> {
+    output
+        .lines()
+        .filter_map(|l| l.split_once("linux_vmm: counters at ").map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let tag = words.next()?.to_string();
+            let values = words
+                .filter_map(|w| w.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                .collect();
+            Some((tag, values))
+        })
+        .collect()
+}
+
+/// Per request of each test in `figures`: the counters' growth from the snapshot before
+/// the test to the one after it, divided by the test's requests; one line per test
+/// (none without snapshots: direct QEMU).
+pub fn counters_per_request(output: &str, figures: &[BlkResult]) -> Vec<String> {
+    let snaps = parse_counters(output);
+    let mut rows = Vec::new();
+    for f in figures {
+        let Some(at) = snaps.iter().position(|(t, _)| *t == f.name) else {
+            continue;
+        };
+        let Some(before) = at.checked_sub(1).map(|i| &snaps[i].1) else {
+            continue;
+        };
+        let after = &snaps[at].1;
+        let get = |m: &[(String, u64)], k: &str| m.iter().find(|(x, _)| x == k).map_or(0, |(_, v)| *v);
+        let per = |k: &str| (get(after, k).saturating_sub(get(before, k))) as f64 / f.iterations.max(1) as f64;
+        rows.push(format!(
+            "{:<24}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}",
+            f.name,
+            per("switches"),
+            per("entries"),
+            per("vmm_switches"),
+            per("exits"),
+            per("exits_dabt"),
+            per("exits_irq"),
+            per("exits_wfx")
+        ));
+    }
+    rows
+}
+
+/// One boot of the block benchmark on `sut` with `disk`: its figures and, on vcpos,
+/// the kernel's counters per request ([`counters_per_request`]), or why not.
+fn bench_once(
+    sut: &Sut,
+    disk: &Path,
+    timeout: Duration,
+    verbose: bool,
+) -> Result<(Vec<BlkResult>, Vec<String>), String> {
     let script = bench_script();
     let c = sut.run(disk, NO_MOUNT, script.clone(), timeout)?;
     if verbose {
@@ -473,7 +528,10 @@ fn bench_once(sut: &Sut, disk: &Path, timeout: Duration, verbose: bool) -> Resul
     }
     let done = c.ending == Ending::ScriptDone && c.script_complete();
     match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
-        Ok(f) if done => Ok(f),
+        Ok(f) if done => {
+            let rows = counters_per_request(&c.output, &f);
+            Ok((f, rows))
+        }
         Ok(_) => Err(format!("the benchmark did not finish ({})\n{}", c.ending, c.output)),
         Err(e) => Err(format!("{e}\n{}", c.output)),
     }
@@ -502,12 +560,22 @@ pub fn bench(suts: &[Sut], runs: usize, timeout: Duration, verbose: bool) -> boo
     for i in 1..=runs {
         for (sut, figures) in suts.iter().zip(all.iter_mut()) {
             match bench_once(sut, &disk, timeout, verbose) {
-                Ok(f) => {
+                Ok((f, counter_rows)) => {
                     let row: Vec<String> = f
                         .iter()
                         .map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops))
                         .collect();
                     println!("  {} run {i}/{runs}: {}", sut.name(), row.join(", "));
+                    if !counter_rows.is_empty() {
+                        println!(
+                            "    per request (kernel event counters, all threads; vmm = linux_vmm; exits = the vCPU's):\n    \
+                             {:<24}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}",
+                            "benchmark", "switches", "entries", "vmm sw", "exits", "dabt", "irq", "wfx"
+                        );
+                        for r in counter_rows {
+                            println!("    {r}");
+                        }
+                    }
                     figures.push(f);
                 }
                 Err(e) => {
@@ -643,6 +711,25 @@ mod tests {
         assert!(parse_blk(&bad).unwrap_err().contains("mb_per_s=fast is not a number"));
         let no_iops = RUN.replace("iops=28 ", "");
         assert!(parse_blk(&no_iops).unwrap_err().contains("no iops="));
+    }
+
+    #[test]
+    fn counters_per_request_are_differences_of_snapshots() {
+        let out = format!(
+            "linux_vmm: counters at blk_start threads=5 switches=100 entries=1000 exits=10 exits_dabt=4\n{}\n\
+             linux_vmm: counters at blk_seq_write_1m threads=5 switches=740 entries=2280 exits=138 exits_dabt=132\n",
+            RUN
+        );
+        let snaps = parse_counters(&out);
+        assert_eq!(snaps.len(), 2);
+        assert_eq!(snaps[1].0, "blk_seq_write_1m");
+        let f = blk_figures(RUN).unwrap();
+        let rows = counters_per_request(&out, &f);
+        // 64 requests: (740-100)/64 = 10 switches, 20 entries, 2 exits (2 data aborts).
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(rows[0].starts_with("blk_seq_write_1m"), "{}", rows[0]);
+        let cols: Vec<&str> = rows[0].split_whitespace().collect();
+        assert_eq!(&cols[1..], ["10.00", "20.00", "0.00", "2.00", "2.00", "0.00", "0.00"]);
     }
 
     #[test]

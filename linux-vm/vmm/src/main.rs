@@ -20,6 +20,7 @@
 extern crate alloc;
 
 mod boot;
+mod counters;
 mod disk;
 mod exits;
 mod guest_ram;
@@ -75,6 +76,8 @@ pub struct Vmm {
     disk: Option<SharedDisk>,
     /// A reboot waiting for the disk's requests in flight to finish.
     reboot_pending: bool,
+    /// Counter snapshots at the guest's block benchmark lines.
+    bench_watch: counters::BenchWatch,
 }
 
 /// Why the VMM cannot go on with the guest.
@@ -128,6 +131,7 @@ fn init() -> Vmm {
         boots_in_window: 0,
         disk,
         reboot_pending: false,
+        bench_watch: counters::BenchWatch::new(),
     };
     vmm.uart.enable_rx_interrupt();
     if let Err(e) = vmm.boot_guest() {
@@ -225,7 +229,11 @@ impl Vmm {
                 continue;
             }
             let out = console.device_mut().take_output();
+            let snapshots = self.bench_watch.feed(&out);
             self.uart.write_bytes(&self.guest_lines.prefixed(&out));
+            for line in snapshots {
+                self.uart.write_bytes(line.as_bytes());
+            }
             if console.poll(&mut self.ram) {
                 self.vgic.raise(e.intid);
             }
