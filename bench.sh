@@ -2,9 +2,10 @@
 # Builds and boots the benchmark system(s) in QEMU and prints their BENCH figures as a
 # table, then the VM benchmarks: system.xml's Linux guest booted on vcpos against the
 # same Image + initrd.gz booted directly on QEMU (boot-to-shell time and the guest's
-# MMIO exit round trip, medians of --runs boots each, with ratios), then the block table
-# (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU until the
-# block VCP serves the VM: MB/s, IOPS, latency). Not part of ./test.sh.
+# MMIO exit round trip, medians of --runs boots each, with ratios), then the block tables
+# (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU and on
+# vcpos through the block VCP vcp_blk, same disk file: MB/s, IOPS, latency, the ratios,
+# and on vcpos the kernel's counters per request). Not part of ./test.sh.
 #
 # Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v]
 #                   [--runs N] [--vm-only | --no-vm | --blk-only] [--no-blk] [--vm-system FILE] [SYSTEM...]
