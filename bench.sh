@@ -3,9 +3,10 @@
 # table, then the VM benchmarks: system.xml's Linux guest booted on vcpos against the
 # same Image + initrd.gz booted directly on QEMU (boot-to-shell time and the guest's
 # MMIO exit round trip, medians of --runs boots each, with ratios; then one boot of
-# tests/systems/linux-idle.system: the idle guest's kernel entries per second), then the block table
-# (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU until the
-# block VCP serves the VM: MB/s, IOPS, latency), then the network table (the guest's
+# tests/systems/linux-idle.system: the idle guest's kernel entries per second), then the block tables
+# (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU and on
+# vcpos through the block VCP vcp_blk, same disk file: MB/s, IOPS, latency, the ratios,
+# and on vcpos the kernel's counters per request), then the network table (the guest's
 # `vcpos-mmio-bench net` against a server on the host, directly on QEMU until the
 # network VCP serves the VM: TX/RX Mb/s at MTU 1500 and 500, TCP round trip). Not part
 # of ./test.sh.

@@ -5,8 +5,9 @@
 //! (`vcpos-mmio-bench blk run`): its `BENCH blk_*` lines and the "block" table.
 //!
 //! The system under test is a parameter so that the same scripts run against the
-//! guest booted directly on QEMU now and against the guest on vcpos once the block
-//! VCP (vcp-blk) serves its disk.
+//! guest booted directly on QEMU and against the guest on vcpos, whose disk the block
+//! VCP (vcp_blk) serves; both get the same QEMU virtio-blk device over the same kind
+//! of raw image file.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -15,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use vcpos_guest_bench::blk::Test;
-use vcpos_tool::runner::{self, Capture, CaptureOptions, Device, Ending, Step};
+
+use vcpos_tool::runner::{self, Capture, CaptureOptions, Console, Device, Ending, QemuSpec, Step};
 
 use crate::bench::vm::{self, GUEST_INITRD, GUEST_KERNEL};
 use crate::linux::{self, PROMPT, READY};
@@ -81,13 +84,26 @@ pub fn drive_args(disk: &Path) -> Vec<OsString> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sut {
     /// The guest kernel and initramfs booted directly on QEMU (no vcpos), with the
-    /// RAM and vCPUs of the VM in `system` (normally `system.xml`). (The vcpos side
-    /// joins when the block VCP serves the guest's disk.)
+    /// RAM and vCPUs of the VM in `system` (normally `system.xml`).
     Direct {
         /// The system whose VM the direct boot mirrors.
         system: PathBuf,
     },
+    /// The guest on vcpos: `system` (normally `system.xml`) built with builder config
+    /// `config`, the disk image attached as the machine's first virtio-blk device
+    /// (the runner's [`Device::Disk`]; QEMU's default cache mode, writeback, as
+    /// [`DRIVE_CACHE`]), which the block VCP vcp_blk drives; the guest's `/dev/vda` is
+    /// the VM's window of it (in `system.xml`: the first 254 MiB).
+    Vcpos {
+        /// The system file.
+        system: PathBuf,
+        /// The builder config (debug, release, benchmark).
+        config: String,
+    },
 }
+
+/// Distinguishes the image directories of builds in one test process.
+static BUILDS: AtomicUsize = AtomicUsize::new(0);
 
 impl Sut {
     /// The direct boot mirroring the repository's `system.xml`.
@@ -97,10 +113,24 @@ impl Sut {
         }
     }
 
+    /// The guest on vcpos with the repository's `system.xml` (config `debug`).
+    pub fn vcpos() -> Sut {
+        Sut::vcpos_system(workspace_root().join("system.xml"), "debug")
+    }
+
+    /// The guest on vcpos with `system` and builder config `config`.
+    pub fn vcpos_system(system: PathBuf, config: &str) -> Sut {
+        Sut::Vcpos {
+            system,
+            config: config.to_string(),
+        }
+    }
+
     /// Its name in messages and tables.
     pub fn name(&self) -> &'static str {
         match self {
             Sut::Direct { .. } => "direct QEMU",
+            Sut::Vcpos { .. } => "vcpos",
         }
     }
 
@@ -110,6 +140,7 @@ impl Sut {
     pub fn guest_line_prefix(&self) -> &'static str {
         match self {
             Sut::Direct { .. } => "",
+            Sut::Vcpos { .. } => vcpos_abi::console::GUEST_LINE_PREFIX,
         }
     }
 
@@ -123,9 +154,10 @@ impl Sut {
             .map(str::trim)
     }
 
-    /// A step that waits for the guest console line `text`.
+    /// A step that waits for the guest console line `text` (a whole-line match
+    /// ignores the guest line prefix by itself: `runner::console_text`).
     pub fn guest_line(&self, text: &str) -> Step {
-        Step::wait_line(format!("{}{text}", self.guest_line_prefix()))
+        Step::wait_line(text)
     }
 
     /// At the prompt, types `command` so that it prints the line `<tag>-ok-42` if it
@@ -142,9 +174,21 @@ impl Sut {
     }
 
     /// The command that boots the guest with `disk` as `/dev/vda` and `append`
-    /// added to the kernel command line.
+    /// added to the kernel command line. On vcpos the guest's command line is the
+    /// VMM's (`fdt::GUEST_BOOTARGS`): `append` must be empty or [`NO_MOUNT`], which
+    /// there holds only for a disk without a file system (the callers' blank disks:
+    /// `/init` mounts nothing else).
     pub fn command(&self, disk: &Path, append: &str) -> Result<Command, String> {
-        self.boot_command(append, &[], drive_args(disk))
+        match self {
+            Sut::Vcpos { .. } => {
+                let disk = Device::Disk {
+                    file: disk.to_path_buf(),
+                    read_only: false,
+                };
+                self.boot_command(append, &[disk], Vec::new())
+            }
+            Sut::Direct { .. } => self.boot_command(append, &[], drive_args(disk)),
+        }
     }
 
     /// The command that boots the guest with `append` added to the kernel command line,
@@ -152,6 +196,29 @@ impl Sut {
     /// the QEMU arguments `extra`.
     pub fn boot_command(&self, append: &str, devices: &[Device], extra: Vec<OsString>) -> Result<Command, String> {
         match self {
+            Sut::Vcpos { system, config } => {
+                if !append.is_empty() && append != NO_MOUNT {
+                    return Err(format!(
+                        "vcpos: the guest's kernel command line is the VMM's; cannot add '{append}'"
+                    ));
+                }
+                let board = crate::board()?;
+                let stem = system.file_stem().unwrap_or_default().to_string_lossy();
+                let out = target_dir()
+                    .join("vcpos-tests")
+                    .join(format!("sut-{stem}-{config}"))
+                    .join(format!(
+                        "run-{}-{}",
+                        std::process::id(),
+                        BUILDS.fetch_add(1, Ordering::Relaxed)
+                    ));
+                let image = crate::build_image(system, config, &out)?;
+                let mut spec = QemuSpec::vcpos(&board, &image, Console::Captured);
+                spec.devices = devices.to_vec();
+                let mut cmd = spec.command();
+                cmd.args(extra);
+                Ok(cmd)
+            }
             Sut::Direct { system } => {
                 let board = crate::board()?;
                 let guest = guest_dir();
@@ -187,7 +254,24 @@ impl Sut {
     /// `timeout`, and returns what happened (stopping early at a kernel error, a
     /// `TEST FAIL:` line, a guest panic or a second boot).
     pub fn run(&self, disk: &Path, append: &str, script: Vec<Step>, timeout: Duration) -> Result<Capture, String> {
-        run_command(self.command(disk, append)?, script, timeout)
+        self.run_stopping_at(disk, append, script, timeout, linux::UNEXPECTED_RESTART)
+    }
+
+    /// [`Sut::run`], stopping at a kernel error, a `TEST FAIL:` line or a line
+    /// containing any of `stop_on` (e.g. less than [`linux::UNEXPECTED_RESTART`] for a
+    /// script that reboots the guest).
+    pub fn run_stopping_at(
+        &self,
+        disk: &Path,
+        append: &str,
+        script: Vec<Step>,
+        timeout: Duration,
+        stop_on: &[&str],
+    ) -> Result<Capture, String> {
+        let cmd = self.command(disk, append)?;
+        let shown = runner::display_command(&cmd);
+        let opts: CaptureOptions = linux::options(timeout, script, stop_on);
+        runner::capture(cmd, &opts).map_err(|e| format!("cannot run {shown}: {e}"))
     }
 }
 
@@ -403,15 +487,91 @@ pub fn bench_script() -> Vec<Step> {
     ]
 }
 
-/// Runs the block benchmark `runs` times on `sut` with one preallocated scratch disk
-/// (kept for the vcpos runs to use the same file) and prints the block table; false if
-/// a run failed or nothing was measured.
-pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
+/// The VMM's counter snapshots (`linux_vmm: counters at <tag> key=value ...`, printed
+/// when the guest's benchmark starts and after each test), in order.
+pub fn parse_counters(output: &str) -> Vec<(String, Vec<(String, u64)>)> {
+    output
+        .lines()
+        .filter_map(|l| l.split_once("linux_vmm: counters at ").map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let tag = words.next()?.to_string();
+            let values = words
+                .filter_map(|w| w.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                .collect();
+            Some((tag, values))
+        })
+        .collect()
+}
+
+/// Per request of each test in `figures`: the counters' growth from the snapshot before
+/// the test to the one after it, divided by the test's requests; one line per test
+/// (none without snapshots: direct QEMU).
+pub fn counters_per_request(output: &str, figures: &[BlkResult]) -> Vec<String> {
+    let snaps = parse_counters(output);
+    let mut rows = Vec::new();
+    for f in figures {
+        let Some(at) = snaps.iter().position(|(t, _)| *t == f.name) else {
+            continue;
+        };
+        let Some(before) = at.checked_sub(1).map(|i| &snaps[i].1) else {
+            continue;
+        };
+        let after = &snaps[at].1;
+        let get = |m: &[(String, u64)], k: &str| m.iter().find(|(x, _)| x == k).map_or(0, |(_, v)| *v);
+        let per = |k: &str| (get(after, k).saturating_sub(get(before, k))) as f64 / f.iterations.max(1) as f64;
+        rows.push(format!(
+            "{:<24}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}  {:>9.2}",
+            f.name,
+            per("switches"),
+            per("entries"),
+            per("vmm_switches"),
+            per("exits"),
+            per("exits_dabt"),
+            per("exits_irq"),
+            per("exits_wfx")
+        ));
+    }
+    rows
+}
+
+/// One boot of the block benchmark on `sut` with `disk`: its figures and, on vcpos,
+/// the kernel's counters per request ([`counters_per_request`]), or why not.
+fn bench_once(
+    sut: &Sut,
+    disk: &Path,
+    timeout: Duration,
+    verbose: bool,
+) -> Result<(Vec<BlkResult>, Vec<String>), String> {
+    let script = bench_script();
+    let c = sut.run(disk, NO_MOUNT, script.clone(), timeout)?;
+    if verbose {
+        print!("{}", c.output);
+    }
+    let done = c.ending == Ending::ScriptDone && c.script_complete();
+    match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
+        Ok(f) if done => {
+            let rows = counters_per_request(&c.output, &f);
+            Ok((f, rows))
+        }
+        Ok(_) => Err(format!("the benchmark did not finish ({})\n{}", c.ending, c.output)),
+        Err(e) => Err(format!("{e}\n{}", c.output)),
+    }
+}
+
+/// Runs the block benchmark `runs` times on each of `suts` (alternating, so that the
+/// host's load falls on every side alike) with one preallocated scratch disk image,
+/// the same file for every side, and prints each side's block table and, for two
+/// sides, the second against the first (ratios); false if a run failed or a side
+/// measured nothing.
+pub fn bench(suts: &[Sut], runs: usize, timeout: Duration, verbose: bool) -> bool {
     let disk = target_dir().join("vcpos-tests").join("bench-blk").join("vda.img");
+    let names: Vec<&str> = suts.iter().map(Sut::name).collect();
     println!(
         "== block ({}): {BLK_COMMAND} run /dev/{DRIVE_ID} {BENCH_MIB} (O_DIRECT) on a {DISK_MIB} MiB raw image \
-         ({}, cache={DRIVE_CACHE}), {runs} runs",
-        sut.name(),
+         ({}, cache={DRIVE_CACHE}), {runs} runs each",
+        names.join(" vs "),
         disk.display()
     );
     if let Err(e) = create_disk(&disk, DISK_MIB, true) {
@@ -419,50 +579,104 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
         return false;
     }
     let mut ok = true;
-    let mut all = Vec::new();
+    let mut all: Vec<Vec<Vec<BlkResult>>> = vec![Vec::new(); suts.len()];
     for i in 1..=runs {
-        let script = bench_script();
-        let c = match sut.run(&disk, NO_MOUNT, script.clone(), timeout) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("Error: block run {i}: {e}");
-                ok = false;
-                continue;
-            }
-        };
-        if verbose {
-            print!("{}", c.output);
-        }
-        let done = c.ending == Ending::ScriptDone && c.script_complete();
-        match check_clean(&c.output).and_then(|()| blk_figures(&c.output)) {
-            Ok(f) if done => {
-                let row: Vec<String> = f
-                    .iter()
-                    .map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops))
-                    .collect();
-                println!("  run {i}/{runs}: {}", row.join(", "));
-                all.push(f);
-            }
-            Ok(_) => {
-                eprintln!(
-                    "Error: block run {i}: the benchmark did not finish ({})\n{}",
-                    c.ending, c.output
-                );
-                ok = false;
-            }
-            Err(e) => {
-                eprintln!("Error: block run {i}: {e}\n{}", c.output);
-                ok = false;
+        for (sut, figures) in suts.iter().zip(all.iter_mut()) {
+            match bench_once(sut, &disk, timeout, verbose) {
+                Ok((f, counter_rows)) => {
+                    let row: Vec<String> = f
+                        .iter()
+                        .map(|r| format!("{} {:.1} MB/s {} IOPS", r.name, r.mb_per_s, r.iops))
+                        .collect();
+                    println!("  {} run {i}/{runs}: {}", sut.name(), row.join(", "));
+                    if !counter_rows.is_empty() {
+                        println!(
+                            "    per request (kernel event counters, all threads; vmm = linux_vmm; exits = the vCPU's):\n    \
+                             {:<24}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}",
+                            "benchmark", "switches", "entries", "vmm sw", "exits", "dabt", "irq", "wfx"
+                        );
+                        for r in counter_rows {
+                            println!("    {r}");
+                        }
+                    }
+                    figures.push(f);
+                }
+                Err(e) => {
+                    eprintln!("Error: block run {i} on {}: {e}", sut.name());
+                    ok = false;
+                }
             }
         }
     }
-    if all.is_empty() {
-        eprintln!("Error: no block figures");
-        return false;
+    for (sut, figures) in suts.iter().zip(&all) {
+        if figures.is_empty() {
+            eprintln!("Error: no block figures for {}", sut.name());
+            ok = false;
+            continue;
+        }
+        println!("-- block ({}), medians of {} runs", sut.name(), figures.len());
+        print!("{}", blk_table(&sut.name().replace(' ', "_"), figures));
     }
-    print!("{}", blk_table(&sut.name().replace(' ', "_"), &all));
+    if let [base, other] = &all[..] {
+        if !base.is_empty() && !other.is_empty() {
+            print!("{}", blk_compare(suts[0].name(), base, suts[1].name(), other));
+        }
+    }
     let _ = std::fs::remove_file(&disk);
     ok
+}
+
+/// Per test: the median MB/s and IOPS of `other` against `base`'s, with the ratio and
+/// the target (sequential 1 MiB: at least 95 %; 4 KiB random at depth 32: at least
+/// 70 %); one `BENCH <name> ratio=..` line per test after the table.
+pub fn blk_compare(base_name: &str, base: &[Vec<BlkResult>], other_name: &str, other: &[Vec<BlkResult>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "-- block: {other_name} against {base_name} (medians)");
+    let _ = writeln!(
+        out,
+        "{:<24}  {:>3}  {:>10}  {:>10}  {:>8}  {:>8}  {:>6}  {:>7}",
+        "benchmark", "qd", "base MB/s", "MB/s", "base IOPS", "IOPS", "ratio", "target"
+    );
+    let mut lines = String::new();
+    let med = |runs: &[Vec<BlkResult>], name: &str| {
+        let of: Vec<&BlkResult> = runs.iter().filter_map(|r| r.iter().find(|x| x.name == name)).collect();
+        (!of.is_empty()).then(|| {
+            (
+                median(of.iter().map(|r| r.mb_per_s).collect()),
+                median(of.iter().map(|r| r.iops as f64).collect()),
+            )
+        })
+    };
+    for t in Test::ALL {
+        let (Some((bmb, biops)), Some((mb, iops))) = (med(base, t.name()), med(other, t.name())) else {
+            continue;
+        };
+        let ratio = if bmb > 0.0 { mb / bmb } else { 0.0 };
+        let target = match t.name() {
+            "blk_seq_read_1m" | "blk_seq_write_1m" => Some(0.95),
+            "blk_rand_read_4k_qd32" => Some(0.70),
+            _ => None,
+        };
+        let verdict = match target {
+            Some(x) if ratio >= x => format!(">={:.0}% ok", x * 100.0),
+            Some(x) => format!(">={:.0}% MISSED", x * 100.0),
+            None => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24}  {:>3}  {bmb:>10.1}  {mb:>10.1}  {biops:>8.0}  {iops:>8.0}  {:>5.0}%  {verdict}",
+            t.name(),
+            t.queue_depth(),
+            ratio * 100.0
+        );
+        let _ = writeln!(
+            lines,
+            "BENCH {} ratio={ratio:.3} side={}",
+            t.name(),
+            other_name.replace(' ', "_")
+        );
+    }
+    out + &lines
 }
 
 /// SHA-256 (hex) of the first `len` bytes of `path`, from the host's `head` and
@@ -520,6 +734,25 @@ mod tests {
         assert!(parse_blk(&bad).unwrap_err().contains("mb_per_s=fast is not a number"));
         let no_iops = RUN.replace("iops=28 ", "");
         assert!(parse_blk(&no_iops).unwrap_err().contains("no iops="));
+    }
+
+    #[test]
+    fn counters_per_request_are_differences_of_snapshots() {
+        let out = format!(
+            "linux_vmm: counters at blk_start threads=5 switches=100 entries=1000 exits=10 exits_dabt=4\n{}\n\
+             linux_vmm: counters at blk_seq_write_1m threads=5 switches=740 entries=2280 exits=138 exits_dabt=132\n",
+            RUN
+        );
+        let snaps = parse_counters(&out);
+        assert_eq!(snaps.len(), 2);
+        assert_eq!(snaps[1].0, "blk_seq_write_1m");
+        let f = blk_figures(RUN).unwrap();
+        let rows = counters_per_request(&out, &f);
+        // 64 requests: (740-100)/64 = 10 switches, 20 entries, 2 exits (2 data aborts).
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(rows[0].starts_with("blk_seq_write_1m"), "{}", rows[0]);
+        let cols: Vec<&str> = rows[0].split_whitespace().collect();
+        assert_eq!(&cols[1..], ["10.00", "20.00", "0.00", "2.00", "2.00", "0.00", "0.00"]);
     }
 
     #[test]

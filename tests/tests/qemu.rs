@@ -3,8 +3,8 @@
 //! artifacts (`tools/build-targets.sh`) and, for the root system, the guest files
 //! (`tools/guest-image.sh`); `./test.sh` makes both first, and the tests fail without them.
 
-use vcpos_tests::{boot, find_fault, linux, pass_line, workspace_root, Transcript};
-use vcpos_tool::runner::Step;
+use vcpos_tests::{boot, build_system, disk, find_fault, linux, pass_line, workspace_root, Transcript};
+use vcpos_tool::runner::{Device, Step};
 
 /// Asserts that the kernel's fault report about `pd` (naming the PD, the fault kind,
 /// the address and the PC) comes before the `TEST PASS: <test>` line.
@@ -79,8 +79,9 @@ fn badcap() {
     boot("badcap").assert_pass("badcap");
 }
 
-/// The system `./run.sh` boots (the Linux VM) comes up to the guest's shell prompt,
-/// and a command typed on the serial console runs.
+/// The system `./run.sh` boots (the Linux VM, its disk served by vcp_blk, a native
+/// disk client), with a blank disk as `run.sh` attaches it, comes up to the guest's
+/// shell prompt with the disk, and a command typed on the serial console runs.
 #[test]
 fn root_system_boots() {
     let system = workspace_root().join("system.xml");
@@ -95,7 +96,27 @@ fn root_system_boots() {
         script,
         linux::UNEXPECTED_RESTART,
     );
-    linux::run("root-system", &system, &opts).assert_script_done();
+    let image = disk::scratch_disk("root-system");
+    disk::create_disk(&image, disk::DISK_MIB, false).unwrap_or_else(|e| panic!("{e}"));
+    let devices = [Device::Disk {
+        file: image.clone(),
+        read_only: false,
+    }];
+    let t = build_system("root-system", &system, "debug")
+        .and_then(|b| b.boot_with_devices(&opts, &devices))
+        .unwrap_or_else(|e| panic!("root-system: {e}"));
+    t.assert_script_done();
+    for line in [
+        "vcp-blk: serving 2 clients",
+        "linux_vmm: disk: vcp_blk window of 520192 blocks",
+        "blk-client: read-write: 4 rounds",
+        "vcpos-guest: disk vda 520192 sectors",
+    ] {
+        if !t.output().contains(line) {
+            t.fail(&format!("no line containing '{line}'"));
+        }
+    }
+    let _ = std::fs::remove_file(&image);
 }
 
 /// The root system's guest RAM is mapped at stage 2 with 2 MiB block descriptors, not

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use vcpos_blk_protocol::RING_CAPACITY;
 use vcpos_test_support::blk::{self, ROUNDS, TEST_BLOCKS, WORDS};
 use vcpos_tests::{build_system, scenario_system, target_dir, timeout, Transcript};
 use vcpos_tool::runner::{CaptureOptions, Device};
@@ -114,7 +115,7 @@ fn vcp_blk_hostile_client() {
             .unwrap_or_else(|| t.fail(&format!("no line containing '{s}'")))
     };
     let refused = pos("blk-hostile: duplicate id (");
-    let flood = pos("blk-hostile: flood of 32 reads completed");
+    let flood = pos(&format!("blk-hostile: flood of {RING_CAPACITY} reads completed"));
     let cut = pos("vcp-blk: client 2 cut off: peer's producer index jumped");
     let pass = pos("TEST PASS: vcp-blk");
     if !(refused < flood && flood < cut && cut < pass) {

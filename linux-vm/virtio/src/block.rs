@@ -204,6 +204,11 @@ pub trait BlockBackend {
 
     /// The next finished request, if any, in any order.
     fn poll(&mut self) -> Option<Completion>;
+
+    /// After a batch of [`Self::submit`]s (every request the driver offered at once):
+    /// the moment to tell the storage behind the backend about them, once per batch
+    /// rather than once per request. Does nothing by default.
+    fn kick(&mut self) {}
 }
 
 impl<T: BlockBackend + ?Sized> BlockBackend for alloc::boxed::Box<T> {
@@ -217,6 +222,10 @@ impl<T: BlockBackend + ?Sized> BlockBackend for alloc::boxed::Box<T> {
 
     fn poll(&mut self) -> Option<Completion> {
         (**self).poll()
+    }
+
+    fn kick(&mut self) {
+        (**self).kick()
     }
 }
 
@@ -538,6 +547,7 @@ impl<B: BlockBackend> Block<B> {
                 }
             }
         }
+        self.backend.kick();
         Ok(irq)
     }
 

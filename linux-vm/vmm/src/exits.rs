@@ -66,12 +66,32 @@ impl Vmm {
             let _ = VCPU.stop();
             return false;
         }
+        let in_flight = self.disk.as_ref().map_or(0, |d| d.in_flight());
+        if in_flight != 0 {
+            // A read still in flight would land in the next guest's RAM: the vCPU
+            // stays stopped until the disk has nothing out (`finish_pending_reboot`).
+            debug_println!("linux_vmm: {why}; booting the guest again once {in_flight} disk requests finish");
+            self.reboot_pending = true;
+            return false;
+        }
         debug_println!("linux_vmm: {why}; booting the guest again");
+        self.boot_again();
+        false
+    }
+
+    fn boot_again(&mut self) {
         if let Err(e) = self.boot_guest() {
             debug_println!("linux_vmm: cannot boot the guest: {e}; VM stopped");
             let _ = VCPU.stop();
         }
-        false
+    }
+
+    /// Boots the guest if a reboot waited for the disk and the disk is idle now.
+    pub fn finish_pending_reboot(&mut self) {
+        if self.reboot_pending && self.disk.as_ref().is_none_or(|d| d.in_flight() == 0) {
+            self.reboot_pending = false;
+            self.boot_again();
+        }
     }
 
     fn advance_pc(&self, pc: u64, esr: u64) {

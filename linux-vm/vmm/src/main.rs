@@ -9,7 +9,10 @@
 //!   messages and a virtio-mmio console ([`exits`]);
 //! - connects the virtio console to the board's UART: guest output is written to it,
 //!   and keyboard input arrives as its receive interrupt ([`uart`]);
-//! - reports guest power-off, reset and crashes, and boots the guest again.
+//! - serves the guest's disk through the block VCP when the system connects them
+//!   ([`disk`]): zero copy, the VCP's device moves data straight to guest RAM;
+//! - reports guest power-off, reset and crashes, and boots the guest again (after the
+//!   disk's requests in flight have finished).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -17,6 +20,8 @@
 extern crate alloc;
 
 mod boot;
+mod counters;
+mod disk;
 mod exits;
 mod guest_ram;
 mod ramdisk;
@@ -34,6 +39,7 @@ use vcpos_vmm_devices::layout;
 use vcpos_vmm_devices::pl011::Pl011;
 use vcpos_vmm_devices::vgic::Vgic;
 
+use disk::{SharedDisk, DISK_CHANNEL};
 use guest_ram::MappedRam;
 use uart::Uart;
 use virtio::Backend;
@@ -66,6 +72,12 @@ pub struct Vmm {
     /// Start (counter value) of the current reboot-rate window, and reboots in it.
     window_start: u64,
     boots_in_window: u32,
+    /// The disk served by the block VCP, if the system has one.
+    disk: Option<SharedDisk>,
+    /// A reboot waiting for the disk's requests in flight to finish.
+    reboot_pending: bool,
+    /// Counter snapshots at the guest's block benchmark lines.
+    bench_watch: counters::BenchWatch,
 }
 
 /// Why the VMM cannot go on with the guest.
@@ -97,7 +109,11 @@ fn init() -> Vmm {
     let ram_region = shared_region!(guest_ram_vaddr, size = guest_ram_size);
     // A disk for the guest, in systems that map a `ramdisk` region here.
     let ramdisk = optional_shared_region!(ramdisk_vaddr, size = ramdisk_size);
-    let virtio = virtio::device_table(&ram_region, ramdisk);
+    // The disk served by vcp_blk, in systems that give the VMM a `blk_control` region
+    // (and channel 2 to vcp_blk); its data region is guest RAM.
+    let disk = optional_shared_region!(blk_control_vaddr, size = blk_control_size)
+        .and_then(|control| SharedDisk::connect(control, ram_region.len()));
+    let virtio = virtio::device_table(&ram_region, ramdisk, disk.clone());
     let ram = MappedRam::new(ram_region, layout::RAM_BASE);
     let uart = Uart::new(shared_region!(uart_vaddr, bytes = UART_REGION_SIZE));
     let mut vmm = Vmm {
@@ -113,6 +129,9 @@ fn init() -> Vmm {
         stray_accesses: StrayCounter::new(exits::MAX_STRAY_REPORTS),
         window_start: 0,
         boots_in_window: 0,
+        disk,
+        reboot_pending: false,
+        bench_watch: counters::BenchWatch::new(),
     };
     vmm.uart.enable_rx_interrupt();
     if let Err(e) = vmm.boot_guest() {
@@ -146,6 +165,15 @@ impl Handler for Vmm {
             self.push_console_input(&buf[..n]);
             let _ = UART_IRQ.irq_ack();
             self.poll_devices();
+            self.deliver_irqs();
+        }
+        if channels.contains(DISK_CHANNEL) {
+            // Responses from vcp_blk: completions for the guest.
+            self.poll_devices();
+            if let Some(d) = &self.disk {
+                d.report_error();
+            }
+            self.finish_pending_reboot();
             self.deliver_irqs();
         }
         Ok(())
@@ -201,7 +229,11 @@ impl Vmm {
                 continue;
             }
             let out = console.device_mut().take_output();
+            let snapshots = self.bench_watch.feed(&out);
             self.uart.write_bytes(&self.guest_lines.prefixed(&out));
+            for line in snapshots {
+                self.uart.write_bytes(line.as_bytes());
+            }
             if console.poll(&mut self.ram) {
                 self.vgic.raise(e.intid);
             }

@@ -8,6 +8,7 @@ use vcpos_virtio::{Block, BlockBackend, Console, GuestError, GuestMemory, MmioTr
 use vcpos_vmm_devices::devices::DeviceTable;
 use vcpos_vmm_devices::layout;
 
+use crate::disk::SharedDisk;
 use crate::ramdisk::RamDisk;
 
 /// The virtio-mmio slot of the console.
@@ -68,15 +69,26 @@ impl Backend {
     }
 }
 
-/// The VM's virtio devices: the console, and a disk over `ramdisk` if the system
-/// gives the VMM one.
-pub fn device_table(ram: &SharedRegion, ramdisk: Option<SharedRegion>) -> DeviceTable<Backend> {
+/// The VM's virtio devices: the console, and a disk: served by the block VCP (`disk`)
+/// if the system connects the VMM to one, else over `ramdisk` if the system gives the
+/// VMM one.
+pub fn device_table(
+    ram: &SharedRegion,
+    ramdisk: Option<SharedRegion>,
+    disk: Option<SharedDisk>,
+) -> DeviceTable<Backend> {
     let mut table = DeviceTable::new();
     let console = Backend::Console(MmioTransport::new(Console::new()));
     if let Err(e) = table.add("console", CONSOLE_SLOT, console) {
         panic!("device table: {e}");
     }
-    if let Some(disk) = ramdisk {
+    if let Some(disk) = disk {
+        let backend: Box<dyn BlockBackend> = Box::new(disk);
+        let block = Backend::Block(MmioTransport::new(Block::new(backend, layout::RAM_BASE)));
+        if let Err(e) = table.add("vcp_blk disk", BLOCK_SLOT, block) {
+            panic!("device table: {e}");
+        }
+    } else if let Some(disk) = ramdisk {
         let backend: Box<dyn BlockBackend> = Box::new(RamDisk::new(disk, ram.clone()));
         let block = Backend::Block(MmioTransport::new(Block::new(backend, layout::RAM_BASE)));
         if let Err(e) = table.add("ramdisk", BLOCK_SLOT, block) {

@@ -14,7 +14,7 @@ pub const MAX_SEGMENTS: usize = 15;
 pub const MAX_QUEUE_DEPTH: u32 = 64;
 /// Slots in each ring of a block connection (both sides are built with it; neither
 /// reads it from shared memory, the info page only repeats it as a check).
-pub const RING_CAPACITY: u32 = 32;
+pub const RING_CAPACITY: u32 = 64;
 /// The largest request, in bytes (sum of its segments).
 pub const MAX_REQUEST_BYTES: u64 = 4 << 20;
 
@@ -365,5 +365,9 @@ mod tests {
         assert_eq!(l.responses.base(), 0x4000);
         assert_eq!(l.size(), 0x5000);
         assert!(ControlLayout::new(24).is_err());
+        // The capacity every connection uses: 64 requests in flight.
+        let l = ControlLayout::new(RING_CAPACITY).unwrap();
+        assert_eq!(l.responses.base(), 0x6000);
+        assert_eq!(l.size(), 0x7000);
     }
 }

@@ -289,10 +289,25 @@ fn tail(text: &str, n: usize) -> String {
         .collect()
 }
 
-/// One boot on vcpos: builds the system and runs the script.
+/// A blank scratch disk for the vcpos side (`system.xml`'s block VCP needs one).
+fn bench_disk(label: &str) -> Result<std::path::PathBuf, String> {
+    let disk = crate::disk::scratch_disk(label);
+    crate::disk::create_disk(&disk, crate::disk::DISK_MIB, false)?;
+    Ok(disk)
+}
+
+/// One boot on vcpos: builds the system and runs the script, with a blank disk as the
+/// machine's first virtio-blk device, as `run.sh` attaches one.
 fn run_vcpos(opts: &VmBenchOptions) -> Result<(RunFigures, String), String> {
     let built = build_system("bench-vm", &opts.system, &opts.config)?;
-    let t = built.boot(&options(opts.timeout))?;
+    let disk = bench_disk("bench-vm-vcpos")?;
+    let devices = [vcpos_tool::runner::Device::Disk {
+        file: disk.clone(),
+        read_only: false,
+    }];
+    let t = built.boot_with_devices(&options(opts.timeout), &devices);
+    let _ = std::fs::remove_file(&disk);
+    let t = t?;
     match run_figures(&t.capture) {
         Ok(f) => Ok((f, if opts.verbose { t.to_string() } else { String::new() })),
         Err(e) => Err(format!("{e}\n{t}")),
@@ -385,6 +400,8 @@ pub fn run(opts: &VmBenchOptions) -> bool {
             return false;
         }
     };
+    // No disk here: the guest's MMIO benchmark maps the empty virtio-mmio slot QEMU's
+    // disk would take (on vcpos the VM's slots are the VMM's, the disk is vcp_blk's).
     let args = direct_args(&board, &kernel, &initrd, ram, cpus, &[]);
     let log_dir = target_dir().join("vcpos-tests").join("bench-vm-direct");
     let _ = std::fs::create_dir_all(&log_dir);

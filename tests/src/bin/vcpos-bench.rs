@@ -36,8 +36,8 @@ struct Cli {
     /// No VM benchmarks (and no block or network benchmark).
     #[arg(long)]
     no_vm: bool,
-    /// No block benchmark (the guest's disk; today directly on QEMU only, the vcpos
-    /// side comes with the block VCP).
+    /// No block benchmark (the guest's disk directly on QEMU and on vcpos through the
+    /// block VCP).
     #[arg(long)]
     no_blk: bool,
     /// Only the block benchmark.
@@ -140,9 +140,14 @@ fn main() -> ExitCode {
             });
             ok &= bench::idle::run(&cli.config, Duration::from_secs(cli.timeout), cli.verbose);
         }
-        let sut = Sut::Direct { system };
+        let sut = Sut::Direct { system: system.clone() };
         if !cli.no_blk && !cli.net_only {
-            ok &= disk::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
+            // The same kernel, initramfs, guest tool and disk file on both sides.
+            let suts = [
+                Sut::Direct { system: system.clone() },
+                Sut::vcpos_system(system, &cli.config),
+            ];
+            ok &= disk::bench(&suts, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
         }
         if !cli.no_net && !cli.blk_only {
             ok &= net::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);

@@ -29,6 +29,8 @@ const WRITER: Channel = Channel::new(1);
 const READER: Channel = Channel::new(2);
 /// Ids of the flood.
 const FLOOD_BASE: u32 = 100;
+/// Responses expected at once at most: a flood of a whole ring, or the refusals.
+const EXPECTED: usize = RING_CAPACITY as usize + 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -46,7 +48,7 @@ struct Hostile {
     data_size: u64,
     phase: Phase,
     /// Responses expected in this phase, as (id, status), each taken once.
-    expected: [Option<(u32, Status)>; 40],
+    expected: [Option<(u32, Status)>; EXPECTED],
     writer_done: bool,
     /// Id of the current duplicate-id pair.
     dup_id: u32,
@@ -244,7 +246,7 @@ fn start() -> Result<Hostile, TestFailed> {
         info,
         data_size: data.len() as u64,
         phase: Phase::Refusals,
-        expected: [None; 40],
+        expected: [None; EXPECTED],
         writer_done: false,
         dup_id: DUP_BASE,
         dup_retries: 0,

@@ -1,0 +1,92 @@
+//! Kernel event counters around the guest's block benchmark: when the guest prints a
+//! line that starts or ends one of its tests (`vcpos-blk: /dev/...`, `BENCH blk_...`),
+//! the VMM prints a snapshot of the counters (`linux_vmm: counters at <tag> ...`), so
+//! the harness gets each test's context switches, kernel entries and guest exits from
+//! the difference of two snapshots. The guest's line is complete when the VMM sees
+//! it, so a snapshot falls between two tests. The snapshot line goes out through the
+//! same UART queue as the guest's output, after the guest's line (a direct kernel
+//! print could land inside the guest's line while it waits in the queue).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use sel4_microkit::counters;
+use vcpos_abi::counters::GuestExit;
+
+use crate::VCPU;
+
+/// Most threads a system has (the kernel's limit).
+const MAX_THREADS: usize = 64;
+/// Bytes of a guest line kept to recognise it.
+const HEAD: usize = 48;
+
+/// Watches the guest's console output for benchmark lines.
+pub struct BenchWatch {
+    head: [u8; HEAD],
+    len: usize,
+}
+
+impl BenchWatch {
+    /// A watcher at the start of a line.
+    pub const fn new() -> BenchWatch {
+        BenchWatch {
+            head: [0; HEAD],
+            len: 0,
+        }
+    }
+
+    /// Guest output `bytes`: a snapshot line (with its line end) for the end of each
+    /// benchmark line in them, to print after them.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b == b'\n' || b == b'\r' {
+                out.extend(self.line_end());
+                self.len = 0;
+            } else if self.len < HEAD {
+                self.head[self.len] = b;
+                self.len += 1;
+            }
+        }
+        out
+    }
+
+    fn line_end(&self) -> Option<String> {
+        let line = &self.head[..self.len];
+        let tag = if let Some(rest) = line.strip_prefix(b"BENCH blk_") {
+            rest.split(|&c| c == b' ').next().unwrap_or_default()
+        } else if line.starts_with(b"vcpos-blk: /dev/") {
+            b"start".as_slice()
+        } else {
+            return None;
+        };
+        Some(snapshot(core::str::from_utf8(tag).unwrap_or("?")))
+    }
+}
+
+/// The counters now, as a line: every thread's context switches and kernel entries
+/// (through the debug capability: debug and benchmark configurations only), the
+/// VMM's own, and the vCPU's guest exits by reason.
+fn snapshot(tag: &str) -> String {
+    let (mut switches, mut entries, mut threads) = (0u64, 0u64, 0usize);
+    for i in 0..MAX_THREADS {
+        let Ok(c) = counters::thread(i) else { break };
+        switches += c.thread.switches_to;
+        entries += c.thread.kernel_entries;
+        threads += 1;
+    }
+    let vmm = counters::own().map(|c| c.thread).unwrap_or_default();
+    let vcpu = counters::vcpu(VCPU).map(|c| c.thread).unwrap_or_default();
+    let exits: u64 = vcpu.guest_exits.iter().sum();
+    let e = |r: GuestExit| vcpu.guest_exits[r as usize];
+    alloc::format!(
+        "linux_vmm: counters at blk_{tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={}\r\n",
+        vmm.switches_to,
+        vmm.kernel_entries,
+        vcpu.switches_to,
+        e(GuestExit::DataAbort),
+        e(GuestExit::Interrupt),
+        e(GuestExit::Wfx),
+        e(GuestExit::SysReg),
+    )
+}
