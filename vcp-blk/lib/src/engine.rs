@@ -2,13 +2,16 @@
 //! one request per client per turn (round robin), each client bounded by its queue
 //! depth, so one client's flood cannot starve another.
 //!
-//! A client request becomes one device transfer per segment (consecutive sectors from
-//! the client's window start + block). A flush, and the flush that ends a
-//! write-with-FUA, waits until the device has nothing in flight and then runs alone.
+//! A client request becomes **one** device transfer carrying all its segments
+//! (scatter-gather, sectors from the client's window start + block), split only where
+//! the device's limits ([`BlockDevice::max_segments`], [`BlockDevice::max_segment_len`])
+//! demand it. Transfers submitted in one run are announced to the device once
+//! ([`BlockDevice::notify`]). A flush, and the flush that ends a write-with-FUA, waits
+//! until the device has nothing in flight and then runs alone.
 
 use alloc::vec::Vec;
 
-use vcpos_blk_protocol::{Op, Request, Server, ServerConfig, ServerError, Status};
+use vcpos_blk_protocol::{Op, Request, Segment, Server, ServerConfig, ServerError, Status, BLOCK_SIZE, MAX_SEGMENTS};
 use vcpos_queue::{LayoutError, SharedMemory};
 
 use crate::config::{Config, Window, MAX_CLIENTS};
@@ -24,19 +27,59 @@ pub enum Direction {
     Write,
 }
 
-/// One contiguous device transfer between the disk and a client's data region.
+/// One device transfer: consecutive disk sectors from `sector` on, scattered over
+/// segments of a client's data region (one virtio-blk request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transfer {
     /// Direction.
     pub direction: Direction,
     /// First disk sector (512 bytes).
     pub sector: u64,
-    /// The client whose data region holds the buffer.
+    /// The client whose data region holds the buffers.
     pub client: usize,
-    /// Byte offset of the buffer in that data region (checked by the protocol server).
-    pub offset: u64,
-    /// Length in bytes (a non-zero multiple of 512).
-    pub len: u32,
+    nsegs: usize,
+    /// Unused entries stay zero (so `==` compares the used ones).
+    segs: [Segment; MAX_SEGMENTS],
+}
+
+impl Transfer {
+    /// A transfer of `segments` (each a byte offset in the client's data region, checked
+    /// by the protocol server, and a non-zero multiple of 512 bytes), in disk order;
+    /// `None` if there are none or more than [`MAX_SEGMENTS`].
+    pub fn new(direction: Direction, sector: u64, client: usize, segments: &[Segment]) -> Option<Transfer> {
+        if segments.is_empty() || segments.len() > MAX_SEGMENTS {
+            return None;
+        }
+        let mut segs = [Segment::default(); MAX_SEGMENTS];
+        segs[..segments.len()].copy_from_slice(segments);
+        Some(Transfer {
+            direction,
+            sector,
+            client,
+            nsegs: segments.len(),
+            segs,
+        })
+    }
+
+    /// The segments, in disk order (1..=[`MAX_SEGMENTS`]).
+    pub fn segments(&self) -> &[Segment] {
+        &self.segs[..self.nsegs]
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> u64 {
+        self.segments().iter().map(|s| u64::from(s.len)).sum()
+    }
+
+    /// Never true (a transfer has at least one non-empty segment); for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sectors covered.
+    pub fn sectors(&self) -> u64 {
+        self.len() / u64::from(BLOCK_SIZE)
+    }
 }
 
 /// Why a device did not take a transfer.
@@ -56,8 +99,18 @@ pub trait BlockDevice {
     fn read_only(&self) -> bool;
     /// Transfers the device can have in flight.
     fn max_in_flight(&self) -> usize;
-    /// Starts `t`; returns a token that names it until its completion.
+    /// Most segments one transfer may carry (the device's `seg_max`); the engine
+    /// splits larger requests (and never passes more than [`MAX_SEGMENTS`]).
+    fn max_segments(&self) -> usize;
+    /// Most bytes one segment may hold (the device's `size_max`); the engine cuts
+    /// longer segments at multiples of 512 bytes.
+    fn max_segment_len(&self) -> u32;
+    /// Queues `t` (the device may not see it before [`BlockDevice::notify`]); returns
+    /// a token that names it until its completion.
     fn submit(&mut self, t: &Transfer) -> Result<u16, SubmitError>;
+    /// Tells the device about every transfer queued since the last call (one
+    /// notification per batch).
+    fn notify(&mut self);
     /// The next finished transfer, if any: its token and whether it succeeded.
     fn next_completion(&mut self) -> Option<(u16, bool)>;
     /// Makes completed writes durable, synchronously; called only with nothing in
@@ -78,9 +131,12 @@ struct Active {
     client: usize,
     req: Request,
     phase: Phase,
-    /// Segments handed to the device so far.
+    /// Segments handed to the device whole so far.
     next_seg: usize,
-    /// Sector of the next segment.
+    /// Bytes of segment `next_seg` handed to the device so far (it was cut at the
+    /// device's segment limit).
+    seg_done: u32,
+    /// Sector of the next transfer.
     sector: u64,
     /// Device transfers in flight.
     outstanding: u32,
@@ -110,6 +166,8 @@ pub struct RunResult {
 pub struct EngineStats {
     /// Device transfers started.
     pub transfers: u64,
+    /// Device notifications (one per batch of transfers).
+    pub notifies: u64,
     /// Device flushes.
     pub flushes: u64,
     /// Client requests completed.
@@ -127,6 +185,8 @@ pub struct Engine<M, D> {
     tokens: Vec<(u16, u32)>,
     next_key: u32,
     rr: usize,
+    /// Transfers queued since the device was last notified.
+    unnotified: bool,
     stats: EngineStats,
 }
 
@@ -223,6 +283,7 @@ impl<M: SharedMemory + Clone, D: BlockDevice> Engine<M, D> {
             tokens: Vec::new(),
             next_key: 0,
             rr: 0,
+            unnotified: false,
             stats: EngineStats::default(),
         })
     }
@@ -272,6 +333,12 @@ impl<M: SharedMemory + Clone, D: BlockDevice> Engine<M, D> {
             if self.arm_signals(&mut result) {
                 break;
             }
+        }
+        // One notification for everything queued in this run.
+        if self.unnotified {
+            self.unnotified = false;
+            self.device.notify();
+            self.stats.notifies += 1;
         }
         for (i, slot) in self.clients.iter_mut().enumerate() {
             let Some(c) = slot else { continue };
@@ -372,35 +439,59 @@ impl<M: SharedMemory + Clone, D: BlockDevice> Engine<M, D> {
         self.in_flight() < self.device.max_in_flight()
     }
 
-    /// Hands more segments of active request `idx` to the device; true if any.
+    /// The next transfer of active request `idx` within the device's limits, and the
+    /// request's cursor after it.
+    fn next_transfer(&self, idx: usize) -> Option<(Transfer, usize, u32)> {
+        let a = &self.active[idx];
+        let max_segs = self.device.max_segments().clamp(1, MAX_SEGMENTS);
+        let block = BLOCK_SIZE;
+        let max_len = (self.device.max_segment_len() / block * block).max(block);
+        let (mut next_seg, mut seg_done) = (a.next_seg, a.seg_done);
+        let mut segs = [Segment::default(); MAX_SEGMENTS];
+        let mut n = 0;
+        while n < max_segs {
+            let Some(seg) = a.req.segments().get(next_seg) else {
+                break;
+            };
+            let left = seg.len - seg_done;
+            let take = left.min(max_len);
+            segs[n] = Segment::new(seg.offset + u64::from(seg_done), take);
+            n += 1;
+            if take == left {
+                next_seg += 1;
+                seg_done = 0;
+            } else {
+                seg_done += take;
+            }
+        }
+        let direction = if a.req.op.writes() {
+            Direction::Write
+        } else {
+            Direction::Read
+        };
+        let t = Transfer::new(direction, a.sector, a.client, &segs[..n])?;
+        Some((t, next_seg, seg_done))
+    }
+
+    /// Hands more of active request `idx` to the device (one transfer, or more if the
+    /// device's limits split it); true if any.
     fn submit_segments(&mut self, idx: usize, result: &mut RunResult) -> bool {
         let mut progress = false;
         while self.device_has_room() {
-            let a = &self.active[idx];
-            let Some(seg) = a.req.segments().get(a.next_seg).copied() else {
+            let Some((t, next_seg, seg_done)) = self.next_transfer(idx) else {
                 break;
-            };
-            let t = Transfer {
-                direction: if a.req.op.writes() {
-                    Direction::Write
-                } else {
-                    Direction::Read
-                },
-                sector: a.sector,
-                client: a.client,
-                offset: seg.offset,
-                len: seg.len,
             };
             match self.device.submit(&t) {
                 Ok(token) => {
                     self.stats.transfers += 1;
-                    let key = a.key;
-                    self.tokens.push((token, key));
-                    self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.tokens.len());
+                    self.unnotified = true;
                     let a = &mut self.active[idx];
+                    self.tokens.push((token, a.key));
                     a.outstanding += 1;
-                    a.next_seg += 1;
-                    a.sector += u64::from(seg.len / 512);
+                    a.next_seg = next_seg;
+                    a.seg_done = seg_done;
+                    a.sector += t.sectors();
+                    self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.tokens.len());
                     progress = true;
                 }
                 Err(SubmitError::Full) => break,
@@ -483,6 +574,7 @@ impl<M: SharedMemory + Clone, D: BlockDevice> Engine<M, D> {
                 req,
                 phase,
                 next_seg: 0,
+                seg_done: 0,
                 sector,
                 outstanding: 0,
                 failed: false,

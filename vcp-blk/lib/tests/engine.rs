@@ -1,5 +1,6 @@
-//! Engine tests with a fake block device: windows, read-only clients, scatter-gather
-//! splitting, out-of-order completion, flush and FUA ordering, round-robin fairness
+//! Engine tests with a fake block device: windows, read-only clients, one device
+//! transfer per request (scatter-gather), splitting at the device's segment limits,
+//! one device notification per batch, out-of-order completion, flush and FUA ordering, round-robin fairness
 //! under a flood, a hostile client cut off while the other goes on, device errors.
 
 use std::collections::VecDeque;
@@ -21,7 +22,14 @@ struct FakeDisk {
     disk: Vec<u8>,
     data: Vec<FakeMemory>,
     max: usize,
+    /// The device's `seg_max` and `size_max`.
+    max_segments: usize,
+    max_segment_len: u32,
     in_flight: Vec<(u16, Transfer)>,
+    /// Transfers at the front of `in_flight` the device was notified of (only those
+    /// can finish).
+    notified: usize,
+    notifies: usize,
     done: VecDeque<(u16, bool)>,
     next_token: u16,
     log: Vec<Transfer>,
@@ -36,7 +44,11 @@ impl FakeDisk {
             disk,
             data,
             max,
+            max_segments: 15,
+            max_segment_len: u32::MAX,
             in_flight: Vec::new(),
+            notified: 0,
+            notifies: 0,
             done: VecDeque::new(),
             next_token: 0,
             log: Vec::new(),
@@ -45,20 +57,30 @@ impl FakeDisk {
         }
     }
 
-    /// Finishes up to `n` transfers in flight, newest first (out of order).
+    /// Finishes up to `n` transfers in flight the device was notified of, newest
+    /// first (out of order).
     fn finish(&mut self, n: usize) {
         for _ in 0..n {
-            let Some((token, t)) = self.in_flight.pop() else {
+            if self.notified == 0 {
                 return;
-            };
-            let at = (t.sector * 512) as usize;
-            let len = t.len as usize;
-            let ok = self.fail_sector != Some(t.sector);
+            }
+            let (token, t) = self.in_flight.remove(self.notified - 1);
+            self.notified -= 1;
+            let mut at = (t.sector * 512) as usize;
+            let ok = !self
+                .fail_sector
+                .is_some_and(|f| (t.sector..t.sector + t.sectors()).contains(&f));
             if ok {
                 let mem = &self.data[t.client];
-                match t.direction {
-                    Direction::Read => mem.write_bytes(t.offset as usize, &self.disk[at..at + len]).unwrap(),
-                    Direction::Write => mem.read_bytes(t.offset as usize, &mut self.disk[at..at + len]).unwrap(),
+                for seg in t.segments() {
+                    let len = seg.len as usize;
+                    match t.direction {
+                        Direction::Read => mem.write_bytes(seg.offset as usize, &self.disk[at..at + len]).unwrap(),
+                        Direction::Write => mem
+                            .read_bytes(seg.offset as usize, &mut self.disk[at..at + len])
+                            .unwrap(),
+                    }
+                    at += len;
                 }
             }
             self.done.push_back((token, ok));
@@ -76,19 +98,42 @@ impl BlockDevice for FakeDisk {
     fn max_in_flight(&self) -> usize {
         self.max
     }
+    fn max_segments(&self) -> usize {
+        self.max_segments
+    }
+    fn max_segment_len(&self) -> u32 {
+        self.max_segment_len
+    }
     fn submit(&mut self, t: &Transfer) -> Result<u16, SubmitError> {
         if self.in_flight.len() >= self.max {
             return Err(SubmitError::Full);
         }
         assert!(
-            t.offset + u64::from(t.len) <= DATA,
-            "engine passed an unchecked segment {t:?}"
+            !t.segments().is_empty() && t.segments().len() <= self.max_segments,
+            "engine passed {} segments (device limit {})",
+            t.segments().len(),
+            self.max_segments
         );
-        assert!(t.sector + u64::from(t.len / 512) <= DISK_SECTORS);
+        for seg in t.segments() {
+            assert!(
+                seg.offset + u64::from(seg.len) <= DATA,
+                "engine passed an unchecked segment {t:?}"
+            );
+            assert!(
+                seg.len > 0 && seg.len % 512 == 0 && seg.len <= self.max_segment_len,
+                "engine passed a bad segment length {t:?}"
+            );
+        }
+        assert!(t.sector + t.sectors() <= DISK_SECTORS);
         self.next_token = self.next_token.wrapping_add(1);
         self.in_flight.push((self.next_token, *t));
         self.log.push(*t);
         Ok(self.next_token)
+    }
+    fn notify(&mut self) {
+        assert!(self.notified < self.in_flight.len(), "notified with nothing new queued");
+        self.notified = self.in_flight.len();
+        self.notifies += 1;
     }
     fn next_completion(&mut self) -> Option<(u16, bool)> {
         self.done.pop_front()
@@ -223,38 +268,95 @@ fn windows_read_only_and_data() {
     let mut got = vec![0u8; 1024];
     s.data[1].read_bytes(512, &mut got).unwrap();
     assert!(got[..512].iter().all(|&b| b == 200 ^ 0x5a) && got[512..].iter().all(|&b| b == 201 ^ 0x5a));
-    // Transfers: the write as two at consecutive sectors, the read at 200.
+    // Transfers: the write as one of two segments, the read at 200.
     let log = &s.engine.device().log;
-    assert!(log.contains(&Transfer {
-        direction: Direction::Write,
-        sector: 108,
-        client: 0,
-        offset: 0,
-        len: 1024
-    }));
-    assert!(log.contains(&Transfer {
-        direction: Direction::Write,
-        sector: 110,
-        client: 0,
-        offset: 8192,
-        len: 3072
-    }));
-    assert!(log.contains(&Transfer {
-        direction: Direction::Read,
-        sector: 200,
-        client: 1,
-        offset: 512,
-        len: 1024
-    }));
-    assert_eq!(log.len(), 3);
+    assert!(log.contains(
+        &Transfer::new(
+            Direction::Write,
+            108,
+            0,
+            &[Segment::new(0, 1024), Segment::new(8192, 3072)]
+        )
+        .unwrap()
+    ));
+    assert!(log.contains(&Transfer::new(Direction::Read, 200, 1, &[Segment::new(512, 1024)]).unwrap()));
+    assert_eq!(log.len(), 2);
 }
 
-/// A request with more segments than the device has room for is continued as
-/// transfers finish.
+/// A request of 15 segments (the protocol's most) is one device transfer with one
+/// notification, its data scattered and gathered right.
 #[test]
-fn segments_beyond_device_room() {
+fn multi_segment_request_is_one_transfer() {
+    let mut s = setup(TWO, 4);
+    let segs: Vec<Segment> = (0..15).map(|i| Segment::new(i * 4096 + 512, 1024)).collect();
+    let pattern: Vec<u8> = (0..15 * 1024u32).map(|i| (i * 13 + 1) as u8).collect();
+    for (i, seg) in segs.iter().enumerate() {
+        s.data[0]
+            .write_bytes(seg.offset as usize, &pattern[i * 1024..(i + 1) * 1024])
+            .unwrap();
+    }
+    s.clients[0].write(1, 4, &segs, false).unwrap();
+    let done = s.settle();
+    assert_eq!(
+        done[0],
+        vec![Completion {
+            id: 1,
+            status: Status::Ok,
+            bytes: 15 * 1024
+        }]
+    );
+    assert_eq!(
+        s.engine.device().log,
+        vec![Transfer::new(Direction::Write, 104, 0, &segs).unwrap()]
+    );
+    assert_eq!(s.engine.stats().transfers, 1);
+    assert_eq!(s.engine.device().notifies, 1);
+    assert_eq!(&s.engine.device().disk[104 * 512..134 * 512], &pattern[..]);
+    // Read back into other offsets: one transfer again.
+    let back: Vec<Segment> = (0..15).map(|i| Segment::new(32768 + i * 2048, 1024)).collect();
+    s.clients[0].read(2, 4, &back).unwrap();
+    s.settle();
+    assert_eq!(s.engine.stats().transfers, 2);
+    for (i, seg) in back.iter().enumerate() {
+        let mut got = vec![0u8; 1024];
+        s.data[0].read_bytes(seg.offset as usize, &mut got).unwrap();
+        assert_eq!(got, &pattern[i * 1024..(i + 1) * 1024], "segment {i}");
+    }
+}
+
+/// Many requests queued in one run go to the device with one notification, all in
+/// flight at once.
+#[test]
+fn one_notification_per_batch() {
+    let mut s = setup(
+        "client 0 start=0 blocks=512 depth=32 rw
+",
+        64,
+    );
+    for id in 0..32 {
+        s.clients[0].read(id, u64::from(id), &[Segment::new(0, 512)]).unwrap();
+    }
+    s.engine.run();
+    assert_eq!(s.engine.device().in_flight.len(), 32);
+    assert_eq!(s.engine.device().notifies, 1);
+    assert_eq!(s.engine.stats().peak_in_flight, 32);
+    // A run that queues nothing does not notify.
+    s.engine.run();
+    assert_eq!(s.engine.device().notifies, 1);
+    let done = s.settle();
+    assert_eq!(done[0].len(), 32);
+    assert!(done[0].iter().all(|c| c.status == Status::Ok));
+}
+
+/// A request beyond the device's limits (`seg_max` 4, `size_max` 1 KiB) is split
+/// into transfers within them, continued as the device finds room (2 in flight).
+#[test]
+fn request_split_at_device_limits() {
     let mut s = setup(TWO, 2);
-    let segs: Vec<Segment> = (0..6).map(|i| Segment::new(i * 4096, 512)).collect();
+    s.engine.device_mut().max_segments = 4;
+    s.engine.device_mut().max_segment_len = 1024;
+    let mut segs: Vec<Segment> = (0..6).map(|i| Segment::new(i * 4096, 512)).collect();
+    segs.push(Segment::new(32768, 2560));
     s.clients[0].read(9, 0, &segs).unwrap();
     let done = s.settle();
     assert_eq!(
@@ -262,11 +364,28 @@ fn segments_beyond_device_room() {
         vec![Completion {
             id: 9,
             status: Status::Ok,
-            bytes: 3072
+            bytes: 3072 + 2560
         }]
     );
-    let sectors: Vec<u64> = s.engine.device().log.iter().map(|t| t.sector).collect();
-    assert_eq!(sectors, vec![100, 101, 102, 103, 104, 105]);
+    let seg = Segment::new;
+    let read = |sector, segs: &[Segment]| Transfer::new(Direction::Read, sector, 0, segs).unwrap();
+    assert_eq!(
+        s.engine.device().log,
+        vec![
+            read(100, &[seg(0, 512), seg(4096, 512), seg(8192, 512), seg(12288, 512)]),
+            read(
+                104,
+                &[seg(16384, 512), seg(20480, 512), seg(32768, 1024), seg(33792, 1024)]
+            ),
+            read(110, &[seg(34816, 512)]),
+        ]
+    );
+    // The data: each piece from its own sectors.
+    let mut got = vec![0u8; 2560];
+    s.data[0].read_bytes(32768, &mut got).unwrap();
+    for (i, b) in got.iter().enumerate() {
+        assert_eq!(*b, (106 + i / 512) as u8 ^ 0x5a, "byte {i}");
+    }
 }
 
 #[test]

@@ -22,6 +22,8 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
 mod device;
 mod hal;
 
@@ -259,14 +261,17 @@ impl Handler for VcpBlk {
     }
 }
 
-#[protection_domain(heap_size = 0x4000)]
+#[protection_domain(heap_size = 0x40000)]
 fn init() -> impl Handler {
     let mut vcp = match start() {
         Ok(engine) => {
             let clients = (0..MAX_CLIENTS).filter(|&i| engine.server(i).is_some()).count();
+            let (seg_max, size_max) = engine.device().limits();
             debug_println!(
-                "vcp-blk: serving {clients} clients, disk of {} sectors",
-                vcpos_vcp_blk::BlockDevice::capacity_sectors(engine.device())
+                "vcp-blk: serving {clients} clients, disk of {} sectors; virtqueue of {} descriptors, up to {} requests in flight, {seg_max} segments of at most {size_max} bytes each",
+                vcpos_vcp_blk::BlockDevice::capacity_sectors(engine.device()),
+                device::QUEUE_SIZE,
+                device::SLOTS,
             );
             VcpBlk {
                 engine: Some(engine),
