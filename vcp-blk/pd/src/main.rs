@@ -7,7 +7,7 @@
 //! - `virtio_mmio`: the device page (uncached), `setvar_vaddr="virtio_mmio"`; the PD
 //!   finds the block transport in it and refuses to start if another device is in
 //!   use in the same page;
-//! - `dma` (64 KiB: virtqueue, request headers and a bounce page):
+//! - `dma` (64 KiB: the virtqueue, request headers and status bytes):
 //!   `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"`, and a
 //!   `<setvar symbol="dma_paddr" region_paddr="..."/>`;
 //! - `config`: the prefilled configuration text (`vcpos_vcp_blk::config`),
@@ -157,9 +157,6 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
         return Err(StartError::Missing("dma region (with setvar region_paddr dma_paddr)"));
     }
     hal::register(0, dma.vaddr, dma.size, dma_paddr);
-    if !hal::init_bounce() {
-        return Err(StartError::Missing("dma region large enough for the bounce page"));
-    }
 
     let config_text = Patched {
         name: "config_vaddr",
