@@ -87,6 +87,13 @@ pub enum Sut {
         /// The system whose VM the direct boot mirrors.
         system: PathBuf,
     },
+    /// vcpos booting `system` (built with the debug config): the guest in the VM of
+    /// the Linux VMM, its devices served by VCPs (e.g. `tests/systems/linux-net.system`:
+    /// eth0 through the network VCP).
+    Vcpos {
+        /// The system file.
+        system: PathBuf,
+    },
 }
 
 impl Sut {
@@ -97,10 +104,19 @@ impl Sut {
         }
     }
 
+    /// The guest on vcpos with eth0 served by the network VCP
+    /// (`tests/systems/linux-net.system`).
+    pub fn vcpos_net() -> Sut {
+        Sut::Vcpos {
+            system: crate::scenario_system("linux-net"),
+        }
+    }
+
     /// Its name in messages and tables.
     pub fn name(&self) -> &'static str {
         match self {
             Sut::Direct { .. } => "direct QEMU",
+            Sut::Vcpos { .. } => "vcpos",
         }
     }
 
@@ -110,6 +126,7 @@ impl Sut {
     pub fn guest_line_prefix(&self) -> &'static str {
         match self {
             Sut::Direct { .. } => "",
+            Sut::Vcpos { .. } => vcpos_abi::console::GUEST_LINE_PREFIX,
         }
     }
 
@@ -123,9 +140,10 @@ impl Sut {
             .map(str::trim)
     }
 
-    /// A step that waits for the guest console line `text`.
+    /// A step that waits for the guest console line `text` (the runner's line match
+    /// takes the VMM's guest line prefix off by itself).
     pub fn guest_line(&self, text: &str) -> Step {
-        Step::wait_line(format!("{}{text}", self.guest_line_prefix()))
+        Step::wait_line(text)
     }
 
     /// At the prompt, types `command` so that it prints the line `<tag>-ok-42` if it
@@ -180,6 +198,21 @@ impl Sut {
                 cmd.args(args);
                 Ok(cmd)
             }
+            Sut::Vcpos { system } => {
+                if !append.is_empty() {
+                    return Err(format!(
+                        "{}: the guest's kernel command line is the VMM's; cannot add '{append}'",
+                        system.display()
+                    ));
+                }
+                let board = crate::board()?;
+                let image = vcpos_image(system)?;
+                let mut spec = runner::QemuSpec::vcpos(&board, &image, runner::Console::Captured);
+                spec.devices = devices.to_vec();
+                let mut cmd = spec.command();
+                cmd.args(extra);
+                Ok(cmd)
+            }
         }
     }
 
@@ -189,6 +222,30 @@ impl Sut {
     pub fn run(&self, disk: &Path, append: &str, script: Vec<Step>, timeout: Duration) -> Result<Capture, String> {
         run_command(self.command(disk, append)?, script, timeout)
     }
+}
+
+/// The image of vcpos `system` (debug config), built once per process and system
+/// into `target/vcpos-tests/sut-<system>/run-<pid>/vcpos.img` (boots of several tests
+/// share it; QEMU only reads it).
+fn vcpos_image(system: &Path) -> Result<PathBuf, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<PathBuf, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "a build of a vcpos image panicked".to_string())?;
+    if let Some(image) = built.get(system) {
+        return Ok(image.clone());
+    }
+    let stem = system.file_stem().unwrap_or_default().to_string_lossy();
+    let dir = target_dir()
+        .join("vcpos-tests")
+        .join(format!("sut-{stem}"))
+        .join(format!("run-{}", std::process::id()));
+    let image = crate::build_image(system, "debug", &dir)?;
+    built.insert(system.to_path_buf(), image.clone());
+    Ok(image)
 }
 
 /// Runs `cmd` (a guest boot) with `script` on its console within `timeout` (see
