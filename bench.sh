@@ -6,8 +6,9 @@
 # tests/systems/linux-idle.system: the idle guest's kernel entries per second), then the block table
 # (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU until the
 # block VCP serves the VM: MB/s, IOPS, latency), then the network table (the guest's
-# `vcpos-mmio-bench net` against a server on the host, directly on QEMU until the
-# network VCP serves the VM: TX/RX Mb/s at MTU 1500 and 500, TCP round trip). Not part
+# `vcpos-mmio-bench net` against a server on the host, directly on QEMU and on vcpos
+# with eth0 served by the network VCP (tests/systems/linux-net.system): TX/RX Mb/s at
+# MTU 1500 and 500, TCP round trip, then both sides with ratios). Not part
 # of ./test.sh.
 #
 # Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v] [--runs N]
