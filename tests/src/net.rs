@@ -896,7 +896,7 @@ mod tests {
         v2.throughput[0].mbit_per_s = 1000.0;
         let mut v3 = v1.clone();
         v3.throughput[0].mbit_per_s = 10.0;
-        let t = compare_table(&[d.clone()], &[v1, v2, v3]);
+        let t = compare_table(std::slice::from_ref(&d), &[v1, v2, v3]);
         assert!(t.contains("BENCH net_tx_mtu1500 ratio_vcpos_over_direct=0.50\n"), "{t}");
         assert!(t.contains("BENCH net_rx_mtu500 ratio_vcpos_over_direct=1.00\n"), "{t}");
         assert!(t.contains("BENCH net_rr ratio_vcpos_over_direct=2.00\n"), "{t}");
