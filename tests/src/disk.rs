@@ -239,13 +239,27 @@ fn vcpos_image(system: &Path) -> Result<PathBuf, String> {
         return Ok(image.clone());
     }
     let stem = system.file_stem().unwrap_or_default().to_string_lossy();
-    let dir = target_dir()
-        .join("vcpos-tests")
-        .join(format!("sut-{stem}"))
-        .join(format!("run-{}", std::process::id()));
+    let parent = target_dir().join("vcpos-tests").join(format!("sut-{stem}"));
+    remove_dead_runs(&parent);
+    let dir = parent.join(format!("run-{}", std::process::id()));
     let image = crate::build_image(system, "debug", &dir)?;
     built.insert(system.to_path_buf(), image.clone());
     Ok(image)
+}
+
+/// Removes the `run-<pid>` directories under `parent` of processes that are gone (an
+/// image each; best effort).
+fn remove_dead_runs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("run-")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Runs `cmd` (a guest boot) with `script` on its console within `timeout` (see
