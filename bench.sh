@@ -7,8 +7,9 @@
 # (the guest's `vcpos-mmio-bench blk run` on its virtio-blk disk, directly on QEMU and on
 # vcpos through the block VCP vcp_blk, same disk file: MB/s, IOPS, latency, the ratios,
 # and on vcpos the kernel's counters per request), then the network table (the guest's
-# `vcpos-mmio-bench net` against a server on the host, directly on QEMU until the
-# network VCP serves the VM: TX/RX Mb/s at MTU 1500 and 500, TCP round trip). Not part
+# `vcpos-mmio-bench net` against a server on the host, directly on QEMU and on vcpos
+# with eth0 served by the network VCP (tests/systems/linux-net.system): TX/RX Mb/s at
+# MTU 1500 and 500, TCP round trip, then both sides with ratios). Not part
 # of ./test.sh.
 #
 # Usage: ./bench.sh [--config debug|release|benchmark] [--timeout SECS] [-v] [--runs N]

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use vcpos_guest_bench::blk::Test;
 
 use vcpos_tool::runner::{self, Capture, CaptureOptions, Console, Device, Ending, QemuSpec, Step};
@@ -89,8 +88,8 @@ pub enum Sut {
         /// The system whose VM the direct boot mirrors.
         system: PathBuf,
     },
-    /// The guest on vcpos: `system` (normally `system.xml`) built with builder config
-    /// `config`, the disk image attached as the machine's first virtio-blk device
+    /// The guest on vcpos: `system` (normally `system.xml`; `tests/systems/linux-net.system`
+    /// for eth0 through the network VCP) built with builder config `config`, the disk image attached as the machine's first virtio-blk device
     /// (the runner's [`Device::Disk`]; QEMU's default cache mode, writeback, as
     /// [`DRIVE_CACHE`]), which the block VCP vcp_blk drives; the guest's `/dev/vda` is
     /// the VM's window of it (in `system.xml`: the first 254 MiB).
@@ -101,9 +100,6 @@ pub enum Sut {
         config: String,
     },
 }
-
-/// Distinguishes the image directories of builds in one test process.
-static BUILDS: AtomicUsize = AtomicUsize::new(0);
 
 impl Sut {
     /// The direct boot mirroring the repository's `system.xml`.
@@ -124,6 +120,12 @@ impl Sut {
             system,
             config: config.to_string(),
         }
+    }
+
+    /// The guest on vcpos with eth0 served by the network VCP
+    /// (`tests/systems/linux-net.system`, config `debug`).
+    pub fn vcpos_net() -> Sut {
+        Sut::vcpos_system(crate::scenario_system("linux-net"), "debug")
     }
 
     /// Its name in messages and tables.
@@ -203,16 +205,7 @@ impl Sut {
                     ));
                 }
                 let board = crate::board()?;
-                let stem = system.file_stem().unwrap_or_default().to_string_lossy();
-                let out = target_dir()
-                    .join("vcpos-tests")
-                    .join(format!("sut-{stem}-{config}"))
-                    .join(format!(
-                        "run-{}-{}",
-                        std::process::id(),
-                        BUILDS.fetch_add(1, Ordering::Relaxed)
-                    ));
-                let image = crate::build_image(system, config, &out)?;
+                let image = vcpos_image(system, config)?;
                 let mut spec = QemuSpec::vcpos(&board, &image, Console::Captured);
                 spec.devices = devices.to_vec();
                 let mut cmd = spec.command();
@@ -272,6 +265,46 @@ impl Sut {
         let shown = runner::display_command(&cmd);
         let opts: CaptureOptions = linux::options(timeout, script, stop_on);
         runner::capture(cmd, &opts).map_err(|e| format!("cannot run {shown}: {e}"))
+    }
+}
+
+/// The image of vcpos `system` with builder config `config`, built once per process,
+/// system and config into `target/vcpos-tests/sut-<system>-<config>/run-<pid>/vcpos.img`
+/// (older runs' directories of dead processes are removed first; boots of several tests
+/// share it; QEMU only reads it).
+fn vcpos_image(system: &Path, config: &str) -> Result<PathBuf, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<(PathBuf, String), PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "a build of a vcpos image panicked".to_string())?;
+    let key = (system.to_path_buf(), config.to_string());
+    if let Some(image) = built.get(&key) {
+        return Ok(image.clone());
+    }
+    let stem = system.file_stem().unwrap_or_default().to_string_lossy();
+    let parent = target_dir().join("vcpos-tests").join(format!("sut-{stem}-{config}"));
+    remove_dead_runs(&parent);
+    let dir = parent.join(format!("run-{}", std::process::id()));
+    let image = crate::build_image(system, config, &dir)?;
+    built.insert(key, image.clone());
+    Ok(image)
+}
+
+/// Removes the `run-<pid>` directories under `parent` of processes that are gone (an
+/// image each; best effort).
+fn remove_dead_runs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("run-")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -523,12 +523,21 @@ pub struct NetRun {
 
 /// The figures in one benchmark boot's `output`: every `BENCH net_tx`/`net_rx` line
 /// tagged with the MTU the guest last reported (`net-mtu=`), and the `BENCH net_rr`
-/// line; an error names what is missing or malformed.
+/// line; an error names what is missing or malformed. Lines of a guest on vcpos are
+/// read without the VMM's guest line prefix.
 pub fn parse_run(output: &str) -> Result<NetRun, String> {
     let mut mtu = None;
     let mut throughput = Vec::new();
     let mut rr = None;
-    for line in output.lines().map(str::trim) {
+    let unprefixed = |l: &'_ str| -> String {
+        let l = l.trim();
+        l.strip_prefix(vcpos_abi::console::GUEST_LINE_PREFIX)
+            .unwrap_or(l)
+            .trim()
+            .to_string()
+    };
+    for line in output.lines().map(unprefixed) {
+        let line = line.as_str();
         if let Some(v) = line.strip_prefix(MTU_TAG) {
             mtu = Some(v.parse::<u32>().map_err(|_| format!("'{line}': not an MTU"))?);
             continue;
@@ -657,14 +666,68 @@ pub fn net_table(side: &str, runs: &[NetRun]) -> String {
     out + &lines
 }
 
+/// The comparison of the vcpos side with the direct-QEMU side: per test and MTU the
+/// median Mb/s of each and the ratio vcpos / direct (above 1: vcpos faster), and the
+/// round trip (ratio vcpos / direct: above 1, vcpos slower); then one line each:
+/// `BENCH net_tx_mtu1500 ratio_vcpos_over_direct=..`, ..., `BENCH net_rr
+/// ratio_vcpos_over_direct=..`.
+pub fn compare_table(direct: &[NetRun], vcpos: &[NetRun]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24}  {:>5}  {:>12}  {:>12}  {:>14}",
+        "benchmark", "MTU", "direct Mb/s", "vcpos Mb/s", "vcpos/direct"
+    );
+    let _ = writeln!(out, "{:-<24}  {:->5}  {:->12}  {:->12}  {:->14}", "", "", "", "", "");
+    let mut lines = String::new();
+    let of = |runs: &[NetRun], name: &str, mtu: u32| -> Option<f64> {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
+            .map(|t| t.mbit_per_s)
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    for mtu in MTUS {
+        for name in THROUGHPUT_TESTS {
+            let (Some(d), Some(v)) = (of(direct, name, mtu), of(vcpos, name, mtu)) else {
+                continue;
+            };
+            let ratio = if d > 0.0 { v / d } else { f64::NAN };
+            let _ = writeln!(out, "{name:<24}  {mtu:>5}  {d:>12.1}  {v:>12.1}  {ratio:>14.2}");
+            let _ = writeln!(lines, "BENCH {name}_mtu{mtu} ratio_vcpos_over_direct={ratio:.2}");
+        }
+    }
+    if !direct.is_empty() && !vcpos.is_empty() {
+        let d = median(direct.iter().map(|r| r.rr_median_ns as f64).collect()) / 1000.0;
+        let v = median(vcpos.iter().map(|r| r.rr_median_ns as f64).collect()) / 1000.0;
+        let ratio = if d > 0.0 { v / d } else { f64::NAN };
+        let _ = writeln!(
+            out,
+            "{:<24}  {:>5}  {:>12}  {:>12}  {ratio:>14.2}",
+            "net_rr round trip us",
+            MTUS[MTUS.len() - 1],
+            format!("{d:.1}"),
+            format!("{v:.1}")
+        );
+        let _ = writeln!(lines, "BENCH net_rr ratio_vcpos_over_direct={ratio:.2}");
+    }
+    out + &lines
+}
+
 /// Runs the network benchmark `runs` times on `sut` against a bench server on the
 /// host and prints the network table; false if a run failed or nothing was measured.
 pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
+    bench_runs(sut, runs, timeout, verbose).0
+}
+
+/// [`bench`], also returning the runs measured (for [`compare_table`]).
+pub fn bench_runs(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> (bool, Vec<NetRun>) {
     let server = match bench_server() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("Error: {e}");
-            return false;
+            return (false, Vec::new());
         }
     };
     println!(
@@ -725,10 +788,10 @@ pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
     }
     if all.is_empty() {
         eprintln!("Error: no network figures");
-        return false;
+        return (false, all);
     }
     print!("{}", net_table(&sut.name().replace(' ', "_"), &all));
-    ok
+    (ok, all)
 }
 
 #[cfg(test)]
@@ -751,6 +814,9 @@ mod tests {
     fn runs_parse_with_their_mtu() {
         let r = parse_run(RUN).unwrap();
         assert_eq!(r.rr_median_ns, 95_000);
+        // The same lines from a guest on vcpos (the VMM's prefix before each).
+        let prefixed: String = RUN.lines().map(|l| format!("guest| {l}\n")).collect();
+        assert_eq!(parse_run(&prefixed).unwrap(), r);
         let t0 = Throughput {
             name: "net_tx".into(),
             mtu: 1500,
@@ -818,6 +884,26 @@ mod tests {
             "{t}"
         );
         assert_eq!(net_table("x", &[]).lines().count(), 2);
+    }
+
+    #[test]
+    fn comparison_gives_ratios_of_medians() {
+        let d = parse_run(RUN).unwrap();
+        let mut v1 = d.clone();
+        v1.throughput[0].mbit_per_s = 406.15; // net_tx at 1500: half of 812.3
+        v1.rr_median_ns = 190_000;
+        let mut v2 = v1.clone();
+        v2.throughput[0].mbit_per_s = 1000.0;
+        let mut v3 = v1.clone();
+        v3.throughput[0].mbit_per_s = 10.0;
+        let t = compare_table(std::slice::from_ref(&d), &[v1, v2, v3]);
+        assert!(t.contains("BENCH net_tx_mtu1500 ratio_vcpos_over_direct=0.50\n"), "{t}");
+        assert!(t.contains("BENCH net_rx_mtu500 ratio_vcpos_over_direct=1.00\n"), "{t}");
+        assert!(t.contains("BENCH net_rr ratio_vcpos_over_direct=2.00\n"), "{t}");
+        assert!(t.contains("95.0") && t.contains("190.0"), "{t}");
+        assert_eq!(t.lines().filter(|l| l.starts_with("BENCH ")).count(), 7);
+        // A side without figures: only the header.
+        assert_eq!(compare_table(&[d], &[]).lines().count(), 2);
     }
 
     #[test]

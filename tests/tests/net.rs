@@ -1,9 +1,9 @@
 //! QEMU integration tests of the Linux guest's network `eth0`: its address from DHCP at
 //! boot, 64 MiB downloaded by the guest from an HTTP server on the host, and 64 MiB the
 //! host sends into the guest through a port forward, each checked by SHA-256 on both
-//! sides. Each test takes the system under test ([`Sut`]) as a parameter: today the
-//! guest booted directly on QEMU; the same tests run on vcpos once the network VCP
-//! serves the guest's NIC. They need the guest files (`tools/guest-image.sh`);
+//! sides. Each test takes the system under test ([`Sut`]) as a parameter: the guest
+//! booted directly on QEMU, and the guest on vcpos with eth0 served by the network VCP
+//! (`tests/systems/linux-net.system`). They need the guest files (`tools/guest-image.sh`);
 //! `./test.sh` makes them first, and the tests fail without them.
 
 use std::net::TcpListener;
@@ -134,4 +134,14 @@ fn direct_net_guest_downloads_from_host() {
 #[test]
 fn direct_net_host_sends_into_guest() {
     host_sends_into_guest(&Sut::direct(), "net-push-direct");
+}
+
+#[test]
+fn vcpos_net_guest_downloads_from_host() {
+    guest_downloads_from_host(&Sut::vcpos_net(), "net-download-vcpos");
+}
+
+#[test]
+fn vcpos_net_host_sends_into_guest() {
+    host_sends_into_guest(&Sut::vcpos_net(), "net-push-vcpos");
 }

@@ -51,6 +51,8 @@
 //! - [`console`]: the console device (§5.3),
 //! - [`block`]: the block device (§5.2) over a [`BlockBackend`],
 //! - [`net`]: the network device (§5.1) over a [`NetBackend`],
+//! - [`net_vcp`]: a [`NetBackend`] over the network protocol's client half (the
+//!   network VCP),
 //! - [`error`]: guest protocol violations.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -63,6 +65,7 @@ pub mod error;
 pub mod memory;
 pub mod mmio;
 pub mod net;
+pub mod net_vcp;
 pub mod queue;
 
 pub use block::{
@@ -73,4 +76,5 @@ pub use error::GuestError;
 pub use memory::{GuestMemory, GuestRam, MemoryError, VecMemory};
 pub use mmio::{Device, DeviceStatus, Interrupts, MmioTransport};
 pub use net::{Net, NetBackend, NetCompletion, NetInfo, NetStats};
+pub use net_vcp::{NetVcpBackend, NetVcpStats};
 pub use queue::{DescriptorChain, Queue, Reader, Segment, Writer};

@@ -11,6 +11,8 @@
 //!   and keyboard input arrives as its receive interrupt ([`uart`]);
 //! - serves the guest's disk through the block VCP when the system connects them
 //!   ([`disk`]): zero copy, the VCP's device moves data straight to guest RAM;
+//! - serves the guest's network device through the network VCP, in systems that map
+//!   its client regions here ([`virtio::NetRegions`], channel [`NET_VCP`]);
 //! - reports guest power-off, reset and crashes, and boots the guest again (after the
 //!   disk's requests in flight have finished).
 #![no_std]
@@ -48,6 +50,11 @@ use virtio::Backend;
 const VCPU: Vcpu = Vcpu::new(0);
 /// The board UART's receive interrupt.
 const UART_IRQ: Channel = Channel::new(1);
+/// The network VCP (vcp-net): notifications both ways for the network device.
+const NET_VCP: Channel = Channel::new(3);
+/// Rounds of "poll, notify, ask for a notification" per event before giving the VCP
+/// its turn (a VCP delivering frames as fast as they are taken cannot keep the VMM).
+const NET_ROUNDS: usize = 8;
 /// Size of the UART's register page (the `uart` memory region).
 const UART_REGION_SIZE: usize = 0x1000;
 
@@ -113,7 +120,15 @@ fn init() -> Vmm {
     // (and channel 2 to vcp_blk); its data region is guest RAM.
     let disk = optional_shared_region!(blk_control_vaddr, size = blk_control_size)
         .and_then(|control| SharedDisk::connect(control, ram_region.len()));
-    let virtio = virtio::device_table(&ram_region, ramdisk, disk.clone());
+    // The guest's network device, in systems that make the VMM a client of vcp-net.
+    let net_control = optional_shared_region!(net_control_vaddr, size = net_control_size);
+    let net_data = optional_shared_region!(net_data_vaddr, size = net_data_size);
+    let net = match (net_control, net_data) {
+        (Some(control), Some(data)) => Some(virtio::NetRegions { control, data }),
+        (None, None) => None,
+        _ => panic!("net_control and net_data must be mapped together"),
+    };
+    let virtio = virtio::device_table(&ram_region, ramdisk, disk.clone(), net);
     let ram = MappedRam::new(ram_region, layout::RAM_BASE);
     let uart = Uart::new(shared_region!(uart_vaddr, bytes = UART_REGION_SIZE));
     let mut vmm = Vmm {
@@ -176,6 +191,11 @@ impl Handler for Vmm {
             self.finish_pending_reboot();
             self.deliver_irqs();
         }
+        if channels.contains(NET_VCP) {
+            self.poll_devices();
+        }
+        self.service_net();
+        self.deliver_irqs();
         Ok(())
     }
 
@@ -183,7 +203,10 @@ impl Handler for Vmm {
         if child.index() != VCPU.index() {
             return Err(VmmError(alloc::format!("fault from unknown child {}", child.index())));
         }
-        Ok(self.handle_exit(msg_info).then(|| MessageInfo::new(0, 0)))
+        let resume = self.handle_exit(msg_info);
+        self.service_net();
+        self.deliver_irqs();
+        Ok(resume.then(|| MessageInfo::new(0, 0)))
     }
 }
 
@@ -203,6 +226,37 @@ impl Vmm {
         for e in self.virtio.entries_mut() {
             if e.backend.poll(&mut self.ram) {
                 self.vgic.raise(e.intid);
+            }
+        }
+    }
+
+    /// The network device's side of the ring protocol after every event: connects
+    /// once vcp-net has published, notifies vcp-net after a batch, and asks for a
+    /// notification before waiting (polling again if frames arrived meanwhile).
+    fn service_net(&mut self) {
+        for e in self.virtio.entries_mut() {
+            let Some(net) = e.backend.net() else { continue };
+            let backend = net.device_mut().backend_mut();
+            if !backend.connect() {
+                if let Some(err) = backend.take_error() {
+                    debug_println!("linux_vmm: network VCP: {err}; eth0 link down");
+                }
+                continue;
+            }
+            for _ in 0..NET_ROUNDS {
+                let backend = net.device_mut().backend_mut();
+                if backend.signal_needed() {
+                    NET_VCP.notify();
+                }
+                if backend.request_signal() {
+                    break;
+                }
+                if net.poll(&mut self.ram) {
+                    self.vgic.raise(e.intid);
+                }
+            }
+            if let Some(err) = net.device_mut().backend_mut().take_error() {
+                debug_println!("linux_vmm: network VCP: {err}; eth0 link down");
             }
         }
     }

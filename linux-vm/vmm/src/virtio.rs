@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 
 use sel4_microkit::SharedRegion;
-use vcpos_virtio::{Block, BlockBackend, Console, GuestError, GuestMemory, MmioTransport};
+use vcpos_virtio::{Block, BlockBackend, Console, GuestError, GuestMemory, MmioTransport, Net, NetVcpBackend};
 use vcpos_vmm_devices::devices::DeviceTable;
 use vcpos_vmm_devices::layout;
 
@@ -15,6 +15,19 @@ use crate::ramdisk::RamDisk;
 pub const CONSOLE_SLOT: u32 = 0;
 /// The virtio-mmio slot of the first disk.
 pub const BLOCK_SLOT: u32 = 1;
+/// The virtio-mmio slot of the network device (served by the network VCP).
+pub const NET_SLOT: u32 = 2;
+
+/// A network device whose backend is a client of the network VCP.
+pub type NetDevice = MmioTransport<Net<NetVcpBackend<SharedRegion>>>;
+
+/// The network VCP's client regions of this VMM: control and data.
+pub struct NetRegions {
+    /// The control region (info page and rings).
+    pub control: SharedRegion,
+    /// The data region (the transmit and receive buffers).
+    pub data: SharedRegion,
+}
 
 /// A block device over any backend.
 pub type BlockDevice = MmioTransport<Block<Box<dyn BlockBackend>>>;
@@ -25,6 +38,9 @@ pub enum Backend {
     Console(MmioTransport<Console>),
     /// A disk.
     Block(BlockDevice),
+    /// The network device (`eth0`), a client of the network VCP (boxed: its client
+    /// half is much larger than the other devices).
+    Net(Box<NetDevice>),
 }
 
 impl Backend {
@@ -33,6 +49,7 @@ impl Backend {
         match self {
             Backend::Console(t) => t.read(offset, size),
             Backend::Block(t) => t.read(offset, size),
+            Backend::Net(t) => t.read(offset, size),
         }
     }
 
@@ -41,6 +58,7 @@ impl Backend {
         match self {
             Backend::Console(t) => t.write(offset, size, value, mem),
             Backend::Block(t) => t.write(offset, size, value, mem),
+            Backend::Net(t) => t.write(offset, size, value, mem),
         }
     }
 
@@ -49,6 +67,7 @@ impl Backend {
         match self {
             Backend::Console(t) => t.poll(mem),
             Backend::Block(t) => t.poll(mem),
+            Backend::Net(t) => t.poll(mem),
         }
     }
 
@@ -57,6 +76,7 @@ impl Backend {
         match self {
             Backend::Console(t) => t.take_error(),
             Backend::Block(t) => t.take_error(),
+            Backend::Net(t) => t.take_error(),
         }
     }
 
@@ -64,18 +84,27 @@ impl Backend {
     pub fn console(&mut self) -> Option<&mut MmioTransport<Console>> {
         match self {
             Backend::Console(t) => Some(t),
-            Backend::Block(_) => None,
+            Backend::Block(_) | Backend::Net(_) => None,
+        }
+    }
+
+    /// The network transport, if this is the network device.
+    pub fn net(&mut self) -> Option<&mut NetDevice> {
+        match self {
+            Backend::Net(t) => Some(t),
+            Backend::Console(_) | Backend::Block(_) => None,
         }
     }
 }
 
-/// The VM's virtio devices: the console, and a disk: served by the block VCP (`disk`)
-/// if the system connects the VMM to one, else over `ramdisk` if the system gives the
-/// VMM one.
+/// The VM's virtio devices: the console; a disk: served by the block VCP (`disk`) if
+/// the system connects the VMM to one, else over `ramdisk` if the system gives the VMM
+/// one; and a network device if the system makes the VMM a client of the network VCP.
 pub fn device_table(
     ram: &SharedRegion,
     ramdisk: Option<SharedRegion>,
     disk: Option<SharedDisk>,
+    net: Option<NetRegions>,
 ) -> DeviceTable<Backend> {
     let mut table = DeviceTable::new();
     let console = Backend::Console(MmioTransport::new(Console::new()));
@@ -92,6 +121,14 @@ pub fn device_table(
         let backend: Box<dyn BlockBackend> = Box::new(RamDisk::new(disk, ram.clone()));
         let block = Backend::Block(MmioTransport::new(Block::new(backend, layout::RAM_BASE)));
         if let Err(e) = table.add("ramdisk", BLOCK_SLOT, block) {
+            panic!("device table: {e}");
+        }
+    }
+    if let Some(net) = net {
+        let backend = NetVcpBackend::new(net.control, net.data, ram.clone(), vcpos_net_protocol::RING_CAPACITY)
+            .unwrap_or_else(|e| panic!("network VCP client regions: {e}"));
+        let device = Backend::Net(Box::new(MmioTransport::new(Net::new(backend, layout::RAM_BASE))));
+        if let Err(e) = table.add("net", NET_SLOT, device) {
             panic!("device table: {e}");
         }
     }

@@ -274,9 +274,21 @@ impl<M: SharedMemory + Clone> Client<M> {
     /// a free transmit buffer (taking back given-back ones first if none is free) and
     /// hands that to the server.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        self.send_with(frame.len(), |data, offset| data.write_bytes(offset, frame))
+    }
+
+    /// Sends a frame of `len` bytes that `fill` writes into this client's data region
+    /// at the buffer offset it is given (`len` bytes from there are the frame; e.g. one
+    /// copy from another region with [`SharedMemory::copy_from_memory`]). Takes a free
+    /// transmit buffer as [`Self::send`] does; a `fill` error keeps the buffer here.
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&M, usize) -> Result<(), OutOfBounds>,
+    ) -> Result<(), ClientError> {
         self.connected()?;
-        if !(ETH_HEADER_LEN as usize..=MAX_FRAME_LEN as usize).contains(&frame.len()) {
-            return Err(ClientError::BadLength(frame.len()));
+        if !(ETH_HEADER_LEN as usize..=MAX_FRAME_LEN as usize).contains(&len) {
+            return Err(ClientError::BadLength(len));
         }
         while self.tx_pool.is_empty() {
             if self.reclaim_tx()?.is_none() {
@@ -287,11 +299,11 @@ impl<M: SharedMemory + Clone> Client<M> {
             return Err(ClientError::NoTxBuffer);
         };
         let offset = BufferSet::offset(i);
-        if let Err(e) = self.data.write_bytes(offset as usize, frame) {
+        if let Err(e) = fill(&self.data, offset as usize) {
             self.tx_pool.insert(i);
             return Err(e.into());
         }
-        match self.tx_active.push(&BufDesc::new(offset, frame.len() as u32)) {
+        match self.tx_active.push(&BufDesc::new(offset, len as u32)) {
             Ok(()) => {
                 self.tx_given.insert(i);
                 self.stats.sent += 1;
@@ -310,6 +322,36 @@ impl<M: SharedMemory + Clone> Client<M> {
     /// Receives the next frame into `out` (at least [`crate::MAX_FRAME_LEN`] bytes to
     /// fit any frame), returning its length, and hands the buffer to the server again.
     pub fn recv(&mut self, out: &mut [u8]) -> Result<Option<usize>, ClientError> {
+        let room = out.len();
+        let got = self.take_rx(|data, offset, len| {
+            if len > room {
+                return Err(ClientError::BufferTooSmall { len: len as u32 });
+            }
+            data.read_bytes(offset, &mut out[..len])?;
+            Ok(len)
+        })?;
+        let got = got.transpose()?;
+        if got.is_some() {
+            self.stats.received += 1;
+        }
+        Ok(got)
+    }
+
+    /// Takes the next received frame, checked (a buffer this client handed over for
+    /// receiving, a possible length), lets `take` read it (`take(data, offset, len)`:
+    /// the frame is `len` bytes at `offset` of the data region, e.g. for one copy
+    /// elsewhere with [`SharedMemory::copy_from_memory`]), then hands the buffer to
+    /// the server again. `None` if no frame is waiting.
+    pub fn recv_with<R>(&mut self, take: impl FnOnce(&M, usize, usize) -> R) -> Result<Option<R>, ClientError> {
+        let got = self.take_rx(take)?;
+        if got.is_some() {
+            self.stats.received += 1;
+        }
+        Ok(got)
+    }
+
+    /// [`Self::recv_with`] without counting the frame.
+    fn take_rx<R>(&mut self, take: impl FnOnce(&M, usize, usize) -> R) -> Result<Option<R>, ClientError> {
         self.connected()?;
         let Some(d) = self.rx_active.pop()? else {
             return Ok(None);
@@ -327,16 +369,16 @@ impl<M: SharedMemory + Clone> Client<M> {
                 offset: d.offset,
                 len: d.len,
             })
-        } else if d.len as usize > out.len() {
-            Err(ClientError::BufferTooSmall { len: d.len })
         } else {
-            let n = d.len as usize;
-            self.data.read_bytes(d.offset as usize, &mut out[..n])?;
-            self.stats.received += 1;
-            Ok(Some(n))
+            Ok(Some(take(&self.data, d.offset as usize, d.len as usize)))
         };
         self.post_rx(i)?;
         result
+    }
+
+    /// Received frames waiting in the RX active ring (checked when taken).
+    pub fn rx_waiting(&mut self) -> Result<u32, ClientError> {
+        Ok(self.rx_active.available()?)
     }
 
     /// After a batch of sends or receives: whether to notify the server now.

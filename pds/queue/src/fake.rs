@@ -95,4 +95,24 @@ mod tests {
         assert_eq!(out, [0, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0, 0]);
         assert_eq!(m.load_u32(4, Ordering::Relaxed).unwrap(), 0xeedd);
     }
+
+    #[test]
+    fn copy_between_memories() {
+        let (a, b) = (FakeMemory::new(1000), FakeMemory::new(600));
+        let bytes: Vec<u8> = (0..700u32).map(|i| (i * 7) as u8).collect();
+        a.write_bytes(100, &bytes).unwrap();
+        // Longer than the default's stack buffer, at odd offsets.
+        b.copy_from_memory(3, &a, 101, 597).unwrap();
+        let mut out = [0u8; 597];
+        b.read_bytes(3, &mut out).unwrap();
+        assert_eq!(&out[..], &bytes[1..598]);
+        // Either range outside its region: an error, nothing copied.
+        b.write_bytes(0, &[0; 600]).unwrap();
+        assert!(b.copy_from_memory(0, &a, 900, 101).is_err());
+        assert!(b.copy_from_memory(500, &a, 0, 101).is_err());
+        assert!(b.copy_from_memory(0, &a, usize::MAX, 2).is_err());
+        let mut all = [1u8; 600];
+        b.read_bytes(0, &mut all).unwrap();
+        assert!(all.iter().all(|&x| x == 0));
+    }
 }

@@ -49,6 +49,27 @@ pub trait SharedMemory {
     /// Copies `src` to `offset` (volatile).
     fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), OutOfBounds>;
 
+    /// Copies `len` bytes at `src_offset` of `src` to `offset` of this region (both
+    /// ranges checked first; nothing is copied if either is outside its region). The
+    /// PD runtime's regions do it in one copy from mapping to mapping; this default
+    /// goes through a small stack buffer (for fakes).
+    fn copy_from_memory(&self, offset: usize, src: &Self, src_offset: usize, len: usize) -> Result<(), OutOfBounds>
+    where
+        Self: Sized,
+    {
+        src.check(src_offset, len)?;
+        self.check(offset, len)?;
+        let mut chunk = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len());
+            src.read_bytes(src_offset + done, &mut chunk[..n])?;
+            self.write_bytes(offset + done, &chunk[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// `Ok(())` if `len` bytes at `offset` lie inside the region (helper for
     /// implementations).
     fn check(&self, offset: usize, len: usize) -> Result<(), OutOfBounds> {

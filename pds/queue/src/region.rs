@@ -45,6 +45,12 @@ impl SharedMemory for SharedRegion {
         let size = self.len();
         SharedRegion::write_bytes(self, offset, src).map_err(|e| out_of_bounds(e, size))
     }
+
+    /// One copy from mapping to mapping (`SharedRegion::copy_from`), no buffer.
+    fn copy_from_memory(&self, offset: usize, src: &Self, src_offset: usize, len: usize) -> Result<(), OutOfBounds> {
+        let size = self.len();
+        SharedRegion::copy_from(self, offset, src, src_offset, len).map_err(|e| out_of_bounds(e, size))
+    }
 }
 
 #[cfg(test)]
@@ -62,5 +68,18 @@ mod tests {
         assert_eq!(c.pop().unwrap(), Some(0x1122_3344_5566_7788));
         assert!(r.load_u32(0x1000, Ordering::Relaxed).is_err());
         assert!(r.load_u32(2, Ordering::Relaxed).is_err());
+    }
+
+    #[test]
+    fn copy_between_shared_regions() {
+        let (a, b) = (SharedRegion::new_host("a", 0x1000), SharedRegion::new_host("b", 0x800));
+        let bytes: Vec<u8> = (0..1500u32).map(|i| (i * 13) as u8).collect();
+        SharedMemory::write_bytes(&a, 5, &bytes).unwrap();
+        b.copy_from_memory(7, &a, 5, 1500).unwrap();
+        let mut out = [0u8; 1500];
+        SharedMemory::read_bytes(&b, 7, &mut out).unwrap();
+        assert_eq!(&out[..], &bytes[..]);
+        let e = b.copy_from_memory(0x700, &a, 0, 0x200).unwrap_err();
+        assert_eq!((e.offset, e.len, e.size), (0x700, 0x200, 0x800));
     }
 }

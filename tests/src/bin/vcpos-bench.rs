@@ -43,8 +43,8 @@ struct Cli {
     /// Only the block benchmark.
     #[arg(long, conflicts_with_all = ["no_vm", "no_blk", "vm_only", "systems", "net_only"])]
     blk_only: bool,
-    /// No network benchmark (the guest's NIC; today directly on QEMU only, the vcpos
-    /// side comes with the network VCP).
+    /// No network benchmark (the guest's NIC directly on QEMU, and on vcpos through
+    /// the network VCP: tests/systems/linux-net.system).
     #[arg(long)]
     no_net: bool,
     /// Only the network benchmark.
@@ -150,7 +150,15 @@ fn main() -> ExitCode {
             ok &= disk::bench(&suts, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
         }
         if !cli.no_net && !cli.blk_only {
-            ok &= net::bench(&sut, cli.runs as usize, Duration::from_secs(cli.timeout), cli.verbose);
+            let (runs, timeout) = (cli.runs as usize, Duration::from_secs(cli.timeout));
+            let (direct_ok, direct) = net::bench_runs(&sut, runs, timeout, cli.verbose);
+            // The vcpos side: the guest's eth0 served by vcp-net (linux-net.system).
+            let (vcpos_ok, vcpos) = net::bench_runs(&Sut::vcpos_net(), runs, timeout, cli.verbose);
+            ok &= direct_ok && vcpos_ok;
+            if !direct.is_empty() && !vcpos.is_empty() {
+                println!("== network: vcpos (eth0 through vcp-net, tests/systems/linux-net.system) against direct QEMU, medians");
+                print!("{}", net::compare_table(&direct, &vcpos));
+            }
         }
     }
     if ok {

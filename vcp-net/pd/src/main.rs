@@ -230,6 +230,9 @@ struct VcpNet {
     engine: Option<NetEngine>,
     /// Spoofed frames reported so far per client (a line at 1, 2, 4, 8, ...).
     spoof_reported: [u64; MAX_CLIENTS],
+    /// Frames lost for want of a receive buffer reported so far per client (a line at
+    /// 1, 2, 4, 8, ...).
+    lost_reported: [u64; MAX_CLIENTS],
 }
 
 impl VcpNet {
@@ -257,6 +260,11 @@ impl VcpNet {
                         );
                     }
                     self.spoof_reported[i] = c.spoofed;
+                    let lost = c.rx_dropped_no_buffer;
+                    if lost > self.lost_reported[i] && lost.is_power_of_two() {
+                        debug_println!("vcp-net: client {i} had no receive buffer: frames lost ({lost} so far)");
+                    }
+                    self.lost_reported[i] = lost;
                 }
             }
             if !r.more && engine.prepare_wait() {
@@ -307,6 +315,7 @@ fn init() -> impl Handler {
     let mut vcp = VcpNet {
         engine,
         spoof_reported: [0; MAX_CLIENTS],
+        lost_reported: [0; MAX_CLIENTS],
     };
     vcp.run();
     vcp
