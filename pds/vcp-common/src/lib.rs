@@ -1,0 +1,13 @@
+//! What the VCPs (and their protocols) share, one home for each piece so that the block
+//! and network VCPs do not each keep a copy:
+//!
+//! - [`scan`]: finds a VCP's virtio-mmio transport in its mapped device page and checks
+//!   that no other device in use shares the page;
+//! - [`config`]: the configuration text every VCP reads from its prefilled memory
+//!   region (`client N key=value ...` lines, numbers, errors naming the line).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod scan;
