@@ -17,14 +17,10 @@ mod tests {
     #[test]
     fn looks_for_a_network_device() {
         let one = |id: u32| {
-            move |off: usize| {
-                if off == 0xe00 {
-                    MAGIC
-                } else if off == 0xe08 {
-                    id
-                } else {
-                    0
-                }
+            move |off: usize| match off {
+                0xe00 => MAGIC,
+                0xe08 => id,
+                _ => 0,
             }
         };
         assert_eq!(find_alone_in_page(one(1)), Ok(0xe00));
@@ -35,9 +31,9 @@ mod tests {
                 device_id: 2
             })
         );
-        assert_eq!(
-            find_alone_in_page(one(0)).unwrap_err().to_string(),
-            "no virtio-net transport in the mapped device page"
-        );
+        assert!(find_alone_in_page(one(0))
+            .unwrap_err()
+            .to_string()
+            .contains("no virtio-net transport"));
     }
 }
