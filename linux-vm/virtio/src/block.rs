@@ -36,7 +36,7 @@ use core::fmt;
 
 use crate::error::GuestError;
 use crate::memory::GuestMemory;
-use crate::mmio::{Device, Interrupts};
+use crate::mmio::{copy_config, Device, Interrupts};
 use crate::queue::{DescriptorChain, Queue, Segment};
 
 /// Device ID of a block device (virtio 1.2 §5.2.1).
@@ -613,10 +613,7 @@ impl<B: BlockBackend> Device for Block<B> {
     }
 
     fn read_config(&self, offset: usize, data: &mut [u8]) {
-        let bytes = self.config_bytes();
-        if let Some(src) = bytes.get(offset..offset + data.len()) {
-            data.copy_from_slice(src);
-        }
+        copy_config(&self.config_bytes(), offset, data);
     }
 
     /// Only `writeback` is writable, and only with CONFIG_WCE negotiated (§5.2.4).

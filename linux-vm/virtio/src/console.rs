@@ -15,7 +15,7 @@
 
 use crate::error::GuestError;
 use crate::memory::GuestMemory;
-use crate::mmio::{Device, Interrupts};
+use crate::mmio::{copy_config, Device, Interrupts};
 use crate::queue::Queue;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -195,10 +195,7 @@ impl Device for Console {
     }
 
     fn read_config(&self, offset: usize, data: &mut [u8]) {
-        let bytes = self.config_bytes();
-        if let Some(src) = bytes.get(offset..offset + data.len()) {
-            data.copy_from_slice(src);
-        }
+        copy_config(&self.config_bytes(), offset, data);
     }
 
     /// Only `emerg_wr` is writable: a write starting at it emits its first byte

@@ -127,6 +127,15 @@ bitflags! {
     }
 }
 
+/// What a [`Device::read_config`] whose configuration space is the bytes `config` does:
+/// copies `config[offset .. offset + data.len()]` into `data`, or leaves `data` as it is
+/// if that range is not inside `config`.
+pub fn copy_config(config: &[u8], offset: usize, data: &mut [u8]) {
+    if let Some(src) = offset.checked_add(data.len()).and_then(|end| config.get(offset..end)) {
+        data.copy_from_slice(src);
+    }
+}
+
 /// A device model behind the transport (console, block, network).
 ///
 /// The transport owns the queues and hands them to the device in `notify` / `poll`;
@@ -563,5 +572,23 @@ impl<D: Device> MmioTransport<D> {
             return self.poll(mem);
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_config;
+
+    #[test]
+    fn copy_config_copies_in_range_only() {
+        let config = [1, 2, 3, 4, 5];
+        let mut data = [0u8; 2];
+        copy_config(&config, 3, &mut data);
+        assert_eq!(data, [4, 5]);
+        let mut data = [9u8; 2];
+        copy_config(&config, 4, &mut data);
+        assert_eq!(data, [9, 9], "a range past the end leaves data alone");
+        copy_config(&config, usize::MAX, &mut data);
+        assert_eq!(data, [9, 9], "an overflowing range leaves data alone");
     }
 }

@@ -49,7 +49,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::block::{cut, DataSegment, RequestId, SubmitError};
 use crate::error::GuestError;
 use crate::memory::{GuestMemory, MemoryError};
-use crate::mmio::{Device, Interrupts};
+use crate::mmio::{copy_config, Device, Interrupts};
 use crate::queue::{DescriptorChain, Queue, Segment};
 
 /// Device ID of a network device (virtio 1.2 §5.1.1).
@@ -582,10 +582,7 @@ impl<B: NetBackend> Device for Net<B> {
     }
 
     fn read_config(&self, offset: usize, data: &mut [u8]) {
-        let bytes = self.config_bytes();
-        if let Some(src) = bytes.get(offset..offset + data.len()) {
-            data.copy_from_slice(src);
-        }
+        copy_config(&self.config_bytes(), offset, data);
     }
 
     /// The configuration space is read-only (no VIRTIO_NET_F_CTRL_MAC_ADDR; a

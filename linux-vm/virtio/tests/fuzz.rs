@@ -10,35 +10,13 @@
 
 mod common;
 
-use common::{TestDriver, RAM_BASE, RAM_SIZE};
+use common::{Rng, TestDriver, RAM_BASE, RAM_SIZE};
 use vcpos_virtio::console::{
     Console, INPUT_CAPACITY, OUTPUT_CAPACITY, VIRTIO_CONSOLE_F_EMERG_WRITE, VIRTIO_CONSOLE_F_SIZE,
 };
 use vcpos_virtio::mmio::{reg, DeviceStatus, MAGIC_VALUE};
 use vcpos_virtio::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use vcpos_virtio::GuestMemory;
-
-/// splitmix64: small, deterministic, good enough to drive a fuzzer.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const REGS: &[u64] = &[
     reg::DEVICE_FEATURES_SEL,

@@ -4,6 +4,7 @@
 use core::fmt;
 
 use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, SharedMemory};
+use vcpos_vcp_common::control::{check_size, generation};
 
 use crate::layout::{
     ControlLayout, Info, InfoError, Op, RequestDesc, ResponseDesc, Segment, Status, MAX_QUEUE_DEPTH, MAX_SEGMENTS,
@@ -122,12 +123,7 @@ impl<M: SharedMemory + Clone> Client<M> {
     /// slots (this side's own configuration), for a data region of `data_size` bytes.
     pub fn new(control: M, ring_capacity: u32, data_size: u64) -> Result<Self, LayoutError> {
         let layout = ControlLayout::new(ring_capacity)?;
-        if control.size() < layout.size() {
-            return Err(LayoutError::TooSmall {
-                end: layout.size(),
-                size: control.size(),
-            });
-        }
+        check_size(&control, layout.size())?;
         Ok(Client {
             requests: Producer::new(control.clone(), layout.requests)?,
             responses: Consumer::new(control.clone(), layout.responses)?,
@@ -163,13 +159,7 @@ impl<M: SharedMemory + Clone> Client<M> {
 
     fn connected(&self) -> Result<Info, ClientError> {
         let info = self.info.ok_or(ClientError::NotReady)?;
-        let now = self
-            .mem
-            .load_u32(
-                crate::layout::info_offsets::GENERATION,
-                core::sync::atomic::Ordering::Relaxed,
-            )
-            .map_err(|e| ClientError::Queue(QueueError::OutOfBounds(e)))?;
+        let now = generation(&self.mem).map_err(|e| ClientError::Queue(QueueError::OutOfBounds(e)))?;
         if now != info.generation {
             return Err(ClientError::GenerationChanged {
                 was: info.generation,

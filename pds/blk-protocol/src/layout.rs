@@ -4,6 +4,7 @@
 use core::sync::atomic::Ordering;
 
 use vcpos_queue::{LayoutError, OutOfBounds, RingLayout, SharedMemory};
+use vcpos_vcp_common::control::InfoHeader;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// The block size of the protocol: lengths and block numbers are in 512-byte units.
@@ -177,14 +178,9 @@ impl Status {
 
 /// Info page offsets (each a `u32`, written only by the server).
 pub mod info_offsets {
-    /// [`super::INFO_MAGIC`].
-    pub const MAGIC: usize = 0x00;
-    /// [`super::PROTOCOL_VERSION`].
-    pub const VERSION: usize = 0x04;
-    /// 1 when the other fields are valid (stored last, with Release).
-    pub const READY: usize = 0x08;
-    /// Changes each time the server (re)initialises the connection.
-    pub const GENERATION: usize = 0x0c;
+    /// The header every VCP protocol's info page starts with: [`super::INFO_MAGIC`],
+    /// [`super::PROTOCOL_VERSION`], ready, generation.
+    pub use vcpos_vcp_common::control::header_offsets::{GENERATION, MAGIC, READY, VERSION};
     /// Block size in bytes.
     pub const BLOCK_SIZE: usize = 0x10;
     /// Bit 0: read-only.
@@ -201,10 +197,12 @@ pub mod info_offsets {
     pub const RING_CAPACITY: usize = 0x28;
 }
 
+/// This protocol's info page header: magic `"VBLK"`, version 1.
+const HEADER: InfoHeader = InfoHeader::new(*b"VBLK", 1);
 /// `"VBLK"` little-endian.
-pub const INFO_MAGIC: u32 = u32::from_le_bytes(*b"VBLK");
+pub const INFO_MAGIC: u32 = HEADER.magic;
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = HEADER.version;
 
 /// What the info page says about the disk (as the client sees its window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,98 +225,49 @@ impl Info {
     /// Writes the info page (ready last, with Release).
     pub fn publish(&self, mem: &impl SharedMemory, ring_capacity: u32) -> Result<(), OutOfBounds> {
         use info_offsets as o;
-        mem.store_u32(o::READY, 0, Ordering::Release)?;
-        mem.store_u32(o::MAGIC, INFO_MAGIC, Ordering::Relaxed)?;
-        mem.store_u32(o::VERSION, PROTOCOL_VERSION, Ordering::Relaxed)?;
-        mem.store_u32(o::GENERATION, self.generation, Ordering::Relaxed)?;
-        mem.store_u32(o::BLOCK_SIZE, self.block_size, Ordering::Relaxed)?;
-        mem.store_u32(o::FLAGS, u32::from(self.read_only), Ordering::Relaxed)?;
-        mem.store_u32(o::CAPACITY_LO, self.capacity_blocks as u32, Ordering::Relaxed)?;
-        mem.store_u32(o::CAPACITY_HI, (self.capacity_blocks >> 32) as u32, Ordering::Relaxed)?;
-        mem.store_u32(o::QUEUE_DEPTH, self.queue_depth, Ordering::Relaxed)?;
-        mem.store_u32(o::MAX_SEGMENTS, self.max_segments, Ordering::Relaxed)?;
-        mem.store_u32(o::RING_CAPACITY, ring_capacity, Ordering::Relaxed)?;
-        mem.store_u32(o::READY, 1, Ordering::Release)
+        HEADER.publish(mem, self.generation, |mem| {
+            mem.store_u32(o::BLOCK_SIZE, self.block_size, Ordering::Relaxed)?;
+            mem.store_u32(o::FLAGS, u32::from(self.read_only), Ordering::Relaxed)?;
+            mem.store_u32(o::CAPACITY_LO, self.capacity_blocks as u32, Ordering::Relaxed)?;
+            mem.store_u32(o::CAPACITY_HI, (self.capacity_blocks >> 32) as u32, Ordering::Relaxed)?;
+            mem.store_u32(o::QUEUE_DEPTH, self.queue_depth, Ordering::Relaxed)?;
+            mem.store_u32(o::MAX_SEGMENTS, self.max_segments, Ordering::Relaxed)?;
+            mem.store_u32(o::RING_CAPACITY, ring_capacity, Ordering::Relaxed)
+        })
     }
 
     /// Reads the info page: `Ok(None)` while not ready; `Err` names the first field
     /// that is impossible for a client with ring capacity `ring_capacity`.
     pub fn read(mem: &impl SharedMemory, ring_capacity: u32) -> Result<Option<Info>, InfoError> {
         use info_offsets as o;
-        let load = |off| {
-            mem.load_u32(off, Ordering::Relaxed)
-                .map_err(|_| InfoError::RegionTooSmall)
-        };
-        if mem
-            .load_u32(o::READY, Ordering::Acquire)
-            .map_err(|_| InfoError::RegionTooSmall)?
-            != 1
-        {
-            return Ok(None);
-        }
-        let field = |name: &'static str, value: u64| InfoError::Field { name, value };
-        if load(o::MAGIC)? != INFO_MAGIC {
-            return Err(field("magic", load(o::MAGIC)?.into()));
-        }
-        if load(o::VERSION)? != PROTOCOL_VERSION {
-            return Err(field("version", load(o::VERSION)?.into()));
-        }
-        let block_size = load(o::BLOCK_SIZE)?;
-        if block_size != BLOCK_SIZE {
-            return Err(field("block_size", block_size.into()));
-        }
-        let queue_depth = load(o::QUEUE_DEPTH)?;
-        if queue_depth == 0 || queue_depth > ring_capacity || queue_depth > MAX_QUEUE_DEPTH {
-            return Err(field("queue_depth", queue_depth.into()));
-        }
-        let max_segments = load(o::MAX_SEGMENTS)?;
-        if max_segments == 0 || max_segments as usize > MAX_SEGMENTS {
-            return Err(field("max_segments", max_segments.into()));
-        }
-        let ring = load(o::RING_CAPACITY)?;
-        if ring != ring_capacity {
-            return Err(field("ring_capacity", ring.into()));
-        }
-        let info = Info {
-            generation: load(o::GENERATION)?,
-            block_size,
-            read_only: load(o::FLAGS)? & 1 != 0,
-            capacity_blocks: u64::from(load(o::CAPACITY_LO)?) | (u64::from(load(o::CAPACITY_HI)?) << 32),
-            queue_depth,
-            max_segments,
-        };
-        // A server re-publishing meanwhile: report not ready, the caller retries.
-        if load(o::READY)? != 1 || load(o::GENERATION)? != info.generation {
-            return Ok(None);
-        }
-        Ok(Some(info))
-    }
-}
-
-/// A bad info page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InfoError {
-    /// The control region cannot hold the info page.
-    RegionTooSmall,
-    /// A field has an impossible value.
-    Field {
-        /// Field name.
-        name: &'static str,
-        /// Its value.
-        value: u64,
-    },
-}
-
-impl core::fmt::Display for InfoError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            InfoError::RegionTooSmall => f.write_str("control region too small for the info page"),
-            InfoError::Field { name, value } => {
-                write!(f, "info page field {name} has impossible value {value:#x}")
+        HEADER.read(mem, |r, generation| {
+            let field = |name: &'static str, value: u32| InfoError::Field {
+                name,
+                value: value.into(),
+            };
+            let block_size = r.expect("block_size", o::BLOCK_SIZE, BLOCK_SIZE)?;
+            let queue_depth = r.load(o::QUEUE_DEPTH)?;
+            if queue_depth == 0 || queue_depth > ring_capacity || queue_depth > MAX_QUEUE_DEPTH {
+                return Err(field("queue_depth", queue_depth));
             }
-        }
+            let max_segments = r.load(o::MAX_SEGMENTS)?;
+            if max_segments == 0 || max_segments as usize > MAX_SEGMENTS {
+                return Err(field("max_segments", max_segments));
+            }
+            r.expect("ring_capacity", o::RING_CAPACITY, ring_capacity)?;
+            Ok(Info {
+                generation,
+                block_size,
+                read_only: r.load(o::FLAGS)? & 1 != 0,
+                capacity_blocks: u64::from(r.load(o::CAPACITY_LO)?) | (u64::from(r.load(o::CAPACITY_HI)?) << 32),
+                queue_depth,
+                max_segments,
+            })
+        })
     }
 }
+
+pub use vcpos_vcp_common::control::InfoError;
 
 /// Where the info page and the two rings sit in a client's control region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

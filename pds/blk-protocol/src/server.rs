@@ -4,6 +4,7 @@
 use core::fmt;
 
 use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, SharedMemory};
+use vcpos_vcp_common::control::{check_size, generation, CutOff};
 
 use crate::layout::{
     ControlLayout, Info, Op, RequestDesc, ResponseDesc, Segment, Status, BLOCK_SIZE, MAX_QUEUE_DEPTH,
@@ -129,7 +130,7 @@ pub struct Server<M> {
     in_flight: [Option<u32>; MAX_QUEUE_DEPTH as usize],
     in_flight_count: u32,
     stats: ServerStats,
-    cut_off: Option<ServerError>,
+    cut_off: CutOff<ServerError>,
 }
 
 impl<M: SharedMemory + Clone> Server<M> {
@@ -141,12 +142,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             return Err(LayoutError::Capacity(config.queue_depth));
         }
         let layout = ControlLayout::new(config.ring_capacity)?;
-        if control.size() < layout.size() {
-            return Err(LayoutError::TooSmall {
-                end: layout.size(),
-                size: control.size(),
-            });
-        }
+        check_size(&control, layout.size())?;
         Ok(Server {
             requests: Consumer::new(control.clone(), layout.requests)?,
             responses: Producer::new(control.clone(), layout.responses)?,
@@ -156,7 +152,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             in_flight: [None; MAX_QUEUE_DEPTH as usize],
             in_flight_count: 0,
             stats: ServerStats::default(),
-            cut_off: None,
+            cut_off: CutOff::new(),
         })
     }
 
@@ -171,17 +167,12 @@ impl<M: SharedMemory + Clone> Server<M> {
             max_segments: MAX_SEGMENTS as u32,
         };
         info.publish(&self.mem, self.config.ring_capacity)
-            .map_err(|e| self.cut(QueueError::OutOfBounds(e).into()))
+            .map_err(|e| self.cut_off.cut(QueueError::OutOfBounds(e).into()))
     }
 
     /// The generation on the info page now (to publish the next one after a restart).
     pub fn published_generation(&self) -> u32 {
-        self.mem
-            .load_u32(
-                crate::layout::info_offsets::GENERATION,
-                core::sync::atomic::Ordering::Relaxed,
-            )
-            .unwrap_or(0)
+        generation(&self.mem).unwrap_or(0)
     }
 
     /// The configuration.
@@ -201,31 +192,17 @@ impl<M: SharedMemory + Clone> Server<M> {
 
     /// Why the client was cut off, if it was.
     pub fn cut_off(&self) -> Option<ServerError> {
-        self.cut_off
-    }
-
-    fn cut(&mut self, e: ServerError) -> ServerError {
-        if self.cut_off.is_none() {
-            self.cut_off = Some(e);
-        }
-        e
-    }
-
-    fn check_live(&self) -> Result<(), ServerError> {
-        match self.cut_off {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.cut_off.reason()
     }
 
     /// Whether another request could be taken now (depth and response room), without
     /// reading the request ring.
     pub fn can_accept(&mut self) -> Result<bool, ServerError> {
-        self.check_live()?;
+        self.cut_off.check()?;
         if self.in_flight_count >= self.config.queue_depth {
             return Ok(false);
         }
-        let room = self.responses.free_slots().map_err(|e| self.cut(e.into()))?;
+        let room = self.responses.free_slots().map_err(|e| self.cut_off.cut(e.into()))?;
         // Room for a response to every request in flight plus this one.
         Ok(room > self.in_flight_count)
     }
@@ -240,7 +217,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             if !self.can_accept()? {
                 return Ok(None);
             }
-            let Some(desc) = self.requests.pop().map_err(|e| self.cut(e.into()))? else {
+            let Some(desc) = self.requests.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
                 return Ok(None);
             };
             match self.check(&desc) {
@@ -320,8 +297,8 @@ impl<M: SharedMemory + Clone> Server<M> {
         };
         match self.responses.push(&r) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => Err(self.cut(ServerError::ResponseRingFull)),
-            Err(PushError::Queue(e)) => Err(self.cut(e.into())),
+            Err(PushError::Full) => Err(self.cut_off.cut(ServerError::ResponseRingFull)),
+            Err(PushError::Queue(e)) => Err(self.cut_off.cut(e.into())),
         }
     }
 
@@ -333,20 +310,20 @@ impl<M: SharedMemory + Clone> Server<M> {
         };
         self.in_flight[slot] = None;
         self.in_flight_count -= 1;
-        self.check_live()?;
+        self.cut_off.check()?;
         self.respond(id, status, bytes)
     }
 
     /// After a batch of responses: whether to notify the client now.
     pub fn signal_needed(&mut self) -> Result<bool, ServerError> {
-        self.check_live()?;
-        self.responses.signal_needed().map_err(|e| self.cut(e.into()))
+        self.cut_off.check()?;
+        self.responses.signal_needed().map_err(|e| self.cut_off.cut(e.into()))
     }
 
     /// Before waiting: asks the client for a notification on its next request; `false`
     /// if requests arrived meanwhile (serve them first).
     pub fn request_signal(&mut self) -> Result<bool, ServerError> {
-        self.check_live()?;
-        self.requests.request_signal().map_err(|e| self.cut(e.into()))
+        self.cut_off.check()?;
+        self.requests.request_signal().map_err(|e| self.cut_off.cut(e.into()))
     }
 }

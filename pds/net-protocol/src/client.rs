@@ -5,6 +5,7 @@
 use core::fmt;
 
 use vcpos_queue::{Consumer, LayoutError, OutOfBounds, Producer, PushError, QueueError, SharedMemory};
+use vcpos_vcp_common::control::{check_size, generation};
 
 use crate::layout::{
     buffers_in, BufDesc, ControlLayout, Info, InfoError, TxStatus, BUF_SIZE, ETH_HEADER_LEN, MAX_FRAME_LEN,
@@ -160,12 +161,7 @@ impl<M: SharedMemory + Clone> Client<M> {
             Some(n) if n <= ring_capacity => n,
             _ => return Err(LayoutError::Capacity(ring_capacity)),
         };
-        if control.size() < layout.size() {
-            return Err(LayoutError::TooSmall {
-                end: layout.size(),
-                size: control.size(),
-            });
-        }
+        check_size(&control, layout.size())?;
         Ok(Client {
             tx_active: Producer::new(control.clone(), layout.tx_active)?,
             tx_free: Consumer::new(control.clone(), layout.tx_free)?,
@@ -231,10 +227,7 @@ impl<M: SharedMemory + Clone> Client<M> {
 
     fn connected(&self) -> Result<Info, ClientError> {
         let info = self.info.ok_or(ClientError::NotReady)?;
-        let now = self.control.load_u32(
-            crate::layout::info_offsets::GENERATION,
-            core::sync::atomic::Ordering::Relaxed,
-        )?;
+        let now = generation(&self.control)?;
         if now != info.generation {
             return Err(ClientError::GenerationChanged {
                 was: info.generation,

@@ -5,6 +5,7 @@
 use core::sync::atomic::Ordering;
 
 use vcpos_queue::{LayoutError, OutOfBounds, RingLayout, SharedMemory};
+use vcpos_vcp_common::control::InfoHeader;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Size of every frame buffer in a client's data region: the smallest power of two
@@ -82,14 +83,9 @@ pub const fn mac_is_multicast(mac: &[u8; 6]) -> bool {
 
 /// Info page offsets (each a `u32`, written only by the server).
 pub mod info_offsets {
-    /// [`super::INFO_MAGIC`].
-    pub const MAGIC: usize = 0x00;
-    /// [`super::PROTOCOL_VERSION`].
-    pub const VERSION: usize = 0x04;
-    /// 1 when the other fields are valid (cleared first, stored last with Release).
-    pub const READY: usize = 0x08;
-    /// Changes each time the server (re)initialises the connection.
-    pub const GENERATION: usize = 0x0c;
+    /// The header every VCP protocol's info page starts with: [`super::INFO_MAGIC`],
+    /// [`super::PROTOCOL_VERSION`], ready, generation.
+    pub use vcpos_vcp_common::control::header_offsets::{GENERATION, MAGIC, READY, VERSION};
     /// MAC address bytes 0..4 (byte 0 in the low bits).
     pub const MAC_LO: usize = 0x10;
     /// MAC address bytes 4..6 in the low 16 bits; the high 16 bits are zero.
@@ -104,10 +100,12 @@ pub mod info_offsets {
     pub const RING_CAPACITY: usize = 0x24;
 }
 
+/// This protocol's info page header: magic `"VNET"`, version 1.
+const HEADER: InfoHeader = InfoHeader::new(*b"VNET", 1);
 /// `"VNET"` little-endian.
-pub const INFO_MAGIC: u32 = u32::from_le_bytes(*b"VNET");
+pub const INFO_MAGIC: u32 = HEADER.magic;
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = HEADER.version;
 
 /// What the info page tells a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,21 +128,18 @@ impl Info {
     pub fn publish(&self, mem: &impl SharedMemory) -> Result<(), OutOfBounds> {
         use info_offsets as o;
         let m = self.mac;
-        mem.store_u32(o::READY, 0, Ordering::Release)?;
-        mem.store_u32(o::MAGIC, INFO_MAGIC, Ordering::Relaxed)?;
-        mem.store_u32(o::VERSION, PROTOCOL_VERSION, Ordering::Relaxed)?;
-        mem.store_u32(o::GENERATION, self.generation, Ordering::Relaxed)?;
-        mem.store_u32(
-            o::MAC_LO,
-            u32::from_le_bytes([m[0], m[1], m[2], m[3]]),
-            Ordering::Relaxed,
-        )?;
-        mem.store_u32(o::MAC_HI, u32::from_le_bytes([m[4], m[5], 0, 0]), Ordering::Relaxed)?;
-        mem.store_u32(o::MTU, self.mtu, Ordering::Relaxed)?;
-        mem.store_u32(o::BUF_SIZE, BUF_SIZE, Ordering::Relaxed)?;
-        mem.store_u32(o::BUFFERS, self.buffers, Ordering::Relaxed)?;
-        mem.store_u32(o::RING_CAPACITY, self.ring_capacity, Ordering::Relaxed)?;
-        mem.store_u32(o::READY, 1, Ordering::Release)
+        HEADER.publish(mem, self.generation, |mem| {
+            mem.store_u32(
+                o::MAC_LO,
+                u32::from_le_bytes([m[0], m[1], m[2], m[3]]),
+                Ordering::Relaxed,
+            )?;
+            mem.store_u32(o::MAC_HI, u32::from_le_bytes([m[4], m[5], 0, 0]), Ordering::Relaxed)?;
+            mem.store_u32(o::MTU, self.mtu, Ordering::Relaxed)?;
+            mem.store_u32(o::BUF_SIZE, BUF_SIZE, Ordering::Relaxed)?;
+            mem.store_u32(o::BUFFERS, self.buffers, Ordering::Relaxed)?;
+            mem.store_u32(o::RING_CAPACITY, self.ring_capacity, Ordering::Relaxed)
+        })
     }
 
     /// Reads the info page: `Ok(None)` while not ready; `Err` names the first field that
@@ -152,76 +147,37 @@ impl Info {
     /// its data region.
     pub fn read(mem: &impl SharedMemory, ring_capacity: u32, buffers: u32) -> Result<Option<Info>, InfoError> {
         use info_offsets as o;
-        let load = |off| {
-            mem.load_u32(off, Ordering::Relaxed)
-                .map_err(|_| InfoError::RegionTooSmall)
-        };
-        if mem
-            .load_u32(o::READY, Ordering::Acquire)
-            .map_err(|_| InfoError::RegionTooSmall)?
-            != 1
-        {
-            return Ok(None);
-        }
-        let field = |name: &'static str, value: u32| InfoError::Field { name, value };
-        let expect = |name, off, want: u32| match load(off) {
-            Ok(v) if v == want => Ok(v),
-            Ok(v) => Err(field(name, v)),
-            Err(e) => Err(e),
-        };
-        expect("magic", o::MAGIC, INFO_MAGIC)?;
-        expect("version", o::VERSION, PROTOCOL_VERSION)?;
-        let mtu = expect("mtu", o::MTU, MTU)?;
-        expect("buf_size", o::BUF_SIZE, BUF_SIZE)?;
-        expect("buffers", o::BUFFERS, buffers)?;
-        expect("ring_capacity", o::RING_CAPACITY, ring_capacity)?;
-        let lo = load(o::MAC_LO)?.to_le_bytes();
-        let hi = load(o::MAC_HI)?;
-        if hi >> 16 != 0 {
-            return Err(field("mac_hi", hi));
-        }
-        let hi = hi.to_le_bytes();
-        let mac = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]];
-        if mac_is_multicast(&mac) || mac == [0; 6] {
-            return Err(field("mac_lo", u32::from_le_bytes(lo)));
-        }
-        let generation = load(o::GENERATION)?;
-        // A server re-publishing meanwhile: report not ready, the caller retries.
-        if load(o::READY)? != 1 || load(o::GENERATION)? != generation {
-            return Ok(None);
-        }
-        Ok(Some(Info {
-            generation,
-            mac,
-            mtu,
-            buffers,
-            ring_capacity,
-        }))
+        HEADER.read(mem, |r, generation| {
+            let field = |name: &'static str, value: u32| InfoError::Field {
+                name,
+                value: value.into(),
+            };
+            let mtu = r.expect("mtu", o::MTU, MTU)?;
+            r.expect("buf_size", o::BUF_SIZE, BUF_SIZE)?;
+            r.expect("buffers", o::BUFFERS, buffers)?;
+            r.expect("ring_capacity", o::RING_CAPACITY, ring_capacity)?;
+            let lo = r.load(o::MAC_LO)?.to_le_bytes();
+            let hi = r.load(o::MAC_HI)?;
+            if hi >> 16 != 0 {
+                return Err(field("mac_hi", hi));
+            }
+            let hi = hi.to_le_bytes();
+            let mac = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]];
+            if mac_is_multicast(&mac) || mac == [0; 6] {
+                return Err(field("mac_lo", u32::from_le_bytes(lo)));
+            }
+            Ok(Info {
+                generation,
+                mac,
+                mtu,
+                buffers,
+                ring_capacity,
+            })
+        })
     }
 }
 
-/// A bad info page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InfoError {
-    /// The control region cannot hold the info page.
-    RegionTooSmall,
-    /// A field has an impossible value.
-    Field {
-        /// Field name.
-        name: &'static str,
-        /// Its value.
-        value: u32,
-    },
-}
-
-impl core::fmt::Display for InfoError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            InfoError::RegionTooSmall => f.write_str("control region too small for the info page"),
-            InfoError::Field { name, value } => write!(f, "info page field {name} has impossible value {value:#x}"),
-        }
-    }
-}
+pub use vcpos_vcp_common::control::InfoError;
 
 /// Where the four rings sit in a client's control region (the info page is at 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

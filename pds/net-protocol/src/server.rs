@@ -5,6 +5,7 @@
 use core::fmt;
 
 use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, SharedMemory};
+use vcpos_vcp_common::control::{check_size, generation, CutOff};
 
 use crate::layout::{buffers_in, BufDesc, ControlLayout, Info, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN, MTU};
 use crate::ownership::BufferSet;
@@ -102,7 +103,7 @@ pub struct Server<M> {
     /// Receive buffers handed to the caller and not delivered yet (a subset of `held`).
     rx_out: BufferSet,
     stats: ServerStats,
-    cut_off: Option<ServerError>,
+    cut_off: CutOff<ServerError>,
 }
 
 impl<M: SharedMemory + Clone> Server<M> {
@@ -116,12 +117,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             Some(n) if n <= config.ring_capacity => n,
             _ => return Err(LayoutError::Capacity(config.ring_capacity)),
         };
-        if control.size() < layout.size() {
-            return Err(LayoutError::TooSmall {
-                end: layout.size(),
-                size: control.size(),
-            });
-        }
+        check_size(&control, layout.size())?;
         Ok(Server {
             tx_active: Consumer::new(control.clone(), layout.tx_active)?,
             tx_free: Producer::new(control.clone(), layout.tx_free)?,
@@ -133,7 +129,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             rx_pool: BufferSet::new(buffers),
             rx_out: BufferSet::new(buffers),
             stats: ServerStats::default(),
-            cut_off: None,
+            cut_off: CutOff::new(),
         })
     }
 
@@ -147,17 +143,12 @@ impl<M: SharedMemory + Clone> Server<M> {
             ring_capacity: self.config.ring_capacity,
         };
         info.publish(&self.mem)
-            .map_err(|e| self.cut(QueueError::OutOfBounds(e).into()))
+            .map_err(|e| self.cut_off.cut(QueueError::OutOfBounds(e).into()))
     }
 
     /// The generation on the info page now (to publish the next one after a restart).
     pub fn published_generation(&self) -> u32 {
-        self.mem
-            .load_u32(
-                crate::layout::info_offsets::GENERATION,
-                core::sync::atomic::Ordering::Relaxed,
-            )
-            .unwrap_or(0)
+        generation(&self.mem).unwrap_or(0)
     }
 
     /// The configuration.
@@ -177,21 +168,7 @@ impl<M: SharedMemory + Clone> Server<M> {
 
     /// Why the client was cut off, if it was.
     pub fn cut_off(&self) -> Option<ServerError> {
-        self.cut_off
-    }
-
-    fn cut(&mut self, e: ServerError) -> ServerError {
-        if self.cut_off.is_none() {
-            self.cut_off = Some(e);
-        }
-        e
-    }
-
-    fn check_live(&self) -> Result<(), ServerError> {
-        match self.cut_off {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.cut_off.reason()
     }
 
     /// Takes a buffer named by a peer's descriptor: its index if it names a buffer the
@@ -213,11 +190,11 @@ impl<M: SharedMemory + Clone> Server<M> {
     /// with [`TxStatus::BadLength`]. The frame's buffer is held until
     /// [`Self::tx_done`].
     pub fn next_tx(&mut self) -> Result<Option<TxFrame>, ServerError> {
-        self.check_live()?;
+        self.cut_off.check()?;
         // Bounded: a client refilling the ring with refusals on another core cannot
         // keep us here.
         for _ in 0..self.config.ring_capacity {
-            let Some(d) = self.tx_active.pop().map_err(|e| self.cut(e.into()))? else {
+            let Some(d) = self.tx_active.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
                 return Ok(None);
             };
             if self.take(&d).is_none() {
@@ -243,7 +220,7 @@ impl<M: SharedMemory + Clone> Server<M> {
         if !self.held.contains(i) || self.rx_pool.contains(i) || self.rx_out.contains(i) {
             return Err(ServerError::NotHeld(offset));
         }
-        self.check_live()?;
+        self.cut_off.check()?;
         self.held.remove(i);
         self.give_back(
             false,
@@ -259,8 +236,8 @@ impl<M: SharedMemory + Clone> Server<M> {
         let ring = if rx { &mut self.rx_active } else { &mut self.tx_free };
         match ring.push(&d) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => Err(self.cut(ServerError::ReturnRingFull)),
-            Err(PushError::Queue(e)) => Err(self.cut(e.into())),
+            Err(PushError::Full) => Err(self.cut_off.cut(ServerError::ReturnRingFull)),
+            Err(PushError::Queue(e)) => Err(self.cut_off.cut(e.into())),
         }
     }
 
@@ -269,7 +246,7 @@ impl<M: SharedMemory + Clone> Server<M> {
     /// (descriptors naming no buffer or a buffer already held are dropped). It is held
     /// until [`Self::rx_deliver`] or [`Self::rx_unused`].
     pub fn take_rx_buffer(&mut self) -> Result<Option<RxBuffer>, ServerError> {
-        self.check_live()?;
+        self.cut_off.check()?;
         if let Some(i) = self.rx_pool.pop_first() {
             self.rx_out.insert(i);
             return Ok(Some(RxBuffer {
@@ -277,7 +254,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             }));
         }
         for _ in 0..self.config.ring_capacity {
-            let Some(d) = self.rx_free.pop().map_err(|e| self.cut(e.into()))? else {
+            let Some(d) = self.rx_free.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
                 return Ok(None);
             };
             if let Some(i) = self.take(&d) {
@@ -307,7 +284,7 @@ impl<M: SharedMemory + Clone> Server<M> {
         if !self.rx_out.contains(i) || len > MAX_FRAME_LEN {
             return Err(ServerError::NotHeld(buf.offset));
         }
-        self.check_live()?;
+        self.cut_off.check()?;
         self.rx_out.remove(i);
         self.held.remove(i);
         self.give_back(true, BufDesc::new(buf.offset, len))
@@ -315,16 +292,16 @@ impl<M: SharedMemory + Clone> Server<M> {
 
     /// After a batch of give-backs: whether to notify the client now.
     pub fn signal_needed(&mut self) -> Result<bool, ServerError> {
-        self.check_live()?;
-        let tx = self.tx_free.signal_needed().map_err(|e| self.cut(e.into()))?;
-        let rx = self.rx_active.signal_needed().map_err(|e| self.cut(e.into()))?;
+        self.cut_off.check()?;
+        let tx = self.tx_free.signal_needed().map_err(|e| self.cut_off.cut(e.into()))?;
+        let rx = self.rx_active.signal_needed().map_err(|e| self.cut_off.cut(e.into()))?;
         Ok(tx || rx)
     }
 
     /// Before waiting: asks the client for a notification on its next frame to send;
     /// `false` if frames arrived meanwhile (serve them first).
     pub fn request_signal(&mut self) -> Result<bool, ServerError> {
-        self.check_live()?;
-        self.tx_active.request_signal().map_err(|e| self.cut(e.into()))
+        self.cut_off.check()?;
+        self.tx_active.request_signal().map_err(|e| self.cut_off.cut(e.into()))
     }
 }

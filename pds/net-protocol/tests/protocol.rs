@@ -148,7 +148,10 @@ fn info_page_checks() {
         let old = control.load_u32(off, Ordering::Relaxed).unwrap();
         control.store_u32(off, v, Ordering::Relaxed).unwrap();
         let mut c = Client::new(control.clone(), data.clone(), RING).unwrap();
-        assert_eq!(c.connect(), Err(ClientError::Info(InfoError::Field { name, value: v })));
+        assert_eq!(
+            c.connect(),
+            Err(ClientError::Info(InfoError::Field { name, value: v.into() }))
+        );
         control.store_u32(off, old, Ordering::Relaxed).unwrap();
     };
     corrupt(info_offsets::MAGIC, 0x1234, "magic");

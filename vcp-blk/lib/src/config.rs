@@ -11,14 +11,13 @@
 //! `client N` is the client's index (its channel id and the `clientN_*` symbols);
 //! `start`/`blocks` are in 512-byte blocks; `depth` (1..=64, default 8) bounds its
 //! requests in flight; `rw` or `ro` is required. The text ends at the first NUL byte
-//! (the rest of the region is zero).
-
-use core::fmt;
+//! (the rest of the region is zero); the rules every VCP's configuration shares (lines,
+//! comments, `client N`, numbers, errors): `vcpos_vcp_common::config`.
 
 use vcpos_blk_protocol::MAX_QUEUE_DEPTH;
+use vcpos_vcp_common::config::{number, parse_clients};
+pub use vcpos_vcp_common::config::{ConfigError, MAX_CLIENTS};
 
-/// Most clients one vcp-blk serves (the PD has symbols for this many).
-pub const MAX_CLIENTS: usize = 4;
 /// Queue depth when a line gives none.
 pub const DEFAULT_DEPTH: u32 = 8;
 
@@ -49,139 +48,50 @@ pub struct Config {
     pub clients: [Option<Window>; MAX_CLIENTS],
 }
 
-/// A configuration error: the line (1-based) and what is wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Line number, 1-based (0: the whole text).
-    pub line: usize,
-    /// What is wrong.
-    pub what: &'static str,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vcp-blk configuration line {}: {}", self.line, self.what)
-    }
-}
-
-fn number(s: &str) -> Option<u64> {
-    let s = s.replace_underscores();
-    match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
-/// `str` without `_` (as in system files), without allocating: numbers are short.
-trait NoUnderscores {
-    fn replace_underscores(&self) -> Digits;
-}
-
-struct Digits {
-    buf: [u8; 24],
-    len: usize,
-}
-
-impl core::ops::Deref for Digits {
-    type Target = str;
-    fn deref(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl NoUnderscores for str {
-    fn replace_underscores(&self) -> Digits {
-        let mut d = Digits { buf: [0; 24], len: 0 };
-        for b in self.bytes().filter(|&b| b != b'_') {
-            if d.len == d.buf.len() {
-                // Too long for any u64: leave it unparseable.
-                return Digits {
-                    buf: [b'x'; 24],
-                    len: 1,
-                };
-            }
-            d.buf[d.len] = b;
-            d.len += 1;
-        }
-        d
-    }
-}
-
 impl Config {
     /// Parses the configuration region's bytes (up to the first NUL).
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        let text = core::str::from_utf8(&bytes[..end]).map_err(|_| ConfigError {
-            line: 0,
-            what: "not UTF-8 text",
-        })?;
-        let mut config = Config::default();
-        let mut any = false;
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let err = |what| ConfigError { line, what };
-            let content = raw.split('#').next().unwrap_or("").trim();
-            if content.is_empty() {
-                continue;
-            }
-            let mut words = content.split_whitespace();
-            if words.next() != Some("client") {
-                return Err(err("expected 'client N ...'"));
-            }
-            let index = words.next().and_then(number).ok_or(err("missing client index"))? as usize;
-            if index >= MAX_CLIENTS {
-                return Err(err("client index out of range (0..4)"));
-            }
-            if config.clients[index].is_some() {
-                return Err(err("client index given twice"));
-            }
-            let (mut start, mut blocks, mut depth, mut mode) = (None, None, DEFAULT_DEPTH, None);
-            for w in words {
-                match w.split_once('=') {
-                    Some(("start", v)) => start = Some(number(v).ok_or(err("bad start"))?),
-                    Some(("blocks", v)) => blocks = Some(number(v).ok_or(err("bad blocks"))?),
-                    Some(("depth", v)) => depth = number(v).ok_or(err("bad depth"))? as u32,
-                    None if w == "rw" || w == "ro" => {
-                        if mode.replace(w == "ro").is_some() {
-                            return Err(err("rw/ro given twice"));
+        let clients = parse_clients(
+            bytes,
+            "vcp-blk",
+            "expected 'client N ...'",
+            |clients: &[Option<Window>; MAX_CLIENTS], words| {
+                let (mut start, mut blocks, mut depth, mut mode) = (None, None, DEFAULT_DEPTH, None);
+                for w in words {
+                    match w.split_once('=') {
+                        Some(("start", v)) => start = Some(number(v).ok_or("bad start")?),
+                        Some(("blocks", v)) => blocks = Some(number(v).ok_or("bad blocks")?),
+                        Some(("depth", v)) => depth = number(v).ok_or("bad depth")? as u32,
+                        None if w == "rw" || w == "ro" => {
+                            if mode.replace(w == "ro").is_some() {
+                                return Err("rw/ro given twice");
+                            }
                         }
+                        _ => return Err("unknown word (expected start=, blocks=, depth=, rw or ro)"),
                     }
-                    _ => return Err(err("unknown word (expected start=, blocks=, depth=, rw or ro)")),
                 }
-            }
-            let start = start.ok_or(err("missing start="))?;
-            let blocks = blocks.ok_or(err("missing blocks="))?;
-            let read_only = mode.ok_or(err("missing rw or ro"))?;
-            if blocks == 0 || start.checked_add(blocks).is_none() {
-                return Err(err("empty or overflowing window"));
-            }
-            if depth == 0 || depth > MAX_QUEUE_DEPTH {
-                return Err(err("depth out of range (1..=64)"));
-            }
-            let w = Window {
-                start,
-                blocks,
-                read_only,
-                depth,
-            };
-            if config
-                .clients
-                .iter()
-                .flatten()
-                .any(|o| w.start < o.end() && o.start < w.end())
-            {
-                return Err(err("window overlaps another client's"));
-            }
-            config.clients[index] = Some(w);
-            any = true;
-        }
-        if !any {
-            return Err(ConfigError {
-                line: 0,
-                what: "no clients",
-            });
-        }
-        Ok(config)
+                let start = start.ok_or("missing start=")?;
+                let blocks = blocks.ok_or("missing blocks=")?;
+                let read_only = mode.ok_or("missing rw or ro")?;
+                if blocks == 0 || start.checked_add(blocks).is_none() {
+                    return Err("empty or overflowing window");
+                }
+                if depth == 0 || depth > MAX_QUEUE_DEPTH {
+                    return Err("depth out of range (1..=64)");
+                }
+                let w = Window {
+                    start,
+                    blocks,
+                    read_only,
+                    depth,
+                };
+                if clients.iter().flatten().any(|o| w.start < o.end() && o.start < w.end()) {
+                    return Err("window overlaps another client's");
+                }
+                Ok(w)
+            },
+        )?;
+        Ok(Config { clients })
     }
 }
 
@@ -250,6 +160,10 @@ mod tests {
             "bad start"
         );
         assert_eq!(bad("# nothing\n").what, "no clients");
+        assert_eq!(
+            bad("client 0 start=0 blocks=1 rw\nclient 0 start=5 blocks=1 rw").to_string(),
+            "vcp-blk configuration line 2: client index given twice"
+        );
         assert_eq!(Config::parse(&[0xff, 0xfe]).unwrap_err().what, "not UTF-8 text");
     }
 }

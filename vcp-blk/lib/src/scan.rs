@@ -1,97 +1,39 @@
 //! Finds the virtio-blk transport in the device page vcp-blk maps, and checks that it is
-//! alone there: QEMU packs virtio-mmio transports 0x200 apart, eight to a 4 KiB page,
-//! and a page is the smallest thing a PD can map, so any other device in use in the
-//! same page would be reachable by vcp-blk (and the reverse).
+//! alone there (the check itself: `vcpos_vcp_common::scan`).
 
-use core::fmt;
-
-/// Distance between virtio-mmio transports on QEMU's `virt` machine.
-pub const TRANSPORT_STRIDE: usize = 0x200;
-/// Bytes in the mapped device page.
-pub const PAGE_SIZE: usize = 0x1000;
-/// `"virt"` little-endian, the MagicValue register.
-pub const MAGIC: u32 = 0x7472_6976;
-/// The DeviceID of a block device.
-pub const DEVICE_ID_BLOCK: u32 = 2;
-/// Register offsets.
-const MAGIC_OFFSET: usize = 0x000;
-const DEVICE_ID_OFFSET: usize = 0x008;
-
-/// Why the page is not usable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanError {
-    /// No transport in the page holds a block device.
-    NoBlockDevice,
-    /// Another transport in the page has a device in use.
-    NotAlone {
-        /// Its offset in the page.
-        offset: usize,
-        /// Its device id.
-        device_id: u32,
-    },
-}
-
-impl fmt::Display for ScanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScanError::NoBlockDevice => f.write_str("no virtio-blk transport in the mapped device page"),
-            ScanError::NotAlone { offset, device_id } => write!(
-                f,
-                "another virtio device (id {device_id}) shares the device page at offset {offset:#x}: \
-                 refusing to drive a page other devices are in"
-            ),
-        }
-    }
-}
+pub use vcpos_vcp_common::scan::{ScanError, DEVICE_ID_BLOCK, MAGIC, PAGE_SIZE, TRANSPORT_STRIDE};
 
 /// Scans the eight transports of a page, reading 32-bit registers with `read(offset)`:
 /// returns the offset of the one block device, if every other transport is empty
 /// (device id 0) or not a virtio transport at all.
 pub fn find_alone_in_page(read: impl Fn(usize) -> u32) -> Result<usize, ScanError> {
-    let mut found = None;
-    for offset in (0..PAGE_SIZE).step_by(TRANSPORT_STRIDE) {
-        if read(offset + MAGIC_OFFSET) != MAGIC {
-            continue;
-        }
-        let device_id = read(offset + DEVICE_ID_OFFSET);
-        match device_id {
-            0 => {}
-            DEVICE_ID_BLOCK if found.is_none() => found = Some(offset),
-            _ => return Err(ScanError::NotAlone { offset, device_id }),
-        }
-    }
-    found.ok_or(ScanError::NoBlockDevice)
+    vcpos_vcp_common::scan::find_alone_in_page(DEVICE_ID_BLOCK, read)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn page(devices: &[(usize, u32)]) -> impl Fn(usize) -> u32 + '_ {
-        move |off| match off % TRANSPORT_STRIDE {
-            0 => MAGIC,
-            8 => devices.iter().find(|d| d.0 == off - 8).map_or(0, |d| d.1),
-            _ => 0,
-        }
-    }
-
     #[test]
-    fn alone() {
-        assert_eq!(find_alone_in_page(page(&[(0xe00, 2)])), Ok(0xe00));
-        assert_eq!(find_alone_in_page(page(&[])), Err(ScanError::NoBlockDevice));
+    fn looks_for_a_block_device() {
+        let one = |id: u32| {
+            move |off: usize| match off {
+                0xe00 => MAGIC,
+                0xe08 => id,
+                _ => 0,
+            }
+        };
+        assert_eq!(find_alone_in_page(one(2)), Ok(0xe00));
         assert_eq!(
-            find_alone_in_page(page(&[(0xc00, 1), (0xe00, 2)])),
+            find_alone_in_page(one(1)),
             Err(ScanError::NotAlone {
-                offset: 0xc00,
+                offset: 0xe00,
                 device_id: 1
             })
         );
-        assert_eq!(
-            find_alone_in_page(page(&[(0xc00, 2), (0xe00, 2)])),
-            Err(ScanError::NotAlone {
-                offset: 0xe00,
-                device_id: 2
-            })
-        );
+        assert!(find_alone_in_page(one(0))
+            .unwrap_err()
+            .to_string()
+            .contains("no virtio-blk transport"));
     }
 }

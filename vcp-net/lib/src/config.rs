@@ -11,33 +11,19 @@
 //! `client N` is the client's index (its channel id and the `clientN_*` symbols); the
 //! MAC is six hex bytes separated by `:`, unicast (bit 0 of the first byte clear), not
 //! all zero, and different from every other client's. The text ends at the first NUL
-//! byte (the rest of the region is zero).
+//! byte (the rest of the region is zero); the rules every VCP's configuration shares
+//! (lines, comments, `client N`, numbers, errors): `vcpos_vcp_common::config`.
 
 use core::fmt;
 
-/// Most clients one vcp-net serves (the PD has symbols for this many).
-pub const MAX_CLIENTS: usize = 4;
+use vcpos_vcp_common::config::parse_clients;
+pub use vcpos_vcp_common::config::{ConfigError, MAX_CLIENTS};
 
 /// The parsed configuration: a MAC per client index present.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// MAC addresses by client index.
     pub clients: [Option<[u8; 6]>; MAX_CLIENTS],
-}
-
-/// A configuration error: the line (1-based) and what is wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Line number, 1-based (0: the whole text).
-    pub line: usize,
-    /// What is wrong.
-    pub what: &'static str,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vcp-net configuration line {}: {}", self.line, self.what)
-    }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
@@ -76,63 +62,29 @@ pub fn format_mac(mac: &[u8; 6]) -> impl fmt::Display + '_ {
 impl Config {
     /// Parses the configuration region's bytes (up to the first NUL).
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        let text = core::str::from_utf8(&bytes[..end]).map_err(|_| ConfigError {
-            line: 0,
-            what: "not UTF-8 text",
-        })?;
-        let mut config = Config::default();
-        let mut any = false;
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let err = |what| ConfigError { line, what };
-            let content = raw.split('#').next().unwrap_or("").trim();
-            if content.is_empty() {
-                continue;
-            }
-            let mut words = content.split_whitespace();
-            if words.next() != Some("client") {
-                return Err(err("expected 'client N mac=...'"));
-            }
-            let index: usize = words
-                .next()
-                .and_then(|w| w.parse().ok())
-                .ok_or(err("missing client index"))?;
-            if index >= MAX_CLIENTS {
-                return Err(err("client index out of range (0..4)"));
-            }
-            if config.clients[index].is_some() {
-                return Err(err("client index given twice"));
-            }
+        let clients = parse_clients(bytes, "vcp-net", "expected 'client N mac=...'", |clients, words| {
             let mut mac = None;
             for w in words {
                 match w.split_once('=') {
                     Some(("mac", v)) => {
-                        let m = parse_mac(v).ok_or(err("bad mac (expected six hex bytes aa:bb:cc:dd:ee:ff)"))?;
+                        let m = parse_mac(v).ok_or("bad mac (expected six hex bytes aa:bb:cc:dd:ee:ff)")?;
                         if mac.replace(m).is_some() {
-                            return Err(err("mac given twice"));
+                            return Err("mac given twice");
                         }
                     }
-                    _ => return Err(err("unknown word (expected mac=)")),
+                    _ => return Err("unknown word (expected mac=)"),
                 }
             }
-            let mac = mac.ok_or(err("missing mac="))?;
+            let mac = mac.ok_or("missing mac=")?;
             if mac[0] & 1 != 0 || mac == [0; 6] {
-                return Err(err("mac is not a unicast address"));
+                return Err("mac is not a unicast address");
             }
-            if config.clients.iter().flatten().any(|&m| m == mac) {
-                return Err(err("mac is another client's"));
+            if clients.iter().flatten().any(|&m| m == mac) {
+                return Err("mac is another client's");
             }
-            config.clients[index] = Some(mac);
-            any = true;
-        }
-        if !any {
-            return Err(ConfigError {
-                line: 0,
-                what: "no clients",
-            });
-        }
-        Ok(config)
+            Ok(mac)
+        })?;
+        Ok(Config { clients })
     }
 }
 
@@ -184,6 +136,10 @@ mod tests {
         );
         assert_eq!(bad("nic 0").what, "expected 'client N mac=...'");
         assert_eq!(bad("# nothing\n").what, "no clients");
+        assert_eq!(
+            bad("client 0").to_string(),
+            "vcp-net configuration line 1: missing mac="
+        );
         assert_eq!(Config::parse(&[0xff, 0xfe]).unwrap_err().what, "not UTF-8 text");
     }
 }

@@ -5,6 +5,10 @@
 use vcpos_virtio::memory::{GuestMemory, MemoryError, VecMemory};
 use vcpos_virtio::mmio::{features, reg, Device, DeviceStatus, MmioTransport};
 use vcpos_virtio::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
+use vcpos_virtio::GuestError;
+
+/// The device's DEVICE_NEEDS_RESET bit of the status register.
+pub const NEEDS_RESET: u8 = DeviceStatus::DEVICE_NEEDS_RESET.bits();
 
 /// Guest RAM used by the tests.
 pub const RAM_BASE: u64 = 0x4000_0000;
@@ -89,6 +93,13 @@ impl<D: Device> TestDriver<D> {
 
     pub fn status(&mut self) -> u8 {
         self.rd(reg::STATUS) as u8
+    }
+
+    /// Checks the device moved to DEVICE_NEEDS_RESET and returns the guest error it
+    /// recorded for it.
+    pub fn fatal_error(&mut self) -> GuestError {
+        assert_eq!(self.status() & NEEDS_RESET, NEEDS_RESET, "device needs a reset");
+        self.t.take_error().expect("error recorded")
     }
 
     pub fn add_status(&mut self, bits: DeviceStatus) -> bool {
@@ -254,5 +265,34 @@ impl<D: Device> TestDriver<D> {
             self.irqs += 1;
         }
         irq
+    }
+}
+
+/// A deterministic pseudo-random source for the property tests (splitmix64: small,
+/// good enough to drive a fuzzer); seed it with `Rng(seed)`.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One of `items`.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
