@@ -65,15 +65,26 @@ pub fn figures(c: &Capture) -> Result<IdleFigures, String> {
     IdleFigures::parse(lines[at]).map_err(|e| format!("bad idle line ({e}): {}", lines[at]))
 }
 
+/// How much longer than asked the measured window may be on a loaded host.
+const MAX_WINDOW_STRETCH: u64 = 6;
+
 /// Whether the figures are plausible for an idle guest measured over a window of
 /// [`vcpos_idle_monitor::WINDOW_SECS`]: some kernel entries and guest exits, and fewer
 /// entries than [`MAX_PLAUSIBLE_ENTRIES_PER_S`] per second.
 pub fn check_plausible(f: &IdleFigures) -> Result<(), String> {
     let entries = f.get(Key::Entries);
     let window = f.get(Key::Window);
+    // The monitor measures at least its window; on a loaded host (QEMU's counter
+    // follows host time) it may end late, and the figures are per second of the
+    // window it really measured, so only a window that is short or absurdly long fails.
     let want = vcpos_idle_monitor::WINDOW_SECS * 100;
-    if !(want..want + 100).contains(&window) {
-        return Err(format!("the window was {} s, not {} s", show(window), show(want)));
+    if !(want..want * MAX_WINDOW_STRETCH).contains(&window) {
+        return Err(format!(
+            "the window was {} s, not {} s (up to {}x on a loaded host)",
+            show(window),
+            show(want),
+            MAX_WINDOW_STRETCH
+        ));
     }
     if entries == 0 {
         return Err("no kernel entries at all in the window: are the counters counting?".into());
@@ -239,5 +250,10 @@ mod tests {
         let mut short = f("15", "9");
         short.values[Key::Window as usize] = 250;
         assert!(check_plausible(&short).unwrap_err().contains("2.50 s, not 5.00 s"));
+        let mut late = f("15", "9");
+        late.values[Key::Window as usize] = 649;
+        assert_eq!(check_plausible(&late), Ok(()), "a loaded host ends the window late");
+        late.values[Key::Window as usize] = 3000;
+        assert!(check_plausible(&late).unwrap_err().contains("30.00 s, not 5.00 s"));
     }
 }
