@@ -22,7 +22,7 @@ use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{InterruptStatus, Transport};
 use virtio_drivers::Error;
 
-use crate::hal::{carve, VcpHal};
+use vcpos_vcp_hal::{carve, VcpHal};
 
 bitflags! {
     /// The virtio-blk feature bits vcp-blk asks for (virtio 1.2, 5.2.3).

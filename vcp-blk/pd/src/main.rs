@@ -25,7 +25,6 @@
 extern crate alloc;
 
 mod device;
-mod hal;
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -156,7 +155,7 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
     if !dma.present() || dma_paddr == 0 {
         return Err(StartError::Missing("dma region (with setvar region_paddr dma_paddr)"));
     }
-    hal::register(0, dma.vaddr, dma.size, dma_paddr);
+    vcpos_vcp_hal::register(0, dma.vaddr, dma.size, dma_paddr);
 
     let config_text = Patched {
         name: "config_vaddr",
@@ -185,7 +184,7 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
             if s.data_paddr == 0 {
                 return Err(StartError::Missing("client data_paddr (setvar region_paddr)"));
             }
-            hal::register(1 + i, s.data.vaddr, s.data.size, s.data_paddr);
+            vcpos_vcp_hal::register(1 + i, s.data.vaddr, s.data.size, s.data_paddr);
             data[i] = Some(region);
             regions[i] = Some(ClientRegions {
                 control,

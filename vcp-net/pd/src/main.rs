@@ -24,7 +24,6 @@
 
 extern crate alloc;
 
-mod hal;
 mod nic;
 
 use alloc::boxed::Box;
@@ -176,14 +175,14 @@ fn start_nic(clients: &[ClientSymbols; MAX_CLIENTS]) -> Result<Option<VirtioNic>
     let Some(dma) = dma.filter(|_| dma_paddr != 0) else {
         return Err(StartError::Missing("dma region (with setvar region_paddr dma_paddr)"));
     };
-    hal::register(0, dma.addr(), dma.len(), dma_paddr);
+    vcpos_vcp_hal::register(0, dma.addr(), dma.len(), dma_paddr);
     let mut data: [Option<SharedRegion>; MAX_CLIENTS] = Default::default();
     for (i, c) in clients.iter().enumerate() {
         if let Some(r) = &c.regions {
             if c.data_paddr == 0 {
                 return Err(StartError::Missing("client data_paddr (setvar region_paddr)"));
             }
-            hal::register(1 + i, r.data.addr(), r.data.len(), c.data_paddr);
+            vcpos_vcp_hal::register(1 + i, r.data.addr(), r.data.len(), c.data_paddr);
             data[i] = Some(r.data.clone());
         }
     }

@@ -18,7 +18,7 @@ use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{InterruptStatus, Transport};
 use virtio_drivers::Error;
 
-use crate::hal::{carve, NetHal};
+use vcpos_vcp_hal::{carve, VcpHal};
 
 bitflags! {
     /// The virtio-net feature bits vcp-net asks for (no offloads: frames are plain
@@ -55,8 +55,8 @@ struct TxSlot {
 /// The virtio-net device.
 pub struct VirtioNic {
     transport: MmioTransport<'static>,
-    rx: VirtQueue<NetHal, QUEUE_SIZE>,
-    tx: VirtQueue<NetHal, QUEUE_SIZE>,
+    rx: VirtQueue<VcpHal, QUEUE_SIZE>,
+    tx: VirtQueue<VcpHal, QUEUE_SIZE>,
     /// Bytes of the virtio-net header (10 legacy, 12 version 1).
     hdr_len: usize,
     mac: [u8; 6],

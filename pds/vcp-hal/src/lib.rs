@@ -1,11 +1,13 @@
-//! The `virtio-drivers` HAL of vcp-net: DMA memory (the virtqueues, the NIC's receive
-//! buffers and transmit headers) from the `dma` memory region (its physical address
-//! patched by `setvar region_paddr`), and buffer addresses translated through the table
-//! of regions the device may reach: the DMA region and each client's data region (also
-//! with `region_paddr`). No IOMMU: the device can reach all memory, so vcp-net only ever
-//! gives it addresses inside these regions, for buffers the network protocol checked.
-//! QEMU's DMA is cache-coherent; on hardware that is not, `share`/`unshare` would
-//! clean/invalidate the buffers here.
+//! The `virtio-drivers` HAL of every VCP PD (vcp-blk, vcp-net): DMA memory (virtqueues,
+//! request headers, status bytes, a NIC's receive buffers) from the PD's `dma` memory
+//! region (its physical address patched by `setvar region_paddr`), and buffer addresses
+//! translated through the table of regions the device may reach: the DMA region and
+//! each client's data region (also with `region_paddr`). No IOMMU: the device can reach
+//! all memory, so a VCP only ever gives it addresses inside these regions, after its
+//! protocol checked every buffer; there are no bounce buffers. QEMU's DMA is
+//! cache-coherent; on hardware that is not, `share`/`unshare` would clean/invalidate the
+//! buffers here. A PD has one device, so the table is one static per PD.
+#![no_std]
 #![allow(unsafe_code)]
 
 use core::ptr::NonNull;
@@ -14,8 +16,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 /// Regions the device may reach: 0 = DMA, 1 + i = client i's data region.
-const REGIONS: usize = 1 + vcpos_vcp_net::MAX_CLIENTS;
-/// The page size.
+const REGIONS: usize = 1 + vcpos_vcp_common::config::MAX_CLIENTS;
+/// The page size DMA memory is carved in.
 pub const PAGE: usize = 0x1000;
 
 struct Region {
@@ -69,40 +71,37 @@ pub fn carve(bytes: usize) -> Option<(NonNull<u8>, PhysAddr)> {
     Some((vaddr, (r.paddr.load(Ordering::Relaxed) + at) as PhysAddr))
 }
 
-/// The HAL type given to the virtqueues.
-pub struct NetHal;
+/// The HAL type a VCP gives its transport and virtqueues.
+pub struct VcpHal;
 
 // SAFETY: dma_alloc returns zeroed (regions are zeroed at boot and carved once),
 // page-aligned, physically contiguous memory (a region_paddr region is contiguous)
 // owned by nobody else; share returns the true physical address of every buffer it is
 // given (or stops the PD); nothing is ever deallocated.
-unsafe impl Hal for NetHal {
+unsafe impl Hal for VcpHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         match carve(pages * PAGE) {
             Some((vaddr, paddr)) => (paddr, vaddr),
-            None => panic!("vcp-net: DMA region too small for {pages} more pages"),
+            None => panic!("DMA region too small for {pages} more pages"),
         }
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
-        // Only when a virtqueue is dropped, which vcp-net never does.
+        // Only when a virtqueue is dropped, which a VCP never does.
         0
     }
 
     unsafe fn mmio_phys_to_virt(_paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        panic!("vcp-net: mmio_phys_to_virt is only used for PCI; vcp-net drives virtio-mmio")
+        panic!("mmio_phys_to_virt is only used for PCI; the VCPs drive virtio-mmio")
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         let vaddr = buffer.cast::<u8>().as_ptr().expose_provenance();
         match translate(vaddr, buffer.len()) {
             Some(p) => p,
-            // vcp-net hands the device only its DMA buffers and client buffers the
-            // protocol checked: anything else is a bug in vcp-net.
-            None => panic!(
-                "vcp-net: DMA buffer {vaddr:#x}+{:#x} outside every region",
-                buffer.len()
-            ),
+            // A VCP hands the device only its DMA memory and client buffers its
+            // protocol checked: anything else is a bug in the VCP.
+            None => panic!("DMA buffer {vaddr:#x}+{:#x} outside every region", buffer.len()),
         }
     }
 
