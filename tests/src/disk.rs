@@ -186,6 +186,7 @@ impl Sut {
                 let disk = Device::Disk {
                     file: disk.to_path_buf(),
                     read_only: false,
+                    bus: None,
                 };
                 self.boot_command(append, &[disk], Vec::new())
             }

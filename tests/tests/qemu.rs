@@ -101,6 +101,7 @@ fn root_system_boots() {
     let devices = [Device::Disk {
         file: image.clone(),
         read_only: false,
+        bus: None,
     }];
     let t = build_system("root-system", &system, "debug")
         .and_then(|b| b.boot_with_devices(&opts, &devices))

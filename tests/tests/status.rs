@@ -95,7 +95,8 @@ fn boot_and_fetch() -> (Transcript, Fetched) {
         let devices = [Device::Nic {
             mac: None,
             to_host: false,
-            forwards: vec![PortForward { host: port, guest: 80 }],
+            forwards: vec![PortForward::new(port, 80)],
+            bus: None,
         }];
         let gone = Arc::new(AtomicBool::new(false));
         let fetcher = {

@@ -304,6 +304,7 @@ fn run_vcpos(opts: &VmBenchOptions) -> Result<(RunFigures, String), String> {
     let devices = [vcpos_tool::runner::Device::Disk {
         file: disk.clone(),
         read_only: false,
+        bus: None,
     }];
     let t = built.boot_with_devices(&options(opts.timeout), &devices);
     let _ = std::fs::remove_file(&disk);
