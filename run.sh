@@ -7,6 +7,10 @@
 # at least 256 MiB: system.vcp-blk.cfg's windows). It is attached as the machine's first
 # virtio-blk device, which the block VCP vcp_blk drives: the guest's /dev/vda is its
 # first 254 MiB, the native client PD blk_client writes and checks its last 2 MiB.
+# The second device is a NIC on QEMU's user network (virtio-mmio slot 23), which the
+# network VCP vcp_net shares between the guest's eth0 (10.0.2.15 by DHCP) and the
+# status PD (10.0.2.16): host port VCPOS_STATUS_PORT (default 8080) on 127.0.0.1 is
+# forwarded to the status PD's port 80 (the page of the kernel's counters).
 #
 # Usage: ./run.sh [SYSTEM-FILE [VCPOS-RUN-OPTIONS...]]   e.g. ./run.sh system.xml --gdb
 set -euo pipefail
@@ -35,5 +39,12 @@ cargo run -q --bin vcpos -- build \
   --search-path target/aarch64-unknown-none-softfloat/release --search-path .cache/guest \
   --search-path "$(dirname "$system")" -o build/vcpos.img -r build/report.txt "$system"
 echo "run.sh: built build/vcpos.img (report: build/report.txt)"
-# The disk is the machine's first extra device: virtio-mmio slot 31, vcp_blk's page.
-exec cargo run -q --bin vcpos -- run --device "disk=$disk" "$@" build/vcpos.img
+port=${VCPOS_STATUS_PORT:-8080}
+# The status PD's address in system.xml (system.status.cfg's address=A.B.C.D/N).
+status_addr=$(sed -n 's|^address=\([0-9.]*\)/.*|\1|p' system.status.cfg)
+[[ -n $status_addr ]] || { echo "run.sh: error: no address=A.B.C.D/N in system.status.cfg" >&2; exit 1; }
+echo "run.sh: status page: http://127.0.0.1:$port/ (JSON: /status.json) (VCPOS_STATUS_PORT=port picks another)"
+# Each extra device gets its own virtio-mmio page: the disk slot 31 (vcp_blk's page),
+# the NIC slot 23 (vcp_net's page; system.xml).
+exec cargo run -q --bin vcpos -- run --device "disk=$disk" \
+  --device "nic,fwd=$port:$status_addr:80" "$@" build/vcpos.img

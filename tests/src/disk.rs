@@ -65,20 +65,6 @@ pub fn create_disk(path: &Path, mib: u64, allocate: bool) -> Result<(), String> 
     Ok(())
 }
 
-/// QEMU arguments that give the guest a virtio-blk device (on virtio-mmio) backed by
-/// raw image `disk`, with [`DRIVE_CACHE`].
-pub fn drive_args(disk: &Path) -> Vec<OsString> {
-    let mut file = OsString::from("file=");
-    file.push(disk.as_os_str());
-    file.push(format!(",if=none,format=raw,cache={DRIVE_CACHE},id={DRIVE_ID}"));
-    vec![
-        "-drive".into(),
-        file,
-        "-device".into(),
-        format!("virtio-blk-device,drive={DRIVE_ID}").into(),
-    ]
-}
-
 /// The system under test: where the guest and its disk run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sut {
@@ -89,10 +75,11 @@ pub enum Sut {
         system: PathBuf,
     },
     /// The guest on vcpos: `system` (normally `system.xml`; `tests/systems/linux-net.system`
-    /// for eth0 through the network VCP) built with builder config `config`, the disk image attached as the machine's first virtio-blk device
-    /// (the runner's [`Device::Disk`]; QEMU's default cache mode, writeback, as
-    /// [`DRIVE_CACHE`]), which the block VCP vcp_blk drives; the guest's `/dev/vda` is
-    /// the VM's window of it (in `system.xml`: the first 254 MiB).
+    /// for eth0 through the network VCP) built with builder config `config`, with
+    /// `system.xml`'s devices ([`crate::root::devices`]: the disk image in slot 31,
+    /// QEMU's default cache mode, writeback, as [`DRIVE_CACHE`], which the block VCP
+    /// vcp_blk drives, and a NIC for vcp_net); the guest's `/dev/vda` is the VM's
+    /// window of the disk (in `system.xml`: the first 254 MiB).
     Vcpos {
         /// The system file.
         system: PathBuf,
@@ -181,16 +168,10 @@ impl Sut {
     /// there holds only for a disk without a file system (the callers' blank disks:
     /// `/init` mounts nothing else).
     pub fn command(&self, disk: &Path, append: &str) -> Result<Command, String> {
-        match self {
-            Sut::Vcpos { .. } => {
-                let disk = Device::Disk {
-                    file: disk.to_path_buf(),
-                    read_only: false,
-                };
-                self.boot_command(append, &[disk], Vec::new())
-            }
-            Sut::Direct { .. } => self.boot_command(append, &[], drive_args(disk)),
-        }
+        // Both sides get the same devices in the same slots (the direct guest drives
+        // them itself).
+        let devices = crate::root::devices(disk, None)?;
+        self.boot_command(append, &devices, Vec::new())
     }
 
     /// The command that boots the guest with `append` added to the kernel command line,
@@ -829,17 +810,6 @@ mod tests {
 
     #[test]
     fn drive_and_append() {
-        let args = drive_args(Path::new("/d/vda.img"));
-        let line: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(
-            line,
-            [
-                "-drive",
-                "file=/d/vda.img,if=none,format=raw,cache=writeback,id=vda",
-                "-device",
-                "virtio-blk-device,drive=vda"
-            ]
-        );
         let mut a: Vec<OsString> = vec!["-kernel".into(), "I".into(), "-append".into(), "console=ttyAMA0".into()];
         append_kernel_args(&mut a, NO_MOUNT).unwrap();
         assert_eq!(a[3], "console=ttyAMA0 vcpos.nomount");

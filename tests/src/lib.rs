@@ -15,6 +15,8 @@ pub mod bench;
 pub mod disk;
 pub mod linux;
 pub mod net;
+pub mod root;
+pub mod status;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

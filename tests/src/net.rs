@@ -54,12 +54,10 @@ pub fn nic(forward: Option<u16>) -> Device {
         mac: None,
         to_host: true,
         forwards: forward
-            .map(|host| PortForward {
-                host,
-                guest: GUEST_PORT,
-            })
+            .map(|host| PortForward::new(host, GUEST_PORT))
             .into_iter()
             .collect(),
+        bus: None,
     }
 }
 

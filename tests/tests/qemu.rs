@@ -3,8 +3,13 @@
 //! artifacts (`tools/build-targets.sh`) and, for the root system, the guest files
 //! (`tools/guest-image.sh`); `./test.sh` makes both first, and the tests fail without them.
 
-use vcpos_tests::{boot, build_system, disk, find_fault, linux, pass_line, workspace_root, Transcript};
-use vcpos_tool::runner::{Device, Step};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vcpos_tests::status::{get, get_retrying, FORWARD_TAKEN};
+use vcpos_tests::{boot, build_system, disk, find_fault, linux, pass_line, root, workspace_root, Transcript};
+use vcpos_tool::runner::{Ending, Step};
 
 /// Asserts that the kernel's fault report about `pd` (naming the PD, the fault kind,
 /// the address and the PC) comes before the `TEST PASS: <test>` line.
@@ -79,44 +84,111 @@ fn badcap() {
     boot("badcap").assert_pass("badcap");
 }
 
-/// The system `./run.sh` boots (the Linux VM, its disk served by vcp_blk, a native
-/// disk client), with a blank disk as `run.sh` attaches it, comes up to the guest's
-/// shell prompt with the disk, and a command typed on the serial console runs.
+/// The system `./run.sh` boots, with its devices as `run.sh` attaches them (a blank
+/// disk in slot 31, a NIC in slot 23 with a free host port forwarded to the status
+/// PD's port 80): vcp_blk serves the VM and blk_client, vcp_net serves the VM's eth0
+/// and the status PD; the guest comes up to its shell prompt with its disk and its
+/// DHCP address (10.0.2.15, through the VMM and vcp_net), a command typed on the
+/// serial console runs, and the host fetches `/status.json` through the forward while
+/// it boots (the status PD at 10.0.2.16 beside the guest on the same NIC). A boot
+/// whose host port was taken meanwhile (QEMU says so) is retried, up to 3 boots.
 #[test]
 fn root_system_boots() {
+    const STATUS_SERVED: &str = "status: /status.json -> 200";
     let system = workspace_root().join("system.xml");
-    let mut script = linux::until_ready();
-    script.extend([
-        linux::command("echo vcpos-$((6*7))"),
-        Step::wait_line("vcpos-42"),
-        Step::wait_text(linux::PROMPT),
-    ]);
-    let opts = linux::options(
-        linux::timeout(linux::LINUX_TIMEOUT, 1),
-        script,
-        linux::UNEXPECTED_RESTART,
-    );
+    let status_addr = root::status_address().unwrap_or_else(|e| panic!("{e}"));
     let image = disk::scratch_disk("root-system");
     disk::create_disk(&image, disk::DISK_MIB, false).unwrap_or_else(|e| panic!("{e}"));
-    let devices = [Device::Disk {
-        file: image.clone(),
-        read_only: false,
-    }];
-    let t = build_system("root-system", &system, "debug")
-        .and_then(|b| b.boot_with_devices(&opts, &devices))
-        .unwrap_or_else(|e| panic!("root-system: {e}"));
-    t.assert_script_done();
-    for line in [
-        "vcp-blk: serving 2 clients",
-        "linux_vmm: disk: vcp_blk window of 520192 blocks",
-        "blk-client: read-write: 4 rounds",
-        "vcpos-guest: disk vda 520192 sectors",
-    ] {
-        if !t.output().contains(line) {
-            t.fail(&format!("no line containing '{line}'"));
+    for _ in 0..3 {
+        let mut script = linux::until_ready();
+        script.extend([
+            linux::command("echo vcpos-$((6*7))"),
+            Step::wait_line("vcpos-42"),
+            Step::wait_text(linux::PROMPT),
+            Step::wait_text(STATUS_SERVED),
+        ]);
+        let timeout = linux::timeout(linux::LINUX_TIMEOUT, 1);
+        let opts = linux::options(timeout, script, linux::UNEXPECTED_RESTART);
+        let port = vcpos_tests::net::free_port().unwrap_or_else(|e| panic!("{e}"));
+        let devices = root::devices(&image, Some(port)).unwrap_or_else(|e| panic!("{e}"));
+        // The host fetches the JSON page once it is served (checked below), then
+        // again and again until QEMU ends, so the script's last step (the PD's line
+        // for a request after the guest's prompt) does not depend on which of guest
+        // and status PD came up first.
+        let gone = Arc::new(AtomicBool::new(false));
+        let fetcher = {
+            let gone = gone.clone();
+            let deadline = Instant::now() + timeout;
+            std::thread::spawn(move || {
+                let first = get_retrying(port, "/status.json", deadline, &gone);
+                while first.is_ok() && !gone.load(Ordering::Relaxed) {
+                    let _ = get(port, "/status.json");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                first
+            })
+        };
+        let t = build_system("root-system", &system, "debug").and_then(|b| b.boot_with_devices(&opts, &devices));
+        gone.store(true, Ordering::Relaxed);
+        let json = fetcher.join().expect("fetch thread");
+        let t = t.unwrap_or_else(|e| panic!("root-system: {e}"));
+        if matches!(t.capture.ending, Ending::Exited(_)) && t.capture.stderr.contains(FORWARD_TAKEN) {
+            continue;
         }
+        t.assert_script_done();
+        let serving = format!("status: serving http://{status_addr}:80/");
+        for line in [
+            "vcp-blk: virtio-blk transport at page offset 0xe00",
+            "vcp-blk: serving 2 clients",
+            "linux_vmm: disk: vcp_blk window of 520192 blocks",
+            "blk-client: read-write: 4 rounds",
+            "vcpos-guest: disk vda 520192 sectors",
+            "vcp-net: virtio-net transport at page offset 0xe00",
+            "vcp-net: client 0 mac 02:00:00:00:00:0f",
+            "vcp-net: client 1 mac 02:00:00:00:00:16",
+            "vcp-net: serving 2 clients",
+            "vcpos-guest: net eth0 02:00:00:00:00:0f",
+            "vcpos-guest: net eth0 10.0.2.15/24",
+            &serving,
+        ] {
+            if !t.output().contains(line) {
+                t.fail(&format!("no line containing '{line}'"));
+            }
+        }
+        if t.output().contains("linux_vmm: network VCP:") {
+            t.fail("the VMM reported a network VCP error");
+        }
+        let (head, body) = json.unwrap_or_else(|e| t.fail(&e));
+        if !head.starts_with("HTTP/1.0 200 OK") || !head.contains("application/json") {
+            t.fail(&format!("/status.json: {head}"));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| t.fail(&format!("/status.json is not JSON ({e}): {body}")));
+        // Threads by the system file's PD order, then the vCPU: vcp_blk, vcp_net,
+        // linux_vmm, blk_client, status, the guest's vCPU.
+        let threads = v["threads"]
+            .as_array()
+            .unwrap_or_else(|| t.fail(&format!("no threads in {body}")));
+        if threads.len() != 6 {
+            t.fail(&format!(
+                "expected 6 threads (5 PDs, 1 vCPU), got {}: {body}",
+                threads.len()
+            ));
+        }
+        // vcp_net took the NIC's interrupts; the status PD ran.
+        for (i, what, k) in [
+            (1, "vcp_net", "notifications_received"),
+            (4, "status", "switches_to"),
+            (4, "status", "time_run_ticks"),
+        ] {
+            if threads[i][k].as_u64().unwrap_or(0) == 0 {
+                t.fail(&format!("thread {i} ({what}): {k} is 0: {}", threads[i]));
+            }
+        }
+        let _ = std::fs::remove_file(&image);
+        return;
     }
-    let _ = std::fs::remove_file(&image);
+    panic!("root-system: QEMU could not forward a free host port in 3 tries ({FORWARD_TAKEN})");
 }
 
 /// The root system's guest RAM is mapped at stage 2 with 2 MiB block descriptors, not

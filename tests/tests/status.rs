@@ -2,51 +2,16 @@
 //! driving QEMU's NIC on the user network with a host port forwarded to the status
 //! PD's port 80. The host fetches `/status.json` and `/` over TCP and checks them.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use vcpos_tests::status::{get, get_retrying, FORWARD_TAKEN};
 use vcpos_tests::{build_system, check_clean, scenario_system, timeout, Transcript};
 use vcpos_tool::runner::{CaptureOptions, Device, Ending, PortForward, Stop};
 
 /// The PD's line once it answered the HTML page (the test's last request).
 const HTML_SERVED: &str = "status: / -> 200";
-
-/// An HTTP/1.0 GET of `path` from 127.0.0.1:`port`: the status line and headers, and
-/// the body.
-fn get(port: u16, path: &str) -> Result<(String, String), String> {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    c.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(c, "GET {path} HTTP/1.0\r\nHost: status\r\n\r\n").map_err(|e| format!("send: {e}"))?;
-    let mut r = Vec::new();
-    c.read_to_end(&mut r).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8(r).map_err(|e| format!("not UTF-8: {e}"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no end of headers in {text:?}"))?;
-    Ok((head.to_string(), body.to_string()))
-}
-
-/// QEMU's message when a forward's host port is taken (the boot is then retried).
-const FORWARD_TAKEN: &str = "Could not set up host forwarding rule";
-
-/// GETs `path`, retrying (QEMU's forward accepts before the guest listens, and the PD
-/// may not be up yet) until `deadline` or until QEMU is `gone`.
-fn get_retrying(port: u16, path: &str, deadline: Instant, gone: &AtomicBool) -> Result<(String, String), String> {
-    loop {
-        let r = get(port, path);
-        let give_up = Instant::now() > deadline || gone.load(Ordering::Relaxed);
-        match r {
-            Ok(r) if r.0.starts_with("HTTP/1.0 ") => return Ok(r),
-            Ok(r) if give_up => return Err(format!("GET {path}: bad response {r:?}")),
-            Err(e) if give_up => return Err(format!("GET {path}: {e}")),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-}
 
 /// Timed GETs of `/status.json` once the PD answers (printed; `--nocapture` shows it).
 const TIMED_REQUESTS: usize = 20;
@@ -95,7 +60,8 @@ fn boot_and_fetch() -> (Transcript, Fetched) {
         let devices = [Device::Nic {
             mac: None,
             to_host: false,
-            forwards: vec![PortForward { host: port, guest: 80 }],
+            forwards: vec![PortForward::new(port, 80)],
+            bus: None,
         }];
         let gone = Arc::new(AtomicBool::new(false));
         let fetcher = {

@@ -75,6 +75,7 @@ fn run(scenario: &str) -> Transcript {
     let devices = [Device::Disk {
         file: disk.clone(),
         read_only: false,
+        bus: None,
     }];
     let t = built
         .boot_with_devices(&CaptureOptions::until_marker(timeout()), &devices)
@@ -123,9 +124,9 @@ fn vcp_blk_hostile_client() {
     }
 }
 
-/// A second virtio device in vcp-blk's device page (QEMU puts the second
-/// `-device virtio-blk-device` in slot 30, the same 4 KiB page as slot 31): vcp-blk
-/// refuses to start instead of driving a page another device is in.
+/// A second virtio device in vcp-blk's device page (the second disk names slot 30,
+/// the same 4 KiB page as the first's slot 31): vcp-blk refuses to start instead of
+/// driving a page another device is in.
 #[test]
 fn vcp_blk_refuses_a_shared_device_page() {
     let scenario = "vcp-blk";
@@ -139,10 +140,12 @@ fn vcp_blk_refuses_a_shared_device_page() {
         Device::Disk {
             file: a,
             read_only: false,
+            bus: None,
         },
         Device::Disk {
             file: b,
             read_only: false,
+            bus: Some(30),
         },
     ];
     let t = built

@@ -55,6 +55,7 @@ fn vcp_net_nic_arp() {
                 mac: None,
                 to_host: false,
                 forwards: Vec::new(),
+                bus: None,
             }],
         )
         .unwrap_or_else(|e| panic!("{scenario}: {e}"));

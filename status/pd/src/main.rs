@@ -3,6 +3,9 @@
 //! `/` and JSON at `/status.json` (`vcpos-status` is the logic; this is the glue).
 //! Counters are read through the debug capability (Microkit's `debug` and
 //! `benchmark` configurations), every thread by index until the kernel refuses one.
+//! An optional prefilled `config` region (`setvar_vaddr="config_vaddr"`,
+//! `setvar_prefill_size="config_size"`; `vcpos_status::config`) sets the address;
+//! without it the PD takes 10.0.2.15.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -13,14 +16,16 @@ use alloc::boxed::Box;
 
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{
-    counters, debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion,
+    counters, debug_println, optional_shared_region, protection_domain, shared_region, Channel, ChannelSet, Handler,
+    SharedRegion,
 };
 use smoltcp::time::Instant;
 use vcpos_net_protocol::{Client, RING_CAPACITY};
+use vcpos_status::config::Config;
 use vcpos_status::device::ProtocolDevice;
 use vcpos_status::http::{Page, Status};
 use vcpos_status::render::{Snapshot, MAX_THREADS};
-use vcpos_status::server::{Host, StatusServer, Storage, ADDRESS, PORT};
+use vcpos_status::server::{Host, StatusServer, Storage, PORT};
 
 const VCP: Channel = Channel::new(0);
 
@@ -113,6 +118,20 @@ impl Handler for Pd {
 /// buffers).
 #[protection_domain(heap_size = 0x40000)]
 fn init() -> impl Handler {
+    let config = match optional_shared_region!(config_vaddr, size = config_size) {
+        None => Config::default(),
+        Some(region) => {
+            let mut text = [0u8; 512];
+            let n = region.len().min(text.len());
+            if region.read_bytes(0, &mut text[..n]).is_err() {
+                panic!("status: config region unreadable");
+            }
+            match Config::parse(&text[..n]) {
+                Ok(c) => c,
+                Err(e) => panic!("status: {e}"),
+            }
+        }
+    };
     let control = shared_region!(control_vaddr, size = control_size);
     let data = shared_region!(data_vaddr, size = data_size);
     let mut client = match Client::new(control, data, RING_CAPACITY) {
@@ -125,9 +144,10 @@ fn init() -> impl Handler {
     };
     let mut device = ProtocolDevice::new(client);
     let storage: &'static mut Storage<'static> = Box::leak(Box::new(Storage::new()));
-    let server = StatusServer::new(storage, info.mac, &mut device, now());
+    let server = StatusServer::with_address(storage, info.mac, config.cidr(), &mut device, now());
     debug_println!(
-        "status: serving http://{ADDRESS}:{PORT}/ and /status.json (mac {:02x?}, {} buffers)",
+        "status: serving http://{}:{PORT}/ and /status.json (mac {:02x?}, {} buffers)",
+        config.address,
         info.mac,
         info.buffers
     );

@@ -296,15 +296,12 @@ fn bench_disk(label: &str) -> Result<std::path::PathBuf, String> {
     Ok(disk)
 }
 
-/// One boot on vcpos: builds the system and runs the script, with a blank disk as the
-/// machine's first virtio-blk device, as `run.sh` attaches one.
+/// One boot on vcpos: builds the system and runs the script, with `system.xml`'s
+/// devices as `run.sh` attaches them (a blank disk for vcp_blk, a NIC for vcp_net).
 fn run_vcpos(opts: &VmBenchOptions) -> Result<(RunFigures, String), String> {
     let built = build_system("bench-vm", &opts.system, &opts.config)?;
     let disk = bench_disk("bench-vm-vcpos")?;
-    let devices = [vcpos_tool::runner::Device::Disk {
-        file: disk.clone(),
-        read_only: false,
-    }];
+    let devices = crate::root::devices(&disk, None)?;
     let t = built.boot_with_devices(&options(opts.timeout), &devices);
     let _ = std::fs::remove_file(&disk);
     let t = t?;
@@ -400,8 +397,9 @@ pub fn run(opts: &VmBenchOptions) -> bool {
             return false;
         }
     };
-    // No disk here: the guest's MMIO benchmark maps the empty virtio-mmio slot QEMU's
-    // disk would take (on vcpos the VM's slots are the VMM's, the disk is vcp_blk's).
+    // No devices here: the guest's MMIO benchmark maps the empty virtio-mmio slot 31
+    // QEMU's disk would take (on vcpos the VM's slots are the VMM's, the disk and NIC
+    // are the VCPs').
     let args = direct_args(&board, &kernel, &initrd, ram, cpus, &[]);
     let log_dir = target_dir().join("vcpos-tests").join("bench-vm-direct");
     let _ = std::fs::create_dir_all(&log_dir);

@@ -34,9 +34,10 @@ pub struct RunArgs {
     /// Pause this many milliseconds after each byte a step types.
     #[arg(long, value_name = "MS", requires = "timeout")]
     pub type_delay: Option<u64>,
-    /// An extra virtio-mmio device, in slot order: disk=FILE, disk-ro=FILE, nic or
-    /// nic=MAC, a nic with options ,host (the guest reaches the host's 127.0.0.1 at
-    /// 10.0.2.2) and ,fwd=HOSTPORT:GUESTPORT.
+    /// An extra virtio-mmio device, each in its own page (slots 31, 23, 15, 7):
+    /// disk=FILE, disk-ro=FILE, nic or nic=MAC, a nic with options ,host (the guest
+    /// reaches the host's 127.0.0.1 at 10.0.2.2), ,fwd=HOSTPORT:[GUESTADDR:]GUESTPORT
+    /// and ,bus=N (its own slot).
     #[arg(long = "device", value_name = "DEVICE")]
     pub devices: Vec<Device>,
     /// The image to boot.
@@ -59,9 +60,10 @@ pub struct QemuArgsArgs {
     /// CPUs instead of the board's cores.
     #[arg(long)]
     pub cpus: Option<u32>,
-    /// An extra virtio-mmio device, in slot order: disk=FILE, disk-ro=FILE, nic or
-    /// nic=MAC, a nic with options ,host (the guest reaches the host's 127.0.0.1 at
-    /// 10.0.2.2) and ,fwd=HOSTPORT:GUESTPORT.
+    /// An extra virtio-mmio device, each in its own page (slots 31, 23, 15, 7):
+    /// disk=FILE, disk-ro=FILE, nic or nic=MAC, a nic with options ,host (the guest
+    /// reaches the host's 127.0.0.1 at 10.0.2.2), ,fwd=HOSTPORT:[GUESTADDR:]GUESTPORT
+    /// and ,bus=N (its own slot).
     #[arg(long = "device", value_name = "DEVICE")]
     pub devices: Vec<Device>,
     /// Boot this Linux kernel directly (no vcpos) instead of an image.
@@ -257,6 +259,7 @@ mod tests {
             mac: None,
             to_host: false,
             forwards: Vec::new(),
+            bus: None,
         }];
         let cmd = spec.command();
         let want: Vec<String> = std::iter::once(cmd.get_program())

@@ -39,7 +39,10 @@ pub use marker::{
     console_text, kernel_errors, line_marker, markers, Marker, Stop, GUEST_LINE_PREFIX, KERNEL_ERROR, KERNEL_FAULT,
     KERNEL_PREFIX, TEST_FAIL, TEST_PASS,
 };
-pub use qemu::{display_command, qemu_args, qemu_command, Boot, Console, Device, PortForward, QemuSpec};
+pub use qemu::{
+    default_slot, display_command, qemu_args, qemu_command, slot_address, slot_intid, Boot, Console, Device,
+    PortForward, QemuSpec,
+};
 pub use script::{parse_step, Expect, Step};
 
 use crate::board::Board;

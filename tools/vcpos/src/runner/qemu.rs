@@ -6,13 +6,19 @@
 //! machine has. Machine, CPU, memory and cores come from the board file
 //! (`kernel-config/<board>.toml`); the baseline may set its own memory and cores (the
 //! VM's). Both kinds of boot get the extra devices from the same code, in the order
-//! given, so they land in the same virtio-mmio slots: QEMU's `virt` machine gives the
-//! first `virtio-*-device` the highest-addressed transport (slot 31, `0x0a00_3e00`), the
-//! next one slot 30, and so on; nothing else in these command lines takes a slot
-//! before them (`-nodefaults`; a virtio console comes after the devices).
+//! given, so they land in the same virtio-mmio slots. QEMU's `virt` machine packs its
+//! 32 virtio-mmio transports eight to a 4 KiB page (slot N at `0x0a00_0000 + N *
+//! 0x200`), and a VCP maps a whole page and refuses to start if another device of
+//! its page is in use: so the k-th device (from 0) gets its own page, slot
+//! [`default_slot`]`(k)` = 31 - 8k (31, 23, 15, 7: pages `0x0a00_3000`, `0x0a00_2000`,
+//! ...) through `bus=virtio-mmio-bus.N`, unless it names its own bus (a test that
+//! wants two devices in one page). A fifth device has no page left and gets no bus:
+//! QEMU gives it the highest free slot. A virtio console comes after the devices
+//! without a bus (the highest free slot, e.g. 30).
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -65,6 +71,9 @@ pub enum Device {
         file: PathBuf,
         /// The guest cannot write it.
         read_only: bool,
+        /// Its virtio-mmio slot (`bus=virtio-mmio-bus.N`, 0-31), or `None`: its own
+        /// page, [`default_slot`] of its place in the list.
+        bus: Option<u8>,
     },
     /// A virtio network device on QEMU's user-mode network (slirp): the guest gets
     /// 10.0.2.15 from slirp's DHCP server, the gateway 10.0.2.2 is the host.
@@ -77,25 +86,91 @@ pub enum Device {
         to_host: bool,
         /// Host ports on 127.0.0.1 whose connections go to guest ports.
         forwards: Vec<PortForward>,
+        /// Its virtio-mmio slot (`bus=virtio-mmio-bus.N`, 0-31), or `None`: its own
+        /// page, [`default_slot`] of its place in the list.
+        bus: Option<u8>,
     },
 }
 
+/// The virtio-mmio slots QEMU's `virt` machine has (`virtio-mmio-bus.0` to `.31`).
+pub const SLOTS: u8 = 32;
+
+/// The virtio-mmio transports in one 4 KiB page.
+pub const SLOTS_PER_PAGE: u8 = 8;
+
+/// The slot the `index`-th extra device (from 0) gets unless it names one: the top
+/// slot of a page of its own, 31 - 8 * `index` (31, 23, 15, 7); `None` from the fifth
+/// on (no page left).
+pub fn default_slot(index: usize) -> Option<u8> {
+    let pages = usize::from(SLOTS / SLOTS_PER_PAGE);
+    (index < pages).then(|| SLOTS - 1 - SLOTS_PER_PAGE * index as u8)
+}
+
+/// The guest-physical address of virtio-mmio `slot`'s registers on QEMU's `virt`
+/// machine (the page a VCP maps is this rounded down to 4 KiB).
+pub fn slot_address(slot: u8) -> u64 {
+    0x0a00_0000 + 0x200 * u64::from(slot)
+}
+
+/// The GIC interrupt ID (INTID) of virtio-mmio `slot` on QEMU's `virt` machine: SPI
+/// 16 + slot, INTID 32 + 16 + slot (the `<irq irq=...>` of the VCP driving it).
+pub fn slot_intid(slot: u8) -> u32 {
+    32 + 16 + u32::from(slot)
+}
+
 /// A TCP port forward into the guest: connections to the host's `127.0.0.1:host` are
-/// made to the guest's port `guest` (`hostfwd=tcp:127.0.0.1:HOST-:GUEST`).
+/// made to the guest's port `guest` (`hostfwd=tcp:127.0.0.1:HOST-:GUEST`), at
+/// `guest_addr` if given (`hostfwd=tcp:127.0.0.1:HOST-ADDR:GUEST`; by default slirp's
+/// first DHCP address, 10.0.2.15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortForward {
     /// The port on the host's 127.0.0.1 (pick a free one at run time: parallel runs
     /// must not share it).
     pub host: u16,
+    /// The guest's address, or `None`: slirp's default (10.0.2.15).
+    pub guest_addr: Option<Ipv4Addr>,
     /// The guest's port.
     pub guest: u16,
 }
 
+impl PortForward {
+    /// A forward from the host's `host` port to the guest's `guest` port at slirp's
+    /// default guest address.
+    pub fn new(host: u16, guest: u16) -> PortForward {
+        PortForward {
+            host,
+            guest_addr: None,
+            guest,
+        }
+    }
+}
+
+impl fmt::Display for PortForward {
+    /// `HOST:GUEST` or `HOST:ADDR:GUEST` (the `fwd=` option's value).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.guest_addr {
+            Some(a) => write!(f, "{}:{a}:{}", self.host, self.guest),
+            None => write!(f, "{}:{}", self.host, self.guest),
+        }
+    }
+}
+
 impl Device {
-    /// This device's QEMU arguments; `index` (its place in the list) names its backend.
-    fn args(&self, index: usize) -> Vec<OsString> {
+    /// Its virtio-mmio slot as the `index`-th device: its own, or [`default_slot`].
+    pub fn slot(&self, index: usize) -> Option<u8> {
         match self {
-            Device::Disk { file, read_only } => {
+            Device::Disk { bus, .. } | Device::Nic { bus, .. } => bus.or_else(|| default_slot(index)),
+        }
+    }
+
+    /// This device's QEMU arguments; `index` (its place in the list) names its backend
+    /// and, unless it names one, its slot.
+    fn args(&self, index: usize) -> Vec<OsString> {
+        let on_bus = self
+            .slot(index)
+            .map_or(String::new(), |n| format!(",bus=virtio-mmio-bus.{n}"));
+        match self {
+            Device::Disk { file, read_only, .. } => {
                 let mut drive = OsString::from("file=");
                 drive.push(file);
                 drive.push(format!(",format=raw,if=none,id=disk{index}"));
@@ -106,17 +181,21 @@ impl Device {
                     "-drive".into(),
                     drive,
                     "-device".into(),
-                    format!("virtio-blk-device,drive=disk{index}").into(),
+                    format!("virtio-blk-device,drive=disk{index}{on_bus}").into(),
                 ]
             }
-            Device::Nic { mac, to_host, forwards } => {
+            Device::Nic {
+                mac, to_host, forwards, ..
+            } => {
                 let mut device = format!("virtio-net-device,netdev=net{index}");
                 if let Some(mac) = mac {
                     device.push_str(&format!(",mac={mac}"));
                 }
+                device.push_str(&on_bus);
                 let mut netdev = format!("user,id=net{index},restrict={}", if *to_host { "off" } else { "on" });
                 for f in forwards {
-                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+                    let addr = f.guest_addr.map_or(String::new(), |a| a.to_string());
+                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-{addr}:{}", f.host, f.guest));
                 }
                 vec!["-netdev".into(), netdev.into(), "-device".into(), device.into()]
             }
@@ -128,7 +207,8 @@ impl FromStr for Device {
     type Err = String;
 
     /// `disk=FILE`, `disk-ro=FILE`, or `nic[=MAC]` followed by options `,host` (the
-    /// guest may reach the host) and `,fwd=HOSTPORT:GUESTPORT` (any number).
+    /// guest may reach the host), `,fwd=HOSTPORT:[GUESTADDR:]GUESTPORT` (any number)
+    /// and `,bus=N` (its virtio-mmio slot, 0-31; a disk takes its own page's).
     fn from_str(s: &str) -> Result<Device, String> {
         if s == "nic" || s.starts_with("nic=") || s.starts_with("nic,") {
             return parse_nic(s);
@@ -137,15 +217,17 @@ impl FromStr for Device {
             Some((kind @ ("disk" | "disk-ro"), file)) if !file.is_empty() => Ok(Device::Disk {
                 file: file.into(),
                 read_only: kind == "disk-ro",
+                bus: None,
             }),
             _ => Err(format!(
-                "device '{s}': expected disk=FILE, disk-ro=FILE, nic or nic=MAC (options ,host ,fwd=HOSTPORT:GUESTPORT)"
+                "device '{s}': expected disk=FILE, disk-ro=FILE, nic or nic=MAC (options ,host \
+                 ,fwd=HOSTPORT:[GUESTADDR:]GUESTPORT ,bus=N)"
             )),
         }
     }
 }
 
-/// Parses `nic[=MAC][,host][,fwd=H:G]...` (see [`Device::from_str`]).
+/// Parses `nic[=MAC][,host][,fwd=H:[A:]G]...[,bus=N]` (see [`Device::from_str`]).
 fn parse_nic(s: &str) -> Result<Device, String> {
     let mut parts = s.split(',');
     let mac = match parts.next().unwrap_or_default().strip_prefix("nic=") {
@@ -157,15 +239,36 @@ fn parse_nic(s: &str) -> Result<Device, String> {
             ))
         }
     };
-    let (mut to_host, mut forwards) = (false, Vec::new());
+    let (mut to_host, mut forwards, mut bus) = (false, Vec::new(), None);
     for opt in parts {
         let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
-        if let Some(pair) = opt.strip_prefix("fwd=") {
-            match pair.split_once(':').map(|(h, g)| (port(h), port(g))) {
-                Some((Some(host), Some(guest))) => forwards.push(PortForward { host, guest }),
+        if let Some(spec) = opt.strip_prefix("fwd=") {
+            let fields: Vec<&str> = spec.split(':').collect();
+            let (host, addr, guest) = match fields[..] {
+                [h, g] => (port(h), Some(None), port(g)),
+                [h, a, g] => (port(h), a.parse::<Ipv4Addr>().ok().map(Some), port(g)),
+                _ => (None, None, None),
+            };
+            match (host, addr, guest) {
+                (Some(host), Some(guest_addr), Some(guest)) => forwards.push(PortForward {
+                    host,
+                    guest_addr,
+                    guest,
+                }),
                 _ => {
                     return Err(format!(
-                        "device '{s}': '{opt}' needs two ports 1-65535 (fwd=HOSTPORT:GUESTPORT)"
+                        "device '{s}': '{opt}' needs two ports 1-65535 and maybe an IPv4 address \
+                         (fwd=HOSTPORT:[GUESTADDR:]GUESTPORT)"
+                    ))
+                }
+            }
+        } else if let Some(n) = opt.strip_prefix("bus=") {
+            match n.parse::<u8>() {
+                Ok(n) if n < SLOTS => bus = Some(n),
+                _ => {
+                    return Err(format!(
+                        "device '{s}': '{opt}' is not a virtio-mmio slot (bus=0 to bus={})",
+                        SLOTS - 1
                     ))
                 }
             }
@@ -173,20 +276,30 @@ fn parse_nic(s: &str) -> Result<Device, String> {
             to_host = true;
         } else {
             return Err(format!(
-                "device '{s}': unknown nic option '{opt}' (host, fwd=HOSTPORT:GUESTPORT)"
+                "device '{s}': unknown nic option '{opt}' (host, fwd=HOSTPORT:[GUESTADDR:]GUESTPORT, bus=N)"
             ));
         }
     }
-    Ok(Device::Nic { mac, to_host, forwards })
+    Ok(Device::Nic {
+        mac,
+        to_host,
+        forwards,
+        bus,
+    })
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Device::Disk { file, read_only } => {
+            Device::Disk { file, read_only, .. } => {
                 write!(f, "{}={}", if *read_only { "disk-ro" } else { "disk" }, file.display())
             }
-            Device::Nic { mac, to_host, forwards } => {
+            Device::Nic {
+                mac,
+                to_host,
+                forwards,
+                bus,
+            } => {
                 f.write_str("nic")?;
                 if let Some(mac) = mac {
                     write!(f, "={mac}")?;
@@ -194,9 +307,11 @@ impl fmt::Display for Device {
                 if *to_host {
                     f.write_str(",host")?;
                 }
-                forwards
-                    .iter()
-                    .try_for_each(|p| write!(f, ",fwd={}:{}", p.host, p.guest))
+                forwards.iter().try_for_each(|p| write!(f, ",fwd={p}"))?;
+                match bus {
+                    Some(n) => write!(f, ",bus={n}"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -391,7 +506,7 @@ mod tests {
             "disk=/d/disk.img".parse::<Device>().unwrap(),
             "nic=52:54:00:00:00:2A".parse().unwrap(),
             "disk-ro=/d/ro.img".parse().unwrap(),
-            "nic,host,fwd=15000:5000,fwd=15001:22".parse().unwrap(),
+            "nic,host,fwd=15000:5000,fwd=15001:10.0.2.16:22".parse().unwrap(),
         ];
         let mut vcpos = QemuSpec::vcpos(&board, Path::new("/x/vcpos.img"), Console::Captured);
         vcpos.devices = devices.clone();
@@ -409,16 +524,33 @@ mod tests {
             "-machine {machine} -cpu {cpu} -m {} -smp {} -nodefaults -no-reboot -display none -monitor none -serial stdio",
             board.qemu.memory, board.devices.cores
         );
-        let devs = "-drive file=/d/disk.img,format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0 \
-                    -netdev user,id=net1,restrict=on -device virtio-net-device,netdev=net1,mac=52:54:00:00:00:2a \
-                    -drive file=/d/ro.img,format=raw,if=none,id=disk2,readonly=on -device virtio-blk-device,drive=disk2 \
-                    -netdev user,id=net3,restrict=off,hostfwd=tcp:127.0.0.1:15000-:5000,hostfwd=tcp:127.0.0.1:15001-:22 \
-                    -device virtio-net-device,netdev=net3";
+        let devs = "-drive file=/d/disk.img,format=raw,if=none,id=disk0 \
+                    -device virtio-blk-device,drive=disk0,bus=virtio-mmio-bus.31 \
+                    -netdev user,id=net1,restrict=on \
+                    -device virtio-net-device,netdev=net1,mac=52:54:00:00:00:2a,bus=virtio-mmio-bus.23 \
+                    -drive file=/d/ro.img,format=raw,if=none,id=disk2,readonly=on \
+                    -device virtio-blk-device,drive=disk2,bus=virtio-mmio-bus.15 \
+                    -netdev user,id=net3,restrict=off,hostfwd=tcp:127.0.0.1:15000-:5000,\
+                    hostfwd=tcp:127.0.0.1:15001-10.0.2.16:22 -device virtio-net-device,netdev=net3,bus=virtio-mmio-bus.7";
         assert_eq!(v, format!("{common} -kernel /x/vcpos.img {devs}"));
         assert_eq!(
             l,
             format!("{common} -kernel /g/Image -initrd /g/initrd.gz -append console=ttyAMA0 {devs}")
         );
+        // A device may name its slot (two in one page); a fifth default has no page.
+        let mut many = QemuSpec::vcpos(&board, Path::new("/x/vcpos.img"), Console::Captured);
+        many.devices = vec![
+            "nic".parse().unwrap(),
+            "nic,bus=30".parse().unwrap(),
+            "nic".parse().unwrap(),
+            "nic".parse().unwrap(),
+            "nic".parse().unwrap(),
+        ];
+        let slots: Vec<_> = many.devices.iter().enumerate().map(|(i, d)| d.slot(i)).collect();
+        assert_eq!(slots, [Some(31), Some(30), Some(15), Some(7), None]);
+        let many = line(&many.args());
+        assert!(many.contains("netdev=net1,bus=virtio-mmio-bus.30 "), "{many}");
+        assert!(many.ends_with("-device virtio-net-device,netdev=net4"), "{many}");
         // The baseline may take the VM's memory and vCPUs.
         linux.memory = Some("257M".into());
         linux.cpus = Some(2);
@@ -449,6 +581,7 @@ mod tests {
             "nic,host",
             "nic=52:54:00:00:00:2a,host,fwd=1:2,fwd=65535:80",
             "nic,fwd=15000:5000",
+            "nic,fwd=8080:10.0.2.16:80,fwd=1:2,bus=23",
         ] {
             let d: Device = text.parse().unwrap();
             assert_eq!(d.to_string(), text);
@@ -458,14 +591,29 @@ mod tests {
             Device::Nic {
                 mac: None,
                 to_host: true,
-                forwards: vec![PortForward { host: 8080, guest: 80 }]
+                forwards: vec![PortForward::new(8080, 80)],
+                bus: None,
+            }
+        );
+        assert_eq!(
+            "nic,fwd=8080:10.0.2.16:80,bus=0".parse::<Device>().unwrap(),
+            Device::Nic {
+                mac: None,
+                to_host: false,
+                forwards: vec![PortForward {
+                    host: 8080,
+                    guest_addr: Some(Ipv4Addr::new(10, 0, 2, 16)),
+                    guest: 80
+                }],
+                bus: Some(0),
             }
         );
         assert_eq!(
             "disk=d".parse::<Device>().unwrap(),
             Device::Disk {
                 file: "d".into(),
-                read_only: false
+                read_only: false,
+                bus: None,
             }
         );
         for (bad, why) in [
@@ -476,6 +624,10 @@ mod tests {
             ("nic,fwd=0:80", "two ports"),
             ("nic,fwd=80", "two ports"),
             ("nic,fwd=70000:80", "two ports"),
+            ("nic,fwd=1:10.0.2:80", "IPv4 address"),
+            ("nic,fwd=1:2:3:4", "two ports"),
+            ("nic,bus=32", "not a virtio-mmio slot"),
+            ("nic,bus=x", "not a virtio-mmio slot"),
             ("nic,promisc", "unknown nic option 'promisc'"),
             ("nicx", "expected"),
             ("tape=x", "expected"),
@@ -506,6 +658,16 @@ mod tests {
         let inter = display_command(&qemu_command(&board, img, Console::Interactive { gdb: true }));
         assert!(inter.contains("-nographic -serial mon:stdio -s -S -kernel"), "{inter}");
         assert!(!inter.contains("-monitor none"), "{inter}");
+    }
+
+    #[test]
+    fn slots_pages_and_interrupts() {
+        assert_eq!(default_slot(0), Some(31));
+        assert_eq!(slot_address(31), 0x0a00_3e00);
+        assert_eq!(slot_address(default_slot(1).unwrap()) & !0xfff, 0x0a00_2000);
+        assert_eq!(slot_intid(31), 79);
+        assert_eq!(slot_intid(23), 71);
+        assert_eq!(default_slot(4), None);
     }
 
     #[test]
