@@ -109,3 +109,40 @@ unsafe impl Hal for VcpHal {
         // Coherent DMA, no bounce buffers: nothing to do.
     }
 }
+
+/// A VCP's virtio-mmio device page (`setvar_vaddr` of its uncached device map): the
+/// one place a VCP reads device registers before its driver takes over.
+#[derive(Clone, Copy)]
+pub struct DevicePage(NonNull<u8>);
+
+impl DevicePage {
+    /// The device page mapped at `vaddr`, or `None` if the system maps none (0).
+    ///
+    /// # Safety
+    /// A non-zero `vaddr` must be a 4 KiB page of virtio-mmio transports mapped (uncached)
+    /// for the PD's whole life.
+    pub unsafe fn new(vaddr: usize) -> Option<DevicePage> {
+        NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(vaddr)).map(DevicePage)
+    }
+
+    /// The 32-bit register at `offset`; panics (naming the offset) outside the page or
+    /// unaligned: the callers pass transport offsets and register numbers.
+    pub fn read_u32(&self, offset: usize) -> u32 {
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= PAGE,
+            "device register offset {offset:#x} outside the page or unaligned"
+        );
+        // SAFETY: inside the mapped page (checked above), 4-aligned; `new`'s contract
+        // says the page is device memory mapped for the PD's life, where a volatile
+        // load is how a register is read.
+        unsafe { self.0.add(offset).cast::<u32>().read_volatile() }
+    }
+
+    /// The registers of the transport at `offset` (a multiple of the 0x200 stride), for
+    /// the driver; panics outside the page.
+    pub fn transport(&self, offset: usize) -> NonNull<u8> {
+        assert!(offset < PAGE, "transport offset {offset:#x} outside the device page");
+        // SAFETY: offset < PAGE keeps the pointer inside the mapped page.
+        unsafe { self.0.add(offset) }
+    }
+}

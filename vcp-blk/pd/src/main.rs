@@ -29,9 +29,13 @@ mod device;
 use core::fmt;
 use core::ptr::NonNull;
 
-use sel4_microkit::{debug_println, protection_domain, var, Channel, ChannelSet, Handler, SharedRegion};
-use vcpos_vcp_blk::scan::{self, PAGE_SIZE, TRANSPORT_STRIDE};
+use sel4_microkit::{
+    debug_println, optional_shared_region, protection_domain, var, Channel, ChannelSet, Handler, SharedRegion,
+};
+use vcpos_vcp_blk::scan::{self, TRANSPORT_STRIDE};
 use vcpos_vcp_blk::{ClientRegions, Config, Engine, MAX_CLIENTS};
+
+use vcpos_vcp_hal::DevicePage;
 
 use crate::device::VirtioDisk;
 
@@ -133,19 +137,12 @@ impl fmt::Display for StartError {
     }
 }
 
-/// Reads the 32-bit device register at `offset` of the mapped device page.
-#[allow(unsafe_code)]
-fn read_mmio(page: NonNull<u8>, offset: usize) -> u32 {
-    debug_assert!(offset + 4 <= PAGE_SIZE && offset.is_multiple_of(4));
-    // SAFETY: `page` is the device page (mapped uncached for the PD's life, 4 KiB) and
-    // offset + 4 <= PAGE_SIZE, 4-aligned; a volatile load is how device registers are read.
-    unsafe { page.add(offset).cast::<u32>().read_volatile() }
-}
-
 fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
     let mmio = *var!(virtio_mmio: usize = 0);
-    let page = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(mmio))
-        .ok_or(StartError::Missing("virtio_mmio device page"))?;
+    // SAFETY: the builder patches `virtio_mmio` with the vaddr of the device map (a
+    // 4 KiB virtio-mmio page, uncached, for the PD's life), or leaves it 0.
+    #[allow(unsafe_code)]
+    let page = unsafe { DevicePage::new(mmio) }.ok_or(StartError::Missing("virtio_mmio device page"))?;
     let dma = Patched {
         name: "dma_vaddr",
         vaddr: *var!(dma_vaddr: usize = 0),
@@ -157,15 +154,8 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
     }
     vcpos_vcp_hal::register(0, dma.vaddr, dma.size, dma_paddr);
 
-    let config_text = Patched {
-        name: "config_vaddr",
-        vaddr: *var!(config_vaddr: usize = 0),
-        size: *var!(config_size: usize = 0),
-    };
-    // SAFETY: the builder maps the prefilled config region there for the PD's life
-    // (read-only: this view is only ever read).
-    #[allow(unsafe_code)]
-    let config_region = unsafe { config_text.region() }.ok_or(StartError::Missing("config region"))?;
+    let config_region =
+        optional_shared_region!(config_vaddr, size = config_size).ok_or(StartError::Missing("config region"))?;
     let mut text = [0u8; 1024];
     let n = config_region.len().min(text.len());
     config_region
@@ -193,14 +183,12 @@ fn start() -> Result<Engine<SharedRegion, VirtioDisk>, StartError> {
         }
     }
 
-    let offset = scan::find_alone_in_page(|off| read_mmio(page, off)).map_err(StartError::Scan)?;
+    let offset = scan::find_alone_in_page(|off| page.read_u32(off)).map_err(StartError::Scan)?;
     debug_println!(
         "vcp-blk: virtio-blk transport at page offset {offset:#x} (transport {} of 8 in the page), alone in its page",
         offset / TRANSPORT_STRIDE
     );
-    // SAFETY: offset < PAGE_SIZE, inside the mapped device page.
-    #[allow(unsafe_code)]
-    let header = unsafe { page.add(offset) };
+    let header = page.transport(offset);
     // SAFETY: the transport's registers (0x200 bytes) are mapped for the PD's life and
     // only this driver uses them.
     #[allow(unsafe_code)]

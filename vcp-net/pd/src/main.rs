@@ -28,14 +28,15 @@ mod nic;
 
 use alloc::boxed::Box;
 use core::fmt;
-use core::ptr::NonNull;
 
 use sel4_microkit::{
     debug_println, optional_shared_region, protection_domain, shared_region, var, Channel, ChannelSet, Handler,
     SharedRegion,
 };
-use vcpos_vcp_net::scan::{self, PAGE_SIZE, TRANSPORT_STRIDE};
+use vcpos_vcp_net::scan::{self, TRANSPORT_STRIDE};
 use vcpos_vcp_net::{format_mac, ClientRegions, Config, Engine, Nic, NicError, NoNic, TxRequest, MAX_CLIENTS};
+
+use vcpos_vcp_hal::DevicePage;
 
 use crate::nic::VirtioNic;
 
@@ -155,19 +156,13 @@ impl fmt::Display for StartError {
     }
 }
 
-/// Reads the 32-bit device register at `offset` of the mapped device page.
-#[allow(unsafe_code)]
-fn read_mmio(page: NonNull<u8>, offset: usize) -> u32 {
-    debug_assert!(offset + 4 <= PAGE_SIZE && offset.is_multiple_of(4));
-    // SAFETY: `page` is the device page (mapped uncached for the PD's life, 4 KiB) and
-    // offset + 4 <= PAGE_SIZE, 4-aligned; a volatile load is how device registers are read.
-    unsafe { page.add(offset).cast::<u32>().read_volatile() }
-}
-
 /// The virtio-net device, if the system maps one.
 fn start_nic(clients: &[ClientSymbols; MAX_CLIENTS]) -> Result<Option<VirtioNic>, StartError> {
     let mmio = *var!(virtio_mmio: usize = 0);
-    let Some(page) = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(mmio)) else {
+    // SAFETY: the builder patches `virtio_mmio` with the vaddr of the device map (a
+    // 4 KiB virtio-mmio page, uncached, for the PD's life), or leaves it 0.
+    #[allow(unsafe_code)]
+    let Some(page) = (unsafe { DevicePage::new(mmio) }) else {
         return Ok(None);
     };
     let dma = optional_shared_region!(dma_vaddr, size = dma_size);
@@ -186,14 +181,12 @@ fn start_nic(clients: &[ClientSymbols; MAX_CLIENTS]) -> Result<Option<VirtioNic>
             data[i] = Some(r.data.clone());
         }
     }
-    let offset = scan::find_alone_in_page(|off| read_mmio(page, off)).map_err(StartError::Scan)?;
+    let offset = scan::find_alone_in_page(|off| page.read_u32(off)).map_err(StartError::Scan)?;
     debug_println!(
         "vcp-net: virtio-net transport at page offset {offset:#x} (transport {} of 8 in the page), alone in its page",
         offset / TRANSPORT_STRIDE
     );
-    // SAFETY: offset < PAGE_SIZE, inside the mapped device page.
-    #[allow(unsafe_code)]
-    let header = unsafe { page.add(offset) };
+    let header = page.transport(offset);
     // SAFETY: the transport's registers (0x200 bytes) are mapped for the PD's life and
     // only this driver uses them; the HAL's table holds the DMA and data regions.
     #[allow(unsafe_code)]
