@@ -499,6 +499,64 @@ pub struct Throughput {
     pub bytes: u64,
     /// Frames eth0 counted in the data's direction meanwhile, if the guest could read it.
     pub frames: Option<u64>,
+    /// On vcpos, the kernel's and the VMM's counters per frame ([`attach_counters`]).
+    pub per_frame: Option<PerFrame>,
+}
+
+/// Events per frame of one throughput test on vcpos: the growth of the VMM's counter
+/// snapshots (`linux_vmm: counters at ...`) over the test, divided by its frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PerFrame {
+    /// Context switches (every thread's).
+    pub switches: f64,
+    /// Kernel entries (every thread's).
+    pub entries: f64,
+    /// The guest's exits to the VMM.
+    pub exits: f64,
+    /// Bytes the VMM copied between guest RAM and vcp-net's buffers.
+    pub vmm_copied: f64,
+}
+
+/// Fills in [`Throughput::per_frame`] of each test in `run` from the counter snapshots
+/// in `output`: the snapshot named after the test (`net_tx`, ...) against the one just
+/// before it, the n-th of each name for the test's n-th run (one per MTU). Tests
+/// without both snapshots or without a frame count stay without.
+pub fn attach_counters(output: &str, run: &mut NetRun) {
+    let snaps = crate::disk::parse_counters(output);
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for t in &mut run.throughput {
+        let k = match seen.iter_mut().find(|(n, _)| *n == t.name) {
+            Some((_, k)) => {
+                *k += 1;
+                *k
+            }
+            None => {
+                seen.push((t.name.clone(), 0));
+                0
+            }
+        };
+        let Some(at) = snaps
+            .iter()
+            .enumerate()
+            .filter(|(_, (tag, _))| *tag == t.name)
+            .nth(k)
+            .map(|(i, _)| i)
+        else {
+            continue;
+        };
+        let (Some(before), Some(frames)) = (at.checked_sub(1).map(|i| &snaps[i].1), t.frames.filter(|&f| f > 0)) else {
+            continue;
+        };
+        let after = &snaps[at].1;
+        let get = |m: &[(String, u64)], k: &str| m.iter().find(|(x, _)| x == k).map_or(0, |(_, v)| *v);
+        let per = |k: &str| get(after, k).saturating_sub(get(before, k)) as f64 / frames as f64;
+        t.per_frame = Some(PerFrame {
+            switches: per("switches"),
+            entries: per("entries"),
+            exits: per("exits"),
+            vmm_copied: per("vmm_copied"),
+        });
+    }
 }
 
 impl Throughput {
@@ -573,6 +631,7 @@ pub fn parse_run(output: &str) -> Result<NetRun, String> {
                     mbit_per_s: m,
                     bytes,
                     frames,
+                    per_frame: None,
                 });
             }
             "net_rr" => {
@@ -713,6 +772,82 @@ pub fn compare_table(direct: &[NetRun], vcpos: &[NetRun]) -> String {
     out + &lines
 }
 
+/// The RX test of the seed's table: the host opens the connection through the port
+/// forward (slirp honours the guest's MSS only there, so MTU 500 means 500-byte frames).
+pub const TABLE6_RX: &str = vcpos_guest_bench::net::LISTEN_BENCH;
+
+/// The seed's Table 6 (ttcp, Mb/s: TX and RX at MTU 1500 and 500, one row per system,
+/// the others with their change against the first) for direct QEMU and vcpos, medians
+/// over the runs; then per frame on vcpos the context switches, kernel entries, guest
+/// exits and bytes the VMM copied (medians), per test and MTU.
+pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
+    let mut out = String::new();
+    let cols: Vec<(u32, &str)> = MTUS.iter().flat_map(|&m| [(m, "net_tx"), (m, TABLE6_RX)]).collect();
+    let _ = writeln!(
+        out,
+        "Table 6 (the seed's ttcp table, redone): bandwidth in Mb/s; RX = the host sends through the port forward"
+    );
+    let _ = write!(out, "{:<12}", "");
+    for mtu in MTUS {
+        let _ = write!(out, "  {:<30}", format!("TCP MTU {mtu}"));
+    }
+    let _ = writeln!(out);
+    let _ = write!(out, "{:<12}", "");
+    for (_, name) in &cols {
+        let _ = write!(out, "  {:<13}", if *name == "net_tx" { "TX" } else { "RX" });
+    }
+    let _ = writeln!(out);
+    let of = |runs: &[NetRun], name: &str, mtu: u32| -> Option<f64> {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
+            .map(|t| t.mbit_per_s)
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    for (label, runs) in [("direct QEMU", direct), ("vcpos", vcpos)] {
+        let _ = write!(out, "{label:<12}");
+        for &(mtu, name) in &cols {
+            let cell = match (of(runs, name, mtu), of(direct, name, mtu)) {
+                (Some(v), Some(d)) if label != "direct QEMU" && d > 0.0 => {
+                    format!("{v:.1} ({:+.0}%)", (v / d - 1.0) * 100.0)
+                }
+                (Some(v), _) => format!("{v:.1}"),
+                (None, _) => "-".to_string(),
+            };
+            let _ = write!(out, "  {cell:<13}");
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "per frame on vcpos (medians)  {:>5}  {:>9}  {:>9}  {:>11}  {:>16}",
+        "MTU", "switches", "entries", "guest exits", "VMM bytes copied"
+    );
+    for mtu in MTUS {
+        for name in THROUGHPUT_TESTS {
+            let per: Vec<PerFrame> = vcpos
+                .iter()
+                .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
+                .filter_map(|t| t.per_frame)
+                .collect();
+            if per.is_empty() {
+                continue;
+            }
+            let m = |f: fn(&PerFrame) -> f64| median(per.iter().map(f).collect());
+            let _ = writeln!(
+                out,
+                "{name:<29}  {mtu:>5}  {:>9.2}  {:>9.2}  {:>11.2}  {:>16.0}",
+                m(|p| p.switches),
+                m(|p| p.entries),
+                m(|p| p.exits),
+                m(|p| p.vmm_copied)
+            );
+        }
+    }
+    out
+}
+
 /// Runs the network benchmark `runs` times on `sut` against a bench server on the
 /// host and prints the network table; false if a run failed or nothing was measured.
 pub fn bench(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> bool {
@@ -753,7 +888,8 @@ pub fn bench_runs(sut: &Sut, runs: usize, timeout: Duration, verbose: bool) -> (
         }
         let done = c.ending == Ending::ScriptDone && c.script_complete();
         match check_clean(&c.output).and_then(|()| parse_run(&c.output)) {
-            Ok(r) if done => {
+            Ok(mut r) if done => {
+                attach_counters(&c.output, &mut r);
                 let row: Vec<String> = r
                     .throughput
                     .iter()
@@ -821,6 +957,7 @@ mod tests {
             mbit_per_s: 812.3,
             bytes: 64 << 20,
             frames: Some(46603),
+            per_frame: None,
         };
         assert_eq!(r.throughput[0], t0);
         assert_eq!(r.throughput[0].bytes_per_frame().map(f64::round), Some(1440.0));
@@ -902,6 +1039,98 @@ mod tests {
         assert_eq!(t.lines().filter(|l| l.starts_with("BENCH ")).count(), 7);
         // A side without figures: only the header.
         assert_eq!(compare_table(&[d], &[]).lines().count(), 2);
+    }
+
+    #[test]
+    fn counters_per_frame_pair_each_test_with_the_snapshot_before_it() {
+        let snap = |tag: &str, sw: u64, ex: u64, cp: u64| {
+            format!(
+                "linux_vmm: counters at {tag} threads=4 switches={sw} entries={} exits={ex} vmm_copied={cp}\n",
+                2 * sw
+            )
+        };
+        let mut out = String::new();
+        out += &snap("net_start", 100, 10, 0);
+        out += "guest| BENCH net_tx mbit_per_s=100.0 bytes=1000 elapsed_ns=1 frames=10\n";
+        out += &snap("net_tx", 200, 30, 1000);
+        out += "guest| BENCH net_rx mbit_per_s=100.0 bytes=1000 elapsed_ns=1 frames=20\n";
+        out += &snap("net_rx", 400, 70, 3000);
+        let mut r = NetRun {
+            throughput: vec![
+                Throughput {
+                    name: "net_tx".into(),
+                    mtu: 1500,
+                    mbit_per_s: 100.0,
+                    bytes: 1000,
+                    frames: Some(10),
+                    per_frame: None,
+                },
+                Throughput {
+                    name: "net_rx".into(),
+                    mtu: 1500,
+                    mbit_per_s: 100.0,
+                    bytes: 1000,
+                    frames: Some(20),
+                    per_frame: None,
+                },
+                // Its snapshot is missing: no figures rather than wrong ones.
+                Throughput {
+                    name: "net_tx".into(),
+                    mtu: 500,
+                    mbit_per_s: 100.0,
+                    bytes: 1000,
+                    frames: Some(20),
+                    per_frame: None,
+                },
+            ],
+            rr_median_ns: 1,
+        };
+        attach_counters(&out, &mut r);
+        let tx = PerFrame {
+            switches: 10.0,
+            entries: 20.0,
+            exits: 2.0,
+            vmm_copied: 100.0,
+        };
+        let rx = PerFrame {
+            switches: 10.0,
+            entries: 20.0,
+            exits: 2.0,
+            vmm_copied: 100.0,
+        };
+        assert_eq!(r.throughput[0].per_frame, Some(tx));
+        assert_eq!(r.throughput[1].per_frame, Some(rx));
+        assert_eq!(r.throughput[2].per_frame, None);
+    }
+
+    #[test]
+    fn table6_has_the_seeds_shape() {
+        let d = parse_run(RUN).unwrap();
+        let mut v = d.clone();
+        v.throughput[0].mbit_per_s = 406.15; // net_tx at 1500: half of 812.3
+        v.throughput[0].per_frame = Some(PerFrame {
+            switches: 7.5,
+            entries: 20.0,
+            exits: 3.25,
+            vmm_copied: 1456.0,
+        });
+        let t = table6(std::slice::from_ref(&d), &[v]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].contains("TCP MTU 1500") && lines[1].contains("TCP MTU 500"),
+            "{t}"
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["TX", "RX", "TX", "RX"],
+            "{t}"
+        );
+        assert!(lines[3].starts_with("direct QEMU") && lines[3].contains("812.3"), "{t}");
+        assert!(
+            lines[4].starts_with("vcpos") && lines[4].contains("406.1 (-50%)"),
+            "{t}"
+        );
+        assert!(t.contains("7.50") && t.contains("3.25") && t.contains("1456"), "{t}");
     }
 
     #[test]

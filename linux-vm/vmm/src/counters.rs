@@ -1,8 +1,9 @@
-//! Kernel event counters around the guest's block benchmark: when the guest prints a
-//! line that starts or ends one of its tests (`vcpos-blk: /dev/...`, `BENCH blk_...`),
-//! the VMM prints a snapshot of the counters (`linux_vmm: counters at <tag> ...`), so
-//! the harness gets each test's context switches, kernel entries and guest exits from
-//! the difference of two snapshots. The guest's line is complete when the VMM sees
+//! Kernel event counters around the guest's block and network benchmarks: when the
+//! guest prints a line that starts or ends one of its tests (`vcpos-blk: /dev/...`,
+//! `BENCH blk_...`; `net-mtu=...`, `BENCH net_...`), the VMM prints a snapshot of the
+//! counters (`linux_vmm: counters at <tag> ...`), so the harness gets each test's
+//! context switches, kernel entries, guest exits and bytes copied from the difference
+//! of two snapshots. The guest's line is complete when the VMM sees
 //! it, so a snapshot falls between two tests. The snapshot line goes out through the
 //! same UART queue as the guest's output, after the guest's line (a direct kernel
 //! print could land inside the guest's line while it waits in the queue).
@@ -35,8 +36,9 @@ impl BenchWatch {
         }
     }
 
-    /// Guest output `bytes`: a snapshot line (with its line end) for the end of each
-    /// benchmark line in them, to print after them.
+    /// Guest output `bytes`: the snapshot tag for the end of each benchmark line in
+    /// them (`blk_start`, `blk_<test>`, `net_start`, `net_<test>`), for [`snapshot`]
+    /// lines to print after them.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
         for &b in bytes {
@@ -53,34 +55,58 @@ impl BenchWatch {
 
     fn line_end(&self) -> Option<String> {
         let line = &self.head[..self.len];
-        let tag = if let Some(rest) = line.strip_prefix(b"BENCH blk_") {
+        let tag = if let Some(rest) = line
+            .strip_prefix(b"BENCH ")
+            .filter(|r| r.starts_with(b"blk_") || r.starts_with(b"net_"))
+        {
             rest.split(|&c| c == b' ').next().unwrap_or_default()
         } else if line.starts_with(b"vcpos-blk: /dev/") {
-            b"start".as_slice()
+            b"blk_start".as_slice()
+        } else if line.starts_with(b"net-mtu=") {
+            b"net_start".as_slice()
         } else {
             return None;
         };
-        Some(snapshot(core::str::from_utf8(tag).unwrap_or("?")))
+        Some(String::from(core::str::from_utf8(tag).unwrap_or("?")))
     }
+}
+
+/// The network device's figures a snapshot carries.
+#[derive(Clone, Copy, Default)]
+pub struct NetFigures {
+    /// Bytes copied between guest RAM and the network VCP's buffers.
+    pub copied: u64,
+    /// Received frames dropped because the guest had no buffer posted.
+    pub rx_dropped: u64,
+    /// Times a frame to send found no transmit buffer free.
+    pub tx_busy: u64,
 }
 
 /// The counters now, as a line: every thread's context switches and kernel entries
 /// (through the debug capability: debug and benchmark configurations only), the
-/// VMM's own, and the vCPU's guest exits by reason.
-fn snapshot(tag: &str) -> String {
+/// VMM's own, the vCPU's guest exits by reason, each thread's run time, and the
+/// network device's figures so far (`net`).
+pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let (mut switches, mut entries, mut threads) = (0u64, 0u64, 0usize);
+    let mut times = String::new();
     for i in 0..MAX_THREADS {
         let Ok(c) = counters::thread(i) else { break };
         switches += c.thread.switches_to;
         entries += c.thread.kernel_entries;
         threads += 1;
+        times += &alloc::format!(
+            " time_run_t{i}={} exhausted_t{i}={} notified_t{i}={}",
+            c.thread.time_run,
+            c.thread.budget_exhaustions,
+            c.thread.notifications_received
+        );
     }
     let vmm = counters::own().map(|c| c.thread).unwrap_or_default();
     let vcpu = counters::vcpu(VCPU).map(|c| c.thread).unwrap_or_default();
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at blk_{tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_rx_dropped={} vmm_tx_busy={}{times} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -88,5 +114,9 @@ fn snapshot(tag: &str) -> String {
         e(GuestExit::Interrupt),
         e(GuestExit::Wfx),
         e(GuestExit::SysReg),
+        net.copied,
+        net.rx_dropped,
+        net.tx_busy,
+        sel4_microkit::sys::time_now().map_or(0, |(_, now)| now),
     )
 }

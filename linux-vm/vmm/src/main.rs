@@ -261,6 +261,21 @@ impl Vmm {
         }
     }
 
+    /// The network device's counters so far: bytes the VMM copied between guest RAM
+    /// and the network VCP's buffers, and frames dropped for want of a guest buffer.
+    fn net_stats(&mut self) -> counters::NetFigures {
+        let mut n = counters::NetFigures::default();
+        for e in self.virtio.entries_mut() {
+            if let Some(net) = e.backend.net() {
+                let s = net.device().backend().stats();
+                n.copied += s.tx_bytes_copied + s.rx_bytes_copied;
+                n.rx_dropped += s.rx_dropped_no_guest_buffer;
+                n.tx_busy += s.tx_busy;
+            }
+        }
+        n
+    }
+
     /// Hands every pending, enabled SPI to the kernel for the vCPU's list registers.
     fn deliver_irqs(&mut self) {
         while let Some(p) = self.vgic.take_pending() {
@@ -273,6 +288,7 @@ impl Vmm {
     /// buffers: the guest waits (back-pressure) instead of the VMM.
     fn flush_console(&mut self) {
         self.uart.flush();
+        let mut tags = alloc::vec::Vec::new();
         for e in self.virtio.entries_mut() {
             let Some(console) = e.backend.console() else { continue };
             // Room for the prefixed bytes (a prefix per line and \r\n): an estimate
@@ -283,13 +299,16 @@ impl Vmm {
                 continue;
             }
             let out = console.device_mut().take_output();
-            let snapshots = self.bench_watch.feed(&out);
+            tags.extend(self.bench_watch.feed(&out));
             self.uart.write_bytes(&self.guest_lines.prefixed(&out));
-            for line in snapshots {
-                self.uart.write_bytes(line.as_bytes());
-            }
             if console.poll(&mut self.ram) {
                 self.vgic.raise(e.intid);
+            }
+        }
+        if !tags.is_empty() {
+            let net = self.net_stats();
+            for tag in tags {
+                self.uart.write_bytes(counters::snapshot(&tag, net).as_bytes());
             }
         }
         if let Some(n) = self.uart.take_dropped() {

@@ -158,6 +158,7 @@ fn main() -> ExitCode {
             if !direct.is_empty() && !vcpos.is_empty() {
                 println!("== network: vcpos (eth0 through vcp-net, tests/systems/linux-net.system) against direct QEMU, medians");
                 print!("{}", net::compare_table(&direct, &vcpos));
+                print!("{}", net::table6(&direct, &vcpos));
             }
         }
     }
