@@ -365,8 +365,14 @@ impl SharedRegion {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst` front to back with volatile accesses, in
-/// 8-byte words where both pointers allow it.
+/// Copies `len` bytes from `src` to `dst` front to back with volatile accesses: bytes
+/// until `dst` is 8-byte aligned, then aligned 8-byte words: loaded straight when the
+/// source is aligned too, else as pairs of aligned source words shifted together
+/// (a frame copied from after a 12-byte header into a buffer start is the common
+/// case; byte by byte it cost the network path several microseconds per frame in
+/// QEMU). Every access is aligned (device memory allows no other). A shifted copy
+/// also loads the bytes that share an aligned word with the first and last source
+/// byte: the same page, so mapped.
 ///
 /// # Safety
 ///
@@ -374,20 +380,42 @@ impl SharedRegion {
 /// overlap, `dst` must not start inside the source after `src`.
 unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
     let mut i = 0;
-    if (src as usize).wrapping_sub(dst as usize).is_multiple_of(8) {
-        while i < len && !(src as usize + i).is_multiple_of(8) {
-            // SAFETY: i < len (the caller's ranges).
-            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
-            i += 1;
-        }
+    while i < len && !(dst as usize + i).is_multiple_of(8) {
+        // SAFETY: i < len (the caller's ranges).
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        i += 1;
+    }
+    let misalign = (src as usize + i) % 8;
+    if misalign == 0 {
         while i + 8 <= len {
             // SAFETY: 8 bytes from i are inside both ranges, and both pointers are
-            // 8-byte aligned here (same misalignment, now skipped).
+            // 8-byte aligned here.
             unsafe {
                 dst.add(i)
                     .cast::<u64>()
                     .write_volatile(src.add(i).cast::<u64>().read_volatile())
             };
+            i += 8;
+        }
+    } else if i + 8 <= len {
+        let shift = 8 * misalign as u32;
+        // The aligned source word holding byte i (in the same page as byte i).
+        let mut word = src.wrapping_add(i).wrapping_sub(misalign).cast::<u64>();
+        // SAFETY: an aligned word of a mapped page (it holds source byte i).
+        let mut low = u64::from_le(unsafe { word.read_volatile() });
+        while i + 8 <= len {
+            // SAFETY: the next aligned word holds source bytes up to i + 8 - misalign
+            // + 7 and starts at most at i + 7 < len: it holds source bytes, so it is
+            // in a mapped page; dst + i is aligned with 8 bytes inside the
+            // destination. With overlap (dst before src) the word stored covers only
+            // source bytes already loaded.
+            unsafe {
+                word = word.add(1);
+                let high = u64::from_le(word.read_volatile());
+                let out = (low >> shift) | (high << (64 - shift));
+                dst.add(i).cast::<u64>().write_volatile(out.to_le());
+                low = high;
+            }
             i += 8;
         }
     }
@@ -560,7 +588,15 @@ mod tests {
         let a = SharedRegion::new_host("a", 128);
         let b = SharedRegion::new_host("b", 128);
         let pattern: Vec<u8> = (0..128u32).map(|i| (i * 37 + 11) as u8).collect();
-        for (src_off, dst_off, len) in [(0, 0, 64), (1, 1, 40), (3, 5, 33), (7, 0, 9), (8, 16, 100), (0, 3, 0)] {
+        let mut cases = std::vec::Vec::new();
+        for src_off in 0..17 {
+            for dst_off in 0..17 {
+                for len in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100] {
+                    cases.push((src_off, dst_off, len));
+                }
+            }
+        }
+        for (src_off, dst_off, len) in cases {
             a.write_bytes(0, &pattern).unwrap();
             b.fill(0, 128, 0).unwrap();
             b.copy_from(dst_off, &a, src_off, len).unwrap();
@@ -572,6 +608,15 @@ mod tests {
             let mut part = vec![0u8; len];
             a.read_bytes(src_off, &mut part).unwrap();
             assert_eq!(part, pattern[src_off..src_off + len]);
+        }
+        // Overlap inside one region, destination before the source (forward copy),
+        // every relative alignment.
+        for back in 1..17 {
+            a.write_bytes(0, &pattern).unwrap();
+            a.copy_from(1, &a, 1 + back, 100).unwrap();
+            let mut out = [0u8; 100];
+            a.read_bytes(1, &mut out).unwrap();
+            assert_eq!(&out[..], &pattern[1 + back..101 + back], "back {back}");
         }
         // Overlap in both directions inside one region.
         a.write_bytes(0, &pattern).unwrap();

@@ -29,8 +29,12 @@ use crate::config::{Config, MAX_CLIENTS};
 use crate::data::DataRegion;
 
 pub use vcpos_net_protocol::RING_CAPACITY;
-/// Frames taken from the NIC per [`Engine::run`], so receive cannot starve transmit.
-pub const RX_BUDGET: usize = 64;
+/// Frames taken from the NIC per [`Engine::run`], so receive cannot starve transmit,
+/// and no more than a client has receive buffers: each run notifies the clients it
+/// delivered to, and a client that drains between runs then loses nothing of a burst
+/// larger than its buffers (the NIC's queue holds the rest). A dropped frame costs
+/// slirp's TCP about a second of recovery.
+pub const RX_BUDGET: usize = 16;
 
 const HDR: usize = ETH_HEADER_LEN as usize;
 
@@ -81,6 +85,10 @@ pub trait Nic {
     /// The next received frame, if any, lent to `deliver` (the driver recycles its
     /// buffer afterwards). The frame is untrusted bytes of any length.
     fn receive<R>(&mut self, deliver: impl FnOnce(&[u8]) -> R) -> Option<R>;
+    /// After a batch of transmits and receives (the end of every [`Engine::run`]):
+    /// tell the device about the frames and receive buffers given to it meanwhile, if
+    /// it wants to be told (one notification per batch instead of one per buffer).
+    fn flush(&mut self) {}
 }
 
 /// No device: every frame for the NIC fails (clients still reach each other).
@@ -382,6 +390,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         result.progress |= received > 0;
         result.more = received == RX_BUDGET;
         result.progress |= self.transmit();
+        self.nic.flush();
         for (i, slot) in self.clients.iter_mut().enumerate() {
             let Some(c) = slot else { continue };
             if c.dead {

@@ -15,7 +15,7 @@
 //! - optionally a NIC: the device page (uncached) at `virtio_mmio`; the PD finds the
 //!   network transport in it and refuses to start if another device is in use in the
 //!   same page; `dma`: `setvar_vaddr="dma_vaddr"`, `setvar_size="dma_size"` and a
-//!   `<setvar symbol="dma_paddr" region_paddr="..."/>` (64 KiB is enough); the
+//!   `<setvar symbol="dma_paddr" region_paddr="..."/>` (512 KiB: 128 receive buffers of 2 KiB and the virtqueues); the
 //!   device's interrupt as `<irq ... id="61"/>`. Without `virtio_mmio` frames for the
 //!   outside world are given back with a device error.
 #![no_std]
@@ -76,6 +76,12 @@ impl Nic for PdNic {
         match self {
             PdNic::None(n) => n.receive(deliver),
             PdNic::Virtio(n) => n.receive(deliver),
+        }
+    }
+    fn flush(&mut self) {
+        match self {
+            PdNic::None(n) => n.flush(),
+            PdNic::Virtio(n) => n.flush(),
         }
     }
 }
@@ -286,7 +292,7 @@ impl Handler for VcpNet {
     }
 }
 
-#[protection_domain(heap_size = 0x4000)]
+#[protection_domain(heap_size = 0x10000)]
 fn init() -> impl Handler {
     let engine = match start() {
         Ok((engine, config)) => {

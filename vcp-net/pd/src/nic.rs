@@ -34,8 +34,9 @@ bitflags! {
 
 const QUEUE_RECEIVE: u16 = 0;
 const QUEUE_TRANSMIT: u16 = 1;
-/// Descriptors per virtqueue.
-const QUEUE_SIZE: usize = 16;
+/// Descriptors per virtqueue: room for a burst (QEMU's virtio-net holds frames back
+/// while the receive queue is empty, and takes a notification per refill then).
+const QUEUE_SIZE: usize = 128;
 /// A transmitted frame takes two descriptors (headers, payload).
 const MAX_TX: usize = QUEUE_SIZE / 2;
 /// Receive buffer size: the virtio-net header and a 1514-byte frame fit.
@@ -68,6 +69,10 @@ pub struct VirtioNic {
     tx_hdrs: NonNull<u8>,
     tx_slots: [Option<TxSlot>; MAX_TX],
     data: [Option<SharedRegion>; MAX_CLIENTS],
+    /// Receive buffers and frames given to the device since its last notification
+    /// ([`Nic::flush`] notifies once per batch, if the device wants it).
+    rx_unannounced: bool,
+    tx_unannounced: bool,
 }
 
 /// Why the device could not be set up.
@@ -131,10 +136,13 @@ impl VirtioNic {
             tx_hdrs,
             tx_slots: [None; MAX_TX],
             data,
+            rx_unannounced: false,
+            tx_unannounced: false,
         };
         for i in 0..QUEUE_SIZE {
             nic.post_rx(i).map_err(InitError::Queue)?;
         }
+        nic.flush();
         Ok(nic)
     }
 
@@ -162,9 +170,7 @@ impl VirtioNic {
         // SAFETY: the buffer is not accessed until pop_used returns its token.
         let token = unsafe { self.rx.add(&[], &mut [buf])? };
         self.rx_tokens[i] = Some(token);
-        if self.rx.should_notify() {
-            self.transport.notify(QUEUE_RECEIVE);
-        }
+        self.rx_unannounced = true;
         Ok(())
     }
 
@@ -224,9 +230,7 @@ impl Nic for VirtioNic {
             Error::QueueFull => NicError::Full,
             _ => NicError::Failed,
         })?;
-        if self.tx.should_notify() {
-            self.transport.notify(QUEUE_TRANSMIT);
-        }
+        self.tx_unannounced = true;
         s.token = token;
         self.tx_slots[slot] = Some(s);
         Ok(token)
@@ -241,6 +245,15 @@ impl Nic for VirtioNic {
         let ok = unsafe { self.tx.pop_used(token, &inputs[..n], &mut []) }.is_ok();
         self.tx_slots[slot] = None;
         Some((token, ok))
+    }
+
+    fn flush(&mut self) {
+        if core::mem::take(&mut self.rx_unannounced) && self.rx.should_notify() {
+            self.transport.notify(QUEUE_RECEIVE);
+        }
+        if core::mem::take(&mut self.tx_unannounced) && self.tx.should_notify() {
+            self.transport.notify(QUEUE_TRANSMIT);
+        }
     }
 
     fn receive<R>(&mut self, deliver: impl FnOnce(&[u8]) -> R) -> Option<R> {
