@@ -181,6 +181,12 @@ fn root_system_boots() {
                 threads.len()
             ));
         }
+        if v["own_index"] != 4 {
+            t.fail(&format!(
+                "/status.json: own_index is not 4 (status): {}",
+                v["own_index"]
+            ));
+        }
         // vcp_net took the NIC's interrupts; the status PD was notified of the
         // request's frames and ran.
         for (i, what, k) in [
@@ -203,9 +209,9 @@ fn root_system_boots() {
 /// The Linux guest fetched the status PD's pages from `addr` (its `eth0`, vcp_net's
 /// client 0, to the status PD, client 1, on the same NIC) and printed them
 /// ([`guest::script`]): `/status.json` came with `200 OK` and a JSON type, parses, and is
-/// the status PD's view of the threads (6: 5 PDs and the vCPU; the status PD's own
-/// counters, read after the thread list, at least as far on as thread 4's, so thread
-/// 4 is the PD; the PD got notifications (the frames of the guest's requests come by
+/// the status PD's view of the threads (6: 5 PDs and the vCPU; the PD names itself
+/// thread 4 (`own_index`) and its own counters, read after the thread list, are at
+/// least as far on as thread 4's; the PD got notifications (the frames of the guest's requests come by
 /// vcp_net's notifications) and ran; vcp_net got notifications; the vCPU exited to the
 /// VMM); `/` is the HTML page with a row per thread.
 ///
@@ -254,6 +260,11 @@ fn check_guest_pages(t: &Transcript, addr: Ipv4Addr, nobody: Ipv4Addr) {
                 threads[i]
             ));
         }
+    }
+    if v["own_index"] != 4 {
+        t.fail(&format!(
+            "the guest's /status.json: own_index is not 4 (status): {body}"
+        ));
     }
     if counter(&v["own"], "kernel_entries") < counter(&threads[4], "kernel_entries") {
         t.fail("the guest's /status.json: own kernel entries behind thread 4's: thread 4 is not the status PD");
