@@ -208,12 +208,12 @@ fn root_system_boots() {
 
 /// The Linux guest fetched the status PD's pages from `addr` (its `eth0`, vcp_net's
 /// client 0, to the status PD, client 1, on the same NIC) and printed them
-/// ([`guest::script`]): `/status.json` came with `200 OK` and a JSON type, parses, and is
-/// the status PD's view of the threads (6: 5 PDs and the vCPU; the PD names itself
+/// ([`guest::script`]): `/status.json` came with `200 OK` and a JSON type, parses, and
+/// is the status PD's view of the threads (6: 5 PDs and the vCPU; the PD names itself
 /// thread 4 (`own_index`) and its own counters, read after the thread list, are at
-/// least as far on as thread 4's; the PD got notifications (the frames of the guest's requests come by
-/// vcp_net's notifications) and ran; vcp_net got notifications; the vCPU exited to the
-/// VMM); `/` is the HTML page with a row per thread.
+/// least as far on as thread 4's; the PD got notifications (the frames of the guest's
+/// requests come with vcp_net's notifications) and ran; vcp_net got notifications; the
+/// vCPU exited to the VMM); `/` is the HTML page with a row per thread.
 ///
 /// That the frames went from client to client inside vcp_net (local delivery) and not
 /// out to QEMU's NIC and back: the guest's ARP table entry for `addr`, the MAC its TCP
