@@ -89,7 +89,8 @@ fn boot_and_fetch() -> (Transcript, Fetched) {
 }
 
 /// The status PD serves the kernel's counters: `/status.json` parses, lists both
-/// threads (vcp_net is thread 0, status thread 1: the system file's order) and the
+/// threads (vcp_net is thread 0, status thread 1: the system file's order; the PD
+/// names itself thread 1, `own_index`) and the
 /// status PD's own counters are non-zero (it ran, entered the kernel, was switched to
 /// and got notifications for the frames); `/` is an HTML page with a row per thread.
 #[test]
@@ -134,6 +135,9 @@ fn status_pd_serves_counters() {
         if counter(&threads[0], k) == 0 {
             t.fail(&format!("thread 0 (vcp_net): {k} is 0: {}", threads[0]));
         }
+    }
+    if v["own_index"] != 1 {
+        t.fail(&format!("own_index is not 1 (the status PD): {body}"));
     }
     // Own counters are read after the thread list: at least as far on.
     if counter(&v["own"], "kernel_entries") < counter(&threads[1], "kernel_entries") {

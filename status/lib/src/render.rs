@@ -2,8 +2,10 @@
 //! index, and the kernel-wide ones) as an HTML table and as JSON.
 //!
 //! Threads are labelled by index (`thread N`): the kernel has no table of thread names.
-//! Thread `N` is the `N`-th protection domain of the system file (in document order),
-//! then the vCPUs of virtual machines (the builder's report lists both). The kernel
+//! Thread `N` is protection domain `N` of the system file counting from 0 (in document
+//! order, children included), then the vCPUs of virtual machines (the builder's report
+//! lists both); the pages say which thread is the status PD itself (`own_index`: the
+//! thread index the kernel names when the PD reads its own counters). The kernel
 //! reports no thread state either (running, blocked, faulted): the pages say so
 //! (`"state": null`).
 
@@ -22,6 +24,9 @@ pub struct Snapshot<'a> {
     pub threads: &'a [ThreadCounters],
     /// The status PD's own counters (read through its own capability).
     pub own: ThreadCounters,
+    /// The status PD's own thread index, if known (the kernel's answer to a read of
+    /// its own counters).
+    pub own_index: Option<usize>,
     /// The kernel-wide counters.
     pub kernel: KernelCounters,
     /// The counter (`CNTVCT`) when the snapshot was taken.
@@ -99,8 +104,8 @@ fn json_counters(out: &mut impl Write, t: &ThreadCounters) -> fmt::Result {
 
 /// The snapshot as one JSON object:
 /// `{"counter_hz":..,"now_ticks":..,"kernel":{"timer_interrupts":..,"timer_arms":..},
-/// "names":"..","own":{counters},"threads":[{"index":0,"label":"thread 0","state":null,
-/// counters},..]}`, counters being `kernel_entries`, `switches_to`, `switches_from`,
+/// "names":"..","own_index":N or null,"own":{counters},"threads":[{"index":0,
+/// "label":"thread 0","state":null,counters},..]}`, counters being `kernel_entries`, `switches_to`, `switches_from`,
 /// `notifications_sent`, `notifications_received`, `ppc_calls`, `ppc_served`,
 /// `faults`, `budget_exhaustions`, `time_run_ticks` and `guest_exits` (an object by
 /// reason: `wfx`, `dabt`, `iabt`, `hvc`, `smc`, `sysreg`, `irq`, `other`).
@@ -108,10 +113,14 @@ pub fn json(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
     write!(
         out,
         "{{\"counter_hz\":{},\"now_ticks\":{},\"kernel\":{{\"timer_interrupts\":{},\"timer_arms\":{}}},\
-         \"names\":\"by index: thread N is the N-th protection domain of the system file, then vCPUs; \
-         the kernel keeps no names or thread states\",\"own\":{{",
+         \"names\":\"{NAMES}; own_index is the status PD's thread\",\"own_index\":",
         s.counter_hz, s.now_ticks, s.kernel.timer_interrupts, s.kernel.timer_arms
     )?;
+    match s.own_index {
+        Some(i) => write!(out, "{i}")?,
+        None => out.write_str("null")?,
+    }
+    out.write_str(",\"own\":{")?;
     json_counters(out, &s.own)?;
     out.write_str("},\"threads\":[")?;
     for (i, t) in s.threads.iter().enumerate() {
@@ -122,6 +131,10 @@ pub fn json(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
     }
     out.write_str("]}\n")
 }
+
+/// What the thread labels mean (both pages say it).
+const NAMES: &str = "by index: thread N is protection domain N of the system file counting from 0 \
+     (document order, children included), then the vCPUs; the kernel keeps no names or thread states";
 
 /// Counter ticks as microseconds (0 for a zero frequency, at most `u64::MAX`).
 fn micros(ticks: u64, hz: u64) -> u64 {
@@ -140,13 +153,15 @@ pub fn html(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
     )?;
     write!(
         out,
-        "<p>Uptime {} ms. Kernel timer interrupts {}, timer re-arms {}.</p>\n\
-         <p>Threads are labelled by index (thread N is the N-th protection domain of the system \
-         file, then vCPUs): the kernel keeps no names, and no thread state to show.</p>\n<table>\n<tr><th>thread</th>",
+        "<p>Uptime {} ms. Kernel timer interrupts {}, timer re-arms {}.</p>\n<p>Threads {NAMES}.",
         micros(s.now_ticks, s.counter_hz) / 1000,
         s.kernel.timer_interrupts,
         s.kernel.timer_arms
     )?;
+    if let Some(i) = s.own_index {
+        write!(out, " This status PD is thread {i}.")?;
+    }
+    out.write_str("</p>\n<table>\n<tr><th>thread</th>")?;
     for (k, _) in fields(&ThreadCounters::default()) {
         let k = if k == "time_run_ticks" { "time_run_us" } else { k };
         write!(out, "<th>{k}</th>")?;
@@ -184,6 +199,7 @@ mod tests {
         Snapshot {
             threads,
             own,
+            own_index: Some(1),
             kernel: KernelCounters {
                 timer_interrupts: 3,
                 timer_arms: 4,
@@ -211,6 +227,8 @@ mod tests {
         assert_eq!(v["counter_hz"], 62_500_000);
         assert_eq!(v["kernel"]["timer_arms"], 4);
         assert_eq!(v["own"]["kernel_entries"], 7);
+        assert_eq!(v["own_index"], 1);
+        assert!(v["names"].as_str().unwrap().contains("counting from 0"));
         let t = v["threads"].as_array().unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t[0]["index"], 0);
@@ -232,11 +250,16 @@ mod tests {
         ] {
             assert_eq!(t[1][k], 0, "{k}");
         }
-        // No threads: still valid JSON.
+        // No threads and no own index: still valid JSON.
         let mut out = String::new();
-        json(&mut out, &snapshot(&[])).unwrap();
+        let none = Snapshot {
+            own_index: None,
+            ..snapshot(&[])
+        };
+        json(&mut out, &none).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["threads"].as_array().unwrap().len(), 0);
+        assert!(v["own_index"].is_null());
     }
 
     #[test]
@@ -254,6 +277,7 @@ mod tests {
         assert!(out.contains("<tr><td>thread 2</td>"));
         assert!(out.contains("<td>1000</td>"), "time run in microseconds");
         assert!(out.contains("<tr><td>status PD (own)</td><td>7</td>"));
+        assert!(out.contains("counting from 0") && out.contains("This status PD is thread 1."));
         assert!(out.ends_with("</html>\n"));
     }
 

@@ -324,6 +324,7 @@ mod tests {
             Snapshot {
                 threads: &self.threads,
                 own: self.threads[0],
+                own_index: Some(0),
                 kernel: KernelCounters {
                     timer_interrupts: u64::MAX,
                     timer_arms: u64::MAX,
@@ -393,6 +394,7 @@ mod tests {
                 Snapshot {
                     threads: &self.0,
                     own: ThreadCounters::default(),
+                    own_index: None,
                     kernel: KernelCounters::default(),
                     now_ticks: 0,
                     counter_hz: 1,

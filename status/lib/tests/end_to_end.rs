@@ -80,6 +80,7 @@ impl Host for FakeKernel {
         Snapshot {
             threads: &self.threads,
             own: self.threads[1],
+            own_index: Some(1),
             kernel: KernelCounters {
                 timer_interrupts: 5,
                 timer_arms: 6,
@@ -190,6 +191,7 @@ fn http_get_end_to_end() {
     assert_eq!(threads[1]["kernel_entries"], 100);
     assert_eq!(threads[2]["ppc_calls"], 42);
     assert_eq!(v["own"]["kernel_entries"], 100);
+    assert_eq!(v["own_index"], 1);
 
     // A second connection (the first socket may still be closing): a fresh snapshot.
     let r = get("/", &mut server, &mut kernel, &mut ports, &mut sdev, &mut cdev, 40001);

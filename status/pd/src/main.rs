@@ -14,12 +14,13 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 
-use sel4_microkit::sys::{counter, counter_frequency};
+use sel4_microkit::sys::{self, counter, counter_frequency};
 use sel4_microkit::{
     counters, debug_println, optional_shared_region, protection_domain, shared_region, Channel, ChannelSet, Handler,
     SharedRegion,
 };
 use smoltcp::time::Instant;
+use vcpos_abi::cap::slot;
 use vcpos_net_protocol::{Client, RING_CAPACITY};
 use vcpos_status::config::Config;
 use vcpos_status::device::ProtocolDevice;
@@ -32,6 +33,9 @@ const VCP: Channel = Channel::new(0);
 /// The kernel's counters, read on demand.
 struct Kernel {
     threads: [counters::ThreadCounters; MAX_THREADS],
+    /// This PD's thread index (the kernel names it when the PD reads its own
+    /// counters), if the read worked.
+    own_index: Option<usize>,
     warned: bool,
 }
 
@@ -56,6 +60,7 @@ impl Host for Kernel {
         Snapshot {
             threads: &self.threads[..n],
             own: own.thread,
+            own_index: self.own_index,
             kernel: own.kernel,
             now_ticks: counter(),
             counter_hz: counter_frequency(),
@@ -156,6 +161,10 @@ fn init() -> impl Handler {
         server,
         kernel: Kernel {
             threads: [counters::ThreadCounters::default(); MAX_THREADS],
+            // A read of its own counters returns the thread's index.
+            own_index: sys::thread_counters(slot::INPUT, 0)
+                .ok()
+                .and_then(|i| usize::try_from(i).ok()),
             warned: false,
         },
     };
