@@ -39,6 +39,24 @@ pub mod vm_fault {
     pub const FSR: usize = 3;
     /// Number of message registers.
     pub const LENGTH: usize = 4;
+    /// vcpos extension, vCPU data aborts only: for a store with a valid syndrome
+    /// (ESR.ISV), the value of the source register (0 for XZR), so the VMM needs no
+    /// `VcpuReadReg`; else 0. Such messages have [`LENGTH_VCPU`] registers.
+    pub const STORE_VALUE: usize = 4;
+    /// Number of message registers of a vCPU's data abort.
+    pub const LENGTH_VCPU: usize = 5;
+}
+
+/// Labels of a VMM's reply to a vCPU's [`label::VM_FAULT`] (a vcpos extension; label
+/// 0 resumes the vCPU as it is, as on seL4).
+pub mod vm_fault_reply {
+    /// The VMM emulated the data access: the kernel moves the vCPU's PC past the
+    /// faulting instruction (by ESR.IL) and, for a load with a valid syndrome
+    /// (ESR.ISV) into a register other than XZR, writes message register 0 (the
+    /// value as the register must hold it: extended by the VMM) into that register.
+    /// Saves the VMM two `VcpuWriteReg` calls per emulated access. For any other
+    /// fault it resumes like label 0.
+    pub const EMULATED: u64 = 1;
 }
 
 /// Message registers of a [`label::USER_EXCEPTION`] message.

@@ -508,6 +508,75 @@ fn vcpu_starts_stopped_and_vmm_restarts_it() {
 }
 
 #[test]
+fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
+    use vcpos_abi::fault::vm_fault_reply::EMULATED;
+    let (mut k, mut p) = vmm_and_vcpu();
+    sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);
+    sys(&mut k, &mut p, Sysno::Recv as u64, slot::INPUT, 0);
+    assert_eq!(k.current(), Some(1));
+    let dabt = |write: bool, srt: u64| (0x24 << 26) | (1 << 25) | (1 << 24) | (srt << 16) | ((write as u64) << 6);
+    // A store of x5: its value comes with the message.
+    k.current_tcb_mut().unwrap().ctx.x[5] = 0xfeed_beef;
+    k.handle_vcpu_exit(&mut p, dabt(true, 5), 0x50, 0x0a00_0000 >> 8, false);
+    k.schedule(p.time);
+    assert_eq!(k.current(), Some(0));
+    assert_eq!(MsgInfo(k.tcb(0).ctx.x[2]).count(), vm_fault::LENGTH_VCPU);
+    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::STORE_VALUE as u64)], 0xfeed_beef);
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = Sysno::ReplyRecv as u64;
+    t.ctx.x[0] = slot::INPUT;
+    t.ctx.x[1] = MsgInfo::new(EMULATED, 0).0;
+    k.handle_syscall(&mut p);
+    k.schedule(p.time);
+    assert_eq!(k.current(), Some(1));
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_0004, "past the store");
+    assert_eq!(k.tcb(1).ctx.x[5], 0xfeed_beef, "a store's register is left alone");
+    // A load into x7: message register 0 lands there.
+    k.handle_vcpu_exit(&mut p, dabt(false, 7), 0x54, 0x0a00_0000 >> 8, false);
+    k.schedule(p.time);
+    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::STORE_VALUE as u64)], 0, "no value for a load");
+    p.mem.insert(ipc(0), 0x1234);
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = Sysno::ReplyRecv as u64;
+    t.ctx.x[0] = slot::INPUT;
+    t.ctx.x[1] = MsgInfo::new(EMULATED, 1).0;
+    k.handle_syscall(&mut p);
+    k.schedule(p.time);
+    assert_eq!(k.tcb(1).ctx.x[7], 0x1234);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_0008);
+    // A load into XZR (31) writes nothing; a 16-bit instruction (IL clear) moves 2.
+    let x30 = k.tcb(1).ctx.x[30];
+    k.handle_vcpu_exit(&mut p, dabt(false, 31) & !(1 << 25), 0x58, 0x0a00_0000 >> 8, false);
+    k.schedule(p.time);
+    p.mem.insert(ipc(0), 0x9999);
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = Sysno::ReplyRecv as u64;
+    t.ctx.x[0] = slot::INPUT;
+    t.ctx.x[1] = MsgInfo::new(EMULATED, 1).0;
+    k.handle_syscall(&mut p);
+    k.schedule(p.time);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
+    assert_eq!(k.tcb(1).ctx.x[30], x30);
+    // Label 0 resumes at the faulting instruction, as before.
+    k.handle_vcpu_exit(&mut p, dabt(false, 7), 0x5c, 0x0a00_0000 >> 8, false);
+    k.schedule(p.time);
+    sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
+    k.schedule(p.time);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
+    assert_eq!(k.tcb(1).ctx.x[7], 0x1234);
+    // EMULATED answering an HVC (not a data abort) just resumes.
+    k.handle_vcpu_exit(&mut p, 0x16 << 26, 0, 0, false);
+    k.schedule(p.time);
+    let t = k.current_tcb_mut().unwrap();
+    t.ctx.x[8] = Sysno::ReplyRecv as u64;
+    t.ctx.x[0] = slot::INPUT;
+    t.ctx.x[1] = MsgInfo::new(EMULATED, 1).0;
+    k.handle_syscall(&mut p);
+    k.schedule(p.time);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
+}
+
+#[test]
 fn vcpu_exits_reach_the_vmm_and_wfi_parks() {
     let (mut k, mut p) = vmm_and_vcpu();
     sys(&mut k, &mut p, Sysno::VcpuRestart as u64, slot::BASE_VCPU, 0x4020_0000);

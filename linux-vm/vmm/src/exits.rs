@@ -3,9 +3,9 @@
 
 use alloc::format;
 
-use sel4_microkit::{debug_println, get_mr, MessageInfo};
+use sel4_microkit::{debug_println, get_mr, set_mr, MessageInfo};
 use vcpos_abi::esr::{self, ec, SysregAccess};
-use vcpos_abi::fault::{label, vm_fault};
+use vcpos_abi::fault::{label, vm_fault, vm_fault_reply};
 use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
 use vcpos_vmm_devices::devices::{empty_slot_read, Target};
 use vcpos_vmm_devices::exit;
@@ -28,23 +28,30 @@ pub const MAX_STRAY_REPORTS: u32 = 16;
 const ICC_SGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 5);
 
 impl Vmm {
-    /// Handles one guest exit; true means "resume the vCPU" (reply to the fault).
-    pub fn handle_exit(&mut self, msg: MessageInfo) -> bool {
-        let resume = match msg.label() {
+    /// Handles one guest exit: the reply that resumes the vCPU, or `None` to leave it
+    /// stopped.
+    pub fn handle_exit(&mut self, msg: MessageInfo) -> Option<MessageInfo> {
+        let reply = match msg.label() {
             label::VM_FAULT => {
                 let (pc, addr) = (get_mr(vm_fault::IP), get_mr(vm_fault::ADDR));
                 let (prefetch, esr) = (get_mr(vm_fault::PREFETCH_FAULT) != 0, get_mr(vm_fault::FSR));
                 if prefetch {
-                    self.reboot(&format!("guest executed outside its RAM at {addr:#x} (pc {pc:#x})"))
+                    self.reboot(&format!("guest executed outside its RAM at {addr:#x} (pc {pc:#x})"));
+                    None
                 } else {
-                    self.mmio_exit(pc, addr, esr)
+                    Some(self.mmio_exit(pc, addr, esr))
                 }
             }
-            label::VCPU_FAULT => self.vcpu_exit(get_mr(VCPU_FAULT_ESR), get_mr(1)),
-            other => self.reboot(&format!("unexpected exit, label {other}")),
+            label::VCPU_FAULT => self
+                .vcpu_exit(get_mr(VCPU_FAULT_ESR), get_mr(1))
+                .then(|| MessageInfo::new(0, 0)),
+            other => {
+                self.reboot(&format!("unexpected exit, label {other}"));
+                None
+            }
         };
         self.deliver_irqs();
-        resume
+        reply
     }
 
     /// Reports why and boots the guest again, unless it keeps failing: more than
@@ -99,18 +106,21 @@ impl Vmm {
     }
 
     /// A load or store to guest-physical `ipa` that no RAM backs: emulate the device
-    /// there, or report the stray access (loads read 0, stores are dropped).
-    fn mmio_exit(&mut self, pc: u64, ipa: u64, esr: u64) -> bool {
+    /// there, or report the stray access (loads read 0, stores are dropped). The reply
+    /// has the kernel finish the access ([`vm_fault_reply::EMULATED`]: the PC moves
+    /// on, a load's value in message register 0 goes to its register); a store's
+    /// value came with the fault message. No register syscalls.
+    fn mmio_exit(&mut self, pc: u64, ipa: u64, esr: u64) -> MessageInfo {
         let access = match MmioAccess::decode(esr) {
             Ok(a) => a,
             Err(e) => {
+                // No valid syndrome: the kernel moves the PC on and writes nothing.
                 self.report_stray(pc, ipa, &format!("access cannot be emulated ({e:?})"));
-                self.advance_pc(pc, esr);
-                return true;
+                return MessageInfo::new(vm_fault_reply::EMULATED, 0);
             }
         };
         let stored = match access.reg {
-            Some(r) if access.write => access.store_value(VCPU.read_reg(u64::from(r)).unwrap_or(0)),
+            Some(_) if access.write => access.store_value(get_mr(vm_fault::STORE_VALUE)),
             _ => 0,
         };
         let size = access.size;
@@ -157,13 +167,11 @@ impl Vmm {
                 0
             }
         };
-        if !access.write {
-            if let Some(r) = access.reg {
-                let _ = VCPU.write_reg(u64::from(r), access.load_result(loaded));
-            }
+        if !access.write && access.reg.is_some() {
+            set_mr(0, access.load_result(loaded));
+            return MessageInfo::new(vm_fault_reply::EMULATED, 1);
         }
-        self.advance_pc(pc, esr);
-        true
+        MessageInfo::new(vm_fault_reply::EMULATED, 0)
     }
 
     fn gic(&mut self, region: Region, off: u64, size: u8, write: bool, value: u64) -> u64 {

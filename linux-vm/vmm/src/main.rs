@@ -203,10 +203,10 @@ impl Handler for Vmm {
         if child.index() != VCPU.index() {
             return Err(VmmError(alloc::format!("fault from unknown child {}", child.index())));
         }
-        let resume = self.handle_exit(msg_info);
+        let reply = self.handle_exit(msg_info);
         self.service_net();
         self.deliver_irqs();
-        Ok(resume.then(|| MessageInfo::new(0, 0)))
+        Ok(reply)
     }
 }
 

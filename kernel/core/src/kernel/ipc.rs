@@ -4,13 +4,15 @@
 use core::fmt::Write;
 
 use vcpos_abi::console::KERNEL_ERROR;
+use vcpos_abi::fault::{label, vm_fault, vm_fault_reply};
 use vcpos_abi::msg::{MsgInfo, MAX_MRS};
 use vcpos_abi::syscall::Error;
 
 use super::{Args, Kernel};
 use crate::cspace::{Cap, ThreadIndex};
 use crate::platform::{Console, Platform};
-use crate::thread::{PendingMessage, ThreadState};
+use super::vcpu::{instruction_len, mmio_syndrome, MmioSyndrome};
+use crate::thread::{PendingMessage, ThreadKind, ThreadState};
 
 impl Kernel {
     /// `Signal`: OR the capability's badge into the receiver's notification word.
@@ -154,9 +156,34 @@ impl Kernel {
                 self.set_ret(c, 0, 0, MsgInfo::new(info.label(), count).0);
                 self.resume_from_call(c);
             }
-            ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => self.resume_from_call(c),
+            ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => {
+                if info.label() == vm_fault_reply::EMULATED {
+                    self.complete_emulated_access(plat, t, c);
+                }
+                self.resume_from_call(c)
+            }
             _ => {}
         }
+    }
+
+    /// A VMM `t` replied [`vm_fault_reply::EMULATED`] to vCPU `c`'s fault: if that was
+    /// a data abort (the message still pending on `c`), `c`'s PC becomes the address
+    /// after the faulting instruction, and a load's transfer register gets message
+    /// register 0.
+    fn complete_emulated_access(&mut self, plat: &mut impl Platform, t: ThreadIndex, c: ThreadIndex) {
+        let msg = self.tcbs[c as usize].pending;
+        let esr = msg.fault_mrs[vm_fault::FSR];
+        if self.tcbs[c as usize].kind != ThreadKind::Vcpu
+            || MsgInfo(msg.info).label() != label::VM_FAULT
+            || msg.fault_mrs[vm_fault::PREFETCH_FAULT] != 0
+        {
+            return;
+        }
+        if let Some(MmioSyndrome { write: false, reg: Some(r) }) = mmio_syndrome(esr) {
+            let value = plat.read_word(self.tcbs[t as usize].ipc_buffer);
+            self.tcbs[c as usize].ctx.x[r] = value;
+        }
+        self.tcbs[c as usize].ctx.pc = msg.fault_mrs[vm_fault::IP].wrapping_add(instruction_len(esr));
     }
 
     /// A device IRQ fired: mask it until the PD acknowledges and signal the PD.
