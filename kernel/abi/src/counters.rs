@@ -86,6 +86,8 @@ pub struct ThreadCounters {
     pub budget_exhaustions: u64,
     /// Time this thread ran, kernel work it caused included, in counter ticks.
     pub time_run: u64,
+    /// Bytes of I/O data this thread copied, as it reported them (`CountCopied`).
+    pub bytes_copied: u64,
     /// vCPUs: guest exits, indexed by [`GuestExit`].
     pub guest_exits: [u64; GuestExit::COUNT],
 }

@@ -64,6 +64,11 @@ pub enum Sysno {
     /// vCPU (that thread), the input (the caller itself), or the debug console (any
     /// thread: index in `x1`; present in Microkit's `debug`/`benchmark` configs).
     ThreadCounters = 15,
+    /// Add `x1` to the caller's `bytes_copied` counter: the bytes of I/O data it
+    /// copied itself (between memory regions, or into and out of them), which the
+    /// kernel cannot see. Reported by the PD, kept where every counter is read (so the
+    /// status page and the benchmarks show each PD's copies). Cap: input.
+    CountCopied = 16,
 }
 
 impl Sysno {
@@ -86,6 +91,7 @@ impl Sysno {
             13 => Sysno::VcpuWriteReg,
             14 => Sysno::VcpuInjectIrq,
             15 => Sysno::ThreadCounters,
+            16 => Sysno::CountCopied,
             _ => return None,
         })
     }

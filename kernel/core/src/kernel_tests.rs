@@ -534,7 +534,11 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
     // A load into x7: message register 0 lands there.
     k.handle_vcpu_exit(&mut p, dabt(false, 7), 0x54, 0x0a00_0000 >> 8, false);
     k.schedule(p.time);
-    assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::STORE_VALUE as u64)], 0, "no value for a load");
+    assert_eq!(
+        p.mem[&(ipc(0) + 8 * vm_fault::STORE_VALUE as u64)],
+        0,
+        "no value for a load"
+    );
     p.mem.insert(ipc(0), 0x1234);
     let t = k.current_tcb_mut().unwrap();
     t.ctx.x[8] = Sysno::ReplyRecv as u64;

@@ -245,6 +245,7 @@ impl Tcb {
                 faults: 0,
                 budget_exhaustions: 0,
                 time_run: 0,
+                bytes_copied: 0,
                 guest_exits: [0; GuestExit::COUNT],
             },
         }

@@ -32,6 +32,15 @@ pub fn own() -> Result<Counters, Error> {
     read(slot::INPUT, 0)
 }
 
+/// Adds `bytes` to this PD's `bytes_copied` counter: I/O data it copied itself, which
+/// the kernel cannot see (report once per batch: it is a syscall).
+pub fn count_copied(bytes: u64) -> Result<(), Error> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    sys::count_copied(bytes)
+}
+
 /// A child PD's counters (through its TCB capability).
 pub fn child(child: Child) -> Result<Counters, Error> {
     read(child.tcb(), 0)

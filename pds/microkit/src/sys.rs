@@ -106,6 +106,11 @@ pub fn thread_counters(cptr: u64, index: u64) -> Result<u64, Error> {
     syscall(Sysno::ThreadCounters, cptr, index, 0).map(|r| r.x1)
 }
 
+/// Adds `bytes` to this PD's `bytes_copied` counter (`CountCopied`).
+pub fn count_copied(bytes: u64) -> Result<(), Error> {
+    syscall(Sysno::CountCopied, vcpos_abi::cap::slot::INPUT, bytes, 0).map(drop)
+}
+
 /// Reads the virtual counter (`CNTVCT_EL0`) directly. The kernel must allow EL0
 /// counter access; [`time_now`] works without it.
 #[inline]

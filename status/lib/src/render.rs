@@ -75,7 +75,7 @@ impl Write for Cursor<'_> {
 }
 
 /// The per-thread counters, as (JSON key / column title, value).
-fn fields(t: &ThreadCounters) -> [(&'static str, u64); 10] {
+fn fields(t: &ThreadCounters) -> [(&'static str, u64); 11] {
     [
         ("kernel_entries", t.kernel_entries),
         ("switches_to", t.switches_to),
@@ -87,6 +87,7 @@ fn fields(t: &ThreadCounters) -> [(&'static str, u64); 10] {
         ("faults", t.faults),
         ("budget_exhaustions", t.budget_exhaustions),
         ("time_run_ticks", t.time_run),
+        ("bytes_copied", t.bytes_copied),
     ]
 }
 
@@ -107,7 +108,8 @@ fn json_counters(out: &mut impl Write, t: &ThreadCounters) -> fmt::Result {
 /// "names":"..","own_index":N or null,"own":{counters},"threads":[{"index":0,
 /// "label":"thread 0","state":null,counters},..]}`, counters being `kernel_entries`, `switches_to`, `switches_from`,
 /// `notifications_sent`, `notifications_received`, `ppc_calls`, `ppc_served`,
-/// `faults`, `budget_exhaustions`, `time_run_ticks` and `guest_exits` (an object by
+/// `faults`, `budget_exhaustions`, `time_run_ticks`, `bytes_copied` (I/O data the
+/// PD copied, as it reported) and `guest_exits` (an object by
 /// reason: `wfx`, `dabt`, `iabt`, `hvc`, `smc`, `sysreg`, `irq`, `other`).
 pub fn json(out: &mut impl Write, s: &Snapshot<'_>) -> fmt::Result {
     write!(
@@ -214,6 +216,7 @@ mod tests {
         let mut a = ThreadCounters {
             kernel_entries: 10,
             time_run: 625,
+            bytes_copied: 1514,
             ..ThreadCounters::default()
         };
         a.guest_exits[GuestExit::Hvc as usize] = 2;
@@ -236,6 +239,7 @@ mod tests {
         assert!(t[0]["state"].is_null());
         assert_eq!(t[0]["kernel_entries"], 10);
         assert_eq!(t[0]["time_run_ticks"], 625);
+        assert_eq!(t[0]["bytes_copied"], 1514);
         assert_eq!(t[0]["guest_exits"]["hvc"], 2);
         assert_eq!(t[0]["guest_exits"].as_object().unwrap().len(), GuestExit::COUNT);
         assert_eq!(t[1]["ppc_served"], u64::MAX);

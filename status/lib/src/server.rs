@@ -354,6 +354,7 @@ mod tests {
             faults: u64::MAX,
             budget_exhaustions: u64::MAX,
             time_run: u64::MAX,
+            bytes_copied: u64::MAX,
             guest_exits: [u64::MAX; vcpos_abi::counters::GuestExit::COUNT],
         };
         let mut host = Full {

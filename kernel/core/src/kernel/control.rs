@@ -53,6 +53,17 @@ impl Kernel {
         Ok(())
     }
 
+    /// `CountCopied`: the caller copied `a1` more bytes of I/O data.
+    pub(super) fn sys_count_copied(&mut self, t: ThreadIndex, args: Args) -> Result<(), Error> {
+        let Cap::Input = args.cap else {
+            return Err(Error::InvalidCapability);
+        };
+        let c = &mut self.tcbs[t as usize].counters;
+        c.bytes_copied = c.bytes_copied.saturating_add(args.a1);
+        self.set_ret(t, 0, 0, 0);
+        Ok(())
+    }
+
     /// `ThreadCounters`: a thread's event counters (and the kernel's) into the
     /// caller's message registers. The capability says which thread: a child TCB or
     /// vCPU names it, the input names the caller, the debug console lets `a1` name

@@ -8,10 +8,10 @@ use vcpos_abi::fault::{label, vm_fault, vm_fault_reply};
 use vcpos_abi::msg::{MsgInfo, MAX_MRS};
 use vcpos_abi::syscall::Error;
 
+use super::vcpu::{instruction_len, mmio_syndrome, MmioSyndrome};
 use super::{Args, Kernel};
 use crate::cspace::{Cap, ThreadIndex};
 use crate::platform::{Console, Platform};
-use super::vcpu::{instruction_len, mmio_syndrome, MmioSyndrome};
 use crate::thread::{PendingMessage, ThreadKind, ThreadState};
 
 impl Kernel {
@@ -179,7 +179,11 @@ impl Kernel {
         {
             return;
         }
-        if let Some(MmioSyndrome { write: false, reg: Some(r) }) = mmio_syndrome(esr) {
+        if let Some(MmioSyndrome {
+            write: false,
+            reg: Some(r),
+        }) = mmio_syndrome(esr)
+        {
             let value = plat.read_word(self.tcbs[t as usize].ipc_buffer);
             self.tcbs[c as usize].ctx.x[r] = value;
         }

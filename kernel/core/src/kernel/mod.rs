@@ -171,6 +171,7 @@ impl Kernel {
             Sysno::VcpuWriteReg => self.sys_vcpu_write_reg(t, args),
             Sysno::VcpuInjectIrq => self.sys_vcpu_inject_irq(t, args),
             Sysno::ThreadCounters => self.sys_thread_counters(plat, t, args),
+            Sysno::CountCopied => self.sys_count_copied(t, args),
         }
     }
 

@@ -155,3 +155,21 @@ fn no_timer_for_a_thread_alone_in_round_robin_and_re_arms_are_counted() {
     let (mut k, p) = boot(vec![c], &[]);
     assert_eq!(k.arm_timer(p.time), Some(Some(p.time + slice)));
 }
+
+#[test]
+fn count_copied_adds_to_the_callers_own_counter_only() {
+    let copier = pd("copier", 10).cap(slot::DEBUG_CONSOLE, CapKind::DebugConsole, 0, 0);
+    let (mut k, mut p) = boot(vec![copier], &[]);
+    assert_eq!(sys(&mut k, &mut p, Sysno::CountCopied as u64, slot::INPUT, 1500)[0], 0);
+    assert_eq!(sys(&mut k, &mut p, Sysno::CountCopied as u64, slot::INPUT, 14)[0], 0);
+    // Only the input capability names the caller; a saturating sum.
+    assert_eq!(
+        sys(&mut k, &mut p, Sysno::CountCopied as u64, slot::DEBUG_CONSOLE, 99)[0],
+        Error::InvalidCapability as u64
+    );
+    sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::INPUT, 0);
+    assert_eq!(counters_of(&p, 0).thread.bytes_copied, 1514);
+    sys(&mut k, &mut p, Sysno::CountCopied as u64, slot::INPUT, u64::MAX);
+    sys(&mut k, &mut p, Sysno::ThreadCounters as u64, slot::INPUT, 0);
+    assert_eq!(counters_of(&p, 0).thread.bytes_copied, u64::MAX);
+}
