@@ -154,11 +154,15 @@ mod tests {
         let mut c = Counters::default();
         c.thread.kernel_entries = 1;
         c.thread.time_run = 10;
+        c.thread.bytes_copied = 1514;
         c.thread.guest_exits[GuestExit::Hvc as usize] = 7;
         c.kernel.timer_arms = 99;
         let w = c.to_words();
-        assert_eq!(Counters::WORDS, 20);
-        assert_eq!((w[0], w[9], w[10 + GuestExit::Hvc as usize], w[19]), (1, 10, 7, 99));
+        assert_eq!(Counters::WORDS, 21);
+        assert_eq!(
+            (w[0], w[9], w[10], w[11 + GuestExit::Hvc as usize], w[20]),
+            (1, 10, 1514, 7, 99)
+        );
         assert_eq!(Counters::from_words(&w), Some(c));
         assert_eq!(Counters::from_words(&w[..5]), None);
         assert_eq!(

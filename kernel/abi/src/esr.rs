@@ -65,6 +65,37 @@ pub const fn instruction_length(esr: u64) -> u64 {
     }
 }
 
+/// Data abort ISS: the syndrome fields below are valid.
+pub const ISS_ISV: u64 = 1 << 24;
+/// Data abort ISS: a store (write not read).
+pub const ISS_WNR: u64 = 1 << 6;
+/// Data abort ISS: the transfer register (SRT), bits 20:16.
+const ISS_SRT_SHIFT: u64 = 16;
+/// SRT value naming XZR/WZR.
+const SRT_ZERO: u8 = 31;
+
+/// The register transfer of a data abort with a valid syndrome (ISS.ISV): what the
+/// kernel needs to finish an access a VMM emulated, and the base of a VMM's decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataTransfer {
+    /// A store (ISS.WnR).
+    pub write: bool,
+    /// The transfer register x0..x30 (ISS.SRT); `None` for XZR.
+    pub reg: Option<u8>,
+}
+
+/// The register transfer of data abort `esr`, or `None` without a valid syndrome.
+pub const fn data_transfer(esr: u64) -> Option<DataTransfer> {
+    if esr & ISS_ISV == 0 {
+        return None;
+    }
+    let srt = ((esr >> ISS_SRT_SHIFT) & 0x1f) as u8;
+    Some(DataTransfer {
+        write: esr & ISS_WNR != 0,
+        reg: if srt == SRT_ZERO { None } else { Some(srt) },
+    })
+}
+
 /// A trapped `MSR`/`MRS` ([`ec::SYSREG`]) decoded from its ISS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SysregAccess {

@@ -160,10 +160,10 @@ mod tests {
 
     #[test]
     fn sysno_round_trips() {
-        for n in 0..=15 {
+        for n in 0..=16 {
             assert_eq!(Sysno::from_u64(n).map(|s| s as u64), Some(n));
         }
-        assert_eq!(Sysno::from_u64(16), None);
+        assert_eq!(Sysno::from_u64(17), None);
         assert_eq!(Sysno::from_u64(u64::MAX), None);
     }
 

@@ -12,16 +12,11 @@ use core::fmt;
 
 use vcpos_abi::esr::{self, ec};
 
-const ISS_ISV: u64 = 1 << 24;
 const ISS_SSE: u64 = 1 << 21;
 const ISS_SF: u64 = 1 << 15;
 const ISS_AR: u64 = 1 << 14;
 const ISS_CM: u64 = 1 << 8;
 const ISS_S1PTW: u64 = 1 << 7;
-const ISS_WNR: u64 = 1 << 6;
-
-/// Register number 31 in SRT means the zero register (`xzr`/`wzr`), not SP.
-const SRT_ZERO: u8 = 31;
 
 /// Why a data abort cannot be emulated as an MMIO access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,14 +100,13 @@ impl MmioAccess {
         if esr & ISS_CM != 0 {
             return Err(MmioError::CacheMaintenance);
         }
-        if esr & ISS_ISV == 0 {
+        let Some(transfer) = esr::data_transfer(esr) else {
             return Err(MmioError::NoSyndrome);
-        }
-        let srt = ((esr >> 16) & 0x1f) as u8;
+        };
         Ok(MmioAccess {
             size: 1 << ((esr >> 22) & 3),
-            write: esr & ISS_WNR != 0,
-            reg: if srt == SRT_ZERO { None } else { Some(srt) },
+            write: transfer.write,
+            reg: transfer.reg,
             sign_extend: esr & ISS_SSE != 0,
             sixty_four: esr & ISS_SF != 0,
             acquire_release: esr & ISS_AR != 0,
@@ -155,6 +149,7 @@ impl MmioAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vcpos_abi::esr::{ISS_ISV, ISS_WNR};
 
     /// Builds a data-abort ESR with IL=1 and ISV=1.
     fn esr(sas: u64, sse: bool, srt: u64, sf: bool, wnr: bool) -> u64 {

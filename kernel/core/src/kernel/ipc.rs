@@ -4,11 +4,11 @@
 use core::fmt::Write;
 
 use vcpos_abi::console::KERNEL_ERROR;
+use vcpos_abi::esr::{self, DataTransfer};
 use vcpos_abi::fault::{label, vm_fault, vm_fault_reply};
 use vcpos_abi::msg::{MsgInfo, MAX_MRS};
 use vcpos_abi::syscall::Error;
 
-use super::vcpu::{instruction_len, mmio_syndrome, MmioSyndrome};
 use super::{Args, Kernel};
 use crate::cspace::{Cap, ThreadIndex};
 use crate::platform::{Console, Platform};
@@ -179,15 +179,15 @@ impl Kernel {
         {
             return;
         }
-        if let Some(MmioSyndrome {
+        if let Some(DataTransfer {
             write: false,
             reg: Some(r),
-        }) = mmio_syndrome(esr)
+        }) = esr::data_transfer(esr)
         {
             let value = plat.read_word(self.tcbs[t as usize].ipc_buffer);
-            self.tcbs[c as usize].ctx.x[r] = value;
+            self.tcbs[c as usize].ctx.x[usize::from(r)] = value;
         }
-        self.tcbs[c as usize].ctx.pc = msg.fault_mrs[vm_fault::IP].wrapping_add(instruction_len(esr));
+        self.tcbs[c as usize].ctx.pc = msg.fault_mrs[vm_fault::IP].wrapping_add(esr::instruction_length(esr));
     }
 
     /// A device IRQ fired: mask it until the PD acknowledges and signal the PD.

@@ -4,6 +4,7 @@ use core::fmt::Write;
 
 use vcpos_abi::console::KERNEL_FAULT;
 use vcpos_abi::counters::GuestExit;
+use vcpos_abi::esr;
 use vcpos_abi::fault::{label, vm_fault};
 use vcpos_abi::syscall::Error;
 use vcpos_abi::vcpu::{reg, MAX_VIRQ, SPSR_EL1H_MASKED};
@@ -154,7 +155,7 @@ impl Kernel {
         match fault::ec::class(esr) {
             fault::ec::WFX => {
                 // ESR.IL: a 32-bit instruction, else a 16-bit (T32) one.
-                self.tcbs[t as usize].ctx.pc = pc + instruction_len(esr);
+                self.tcbs[t as usize].ctx.pc = pc + esr::instruction_length(esr);
                 let is_wfi = esr & 1 == 0;
                 if is_wfi && !virq_in_flight && self.tcbs[t as usize].virqs.is_empty() {
                     self.tcbs[t as usize].state = ThreadState::BlockedWfi;
@@ -162,9 +163,9 @@ impl Kernel {
             }
             class @ (fault::ec::DABT_LOWER | fault::ec::IABT_LOWER) => {
                 let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
-                let store = match mmio_syndrome(esr) {
-                    Some(s) if class == fault::ec::DABT_LOWER && s.write => {
-                        s.reg.map_or(0, |r| self.tcbs[t as usize].ctx.x[r])
+                let store = match esr::data_transfer(esr) {
+                    Some(d) if class == fault::ec::DABT_LOWER && d.write => {
+                        d.reg.map_or(0, |r| self.tcbs[t as usize].ctx.x[usize::from(r)])
                     }
                     _ => 0,
                 };
@@ -180,36 +181,5 @@ impl Kernel {
                 self.tcbs[t as usize].name()
             );
         }
-    }
-}
-
-/// What the kernel needs of a data abort's syndrome to complete an emulated access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct MmioSyndrome {
-    /// A store (ESR.WnR).
-    pub write: bool,
-    /// The transfer register (ESR.SRT), `None` for XZR (31).
-    pub reg: Option<usize>,
-}
-
-/// The syndrome of data abort `esr` if it is valid (ESR.ISV), else `None` (the VMM
-/// then decodes nothing and the kernel transfers nothing).
-pub(crate) fn mmio_syndrome(esr: u64) -> Option<MmioSyndrome> {
-    if esr & (1 << 24) == 0 {
-        return None;
-    }
-    let srt = ((esr >> 16) & 0x1f) as usize;
-    Some(MmioSyndrome {
-        write: esr & (1 << 6) != 0,
-        reg: (srt != 31).then_some(srt),
-    })
-}
-
-/// The length of the instruction that took exception `esr` (ESR.IL: 4, else 2).
-pub(crate) fn instruction_len(esr: u64) -> u64 {
-    if esr & (1 << 25) != 0 {
-        4
-    } else {
-        2
     }
 }
