@@ -18,9 +18,9 @@
 //!   [`ARP_OUTSTANDING`] in flight) and prints `TEST PASS: vcp-net-nic`.
 //!
 //! - **hostile** ([`HOSTILE`]): bypasses its client half and writes raw TX
-//!   descriptors: one outside its data region, one off a buffer boundary, a buffer
-//!   with an impossible length and a buffer whose frame carries no source MAC of its
-//!   own; checks that exactly the last two come back (bad length, spoofed), then
+//!   descriptors: one outside its data region, one whose offset + length overflows, a
+//!   buffer with an impossible length and a buffer whose frame carries no source MAC
+//!   of its own; checks that exactly the last two come back (bad length, spoofed), then
 //!   corrupts its TX index, which gets it cut off (vcp-net says so) while the others
 //!   carry on.
 //!
@@ -132,7 +132,7 @@ struct Raw {
     tx_active: Producer<SharedRegion, BufDesc>,
     tx_free: Consumer<SharedRegion, BufDesc>,
     /// Offsets and statuses given back so far.
-    back: [(u64, u32); 4],
+    back: [(u64, u16); 4],
     nback: usize,
     corrupted: bool,
 }
@@ -160,10 +160,10 @@ impl Raw {
     /// Phase 1: the bad descriptors.
     fn start(&mut self) -> Result<(), TestFailed> {
         for d in [
-            BufDesc::new(Self::buf(16), 60), // just past the 16-buffer region
-            BufDesc::new(Self::buf(8) + 1, 60),
-            BufDesc::new(Self::buf(8), 10),
-            BufDesc::new(Self::buf(9), 60), // all zero: source MAC 00:00:00:00:00:00
+            BufDesc::new(Self::buf(16) - 59, 60, 1), // one byte past the 16-buffer region
+            BufDesc::new(u64::MAX - 10, 60, 2),      // offset + length overflows
+            BufDesc::new(Self::buf(8), 10, 3),
+            BufDesc::new(Self::buf(9), 60, 4), // all zero: source MAC 00:00:00:00:00:00
         ] {
             self.tx_active
                 .push(&d)
@@ -195,8 +195,8 @@ impl Raw {
             return Ok(());
         }
         let want = [
-            (Self::buf(8), TxStatus::BadLength as u32),
-            (Self::buf(9), TxStatus::Spoofed as u32),
+            (Self::buf(8), TxStatus::BadLength as u16),
+            (Self::buf(9), TxStatus::Spoofed as u16),
         ];
         ensure!(
             TEST,
@@ -206,7 +206,7 @@ impl Raw {
         );
         debug_println!(
             "net-client: hostile: of 4 raw descriptors, the bad length and the spoofed frame came back, \
-             the two naming no buffer did not; corrupting the TX index"
+             the two outside the data region did not; corrupting the TX index"
         );
         let at = ControlLayout::new(RING_CAPACITY)
             .map_err(|e| fail(TEST, format_args!("layout: {e}")))?
@@ -518,7 +518,7 @@ fn start() -> Result<Tester, TestFailed> {
         },
         info.mac,
         info.mtu,
-        info.buffers,
+        info.data_size / u64::from(BUF_SIZE),
         info.generation
     );
     Ok(Tester {
