@@ -19,7 +19,7 @@ use vcpos_vcp_common::control::{check_size, generation};
 
 use crate::layout::{
     buffers_in, info_offsets, BufDesc, ControlLayout, Info, InfoError, RxStatus, TxStatus, BUF_SIZE, ETH_HEADER_LEN,
-    MAX_FRAME_LEN, MAX_RING_CAPACITY, RX_RECALL,
+    MAX_FRAME_LEN, MAX_RING_CAPACITY, RING_CAPACITY, RX_RECALL,
 };
 use crate::ownership::BufferSet;
 
@@ -201,55 +201,67 @@ pub struct ClientStats {
     pub rx_unused: u64,
 }
 
-const IDS: usize = MAX_RING_CAPACITY as usize;
-
-/// One direction's descriptors out at the server, by id (no allocation).
-struct IdTable {
-    /// `(offset, len)` of each id out.
-    slots: [Option<(u64, u32)>; IDS],
-    /// Free ids (a stack).
-    free: [u16; IDS],
-    nfree: usize,
+/// One direction's descriptors out at the server, by id (no allocation): `N` ids,
+/// each with the offset and length it was handed over with (length 0: free; every
+/// descriptor handed over has a non-zero length).
+struct IdTable<const N: usize> {
+    offsets: [u64; N],
+    lens: [u32; N],
+    /// Ids usable (the ring capacity, at most `N`).
+    ids: usize,
+    /// Ids out.
+    out: usize,
+    /// Where the search for a free id starts.
+    cursor: usize,
 }
 
-impl IdTable {
-    fn new(ids: u32) -> IdTable {
-        let ids = (ids as usize).min(IDS);
-        let mut free = [0u16; IDS];
-        for (i, f) in free.iter_mut().take(ids).enumerate() {
-            // Popped from the end: id 0 first.
-            *f = (ids - 1 - i) as u16;
-        }
+impl<const N: usize> IdTable<N> {
+    fn new(ids: u32) -> Self {
         IdTable {
-            slots: [None; IDS],
-            free,
-            nfree: ids,
+            offsets: [0; N],
+            lens: [0; N],
+            ids: (ids as usize).min(N),
+            out: 0,
+            cursor: 0,
         }
     }
 
-    fn out(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+    fn free(&self) -> usize {
+        self.ids - self.out
     }
 
     fn alloc(&mut self, offset: u64, len: u32) -> Option<u16> {
-        self.nfree = self.nfree.checked_sub(1)?;
-        let id = self.free[self.nfree];
-        self.slots[usize::from(id)] = Some((offset, len));
-        Some(id)
+        if self.free() == 0 || len == 0 {
+            return None;
+        }
+        for k in 0..self.ids {
+            let i = (self.cursor + k) % self.ids;
+            if self.lens[i] == 0 {
+                self.offsets[i] = offset;
+                self.lens[i] = len;
+                self.out += 1;
+                self.cursor = (i + 1) % self.ids;
+                return Some(i as u16);
+            }
+        }
+        None
+    }
+
+    /// The `(offset, len)` `id` is out with, if it is.
+    fn get(&self, id: u16) -> Option<(u64, u32)> {
+        let i = usize::from(id);
+        match self.lens.get(i) {
+            Some(&len) if i < self.ids && len != 0 => Some((self.offsets[i], len)),
+            _ => None,
+        }
     }
 
     /// Frees `id` if it is out with `offset`; its `(offset, len)`.
     fn take(&mut self, id: u16, offset: u64) -> Option<(u64, u32)> {
-        let slot = self.slots.get_mut(usize::from(id))?;
-        match *slot {
-            Some((o, len)) if o == offset => {
-                *slot = None;
-                self.free[self.nfree] = id;
-                self.nfree += 1;
-                Some((o, len))
-            }
-            _ => None,
-        }
+        let (o, len) = self.get(id).filter(|&(o, _)| o == offset)?;
+        self.lens[usize::from(id)] = 0;
+        self.out -= 1;
+        Some((o, len))
     }
 }
 
@@ -261,8 +273,16 @@ struct Pool {
     tx_free: BufferSet,
 }
 
-/// The client's half.
-pub struct Client<M> {
+/// The client's half with rings of up to [`MAX_RING_CAPACITY`] slots.
+pub type Client<M> = ClientN<M, { MAX_RING_CAPACITY as usize }>;
+
+/// The client's half for rings of up to [`RING_CAPACITY`] slots, with smaller id
+/// tables (for PDs with small stacks).
+pub type SmallClient<M> = ClientN<M, { RING_CAPACITY as usize }>;
+
+/// The client's half, keeping up to `IDS` descriptors out per direction (its ring
+/// capacity may not exceed `IDS`): use [`Client`] or [`SmallClient`].
+pub struct ClientN<M, const IDS: usize> {
     control: M,
     data: M,
     tx_active: Producer<M, BufDesc>,
@@ -271,8 +291,8 @@ pub struct Client<M> {
     rx_active: Consumer<M, BufDesc>,
     ring_capacity: u32,
     info: Option<Info>,
-    tx_ids: IdTable,
-    rx_ids: IdTable,
+    tx_ids: IdTable<IDS>,
+    rx_ids: IdTable<IDS>,
     pool: Option<Pool>,
     /// The last recall asked for (0: none yet).
     recall: u32,
@@ -281,7 +301,7 @@ pub struct Client<M> {
     stats: ClientStats,
 }
 
-impl<M: SharedMemory + Clone> Client<M> {
+impl<M: SharedMemory + Clone, const IDS: usize> ClientN<M, IDS> {
     /// The fixed-buffer helper: the client's half over control region `control` with
     /// rings of `ring_capacity` slots (this side's own configuration) and data region
     /// `data` cut into [`BUF_SIZE`]-byte buffers (a multiple of it, 2..=
@@ -300,11 +320,15 @@ impl<M: SharedMemory + Clone> Client<M> {
     }
 
     /// The client's half over control region `control` with rings of `ring_capacity`
-    /// slots and data region `data` of any size; the caller names the buffers.
+    /// slots (at most `IDS`) and data region `data` of any size; the caller names the
+    /// buffers.
     pub fn with_region(control: M, data: M, ring_capacity: u32) -> Result<Self, LayoutError> {
+        if ring_capacity as usize > IDS {
+            return Err(LayoutError::Capacity(ring_capacity));
+        }
         let layout = ControlLayout::new(ring_capacity)?;
         check_size(&control, layout.size())?;
-        Ok(Client {
+        Ok(ClientN {
             tx_active: Producer::new(control.clone(), layout.tx_active)?,
             tx_free: Consumer::new(control.clone(), layout.tx_free)?,
             rx_free: Producer::new(control.clone(), layout.rx_free)?,
@@ -365,12 +389,12 @@ impl<M: SharedMemory + Clone> Client<M> {
 
     /// Transmit descriptors out at the server.
     pub fn tx_outstanding(&self) -> usize {
-        self.tx_ids.out()
+        self.tx_ids.out
     }
 
     /// Receive buffers out at the server.
     pub fn rx_outstanding(&self) -> usize {
-        self.rx_ids.out()
+        self.rx_ids.out
     }
 
     /// Receive buffers that may be posted now (ids free, no recall under way).
@@ -378,7 +402,7 @@ impl<M: SharedMemory + Clone> Client<M> {
         if self.recall_pending()? {
             return Ok(0);
         }
-        Ok(self.rx_ids.nfree)
+        Ok(self.rx_ids.free())
     }
 
     fn connected(&self) -> Result<Info, ClientError> {
@@ -459,8 +483,8 @@ impl<M: SharedMemory + Clone> Client<M> {
             id: d.id,
             offset: d.offset,
         };
-        let len = match self.tx_ids.slots.get(usize::from(d.id)) {
-            Some(&Some((o, len))) if o == d.offset && len == d.len => len,
+        let len = match self.tx_ids.get(d.id) {
+            Some((o, len)) if o == d.offset && len == d.len => len,
             _ => return Err(unknown),
         };
         self.tx_ids.take(d.id, d.offset);
@@ -655,7 +679,7 @@ impl<M: SharedMemory + Clone> Client<M> {
         if !self.rx_active.request_signal()? {
             return Ok(false);
         }
-        if self.pool.as_ref().is_none_or(|p| p.tx_free.is_empty()) && self.tx_ids.out() > 0 {
+        if self.pool.as_ref().is_none_or(|p| p.tx_free.is_empty()) && self.tx_ids.out > 0 {
             return Ok(self.tx_free.request_signal()?);
         }
         Ok(true)

@@ -24,7 +24,7 @@ pub mod layout;
 pub mod ownership;
 pub mod server;
 
-pub use client::{Client, ClientError, ClientStats, RxOutcome, RxReturn, TxReclaim};
+pub use client::{Client, ClientError, ClientN, ClientStats, RxOutcome, RxReturn, SmallClient, TxReclaim};
 pub use layout::{
     mac_is_multicast, BufDesc, ControlLayout, Info, InfoError, RxStatus, TxStatus, BUF_SIZE, ETH_HEADER_LEN,
     MAX_BUFFERS, MAX_FRAME_LEN, MAX_RING_CAPACITY, MTU, RING_CAPACITY, RX_RECALL,

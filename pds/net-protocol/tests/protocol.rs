@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use vcpos_net_protocol::layout::info_offsets;
 use vcpos_net_protocol::{
     BufDesc, Client, ClientError, ControlLayout, InfoError, RxOutcome, RxStatus, Server, ServerConfig, ServerError,
-    TxStatus, BUF_SIZE, MAX_FRAME_LEN, RX_RECALL,
+    SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RX_RECALL,
 };
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{Consumer, Producer, QueueError, SharedMemory, PRODUCER_INDEX_OFFSET};
@@ -286,6 +286,10 @@ fn info_page_checks() {
     assert!(Client::new(control.clone(), FakeMemory::new(2048), RING).is_err());
     assert!(Client::new(control.clone(), FakeMemory::new(DATA as usize + 1), RING).is_err());
     assert!(Client::with_region(control.clone(), FakeMemory::new(100), RING).is_ok());
+    // A small client's id table bounds its rings.
+    let big = FakeMemory::new(ControlLayout::new(128).unwrap().size());
+    assert!(SmallClient::with_region(big.clone(), FakeMemory::new(100), 128).is_err());
+    assert!(Client::with_region(big, FakeMemory::new(100), 128).is_ok());
 }
 
 /// A hostile client: pushes raw descriptors, bypassing every client-side check.

@@ -34,7 +34,7 @@
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_net_protocol::{
-    BufDesc, Client, ClientError, ControlLayout, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
+    BufDesc, ClientError, ControlLayout, SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
 };
 use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET};
 use vcpos_test_support::{ensure, fail, TestFailed};
@@ -238,7 +238,7 @@ fn arp_request() -> [u8; 60] {
 }
 
 struct Tester {
-    client: Client<SharedRegion>,
+    client: SmallClient<SharedRegion>,
     role: Role,
     sender: bool,
     /// Sender: next frame of the plan to send. Receiver: next frame expected.
@@ -485,7 +485,7 @@ fn start() -> Result<Tester, TestFailed> {
     let control = shared_region!(control_vaddr, size = control_size);
     let data = shared_region!(data_vaddr, size = data_size);
     let mut client =
-        Client::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
+        SmallClient::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
     let info = client
         .connect()
         .map_err(|e| fail(TEST, format_args!("vcp-net info page: {e}")))?;
