@@ -256,6 +256,9 @@ impl Vmm {
                 debug_println!("linux_vmm: network VCP: {err}; eth0 link down");
             }
         }
+        // A reboot waiting for vcp-net to give the guest's receive buffers back may
+        // have got them in the polls above (no notification follows then).
+        self.finish_pending_reboot();
     }
 
     /// The network device's counters so far: bytes the VMM copied between guest RAM
