@@ -575,20 +575,20 @@ impl<M: SharedMemory + Clone, const IDS: usize> ClientN<M, IDS> {
             let Some(r) = self.take_rx()? else {
                 return Ok(None);
             };
+            // The buffer goes back to the server only once `take` has read it.
+            let got = match (r.outcome, take.take()) {
+                (RxOutcome::Frame(len), Some(take)) => Some(Ok(take(&self.data, r.offset as usize, len as usize))),
+                (RxOutcome::BadLength(len), _) => Some(Err(ClientError::BadFrameLength { offset: r.offset, len })),
+                (RxOutcome::Unused, t) | (RxOutcome::Frame(_), t @ None) => {
+                    take = t;
+                    None
+                }
+            };
             if self.pool.is_some() {
                 self.post_rx(r.offset, r.capacity)?;
             }
-            match r.outcome {
-                RxOutcome::Frame(len) => {
-                    let Some(take) = take.take() else {
-                        return Ok(None);
-                    };
-                    return Ok(Some(take(&self.data, r.offset as usize, len as usize)));
-                }
-                RxOutcome::Unused => continue,
-                RxOutcome::BadLength(len) => {
-                    return Err(ClientError::BadFrameLength { offset: r.offset, len });
-                }
+            if let Some(got) = got {
+                return got.map(Some);
             }
         }
         Ok(None)

@@ -119,6 +119,35 @@ fn frames_both_ways() {
     assert_eq!(s.server.stats().refused(), 0);
 }
 
+/// The fixed-buffer helper hands a receive buffer back to the server only after the
+/// caller has read the frame in it (the server, preempting the client, could fill it
+/// again otherwise).
+#[test]
+fn a_buffer_being_read_is_not_the_servers() {
+    let (mut s, mut client) = pair();
+    let rx = s.server.take_rx_buffer().unwrap().unwrap();
+    let at = rx.offset();
+    let g = frame(MAC, [2, 0, 0, 0, 0, 9], 0x44, 200);
+    s.data.write_bytes(at as usize, &g).unwrap();
+    s.server.rx_deliver(rx, 200).unwrap();
+    let server = &mut s.server;
+    let got = client
+        .recv_with(|data, offset, len| {
+            assert_eq!(offset as u64, at);
+            // Everything the server can take now: not the buffer being read.
+            while let Some(b) = server.take_rx_buffer().unwrap() {
+                assert_ne!(b.offset(), at, "handed back before it was read");
+                server.rx_deliver(b, 60).unwrap();
+            }
+            read(data, offset as u64, len as u32)
+        })
+        .unwrap();
+    assert_eq!(got, Some(g));
+    // Afterwards it is the server's again.
+    let b = s.server.take_rx_buffer().unwrap().expect("the buffer read");
+    assert_eq!(b.offset(), at);
+}
+
 #[test]
 fn transmit_buffers_run_out_and_come_back() {
     let (mut s, mut client) = pair();
