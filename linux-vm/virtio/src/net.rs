@@ -19,17 +19,17 @@
 //! with a header asking for an offload (NEEDS_CSUM or a GSO type, none negotiated)
 //! are refused: returned at once and counted in [`NetStats`].
 //!
-//! **Receive** (queue 0): the guest posts device-writable buffers. When the backend
-//! has frames ([`NetBackend::rx_waiting`]) the device lends it the next posted buffer
-//! past its header room ([`NetBackend::rx_buffer`]); the backend (the network VCP)
-//! copies the frame into it once and reports the length ([`NetCompletion::Received`]);
-//! the device then writes the header (`num_buffers` = 1, no flags) and returns the
-//! buffer with header + frame length. If no buffer is posted the backend is told
-//! ([`NetBackend::rx_no_buffer`]) and drops the frame: nothing waits on the guest.
-//! Buffers with room for less than the header and a maximal frame
-//! ([`MIN_RX_BUFFER`], the size virtio 1.2 §5.1.6.3.1 asks drivers for) are returned
-//! unused (length 0) and counted; a length from the backend that does not fit the
-//! buffer or is shorter than an Ethernet header returns the buffer unused as well.
+//! **Receive** (queue 0): the guest posts device-writable buffers. While the backend
+//! takes buffers ([`NetBackend::rx_room`]) the device lends it each posted buffer past
+//! its header room ([`NetBackend::rx_buffer`]), so the backend (the network VCP) can
+//! hold all of them and copy each frame straight into one; it reports the length
+//! ([`NetCompletion::Received`]); the device then writes the header (`num_buffers` =
+//! 1, no flags) and returns the buffer with header + frame length. Length 0 returns
+//! the buffer unused (counted). Buffers with room for less than the header and a
+//! maximal frame ([`MIN_RX_BUFFER`], the size virtio 1.2 §5.1.6.3.1 asks drivers for)
+//! are returned unused (length 0) and counted; a length from the backend that does
+//! not fit the buffer or is shorter than an Ethernet header returns the buffer unused
+//! as well.
 //!
 //! **Protocol errors** (DEVICE_NEEDS_RESET, [`GuestError::BadNetChain`], as QEMU
 //! does for a missing header): a transmit chain with fewer than 12 readable bytes or
@@ -147,19 +147,15 @@ pub trait NetBackend {
     /// `Refused(_)` returns it unsent (the status is not used: virtio-net has none).
     fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError>;
 
-    /// Received frames waiting for a guest buffer. The device asks only while the
+    /// Guest receive buffers the backend takes now. The device asks only while the
     /// driver is up (DRIVER_OK, no reset pending), in `poll` and on a receive-queue
-    /// notify; before that the backend bounds what it keeps (the VCP drops frames
-    /// when its queue to this client is full).
-    fn rx_waiting(&self) -> usize;
+    /// notify, and lends at most this many.
+    fn rx_room(&mut self) -> usize;
 
-    /// A guest buffer for the next waiting frame: `buffer` (guest-RAM pieces, checked
-    /// to be inside guest RAM, at least [`MAX_FRAME_LEN`] bytes in all) is the
-    /// backend's to write until it reports [`NetCompletion::Received`] with `id`.
+    /// A guest buffer for a frame to come: `buffer` (guest-RAM pieces, checked to be
+    /// inside guest RAM, at least [`MAX_FRAME_LEN`] bytes in all) is the backend's to
+    /// write until it reports [`NetCompletion::Received`] with `id` (length 0: unused).
     fn rx_buffer(&mut self, id: RequestId, buffer: &[DataSegment]);
-
-    /// The guest has no buffer for the next waiting frame: drop it (and count it).
-    fn rx_no_buffer(&mut self);
 
     /// The next finished transmit or receive, in any order.
     fn poll(&mut self) -> Option<NetCompletion>;
@@ -179,16 +175,12 @@ impl<T: NetBackend + ?Sized> NetBackend for alloc::boxed::Box<T> {
         (**self).transmit(id, frame)
     }
 
-    fn rx_waiting(&self) -> usize {
-        (**self).rx_waiting()
+    fn rx_room(&mut self) -> usize {
+        (**self).rx_room()
     }
 
     fn rx_buffer(&mut self, id: RequestId, buffer: &[DataSegment]) {
         (**self).rx_buffer(id, buffer)
-    }
-
-    fn rx_no_buffer(&mut self) {
-        (**self).rx_no_buffer()
     }
 
     fn poll(&mut self) -> Option<NetCompletion> {
@@ -216,8 +208,8 @@ pub struct NetStats {
     pub tx_backend_refused: u64,
     /// Frames delivered into guest buffers.
     pub rx_frames: u64,
-    /// Frames dropped because the guest had no buffer posted.
-    pub rx_no_buffer: u64,
+    /// Guest buffers the backend returned unused (length 0).
+    pub rx_unused: u64,
     /// Guest buffers returned unused for being smaller than [`MIN_RX_BUFFER`].
     pub rx_small_buffers: u64,
     /// Receive completions whose length did not fit the buffer (returned unused).
@@ -442,20 +434,15 @@ impl<B: NetBackend> Net<B> {
         Ok(irq)
     }
 
-    /// Offers posted receive buffers for the frames the backend has waiting; tells it
-    /// "no buffer" for each frame the guest has no buffer for.
+    /// Lends posted receive buffers to the backend while it takes them.
     fn receive(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
-        // Bounded: each round lends a buffer or drops a frame (at most a queue's
-        // worth per call), and at most a queue's worth of small buffers is refused.
-        let mut rounds = self.backend.rx_waiting().min(usize::from(NET_QUEUE_SIZE));
-        let mut refusals = usize::from(NET_QUEUE_SIZE);
-        while rounds > 0 && refusals > 0 {
+        // Bounded: each round lends or refuses a buffer, at most a queue's worth.
+        let mut rounds = usize::from(NET_QUEUE_SIZE);
+        while rounds > 0 && self.backend.rx_room() > 0 {
+            rounds -= 1;
             let Some(chain) = q.pop(&*mem)? else {
-                self.backend.rx_no_buffer();
-                self.stats.rx_no_buffer += 1;
-                rounds -= 1;
-                continue;
+                break;
             };
             let head = chain.head();
             let Some(slot) = self.rx_lent.get(usize::from(head)) else {
@@ -476,7 +463,6 @@ impl<B: NetBackend> Net<B> {
             }
             if room < u64::from(MIN_RX_BUFFER) {
                 self.stats.rx_small_buffers += 1;
-                refusals -= 1;
                 if q.push_used(mem, head, 0)? {
                     irq |= Interrupts::USED_BUFFER;
                 }
@@ -488,7 +474,6 @@ impl<B: NetBackend> Net<B> {
             self.rx_lent[usize::from(head)] = Some(RxLent { header, capacity });
             self.rx_count += 1;
             self.backend.rx_buffer(RequestId::new(self.generation, head), &frame);
-            rounds -= 1;
         }
         Ok(irq)
     }
@@ -501,6 +486,10 @@ impl<B: NetBackend> Net<B> {
             return Ok(false);
         };
         self.rx_count -= 1;
+        if len == 0 {
+            self.stats.rx_unused += 1;
+            return q.push_used(mem, head, 0);
+        }
         if len < MIN_FRAME_LEN || u64::from(len) > lent.capacity {
             self.stats.rx_bad_length += 1;
             return q.push_used(mem, head, 0);

@@ -1,78 +1,113 @@
 //! A [`NetBackend`] over the network protocol's client half: the guest's network
-//! device served by the network VCP (`vcp-net`).
+//! device served by the network VCP (`vcp-net`), **zero copy in the VMM**.
 //!
-//! The protocol names buffers by offset in the client's data region: fixed
-//! [`BUF_SIZE`]-byte buffers at buffer-aligned offsets, at most
-//! [`vcpos_net_protocol::MAX_BUFFERS`] of them (and no more than a ring has slots). A
-//! guest frame sits anywhere in guest RAM (Linux's socket buffers, not on a 2 KiB
-//! boundary), and a guest receive buffer likewise, so guest RAM cannot be the data
-//! region and the VCP cannot name guest buffers: each frame is **copied once** in
-//! the VMM.
+//! The VMM's data region of the protocol is guest RAM itself (the system maps
+//! `guest_ram` into `vcp_net` as this client's data region), and a protocol
+//! descriptor names any `(offset, len)` of it, so guest buffers go to the VCP as they
+//! are:
 //!
-//! - **Transmit**: the frame's guest-RAM pieces are copied, region to region
-//!   ([`SharedMemory::copy_from_memory`], no intermediate buffer), into a free
-//!   transmit buffer, which goes to the VCP; the guest's chain completes at once
-//!   (its memory is no longer read). With no transmit buffer free the device is told
-//!   `Busy` and offers the frame again after the VCP gives buffers back.
-//! - **Receive**: a frame the VCP delivered (it copied it once from the NIC's
-//!   buffer) is copied once from its receive buffer into the guest buffer the device
-//!   lent, and the receive buffer goes straight back to the VCP. Frames wait in the
-//!   VCP's RX active ring (bounded by the client's receive buffers; the VCP drops
-//!   what does not fit) until the guest posts buffers.
+//! - **Transmit**: Linux without scatter-gather or checksum offloads linearizes every
+//!   frame, so the frame is one guest-RAM piece after the 12-byte virtio-net header
+//!   (in the header's descriptor or its own). Adjacent pieces are merged; the frame
+//!   goes to the VCP as `(offset in guest RAM, len)` and the NIC reads it in place
+//!   (vcp-net copies only the 14-byte Ethernet header, to check it). A frame in
+//!   several non-adjacent pieces is refused and counted (`tx_scattered`). The guest's
+//!   chain completes ([`NetCompletion::Sent`]) only when the VCP gives the descriptor
+//!   back: until then the device reads guest RAM. No descriptor free (at most the
+//!   ring capacity out): `Busy`.
+//! - **Receive**: every buffer the guest posts is handed to the VCP's RX free ring at
+//!   once (its room after the 12-byte header; up to the ring capacity, 256 in the
+//!   systems), so the VCP copies each frame once, from its NIC buffer straight into
+//!   the guest's buffer; the device then writes the header and completes the chain.
+//!   Frames never wait in the VMM; the VCP drops a frame when the guest has no buffer
+//!   posted (vcp-net's `rx_dropped_no_buffer`).
+//! - **Device reset** (the guest driver re-initialises, or the guest reboots): the
+//!   buffers still at the VCP belong to the old driver. The backend asks the VCP to
+//!   give them all back unused (the protocol's RX recall) and posts no new buffer
+//!   until the VCP has confirmed ([`NetVcpBackend::rx_quiet`]); their completions
+//!   carry the old reset generation and the device drops them. A frame the VCP
+//!   copied before it saw the recall lands in a buffer the old driver had lent
+//!   (guest memory, written only by this client's own VCP, never past that buffer).
 //! - **Notifications**: [`NetVcpBackend::signal_needed`] after a batch (notify the
-//!   VCP), [`NetVcpBackend::request_signal`] before waiting (the ring protocol's
-//!   double check).
+//!   VCP; always after a recall), [`NetVcpBackend::request_signal`] before waiting
+//!   (the ring protocol's double check).
 //!
 //! Everything the VCP writes is checked by the client half; the first protocol error
-//! (a corrupt index, a buffer given back that was not handed over, a restarted VCP)
-//! takes the link down for good and is kept for the VMM to report.
+//! (a corrupt index, a descriptor given back that was not handed over, a restarted
+//! VCP) takes the link down for good and is kept for the VMM to report.
 
 use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
 
-use vcpos_net_protocol::{Client, ClientError, BUF_SIZE};
-use vcpos_queue::{LayoutError, OutOfBounds, SharedMemory};
+use vcpos_net_protocol::{Client, ClientError, RxOutcome};
+use vcpos_queue::{LayoutError, SharedMemory};
 
 use crate::block::{BlockStatus, DataSegment, RequestId, SubmitError};
-use crate::net::{NetBackend, NetCompletion, NetInfo};
+use crate::net::{NetBackend, NetCompletion, NetInfo, NET_QUEUE_SIZE};
 
-/// Frames the device keeps in flight (each completes as soon as it is copied).
-const TX_DEPTH: u16 = 16;
-/// Most guest-RAM pieces of one frame.
+/// Most guest-RAM pieces of one frame the device passes on (merged here when
+/// adjacent).
 const TX_SEGMENTS_MAX: u16 = 64;
 
-/// Counters of the backend (bytes copied are exact: each frame once).
+/// Counters of the backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetVcpStats {
     /// Frames handed to the VCP.
     pub tx_frames: u64,
-    /// Bytes copied from guest RAM into transmit buffers (each frame once).
+    /// Bytes the VMM copied to transmit (none: the VCP reads guest RAM in place).
     pub tx_bytes_copied: u64,
-    /// Times the device was told `Busy` (no transmit buffer free).
+    /// Bytes handed to the VCP in place (zero copy).
+    pub tx_bytes_zero_copy: u64,
+    /// Times the device was told `Busy` (every descriptor id in use, or the ring full).
     pub tx_busy: u64,
-    /// Frames refused (link down, or a guest range outside guest RAM).
+    /// Frames refused (link down, or a guest range the protocol refuses).
     pub tx_refused: u64,
-    /// Transmit buffers given back, by `TxStatus` value (0 sent, 1 bad length, 2
+    /// Frames refused for lying in several non-adjacent guest-RAM pieces.
+    pub tx_scattered: u64,
+    /// Transmit descriptors given back, by `TxStatus` value (0 sent, 1 bad length, 2
     /// spoofed, 3 device error).
     pub tx_status: [u64; 4],
-    /// Frames copied into guest buffers.
+    /// Guest buffers handed to the VCP for receiving.
+    pub rx_posted: u64,
+    /// Frames the VCP copied into guest buffers.
     pub rx_frames: u64,
-    /// Bytes copied from receive buffers into guest RAM (each frame once).
+    /// Bytes the VMM copied to receive (none: the VCP writes into guest RAM).
     pub rx_bytes_copied: u64,
-    /// Frames dropped because the guest had no buffer posted.
-    pub rx_dropped_no_guest_buffer: u64,
-    /// Frames the VCP delivered with an impossible length (dropped).
+    /// Bytes the VCP delivered into guest buffers (its one copy).
+    pub rx_bytes: u64,
+    /// Guest buffers given back unused (a recall, or a refusal here).
+    pub rx_unused: u64,
+    /// Guest buffers refused for lying in several non-adjacent pieces.
+    pub rx_scattered: u64,
+    /// Frames the VCP delivered with an impossible length (the buffer returns unused).
     pub rx_bad_frames: u64,
+    /// Receive-buffer recalls after a device reset.
+    pub recalls: u64,
 }
 
-/// The network device's backend over the protocol's client half: control region,
-/// data region and guest RAM, all memory of type `M`.
+/// Merges adjacent guest-RAM pieces; the one piece they make, if they make one.
+fn one_piece(segments: &[DataSegment]) -> Option<(u64, u64)> {
+    let (first, rest) = segments.split_first()?;
+    let mut end = first.offset.checked_add(u64::from(first.len))?;
+    for s in rest {
+        if s.offset != end {
+            return None;
+        }
+        end = end.checked_add(u64::from(s.len))?;
+    }
+    Some((first.offset, end - first.offset))
+}
+
+/// The network device's backend over the protocol's client half: control region and
+/// guest RAM (the protocol's data region), both memory of type `M`.
 pub struct NetVcpBackend<M> {
     client: Client<M>,
-    ram: M,
     mac: Option<[u8; 6]>,
-    /// Frames in the RX active ring when last looked (never more than are there:
-    /// only this side takes them).
-    rx_ready: u32,
+    /// Device request of each transmit descriptor id out at the VCP.
+    tx_ids: Vec<Option<RequestId>>,
+    /// Device request of each receive descriptor id out at the VCP.
+    rx_ids: Vec<Option<RequestId>>,
     done: VecDeque<NetCompletion>,
     error: Option<ClientError>,
     error_reported: bool,
@@ -80,14 +115,16 @@ pub struct NetVcpBackend<M> {
 }
 
 impl<M: SharedMemory + Clone> NetVcpBackend<M> {
-    /// A backend over control region `control` (rings of `ring_capacity` slots),
-    /// data region `data` and guest RAM `ram` (segment offsets are from its start).
-    pub fn new(control: M, data: M, ram: M, ring_capacity: u32) -> Result<Self, LayoutError> {
+    /// A backend over control region `control` (rings of `ring_capacity` slots) and
+    /// guest RAM `ram`, the protocol's data region (segment offsets are from its
+    /// start).
+    pub fn new(control: M, ram: M, ring_capacity: u32) -> Result<Self, LayoutError> {
+        let ids = ring_capacity as usize;
         Ok(NetVcpBackend {
-            client: Client::new(control, data, ring_capacity)?,
-            ram,
+            client: Client::with_region(control, ram, ring_capacity)?,
             mac: None,
-            rx_ready: 0,
+            tx_ids: vec![None; ids],
+            rx_ids: vec![None; ids],
             done: VecDeque::new(),
             error: None,
             error_reported: false,
@@ -95,8 +132,9 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
         })
     }
 
-    /// Connects if not yet connected (reads the info page: MAC, buffer count); true
-    /// once connected. A VCP that has not published yet is not an error.
+    /// Connects if not yet connected (reads the info page: MAC, ring capacity, data
+    /// region size); true once connected. A VCP that has not published yet is not an
+    /// error.
     pub fn connect(&mut self) -> bool {
         if self.mac.is_some() {
             return true;
@@ -127,6 +165,28 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
         self.stats
     }
 
+    /// Guest receive buffers at the VCP now.
+    pub fn rx_outstanding(&self) -> usize {
+        self.rx_ids.iter().filter(|i| i.is_some()).count()
+    }
+
+    /// Whether the VCP can no longer write into guest RAM: no receive buffer of the
+    /// guest's is at the VCP and no recall is under way (or the link is down for
+    /// good, so nothing more is given or taken). A guest reboot waits for this.
+    pub fn rx_quiet(&mut self) -> bool {
+        if !self.up() {
+            return true;
+        }
+        self.refresh();
+        match self.client.recall_pending() {
+            Ok(pending) => !pending && self.rx_outstanding() == 0,
+            Err(e) => {
+                self.fail(e);
+                true
+            }
+        }
+    }
+
     /// The protocol error that took the link down, once (for the VMM to report).
     pub fn take_error(&mut self) -> Option<ClientError> {
         if self.error_reported {
@@ -151,8 +211,8 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
     }
 
     /// Before waiting: asks the VCP for a notification on its next frame (and on its
-    /// next given-back transmit buffer when none is free); false if something arrived
-    /// meanwhile (poll the device again first).
+    /// next given-back transmit descriptor while frames are out); false if something
+    /// arrived meanwhile (poll the device again first).
     pub fn request_signal(&mut self) -> bool {
         if !self.up() {
             return true;
@@ -174,75 +234,50 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
         if self.error.is_none() {
             self.error = Some(e);
         }
-        self.rx_ready = 0;
     }
 
-    /// Takes back given-back transmit buffers (counting their statuses) and looks
-    /// how many received frames wait.
+    /// Takes back given-back descriptors: transmitted frames complete as sent,
+    /// receive buffers complete with their frame (or unused).
     fn refresh(&mut self) {
         if !self.up() {
             return;
         }
         loop {
             match self.client.reclaim_tx() {
-                Ok(Some(r)) => self.stats.tx_status[r.status as usize] += 1,
+                Ok(Some(r)) => {
+                    self.stats.tx_status[r.status as usize] += 1;
+                    if let Some(id) = self.tx_ids.get_mut(usize::from(r.id)).and_then(Option::take) {
+                        self.done.push_back(NetCompletion::Sent(id));
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => return self.fail(e),
             }
         }
-        match self.client.rx_waiting() {
-            Ok(n) => self.rx_ready = n,
-            Err(e) => self.fail(e),
-        }
-    }
-
-    /// Copies the next received frame into `buffer`; its length, or 0 if there was
-    /// none or it could not be delivered (the buffer then goes back unused).
-    fn receive_into(&mut self, buffer: &[DataSegment]) -> u32 {
-        let ram = &self.ram;
-        let copied = self.client.recv_with(|data, offset, len| {
-            let mut done = 0;
-            for s in buffer {
-                if done == len {
-                    break;
+        loop {
+            match self.client.take_rx() {
+                Ok(Some(r)) => {
+                    let len = match r.outcome {
+                        RxOutcome::Frame(len) => {
+                            self.stats.rx_frames += 1;
+                            self.stats.rx_bytes += u64::from(len);
+                            len
+                        }
+                        RxOutcome::Unused => {
+                            self.stats.rx_unused += 1;
+                            0
+                        }
+                        RxOutcome::BadLength(_) => {
+                            self.stats.rx_bad_frames += 1;
+                            0
+                        }
+                    };
+                    if let Some(id) = self.rx_ids.get_mut(usize::from(r.id)).and_then(Option::take) {
+                        self.done.push_back(NetCompletion::Received { id, len });
+                    }
                 }
-                let n = (len - done).min(s.len as usize);
-                let at = usize::try_from(s.offset).map_err(|_| OutOfBounds {
-                    offset: usize::MAX,
-                    len: n,
-                    size: ram.size(),
-                })?;
-                ram.copy_from_memory(at, data, offset + done, n)?;
-                done += n;
-            }
-            if done < len {
-                // The device lends at least a maximal frame's room; this is a bug.
-                return Err(OutOfBounds {
-                    offset: 0,
-                    len,
-                    size: done,
-                });
-            }
-            Ok(len)
-        });
-        match copied {
-            Ok(Some(Ok(len))) => {
-                self.stats.rx_frames += 1;
-                self.stats.rx_bytes_copied += len as u64;
-                len as u32
-            }
-            Ok(Some(Err(_))) => {
-                self.stats.rx_bad_frames += 1;
-                0
-            }
-            Ok(None) => 0,
-            Err(ClientError::BadFrameLength { .. }) => {
-                self.stats.rx_bad_frames += 1;
-                0
-            }
-            Err(e) => {
-                self.fail(e);
-                0
+                Ok(None) => break,
+                Err(e) => return self.fail(e),
             }
         }
     }
@@ -253,7 +288,7 @@ impl<M: SharedMemory + Clone> NetBackend for NetVcpBackend<M> {
         NetInfo {
             mac: self.mac.unwrap_or_default(),
             link_up: self.up(),
-            tx_depth: TX_DEPTH,
+            tx_depth: (self.tx_ids.len() as u16).clamp(1, NET_QUEUE_SIZE),
             tx_segments_max: TX_SEGMENTS_MAX,
         }
     }
@@ -263,33 +298,25 @@ impl<M: SharedMemory + Clone> NetBackend for NetVcpBackend<M> {
             self.stats.tx_refused += 1;
             return Err(SubmitError::Refused(BlockStatus::IoError));
         }
-        let len: usize = frame.iter().map(|s| s.len as usize).sum();
-        let ram = &self.ram;
-        let sent = self.client.send_with(len, |data, offset| {
-            let mut at = offset;
-            for s in frame {
-                let from = usize::try_from(s.offset).map_err(|_| OutOfBounds {
-                    offset: usize::MAX,
-                    len: s.len as usize,
-                    size: ram.size(),
-                })?;
-                data.copy_from_memory(at, ram, from, s.len as usize)?;
-                at += s.len as usize;
-            }
-            Ok(())
-        });
-        match sent {
-            Ok(()) => {
+        let Some((offset, len)) = one_piece(frame) else {
+            self.stats.tx_scattered += 1;
+            return Err(SubmitError::Refused(BlockStatus::IoError));
+        };
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        match self.client.send_at(offset, len) {
+            Ok(pid) => {
+                if let Some(slot) = self.tx_ids.get_mut(usize::from(pid)) {
+                    *slot = Some(id);
+                }
                 self.stats.tx_frames += 1;
-                self.stats.tx_bytes_copied += len as u64;
-                self.done.push_back(NetCompletion::Sent(id));
+                self.stats.tx_bytes_zero_copy += u64::from(len);
                 Ok(())
             }
-            Err(ClientError::NoTxBuffer | ClientError::Full) => {
+            Err(ClientError::Full) => {
                 self.stats.tx_busy += 1;
                 Err(SubmitError::Busy)
             }
-            Err(ClientError::BadLength(_) | ClientError::Data(_)) => {
+            Err(ClientError::BadLength(_) | ClientError::BadBuffer { .. }) => {
                 self.stats.tx_refused += 1;
                 Err(SubmitError::Refused(BlockStatus::IoError))
             }
@@ -301,27 +328,45 @@ impl<M: SharedMemory + Clone> NetBackend for NetVcpBackend<M> {
         }
     }
 
-    fn rx_waiting(&self) -> usize {
-        if self.up() {
-            self.rx_ready as usize
-        } else {
-            0
+    fn rx_room(&mut self) -> usize {
+        if !self.up() {
+            return 0;
+        }
+        match self.client.rx_room() {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail(e);
+                0
+            }
         }
     }
 
     fn rx_buffer(&mut self, id: RequestId, buffer: &[DataSegment]) {
-        let len = self.receive_into(buffer);
-        self.rx_ready = self.rx_ready.saturating_sub(1);
-        self.done.push_back(NetCompletion::Received { id, len });
-    }
-
-    fn rx_no_buffer(&mut self) {
-        self.rx_ready = self.rx_ready.saturating_sub(1);
-        match self.client.recv_with(|_, _, _| ()) {
-            Ok(Some(())) => self.stats.rx_dropped_no_guest_buffer += 1,
-            Ok(None) => {}
-            Err(ClientError::BadFrameLength { .. }) => self.stats.rx_bad_frames += 1,
-            Err(e) => self.fail(e),
+        let unused = NetCompletion::Received { id, len: 0 };
+        let Some((offset, len)) = one_piece(buffer) else {
+            self.stats.rx_scattered += 1;
+            self.stats.rx_unused += 1;
+            self.done.push_back(unused);
+            return;
+        };
+        let capacity = u32::try_from(len).unwrap_or(u32::MAX);
+        match self.client.post_rx(offset, capacity) {
+            Ok(pid) => {
+                if let Some(slot) = self.rx_ids.get_mut(usize::from(pid)) {
+                    *slot = Some(id);
+                }
+                self.stats.rx_posted += 1;
+            }
+            Err(e) => {
+                if !matches!(
+                    e,
+                    ClientError::Full | ClientError::BadBuffer { .. } | ClientError::RecallPending
+                ) {
+                    self.fail(e);
+                }
+                self.stats.rx_unused += 1;
+                self.done.push_back(unused);
+            }
         }
     }
 
@@ -332,12 +377,18 @@ impl<M: SharedMemory + Clone> NetBackend for NetVcpBackend<M> {
         self.done.pop_front()
     }
 
-    /// Nothing of the old driver's is held: transmitted frames were copied and
-    /// completed at once, received frames wait in the VCP's ring, and completions
-    /// still queued carry the old generation (the device drops them).
+    /// The old driver's receive buffers still at the VCP are recalled (given back
+    /// unused; their completions carry the old generation and are dropped), and no
+    /// new one is posted until the VCP confirms. Frames still being sent are read
+    /// from guest RAM until the VCP gives them back (their completions are dropped
+    /// likewise).
     fn reset(&mut self) {
         self.done.clear();
+        if self.up() && self.rx_outstanding() > 0 {
+            match self.client.recall_rx() {
+                Ok(()) => self.stats.recalls += 1,
+                Err(e) => self.fail(e),
+            }
+        }
     }
 }
-
-const _: () = assert!(BUF_SIZE >= crate::net::MAX_FRAME_LEN);

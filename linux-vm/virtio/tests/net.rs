@@ -29,13 +29,13 @@ struct FakeNet {
     tx_log: Vec<Vec<DataSegment>>,
     /// Frames from the network waiting for a guest buffer.
     incoming: VecDeque<Vec<u8>>,
-    /// Buffers lent with the frame assigned to each, waiting for the copy.
-    lent: VecDeque<(RequestId, Vec<DataSegment>, Vec<u8>)>,
+    /// Buffers lent, waiting for a frame.
+    lent: VecDeque<(RequestId, Vec<DataSegment>)>,
+    /// Most buffers the backend holds at once.
+    room: usize,
     /// Every buffer ever lent.
     rx_log: Vec<Vec<DataSegment>>,
     done: VecDeque<NetCompletion>,
-    /// Frames dropped for want of a guest buffer.
-    dropped: u64,
     busy: bool,
     refuse: bool,
     resets: u32,
@@ -57,9 +57,9 @@ impl FakeNet {
             tx_log: Vec::new(),
             incoming: VecDeque::new(),
             lent: VecDeque::new(),
+            room: 256,
             rx_log: Vec::new(),
             done: VecDeque::new(),
-            dropped: 0,
             busy: false,
             refuse: false,
             resets: 0,
@@ -107,21 +107,16 @@ impl NetBackend for FakeNet {
         Ok(())
     }
 
-    fn rx_waiting(&self) -> usize {
-        self.incoming.len()
+    fn rx_room(&mut self) -> usize {
+        self.room.saturating_sub(self.lent.len())
     }
 
     fn rx_buffer(&mut self, id: RequestId, buffer: &[DataSegment]) {
         let room = check_segments(buffer);
         assert!(room >= u64::from(MAX_FRAME_LEN), "buffer of {room} bytes lent");
-        let frame = self.incoming.pop_front().expect("a buffer only for a waiting frame");
+        assert!(self.lent.len() < self.room, "more buffers lent than the backend takes");
         self.rx_log.push(buffer.to_vec());
-        self.lent.push_back((id, buffer.to_vec(), frame));
-    }
-
-    fn rx_no_buffer(&mut self) {
-        self.incoming.pop_front().expect("no-buffer only for a waiting frame");
-        self.dropped += 1;
+        self.lent.push_back((id, buffer.to_vec()));
     }
 
     fn poll(&mut self) -> Option<NetCompletion> {
@@ -132,10 +127,10 @@ impl NetBackend for FakeNet {
         self.resets += 1;
         let sent = self.sending.drain(..).map(|(id, _)| NetCompletion::Sent(id));
         self.orphans.extend(sent);
-        let received = self.lent.drain(..).map(|(id, _, f)| NetCompletion::Received {
-            id,
-            len: f.len() as u32,
-        });
+        let received = self
+            .lent
+            .drain(..)
+            .map(|(id, _)| NetCompletion::Received { id, len: 60 });
         self.orphans.extend(received);
     }
 }
@@ -188,10 +183,13 @@ fn send_all(d: &mut Driver) {
     d.poll();
 }
 
-/// Copies every assigned frame into its lent buffer (the VCP's one copy), queues the
-/// completions, then polls.
+/// Copies each waiting frame into the next lent buffer (the VCP's one copy), queues
+/// the completions, then polls.
 fn copy_all(d: &mut Driver) {
-    while let Some((id, segments, data)) = net(d).lent.pop_front() {
+    d.poll();
+    while !net(d).incoming.is_empty() && !net(d).lent.is_empty() {
+        let data = net(d).incoming.pop_front().unwrap();
+        let (id, segments) = net(d).lent.pop_front().unwrap();
         let mut rest = &data[..];
         for s in &segments {
             let n = rest.len().min(s.len as usize);
@@ -473,7 +471,8 @@ fn receive_fills_a_posted_buffer() {
     let mut d = driver();
     let (head, a) = d.post(RX, &[Buf::In(MIN_RX_BUFFER + 4)]);
     d.notify(0);
-    assert!(net(&mut d).lent.is_empty(), "nothing lent without a frame");
+    // Lent at once, before any frame: the backend holds it for the next one.
+    assert_eq!(net(&mut d).lent.len(), 1);
     let data = frame(342, 5);
     net(&mut d).incoming.push_back(data.clone());
     d.poll();
@@ -527,24 +526,26 @@ fn receive_into_a_buffer_split_over_descriptors() {
 }
 
 #[test]
-fn receive_without_buffers_drops_and_does_not_block() {
+fn receive_lends_only_while_the_backend_takes_buffers() {
     let mut d = driver();
-    for i in 0..3 {
-        net(&mut d).incoming.push_back(frame(60, i));
-    }
-    d.poll();
-    assert_eq!(net(&mut d).dropped, 3, "the backend was told at once");
-    assert!(net(&mut d).incoming.is_empty());
-    assert_eq!(d.t.device().stats().rx_no_buffer, 3);
-    // One buffer, two frames: the first is delivered, the second dropped.
-    let (head, a) = d.post(RX, &[Buf::In(2048)]);
+    net(&mut d).room = 2;
+    let heads: Vec<(u16, Vec<u64>)> = (0..3).map(|_| d.post(RX, &[Buf::In(2048)])).collect();
+    d.notify(0);
+    assert_eq!(d.t.device().rx_lent(), 2, "the third waits in the queue");
+    // A frame fills the first; its buffer returns and the third is lent.
     net(&mut d).incoming.push_back(frame(70, 1));
-    net(&mut d).incoming.push_back(frame(80, 2));
-    d.poll();
     copy_all(&mut d);
-    assert_eq!(d.used(RX), vec![(u32::from(head), 82)]);
-    assert_eq!(d.bytes(a[0] + 12, 70), frame(70, 1));
-    assert_eq!(net(&mut d).dropped, 4);
+    assert_eq!(d.used(RX), vec![(u32::from(heads[0].0), 82)]);
+    assert_eq!(d.bytes(heads[0].1[0] + 12, 70), frame(70, 1));
+    d.poll();
+    assert_eq!(d.t.device().rx_lent(), 2);
+    assert_eq!(net(&mut d).rx_log.len(), 3);
+    // Length 0 returns a buffer unused (a backend giving buffers back).
+    let (id, _) = net(&mut d).lent.pop_front().unwrap();
+    net(&mut d).done.push_back(NetCompletion::Received { id, len: 0 });
+    d.poll();
+    assert_eq!(d.used(RX), vec![(u32::from(heads[1].0), 0)]);
+    assert_eq!(d.t.device().stats().rx_unused, 1);
     assert_eq!(d.status() & NEEDS_RESET, 0);
 }
 
@@ -570,13 +571,15 @@ fn receive_lengths_that_do_not_fit_return_the_buffer_unused() {
         d.mem.inner.write(a[0], &[0xee; 12]).unwrap();
         net(&mut d).incoming.push_back(frame(60, 0));
         d.poll();
-        let (id, _, _) = net(&mut d).lent.pop_front().unwrap();
+        let (id, _) = net(&mut d).lent.pop_front().unwrap();
         net(&mut d).done.push_back(NetCompletion::Received { id, len });
         d.poll();
         assert_eq!(d.used(RX), vec![(u32::from(head), 0)], "length {len}");
         assert_eq!(d.bytes(a[0], 12), vec![0xee; 12], "no header written");
     }
-    assert_eq!(d.t.device().stats().rx_bad_length, 4);
+    // Length 0 is "unused", the others impossible.
+    assert_eq!(d.t.device().stats().rx_bad_length, 3);
+    assert_eq!(d.t.device().stats().rx_unused, 1);
     assert_eq!(d.t.device().stats().rx_frames, 0);
 }
 

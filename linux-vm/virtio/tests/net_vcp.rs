@@ -1,11 +1,14 @@
 //! The network device's VCP backend against the network protocol's server half (the
-//! VCP's side) on fake memory: frames in guest-RAM pieces reach a transmit buffer
-//! whole (one copy, bytes counted), transmit buffers running out and coming back,
-//! received frames copied once into lent guest buffers and their buffers handed
-//! back, frames dropped without a guest buffer, notifications, a VCP not yet ready,
-//! and a hostile server taking the link down without a panic.
+//! VCP's side) on fake memory, guest RAM being the protocol's data region: transmit
+//! zero copy (the VCP reads the frame at its guest-RAM offset, no byte copied by the
+//! VMM, the chain completes only when the VCP gives the frame back), frames in
+//! non-adjacent pieces refused, descriptor ids running out; receive buffers posted to
+//! the VCP at once and filled by its one copy; a device reset recalling them;
+//! a malicious guest and a hostile server taking nothing down but the link.
 
-use vcpos_net_protocol::{BufDesc, ControlLayout, Server, ServerConfig, TxStatus, BUF_SIZE, RING_CAPACITY};
+use std::collections::HashSet;
+
+use vcpos_net_protocol::{BufDesc, ControlLayout, RxBuffer, Server, ServerConfig, TxFrame, TxStatus};
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{Producer, SharedMemory};
 use vcpos_virtio::block::{DataSegment, RequestId, SubmitError};
@@ -13,39 +16,36 @@ use vcpos_virtio::net::{NetBackend, NetCompletion};
 use vcpos_virtio::net_vcp::NetVcpBackend;
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
-const BUFFERS: usize = 64;
+const RING: u32 = 16;
 const RAM: usize = 0x10000;
 
 struct Rig {
     server: Server<FakeMemory>,
     backend: NetVcpBackend<FakeMemory>,
     control: FakeMemory,
-    data: FakeMemory,
     ram: FakeMemory,
 }
 
 fn rig(publish: bool) -> Rig {
-    let control = FakeMemory::new(0x5000);
-    let data = FakeMemory::new(BUFFERS * BUF_SIZE as usize);
+    let control = FakeMemory::new(ControlLayout::new(RING).unwrap().size());
     let ram = FakeMemory::new(RAM);
     let mut server = Server::new(
         control.clone(),
-        data.size() as u64,
+        RAM as u64,
         ServerConfig {
             mac: MAC,
-            ring_capacity: RING_CAPACITY,
+            ring_capacity: RING,
         },
     )
     .unwrap();
     if publish {
         server.publish(7).unwrap();
     }
-    let backend = NetVcpBackend::new(control.clone(), data.clone(), ram.clone(), RING_CAPACITY).unwrap();
+    let backend = NetVcpBackend::new(control.clone(), ram.clone(), RING).unwrap();
     Rig {
         server,
         backend,
         control,
-        data,
         ram,
     }
 }
@@ -76,15 +76,16 @@ fn scatter(ram: &FakeMemory, bytes: &[u8], pieces: &[(u64, u32)]) -> Vec<DataSeg
         .collect()
 }
 
-fn gather(ram: &FakeMemory, pieces: &[DataSegment], len: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for s in pieces {
-        let n = (len - out.len()).min(s.len as usize);
-        let mut b = vec![0u8; n];
-        ram.read_bytes(s.offset as usize, &mut b).unwrap();
-        out.extend(b);
-    }
-    out
+fn read(mem: &FakeMemory, offset: u64, len: u32) -> Vec<u8> {
+    let mut v = vec![0; len as usize];
+    mem.read_bytes(offset as usize, &mut v).unwrap();
+    v
+}
+
+/// What the VCP does with a received frame: one copy into the buffer.
+fn deliver(r: &mut Rig, buf: RxBuffer, f: &[u8]) {
+    r.ram.write_bytes(buf.offset() as usize, f).unwrap();
+    r.server.rx_deliver(buf, f.len() as u32).unwrap();
 }
 
 #[test]
@@ -93,6 +94,7 @@ fn connects_and_reports_the_mac() {
     assert!(!r.backend.connect(), "not ready yet");
     assert!(!r.backend.info().link_up);
     assert_eq!(r.backend.info().mac, [0; 6]);
+    assert_eq!(r.backend.rx_room(), 0, "no buffer taken while the link is down");
     // A frame while the link is down is refused, not queued.
     let seg = scatter(&r.ram, &frame(60, 1), &[(0, 60)]);
     assert!(matches!(
@@ -104,170 +106,228 @@ fn connects_and_reports_the_mac() {
     let info = r.backend.info();
     assert_eq!(info.mac, MAC);
     assert!(info.link_up);
+    assert_eq!(info.tx_depth, RING as u16);
     assert_eq!(r.backend.mac(), Some(MAC));
     assert!(r.backend.take_error().is_none());
 }
 
 #[test]
-fn transmit_copies_the_pieces_once_into_one_buffer() {
+fn transmit_is_zero_copy_and_completes_when_the_vcp_gives_the_frame_back() {
     let mut r = rig(true);
     assert!(r.backend.connect());
     // The VCP waits for frames, asking to be notified.
     assert!(r.server.request_signal().unwrap());
     let f = frame(1514, 9);
-    // Three pieces at odd guest-RAM offsets, as a socket buffer may be.
-    let seg = scatter(&r.ram, &f, &[(0x1003, 14), (0x5555, 1000), (0x9001, 500)]);
+    // One piece at an odd guest-RAM offset (a linearized socket buffer).
+    let seg = scatter(&r.ram, &f, &[(0x1003, 1514)]);
     let id = rid(1, 5);
     r.backend.transmit(id, &seg).unwrap();
-    // Copied: the chain completes at once.
-    assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(id)));
     assert!(r.backend.signal_needed(), "the server asked for a notification");
-    let tx = r.server.next_tx().unwrap().expect("a frame for the VCP");
-    assert_eq!(tx.len, 1514);
-    assert_eq!(tx.offset % u64::from(BUF_SIZE), 0);
-    let mut got = vec![0u8; 1514];
-    r.data.read_bytes(tx.offset as usize, &mut got).unwrap();
-    assert_eq!(got, f);
-    // The guest rewriting its memory afterwards changes nothing sent.
-    r.ram.write_bytes(0x5555, &[0xee; 1000]).unwrap();
-    r.data.read_bytes(tx.offset as usize, &mut got).unwrap();
-    assert_eq!(got, f);
-    let s = r.backend.stats();
-    assert_eq!((s.tx_frames, s.tx_bytes_copied), (1, 1514));
-    // The give-back is counted by status.
-    r.server.tx_done(tx.offset, TxStatus::Sent).unwrap();
+    // Not complete: the VCP still reads guest RAM.
     assert_eq!(r.backend.poll(), None);
-    assert_eq!(r.backend.stats().tx_status, [1, 0, 0, 0]);
+    let tx = r.server.next_tx().unwrap().expect("a frame for the VCP");
+    assert_eq!((tx.offset(), tx.len()), (0x1003, 1514), "the guest's own bytes");
+    assert_eq!(read(&r.ram, tx.offset(), tx.len()), f);
+    assert_eq!(r.backend.poll(), None);
+    r.server.tx_done(tx, TxStatus::Sent).unwrap();
+    assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(id)));
+    let s = r.backend.stats();
+    assert_eq!((s.tx_frames, s.tx_bytes_copied, s.tx_bytes_zero_copy), (1, 0, 1514));
+    assert_eq!(s.tx_status, [1, 0, 0, 0]);
+
+    // Adjacent pieces (the frame split over descriptors that follow each other) are
+    // one piece.
+    let g = frame(600, 3);
+    let seg = scatter(&r.ram, &g, &[(0x4000, 100), (0x4064, 500)]);
+    r.backend.transmit(rid(1, 6), &seg).unwrap();
+    let tx = r.server.next_tx().unwrap().unwrap();
+    assert_eq!((tx.offset(), tx.len()), (0x4000, 600));
+    assert_eq!(read(&r.ram, 0x4000, 600), g);
+    // Non-adjacent pieces are refused and counted, never copied.
+    let seg = scatter(&r.ram, &g, &[(0x5000, 100), (0x6000, 500)]);
+    assert!(matches!(
+        r.backend.transmit(rid(1, 7), &seg),
+        Err(SubmitError::Refused(_))
+    ));
+    assert_eq!(r.backend.stats().tx_scattered, 1);
+    assert_eq!(r.backend.stats().tx_bytes_copied, 0);
+    assert!(r.server.next_tx().unwrap().is_none());
+    assert!(r.backend.info().link_up, "a refusal is not a reason to give up");
 }
 
 #[test]
-fn transmit_buffers_run_out_and_come_back() {
+fn transmit_descriptors_run_out_and_come_back() {
     let mut r = rig(true);
     assert!(r.backend.connect());
     let seg = scatter(&r.ram, &frame(100, 2), &[(0x100, 100)]);
-    let tx_buffers = BUFFERS / 2;
-    for head in 0..tx_buffers {
-        r.backend.transmit(rid(0, head as u16), &seg).unwrap();
+    for head in 0..RING as u16 {
+        r.backend.transmit(rid(0, head), &seg).unwrap();
     }
     assert_eq!(r.backend.transmit(rid(0, 99), &seg), Err(SubmitError::Busy));
     assert_eq!(r.backend.stats().tx_busy, 1);
     // Waiting for a give-back: the backend asks for a notification on TX free.
-    while r.backend.poll().is_some() {}
-    assert!(r.backend.request_signal());
-    let first = r.server.next_tx().unwrap().unwrap();
-    r.server.tx_done(first.offset, TxStatus::DeviceError).unwrap();
-    assert!(r.server.signal_needed().unwrap(), "the client asked to be notified");
     assert_eq!(r.backend.poll(), None);
+    assert!(r.backend.request_signal());
+    let mut frames: Vec<TxFrame> = Vec::new();
+    while let Some(t) = r.server.next_tx().unwrap() {
+        frames.push(t);
+    }
+    assert_eq!(frames.len(), RING as usize);
+    // Given back out of order: each completes its own request.
+    r.server.tx_done(frames[3], TxStatus::DeviceError).unwrap();
+    r.server.tx_done(frames[0], TxStatus::Sent).unwrap();
+    assert!(r.server.signal_needed().unwrap(), "the client asked to be notified");
+    assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(rid(0, 3))));
+    assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(rid(0, 0))));
     r.backend.transmit(rid(0, 99), &seg).unwrap();
-    assert_eq!(r.backend.stats().tx_status, [0, 0, 0, 1]);
-    assert_eq!(r.backend.stats().tx_frames as usize, tx_buffers + 1);
+    assert_eq!(r.backend.stats().tx_status, [1, 0, 0, 1]);
+    assert_eq!(r.backend.stats().tx_frames, u64::from(RING) + 1);
 }
 
 #[test]
-fn receive_copies_once_into_the_lent_buffer() {
+fn receive_buffers_go_to_the_vcp_at_once_and_get_one_copy() {
     let mut r = rig(true);
     assert!(r.backend.connect());
+    assert_eq!(r.backend.rx_room(), RING as usize);
+    // Guest buffers past their 12-byte header room, at odd offsets.
+    let bufs: Vec<(RequestId, u64)> = (0..3u16)
+        .map(|i| (rid(2, i), 0x2000 * (u64::from(i) + 1) + 12))
+        .collect();
+    for &(id, offset) in &bufs {
+        r.backend.rx_buffer(id, &[DataSegment { offset, len: 1514 }]);
+    }
+    assert_eq!(r.backend.rx_room(), RING as usize - 3);
+    assert_eq!(r.backend.rx_outstanding(), 3);
+    // The VCP holds them all before any frame arrives.
+    let held: Vec<RxBuffer> = (0..3).map(|_| r.server.take_rx_buffer().unwrap().unwrap()).collect();
+    for (b, &(_, offset)) in held.iter().zip(&bufs) {
+        assert_eq!((b.offset(), b.capacity()), (offset, 1514));
+    }
+    assert!(r.server.take_rx_buffer().unwrap().is_none());
     let frames: Vec<Vec<u8>> = [60usize, 1514, 342]
         .iter()
         .enumerate()
         .map(|(i, &n)| frame(n, i as u8))
         .collect();
-    for f in &frames {
-        let buf = r
-            .server
-            .take_rx_buffer()
-            .unwrap()
-            .expect("the client posted receive buffers");
-        r.data.write_bytes(buf.offset as usize, f).unwrap();
-        r.server.rx_deliver(buf, f.len() as u32).unwrap();
+    // Frames fill them in another order: the completions say which is which.
+    let order = [2usize, 0, 1];
+    for &k in &order {
+        deliver(&mut r, held[k], &frames[k]);
     }
-    assert_eq!(r.backend.rx_waiting(), 0, "not looked yet");
-    assert_eq!(r.backend.poll(), None);
-    assert_eq!(r.backend.rx_waiting(), 3);
-    let mut copied = 0;
-    for (i, f) in frames.iter().enumerate() {
-        // A guest buffer in two pieces (the device lends at least 1514 bytes).
-        let base = 0x2000 * (i as u64 + 1);
-        let buffer = [
-            DataSegment {
-                offset: base + 1,
-                len: 700,
-            },
-            DataSegment {
-                offset: base + 0x1001,
-                len: 814,
-            },
-        ];
-        let id = rid(2, i as u16);
-        r.backend.rx_buffer(id, &buffer);
+    for &k in &order {
         assert_eq!(
             r.backend.poll(),
             Some(NetCompletion::Received {
-                id,
-                len: f.len() as u32
+                id: bufs[k].0,
+                len: frames[k].len() as u32
             })
         );
-        assert_eq!(&gather(&r.ram, &buffer, f.len()), f);
-        copied += f.len() as u64;
+        assert_eq!(read(&r.ram, bufs[k].1, frames[k].len() as u32), frames[k]);
     }
     let s = r.backend.stats();
-    assert_eq!((s.rx_frames, s.rx_bytes_copied), (3, copied));
-    assert_eq!(r.backend.rx_waiting(), 0);
-    // Every receive buffer is back with the server (the three used ones re-posted).
-    let mut n = 0;
-    while r.server.take_rx_buffer().unwrap().is_some() {
-        n += 1;
-    }
-    assert_eq!(n, BUFFERS / 2);
+    let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert_eq!((s.rx_frames, s.rx_bytes, s.rx_bytes_copied), (3, bytes, 0));
+    assert_eq!(r.backend.rx_outstanding(), 0);
+    assert_eq!(r.backend.rx_room(), RING as usize);
 }
 
 #[test]
-fn frames_without_a_guest_buffer_are_dropped_and_their_buffers_returned() {
+fn unusable_receive_buffers_return_unused() {
     let mut r = rig(true);
     assert!(r.backend.connect());
-    let posted = BUFFERS / 2;
-    for i in 0..posted {
-        let buf = r.server.take_rx_buffer().unwrap().unwrap();
-        r.data.write_bytes(buf.offset as usize, &frame(64, i as u8)).unwrap();
-        r.server.rx_deliver(buf, 64).unwrap();
-    }
-    // The client's buffers are all full: the VCP has none left.
-    assert!(r.server.take_rx_buffer().unwrap().is_none());
-    assert_eq!(r.backend.poll(), None);
-    assert_eq!(r.backend.rx_waiting(), posted);
-    for _ in 0..posted {
-        r.backend.rx_no_buffer();
-    }
-    assert_eq!(r.backend.rx_waiting(), 0);
-    assert_eq!(r.backend.stats().rx_dropped_no_guest_buffer, posted as u64);
-    assert!(r.server.take_rx_buffer().unwrap().is_some(), "buffers handed back");
-}
-
-#[test]
-fn a_bad_frame_length_returns_the_guest_buffer_unused() {
-    let mut r = rig(true);
-    assert!(r.backend.connect());
-    // Raw RX active descriptor with an impossible length for the first RX buffer.
-    let layout = ControlLayout::new(RING_CAPACITY).unwrap();
-    let mut rxa = Producer::<_, BufDesc>::new(r.control.clone(), layout.rx_active).unwrap();
-    rxa.push(&BufDesc::new(0, 4000)).unwrap();
-    assert_eq!(r.backend.poll(), None);
-    assert_eq!(r.backend.rx_waiting(), 1);
+    // Two non-adjacent pieces: not one buffer.
     let id = rid(0, 1);
-    r.backend.rx_buffer(id, &[DataSegment { offset: 0, len: 1514 }]);
+    r.backend.rx_buffer(
+        id,
+        &[
+            DataSegment { offset: 0, len: 1000 },
+            DataSegment {
+                offset: 0x2000,
+                len: 600,
+            },
+        ],
+    );
     assert_eq!(r.backend.poll(), Some(NetCompletion::Received { id, len: 0 }));
+    assert_eq!(r.backend.stats().rx_scattered, 1);
+    // Adjacent pieces are one buffer.
+    r.backend.rx_buffer(
+        rid(0, 2),
+        &[
+            DataSegment { offset: 0, len: 1000 },
+            DataSegment { offset: 1000, len: 600 },
+        ],
+    );
+    let b = r.server.take_rx_buffer().unwrap().unwrap();
+    assert_eq!((b.offset(), b.capacity()), (0, 1600));
+    // An impossible length from the VCP (raw, past its own check) returns the buffer
+    // unused without taking the link down.
+    let layout = ControlLayout::new(RING).unwrap();
+    let mut rxa = Producer::<_, BufDesc>::new(r.control.clone(), layout.rx_active).unwrap();
+    rxa.push(&BufDesc::new(0, 1601, 0)).unwrap();
+    assert_eq!(
+        r.backend.poll(),
+        Some(NetCompletion::Received { id: rid(0, 2), len: 0 })
+    );
     assert_eq!(r.backend.stats().rx_bad_frames, 1);
-    assert!(r.backend.info().link_up, "not a reason to give up");
+    assert!(r.backend.info().link_up);
+}
+
+#[test]
+fn a_device_reset_recalls_the_receive_buffers() {
+    let mut r = rig(true);
+    assert!(r.backend.connect());
+    for i in 0..4u16 {
+        r.backend.rx_buffer(
+            rid(0, i),
+            &[DataSegment {
+                offset: u64::from(i) * 0x1000,
+                len: 1526,
+            }],
+        );
+    }
+    // The VCP has taken one; a frame lands in another before the reset.
+    let a = r.server.take_rx_buffer().unwrap().unwrap();
+    r.server.rx_unused(a).unwrap();
+    let b = r.server.take_rx_buffer().unwrap().unwrap();
+    assert!(!r.backend.rx_quiet());
+    r.backend.reset();
+    assert_eq!(r.backend.stats().recalls, 1);
+    assert!(r.backend.signal_needed(), "the VCP is told at once");
+    assert_eq!(r.backend.rx_room(), 0, "nothing posted until the VCP confirms");
+    assert!(!r.backend.rx_quiet());
+    // The VCP finishes the frame it had started, then serves the recall.
+    deliver(&mut r, b, &frame(60, 0));
+    assert!(r.server.serve_recall().unwrap());
+    assert_eq!(r.server.held(), 0);
+    // Every buffer comes back (completions of the old generation: the device drops
+    // them); none is written after the recall.
+    let mut back = HashSet::new();
+    while let Some(c) = r.backend.poll() {
+        match c {
+            NetCompletion::Received { id, len } => {
+                assert!(back.insert(id));
+                assert!(len == 0 || len == 60, "{c:?}");
+            }
+            c => panic!("{c:?}"),
+        }
+    }
+    assert_eq!(back.len(), 4);
+    assert!(r.backend.rx_quiet());
+    assert_eq!(r.backend.rx_room(), RING as usize);
+    assert_eq!(r.backend.stats().rx_unused, 3);
+    // A reset with nothing at the VCP needs no recall.
+    r.backend.reset();
+    assert_eq!(r.backend.stats().recalls, 1);
 }
 
 #[test]
 fn a_hostile_server_takes_the_link_down_without_a_panic() {
     let mut r = rig(true);
     assert!(r.backend.connect());
-    // A TX free give-back of a buffer never handed over.
-    let layout = ControlLayout::new(RING_CAPACITY).unwrap();
+    // A TX free give-back of a descriptor never handed over.
+    let layout = ControlLayout::new(RING).unwrap();
     let mut txf = Producer::<_, BufDesc>::new(r.control.clone(), layout.tx_free).unwrap();
-    txf.push(&BufDesc::new(0, 0)).unwrap();
+    txf.push(&BufDesc::new(0, 60, 0)).unwrap();
     assert_eq!(r.backend.poll(), None);
     assert!(!r.backend.info().link_up);
     let e = r.backend.take_error().expect("the error is kept for the VMM");
@@ -278,14 +338,15 @@ fn a_hostile_server_takes_the_link_down_without_a_panic() {
         r.backend.transmit(rid(0, 0), &seg),
         Err(SubmitError::Refused(_))
     ));
-    assert_eq!(r.backend.rx_waiting(), 0);
+    assert_eq!(r.backend.rx_room(), 0);
+    assert!(r.backend.rx_quiet(), "nothing more is given or taken");
 }
 
 #[test]
 fn a_corrupt_index_takes_the_link_down() {
     let mut r = rig(true);
     assert!(r.backend.connect());
-    let layout = ControlLayout::new(RING_CAPACITY).unwrap();
+    let layout = ControlLayout::new(RING).unwrap();
     // The RX active producer index jumps far ahead.
     r.control
         .store_u32(layout.rx_active.base(), 10_000, std::sync::atomic::Ordering::Release)
@@ -301,4 +362,140 @@ fn a_corrupt_index_takes_the_link_down() {
     assert!(r.backend.transmit(rid(0, 0), &seg).is_err());
     assert!(!r.backend.info().link_up);
     assert!(r.backend.take_error().unwrap().to_string().contains("restarted"));
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A random guest (frames and buffers anywhere, in random pieces, outside guest RAM,
+/// resets) against an honest VCP: every request completes at most once, the VMM
+/// copies nothing, every frame the VCP reads is the guest's bytes at the guest's
+/// offset, and every frame delivered lands exactly in the buffer it completes.
+#[test]
+fn random_guest_against_an_honest_vcp() {
+    let (mut sent, mut received) = (0u64, 0u64);
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut r = rig(true);
+        assert!(r.backend.connect());
+        let mut generation = 0u16;
+        let mut next_head = 0u16;
+        let mut tx_out: HashSet<RequestId> = HashSet::new();
+        let mut rx_out: std::collections::HashMap<RequestId, (u64, u64)> = Default::default();
+        let mut vcp_tx: Vec<TxFrame> = Vec::new();
+        let mut vcp_rx: Vec<RxBuffer> = Vec::new();
+        let mut written: std::collections::HashMap<u64, Vec<u8>> = Default::default();
+        for _ in 0..200 {
+            let offset = match rng.below(4) {
+                0 => rng.next(),
+                _ => rng.below(RAM as u64),
+            };
+            let len = [10u32, 14, 60, 600, 1514, 1526, 3000][rng.below(7) as usize];
+            next_head = next_head.wrapping_add(1);
+            let id = rid(generation, next_head);
+            match rng.below(9) {
+                0 | 1 => {
+                    let pieces = if rng.below(3) == 0 {
+                        vec![
+                            DataSegment { offset, len: len / 2 },
+                            DataSegment {
+                                offset: offset.wrapping_add(u64::from(len / 2) + rng.below(2) * 7),
+                                len: len - len / 2,
+                            },
+                        ]
+                    } else {
+                        vec![DataSegment { offset, len }]
+                    };
+                    if r.backend.transmit(id, &pieces).is_ok() {
+                        tx_out.insert(id);
+                    }
+                }
+                2 | 3 => {
+                    // Receive buffers the guest lends do not overlap: one per 4 KiB
+                    // slot of the upper half, or now and then outside guest RAM.
+                    let used: HashSet<u64> = rx_out.values().map(|&(o, _)| o / 0x1000).collect();
+                    let slot = (8..16).find(|k| !used.contains(k));
+                    let at = match slot {
+                        _ if rng.below(8) == 0 => rng.next() | (1 << 40),
+                        Some(k) => k * 0x1000 + rng.below(16),
+                        None => continue,
+                    };
+                    if r.backend.rx_room() > 0 {
+                        r.backend.rx_buffer(id, &[DataSegment { offset: at, len }]);
+                        rx_out.insert(id, (at, u64::from(len)));
+                    }
+                }
+                4 => {
+                    while let Some(t) = r.server.next_tx().unwrap() {
+                        assert!(t.offset() + u64::from(t.len()) <= RAM as u64, "seed {seed}");
+                        vcp_tx.push(t);
+                    }
+                    while let Some(b) = r.server.take_rx_buffer().unwrap() {
+                        assert!(b.offset() + u64::from(b.capacity()) <= RAM as u64, "seed {seed}");
+                        vcp_rx.push(b);
+                    }
+                }
+                5 => {
+                    if let Some(t) = vcp_tx.pop() {
+                        r.server.tx_done(t, TxStatus::Sent).unwrap();
+                    }
+                    if !vcp_rx.is_empty() {
+                        let b = vcp_rx.remove(rng.below(vcp_rx.len() as u64) as usize);
+                        let f = frame(14 + rng.below(1501) as usize, rng.next() as u8);
+                        written.insert(b.offset(), f.clone());
+                        deliver(&mut r, b, &f);
+                    }
+                }
+                6 => {
+                    let _ = r.server.serve_recall();
+                }
+                7 => {
+                    // A device reset: a new generation.
+                    r.backend.reset();
+                    generation += 1;
+                }
+                _ => {
+                    while let Some(c) = r.backend.poll() {
+                        match c {
+                            NetCompletion::Sent(id) => {
+                                assert!(tx_out.remove(&id), "seed {seed}: {id:?} completed twice or never sent");
+                                sent += 1;
+                            }
+                            NetCompletion::Received { id, len } => {
+                                let (offset, cap) = rx_out
+                                    .remove(&id)
+                                    .unwrap_or_else(|| panic!("seed {seed}: {id:?} not lent"));
+                                if len > 0 {
+                                    assert!(u64::from(len) <= cap, "seed {seed}");
+                                    let f = &written[&offset];
+                                    assert_eq!(read(&r.ram, offset, len), *f, "seed {seed}");
+                                    received += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let s = r.backend.stats();
+            assert_eq!(
+                s.tx_bytes_copied + s.rx_bytes_copied,
+                0,
+                "seed {seed}: the VMM copies nothing"
+            );
+            assert!(r.backend.take_error().is_none(), "seed {seed}: an honest VCP");
+            let _ = r.backend.signal_needed();
+            let _ = r.backend.request_signal();
+        }
+    }
+    assert!(sent > 500 && received > 300, "{sent} sent, {received} received");
 }

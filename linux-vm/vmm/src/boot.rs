@@ -90,4 +90,26 @@ impl Vmm {
         );
         Ok(())
     }
+
+    /// Before a reboot: resets the network device, so the old guest's receive buffers
+    /// at vcp-net are recalled (see `vcpos_virtio::net_vcp`).
+    pub fn reset_net(&mut self) {
+        for e in self.virtio.entries_mut() {
+            if e.backend.net().is_some() {
+                let _ = e.backend.write(STATUS_REGISTER, 4, 0, &mut self.ram);
+            }
+        }
+    }
+
+    /// Whether vcp-net can no longer write into guest RAM (no receive buffer of the
+    /// guest's is at vcp-net, no recall under way): a reboot waits for it.
+    pub fn net_quiet(&mut self) -> bool {
+        let mut quiet = true;
+        for e in self.virtio.entries_mut() {
+            if let Some(net) = e.backend.net() {
+                quiet &= net.device_mut().backend_mut().rx_quiet();
+            }
+        }
+        quiet
+    }
 }

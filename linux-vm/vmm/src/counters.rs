@@ -74,10 +74,11 @@ impl BenchWatch {
 /// The network device's figures a snapshot carries.
 #[derive(Clone, Copy, Default)]
 pub struct NetFigures {
-    /// Bytes copied between guest RAM and the network VCP's buffers.
+    /// Bytes the VMM copied between guest RAM and the network VCP (0: the VCP reads
+    /// and writes guest RAM in place).
     pub copied: u64,
-    /// Received frames dropped because the guest had no buffer posted.
-    pub rx_dropped: u64,
+    /// Frames refused for lying in several non-adjacent guest-RAM pieces.
+    pub tx_scattered: u64,
     /// Times a frame to send found no transmit buffer free.
     pub tx_busy: u64,
 }
@@ -106,7 +107,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_rx_dropped={} vmm_tx_busy={}{times} ticks={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={}{times} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -115,7 +116,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
         e(GuestExit::Wfx),
         e(GuestExit::SysReg),
         net.copied,
-        net.rx_dropped,
+        net.tx_scattered,
         net.tx_busy,
         sel4_microkit::sys::time_now().map_or(0, |(_, now)| now),
     )

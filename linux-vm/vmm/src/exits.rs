@@ -74,10 +74,15 @@ impl Vmm {
             return false;
         }
         let in_flight = self.disk.as_ref().map_or(0, |d| d.in_flight());
-        if in_flight != 0 {
-            // A read still in flight would land in the next guest's RAM: the vCPU
-            // stays stopped until the disk has nothing out (`finish_pending_reboot`).
-            debug_println!("linux_vmm: {why}; booting the guest again once {in_flight} disk requests finish");
+        // The old guest's receive buffers at vcp-net are recalled.
+        self.reset_net();
+        if in_flight != 0 || !self.net_quiet() {
+            // A read or received frame still in flight would land in the next guest's
+            // RAM: the vCPU stays stopped until the disk has nothing out and vcp-net
+            // has given every receive buffer back (`finish_pending_reboot`).
+            debug_println!(
+                "linux_vmm: {why}; booting the guest again once {in_flight} disk requests finish and vcp-net gives back the guest's receive buffers"
+            );
             self.reboot_pending = true;
             return false;
         }
@@ -95,7 +100,7 @@ impl Vmm {
 
     /// Boots the guest if a reboot waited for the disk and the disk is idle now.
     pub fn finish_pending_reboot(&mut self) {
-        if self.reboot_pending && self.disk.as_ref().is_none_or(|d| d.in_flight() == 0) {
+        if self.reboot_pending && self.disk.as_ref().is_none_or(|d| d.in_flight() == 0) && self.net_quiet() {
             self.reboot_pending = false;
             self.boot_again();
         }

@@ -121,13 +121,9 @@ fn init() -> Vmm {
     let disk = optional_shared_region!(blk_control_vaddr, size = blk_control_size)
         .and_then(|control| SharedDisk::connect(control, ram_region.len()));
     // The guest's network device, in systems that make the VMM a client of vcp-net.
-    let net_control = optional_shared_region!(net_control_vaddr, size = net_control_size);
-    let net_data = optional_shared_region!(net_data_vaddr, size = net_data_size);
-    let net = match (net_control, net_data) {
-        (Some(control), Some(data)) => Some(virtio::NetRegions { control, data }),
-        (None, None) => None,
-        _ => panic!("net_control and net_data must be mapped together"),
-    };
+    // Its data region is guest RAM (vcp_net maps `guest_ram` as this client's data).
+    let net = optional_shared_region!(net_control_vaddr, size = net_control_size)
+        .map(|control| virtio::NetRegions { control });
     let virtio = virtio::device_table(&ram_region, ramdisk, disk.clone(), net);
     let ram = MappedRam::new(ram_region, layout::RAM_BASE);
     let uart = Uart::new(shared_region!(uart_vaddr, bytes = UART_REGION_SIZE));
@@ -193,6 +189,7 @@ impl Handler for Vmm {
         }
         if channels.contains(NET_VCP) {
             self.poll_devices();
+            self.finish_pending_reboot();
         }
         self.service_net();
         self.deliver_irqs();
@@ -259,17 +256,21 @@ impl Vmm {
                 debug_println!("linux_vmm: network VCP: {err}; eth0 link down");
             }
         }
+        // A reboot waiting for vcp-net to give the guest's receive buffers back may
+        // have got them in the polls above (no notification follows then).
+        self.finish_pending_reboot();
     }
 
     /// The network device's counters so far: bytes the VMM copied between guest RAM
-    /// and the network VCP's buffers, and frames dropped for want of a guest buffer.
+    /// and the network VCP (0 on the zero-copy path), frames refused for lying in
+    /// non-adjacent pieces, and times no transmit descriptor was free.
     fn net_stats(&mut self) -> counters::NetFigures {
         let mut n = counters::NetFigures::default();
         for e in self.virtio.entries_mut() {
             if let Some(net) = e.backend.net() {
                 let s = net.device().backend().stats();
                 n.copied += s.tx_bytes_copied + s.rx_bytes_copied;
-                n.rx_dropped += s.rx_dropped_no_guest_buffer;
+                n.tx_scattered += s.tx_scattered;
                 n.tx_busy += s.tx_busy;
             }
         }

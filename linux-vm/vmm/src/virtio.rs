@@ -21,13 +21,18 @@ pub const NET_SLOT: u32 = 2;
 /// A network device whose backend is a client of the network VCP.
 pub type NetDevice = MmioTransport<Net<NetVcpBackend<SharedRegion>>>;
 
-/// The network VCP's client regions of this VMM: control and data.
+/// The network VCP's client control region of this VMM (its data region is guest
+/// RAM) and the rings' capacity.
 pub struct NetRegions {
     /// The control region (info page and rings).
     pub control: SharedRegion,
-    /// The data region (the transmit and receive buffers).
-    pub data: SharedRegion,
 }
+
+/// Ring capacity of the VMM's connection to vcp-net: the guest posts 256 receive
+/// buffers (its queue size) and all of them go to vcp-net. The system's control
+/// region holds `vcpos_net_protocol::ControlLayout::new(256).size()` = 0x9000 bytes,
+/// and vcp-net's configuration gives client 0 `ring=256`.
+pub const NET_RING_CAPACITY: u32 = 256;
 
 /// A block device over any backend.
 pub type BlockDevice = MmioTransport<Block<Box<dyn BlockBackend>>>;
@@ -125,7 +130,7 @@ pub fn device_table(
         }
     }
     if let Some(net) = net {
-        let backend = NetVcpBackend::new(net.control, net.data, ram.clone(), vcpos_net_protocol::RING_CAPACITY)
+        let backend = NetVcpBackend::new(net.control, ram.clone(), NET_RING_CAPACITY)
             .unwrap_or_else(|e| panic!("network VCP client regions: {e}"));
         let device = Backend::Net(Box::new(MmioTransport::new(Net::new(backend, layout::RAM_BASE))));
         if let Err(e) = table.add("net", NET_SLOT, device) {

@@ -8,49 +8,101 @@ use vcpos_queue::{LayoutError, OutOfBounds, RingLayout, SharedMemory};
 use vcpos_vcp_common::control::InfoHeader;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// Size of every frame buffer in a client's data region: the smallest power of two
-/// that holds a [`MAX_FRAME_LEN`]-byte frame. Buffer `i` is at offset `i * BUF_SIZE`.
+/// Size of each buffer of the fixed-buffer helper ([`crate::client::Client::new`]):
+/// the smallest power of two that holds a [`MAX_FRAME_LEN`]-byte frame. Buffer `i`
+/// of such a client is at offset `i * BUF_SIZE`. The protocol itself names buffers
+/// anywhere in the data region ([`BufDesc`]).
 pub const BUF_SIZE: u32 = 2048;
 /// Ethernet header: destination MAC, source MAC, EtherType.
 pub const ETH_HEADER_LEN: u32 = 14;
 /// The IP MTU the protocol carries (no VLAN tags, no jumbo frames).
 pub const MTU: u32 = 1500;
-/// The longest frame: header and MTU (no frame check sequence).
+/// The longest frame: header and MTU (no frame check sequence). Also the smallest
+/// receive buffer a server takes.
 pub const MAX_FRAME_LEN: u32 = ETH_HEADER_LEN + MTU;
-/// Most buffers a client's data region may hold (1 MiB of buffers).
+/// Most buffers the fixed-buffer helper manages (1 MiB of buffers).
 pub const MAX_BUFFERS: u32 = 512;
-/// Ring capacity of every vcp-net connection (all four rings): a client's data region
-/// holds at most this many buffers. Both sides configure it; the info page confirms it.
+/// The default ring capacity of a vcp-net connection (all four rings): what the
+/// native clients use. A connection may be configured with any power of two up to
+/// [`MAX_RING_CAPACITY`]; both sides configure it, the info page confirms it.
 pub const RING_CAPACITY: u32 = 64;
+/// The largest ring capacity (the client half keeps a table of this many
+/// descriptors per direction).
+pub const MAX_RING_CAPACITY: u32 = 256;
 
 const _: () = assert!(MAX_FRAME_LEN <= BUF_SIZE && BUF_SIZE.is_power_of_two());
 
-/// A buffer reference: the buffer at `offset` in the client's data region, holding a
-/// `len`-byte frame. 16 bytes.
+/// A buffer reference: `len` bytes at `offset` in the client's data region, named
+/// `id` by the client. 16 bytes.
+///
+/// - TX active: a frame to send (`len` = frame length); TX free: the same descriptor
+///   given back with a [`TxStatus`].
+/// - RX free: an empty buffer (`len` = its capacity, at least [`MAX_FRAME_LEN`]);
+///   RX active: the same buffer given back with `len` = the frame's length and
+///   [`RxStatus::Received`], or `len` 0 and [`RxStatus::Unused`].
+///
+/// The server gives back `offset` and `id` exactly as it took them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct BufDesc {
-    /// Byte offset of the buffer in the client's data region (a multiple of
-    /// [`BUF_SIZE`]).
+    /// Byte offset of the buffer in the client's data region (any alignment).
     pub offset: u64,
-    /// Frame length in bytes (TX active, RX active); 0 in RX free and TX free.
+    /// Frame length (TX active, TX free, RX active) or buffer capacity (RX free).
     pub len: u32,
-    /// TX free: a [`TxStatus`] value; zero elsewhere.
-    pub status: u32,
+    /// The client's name for this buffer (echoed by the server; not interpreted).
+    pub id: u16,
+    /// TX free: a [`TxStatus`] value; RX active: an [`RxStatus`] value; zero in the
+    /// rings the client produces.
+    pub status: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<BufDesc>() == 16);
 
 impl BufDesc {
     /// A descriptor with status 0.
-    pub const fn new(offset: u64, len: u32) -> BufDesc {
-        BufDesc { offset, len, status: 0 }
+    pub const fn new(offset: u64, len: u32, id: u16) -> BufDesc {
+        BufDesc {
+            offset,
+            len,
+            id,
+            status: 0,
+        }
+    }
+
+    /// Whether `len` bytes at `offset` lie inside a data region of `size` bytes (no
+    /// overflow).
+    pub const fn fits(&self, size: u64) -> bool {
+        match self.offset.checked_add(self.len as u64) {
+            Some(end) => end <= size,
+            None => false,
+        }
+    }
+}
+
+/// What happened to a receive buffer (the `status` of an RX active descriptor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum RxStatus {
+    /// It holds a received frame of `len` bytes.
+    Received = 0,
+    /// Given back without a frame (`len` 0): the client recalled its receive buffers.
+    Unused = 1,
+}
+
+impl RxStatus {
+    /// The status with wire value `v`, if any.
+    pub fn from_wire(v: u16) -> Option<RxStatus> {
+        Some(match v {
+            0 => RxStatus::Received,
+            1 => RxStatus::Unused,
+            _ => return None,
+        })
     }
 }
 
 /// What happened to a transmitted buffer (the `status` of a TX free descriptor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
+#[repr(u16)]
 pub enum TxStatus {
     /// Sent (to the device, to local clients, or both).
     Sent = 0,
@@ -64,7 +116,7 @@ pub enum TxStatus {
 
 impl TxStatus {
     /// The status with wire value `v`, if any.
-    pub fn from_wire(v: u32) -> Option<TxStatus> {
+    pub fn from_wire(v: u16) -> Option<TxStatus> {
         Some(match v {
             0 => TxStatus::Sent,
             1 => TxStatus::BadLength,
@@ -92,16 +144,28 @@ pub mod info_offsets {
     pub const MAC_HI: usize = 0x14;
     /// The MTU ([`super::MTU`]).
     pub const MTU: usize = 0x18;
-    /// Buffer size ([`super::BUF_SIZE`]).
-    pub const BUF_SIZE: usize = 0x1c;
-    /// Buffers in the client's data region as the server sees it.
-    pub const BUFFERS: usize = 0x20;
+    /// The smallest receive buffer the server takes ([`super::MAX_FRAME_LEN`]).
+    pub const MIN_RX_BUFFER: usize = 0x1c;
+    /// Size of the client's data region as the server sees it, low 32 bits.
+    pub const DATA_SIZE_LO: usize = 0x20;
     /// Capacity of each of the four rings (both sides must agree).
     pub const RING_CAPACITY: usize = 0x24;
+    /// Size of the client's data region as the server sees it, high 32 bits.
+    pub const DATA_SIZE_HI: usize = 0x28;
+    /// The last RX recall request the server has finished (server-written, see
+    /// [`super::RX_RECALL`]).
+    pub const RX_RECALL_DONE: usize = 0x2c;
 }
 
-/// This protocol's info page header: magic `"VNET"`, version 1.
-const HEADER: InfoHeader = InfoHeader::new(*b"VNET", 1);
+/// The one control-region word the **client** writes (u32, in the info page's page):
+/// a counter the client bumps to ask the server to give back every receive buffer
+/// it holds, unused ([`RxStatus::Unused`]); the server copies it to
+/// [`info_offsets::RX_RECALL_DONE`] once it has.
+pub const RX_RECALL: usize = 0x800;
+
+/// This protocol's info page header: magic `"VNET"`, version 2 (version 1 had fixed
+/// 2048-byte buffers and no ids).
+const HEADER: InfoHeader = InfoHeader::new(*b"VNET", 2);
 /// `"VNET"` little-endian.
 pub const INFO_MAGIC: u32 = HEADER.magic;
 /// The protocol version this crate speaks.
@@ -117,8 +181,8 @@ pub struct Info {
     pub mac: [u8; 6],
     /// MTU ([`MTU`]).
     pub mtu: u32,
-    /// Buffers in the data region.
-    pub buffers: u32,
+    /// Size of the client's data region in bytes.
+    pub data_size: u64,
     /// Capacity of each ring.
     pub ring_capacity: u32,
 }
@@ -136,8 +200,9 @@ impl Info {
             )?;
             mem.store_u32(o::MAC_HI, u32::from_le_bytes([m[4], m[5], 0, 0]), Ordering::Relaxed)?;
             mem.store_u32(o::MTU, self.mtu, Ordering::Relaxed)?;
-            mem.store_u32(o::BUF_SIZE, BUF_SIZE, Ordering::Relaxed)?;
-            mem.store_u32(o::BUFFERS, self.buffers, Ordering::Relaxed)?;
+            mem.store_u32(o::MIN_RX_BUFFER, MAX_FRAME_LEN, Ordering::Relaxed)?;
+            mem.store_u32(o::DATA_SIZE_LO, self.data_size as u32, Ordering::Relaxed)?;
+            mem.store_u32(o::DATA_SIZE_HI, (self.data_size >> 32) as u32, Ordering::Relaxed)?;
             mem.store_u32(o::RING_CAPACITY, self.ring_capacity, Ordering::Relaxed)
         })
     }
@@ -145,7 +210,7 @@ impl Info {
     /// Reads the info page: `Ok(None)` while not ready; `Err` names the first field that
     /// is impossible for a client with rings of `ring_capacity` and `buffers` buffers in
     /// its data region.
-    pub fn read(mem: &impl SharedMemory, ring_capacity: u32, buffers: u32) -> Result<Option<Info>, InfoError> {
+    pub fn read(mem: &impl SharedMemory, ring_capacity: u32, data_size: u64) -> Result<Option<Info>, InfoError> {
         use info_offsets as o;
         HEADER.read(mem, |r, generation| {
             let field = |name: &'static str, value: u32| InfoError::Field {
@@ -153,8 +218,9 @@ impl Info {
                 value: value.into(),
             };
             let mtu = r.expect("mtu", o::MTU, MTU)?;
-            r.expect("buf_size", o::BUF_SIZE, BUF_SIZE)?;
-            r.expect("buffers", o::BUFFERS, buffers)?;
+            r.expect("min_rx_buffer", o::MIN_RX_BUFFER, MAX_FRAME_LEN)?;
+            r.expect("data_size_lo", o::DATA_SIZE_LO, data_size as u32)?;
+            r.expect("data_size_hi", o::DATA_SIZE_HI, (data_size >> 32) as u32)?;
             r.expect("ring_capacity", o::RING_CAPACITY, ring_capacity)?;
             let lo = r.load(o::MAC_LO)?.to_le_bytes();
             let hi = r.load(o::MAC_HI)?;
@@ -170,7 +236,7 @@ impl Info {
                 generation,
                 mac,
                 mtu,
-                buffers,
+                data_size,
                 ring_capacity,
             })
         })
@@ -199,9 +265,14 @@ const fn ring_at(base: usize, capacity: u32) -> Result<RingLayout, LayoutError> 
 }
 
 impl ControlLayout {
-    /// The layout for rings of `ring_capacity` slots each: info page at 0, then TX
-    /// active, TX free, RX free and RX active, each starting on a page boundary.
+    /// The layout for rings of `ring_capacity` slots each (a power of two up to
+    /// [`MAX_RING_CAPACITY`]): info page at 0, then TX active, TX free, RX free and RX
+    /// active, each starting on a page boundary. [`Self::size`] is the one home of
+    /// the control region's size (ARCHITECTURE.md's table is computed from it).
     pub const fn new(ring_capacity: u32) -> Result<ControlLayout, LayoutError> {
+        if ring_capacity > MAX_RING_CAPACITY {
+            return Err(LayoutError::Capacity(ring_capacity));
+        }
         let tx_active = match ring_at(PAGE, ring_capacity) {
             Ok(r) => r,
             Err(e) => return Err(e),
@@ -263,6 +334,16 @@ mod tests {
         assert_eq!(l.tx_free.base(), 0x3000);
         assert_eq!(l.size(), 0x9000);
         assert!(ControlLayout::new(48).is_err());
+        assert!(ControlLayout::new(512).is_err());
+        assert_eq!(ControlLayout::new(128).unwrap().size(), 0x5000);
+    }
+
+    #[test]
+    fn descriptor_bounds() {
+        assert!(BufDesc::new(0, 100, 0).fits(100));
+        assert!(!BufDesc::new(1, 100, 0).fits(100));
+        assert!(!BufDesc::new(u64::MAX, 2, 0).fits(u64::MAX));
+        assert!(BufDesc::new(u64::MAX - 2, 2, 0).fits(u64::MAX));
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The network protocol between the network VCP (`vcp-net`) and one client, sDDF
 //! style: over one control memory region (info page and four rings) and the client's
-//! data region of fixed-size frame buffers (exact layout: ARCHITECTURE.md "Queue
-//! protocols").
+//! data region, in which a descriptor names any `(offset, len)` (exact layout:
+//! ARCHITECTURE.md "Queue protocols").
 //!
-//! - [`layout`]: the buffer descriptor ([`BufDesc`]), transmit statuses, the info page,
-//!   frame and buffer sizes and the control region's layout;
-//! - [`server::Server`]: the VCP's half. Every buffer the client hands over is checked
-//!   (inside the data region, on a buffer boundary, not already held by the server,
-//!   frame length) and tracked until it is given back;
-//! - [`client::Client`]: the client's half. It manages its buffers (half for receive,
-//!   half for transmit) and checks every buffer the server gives back (one it handed
-//!   over, a possible length, a defined status).
+//! - [`layout`]: the buffer descriptor ([`BufDesc`]: offset, length, the client's id),
+//!   transmit and receive statuses, the info page, frame sizes and the control
+//!   region's layout;
+//! - [`server::Server`]: the VCP's half. Every descriptor is checked (inside the data
+//!   region without overflow, frame length, receive buffer capacity); it holds no more
+//!   than it can give back and gives back each descriptor it took exactly once;
+//! - [`client::Client`]: the client's half. It names its buffers by id and checks
+//!   every descriptor the server gives back (an id it handed over, the same offset and
+//!   length, a possible frame length, a defined status); with a fixed-buffer helper
+//!   for simple clients.
 //!
 //! Neither half panics or reads outside its regions whatever the peer writes.
 #![cfg_attr(not(test), no_std)]
@@ -22,9 +24,9 @@ pub mod layout;
 pub mod ownership;
 pub mod server;
 
-pub use client::{Client, ClientError, ClientStats, TxReclaim};
+pub use client::{Client, ClientError, ClientN, ClientStats, RxOutcome, RxReturn, SmallClient, TxReclaim};
 pub use layout::{
-    mac_is_multicast, BufDesc, ControlLayout, Info, InfoError, TxStatus, BUF_SIZE, ETH_HEADER_LEN, MAX_BUFFERS,
-    MAX_FRAME_LEN, MTU, RING_CAPACITY,
+    mac_is_multicast, BufDesc, ControlLayout, Info, InfoError, RxStatus, TxStatus, BUF_SIZE, ETH_HEADER_LEN,
+    MAX_BUFFERS, MAX_FRAME_LEN, MAX_RING_CAPACITY, MTU, RING_CAPACITY, RX_RECALL,
 };
 pub use server::{RxBuffer, Server, ServerConfig, ServerError, ServerStats, TxFrame};

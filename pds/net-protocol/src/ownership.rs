@@ -1,5 +1,5 @@
-//! [`BufferSet`]: which of a data region's buffers one side holds, so that a buffer
-//! handed over twice, or given back without having been handed over, is caught.
+//! [`BufferSet`]: a set of fixed-size buffers of a data region (the client half's
+//! fixed-buffer helper keeps its free transmit buffers in one).
 
 use crate::layout::{BUF_SIZE, MAX_BUFFERS};
 

@@ -1,39 +1,77 @@
 //! The server's half of the network protocol: takes frames to send and empty receive
-//! buffers from one client, checks each, tracks every buffer it holds, and gives
-//! buffers back (sent, with a status; or filled with a received frame).
+//! buffers from one client, checks each descriptor against the client's data region,
+//! and gives every descriptor it took back exactly once (sent, with a status; or
+//! filled with a received frame; or unused on a recall).
+//!
+//! The server protects itself and the other clients, not a client from itself: it
+//! does not track which buffers a client handed over (a client may name the same
+//! bytes twice; its own frames suffer). It counts what it holds and takes a
+//! descriptor only while the ring it gives it back on has room for everything it
+//! holds, so it never holds more than it can give back and a client that stops
+//! taking its give-backs only stops itself.
 
 use core::fmt;
+use core::sync::atomic::Ordering;
 
 use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, SharedMemory};
 use vcpos_vcp_common::control::{check_size, generation, CutOff};
 
-use crate::layout::{buffers_in, BufDesc, ControlLayout, Info, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN, MTU};
-use crate::ownership::BufferSet;
+use crate::layout::{
+    info_offsets, BufDesc, ControlLayout, Info, RxStatus, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN, MTU, RX_RECALL,
+};
 
 /// What the server offers one client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The MAC address assigned to the client (unicast).
     pub mac: [u8; 6],
-    /// Slots in each ring (a power of two, at least the client's buffer count).
+    /// Slots in each ring (a power of two up to [`crate::MAX_RING_CAPACITY`]).
     pub ring_capacity: u32,
 }
 
-/// A checked frame to send: a buffer of the client's the server now holds, with a
-/// length in `ETH_HEADER_LEN..=MAX_FRAME_LEN`.
+/// A checked frame to send: `len` bytes (`ETH_HEADER_LEN..=MAX_FRAME_LEN`) at `offset`
+/// of the client's data region, inside it. Held by the server until
+/// [`Server::tx_done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxFrame {
-    /// Offset of the buffer in the client's data region.
-    pub offset: u64,
-    /// Frame length.
-    pub len: u32,
+    desc: BufDesc,
 }
 
-/// A checked empty receive buffer the server now holds.
+impl TxFrame {
+    /// Offset of the frame in the client's data region.
+    pub fn offset(&self) -> u64 {
+        self.desc.offset
+    }
+
+    /// Frame length.
+    pub fn len(&self) -> u32 {
+        self.desc.len
+    }
+
+    /// Whether the frame is empty (never: at least an Ethernet header).
+    pub fn is_empty(&self) -> bool {
+        self.desc.len == 0
+    }
+}
+
+/// A checked empty receive buffer: `capacity` bytes (at least [`MAX_FRAME_LEN`]) at
+/// `offset` of the client's data region, inside it. Held by the server until
+/// [`Server::rx_deliver`] (or kept by [`Server::rx_unused`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxBuffer {
+    desc: BufDesc,
+}
+
+impl RxBuffer {
     /// Offset of the buffer in the client's data region.
-    pub offset: u64,
+    pub fn offset(&self) -> u64 {
+        self.desc.offset
+    }
+
+    /// Bytes the buffer holds.
+    pub fn capacity(&self) -> u32 {
+        self.desc.len
+    }
 }
 
 /// Why the server stopped serving this client, or misused its half.
@@ -41,11 +79,12 @@ pub struct RxBuffer {
 pub enum ServerError {
     /// A ring failed (the client corrupted an index): the client is cut off.
     Queue(QueueError),
-    /// A give-back of a buffer the server does not hold (a bug in the server).
+    /// A give-back of a buffer the server does not hold (a bug in the server: more
+    /// give-backs than it took, a frame longer than the buffer, a second spare).
     NotHeld(u64),
-    /// A ring the server gives buffers back on had no room although each ring holds
-    /// every buffer of the region (the client handed over buffers it had not taken
-    /// back): the client is cut off.
+    /// A ring the server gives buffers back on had no room although the server took
+    /// only what it had room to give back (the client moved its index): the client
+    /// is cut off.
     ReturnRingFull,
 }
 
@@ -72,19 +111,21 @@ pub struct ServerStats {
     pub tx_accepted: u64,
     /// Empty receive buffers taken.
     pub rx_buffers_accepted: u64,
-    /// Descriptors naming no buffer (outside the data region or not on a buffer
-    /// boundary): dropped, nothing given back.
+    /// Descriptors naming bytes outside the data region (offset + len past its end,
+    /// or overflowing): dropped, nothing given back.
     pub bad_offset: u64,
-    /// Descriptors naming a buffer the server already holds: dropped.
-    pub duplicate: u64,
+    /// Receive buffers smaller than [`MAX_FRAME_LEN`]: dropped, nothing given back.
+    pub rx_too_small: u64,
     /// Frames too short or too long: given back with [`TxStatus::BadLength`].
     pub bad_length: u64,
+    /// Receive buffers given back unused on a recall.
+    pub rx_recalled: u64,
 }
 
 impl ServerStats {
     /// All refusals.
     pub fn refused(&self) -> u64 {
-        self.bad_offset + self.duplicate + self.bad_length
+        self.bad_offset + self.rx_too_small + self.bad_length
     }
 }
 
@@ -96,27 +137,24 @@ pub struct Server<M> {
     rx_free: Consumer<M, BufDesc>,
     rx_active: Producer<M, BufDesc>,
     config: ServerConfig,
-    /// Every buffer the server holds (frames being sent and receive buffers).
-    held: BufferSet,
-    /// Receive buffers held, kept for later by [`Server::rx_unused`] (a subset of `held`).
-    rx_pool: BufferSet,
-    /// Receive buffers handed to the caller and not delivered yet (a subset of `held`).
-    rx_out: BufferSet,
+    data_size: u64,
+    /// Frames taken and not given back.
+    tx_held: u32,
+    /// Receive buffers taken and not given back (the spare included).
+    rx_held: u32,
+    /// A receive buffer kept by [`Server::rx_unused`], handed out first.
+    rx_spare: Option<RxBuffer>,
+    /// The last recall request served.
+    recall_done: u32,
     stats: ServerStats,
     cut_off: CutOff<ServerError>,
 }
 
 impl<M: SharedMemory + Clone> Server<M> {
     /// The server's half over control region `control`, for a client whose data region
-    /// is `data_size` bytes (a multiple of [`crate::BUF_SIZE`], 2..=[`crate::MAX_BUFFERS`]
-    /// buffers, no more than the ring capacity). Does not publish the info page yet
-    /// ([`Self::publish`]).
+    /// is `data_size` bytes. Does not publish the info page yet ([`Self::publish`]).
     pub fn new(control: M, data_size: u64, config: ServerConfig) -> Result<Self, LayoutError> {
         let layout = ControlLayout::new(config.ring_capacity)?;
-        let buffers = match buffers_in(data_size) {
-            Some(n) if n <= config.ring_capacity => n,
-            _ => return Err(LayoutError::Capacity(config.ring_capacity)),
-        };
         check_size(&control, layout.size())?;
         Ok(Server {
             tx_active: Consumer::new(control.clone(), layout.tx_active)?,
@@ -125,25 +163,34 @@ impl<M: SharedMemory + Clone> Server<M> {
             rx_active: Producer::new(control.clone(), layout.rx_active)?,
             mem: control,
             config,
-            held: BufferSet::new(buffers),
-            rx_pool: BufferSet::new(buffers),
-            rx_out: BufferSet::new(buffers),
+            data_size,
+            tx_held: 0,
+            rx_held: 0,
+            rx_spare: None,
+            recall_done: 0,
             stats: ServerStats::default(),
             cut_off: CutOff::new(),
         })
     }
 
     /// Publishes the info page with `generation` (ready last): the client may start.
+    /// Any recall the client asked for before counts as served (the server holds
+    /// nothing yet).
     pub fn publish(&mut self, generation: u32) -> Result<(), ServerError> {
         let info = Info {
             generation,
             mac: self.config.mac,
             mtu: MTU,
-            buffers: self.held.buffers(),
+            data_size: self.data_size,
             ring_capacity: self.config.ring_capacity,
         };
-        info.publish(&self.mem)
-            .map_err(|e| self.cut_off.cut(QueueError::OutOfBounds(e).into()))
+        let recall = self.mem.load_u32(RX_RECALL, Ordering::Acquire).unwrap_or(0);
+        self.recall_done = recall;
+        let mem = &self.mem;
+        let stored = mem
+            .store_u32(info_offsets::RX_RECALL_DONE, recall, Ordering::Relaxed)
+            .and_then(|()| info.publish(mem));
+        stored.map_err(|e| self.cut_off.cut(QueueError::OutOfBounds(e).into()))
     }
 
     /// The generation on the info page now (to publish the next one after a restart).
@@ -161,9 +208,9 @@ impl<M: SharedMemory + Clone> Server<M> {
         self.stats
     }
 
-    /// Buffers the server holds now.
+    /// Buffers the server holds now (frames being sent and receive buffers).
     pub fn held(&self) -> u32 {
-        self.held.len()
+        self.tx_held + self.rx_held
     }
 
     /// Why the client was cut off, if it was.
@@ -171,63 +218,61 @@ impl<M: SharedMemory + Clone> Server<M> {
         self.cut_off.reason()
     }
 
-    /// Takes a buffer named by a peer's descriptor: its index if it names a buffer the
-    /// server does not hold yet (which it then holds), else counts the refusal.
-    fn take(&mut self, d: &BufDesc) -> Option<u32> {
-        let Some(i) = self.held.index(d.offset) else {
-            self.stats.bad_offset += 1;
-            return None;
-        };
-        if !self.held.insert(i) {
-            self.stats.duplicate += 1;
-            return None;
-        }
-        Some(i)
+    /// Whether a give-back ring has room for everything held plus one more.
+    fn room(ring: &mut Producer<M, BufDesc>, held: u32) -> Result<bool, QueueError> {
+        Ok(ring.free_slots()? > held)
     }
 
-    /// The next frame to send, if any. Descriptors that name no buffer or a buffer
-    /// already held are dropped; frames of an impossible length are given back at once
-    /// with [`TxStatus::BadLength`]. The frame's buffer is held until
+    /// The next frame to send, if any. Descriptors naming bytes outside the data
+    /// region are dropped (counted); frames of an impossible length are given back at
+    /// once with [`TxStatus::BadLength`]. Takes nothing while the TX free ring lacks
+    /// room to give back every frame held plus this one. The frame is held until
     /// [`Self::tx_done`].
     pub fn next_tx(&mut self) -> Result<Option<TxFrame>, ServerError> {
         self.cut_off.check()?;
         // Bounded: a client refilling the ring with refusals on another core cannot
         // keep us here.
         for _ in 0..self.config.ring_capacity {
+            match Self::room(&mut self.tx_free, self.tx_held) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(self.cut_off.cut(e.into())),
+            }
             let Some(d) = self.tx_active.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
                 return Ok(None);
             };
-            if self.take(&d).is_none() {
+            if !d.fits(self.data_size) {
+                self.stats.bad_offset += 1;
                 continue;
             }
+            let frame = TxFrame {
+                desc: BufDesc { status: 0, ..d },
+            };
+            self.tx_held += 1;
             if !(ETH_HEADER_LEN..=MAX_FRAME_LEN).contains(&d.len) {
                 self.stats.bad_length += 1;
-                self.tx_done(d.offset, TxStatus::BadLength)?;
+                self.tx_done(frame, TxStatus::BadLength)?;
                 continue;
             }
             self.stats.tx_accepted += 1;
-            return Ok(Some(TxFrame {
-                offset: d.offset,
-                len: d.len,
-            }));
+            return Ok(Some(frame));
         }
         Ok(None)
     }
 
-    /// Gives a frame's buffer (from [`Self::next_tx`]) back with `status`.
-    pub fn tx_done(&mut self, offset: u64, status: TxStatus) -> Result<(), ServerError> {
-        let i = self.held.index(offset).ok_or(ServerError::NotHeld(offset))?;
-        if !self.held.contains(i) || self.rx_pool.contains(i) || self.rx_out.contains(i) {
-            return Err(ServerError::NotHeld(offset));
+    /// Gives a frame (from [`Self::next_tx`]) back with `status`, its descriptor as
+    /// the client wrote it.
+    pub fn tx_done(&mut self, frame: TxFrame, status: TxStatus) -> Result<(), ServerError> {
+        if self.tx_held == 0 {
+            return Err(ServerError::NotHeld(frame.offset()));
         }
         self.cut_off.check()?;
-        self.held.remove(i);
+        self.tx_held -= 1;
         self.give_back(
             false,
             BufDesc {
-                offset,
-                len: 0,
-                status: status as u32,
+                status: status as u16,
+                ..frame.desc
             },
         )
     }
@@ -241,53 +286,121 @@ impl<M: SharedMemory + Clone> Server<M> {
         }
     }
 
-    /// An empty receive buffer, if the client has given one: one left over from
+    /// An empty receive buffer, if the client has given one: the one kept by
     /// [`Self::rx_unused`] first, else the next valid one from the RX free ring
-    /// (descriptors naming no buffer or a buffer already held are dropped). It is held
-    /// until [`Self::rx_deliver`] or [`Self::rx_unused`].
+    /// (descriptors outside the data region or smaller than a maximal frame are
+    /// dropped and counted). Takes nothing while the RX active ring lacks room to give
+    /// back every receive buffer held plus this one. It is held until
+    /// [`Self::rx_deliver`] or [`Self::rx_unused`].
     pub fn take_rx_buffer(&mut self) -> Result<Option<RxBuffer>, ServerError> {
         self.cut_off.check()?;
-        if let Some(i) = self.rx_pool.pop_first() {
-            self.rx_out.insert(i);
-            return Ok(Some(RxBuffer {
-                offset: BufferSet::offset(i),
-            }));
+        if let Some(b) = self.rx_spare.take() {
+            return Ok(Some(b));
         }
         for _ in 0..self.config.ring_capacity {
+            match Self::room(&mut self.rx_active, self.rx_held) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(self.cut_off.cut(e.into())),
+            }
             let Some(d) = self.rx_free.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
                 return Ok(None);
             };
-            if let Some(i) = self.take(&d) {
-                self.rx_out.insert(i);
-                self.stats.rx_buffers_accepted += 1;
-                return Ok(Some(RxBuffer { offset: d.offset }));
+            if !d.fits(self.data_size) {
+                self.stats.bad_offset += 1;
+                continue;
             }
+            if d.len < MAX_FRAME_LEN {
+                self.stats.rx_too_small += 1;
+                continue;
+            }
+            self.rx_held += 1;
+            self.stats.rx_buffers_accepted += 1;
+            return Ok(Some(RxBuffer {
+                desc: BufDesc { status: 0, ..d },
+            }));
         }
         Ok(None)
     }
 
-    /// Keeps a receive buffer from [`Self::take_rx_buffer`] for a later frame.
+    /// Keeps a receive buffer from [`Self::take_rx_buffer`] for the next frame (one
+    /// at most: take it again before keeping another).
     pub fn rx_unused(&mut self, buf: RxBuffer) -> Result<(), ServerError> {
-        match self.held.index(buf.offset) {
-            Some(i) if self.rx_out.remove(i) => {
-                self.rx_pool.insert(i);
-                Ok(())
-            }
-            _ => Err(ServerError::NotHeld(buf.offset)),
+        if self.rx_spare.is_some() || self.rx_held == 0 {
+            return Err(ServerError::NotHeld(buf.offset()));
         }
+        self.rx_spare = Some(buf);
+        Ok(())
     }
 
     /// Gives a receive buffer (from [`Self::take_rx_buffer`]) back holding a `len`-byte
-    /// frame the caller wrote into it.
+    /// frame the caller wrote into it (`len` at most its capacity).
     pub fn rx_deliver(&mut self, buf: RxBuffer, len: u32) -> Result<(), ServerError> {
-        let i = self.held.index(buf.offset).ok_or(ServerError::NotHeld(buf.offset))?;
-        if !self.rx_out.contains(i) || len > MAX_FRAME_LEN {
-            return Err(ServerError::NotHeld(buf.offset));
+        if self.rx_held == 0 || len > buf.capacity() || len > MAX_FRAME_LEN {
+            return Err(ServerError::NotHeld(buf.offset()));
         }
         self.cut_off.check()?;
-        self.rx_out.remove(i);
-        self.held.remove(i);
-        self.give_back(true, BufDesc::new(buf.offset, len))
+        self.rx_held -= 1;
+        self.give_back(
+            true,
+            BufDesc {
+                len,
+                status: RxStatus::Received as u16,
+                ..buf.desc
+            },
+        )
+    }
+
+    /// Serves a recall the client asked for ([`crate::layout::RX_RECALL`]): gives back
+    /// the spare and every descriptor waiting in the RX free ring unused
+    /// ([`RxStatus::Unused`], `len` 0), then confirms. Call with no receive buffer
+    /// taken and not delivered (between frames). Whether anything was given back.
+    pub fn serve_recall(&mut self) -> Result<bool, ServerError> {
+        self.cut_off.check()?;
+        let asked = self
+            .mem
+            .load_u32(RX_RECALL, Ordering::Acquire)
+            .map_err(|e| self.cut_off.cut(QueueError::OutOfBounds(e).into()))?;
+        if asked == self.recall_done {
+            return Ok(false);
+        }
+        let mut gave = false;
+        if let Some(b) = self.rx_spare.take() {
+            self.rx_held -= 1;
+            self.recall_one(b.desc)?;
+            gave = true;
+        }
+        // Bounded by the ring: everything the client posted before asking.
+        for _ in 0..self.config.ring_capacity {
+            match Self::room(&mut self.rx_active, self.rx_held) {
+                Ok(true) => {}
+                // The client does not take its give-backs: finish later.
+                Ok(false) => return Ok(gave),
+                Err(e) => return Err(self.cut_off.cut(e.into())),
+            }
+            let Some(d) = self.rx_free.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
+                break;
+            };
+            self.recall_one(d)?;
+            gave = true;
+        }
+        self.recall_done = asked;
+        self.mem
+            .store_u32(info_offsets::RX_RECALL_DONE, asked, Ordering::Release)
+            .map_err(|e| self.cut_off.cut(QueueError::OutOfBounds(e).into()))?;
+        Ok(gave)
+    }
+
+    fn recall_one(&mut self, d: BufDesc) -> Result<(), ServerError> {
+        self.stats.rx_recalled += 1;
+        self.give_back(
+            true,
+            BufDesc {
+                len: 0,
+                status: RxStatus::Unused as u16,
+                ..d
+            },
+        )
     }
 
     /// After a batch of give-backs: whether to notify the client now.

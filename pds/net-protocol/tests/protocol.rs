@@ -1,6 +1,8 @@
-//! Network protocol tests on the host: an honest client and server, a hostile client
-//! (raw descriptors, duplicates, corrupt indices, random words) against the server's
-//! checks, and a hostile server (unknown, duplicate and malformed give-backs, random
+//! Network protocol tests on the host: an honest client and server (the fixed-buffer
+//! helper and buffers anywhere in the data region), a hostile client (raw
+//! descriptors: out of bounds, overflowing, too-small receive buffers, duplicates,
+//! corrupt indices, random words) against the server's checks, and a hostile server
+//! (unknown ids, wrong offsets or lengths, duplicates, malformed give-backs, random
 //! words) against the client's.
 
 use std::collections::HashSet;
@@ -8,8 +10,8 @@ use std::sync::atomic::Ordering;
 
 use vcpos_net_protocol::layout::info_offsets;
 use vcpos_net_protocol::{
-    BufDesc, Client, ClientError, ControlLayout, InfoError, RxBuffer, Server, ServerConfig, ServerError, TxFrame,
-    TxStatus, BUF_SIZE, MAX_FRAME_LEN,
+    BufDesc, Client, ClientError, ControlLayout, InfoError, RxOutcome, RxStatus, Server, ServerConfig, ServerError,
+    SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RX_RECALL,
 };
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{Consumer, Producer, QueueError, SharedMemory, PRODUCER_INDEX_OFFSET};
@@ -50,7 +52,15 @@ fn pair() -> (Setup, Client<FakeMemory>) {
     let info = client.connect().unwrap();
     assert_eq!(info.mac, MAC);
     assert_eq!(info.generation, 3);
-    assert_eq!(info.buffers, BUFFERS);
+    assert_eq!(info.data_size, DATA);
+    (s, client)
+}
+
+/// A client that names its own buffers.
+fn region_pair() -> (Setup, Client<FakeMemory>) {
+    let s = server();
+    let mut client = Client::with_region(s.control.clone(), s.data.clone(), RING).unwrap();
+    client.connect().unwrap();
     (s, client)
 }
 
@@ -75,25 +85,26 @@ fn frames_both_ways() {
     client.send(&f).unwrap();
     assert!(client.signal_needed().is_ok());
     let tx = s.server.next_tx().unwrap().unwrap();
-    assert_eq!(tx.len, 100);
-    assert_eq!(read(&s.data, tx.offset, tx.len), f);
+    assert_eq!(tx.len(), 100);
+    assert_eq!(read(&s.data, tx.offset(), tx.len()), f);
     assert_eq!(s.server.next_tx().unwrap(), None);
     assert_eq!(s.server.held(), 1);
-    s.server.tx_done(tx.offset, TxStatus::Sent).unwrap();
+    s.server.tx_done(tx, TxStatus::Sent).unwrap();
     assert_eq!(s.server.held(), 0);
     assert_eq!(
-        client.reclaim_tx().unwrap().map(|r| (r.offset, r.status)),
-        Some((tx.offset, TxStatus::Sent))
+        client.reclaim_tx().unwrap().map(|r| (r.offset, r.len, r.status)),
+        Some((tx.offset(), 100, TxStatus::Sent))
     );
 
     // Receive: the server fills one of the buffers the client handed over.
     let rx = s.server.take_rx_buffer().unwrap().unwrap();
     assert!(
-        rx.offset < u64::from(BUFFERS / 2) * u64::from(BUF_SIZE),
+        rx.offset() < u64::from(BUFFERS / 2) * u64::from(BUF_SIZE),
         "rx buffers are the first half"
     );
+    assert_eq!(rx.capacity(), BUF_SIZE);
     let g = frame(MAC, [2, 0, 0, 0, 0, 9], 0x33, MAX_FRAME_LEN as usize);
-    s.data.write_bytes(rx.offset as usize, &g).unwrap();
+    s.data.write_bytes(rx.offset() as usize, &g).unwrap();
     s.server.rx_deliver(rx, g.len() as u32).unwrap();
     let mut out = [0u8; 2048];
     assert_eq!(client.recv(&mut out).unwrap(), Some(g.len()));
@@ -102,10 +113,39 @@ fn frames_both_ways() {
     // The buffer went back to the server: it can take all eight again.
     let mut taken = HashSet::new();
     while let Some(b) = s.server.take_rx_buffer().unwrap() {
-        assert!(taken.insert(b.offset));
+        assert!(taken.insert(b.offset()));
     }
     assert_eq!(taken.len(), (BUFFERS / 2) as usize);
     assert_eq!(s.server.stats().refused(), 0);
+}
+
+/// The fixed-buffer helper hands a receive buffer back to the server only after the
+/// caller has read the frame in it (the server, preempting the client, could fill it
+/// again otherwise).
+#[test]
+fn a_buffer_being_read_is_not_the_servers() {
+    let (mut s, mut client) = pair();
+    let rx = s.server.take_rx_buffer().unwrap().unwrap();
+    let at = rx.offset();
+    let g = frame(MAC, [2, 0, 0, 0, 0, 9], 0x44, 200);
+    s.data.write_bytes(at as usize, &g).unwrap();
+    s.server.rx_deliver(rx, 200).unwrap();
+    let server = &mut s.server;
+    let got = client
+        .recv_with(|data, offset, len| {
+            assert_eq!(offset as u64, at);
+            // Everything the server can take now: not the buffer being read.
+            while let Some(b) = server.take_rx_buffer().unwrap() {
+                assert_ne!(b.offset(), at, "handed back before it was read");
+                server.rx_deliver(b, 60).unwrap();
+            }
+            read(data, offset as u64, len as u32)
+        })
+        .unwrap();
+    assert_eq!(got, Some(g));
+    // Afterwards it is the server's again.
+    let b = s.server.take_rx_buffer().unwrap().expect("the buffer read");
+    assert_eq!(b.offset(), at);
 }
 
 #[test]
@@ -121,17 +161,106 @@ fn transmit_buffers_run_out_and_come_back() {
         frames.push(t);
     }
     assert_eq!(frames.len(), (BUFFERS / 2) as usize);
-    s.server.tx_done(frames[0].offset, TxStatus::DeviceError).unwrap();
-    // `send` takes the given-back buffer itself.
-    client.send(&f).unwrap();
-    assert_eq!(client.stats().tx_status[TxStatus::DeviceError as usize], 1);
-    // A second give-back of the same buffer is the server's bug, caught on its side.
+    for t in &frames[1..] {
+        s.server.tx_done(*t, TxStatus::Sent).unwrap();
+    }
+    s.server.tx_done(frames[0], TxStatus::DeviceError).unwrap();
+    // More give-backs than frames taken is the server's bug, caught on its side.
     assert_eq!(
-        s.server.tx_done(frames[0].offset, TxStatus::Sent),
-        Err(ServerError::NotHeld(frames[0].offset))
+        s.server.tx_done(frames[0], TxStatus::Sent),
+        Err(ServerError::NotHeld(frames[0].offset()))
     );
+    // `send` takes the given-back buffers itself.
+    client.send(&f).unwrap();
+    while client.reclaim_tx().unwrap().is_some() {}
+    assert_eq!(client.stats().tx_status[TxStatus::DeviceError as usize], 1);
+    assert_eq!(client.stats().tx_status[TxStatus::Sent as usize], 7);
     assert_eq!(client.send(&[0u8; 13]), Err(ClientError::BadLength(13)));
     assert_eq!(client.send(&[0u8; 1515]), Err(ClientError::BadLength(1515)));
+}
+
+/// Buffers anywhere in the data region: odd offsets, the last byte, capacities above
+/// a maximal frame; the server echoes offset, length and id.
+#[test]
+fn buffers_anywhere_in_the_region() {
+    let (mut s, mut client) = region_pair();
+    let f = frame([0xff; 6], MAC, 0x77, 61);
+    s.data.write_bytes(3, &f).unwrap();
+    let id = client.send_at(3, 61).unwrap();
+    let id2 = client.send_at(DATA - 61, 61).unwrap();
+    assert_ne!(id, id2);
+    let t = s.server.next_tx().unwrap().unwrap();
+    assert_eq!((t.offset(), t.len()), (3, 61));
+    assert_eq!(read(&s.data, t.offset(), t.len()), f);
+    let t2 = s.server.next_tx().unwrap().unwrap();
+    assert_eq!((t2.offset(), t2.len()), (DATA - 61, 61));
+    // Given back in the other order: the ids say which is which.
+    s.server.tx_done(t2, TxStatus::Spoofed).unwrap();
+    s.server.tx_done(t, TxStatus::Sent).unwrap();
+    let r = client.reclaim_tx().unwrap().unwrap();
+    assert_eq!(
+        (r.id, r.offset, r.len, r.status),
+        (id2, DATA - 61, 61, TxStatus::Spoofed)
+    );
+    let r = client.reclaim_tx().unwrap().unwrap();
+    assert_eq!((r.id, r.offset, r.status), (id, 3, TxStatus::Sent));
+    assert_eq!(client.tx_outstanding(), 0);
+
+    // Receive buffers of any size from a maximal frame up, at any offset.
+    let a = client.post_rx(5, 1526).unwrap();
+    let b = client.post_rx(DATA - 1514, 1514).unwrap();
+    assert_eq!(client.rx_outstanding(), 2);
+    let ra = s.server.take_rx_buffer().unwrap().unwrap();
+    let rb = s.server.take_rx_buffer().unwrap().unwrap();
+    assert_eq!((ra.offset(), ra.capacity()), (5, 1526));
+    assert_eq!((rb.offset(), rb.capacity()), (DATA - 1514, 1514));
+    // A frame longer than a buffer cannot be delivered (the server's own check).
+    assert_eq!(s.server.rx_deliver(rb, 1515), Err(ServerError::NotHeld(DATA - 1514)));
+    s.server.rx_deliver(rb, 1514).unwrap();
+    s.server.rx_deliver(ra, 60).unwrap();
+    let r = client.take_rx().unwrap().unwrap();
+    assert_eq!(
+        (r.id, r.offset, r.capacity, r.outcome),
+        (b, DATA - 1514, 1514, RxOutcome::Frame(1514))
+    );
+    let r = client.take_rx().unwrap().unwrap();
+    assert_eq!((r.id, r.offset, r.outcome), (a, 5, RxOutcome::Frame(60)));
+    assert_eq!(client.rx_outstanding(), 0);
+
+    // The client checks its own descriptors.
+    assert_eq!(
+        client.post_rx(0, 1513),
+        Err(ClientError::BadBuffer { offset: 0, len: 1513 })
+    );
+    assert_eq!(
+        client.post_rx(DATA - 1513, 1514),
+        Err(ClientError::BadBuffer {
+            offset: DATA - 1513,
+            len: 1514
+        })
+    );
+    assert_eq!(
+        client.post_rx(u64::MAX, 1514),
+        Err(ClientError::BadBuffer {
+            offset: u64::MAX,
+            len: 1514
+        })
+    );
+    assert_eq!(
+        client.send_at(DATA - 59, 60),
+        Err(ClientError::BadBuffer {
+            offset: DATA - 59,
+            len: 60
+        })
+    );
+    assert_eq!(client.send_at(0, 13), Err(ClientError::BadLength(13)));
+    // At most the ring capacity out per direction.
+    for _ in 0..RING {
+        client.post_rx(0, 1514).unwrap();
+    }
+    assert_eq!(client.post_rx(0, 1514), Err(ClientError::Full));
+    assert_eq!(client.rx_room().unwrap(), 0);
+    assert_eq!(s.server.stats().refused(), 0);
 }
 
 #[test]
@@ -155,10 +284,11 @@ fn info_page_checks() {
         control.store_u32(off, old, Ordering::Relaxed).unwrap();
     };
     corrupt(info_offsets::MAGIC, 0x1234, "magic");
-    corrupt(info_offsets::VERSION, 9, "version");
+    corrupt(info_offsets::VERSION, 1, "version");
     corrupt(info_offsets::MTU, 9000, "mtu");
-    corrupt(info_offsets::BUF_SIZE, 4096, "buf_size");
-    corrupt(info_offsets::BUFFERS, BUFFERS + 1, "buffers");
+    corrupt(info_offsets::MIN_RX_BUFFER, 2048, "min_rx_buffer");
+    corrupt(info_offsets::DATA_SIZE_LO, DATA as u32 + 1, "data_size_lo");
+    corrupt(info_offsets::DATA_SIZE_HI, 1, "data_size_hi");
     corrupt(info_offsets::RING_CAPACITY, RING * 2, "ring_capacity");
     corrupt(info_offsets::MAC_HI, 0x1_0000, "mac_hi");
     // A multicast MAC cannot be a client's.
@@ -172,10 +302,23 @@ fn info_page_checks() {
         Err(ClientError::GenerationChanged { was: 1, now: 2 })
     );
     // Layout mismatches are refused at construction.
-    assert!(Server::new(control.clone(), DATA + 1, config()).is_err());
-    assert!(Server::new(control.clone(), u64::from(RING + 1) * u64::from(BUF_SIZE), config()).is_err());
     assert!(Server::new(FakeMemory::new(0x1000), DATA, config()).is_err());
+    assert!(Server::new(
+        control.clone(),
+        DATA,
+        ServerConfig {
+            mac: MAC,
+            ring_capacity: 512
+        }
+    )
+    .is_err());
     assert!(Client::new(control.clone(), FakeMemory::new(2048), RING).is_err());
+    assert!(Client::new(control.clone(), FakeMemory::new(DATA as usize + 1), RING).is_err());
+    assert!(Client::with_region(control.clone(), FakeMemory::new(100), RING).is_ok());
+    // A small client's id table bounds its rings.
+    let big = FakeMemory::new(ControlLayout::new(128).unwrap().size());
+    assert!(SmallClient::with_region(big.clone(), FakeMemory::new(100), 128).is_err());
+    assert!(Client::with_region(big, FakeMemory::new(100), 128).is_ok());
 }
 
 /// A hostile client: pushes raw descriptors, bypassing every client-side check.
@@ -191,120 +334,133 @@ fn tx_free(mem: &FakeMemory) -> Consumer<FakeMemory, BufDesc> {
     Consumer::new(mem.clone(), layout().tx_free).unwrap()
 }
 
+fn rx_active(mem: &FakeMemory) -> Consumer<FakeMemory, BufDesc> {
+    Consumer::new(mem.clone(), layout().rx_active).unwrap()
+}
+
 #[test]
 fn hostile_client_descriptors() {
     let mut s = server();
     let mut tx = raw_tx_active(&s.control);
     let mut back = tx_free(&s.control);
-    let b = u64::from(BUF_SIZE);
     for d in [
-        BufDesc::new(1, 60),                    // not on a buffer boundary
-        BufDesc::new(DATA, 60),                 // just past the region
-        BufDesc::new(u64::MAX - 2047, 60),      // far outside, near overflow
-        BufDesc::new(2 * b, 60),                // good
-        BufDesc::new(2 * b, 60),                // duplicate of a held buffer
-        BufDesc::new(3 * b, 13),                // too short
-        BufDesc::new(4 * b, MAX_FRAME_LEN + 1), // too long
-        BufDesc::new(5 * b, u32::MAX),          // too long
+        BufDesc::new(DATA - 59, 60, 1),          // one byte past the region
+        BufDesc::new(DATA, 60, 2),               // just past the region
+        BufDesc::new(u64::MAX - 30, 60, 3),      // offset + len overflows
+        BufDesc::new(1, 60, 4),                  // good (any alignment)
+        BufDesc::new(1, 60, 4),                  // the same again: the client's own business
+        BufDesc::new(300, 13, 6),                // too short
+        BufDesc::new(400, MAX_FRAME_LEN + 1, 7), // too long
+        BufDesc::new(DATA - 14, 14, 8),          // good: the region's last bytes
+        BufDesc {
+            status: 9,
+            ..BufDesc::new(0, 60, 9)
+        }, // status from the client ignored
     ] {
         tx.push(&d).unwrap();
     }
-    assert_eq!(s.server.next_tx().unwrap(), Some(TxFrame { offset: 2 * b, len: 60 }));
-    assert_eq!(s.server.next_tx().unwrap(), None);
+    let mut frames = Vec::new();
+    while let Some(t) = s.server.next_tx().unwrap() {
+        frames.push((t.offset(), t.len()));
+        s.server.tx_done(t, TxStatus::Sent).unwrap();
+    }
+    assert_eq!(frames, vec![(1, 60), (1, 60), (DATA - 14, 14), (0, 60)]);
     let st = s.server.stats();
-    assert_eq!(
-        (st.tx_accepted, st.bad_offset, st.duplicate, st.bad_length),
-        (1, 3, 1, 3)
-    );
-    // Bad lengths come back at once with their status; nothing else does.
+    assert_eq!((st.tx_accepted, st.bad_offset, st.bad_length), (4, 3, 2));
+    // Everything taken comes back exactly once, echoed, with its status; what named
+    // bytes outside the region does not.
     let mut got = Vec::new();
     while let Some(d) = back.pop().unwrap() {
-        got.push((d.offset, d.status));
+        got.push((d.id, d.offset, d.len, d.status));
     }
-    let bad = TxStatus::BadLength as u32;
-    assert_eq!(got, vec![(3 * b, bad), (4 * b, bad), (5 * b, bad)]);
-    assert_eq!(s.server.held(), 1);
+    let (sent, bad) = (TxStatus::Sent as u16, TxStatus::BadLength as u16);
+    assert_eq!(
+        got,
+        vec![
+            (4, 1, 60, sent),
+            (4, 1, 60, sent),
+            (6, 300, 13, bad),
+            (7, 400, MAX_FRAME_LEN + 1, bad),
+            (8, DATA - 14, 14, sent),
+            (9, 0, 60, sent),
+        ]
+    );
+    assert_eq!(s.server.held(), 0);
 
-    // RX free: the same checks; a buffer held for sending cannot be given for receiving.
+    // RX free: bounds, overflow and capacity checks.
     let mut rx = raw_rx_free(&s.control);
-    for off in [2 * b, 7, DATA, 6 * b, 6 * b, 7 * b] {
-        rx.push(&BufDesc::new(off, 0)).unwrap();
+    for d in [
+        BufDesc::new(DATA - 1513, 1514, 1),
+        BufDesc::new(u64::MAX - 100, 1514, 2),
+        BufDesc::new(0, 1513, 3),
+        BufDesc::new(0, 0, 4),
+        BufDesc::new(7, 1514, 5),
+        BufDesc::new(7, 4000, 6),
+    ] {
+        rx.push(&d).unwrap();
     }
     let mut bufs = Vec::new();
     while let Some(r) = s.server.take_rx_buffer().unwrap() {
-        bufs.push(r.offset);
+        bufs.push((r.offset(), r.capacity()));
+        s.server.rx_deliver(r, 60).unwrap();
     }
-    assert_eq!(bufs, vec![6 * b, 7 * b]);
+    assert_eq!(bufs, vec![(7, 1514), (7, 4000)]);
     let st = s.server.stats();
-    assert_eq!((st.bad_offset, st.duplicate, st.rx_buffers_accepted), (5, 3, 2));
-    // Unused buffers are kept for the next frame; a TX buffer cannot be delivered as RX.
-    s.server.rx_unused(RxBuffer { offset: 7 * b }).unwrap();
-    assert_eq!(s.server.take_rx_buffer().unwrap(), Some(RxBuffer { offset: 7 * b }));
-    assert_eq!(
-        s.server.rx_deliver(RxBuffer { offset: 2 * b }, 60),
-        Err(ServerError::NotHeld(2 * b))
-    );
-    assert_eq!(
-        s.server.rx_unused(RxBuffer { offset: 2 * b }),
-        Err(ServerError::NotHeld(2 * b))
-    );
-    // And an RX buffer is not a TX buffer.
-    assert_eq!(
-        s.server.tx_done(7 * b, TxStatus::Sent),
-        Err(ServerError::NotHeld(7 * b))
-    );
-    s.server.rx_deliver(RxBuffer { offset: 7 * b }, 60).unwrap();
-    assert_eq!(
-        s.server.rx_deliver(RxBuffer { offset: 7 * b }, 60),
-        Err(ServerError::NotHeld(7 * b))
-    );
+    assert_eq!((st.bad_offset, st.rx_too_small, st.rx_buffers_accepted), (5, 2, 2));
+    let mut back = rx_active(&s.control);
+    let mut got = Vec::new();
+    while let Some(d) = back.pop().unwrap() {
+        got.push((d.id, d.offset, d.len, d.status));
+    }
+    assert_eq!(got, vec![(5, 7, 60, 0), (6, 7, 60, 0)]);
+    // The spare: one buffer kept for the next frame, not two.
+    rx.push(&BufDesc::new(0, 1514, 7)).unwrap();
+    rx.push(&BufDesc::new(2000, 1514, 8)).unwrap();
+    let a = s.server.take_rx_buffer().unwrap().unwrap();
+    let b = s.server.take_rx_buffer().unwrap().unwrap();
+    s.server.rx_unused(a).unwrap();
+    assert_eq!(s.server.rx_unused(b), Err(ServerError::NotHeld(2000)));
+    assert_eq!(s.server.take_rx_buffer().unwrap(), Some(a));
 }
 
+/// A client that never takes its give-backs: the server stops taking descriptors
+/// when the give-back ring could not hold them (it never holds more than it can give
+/// back), and the client is not cut off: it only stops itself.
 #[test]
-fn tx_buffer_is_not_an_rx_buffer() {
-    let mut s = server();
-    let b = u64::from(BUF_SIZE);
-    raw_tx_active(&s.control).push(&BufDesc::new(b, 60)).unwrap();
-    let t = s.server.next_tx().unwrap().unwrap();
-    // A held TX buffer is not in the RX pool: delivering into it is refused, and so is
-    // delivering an impossible length into a real RX buffer.
-    raw_rx_free(&s.control).push(&BufDesc::new(0, 0)).unwrap();
-    let r = s.server.take_rx_buffer().unwrap().unwrap();
-    assert_eq!(
-        s.server.rx_unused(RxBuffer { offset: 5 * b }),
-        Err(ServerError::NotHeld(5 * b))
-    );
-    assert_eq!(s.server.rx_deliver(r, MAX_FRAME_LEN + 1), Err(ServerError::NotHeld(0)));
-    s.server.rx_deliver(r, 60).unwrap();
-    s.server.tx_done(t.offset, TxStatus::Sent).unwrap();
-    assert_eq!(s.server.held(), 0);
-}
-
-#[test]
-fn client_that_never_takes_buffers_back_cuts_itself_off() {
+fn server_holds_no_more_than_it_can_give_back() {
     let mut s = server();
     let mut tx = raw_tx_active(&s.control);
-    // Sends buffer 0 over and over without taking it back from TX free: each send is a
-    // new hand-over (the server gave it back), so TX free fills with the same buffer.
-    let mut sent = 0;
-    let err = loop {
-        match tx.push(&BufDesc::new(0, 60)) {
-            Ok(()) => {}
-            Err(e) => panic!("raw push failed: {e}"),
+    let mut taken = Vec::new();
+    for round in 0..3 {
+        while tx.push(&BufDesc::new(0, 60, round)).is_ok() {}
+        while let Some(t) = s.server.next_tx().unwrap() {
+            taken.push(t);
         }
-        match s.server.next_tx() {
-            Ok(Some(t)) => match s.server.tx_done(t.offset, TxStatus::Sent) {
-                Ok(()) => sent += 1,
-                Err(e) => break e,
-            },
-            Ok(None) => panic!("frame not taken"),
-            Err(e) => break e,
+        // Half of what is held is given back each round.
+        let n = taken.len() / 2;
+        for t in taken.drain(..n) {
+            s.server.tx_done(t, TxStatus::Sent).unwrap();
         }
-    };
-    assert_eq!(err, ServerError::ReturnRingFull);
-    assert_eq!(sent, RING);
-    assert_eq!(s.server.cut_off(), Some(ServerError::ReturnRingFull));
-    assert_eq!(s.server.next_tx(), Err(ServerError::ReturnRingFull));
+    }
+    let mut back = tx_free(&s.control);
+    assert_eq!(back.available().unwrap() + s.server.held(), RING);
+    assert_eq!(s.server.cut_off(), None);
+    // Taking the give-backs lets it continue.
+    while back.pop().unwrap().is_some() {}
+    assert!(s.server.next_tx().unwrap().is_some());
+
+    // The same on receive.
+    let mut rx = raw_rx_free(&s.control);
+    let mut held = 0;
+    for _ in 0..3 {
+        while rx.push(&BufDesc::new(0, 1514, 1)).is_ok() {}
+        while let Some(r) = s.server.take_rx_buffer().unwrap() {
+            s.server.rx_deliver(r, 60).unwrap();
+            held += 1;
+        }
+    }
+    assert_eq!(held, RING);
+    assert_eq!(s.server.cut_off(), None);
 }
 
 #[test]
@@ -326,6 +482,56 @@ fn corrupt_index_cuts_client_off() {
     assert_eq!(s.server.signal_needed(), Err(e));
 }
 
+/// A recall: every receive buffer the server holds or has not taken yet comes back
+/// unused; nothing is posted until the server confirms.
+#[test]
+fn recall_gives_receive_buffers_back_unused() {
+    let (mut s, mut client) = region_pair();
+    let mut ids = HashSet::new();
+    for i in 0..5 {
+        ids.insert(client.post_rx(i * 2000, 1600).unwrap());
+    }
+    // One taken and kept as the spare, one delivered, three still in the ring.
+    let r = s.server.take_rx_buffer().unwrap().unwrap();
+    s.server.rx_unused(r).unwrap();
+    let d = s.server.take_rx_buffer().unwrap().unwrap();
+    s.server.rx_deliver(d, 100).unwrap();
+    assert!(!client.recall_pending().unwrap());
+    client.recall_rx().unwrap();
+    assert!(client.signal_needed().unwrap(), "a recall always notifies");
+    assert!(client.recall_pending().unwrap());
+    assert_eq!(client.post_rx(0, 1514), Err(ClientError::RecallPending));
+    assert_eq!(client.rx_room().unwrap(), 0);
+    assert!(s.server.serve_recall().unwrap());
+    assert!(!s.server.serve_recall().unwrap(), "served once");
+    assert!(!client.recall_pending().unwrap());
+    let mut frames = 0;
+    let mut unused = 0;
+    while let Some(r) = client.take_rx().unwrap() {
+        assert!(ids.remove(&r.id));
+        match r.outcome {
+            RxOutcome::Frame(100) => frames += 1,
+            RxOutcome::Unused => unused += 1,
+            o => panic!("{o:?}"),
+        }
+    }
+    assert_eq!((frames, unused), (1, 4));
+    assert!(ids.is_empty());
+    assert_eq!(client.rx_outstanding(), 0);
+    assert_eq!(s.server.held(), 0);
+    assert_eq!(s.server.stats().rx_recalled, 4);
+    client.post_rx(0, 1514).unwrap();
+    // A restarted server confirms any earlier recall when it publishes.
+    s.control.store_u32(RX_RECALL, 77, Ordering::Release).unwrap();
+    s.server.publish(4).unwrap();
+    assert_eq!(
+        s.control
+            .load_u32(info_offsets::RX_RECALL_DONE, Ordering::Acquire)
+            .unwrap(),
+        77
+    );
+}
+
 /// A hostile server: pushes raw give-backs.
 fn raw_tx_free(mem: &FakeMemory) -> Producer<FakeMemory, BufDesc> {
     Producer::new(mem.clone(), layout().tx_free).unwrap()
@@ -335,81 +541,97 @@ fn raw_rx_active(mem: &FakeMemory) -> Producer<FakeMemory, BufDesc> {
     Producer::new(mem.clone(), layout().rx_active).unwrap()
 }
 
+fn back(offset: u64, len: u32, id: u16, status: u16) -> BufDesc {
+    BufDesc {
+        offset,
+        len,
+        id,
+        status,
+    }
+}
+
 #[test]
 fn hostile_server_give_backs() {
-    let control = FakeMemory::new(layout().size());
-    let data = FakeMemory::new(DATA as usize);
-    let mut server = Server::new(control.clone(), DATA, config()).unwrap();
-    server.publish(1).unwrap();
-    let mut client = Client::new(control.clone(), data.clone(), RING).unwrap();
-    client.connect().unwrap();
-    let b = u64::from(BUF_SIZE);
-    client.send(&frame([0xff; 6], MAC, 0, 60)).unwrap();
-    // The client's first TX buffer is buffer BUFFERS/2.
-    let t = u64::from(BUFFERS / 2) * b;
+    let (s, mut client) = region_pair();
+    let control = s.control.clone();
+    let tx_id = client.send_at(100, 60).unwrap();
+    let rx_id = client.post_rx(1000, 1600).unwrap();
     let mut txf = raw_tx_free(&control);
     let mut rxa = raw_rx_active(&control);
+    let unknown = |ring, id, offset| ClientError::UnknownBuffer { ring, id, offset };
 
-    txf.push(&BufDesc {
-        offset: 0,
-        len: 0,
-        status: 0,
-    })
-    .unwrap(); // an RX buffer
+    // TX free: an id never handed over, another offset, another length, the RX
+    // buffer's id and offset.
+    txf.push(&back(100, 60, tx_id + 1, 0)).unwrap();
+    assert_eq!(client.reclaim_tx().unwrap_err(), unknown("tx free", tx_id + 1, 100));
+    txf.push(&back(101, 60, tx_id, 0)).unwrap();
+    assert_eq!(client.reclaim_tx().unwrap_err(), unknown("tx free", tx_id, 101));
+    txf.push(&back(100, 61, tx_id, 0)).unwrap();
+    assert_eq!(client.reclaim_tx().unwrap_err(), unknown("tx free", tx_id, 100));
+    txf.push(&back(1000, 1600, rx_id, 0)).unwrap();
+    assert!(matches!(client.reclaim_tx(), Err(ClientError::UnknownBuffer { .. })));
+    txf.push(&back(100, 60, 9999, 0)).unwrap();
+    assert!(matches!(client.reclaim_tx(), Err(ClientError::UnknownBuffer { .. })));
+    // An undefined status: the id is taken back (it was the client's), the error named.
+    txf.push(&back(100, 60, tx_id, 77)).unwrap();
     assert_eq!(
         client.reclaim_tx(),
-        Err(ClientError::UnknownBuffer {
-            ring: "tx free",
-            offset: 0
+        Err(ClientError::BadStatus {
+            id: tx_id,
+            offset: 100,
+            status: 77
         })
     );
-    txf.push(&BufDesc {
-        offset: t + 1,
-        len: 0,
-        status: 0,
-    })
-    .unwrap();
-    assert!(matches!(client.reclaim_tx(), Err(ClientError::UnknownBuffer { .. })));
-    txf.push(&BufDesc {
-        offset: t,
-        len: 0,
-        status: 77,
-    })
-    .unwrap();
-    assert_eq!(
-        client.reclaim_tx(),
-        Err(ClientError::BadStatus { offset: t, status: 77 })
-    );
-    txf.push(&BufDesc {
-        offset: t,
-        len: 0,
-        status: 0,
-    })
-    .unwrap(); // given back twice
-    assert!(matches!(client.reclaim_tx(), Err(ClientError::UnknownBuffer { .. })));
+    // Given back twice.
+    txf.push(&back(100, 60, tx_id, 0)).unwrap();
+    assert_eq!(client.reclaim_tx().unwrap_err(), unknown("tx free", tx_id, 100));
+    assert_eq!(client.tx_outstanding(), 0);
 
-    let mut out = [0u8; 2048];
-    rxa.push(&BufDesc::new(t, 60)).unwrap(); // a TX buffer
+    // RX active: the TX buffer, another offset, a length above the capacity or a
+    // maximal frame, an undefined status.
+    rxa.push(&back(100, 60, tx_id, 0)).unwrap();
     assert!(matches!(
-        client.recv(&mut out),
+        client.take_rx(),
         Err(ClientError::UnknownBuffer { ring: "rx active", .. })
     ));
-    rxa.push(&BufDesc::new(DATA, 60)).unwrap();
-    assert!(matches!(client.recv(&mut out), Err(ClientError::UnknownBuffer { .. })));
-    rxa.push(&BufDesc::new(b, 4000)).unwrap();
+    rxa.push(&back(1001, 60, rx_id, 0)).unwrap();
+    assert_eq!(client.take_rx().unwrap_err(), unknown("rx active", rx_id, 1001));
+    assert_eq!(client.rx_outstanding(), 1);
+    rxa.push(&back(1000, 1515, rx_id, 0)).unwrap();
+    let r = client.take_rx().unwrap().unwrap();
+    assert_eq!((r.id, r.outcome), (rx_id, RxOutcome::BadLength(1515)));
+    // Given back twice.
+    rxa.push(&back(1000, 60, rx_id, 0)).unwrap();
+    assert_eq!(client.take_rx().unwrap_err(), unknown("rx active", rx_id, 1000));
+    let id = client.post_rx(1000, 1514).unwrap();
+    rxa.push(&back(1000, 60, id, 5)).unwrap();
     assert_eq!(
-        client.recv(&mut out),
-        Err(ClientError::BadFrameLength { offset: b, len: 4000 })
+        client.take_rx(),
+        Err(ClientError::BadStatus {
+            id,
+            offset: 1000,
+            status: 5
+        })
     );
-    rxa.push(&BufDesc::new(2 * b, 100)).unwrap();
+    let id = client.post_rx(1000, 1514).unwrap();
+    rxa.push(&back(1000, 13, id, RxStatus::Received as u16)).unwrap();
+    assert_eq!(client.take_rx().unwrap().unwrap().outcome, RxOutcome::BadLength(13));
+    let id = client.post_rx(1000, 1514).unwrap();
+    rxa.push(&back(1000, 1514, id, RxStatus::Received as u16)).unwrap();
+    assert_eq!(client.take_rx().unwrap().unwrap().outcome, RxOutcome::Frame(1514));
+    assert_eq!(client.stats().received, 1);
+
+    // The fixed-buffer helper: a frame too long for the caller's buffer.
+    let (s, mut client) = pair();
+    let mut rxa = raw_rx_active(&s.control);
+    rxa.push(&back(0, 100, 0, 0)).unwrap();
+    let mut out = [0u8; 2048];
     assert_eq!(
         client.recv(&mut out[..50]),
         Err(ClientError::BufferTooSmall { len: 100 })
     );
-    // Those two buffers were handed to the server again and can be delivered.
-    rxa.push(&BufDesc::new(b, 60)).unwrap();
-    assert_eq!(client.recv(&mut out), Ok(Some(60)));
-    assert_eq!(client.stats().received, 1);
+    // The buffer was handed to the server again (id 0 is out once more).
+    assert_eq!(client.rx_outstanding(), (BUFFERS / 2) as usize);
 }
 
 struct Rng(u64);
@@ -426,8 +648,9 @@ impl Rng {
 }
 
 /// Random descriptors and random words over every ring from a hostile client: the
-/// server never panics, never yields a frame outside the region or of a bad length,
-/// never holds a buffer twice, and never gives back a buffer it does not hold.
+/// server never panics, never yields a frame or buffer outside the region or of an
+/// impossible size, never holds more than the ring can give back, and gives back only
+/// descriptors that were pushed (echoed exactly).
 #[test]
 fn random_hostile_client() {
     for seed in 1..=200u64 {
@@ -435,56 +658,72 @@ fn random_hostile_client() {
         let mut s = server();
         let mut tx = raw_tx_active(&s.control);
         let mut rx = raw_rx_free(&s.control);
-        let mut held_tx: Vec<u64> = Vec::new();
-        let mut held_rx: Vec<RxBuffer> = Vec::new();
+        let mut tx_back = tx_free(&s.control);
+        let mut rx_back = rx_active(&s.control);
+        let mut pushed: HashSet<(u64, u16)> = HashSet::new();
+        let mut held_tx = Vec::new();
+        let mut held_rx = Vec::new();
+        let mut scribbled = false;
         for _ in 0..300 {
-            match rng.below(8) {
+            let off = match rng.below(3) {
+                0 => rng.below(DATA + 100),
+                1 => rng.next(),
+                _ => u64::MAX - rng.below(3000),
+            };
+            let id = rng.next() as u16;
+            match rng.below(10) {
                 0 | 1 => {
-                    let off = match rng.below(3) {
-                        0 => rng.below(BUFFERS as u64 + 2) * u64::from(BUF_SIZE),
-                        1 => rng.next(),
-                        _ => rng.below(DATA + 100),
-                    };
                     let len = match rng.below(2) {
                         0 => rng.below(1600) as u32,
                         _ => rng.next() as u32,
                     };
-                    let _ = tx.push(&BufDesc {
-                        offset: off,
-                        len,
-                        status: rng.next() as u32,
-                    });
+                    if tx
+                        .push(&BufDesc {
+                            offset: off,
+                            len,
+                            id,
+                            status: rng.next() as u16,
+                        })
+                        .is_ok()
+                    {
+                        pushed.insert((off, id));
+                    }
                 }
                 2 => {
-                    let off = rng.below(BUFFERS as u64 + 2) * u64::from(BUF_SIZE);
-                    let _ = rx.push(&BufDesc::new(off, rng.next() as u32));
+                    let len = match rng.below(2) {
+                        0 => 1400 + rng.below(700) as u32,
+                        _ => rng.next() as u32,
+                    };
+                    if rx.push(&BufDesc::new(off, len, id)).is_ok() {
+                        pushed.insert((off, id));
+                    }
                 }
                 3 => {
                     // Scribble a word anywhere in the control region.
                     let at = (rng.below(layout().size() as u64) & !3) as usize;
                     s.control.store_u32(at, rng.next() as u32, Ordering::Relaxed).unwrap();
+                    scribbled = true;
                 }
                 4 | 5 => {
                     if let Ok(Some(t)) = s.server.next_tx() {
-                        assert_eq!(t.offset % u64::from(BUF_SIZE), 0, "seed {seed}");
-                        assert!(t.offset < DATA, "seed {seed}");
-                        assert!((14..=MAX_FRAME_LEN).contains(&t.len), "seed {seed}");
-                        assert!(!held_tx.contains(&t.offset), "seed {seed}: held twice");
-                        assert!(!held_rx.iter().any(|r| r.offset == t.offset), "seed {seed}: held twice");
-                        held_tx.push(t.offset);
+                        assert!(t.offset() + u64::from(t.len()) <= DATA, "seed {seed}");
+                        assert!((14..=MAX_FRAME_LEN).contains(&t.len()), "seed {seed}");
+                        held_tx.push(t);
                     }
                 }
                 6 => {
                     if let Ok(Some(r)) = s.server.take_rx_buffer() {
-                        assert!(r.offset < DATA && r.offset % u64::from(BUF_SIZE) == 0, "seed {seed}");
-                        assert!(!held_tx.contains(&r.offset), "seed {seed}: held twice");
-                        assert!(!held_rx.contains(&r), "seed {seed}: held twice");
+                        assert!(r.offset() + u64::from(r.capacity()) <= DATA, "seed {seed}");
+                        assert!(r.capacity() >= MAX_FRAME_LEN, "seed {seed}");
                         held_rx.push(r);
                     }
                 }
+                7 => {
+                    let _ = s.server.serve_recall();
+                }
                 _ => {
-                    if let Some(off) = held_tx.pop() {
-                        match s.server.tx_done(off, TxStatus::Sent) {
+                    if let Some(t) = held_tx.pop() {
+                        match s.server.tx_done(t, TxStatus::Sent) {
                             Ok(()) | Err(ServerError::Queue(_)) | Err(ServerError::ReturnRingFull) => {}
                             Err(e) => panic!("seed {seed}: {e}"),
                         }
@@ -497,7 +736,17 @@ fn random_hostile_client() {
                     }
                 }
             }
-            assert!(s.server.held() <= BUFFERS, "seed {seed}");
+            assert!(s.server.held() <= 2 * RING, "seed {seed}");
+            // Until a scribble moves the indices, every give-back echoes a descriptor
+            // that was pushed.
+            if !scribbled {
+                while let Ok(Some(d)) = tx_back.pop() {
+                    assert!(pushed.contains(&(d.offset, d.id)), "seed {seed}: {d:?}");
+                }
+                while let Ok(Some(d)) = rx_back.pop() {
+                    assert!(pushed.contains(&(d.offset, d.id)), "seed {seed}: {d:?}");
+                }
+            }
             let _ = s.server.signal_needed();
             let _ = s.server.request_signal();
         }
@@ -505,54 +754,69 @@ fn random_hostile_client() {
 }
 
 /// Random give-backs and random words from a hostile server: the client never panics,
-/// never hands out a frame longer than the maximum, and its buffer bookkeeping stays
-/// within the region.
+/// never reports a frame longer than the buffer it lent or the maximum, never more
+/// descriptors out than the ring capacity, and every buffer it returns is one it
+/// handed over (same id, offset, capacity).
 #[test]
 fn random_hostile_server() {
     for seed in 1..=200u64 {
         let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-        let control = FakeMemory::new(layout().size());
-        let data = FakeMemory::new(DATA as usize);
-        let mut server = Server::new(control.clone(), DATA, config()).unwrap();
-        server.publish(1).unwrap();
-        let mut client = Client::new(control.clone(), data.clone(), RING).unwrap();
-        client.connect().unwrap();
+        let (s, mut client) = region_pair();
+        let control = s.control.clone();
         let mut txf = raw_tx_free(&control);
         let mut rxa = raw_rx_active(&control);
-        let mut out = [0u8; 2048];
+        let mut posted: std::collections::HashMap<u16, (u64, u32)> = Default::default();
         for _ in 0..300 {
-            let off = match rng.below(2) {
-                0 => rng.below(BUFFERS as u64 + 2) * u64::from(BUF_SIZE),
-                _ => rng.next(),
+            let off = match rng.below(3) {
+                0 => rng.below(DATA),
+                1 => rng.next(),
+                _ => 2000 * rng.below(4),
             };
-            match rng.below(6) {
+            let id = match rng.below(2) {
+                0 => rng.below(u64::from(RING) + 2) as u16,
+                _ => rng.next() as u16,
+            };
+            match rng.below(7) {
                 0 => {
-                    let _ = txf.push(&BufDesc {
-                        offset: off,
-                        len: rng.next() as u32,
-                        status: rng.below(6) as u32,
-                    });
+                    let _ = txf.push(&back(off, rng.below(1600) as u32, id, rng.below(6) as u16));
                 }
                 1 => {
-                    let _ = rxa.push(&BufDesc::new(off, rng.below(2100) as u32));
+                    let _ = rxa.push(&back(off, rng.below(2100) as u32, id, rng.below(3) as u16));
                 }
                 2 => {
                     let at = (rng.below(layout().size() as u64) & !3) as usize;
                     control.store_u32(at, rng.next() as u32, Ordering::Relaxed).unwrap();
                 }
                 3 => {
-                    let _ = client.send(&frame([0xff; 6], MAC, 7, 14 + rng.below(1500) as usize));
+                    let _ = client.send_at(off % DATA, 14 + rng.below(1500) as u32);
                 }
                 4 => {
-                    if let Ok(Some(n)) = client.recv(&mut out) {
-                        assert!((14..=MAX_FRAME_LEN as usize).contains(&n), "seed {seed}");
+                    let cap = 1514 + rng.below(600) as u32;
+                    let o = 2000 * rng.below(4);
+                    if let Ok(id) = client.post_rx(o, cap) {
+                        posted.insert(id, (o, cap));
                     }
                 }
+                5 => match client.take_rx() {
+                    Ok(Some(r)) => {
+                        let (o, cap) = posted.remove(&r.id).expect("an id handed over");
+                        assert_eq!((r.offset, r.capacity), (o, cap), "seed {seed}");
+                        if let RxOutcome::Frame(n) = r.outcome {
+                            assert!((14..=MAX_FRAME_LEN.min(cap)).contains(&n), "seed {seed}");
+                        }
+                    }
+                    Err(ClientError::BadStatus { id, offset, .. }) => {
+                        assert_eq!(posted.remove(&id).map(|p| p.0), Some(offset), "seed {seed}");
+                    }
+                    _ => {}
+                },
                 _ => {
                     let _ = client.reclaim_tx();
                 }
             }
-            assert!(client.tx_buffers_free() <= BUFFERS / 2, "seed {seed}");
+            assert!(client.tx_outstanding() <= RING as usize, "seed {seed}");
+            assert!(client.rx_outstanding() <= RING as usize, "seed {seed}");
+            assert_eq!(client.rx_outstanding(), posted.len(), "seed {seed}");
             let _ = client.signal_needed();
             let _ = client.request_signal();
         }

@@ -52,13 +52,13 @@ fn switch(ports: &mut [Port; 2]) -> usize {
     for from in 0..2 {
         let to = 1 - from;
         while let Some(tx) = ports[from].server.next_tx().unwrap() {
-            let mut frame = vec![0u8; tx.len as usize];
-            ports[from].data.read_bytes(tx.offset as usize, &mut frame).unwrap();
+            let mut frame = vec![0u8; tx.len() as usize];
+            ports[from].data.read_bytes(tx.offset() as usize, &mut frame).unwrap();
             if let Some(rx) = ports[to].server.take_rx_buffer().unwrap() {
-                ports[to].data.write_bytes(rx.offset as usize, &frame).unwrap();
-                ports[to].server.rx_deliver(rx, tx.len).unwrap();
+                ports[to].data.write_bytes(rx.offset() as usize, &frame).unwrap();
+                ports[to].server.rx_deliver(rx, tx.len()).unwrap();
             }
-            ports[from].server.tx_done(tx.offset, TxStatus::Sent).unwrap();
+            ports[from].server.tx_done(tx, TxStatus::Sent).unwrap();
             moved += 1;
         }
     }
@@ -295,14 +295,14 @@ fn hostile_give_backs_are_errors_not_panics() {
     // never produces on it in this test).
     let mut raw = vcpos_queue::Producer::<_, vcpos_net_protocol::BufDesc>::new(control, layout.rx_active).unwrap();
     let tx_buffer = (BUFFERS as u64 - 1) * BUF_SIZE as u64;
-    raw.push(&vcpos_net_protocol::BufDesc::new(tx_buffer, 60)).unwrap();
+    raw.push(&vcpos_net_protocol::BufDesc::new(tx_buffer, 60, 0)).unwrap();
     server.poll(Instant::from_millis(1), &mut dev, &mut kernel);
     assert_eq!(dev.stats().errors, 1);
     assert_eq!(dev.stats().rx_frames, 0);
     let e = dev.take_error().expect("the error is kept");
     assert!(e.to_string().contains("rx active"), "{e}");
     assert!(dev.take_error().is_none(), "reported once");
-    raw.push(&vcpos_net_protocol::BufDesc::new(0, 5000)).unwrap();
+    raw.push(&vcpos_net_protocol::BufDesc::new(0, 5000, 0)).unwrap();
     server.poll(Instant::from_millis(2), &mut dev, &mut kernel);
     assert_eq!(dev.stats().errors, 2);
     assert_eq!(dev.stats().rx_frames, 0);

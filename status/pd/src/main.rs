@@ -154,7 +154,7 @@ fn init() -> impl Handler {
         "status: serving http://{}:{PORT}/ and /status.json (mac {:02x?}, {} buffers)",
         config.address,
         info.mac,
-        info.buffers
+        info.data_size / u64::from(vcpos_net_protocol::BUF_SIZE)
     );
     let mut pd = Pd {
         device,

@@ -5,26 +5,35 @@
 //! ```text
 //! # comment
 //! client 0 mac=02:00:00:00:00:01
-//! client 1 mac=02:00:00:00:00:02
+//! client 1 mac=02:00:00:00:00:02 ring=256
 //! ```
 //!
 //! `client N` is the client's index (its channel id and the `clientN_*` symbols); the
 //! MAC is six hex bytes separated by `:`, unicast (bit 0 of the first byte clear), not
-//! all zero, and different from every other client's. The text ends at the first NUL
+//! all zero, and different from every other client's. `ring=` (optional) is the
+//! capacity of the client's four rings, a power of two in 16..=256 (default
+//! [`RING_CAPACITY`], 64); the client must configure the same (its control region
+//! must hold `ControlLayout::new(ring).size()` bytes). The text ends at the first NUL
 //! byte (the rest of the region is zero); the rules every VCP's configuration shares
 //! (lines, comments, `client N`, numbers, errors): `vcpos_vcp_common::config`.
 
 use core::fmt;
 
+use vcpos_net_protocol::{MAX_RING_CAPACITY, RING_CAPACITY};
 use vcpos_vcp_common::config::parse_clients;
 pub use vcpos_vcp_common::config::{ConfigError, MAX_CLIENTS};
 
-/// The parsed configuration: a MAC per client index present.
+/// The parsed configuration: a MAC and a ring capacity per client index present.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// MAC addresses by client index.
     pub clients: [Option<[u8; 6]>; MAX_CLIENTS],
+    /// Ring capacities by client index (0 for absent clients).
+    pub rings: [u32; MAX_CLIENTS],
 }
+
+/// Smallest ring capacity a configuration may give.
+pub const MIN_RING_CAPACITY: u32 = 16;
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -62,8 +71,9 @@ pub fn format_mac(mac: &[u8; 6]) -> impl fmt::Display + '_ {
 impl Config {
     /// Parses the configuration region's bytes (up to the first NUL).
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let clients = parse_clients(bytes, "vcp-net", "expected 'client N mac=...'", |clients, words| {
+        let parsed = parse_clients(bytes, "vcp-net", "expected 'client N mac=...'", |clients, words| {
             let mut mac = None;
+            let mut ring = None;
             for w in words {
                 match w.split_once('=') {
                     Some(("mac", v)) => {
@@ -72,19 +82,36 @@ impl Config {
                             return Err("mac given twice");
                         }
                     }
-                    _ => return Err("unknown word (expected mac=)"),
+                    Some(("ring", v)) => {
+                        let r = v
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|r| r.is_power_of_two() && (MIN_RING_CAPACITY..=MAX_RING_CAPACITY).contains(r))
+                            .ok_or("bad ring (expected a power of two in 16..=256)")?;
+                        if ring.replace(r).is_some() {
+                            return Err("ring given twice");
+                        }
+                    }
+                    _ => return Err("unknown word (expected mac= or ring=)"),
                 }
             }
             let mac = mac.ok_or("missing mac=")?;
             if mac[0] & 1 != 0 || mac == [0; 6] {
                 return Err("mac is not a unicast address");
             }
-            if clients.iter().flatten().any(|&m| m == mac) {
+            if clients.iter().flatten().any(|&(m, _)| m == mac) {
                 return Err("mac is another client's");
             }
-            Ok(mac)
+            Ok((mac, ring.unwrap_or(RING_CAPACITY)))
         })?;
-        Ok(Config { clients })
+        let mut config = Config::default();
+        for (i, c) in parsed.iter().enumerate() {
+            if let Some((mac, ring)) = *c {
+                config.clients[i] = Some(mac);
+                config.rings[i] = ring;
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -94,9 +121,10 @@ mod tests {
 
     #[test]
     fn parses_clients() {
-        let text = b"# test\nclient 0 mac=02:00:00:00:00:01\n\nclient 2 mac=0a:BB:cc:dd:ee:ff # two\n\0junk";
+        let text = b"# test\nclient 0 mac=02:00:00:00:00:01\n\nclient 2 ring=256 mac=0a:BB:cc:dd:ee:ff # two\n\0junk";
         let c = Config::parse(text).unwrap();
         assert_eq!(c.clients[0], Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(c.rings, [RING_CAPACITY, 0, 256, 0]);
         assert_eq!(c.clients[1], None);
         assert_eq!(c.clients[2], Some([0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0xff]));
         assert_eq!(
@@ -129,7 +157,19 @@ mod tests {
         );
         assert_eq!(bad("client 0").what, "missing mac=");
         assert_eq!(bad("client x mac=02:00:00:00:00:01").what, "missing client index");
-        assert_eq!(bad("client 0 mtu=9000").what, "unknown word (expected mac=)");
+        assert_eq!(bad("client 0 mtu=9000").what, "unknown word (expected mac= or ring=)");
+        let badring = "bad ring (expected a power of two in 16..=256)";
+        for r in ["0", "8", "100", "512", "x", "-64"] {
+            assert_eq!(
+                bad(&format!("client 0 mac=02:00:00:00:00:01 ring={r}")).what,
+                badring,
+                "{r}"
+            );
+        }
+        assert_eq!(
+            bad("client 0 mac=02:00:00:00:00:01 ring=64 ring=64").what,
+            "ring given twice"
+        );
         assert_eq!(
             bad("client 0 mac=02:00:00:00:00:01\nclient 0 mac=02:00:00:00:00:02").what,
             "client index given twice"

@@ -17,6 +17,11 @@
 //!   receiving client's RX buffer gets the checked header from the engine's copy and
 //!   the rest of the frame copied once, straight from the sender's buffer
 //!   ([`DataRegion::copy_from`]).
+//! - **Buffers** are any `(offset, len)` of a client's data region (the protocol's
+//!   server half checks each against the region); each client's rings have the
+//!   capacity its configuration gives. A client's RX recall (it takes its receive
+//!   buffers back, e.g. the VMM after a guest driver reset) is served at the start of
+//!   every run, before any frame is delivered.
 
 use alloc::vec::Vec;
 
@@ -28,7 +33,7 @@ use vcpos_queue::LayoutError;
 use crate::config::{Config, MAX_CLIENTS};
 use crate::data::DataRegion;
 
-pub use vcpos_net_protocol::RING_CAPACITY;
+pub use vcpos_net_protocol::{MAX_RING_CAPACITY, RING_CAPACITY};
 /// Frames taken from the NIC per [`Engine::run`], so receive cannot starve transmit,
 /// and no more than a client has receive buffers: each run notifies the clients it
 /// delivered to, and a client that drains between runs then loses nothing of a burst
@@ -47,7 +52,7 @@ pub struct TxRequest {
     pub client: usize,
     /// The Ethernet header as checked (destination, source = the client's MAC, type).
     pub header: [u8; HDR],
-    /// Offset of the frame's buffer in the client's data region.
+    /// Offset of the frame in the client's data region.
     pub offset: u64,
     /// Frame length, header included (`14..=1514`).
     pub len: u32,
@@ -132,6 +137,8 @@ pub struct ClientCounters {
     pub rx_frames: u64,
     /// Bytes copied into the client's RX buffers (each frame once).
     pub rx_bytes_copied: u64,
+    /// Receive buffers given back unused on the client's recall.
+    pub rx_recalled: u64,
     /// Frames for the client dropped because it had no RX buffer.
     pub rx_dropped_no_buffer: u64,
 }
@@ -229,8 +236,8 @@ impl<M: DataRegion + Clone> ClientState<M> {
         !self.dead && self.server.cut_off().is_none()
     }
 
-    fn give_tx(&mut self, offset: u64, status: TxStatus, stats: &mut EngineStats) {
-        match self.server.tx_done(offset, status) {
+    fn give_tx(&mut self, frame: TxFrame, status: TxStatus, stats: &mut EngineStats) {
+        match self.server.tx_done(frame, status) {
             Ok(()) => self.gave_back = true,
             Err(ServerError::NotHeld(_)) => stats.internal_errors += 1,
             // The client is cut off (its own doing); the buffer is lost with it.
@@ -260,7 +267,7 @@ impl<M: DataRegion + Clone> ClientState<M> {
             }
             Err(_) => return,
         };
-        if fill(&self.data, buf.offset as usize).is_err() {
+        if fill(&self.data, buf.offset() as usize).is_err() {
             stats.internal_errors += 1;
             if self.server.rx_unused(buf).is_err() {
                 stats.internal_errors += 1;
@@ -283,8 +290,8 @@ impl<M: DataRegion + Clone> ClientState<M> {
 pub struct Engine<M, N> {
     nic: N,
     clients: Vec<Option<ClientState<M>>>,
-    /// NIC token → (client, buffer offset).
-    pending: Vec<(u16, usize, u64)>,
+    /// NIC token → (client, frame).
+    pending: Vec<(u16, usize, TxFrame)>,
     rr: usize,
     stats: EngineStats,
 }
@@ -312,7 +319,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 (&Some(mac), Some(r)) => {
                     let cfg = ServerConfig {
                         mac,
-                        ring_capacity: RING_CAPACITY,
+                        ring_capacity: config.rings[i],
                     };
                     let mut server = Server::new(r.control, r.data.size() as u64, cfg)
                         .map_err(|error| EngineError::Layout { client: i, error })?;
@@ -382,8 +389,9 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
     /// One pass: NIC completions, up to [`RX_BUDGET`] received frames, then transmit
     /// in round robin until no client has a frame it may send. Returns whom to notify.
     pub fn run(&mut self) -> RunResult {
+        let recalled = self.serve_recalls();
         let mut result = RunResult {
-            progress: self.complete_tx(),
+            progress: self.complete_tx() | recalled,
             ..RunResult::default()
         };
         let received = self.receive();
@@ -426,6 +434,24 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         idle
     }
 
+    /// Serves every live client's RX recall (receive buffers given back unused);
+    /// whether any was.
+    fn serve_recalls(&mut self) -> bool {
+        let mut any = false;
+        for c in self.clients.iter_mut().flatten() {
+            if !c.live() {
+                continue;
+            }
+            let before = c.server.stats().rx_recalled;
+            if let Ok(true) = c.server.serve_recall() {
+                c.gave_back = true;
+                any = true;
+            }
+            c.counters.rx_recalled += c.server.stats().rx_recalled - before;
+        }
+        any
+    }
+
     fn complete_tx(&mut self) -> bool {
         let mut progress = false;
         while let Some((token, ok)) = self.nic.next_tx_completion() {
@@ -434,7 +460,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 self.stats.unknown_completions += 1;
                 continue;
             };
-            let (_, ci, offset) = self.pending.swap_remove(p);
+            let (_, ci, frame) = self.pending.swap_remove(p);
             let Some(c) = self.clients[ci].as_mut() else {
                 self.stats.internal_errors += 1;
                 continue;
@@ -447,7 +473,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 TxStatus::DeviceError
             };
             if c.live() {
-                c.give_tx(offset, status, &mut self.stats);
+                c.give_tx(frame, status, &mut self.stats);
             }
         }
         progress
@@ -478,7 +504,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         let share = (self.nic.max_in_flight() / live).max(1) as u32;
         let mut any = false;
         // Bounded: each round takes at most one frame per client.
-        for _ in 0..RING_CAPACITY {
+        for _ in 0..MAX_RING_CAPACITY {
             let mut progress = false;
             for k in 0..n {
                 progress |= self.transmit_one((self.rr + k) % n, share);
@@ -517,15 +543,15 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         };
         c.counters.tx_frames += 1;
         let mut header = [0u8; HDR];
-        if c.data.read_bytes(t.offset as usize, &mut header).is_err() {
+        if c.data.read_bytes(t.offset() as usize, &mut header).is_err() {
             self.stats.internal_errors += 1;
-            c.give_tx(t.offset, TxStatus::DeviceError, &mut self.stats);
+            c.give_tx(t, TxStatus::DeviceError, &mut self.stats);
             return true;
         }
         c.counters.tx_bytes_copied += HDR as u64;
         if header[6..12] != c.mac {
             c.counters.spoofed += 1;
-            c.give_tx(t.offset, TxStatus::Spoofed, &mut self.stats);
+            c.give_tx(t, TxStatus::Spoofed, &mut self.stats);
             return true;
         }
         let dst: [u8; 6] = [header[0], header[1], header[2], header[3], header[4], header[5]];
@@ -548,7 +574,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 }
             }
         } else if let Some(c) = self.clients[i].as_mut() {
-            c.give_tx(t.offset, TxStatus::Sent, &mut self.stats);
+            c.give_tx(t, TxStatus::Sent, &mut self.stats);
         }
         true
     }
@@ -559,7 +585,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         let Some(src) = self.clients[i].as_ref().map(|c| c.data.clone()) else {
             return;
         };
-        let (len, rest) = (t.len as usize, t.len as usize - HDR);
+        let (len, rest) = (t.len() as usize, t.len() as usize - HDR);
         let mut delivered = 0;
         for (j, other) in self.clients.iter_mut().enumerate() {
             if targets & (1 << j) == 0 {
@@ -569,7 +595,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 let before = o.counters.rx_frames;
                 o.deliver_with(len, &mut self.stats, |data, at| {
                     data.write_bytes(at, header)?;
-                    data.copy_from(at + HDR, &src, t.offset as usize + HDR, rest)
+                    data.copy_from(at + HDR, &src, t.offset() as usize + HDR, rest)
                 });
                 delivered += o.counters.rx_frames - before;
             }
@@ -584,8 +610,8 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         let req = TxRequest {
             client: i,
             header,
-            offset: t.offset,
-            len: t.len,
+            offset: t.offset(),
+            len: t.len(),
         };
         let result = self.nic.transmit(&req);
         let Some(c) = self.clients[i].as_mut() else {
@@ -593,7 +619,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         };
         match result {
             Ok(token) => {
-                self.pending.push((token, i, t.offset));
+                self.pending.push((token, i, t));
                 c.at_nic += 1;
                 c.counters.tx_nic += 1;
                 c.counters.tx_bytes_zero_copy += u64::from(req.payload_len());
@@ -602,7 +628,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
             Err(NicError::Full) => Offer::Full,
             Err(NicError::Failed) => {
                 c.counters.tx_device_errors += 1;
-                c.give_tx(t.offset, TxStatus::DeviceError, &mut self.stats);
+                c.give_tx(t, TxStatus::DeviceError, &mut self.stats);
                 Offer::Done
             }
         }

@@ -92,6 +92,7 @@ fn regions(n: usize) -> (Config, Vec<FakeMemory>, Vec<FakeMemory>) {
     let (mut controls, mut datas) = (Vec::new(), Vec::new());
     for i in 0..n {
         config.clients[i] = Some(mac(i));
+        config.rings[i] = RING_CAPACITY;
         controls.push(FakeMemory::new(size));
         datas.push(FakeMemory::new((BUFFERS * BUF_SIZE) as usize));
     }
@@ -451,15 +452,16 @@ fn device_errors_and_no_device() {
 fn a_hostile_client_is_cut_off_and_the_others_carry_on() {
     let mut net = net(3, 8);
     let l = ControlLayout::new(RING_CAPACITY).unwrap();
-    // Client 2 hands over a buffer twice and one outside its region, then corrupts
-    // its TX active index.
+    // Client 2 hands over a buffer twice (its own business: both go out), an RX
+    // buffer as a TX one and one outside its region, then corrupts its TX active
+    // index.
     net.clients[2].send(&frame(EXTERNAL, mac(2), 0, 60)).unwrap();
     net.engine.run();
     // Raw descriptors written past the one the client pushed (index 1 on).
     let raw = [
-        vcpos_net_protocol::BufDesc::new(u64::from(BUFFERS / 2 * BUF_SIZE), 60), // still held: duplicate
-        vcpos_net_protocol::BufDesc::new(0, 60), // an RX buffer the server has not taken yet: first come
-        vcpos_net_protocol::BufDesc::new(u64::from(BUFFERS * BUF_SIZE), 60), // outside the region
+        vcpos_net_protocol::BufDesc::new(u64::from(BUFFERS / 2 * BUF_SIZE), 60, 100), // still held: sent again
+        vcpos_net_protocol::BufDesc::new(0, 60, 101), // an RX buffer: zeros, no source MAC
+        vcpos_net_protocol::BufDesc::new(u64::from(BUFFERS * BUF_SIZE) - 59, 60, 102), // one byte outside
     ];
     for (k, d) in raw.iter().enumerate() {
         let at = l.tx_active.base() + SLOTS_OFFSET + (1 + k) * 16;
@@ -470,9 +472,12 @@ fn a_hostile_client_is_cut_off_and_the_others_carry_on() {
     net.controls[2]
         .store_u32(l.tx_active.base() + PRODUCER_INDEX_OFFSET, 4, Ordering::Release)
         .unwrap();
-    net.engine.run();
+    for _ in 0..4 {
+        net.engine.run();
+        net.engine.nic_mut().complete(8, true);
+    }
     let st = net.engine.server_stats(2).unwrap();
-    assert_eq!((st.duplicate, st.bad_offset, st.tx_accepted), (1, 1, 2), "{st:?}");
+    assert_eq!((st.bad_offset, st.tx_accepted), (1, 3), "{st:?}");
     // Buffer 0 holds no frame of client 2's MAC: refused as spoofed.
     assert_eq!(net.engine.counters(2).unwrap().spoofed, 1);
     assert!(
@@ -511,11 +516,23 @@ fn engine_refuses_bad_regions() {
     let mut r: [Option<ClientRegions<FakeMemory>>; MAX_CLIENTS] = Default::default();
     for i in 0..2 {
         r[i] = Some(ClientRegions {
-            control: controls[i].clone(),
-            data: FakeMemory::new(3000),
+            control: FakeMemory::new(0x1000),
+            data: datas[i].clone(),
         });
     }
-    assert!(Engine::new(NoNic, &config, r).is_err(), "data region not whole buffers");
+    assert!(
+        Engine::new(NoNic, &config, r).is_err(),
+        "control region too small for the rings"
+    );
+    // Any data region size will do (buffers are any (offset, len) in it).
+    let mut r: [Option<ClientRegions<FakeMemory>>; MAX_CLIENTS] = Default::default();
+    for i in 0..2 {
+        r[i] = Some(ClientRegions {
+            control: controls[i].clone(),
+            data: FakeMemory::new(3001),
+        });
+    }
+    assert!(Engine::new(NoNic, &config, r).is_ok());
 }
 
 #[test]
@@ -551,4 +568,104 @@ fn a_client_cut_off_while_the_engine_prepares_to_wait_is_reported_by_the_next_ru
     assert!(!net.engine.prepare_wait(), "run again: there is a cut-off to report");
     assert_eq!(net.engine.run().cut_off, 0b10);
     assert!(net.engine.prepare_wait());
+}
+
+/// A client that names its own buffers at odd offsets and sizes (as the VMM does in
+/// guest RAM), with rings of 256: the NIC reads the frame in place (14 header bytes
+/// copied), a received frame is copied once into the buffer it named, and 256 receive
+/// buffers can be posted at once.
+#[test]
+fn buffers_anywhere_and_rings_of_256() {
+    let mut config = Config::default();
+    config.clients[0] = Some(mac(0));
+    config.rings[0] = 256;
+    let control = FakeMemory::new(ControlLayout::new(256).unwrap().size());
+    let data = FakeMemory::new(1 << 20);
+    let mut r: [Option<ClientRegions<FakeMemory>>; MAX_CLIENTS] = Default::default();
+    r[0] = Some(ClientRegions {
+        control: control.clone(),
+        data: data.clone(),
+    });
+    let datas = vec![data.clone()];
+    let mut engine = Engine::new(
+        FakeNic {
+            data: datas,
+            slots: 8,
+            next_token: 0,
+            in_flight: VecDeque::new(),
+            completions: VecDeque::new(),
+            wire: Vec::new(),
+            requests: Vec::new(),
+            rx: VecDeque::new(),
+        },
+        &config,
+        r,
+    )
+    .unwrap();
+    let mut client = Client::with_region(control, data.clone(), 256).unwrap();
+    client.connect().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..256u64 {
+        ids.push(client.post_rx(12 + i * 1600, 1526).unwrap());
+    }
+    // Transmit from an odd offset.
+    let f = frame(EXTERNAL, mac(0), 5, 777);
+    data.write_bytes(100_003, &f).unwrap();
+    let tx_id = client.send_at(100_003, 777).unwrap();
+    // 300 frames arrive: 256 fit the posted buffers, the rest are dropped.
+    let frames: Vec<Vec<u8>> = (0..300).map(|i| frame(mac(0), EXTERNAL, i as u8, 60 + i)).collect();
+    engine.nic_mut().rx.extend(frames.iter().cloned());
+    // Runs take at most RX_BUDGET frames each.
+    for _ in 0..300 / RX_BUDGET + 2 {
+        engine.run();
+        engine.nic_mut().complete(8, true);
+    }
+    let c = engine.counters(0).unwrap();
+    assert_eq!((c.tx_bytes_copied, c.tx_bytes_zero_copy), (14, 763));
+    assert_eq!(engine.nic().wire, vec![(0, f)]);
+    let r = client.reclaim_tx().unwrap().unwrap();
+    assert_eq!((r.id, r.offset, r.len, r.status), (tx_id, 100_003, 777, TxStatus::Sent));
+    assert_eq!((c.rx_frames, c.rx_dropped_no_buffer), (256, 44));
+    let expected: u64 = frames[..256].iter().map(|f| f.len() as u64).sum();
+    assert_eq!(c.rx_bytes_copied, expected, "each frame copied once");
+    for (i, f) in frames[..256].iter().enumerate() {
+        let r = client.take_rx().unwrap().unwrap();
+        assert_eq!((r.id, r.offset), (ids[i], 12 + i as u64 * 1600));
+        assert_eq!(r.outcome, vcpos_net_protocol::RxOutcome::Frame(f.len() as u32));
+        let mut got = vec![0; f.len()];
+        data.read_bytes(r.offset as usize, &mut got).unwrap();
+        assert_eq!(&got, f);
+    }
+}
+
+/// A recall: the engine gives back every receive buffer it holds, unused, before it
+/// delivers another frame, and none of them is written.
+#[test]
+fn a_recall_gives_receive_buffers_back_unused() {
+    let mut net = net(1, 8);
+    net.engine.nic_mut().rx.push_back(frame(mac(0), EXTERNAL, 1, 100));
+    net.engine.run();
+    net.clients[0].recall_rx().unwrap();
+    assert!(net.clients[0].signal_needed().unwrap());
+    net.engine.nic_mut().rx.push_back(frame(mac(0), EXTERNAL, 2, 100));
+    let r = net.engine.run();
+    assert!(r.progress);
+    // The frame before the recall arrived; the one after found no buffer.
+    let c = net.engine.counters(0).unwrap();
+    assert_eq!(
+        (c.rx_frames, c.rx_recalled, c.rx_dropped_no_buffer),
+        (1, u64::from(BUFFERS / 2 - 1), 1)
+    );
+    assert!(!net.clients[0].recall_pending().unwrap());
+    let mut unused = 0;
+    let mut frames = 0;
+    while let Some(r) = net.clients[0].take_rx().unwrap() {
+        match r.outcome {
+            vcpos_net_protocol::RxOutcome::Unused => unused += 1,
+            vcpos_net_protocol::RxOutcome::Frame(100) => frames += 1,
+            o => panic!("{o:?}"),
+        }
+    }
+    assert_eq!((frames, unused), (1, BUFFERS / 2 - 1));
+    assert_eq!(net.clients[0].rx_outstanding(), 0);
 }

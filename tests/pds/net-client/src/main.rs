@@ -18,9 +18,9 @@
 //!   [`ARP_OUTSTANDING`] in flight) and prints `TEST PASS: vcp-net-nic`.
 //!
 //! - **hostile** ([`HOSTILE`]): bypasses its client half and writes raw TX
-//!   descriptors: one outside its data region, one off a buffer boundary, a buffer
-//!   with an impossible length and a buffer whose frame carries no source MAC of its
-//!   own; checks that exactly the last two come back (bad length, spoofed), then
+//!   descriptors: one outside its data region, one whose offset + length overflows, a
+//!   buffer with an impossible length and a buffer whose frame carries no source MAC
+//!   of its own; checks that exactly the last two come back (bad length, spoofed), then
 //!   corrupts its TX index, which gets it cut off (vcp-net says so) while the others
 //!   carry on.
 //!
@@ -34,7 +34,7 @@
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_net_protocol::{
-    BufDesc, Client, ClientError, ControlLayout, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
+    BufDesc, ClientError, ControlLayout, SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
 };
 use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET};
 use vcpos_test_support::{ensure, fail, TestFailed};
@@ -132,7 +132,7 @@ struct Raw {
     tx_active: Producer<SharedRegion, BufDesc>,
     tx_free: Consumer<SharedRegion, BufDesc>,
     /// Offsets and statuses given back so far.
-    back: [(u64, u32); 4],
+    back: [(u64, u16); 4],
     nback: usize,
     corrupted: bool,
 }
@@ -160,10 +160,10 @@ impl Raw {
     /// Phase 1: the bad descriptors.
     fn start(&mut self) -> Result<(), TestFailed> {
         for d in [
-            BufDesc::new(Self::buf(16), 60), // just past the 16-buffer region
-            BufDesc::new(Self::buf(8) + 1, 60),
-            BufDesc::new(Self::buf(8), 10),
-            BufDesc::new(Self::buf(9), 60), // all zero: source MAC 00:00:00:00:00:00
+            BufDesc::new(Self::buf(16) - 59, 60, 1), // one byte past the 16-buffer region
+            BufDesc::new(u64::MAX - 10, 60, 2),      // offset + length overflows
+            BufDesc::new(Self::buf(8), 10, 3),
+            BufDesc::new(Self::buf(9), 60, 4), // all zero: source MAC 00:00:00:00:00:00
         ] {
             self.tx_active
                 .push(&d)
@@ -195,8 +195,8 @@ impl Raw {
             return Ok(());
         }
         let want = [
-            (Self::buf(8), TxStatus::BadLength as u32),
-            (Self::buf(9), TxStatus::Spoofed as u32),
+            (Self::buf(8), TxStatus::BadLength as u16),
+            (Self::buf(9), TxStatus::Spoofed as u16),
         ];
         ensure!(
             TEST,
@@ -206,7 +206,7 @@ impl Raw {
         );
         debug_println!(
             "net-client: hostile: of 4 raw descriptors, the bad length and the spoofed frame came back, \
-             the two naming no buffer did not; corrupting the TX index"
+             the two outside the data region did not; corrupting the TX index"
         );
         let at = ControlLayout::new(RING_CAPACITY)
             .map_err(|e| fail(TEST, format_args!("layout: {e}")))?
@@ -238,7 +238,7 @@ fn arp_request() -> [u8; 60] {
 }
 
 struct Tester {
-    client: Client<SharedRegion>,
+    client: SmallClient<SharedRegion>,
     role: Role,
     sender: bool,
     /// Sender: next frame of the plan to send. Receiver: next frame expected.
@@ -485,7 +485,7 @@ fn start() -> Result<Tester, TestFailed> {
     let control = shared_region!(control_vaddr, size = control_size);
     let data = shared_region!(data_vaddr, size = data_size);
     let mut client =
-        Client::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
+        SmallClient::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
     let info = client
         .connect()
         .map_err(|e| fail(TEST, format_args!("vcp-net info page: {e}")))?;
@@ -518,7 +518,7 @@ fn start() -> Result<Tester, TestFailed> {
         },
         info.mac,
         info.mtu,
-        info.buffers,
+        info.data_size / u64::from(BUF_SIZE),
         info.generation
     );
     Ok(Tester {
