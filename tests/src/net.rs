@@ -515,6 +515,9 @@ pub struct PerFrame {
     pub exits: f64,
     /// Bytes the VMM copied between guest RAM and vcp-net's buffers.
     pub vmm_copied: f64,
+    /// Bytes every PD copied (the kernel's `bytes_copied` counters, as the PDs
+    /// reported them: vcp-net's copies of received frames and checked headers).
+    pub copied: f64,
 }
 
 /// Fills in [`Throughput::per_frame`] of each test in `run` from the counter snapshots
@@ -555,6 +558,7 @@ pub fn attach_counters(output: &str, run: &mut NetRun) {
             entries: per("entries"),
             exits: per("exits"),
             vmm_copied: per("vmm_copied"),
+            copied: per("copied"),
         });
     }
 }
@@ -821,8 +825,8 @@ pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
     }
     let _ = writeln!(
         out,
-        "per frame on vcpos (medians)  {:>5}  {:>9}  {:>9}  {:>11}  {:>16}",
-        "MTU", "switches", "entries", "guest exits", "VMM bytes copied"
+        "per frame on vcpos (medians)  {:>5}  {:>9}  {:>9}  {:>11}  {:>16}  {:>16}",
+        "MTU", "switches", "entries", "guest exits", "bytes copied", "of them by VMM"
     );
     for mtu in MTUS {
         for name in THROUGHPUT_TESTS {
@@ -837,10 +841,11 @@ pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
             let m = |f: fn(&PerFrame) -> f64| median(per.iter().map(f).collect());
             let _ = writeln!(
                 out,
-                "{name:<29}  {mtu:>5}  {:>9.2}  {:>9.2}  {:>11.2}  {:>16.0}",
+                "{name:<29}  {mtu:>5}  {:>9.2}  {:>9.2}  {:>11.2}  {:>16.0}  {:>16.0}",
                 m(|p| p.switches),
                 m(|p| p.entries),
                 m(|p| p.exits),
+                m(|p| p.copied),
                 m(|p| p.vmm_copied)
             );
         }
@@ -1045,8 +1050,9 @@ mod tests {
     fn counters_per_frame_pair_each_test_with_the_snapshot_before_it() {
         let snap = |tag: &str, sw: u64, ex: u64, cp: u64| {
             format!(
-                "linux_vmm: counters at {tag} threads=4 switches={sw} entries={} exits={ex} vmm_copied={cp}\n",
-                2 * sw
+                "linux_vmm: counters at {tag} threads=4 switches={sw} entries={} exits={ex} vmm_copied={cp} copied={}\n",
+                2 * sw,
+                3 * cp
             )
         };
         let mut out = String::new();
@@ -1091,12 +1097,14 @@ mod tests {
             entries: 20.0,
             exits: 2.0,
             vmm_copied: 100.0,
+            copied: 300.0,
         };
         let rx = PerFrame {
             switches: 10.0,
             entries: 20.0,
             exits: 2.0,
             vmm_copied: 100.0,
+            copied: 300.0,
         };
         assert_eq!(r.throughput[0].per_frame, Some(tx));
         assert_eq!(r.throughput[1].per_frame, Some(rx));
@@ -1113,6 +1121,7 @@ mod tests {
             entries: 20.0,
             exits: 3.25,
             vmm_copied: 1456.0,
+            copied: 1470.0,
         });
         let t = table6(std::slice::from_ref(&d), &[v]);
         let lines: Vec<&str> = t.lines().collect();
@@ -1130,7 +1139,10 @@ mod tests {
             lines[4].starts_with("vcpos") && lines[4].contains("406.1 (-50%)"),
             "{t}"
         );
-        assert!(t.contains("7.50") && t.contains("3.25") && t.contains("1456"), "{t}");
+        assert!(
+            t.contains("7.50") && t.contains("3.25") && t.contains("1456") && t.contains("1470"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -81,25 +81,31 @@ pub struct NetFigures {
     pub tx_scattered: u64,
     /// Times a frame to send found no transmit buffer free.
     pub tx_busy: u64,
+    /// Virtual interrupts the VMM injected into the guest (every device's).
+    pub irqs_injected: u64,
 }
 
 /// The counters now, as a line: every thread's context switches and kernel entries
 /// (through the debug capability: debug and benchmark configurations only), the
-/// VMM's own, the vCPU's guest exits by reason, each thread's run time, and the
-/// network device's figures so far (`net`).
+/// VMM's own, the vCPU's guest exits by reason, each thread's run time and bytes
+/// copied (`CountCopied`; `copied=` their sum), and the network device's figures so
+/// far (`net`).
 pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let (mut switches, mut entries, mut threads) = (0u64, 0u64, 0usize);
     let mut times = String::new();
+    let mut copied = 0u64;
     for i in 0..MAX_THREADS {
         let Ok(c) = counters::thread(i) else { break };
         switches += c.thread.switches_to;
         entries += c.thread.kernel_entries;
         threads += 1;
+        copied += c.thread.bytes_copied;
         times += &alloc::format!(
-            " time_run_t{i}={} exhausted_t{i}={} notified_t{i}={}",
+            " time_run_t{i}={} exhausted_t{i}={} notified_t{i}={} copied_t{i}={}",
             c.thread.time_run,
             c.thread.budget_exhaustions,
-            c.thread.notifications_received
+            c.thread.notifications_received,
+            c.thread.bytes_copied
         );
     }
     let vmm = counters::own().map(|c| c.thread).unwrap_or_default();
@@ -107,7 +113,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={}{times} ticks={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_irqs_injected={} copied={copied}{times} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -118,6 +124,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
         net.copied,
         net.tx_scattered,
         net.tx_busy,
+        net.irqs_injected,
         sel4_microkit::sys::time_now().map_or(0, |(_, now)| now),
     )
 }

@@ -85,6 +85,10 @@ pub struct Vmm {
     reboot_pending: bool,
     /// Counter snapshots at the guest's block benchmark lines.
     bench_watch: counters::BenchWatch,
+    /// Virtual interrupts injected so far (for the counter snapshots).
+    irqs_injected: u64,
+    /// Bytes copied already reported to the kernel (`counters::count_copied`).
+    copied_reported: u64,
 }
 
 /// Why the VMM cannot go on with the guest.
@@ -143,6 +147,8 @@ fn init() -> Vmm {
         disk,
         reboot_pending: false,
         bench_watch: counters::BenchWatch::new(),
+        irqs_injected: 0,
+        copied_reported: 0,
     };
     vmm.uart.enable_rx_interrupt();
     if let Err(e) = vmm.boot_guest() {
@@ -231,6 +237,16 @@ impl Vmm {
     /// once vcp-net has published, notifies vcp-net after a batch, and asks for a
     /// notification before waiting (polling again if frames arrived meanwhile).
     fn service_net(&mut self) {
+        self.service_net_devices();
+        // Bytes copied for the guest's network device since the last report (none on
+        // the zero-copy path), for the kernel's counter.
+        let copied = self.net_stats().copied;
+        if sel4_microkit::counters::count_copied(copied.saturating_sub(self.copied_reported)).is_ok() {
+            self.copied_reported = copied;
+        }
+    }
+
+    fn service_net_devices(&mut self) {
         for e in self.virtio.entries_mut() {
             let Some(net) = e.backend.net() else { continue };
             let backend = net.device_mut().backend_mut();
@@ -265,7 +281,10 @@ impl Vmm {
     /// and the network VCP (0 on the zero-copy path), frames refused for lying in
     /// non-adjacent pieces, and times no transmit descriptor was free.
     fn net_stats(&mut self) -> counters::NetFigures {
-        let mut n = counters::NetFigures::default();
+        let mut n = counters::NetFigures {
+            irqs_injected: self.irqs_injected,
+            ..Default::default()
+        };
         for e in self.virtio.entries_mut() {
             if let Some(net) = e.backend.net() {
                 let s = net.device().backend().stats();
@@ -281,6 +300,7 @@ impl Vmm {
     fn deliver_irqs(&mut self) {
         while let Some(p) = self.vgic.take_pending() {
             let _ = VCPU.inject_irq(p.intid);
+            self.irqs_injected += 1;
         }
     }
 

@@ -25,6 +25,9 @@ pub struct DeviceStats {
     pub tx_no_buffer: u64,
     /// Errors of the client half.
     pub errors: u64,
+    /// Bytes copied between the protocol's buffers and the device's own (each frame
+    /// once each way).
+    pub bytes_copied: u64,
 }
 
 /// The network protocol's client half as a smoltcp Ethernet device.
@@ -116,7 +119,10 @@ impl<M: SharedMemory + Clone> phy::TxToken for TxToken<'_, M> {
         let n = len.min(self.buf.len());
         let r = f(&mut self.buf[..n]);
         match self.client.send(&self.buf[..n]) {
-            Ok(()) => self.stats.tx_frames += 1,
+            Ok(()) => {
+                self.stats.tx_frames += 1;
+                self.stats.bytes_copied += n as u64;
+            }
             Err(ClientError::NoTxBuffer) => self.stats.tx_no_buffer += 1,
             Err(e) => {
                 self.stats.errors += 1;
@@ -155,6 +161,7 @@ impl<M: SharedMemory + Clone> Device for ProtocolDevice<M> {
             }
         };
         stats.rx_frames += 1;
+        stats.bytes_copied += n as u64;
         Some((
             RxToken { frame: &rx[..n] },
             TxToken {

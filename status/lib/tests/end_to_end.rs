@@ -233,6 +233,10 @@ fn http_get_end_to_end() {
     assert_eq!(server.stats().errors, 1);
     assert_eq!(sdev.stats().errors, 0);
     assert!(sdev.stats().rx_frames > 0 && sdev.stats().tx_frames > 0);
+    // Every frame copied once each way, and frames are at least a header long.
+    let s = sdev.stats();
+    assert!(s.bytes_copied >= 14 * (s.rx_frames + s.tx_frames), "{s:?}");
+    assert!(s.bytes_copied <= 1514 * (s.rx_frames + s.tx_frames), "{s:?}");
 }
 
 /// Raw bytes that are not HTTP get a 400 and the connection closed; no panic.

@@ -76,6 +76,8 @@ struct Pd {
     device: ProtocolDevice<SharedRegion>,
     server: StatusServer<'static>,
     kernel: Kernel,
+    /// Bytes copied already reported to the kernel (`counters::count_copied`).
+    copied_reported: u64,
 }
 
 fn now() -> Instant {
@@ -85,6 +87,14 @@ fn now() -> Instant {
 
 impl Pd {
     fn pump(&mut self) {
+        self.poll_rounds();
+        let copied = self.device.stats().bytes_copied;
+        if counters::count_copied(copied.saturating_sub(self.copied_reported)).is_ok() {
+            self.copied_reported = copied;
+        }
+    }
+
+    fn poll_rounds(&mut self) {
         for _ in 0..64 {
             self.server.poll(now(), &mut self.device, &mut self.kernel);
             if let Some(e) = self.device.take_error() {
@@ -167,6 +177,7 @@ fn init() -> impl Handler {
                 .and_then(|i| usize::try_from(i).ok()),
             warned: false,
         },
+        copied_reported: 0,
     };
     pd.pump();
     pd

@@ -371,6 +371,16 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         self.clients.get(i)?.as_ref().map(|c| c.counters)
     }
 
+    /// Bytes the engine copied so far, for every client (checked Ethernet headers and
+    /// received frames): what the PD reports to the kernel's `bytes_copied` counter.
+    pub fn bytes_copied(&self) -> u64 {
+        self.clients
+            .iter()
+            .flatten()
+            .map(|c| c.counters.tx_bytes_copied + c.counters.rx_bytes_copied)
+            .sum()
+    }
+
     /// Client `i`'s protocol server's counts of accepted and refused descriptors.
     pub fn server_stats(&self, i: usize) -> Option<ServerStats> {
         self.clients.get(i)?.as_ref().map(|c| c.server.stats())

@@ -628,6 +628,11 @@ fn buffers_anywhere_and_rings_of_256() {
     assert_eq!((c.rx_frames, c.rx_dropped_no_buffer), (256, 44));
     let expected: u64 = frames[..256].iter().map(|f| f.len() as u64).sum();
     assert_eq!(c.rx_bytes_copied, expected, "each frame copied once");
+    assert_eq!(
+        engine.bytes_copied(),
+        14 + expected,
+        "what the PD reports to the kernel"
+    );
     for (i, f) in frames[..256].iter().enumerate() {
         let r = client.take_rx().unwrap().unwrap();
         assert_eq!((r.id, r.offset), (ids[i], 12 + i as u64 * 1600));

@@ -30,8 +30,8 @@ use alloc::boxed::Box;
 use core::fmt;
 
 use sel4_microkit::{
-    debug_println, optional_shared_region, protection_domain, shared_region, var, Channel, ChannelSet, Handler,
-    SharedRegion,
+    counters, debug_println, optional_shared_region, protection_domain, shared_region, var, Channel, ChannelSet,
+    Handler, SharedRegion,
 };
 use vcpos_vcp_net::scan::{self, TRANSPORT_STRIDE};
 use vcpos_vcp_net::{format_mac, ClientRegions, Config, Engine, Nic, NicError, NoNic, TxRequest, MAX_CLIENTS};
@@ -231,12 +231,25 @@ struct VcpNet {
     /// Frames lost for want of a receive buffer reported so far per client (a line at
     /// 1, 2, 4, 8, ...).
     lost_reported: [u64; MAX_CLIENTS],
+    /// Bytes copied already reported to the kernel (`counters::count_copied`).
+    copied_reported: u64,
 }
 
 impl VcpNet {
     /// Runs the engine until every client's TX ring is empty and each has been asked
     /// for a notification on its next frame.
     fn run(&mut self) {
+        self.run_engine();
+        // The bytes copied since the last report, for the kernel's counter.
+        if let Some(engine) = &self.engine {
+            let copied = engine.bytes_copied();
+            if counters::count_copied(copied.saturating_sub(self.copied_reported)).is_ok() {
+                self.copied_reported = copied;
+            }
+        }
+    }
+
+    fn run_engine(&mut self) {
         let Some(engine) = self.engine.as_mut() else { return };
         for _ in 0..MAX_RUNS {
             let r = engine.run();
@@ -314,6 +327,7 @@ fn init() -> impl Handler {
         engine,
         spoof_reported: [0; MAX_CLIENTS],
         lost_reported: [0; MAX_CLIENTS],
+        copied_reported: 0,
     };
     vcp.run();
     vcp
