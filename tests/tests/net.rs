@@ -145,3 +145,76 @@ fn vcpos_net_guest_downloads_from_host() {
 fn vcpos_net_host_sends_into_guest() {
     host_sends_into_guest(&Sut::vcpos_net(), "net-push-vcpos");
 }
+
+/// Bytes of each download in the hostile-client test.
+const HOSTILE_LEN: usize = 16 << 20;
+
+/// A hostile second client of vcp-net (`tests/systems/linux-net-hostile.system`:
+/// `net_flooder`, at the VM's priority) floods from boot on, as fast as vcp-net gives
+/// its buffers back: frames spoofing the guest's source MAC, broadcasts, frames to
+/// the guest and to a MAC nobody has. Meanwhile the guest downloads 16 MiB and the
+/// hash matches. Then the guest's ARP request for 10.0.2.99 stops the flood: the
+/// flooder checks that every spoofed frame came back refused and every other one
+/// sent, writes a descriptor outside its data region and corrupts its transmit index,
+/// and vcp-net cuts it off; the guest downloads again and the hash matches again.
+#[test]
+fn vcpos_net_hostile_client_is_refused_while_the_guest_downloads() {
+    let label = "net-hostile-vcpos";
+    let sut = Sut::vcpos_system(vcpos_tests::scenario_system("linux-net-hostile"), "debug");
+    let http = HttpServer::start(payload(0x6e65_7433, HOSTILE_LEN)).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let want = sha256_hex(http.data()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let port = http.server().port();
+    let download = format!("wget -q -O - http://{HOST_ADDR}:{port}/data | sha256sum");
+    // The flooder starts with the system, before the guest is up.
+    let mut script = vec![Step::wait_text("net-client: flooder connected")];
+    script.extend(until_ready());
+    script.extend(sut.checked(QUIET, "quiet"));
+    // The command and its hash line (the next command waits for the prompt).
+    script.extend(tagged(&download)[..2].iter().cloned());
+    script.push(linux::command(
+        "arping -c 1 -w 1 10.0.2.99 >/dev/null; echo arp-done-$((6*7))",
+    ));
+    script.push(Step::wait_text("net-client: flooder: stopped by the guest's ARP"));
+    script.push(Step::wait_text("vcp-net: client 1: "));
+    script.push(sut.guest_line("arp-done-42"));
+    script.extend(tagged(&download));
+    let c = run(&sut, None, &|_| {}, script.clone(), linux::timeout(LINUX_TIMEOUT, 1))
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_done(label, &c, &script);
+    let hashes: Vec<&str> = sut
+        .guest_lines(&c.output)
+        .filter_map(|l| l.strip_prefix("guest-sha256 "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|h| h.len() == 64)
+        .collect();
+    assert_eq!(
+        hashes,
+        [want.as_str(), want.as_str()],
+        "{label}: the guest received other bytes than the host sent (during the flood, after the cut-off)"
+    );
+    // vcp-net said so as it refused the spoofed frames.
+    if !c
+        .output
+        .contains("vcp-net: client 1 sent with another source MAC: dropped")
+    {
+        fail(
+            label,
+            "vcp-net did not report the flooder's spoofed frames",
+            &c,
+            &script,
+        );
+    }
+    // The flood was one: its count, from the flooder's summary line.
+    let frames: u64 = c
+        .output
+        .lines()
+        .find_map(|l| l.split_once("net-client: flooder: stopped by the guest's ARP for 10.0.2.99 after "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| fail(label, "no frame count in the flooder's summary", &c, &script));
+    assert!(
+        frames >= 1000,
+        "{label}: only {frames} flood frames: no flood to speak of"
+    );
+    let errors = http.server().errors();
+    assert!(errors.is_empty(), "{label}: the HTTP server: {errors:?}");
+}

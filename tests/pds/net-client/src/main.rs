@@ -24,6 +24,15 @@
 //!   corrupts its TX index, which gets it cut off (vcp-net says so) while the others
 //!   carry on.
 //!
+//! - **flooder** ([`FLOODER`], `tests/systems/linux-net-hostile.system`, beside the
+//!   Linux guest): from its start it floods vcp-net, as fast as vcp-net gives its
+//!   transmit buffers back, with frames in turn spoofing the guest's source MAC
+//!   ([`GUEST`]), broadcast, to the guest's MAC and to a MAC nobody has (all with a
+//!   local experimental EtherType the guest ignores). When the guest asks for
+//!   [`STOP_IP`] by ARP it stops, checks that every spoofed frame came back refused
+//!   and every other one sent, prints its counts, then writes a descriptor outside
+//!   its data region and corrupts its TX index, which gets it cut off.
+//!
 //! Channel 0 is vcp-net. Systems: `tests/systems/vcp-net.system` (the receiver runs at
 //! a higher priority than the sender, so it takes each frame before the next arrives)
 //! and `vcp-net-nic.system`.
@@ -36,10 +45,13 @@ use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, Ch
 use vcpos_net_protocol::{
     BufDesc, ClientError, ControlLayout, SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
 };
-use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET};
+use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET, SLOTS_OFFSET};
 use vcpos_test_support::{ensure, fail, TestFailed};
+use zerocopy::IntoBytes;
 
 const TEST: &str = "vcp-net";
+/// The flooder's test (`tests/tests/net.rs`).
+const HOSTILE_TEST: &str = "vcp-net-hostile";
 const VCP: Channel = Channel::new(0);
 /// The sender's MAC (`tests/systems/vcp-net.cfg`).
 const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -49,6 +61,12 @@ const RECEIVER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const HOSTILE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
 /// The ARP prober's MAC (`tests/systems/vcp-net-nic.cfg`).
 const PROBER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+/// The flooder's MAC (`tests/systems/linux-net-hostile.cfg`).
+const FLOODER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
+/// The Linux guest's MAC there (client 0).
+const GUEST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0f];
+/// The guest's ARP request for this address stops the flood (`arping 10.0.2.99`).
+const STOP_IP: [u8; 4] = [10, 0, 2, 99];
 /// The prober's IPv4 address on QEMU's user network (slirp's default guest address).
 const PROBER_IP: [u8; 4] = [10, 0, 2, 15];
 /// QEMU's user-network gateway, which answers ARP.
@@ -124,6 +142,47 @@ enum Role {
     Receiver,
     Prober,
     Hostile,
+    Flooder,
+}
+
+/// The flooder's frames, in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flood {
+    /// The guest's source MAC, broadcast: vcp-net must refuse it.
+    Spoofed,
+    /// Broadcast with the flooder's MAC: to the guest and the NIC.
+    Broadcast,
+    /// To the guest's MAC.
+    ToGuest,
+    /// To a MAC nobody has: to the NIC.
+    Unknown,
+}
+
+impl Flood {
+    const ALL: [Flood; 4] = [Flood::Spoofed, Flood::Broadcast, Flood::ToGuest, Flood::Unknown];
+
+    fn addresses(self) -> ([u8; 6], [u8; 6]) {
+        match self {
+            Flood::Spoofed => (BROADCAST, GUEST),
+            Flood::Broadcast => (BROADCAST, FLOODER),
+            Flood::ToGuest => (GUEST, FLOODER),
+            Flood::Unknown => (UNKNOWN, FLOODER),
+        }
+    }
+}
+
+/// The flooder's progress.
+#[derive(Default)]
+struct Flooding {
+    /// Frames handed to vcp-net, by [`Flood`] kind.
+    sent: [u64; 4],
+    /// The guest asked for [`STOP_IP`].
+    stop: bool,
+}
+
+/// True if `f` is an ARP request for [`STOP_IP`].
+fn is_stop_request(f: &[u8]) -> bool {
+    f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1] && f[38..42] == STOP_IP
 }
 
 /// The hostile client's raw view of its own TX rings.
@@ -208,19 +267,26 @@ impl Raw {
             "net-client: hostile: of 4 raw descriptors, the bad length and the spoofed frame came back, \
              the two outside the data region did not; corrupting the TX index"
         );
-        let at = ControlLayout::new(RING_CAPACITY)
-            .map_err(|e| fail(TEST, format_args!("layout: {e}")))?
-            .tx_active
-            .base()
-            + PRODUCER_INDEX_OFFSET;
-        self.control
-            .atomic_u32(at)
-            .map_err(|e| fail(TEST, format_args!("{e}")))?
-            .store(4 + 1000, core::sync::atomic::Ordering::Release);
+        corrupt_tx_index(&self.control, 4 + 1000)?;
         self.corrupted = true;
         VCP.notify();
         Ok(())
     }
+}
+
+/// Stores `index` as the TX active ring's producer index: far beyond what the ring
+/// holds, so vcp-net cuts the client off.
+fn corrupt_tx_index(control: &SharedRegion, index: u32) -> Result<(), TestFailed> {
+    let at = ControlLayout::new(RING_CAPACITY)
+        .map_err(|e| fail(TEST, format_args!("layout: {e}")))?
+        .tx_active
+        .base()
+        + PRODUCER_INDEX_OFFSET;
+    control
+        .atomic_u32(at)
+        .map_err(|e| fail(TEST, format_args!("{e}")))?
+        .store(index, core::sync::atomic::Ordering::Release);
+    Ok(())
 }
 
 /// An ARP request from the prober for [`GATEWAY_IP`], padded to the 60-byte minimum.
@@ -252,6 +318,9 @@ struct Tester {
     /// Prober: ARP requests sent and replies received.
     arps_sent: u32,
     replies: u32,
+    /// Flooder: its counts; its control region (for the corruption at the end).
+    flooding: Flooding,
+    control: SharedRegion,
 }
 
 impl Tester {
@@ -277,6 +346,18 @@ impl Tester {
     fn on_frame(&mut self, f: &[u8]) -> Result<(), TestFailed> {
         if self.role == Role::Prober {
             return self.on_prober_frame(f);
+        }
+        if self.role == Role::Flooder {
+            // It may get any broadcast (the guest's ARP, DHCP) and its own; nothing
+            // for another unicast MAC.
+            ensure!(
+                HOSTILE_TEST,
+                f.len() >= 14 && (f[..6] == FLOODER || f[0] & 1 != 0),
+                "flooder received a frame for {:02x?}",
+                &f[..f.len().min(6)]
+            );
+            self.flooding.stop |= is_stop_request(f);
+            return Ok(());
         }
         ensure!(TEST, f.len() >= 17, "received a {}-byte frame", f.len());
         let seq = u16::from_le_bytes([f[15], f[16]]);
@@ -441,9 +522,82 @@ impl Tester {
         Ok(())
     }
 
+    /// Sends flood frames until vcp-net holds every transmit buffer.
+    fn flood(&mut self) -> Result<(), TestFailed> {
+        let mut frame = [0u8; MAX_FRAME_LEN as usize];
+        loop {
+            let n: u64 = self.flooding.sent.iter().sum();
+            let kind = Flood::ALL[(n % 4) as usize];
+            let (dst, src) = kind.addresses();
+            let len = 60 + (n as usize * 97) % (MAX_FRAME_LEN as usize - 59);
+            let len = build(Kind::Bulk, dst, src, n as u16, len, &mut frame);
+            match self.client.send(&frame[..len]) {
+                Ok(()) => self.flooding.sent[kind as usize] += 1,
+                Err(ClientError::NoTxBuffer) => return Ok(()),
+                Err(e) => return Err(self.err("flood", e)),
+            }
+        }
+    }
+
+    /// Once the guest asked for [`STOP_IP`] and every buffer is back: checks what
+    /// vcp-net said of each frame, then goes hostile for good.
+    fn finish_flood(&mut self) -> Result<(), TestFailed> {
+        while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
+        let s = self.client.stats();
+        let back: u64 = s.tx_status.iter().sum();
+        if back < s.sent {
+            return Ok(()); // more to come back
+        }
+        let sent = |k: Flood| self.flooding.sent[k as usize];
+        let st = |t: TxStatus| s.tx_status[t as usize];
+        ensure!(
+            HOSTILE_TEST,
+            st(TxStatus::Spoofed) == sent(Flood::Spoofed)
+                && st(TxStatus::Sent) == sent(Flood::Broadcast) + sent(Flood::ToGuest) + sent(Flood::Unknown)
+                && st(TxStatus::BadLength) == 0
+                && st(TxStatus::DeviceError) == 0,
+            "flood statuses: sent {}, spoofed {}, device error {}, bad length {} for {:?} sent",
+            st(TxStatus::Sent),
+            st(TxStatus::Spoofed),
+            st(TxStatus::DeviceError),
+            st(TxStatus::BadLength),
+            self.flooding.sent
+        );
+        debug_println!(
+            "net-client: flooder: stopped by the guest's ARP for 10.0.2.99 after {} frames: {} spoofing the guest's \
+             MAC (all refused), {} broadcasts, {} to the guest, {} to an unknown MAC (all sent); now a descriptor \
+             outside the data region and a corrupt TX index",
+            s.sent,
+            sent(Flood::Spoofed),
+            sent(Flood::Broadcast),
+            sent(Flood::ToGuest),
+            sent(Flood::Unknown)
+        );
+        // Raw, past the client half (which refuses both): the next slot of the TX
+        // active ring gets a descriptor far outside the data region, then the
+        // producer index jumps by far more than the ring holds.
+        let ring = ControlLayout::new(RING_CAPACITY)
+            .map_err(|e| fail(HOSTILE_TEST, format_args!("layout: {e}")))?
+            .tx_active;
+        let index = s.sent as u32;
+        let slot = ring.base() + SLOTS_OFFSET + (index & (ring.capacity() - 1)) as usize * ring.slot_size();
+        self.control
+            .write_bytes(slot, BufDesc::new(u64::MAX - 10, 60, 0).as_bytes())
+            .map_err(|e| fail(HOSTILE_TEST, format_args!("{e}")))?;
+        corrupt_tx_index(&self.control, index.wrapping_add(1))?;
+        VCP.notify();
+        corrupt_tx_index(&self.control, index.wrapping_add(1 << 30))?;
+        VCP.notify();
+        self.done = true;
+        Ok(())
+    }
+
     fn pump(&mut self) -> Result<(), TestFailed> {
         if let Some(raw) = self.raw.as_mut() {
             return raw.step();
+        }
+        if self.role == Role::Flooder && self.done {
+            return Ok(());
         }
         let mut frame = [0u8; 2048];
         loop {
@@ -452,6 +606,12 @@ impl Tester {
             }
             if self.role == Role::Prober && !self.done {
                 self.send_arps()?;
+            }
+            if self.role == Role::Flooder {
+                if self.flooding.stop {
+                    return self.finish_flood();
+                }
+                self.flood()?;
             }
             if self.sender && !self.done {
                 self.send_plan()?;
@@ -483,6 +643,7 @@ impl Handler for Tester {
 
 fn start() -> Result<Tester, TestFailed> {
     let control = shared_region!(control_vaddr, size = control_size);
+    let control_copy = control.clone();
     let data = shared_region!(data_vaddr, size = data_size);
     let mut client =
         SmallClient::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
@@ -494,6 +655,7 @@ fn start() -> Result<Tester, TestFailed> {
         RECEIVER => Role::Receiver,
         PROBER => Role::Prober,
         HOSTILE => Role::Hostile,
+        FLOODER => Role::Flooder,
         mac => return Err(fail(TEST, format_args!("unexpected MAC {mac:02x?}"))),
     };
     if role == Role::Prober {
@@ -515,6 +677,7 @@ fn start() -> Result<Tester, TestFailed> {
             Role::Receiver => "receiver",
             Role::Prober => "prober",
             Role::Hostile => "hostile",
+            Role::Flooder => "flooder",
         },
         info.mac,
         info.mtu,
@@ -532,6 +695,8 @@ fn start() -> Result<Tester, TestFailed> {
         raw,
         arps_sent: u32::from(role == Role::Prober),
         replies: 0,
+        flooding: Flooding::default(),
+        control: control_copy,
     })
 }
 
