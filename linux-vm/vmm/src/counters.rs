@@ -83,6 +83,21 @@ pub struct NetFigures {
     pub tx_busy: u64,
     /// Virtual interrupts the VMM injected into the guest (every device's).
     pub irqs_injected: u64,
+    /// Where the VMM's time went.
+    pub profile: Profile,
+}
+
+/// Counter ticks the VMM spent, by part (read with `CNTVCT` around each).
+#[derive(Clone, Copy, Default)]
+pub struct Profile {
+    /// Handling guest exits (device emulation included).
+    pub exit: u64,
+    /// The network device's service loop after each event.
+    pub net: u64,
+    /// Polling every device on a notification from the network VCP.
+    pub poll: u64,
+    /// Injecting virtual interrupts.
+    pub irqs: u64,
 }
 
 /// The counters now, as a line: every thread's context switches and kernel entries
@@ -113,7 +128,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_irqs_injected={} copied={copied}{times} ticks={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} copied={copied}{times} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -125,6 +140,10 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
         net.tx_scattered,
         net.tx_busy,
         net.irqs_injected,
+        net.profile.exit,
+        net.profile.net,
+        net.profile.poll,
+        net.profile.irqs,
         sel4_microkit::sys::time_now().map_or(0, |(_, now)| now),
     )
 }

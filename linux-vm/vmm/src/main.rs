@@ -89,6 +89,8 @@ pub struct Vmm {
     irqs_injected: u64,
     /// Bytes copied already reported to the kernel (`counters::count_copied`).
     copied_reported: u64,
+    /// Counter ticks spent in the VMM's parts (for the counter snapshots).
+    profile: counters::Profile,
 }
 
 /// Why the VMM cannot go on with the guest.
@@ -149,6 +151,7 @@ fn init() -> Vmm {
         bench_watch: counters::BenchWatch::new(),
         irqs_injected: 0,
         copied_reported: 0,
+        profile: counters::Profile::default(),
     };
     vmm.uart.enable_rx_interrupt();
     if let Err(e) = vmm.boot_guest() {
@@ -194,11 +197,17 @@ impl Handler for Vmm {
             self.deliver_irqs();
         }
         if channels.contains(NET_VCP) {
+            let t = sel4_microkit::sys::counter();
             self.poll_devices();
             self.finish_pending_reboot();
+            self.profile.poll += sel4_microkit::sys::counter().wrapping_sub(t);
         }
+        let t = sel4_microkit::sys::counter();
         self.service_net();
+        let u = sel4_microkit::sys::counter();
         self.deliver_irqs();
+        self.profile.net += u.wrapping_sub(t);
+        self.profile.irqs += sel4_microkit::sys::counter().wrapping_sub(u);
         Ok(())
     }
 
@@ -206,9 +215,15 @@ impl Handler for Vmm {
         if child.index() != VCPU.index() {
             return Err(VmmError(alloc::format!("fault from unknown child {}", child.index())));
         }
+        let t = sel4_microkit::sys::counter();
         let reply = self.handle_exit(msg_info);
+        let u = sel4_microkit::sys::counter();
         self.service_net();
+        let v = sel4_microkit::sys::counter();
         self.deliver_irqs();
+        self.profile.exit += u.wrapping_sub(t);
+        self.profile.net += v.wrapping_sub(u);
+        self.profile.irqs += sel4_microkit::sys::counter().wrapping_sub(v);
         Ok(reply)
     }
 }
@@ -283,6 +298,7 @@ impl Vmm {
     fn net_stats(&mut self) -> counters::NetFigures {
         let mut n = counters::NetFigures {
             irqs_injected: self.irqs_injected,
+            profile: self.profile,
             ..Default::default()
         };
         for e in self.virtio.entries_mut() {
