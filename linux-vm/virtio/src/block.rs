@@ -512,7 +512,7 @@ impl<B: BlockBackend> Block<B> {
             }
         }
         while self.stalled.is_none() && self.in_flight_count < depth {
-            let Some(chain) = q.pop(&*mem)? else { break };
+            let Some(chain) = q.pop(mem)? else { break };
             let head = chain.head();
             let (flight, outcome) = self.parse(&chain, mem)?;
             let Some(slot) = self.in_flight.get_mut(usize::from(head)) else {

@@ -125,7 +125,7 @@ impl Console {
     fn transmit(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
         while self.output.len() + TX_CHAIN_LIMIT <= OUTPUT_CAPACITY {
-            let Some(chain) = q.pop(&*mem)? else { break };
+            let Some(chain) = q.pop(mem)? else { break };
             let total = chain.readable_len();
             let n = total.min(TX_CHAIN_LIMIT as u64) as usize;
             let old = self.output.len();
@@ -147,7 +147,7 @@ impl Console {
     fn receive(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
         while !self.input.is_empty() {
-            let Some(chain) = q.pop(&*mem)? else { break };
+            let Some(chain) = q.pop(mem)? else { break };
             let mut writer = chain.writer();
             let (front, back) = self.input.as_slices();
             if writer.write(mem, front)? == front.len() {

@@ -405,7 +405,7 @@ impl<B: NetBackend> Net<B> {
         }
         let depth = usize::from(self.backend.info().tx_depth.max(1));
         while self.stalled.is_none() && self.tx_count < depth {
-            let Some(chain) = q.pop(&*mem)? else { break };
+            let Some(chain) = q.pop(mem)? else { break };
             let head = chain.head();
             let Some(slot) = self.tx_in_flight.get_mut(usize::from(head)) else {
                 return Err(GuestError::UsedIndex {
@@ -431,6 +431,12 @@ impl<B: NetBackend> Net<B> {
                 irq |= Interrupts::USED_BUFFER;
             }
         }
+        if self.tx_count > 0 {
+            // Frames are out: their completion polls this queue again, so the
+            // driver need not notify (exit) for the frames it adds meanwhile. The
+            // pop that finds the queue empty once none are out asks again.
+            q.suppress_notifications(mem)?;
+        }
         Ok(irq)
     }
 
@@ -441,7 +447,7 @@ impl<B: NetBackend> Net<B> {
         let mut rounds = usize::from(NET_QUEUE_SIZE);
         while rounds > 0 && self.backend.rx_room() > 0 {
             rounds -= 1;
-            let Some(chain) = q.pop(&*mem)? else {
+            let Some(chain) = q.pop(mem)? else {
                 break;
             };
             let head = chain.head();

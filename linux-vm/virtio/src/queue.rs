@@ -243,6 +243,16 @@ pub struct Queue {
     used_ring: u64,
     next_avail: u16,
     next_used: u16,
+    /// VIRTIO_F_RING_EVENT_IDX negotiated (virtio 1.2 §2.7.7, §2.7.10): interrupts
+    /// follow the driver's `used_event`, and the device asks for kicks with
+    /// `avail_event`.
+    event_idx: bool,
+}
+
+/// Whether moving an index from `old` to `new` passes `event` (virtio 1.2 §2.7.7.2's
+/// `vring_need_event`, modulo 2^16).
+pub fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
 /// `base + off` or a memory error naming the range.
@@ -269,6 +279,7 @@ impl Queue {
             used_ring: 0,
             next_avail: 0,
             next_used: 0,
+            event_idx: false,
         };
         q.reset();
         q
@@ -283,6 +294,13 @@ impl Queue {
         self.used_ring = 0;
         self.next_avail = 0;
         self.next_used = 0;
+        self.event_idx = false;
+    }
+
+    /// Uses the driver's and device's event indices (VIRTIO_F_RING_EVENT_IDX
+    /// negotiated) or the flags (not).
+    pub(crate) fn set_event_idx(&mut self, on: bool) {
+        self.event_idx = on;
     }
 
     /// Queue index.
@@ -372,7 +390,7 @@ impl Queue {
     /// Takes the next descriptor chain the driver made available, or `None` if there
     /// is none (or the queue is not ready). Virtio 1.2 §2.7.13 (driver side) and
     /// §2.7.5/§2.7.6 define what is read here.
-    pub fn pop(&mut self, mem: &dyn GuestMemory) -> Result<Option<DescriptorChain>, GuestError> {
+    pub fn pop(&mut self, mem: &mut dyn GuestMemory) -> Result<Option<DescriptorChain>, GuestError> {
         if !self.ready {
             return Ok(None);
         }
@@ -381,6 +399,18 @@ impl Queue {
         let avail_idx = mem.read_u16(offset(self.avail_ring, 2, 2)?)?;
         let pending = avail_idx.wrapping_sub(self.next_avail);
         if pending == 0 {
+            if self.event_idx {
+                // Ask for a kick at the next entry (avail_event = the next index
+                // the device reads), then look again: the driver may have added one
+                // before it could see the request (§2.7.10).
+                let at = offset(self.used_ring, 4 + USED_ELEM_SIZE * u64::from(size), 2)?;
+                mem.write_u16(at, self.next_avail)?;
+                fence(Ordering::SeqCst);
+                if mem.read_u16(offset(self.avail_ring, 2, 2)?)? == self.next_avail {
+                    return Ok(None);
+                }
+                return self.pop(mem);
+            }
             return Ok(None);
         }
         if pending > size {
@@ -454,6 +484,20 @@ impl Queue {
         }
     }
 
+    /// Tells the driver not to notify the device about new available entries (the
+    /// device will look anyway, e.g. when a request in flight completes): with
+    /// VIRTIO_F_RING_EVENT_IDX, `avail_event` is set to an index the driver has
+    /// already passed; without, nothing changes (the flag is not used). The next
+    /// [`Self::pop`] that finds the ring empty asks for notifications again.
+    pub fn suppress_notifications(&mut self, mem: &mut dyn GuestMemory) -> Result<(), GuestError> {
+        if !self.ready || !self.event_idx {
+            return Ok(());
+        }
+        let at = offset(self.used_ring, 4 + USED_ELEM_SIZE * u64::from(self.size()), 2)?;
+        mem.write_u16(at, self.next_avail.wrapping_sub(1))?;
+        Ok(())
+    }
+
     /// Returns chain `head` to the driver with `len` bytes written (virtio 1.2
     /// §2.7.8): writes the used element, then (after a release fence) the new
     /// `used.idx`. Returns whether the driver wants an interrupt for it
@@ -484,6 +528,12 @@ impl Queue {
         self.next_used = next;
         // Order the idx store before reading the driver's suppression flag.
         fence(Ordering::SeqCst);
+        if self.event_idx {
+            // used_event sits after the available ring's entries (§2.7.6).
+            let at = offset(self.avail_ring, 4 + 2 * u64::from(size), 2)?;
+            let used_event = mem.read_u16(at)?;
+            return Ok(need_event(used_event, next, next.wrapping_sub(1)));
+        }
         let flags = mem.read_u16(self.avail_ring)?;
         Ok(flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0)
     }
@@ -526,6 +576,72 @@ mod tests {
     }
 
     #[test]
+    fn need_event_is_virtios_window_test_with_wrap() {
+        // Moving used.idx from 3 to 5 passes events 3 and 4 only.
+        assert!(!need_event(2, 5, 3));
+        assert!(need_event(3, 5, 3));
+        assert!(need_event(4, 5, 3));
+        assert!(!need_event(5, 5, 3));
+        // Across the 2^16 wrap.
+        assert!(need_event(u16::MAX, 1, u16::MAX - 1));
+        assert!(need_event(0, 1, u16::MAX));
+        assert!(!need_event(1, 1, u16::MAX));
+        // No movement, no event.
+        assert!(!need_event(7, 7, 7));
+    }
+
+    #[test]
+    fn event_idx_interrupts_at_the_drivers_used_event_and_asks_for_kicks() {
+        let (mut q, mut mem) = setup(8);
+        q.enable(&mem).unwrap();
+        q.set_event_idx(true);
+        let used_event = AVAIL + 4 + 2 * 8;
+        let avail_event = USED + 4 + 8 * 8;
+        for i in 0..4u16 {
+            desc(&mut mem, i, BUF + 0x100 * u64::from(i), 16, VIRTQ_DESC_F_WRITE, 0);
+            offer(&mut mem, i, i, i + 1);
+        }
+        // The driver wants an interrupt once the third entry (index 2) is used.
+        mem.write_u16(used_event, 2).unwrap();
+        let mut wanted = Vec::new();
+        for _ in 0..4 {
+            let c = q.pop(&mut mem).unwrap().unwrap();
+            wanted.push(q.push_used(&mut mem, c.head(), 16).unwrap());
+        }
+        assert_eq!(wanted, [false, false, true, false]);
+        // Emptied: the device asks for a kick at the next entry it will read, and the
+        // flags no longer matter.
+        assert!(q.pop(&mut mem).unwrap().is_none());
+        assert_eq!(mem.read_u16(avail_event).unwrap(), 4);
+        mem.write_u16(AVAIL, VIRTQ_AVAIL_F_NO_INTERRUPT).unwrap();
+        mem.write_u16(used_event, 4).unwrap();
+        desc(&mut mem, 4, BUF, 16, VIRTQ_DESC_F_WRITE, 0);
+        offer(&mut mem, 4, 4, 5);
+        let c = q.pop(&mut mem).unwrap().unwrap();
+        assert!(q.push_used(&mut mem, c.head(), 16).unwrap(), "event index, not flags");
+        // Whatever a hostile driver puts in used_event, a push answers without error.
+        for e in [0, 1, u16::MAX, 0x8000] {
+            mem.write_u16(used_event, e).unwrap();
+            desc(&mut mem, 5, BUF, 16, VIRTQ_DESC_F_WRITE, 0);
+            let n = q.next_avail();
+            offer(&mut mem, n % 8, 5, n.wrapping_add(1));
+            let c = q.pop(&mut mem).unwrap().unwrap();
+            q.push_used(&mut mem, c.head(), 16).unwrap();
+        }
+        // Suppressed: avail_event lags behind, so the driver's next add does not
+        // cross it; the next pop of an empty ring asks again.
+        q.suppress_notifications(&mut mem).unwrap();
+        let n = q.next_avail();
+        assert_eq!(mem.read_u16(avail_event).unwrap(), n.wrapping_sub(1));
+        assert!(!need_event(n.wrapping_sub(1), n.wrapping_add(1), n));
+        assert!(q.pop(&mut mem).unwrap().is_none());
+        assert_eq!(mem.read_u16(avail_event).unwrap(), n);
+        // A reset forgets the negotiation.
+        q.reset();
+        assert!(!q.event_idx);
+    }
+
+    #[test]
     fn new_rounds_max_size_to_power_of_two() {
         assert_eq!(Queue::new(0, 100).max_size(), 64);
         assert_eq!(Queue::new(0, 0).max_size(), 1);
@@ -543,7 +659,7 @@ mod tests {
         desc(&mut mem, 0, BUF + 0x40, 2, VIRTQ_DESC_F_WRITE, 0);
         offer(&mut mem, 0, 3, 1);
         mem.write(BUF, b"abcd").unwrap();
-        let chain = q.pop(&mem).unwrap().unwrap();
+        let chain = q.pop(&mut mem).unwrap().unwrap();
         assert_eq!(chain.head(), 3);
         assert_eq!(chain.readable(), &[Segment { addr: BUF, len: 4 }]);
         assert_eq!(chain.writable().len(), 2);
@@ -557,7 +673,7 @@ mod tests {
         assert_eq!(w.used_len(), 10);
         assert_eq!(&mem.as_bytes()[0x3020..0x3028], b"01234567");
         assert_eq!(&mem.as_bytes()[0x3040..0x3042], b"89");
-        assert!(q.pop(&mem).unwrap().is_none());
+        assert!(q.pop(&mut mem).unwrap().is_none());
 
         assert!(q.push_used(&mut mem, chain.head(), 10).unwrap());
         assert_eq!(mem.read_u16(USED + 2).unwrap(), 1);
@@ -583,7 +699,7 @@ mod tests {
         for n in 0..70_000u32 {
             let idx = n as u16;
             offer(&mut mem, idx % 2, idx % 2, idx.wrapping_add(1));
-            let c = q.pop(&mem).unwrap().unwrap();
+            let c = q.pop(&mut mem).unwrap().unwrap();
             assert_eq!(c.head(), idx % 2);
             q.push_used(&mut mem, c.head(), 0).unwrap();
         }
@@ -617,58 +733,58 @@ mod tests {
         desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_NEXT, 1);
         desc(&mut mem, 1, BUF, 1, VIRTQ_DESC_F_NEXT, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::ChainTooLong { queue: 1 }));
+        assert_eq!(q.pop(&mut mem), Err(GuestError::ChainTooLong { queue: 1 }));
 
         // Self loop with the full queue size is still too long.
         let (mut q, mut mem) = setup(1);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_NEXT, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::ChainTooLong { queue: 1 }));
+        assert_eq!(q.pop(&mut mem), Err(GuestError::ChainTooLong { queue: 1 }));
 
         // next out of range.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_NEXT, 4);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::DescriptorIndex { queue: 1, index: 4 }));
+        assert_eq!(q.pop(&mut mem), Err(GuestError::DescriptorIndex { queue: 1, index: 4 }));
 
         // head out of range.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         offer(&mut mem, 0, 9, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::DescriptorIndex { queue: 1, index: 9 }));
+        assert_eq!(q.pop(&mut mem), Err(GuestError::DescriptorIndex { queue: 1, index: 9 }));
 
         // Buffer outside memory, buffer wrapping the address space.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BASE + 0xfff0, 0x20, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert!(matches!(q.pop(&mem), Err(GuestError::Memory(_))));
+        assert!(matches!(q.pop(&mut mem), Err(GuestError::Memory(_))));
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, u64::MAX - 2, 0x10, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert!(matches!(q.pop(&mem), Err(GuestError::BufferOverflow { .. })));
+        assert!(matches!(q.pop(&mut mem), Err(GuestError::BufferOverflow { .. })));
 
         // Indirect, readable after writable.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 16, VIRTQ_DESC_F_INDIRECT, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::IndirectDescriptor { queue: 1 }));
+        assert_eq!(q.pop(&mut mem), Err(GuestError::IndirectDescriptor { queue: 1 }));
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         desc(&mut mem, 0, BUF, 1, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
         desc(&mut mem, 1, BUF, 1, 0, 0);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Err(GuestError::ReadableAfterWritable { queue: 1 }));
+        assert_eq!(q.pop(&mut mem), Err(GuestError::ReadableAfterWritable { queue: 1 }));
 
         // avail idx jumping further than the queue size.
         let (mut q, mut mem) = setup(4);
         q.enable(&mem).unwrap();
         mem.write_u16(AVAIL + 2, 5).unwrap();
-        assert!(matches!(q.pop(&mem), Err(GuestError::AvailIndexJump { .. })));
+        assert!(matches!(q.pop(&mut mem), Err(GuestError::AvailIndexJump { .. })));
     }
 
     #[test]
@@ -686,7 +802,7 @@ mod tests {
     fn not_ready_queue_does_nothing() {
         let (mut q, mut mem) = setup(4);
         offer(&mut mem, 0, 0, 1);
-        assert_eq!(q.pop(&mem), Ok(None));
+        assert_eq!(q.pop(&mut mem), Ok(None));
         assert_eq!(q.push_used(&mut mem, 0, 0), Ok(false));
         assert_eq!(mem.read_u16(USED + 2).unwrap(), 0);
     }

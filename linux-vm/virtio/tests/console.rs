@@ -50,13 +50,16 @@ fn probe_registers() {
 fn feature_windows() {
     let mut d = TestDriver::new(Console::new());
     let f = d.device_features();
-    assert_eq!(f, features::VERSION_1 | VIRTIO_CONSOLE_F_EMERG_WRITE);
+    assert_eq!(
+        f,
+        features::VERSION_1 | features::RING_EVENT_IDX | VIRTIO_CONSOLE_F_EMERG_WRITE
+    );
     d.wr(reg::DEVICE_FEATURES_SEL, 2);
     assert_eq!(d.rd(reg::DEVICE_FEATURES), 0);
     let mut d = TestDriver::new(Console::with_size(80, 25));
     assert_eq!(
         d.device_features(),
-        features::VERSION_1 | VIRTIO_CONSOLE_F_EMERG_WRITE | VIRTIO_CONSOLE_F_SIZE
+        features::VERSION_1 | features::RING_EVENT_IDX | VIRTIO_CONSOLE_F_EMERG_WRITE | VIRTIO_CONSOLE_F_SIZE
     );
 }
 

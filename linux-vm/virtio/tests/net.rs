@@ -223,7 +223,7 @@ fn config_space_and_features() {
     assert_eq!(d.rd(reg::DEVICE_ID), NET_DEVICE_ID);
     assert_eq!(
         d.device_features(),
-        VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | features::VERSION_1,
+        VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | features::VERSION_1 | features::RING_EVENT_IDX,
         "no offloads, no mergeable buffers, no control queue"
     );
     // Linux reads the MAC a byte at a time and the status as a u16.
