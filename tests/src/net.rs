@@ -662,6 +662,16 @@ pub fn parse_run(output: &str) -> Result<NetRun, String> {
     })
 }
 
+/// The median Mb/s of test `name` at `mtu` over `runs`, if any run has it.
+fn median_mbit(runs: &[NetRun], name: &str, mtu: u32) -> Option<f64> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
+        .map(|t| t.mbit_per_s)
+        .collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
 /// The median of `v` (the mean of the middle two for an even count); 0 if empty.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -741,17 +751,9 @@ pub fn compare_table(direct: &[NetRun], vcpos: &[NetRun]) -> String {
     );
     let _ = writeln!(out, "{:-<24}  {:->5}  {:->12}  {:->12}  {:->14}", "", "", "", "", "");
     let mut lines = String::new();
-    let of = |runs: &[NetRun], name: &str, mtu: u32| -> Option<f64> {
-        let v: Vec<f64> = runs
-            .iter()
-            .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
-            .map(|t| t.mbit_per_s)
-            .collect();
-        (!v.is_empty()).then(|| median(v))
-    };
     for mtu in MTUS {
         for name in THROUGHPUT_TESTS {
-            let (Some(d), Some(v)) = (of(direct, name, mtu), of(vcpos, name, mtu)) else {
+            let (Some(d), Some(v)) = (median_mbit(direct, name, mtu), median_mbit(vcpos, name, mtu)) else {
                 continue;
             };
             let ratio = if d > 0.0 { v / d } else { f64::NAN };
@@ -801,18 +803,10 @@ pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
         let _ = write!(out, "  {:<13}", if *name == "net_tx" { "TX" } else { "RX" });
     }
     let _ = writeln!(out);
-    let of = |runs: &[NetRun], name: &str, mtu: u32| -> Option<f64> {
-        let v: Vec<f64> = runs
-            .iter()
-            .filter_map(|r| r.throughput.iter().find(|t| t.name == name && t.mtu == mtu))
-            .map(|t| t.mbit_per_s)
-            .collect();
-        (!v.is_empty()).then(|| median(v))
-    };
     for (label, runs) in [("direct QEMU", direct), ("vcpos", vcpos)] {
         let _ = write!(out, "{label:<12}");
         for &(mtu, name) in &cols {
-            let cell = match (of(runs, name, mtu), of(direct, name, mtu)) {
+            let cell = match (median_mbit(runs, name, mtu), median_mbit(direct, name, mtu)) {
                 (Some(v), Some(d)) if label != "direct QEMU" && d > 0.0 => {
                     format!("{v:.1} ({:+.0}%)", (v / d - 1.0) * 100.0)
                 }

@@ -522,12 +522,13 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
     assert_eq!(k.current(), Some(0));
     assert_eq!(MsgInfo(k.tcb(0).ctx.x[2]).count(), vm_fault::LENGTH_VCPU);
     assert_eq!(p.mem[&(ipc(0) + 8 * vm_fault::STORE_VALUE as u64)], 0xfeed_beef);
-    let t = k.current_tcb_mut().unwrap();
-    t.ctx.x[8] = Sysno::ReplyRecv as u64;
-    t.ctx.x[0] = slot::INPUT;
-    t.ctx.x[1] = MsgInfo::new(EMULATED, 0).0;
-    k.handle_syscall(&mut p);
-    k.schedule(p.time);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::ReplyRecv as u64,
+        slot::INPUT,
+        MsgInfo::new(EMULATED, 0).0,
+    );
     assert_eq!(k.current(), Some(1));
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_0004, "past the store");
     assert_eq!(k.tcb(1).ctx.x[5], 0xfeed_beef, "a store's register is left alone");
@@ -540,12 +541,13 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
         "no value for a load"
     );
     p.mem.insert(ipc(0), 0x1234);
-    let t = k.current_tcb_mut().unwrap();
-    t.ctx.x[8] = Sysno::ReplyRecv as u64;
-    t.ctx.x[0] = slot::INPUT;
-    t.ctx.x[1] = MsgInfo::new(EMULATED, 1).0;
-    k.handle_syscall(&mut p);
-    k.schedule(p.time);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::ReplyRecv as u64,
+        slot::INPUT,
+        MsgInfo::new(EMULATED, 1).0,
+    );
     assert_eq!(k.tcb(1).ctx.x[7], 0x1234);
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_0008);
     // A load into XZR (31) writes nothing; a 16-bit instruction (IL clear) moves 2.
@@ -553,12 +555,13 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
     k.handle_vcpu_exit(&mut p, dabt(false, 31) & !(1 << 25), 0x58, 0x0a00_0000 >> 8, false);
     k.schedule(p.time);
     p.mem.insert(ipc(0), 0x9999);
-    let t = k.current_tcb_mut().unwrap();
-    t.ctx.x[8] = Sysno::ReplyRecv as u64;
-    t.ctx.x[0] = slot::INPUT;
-    t.ctx.x[1] = MsgInfo::new(EMULATED, 1).0;
-    k.handle_syscall(&mut p);
-    k.schedule(p.time);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::ReplyRecv as u64,
+        slot::INPUT,
+        MsgInfo::new(EMULATED, 1).0,
+    );
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
     assert_eq!(k.tcb(1).ctx.x[30], x30);
     // Label 0 resumes at the faulting instruction, as before.
@@ -571,12 +574,13 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
     // EMULATED answering an HVC (not a data abort) just resumes.
     k.handle_vcpu_exit(&mut p, 0x16 << 26, 0, 0, false);
     k.schedule(p.time);
-    let t = k.current_tcb_mut().unwrap();
-    t.ctx.x[8] = Sysno::ReplyRecv as u64;
-    t.ctx.x[0] = slot::INPUT;
-    t.ctx.x[1] = MsgInfo::new(EMULATED, 1).0;
-    k.handle_syscall(&mut p);
-    k.schedule(p.time);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::ReplyRecv as u64,
+        slot::INPUT,
+        MsgInfo::new(EMULATED, 1).0,
+    );
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
 }
 

@@ -8,6 +8,9 @@
 
 use std::collections::HashSet;
 
+mod common;
+use common::Rng;
+
 use vcpos_net_protocol::{BufDesc, ControlLayout, RxBuffer, Server, ServerConfig, TxFrame, TxStatus};
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{Producer, SharedMemory};
@@ -362,19 +365,6 @@ fn a_corrupt_index_takes_the_link_down() {
     assert!(r.backend.transmit(rid(0, 0), &seg).is_err());
     assert!(!r.backend.info().link_up);
     assert!(r.backend.take_error().unwrap().to_string().contains("restarted"));
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A random guest (frames and buffers anywhere, in random pieces, outside guest RAM,
