@@ -6,7 +6,8 @@ use alloc::format;
 use sel4_microkit::{debug_println, get_mr, set_mr, MessageInfo};
 use vcpos_abi::esr::{self, ec, SysregAccess};
 use vcpos_abi::fault::{label, vm_fault, vm_fault_reply};
-use vcpos_abi::vcpu::{reg, VCPU_FAULT_ESR};
+use vcpos_abi::vcpu::{reg as vcpu_reg, VCPU_FAULT_ESR};
+use vcpos_virtio::mmio::reg;
 use vcpos_vmm_devices::devices::{empty_slot_read, Target};
 use vcpos_vmm_devices::exit;
 use vcpos_vmm_devices::layout::{self, Device};
@@ -107,7 +108,7 @@ impl Vmm {
     }
 
     fn advance_pc(&self, pc: u64, esr: u64) {
-        let _ = VCPU.write_reg(reg::PC, exit::next_pc(pc, esr));
+        let _ = VCPU.write_reg(vcpu_reg::PC, exit::next_pc(pc, esr));
     }
 
     /// A load or store to guest-physical `ipa` that no RAM backs: emulate the device
@@ -149,15 +150,22 @@ impl Vmm {
             Some(Target::Virtio(entry, off)) => {
                 if access.write {
                     let mut raise = entry.backend.write(off, size, stored as u32, &mut self.ram);
-                    // Requests the backend finished at once complete now.
-                    raise |= entry.backend.poll(&mut self.ram);
+                    // An interrupt acknowledgement (one per guest interrupt, the most
+                    // frequent write after notifications) changes nothing a poll or
+                    // the console would act on: it returns at once.
+                    if off != reg::INTERRUPT_ACK {
+                        // Requests the backend finished at once complete now.
+                        raise |= entry.backend.poll(&mut self.ram);
+                    }
                     if raise {
                         self.vgic.raise(entry.intid);
                     }
                     if let Some(e) = entry.backend.take_error() {
                         debug_println!("linux_vmm: virtio {}: guest error: {e}", entry.name);
                     }
-                    self.flush_console();
+                    if off != reg::INTERRUPT_ACK {
+                        self.flush_console();
+                    }
                     0
                 } else {
                     u64::from(entry.backend.read(off, size))
@@ -215,10 +223,10 @@ impl Vmm {
     fn psci(&mut self) -> bool {
         let mut x = [0u64; 4];
         for (i, v) in x.iter_mut().enumerate() {
-            *v = VCPU.read_reg(reg::X0 + i as u64).unwrap_or(0);
+            *v = VCPU.read_reg(vcpu_reg::X0 + i as u64).unwrap_or(0);
         }
         let outcome = psci::handle(x, layout::VCPU0_MPIDR_AFFINITY);
-        let _ = VCPU.write_reg(reg::X0, outcome.x0);
+        let _ = VCPU.write_reg(vcpu_reg::X0, outcome.x0);
         match outcome.action {
             Action::Continue => true,
             Action::PowerOff | Action::CpuOff => self.reboot("guest powered off (PSCI SYSTEM_OFF)"),

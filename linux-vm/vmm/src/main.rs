@@ -218,6 +218,15 @@ impl Handler for Vmm {
         let t = sel4_microkit::sys::counter();
         let reply = self.handle_exit(msg_info);
         let u = sel4_microkit::sys::counter();
+        // Reads and writes apart (ESR.WnR of a data abort).
+        let write = msg_info.label() == vcpos_abi::fault::label::VM_FAULT
+            && sel4_microkit::get_mr(vcpos_abi::fault::vm_fault::FSR) & (1 << 6) != 0;
+        if write {
+            self.profile.exit_writes += 1;
+            self.profile.exit_write_ticks += u.wrapping_sub(t);
+        } else {
+            self.profile.exit_reads += 1;
+        }
         self.service_net();
         let v = sel4_microkit::sys::counter();
         self.deliver_irqs();
