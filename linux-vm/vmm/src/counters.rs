@@ -104,6 +104,13 @@ pub struct Profile {
     pub exit_write_ticks: u64,
     /// Other exits (reads and the rest).
     pub exit_reads: u64,
+    /// Queue notifications, the ticks the device took for them, and the ticks of
+    /// the device poll after them.
+    pub notifies: u64,
+    /// See `notifies`.
+    pub notify_ticks: u64,
+    /// See `notifies`.
+    pub notify_poll_ticks: u64,
 }
 
 /// The counters now, as a line: every thread's context switches and kernel entries
@@ -134,7 +141,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} vmm_exit_writes={} vmm_exit_write_ticks={} vmm_exit_reads={} copied={copied}{times} ticks={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} vmm_exit_writes={} vmm_exit_write_ticks={} vmm_exit_reads={} vmm_notifies={} vmm_notify_ticks={} vmm_notify_poll_ticks={} copied={copied}{times} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -153,6 +160,9 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
         net.profile.exit_writes,
         net.profile.exit_write_ticks,
         net.profile.exit_reads,
+        net.profile.notifies,
+        net.profile.notify_ticks,
+        net.profile.notify_poll_ticks,
         sel4_microkit::sys::time_now().map_or(0, |(_, now)| now),
     )
 }

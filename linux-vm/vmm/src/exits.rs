@@ -149,13 +149,20 @@ impl Vmm {
             }
             Some(Target::Virtio(entry, off)) => {
                 if access.write {
+                    let t = sel4_microkit::sys::counter();
                     let mut raise = entry.backend.write(off, size, stored as u32, &mut self.ram);
+                    let u = sel4_microkit::sys::counter();
                     // An interrupt acknowledgement (one per guest interrupt, the most
                     // frequent write after notifications) changes nothing a poll or
                     // the console would act on: it returns at once.
                     if off != reg::INTERRUPT_ACK {
                         // Requests the backend finished at once complete now.
                         raise |= entry.backend.poll(&mut self.ram);
+                    }
+                    if off == reg::QUEUE_NOTIFY {
+                        self.profile.notifies += 1;
+                        self.profile.notify_ticks += u.wrapping_sub(t);
+                        self.profile.notify_poll_ticks += sel4_microkit::sys::counter().wrapping_sub(u);
                     }
                     if raise {
                         self.vgic.raise(entry.intid);
