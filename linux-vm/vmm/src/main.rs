@@ -220,7 +220,7 @@ impl Handler for Vmm {
         let u = sel4_microkit::sys::counter();
         // Reads and writes apart (ESR.WnR of a data abort).
         let write = msg_info.label() == vcpos_abi::fault::label::VM_FAULT
-            && sel4_microkit::get_mr(vcpos_abi::fault::vm_fault::FSR) & (1 << 6) != 0;
+            && sel4_microkit::get_mr(vcpos_abi::fault::vm_fault::FSR) & vcpos_abi::esr::ISS_WNR != 0;
         if write {
             self.profile.exit_writes += 1;
             self.profile.exit_write_ticks += u.wrapping_sub(t);
