@@ -172,7 +172,7 @@ fn vcpos_net_hostile_client_is_refused_while_the_guest_downloads() {
     // The command and its hash line (the next command waits for the prompt).
     script.extend(tagged(&download)[..2].iter().cloned());
     script.push(linux::command(
-        "arping -c 1 -w 1 10.0.2.99 >/dev/null; echo arp-done-$((6*7))",
+        "arping -c 2 -w 2 10.0.2.99 >/dev/null; echo arp-done-$((6*7))",
     ));
     script.push(Step::wait_text("net-client: flooder: stopped by the guest's ARP"));
     script.push(Step::wait_text("vcp-net: client 1: "));

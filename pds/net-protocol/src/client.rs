@@ -679,7 +679,9 @@ impl<M: SharedMemory + Clone, const IDS: usize> ClientN<M, IDS> {
         if !self.rx_active.request_signal()? {
             return Ok(false);
         }
-        if self.pool.as_ref().is_none_or(|p| p.tx_free.is_empty()) && self.tx_ids.out > 0 {
+        // Whenever frames are out, not only when no buffer is free: a client may wait
+        // for their statuses (the hostile-client test's flooder does).
+        if self.tx_ids.out > 0 {
             return Ok(self.tx_free.request_signal()?);
         }
         Ok(true)

@@ -14,7 +14,7 @@ use vcpos_net_protocol::{
     SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RX_RECALL,
 };
 use vcpos_queue::fake::FakeMemory;
-use vcpos_queue::{Consumer, Producer, QueueError, SharedMemory, PRODUCER_INDEX_OFFSET};
+use vcpos_queue::{Consumer, Producer, QueueError, SharedMemory, PRODUCER_INDEX_OFFSET, SIGNAL_FLAG_OFFSET};
 
 const RING: u32 = 16;
 const BUFFERS: u32 = 16;
@@ -177,6 +177,31 @@ fn transmit_buffers_run_out_and_come_back() {
     assert_eq!(client.stats().tx_status[TxStatus::Sent as usize], 7);
     assert_eq!(client.send(&[0u8; 13]), Err(ClientError::BadLength(13)));
     assert_eq!(client.send(&[0u8; 1515]), Err(ClientError::BadLength(1515)));
+}
+
+/// A client waiting with a frame out is woken when it comes back, even with
+/// transmit buffers of its own still free (a client that must see every status
+/// before it goes on would otherwise wait for ever).
+#[test]
+fn a_waiting_client_hears_of_its_frames_coming_back() {
+    let (s, mut client) = pair();
+    let tx_free_flag = layout().tx_free.base() + SIGNAL_FLAG_OFFSET;
+    client.send(&frame([0xff; 6], MAC, 1, 60)).unwrap();
+    assert!(client.tx_buffers_free() > 0);
+    assert!(client.request_signal().unwrap(), "nothing arrived: wait");
+    assert_eq!(
+        s.control.load_u32(tx_free_flag, Ordering::Relaxed).unwrap(),
+        1,
+        "a frame is out: its give-back must notify the waiting client"
+    );
+    // With nothing out no give-back can come: the client does not ask for one.
+    s.control.store_u32(tx_free_flag, 0, Ordering::Relaxed).unwrap();
+    let mut s = s;
+    let t = s.server.next_tx().unwrap().unwrap();
+    s.server.tx_done(t, TxStatus::Sent).unwrap();
+    assert!(client.reclaim_tx().unwrap().is_some());
+    assert!(client.request_signal().unwrap());
+    assert_eq!(s.control.load_u32(tx_free_flag, Ordering::Relaxed).unwrap(), 0);
 }
 
 /// Buffers anywhere in the data region: odd offsets, the last byte, capacities above

@@ -546,7 +546,7 @@ impl Tester {
         let s = self.client.stats();
         let back: u64 = s.tx_status.iter().sum();
         if back < s.sent {
-            return Ok(()); // more to come back
+            return Ok(()); // more to come back (the client asks to hear of them)
         }
         let sent = |k: Flood| self.flooding.sent[k as usize];
         let st = |t: TxStatus| s.tx_status[t as usize];
@@ -609,9 +609,14 @@ impl Tester {
             }
             if self.role == Role::Flooder {
                 if self.flooding.stop {
-                    return self.finish_flood();
+                    // Done once every frame is back; until then wait for them below.
+                    self.finish_flood()?;
+                    if self.done {
+                        return Ok(());
+                    }
+                } else {
+                    self.flood()?;
                 }
-                self.flood()?;
             }
             if self.sender && !self.done {
                 self.send_plan()?;
