@@ -679,12 +679,21 @@ impl<M: SharedMemory + Clone, const IDS: usize> ClientN<M, IDS> {
         if !self.rx_active.request_signal()? {
             return Ok(false);
         }
-        // Whenever frames are out, not only when no buffer is free: a client may wait
-        // for their statuses (the hostile-client test's flooder does).
-        if self.tx_ids.out > 0 {
+        if self.pool.as_ref().is_none_or(|p| p.tx_free.is_empty()) && self.tx_ids.out > 0 {
             return Ok(self.tx_free.request_signal()?);
         }
         Ok(true)
+    }
+
+    /// Before waiting for the statuses of frames still out (with buffers of the
+    /// fixed-buffer helper free, [`Self::request_signal`] does not ask for them, since
+    /// that helper takes give-backs only when it runs out): asks for a notification on
+    /// the next give-back; `false` if one is there already (take it first).
+    pub fn request_tx_signal(&mut self) -> Result<bool, ClientError> {
+        if self.tx_ids.out == 0 {
+            return Ok(true);
+        }
+        Ok(self.tx_free.request_signal()?)
     }
 }
 

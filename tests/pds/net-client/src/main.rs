@@ -627,6 +627,16 @@ impl Tester {
             if self.client.signal_needed().map_err(|e| self.err("signal", e))? {
                 VCP.notify();
             }
+            // The flooder, stopped, waits for its last frames' statuses too.
+            if self.role == Role::Flooder
+                && self.flooding.stop
+                && !self
+                    .client
+                    .request_tx_signal()
+                    .map_err(|e| self.err("request tx signal", e))?
+            {
+                continue;
+            }
             if self
                 .client
                 .request_signal()
