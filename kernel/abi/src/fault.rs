@@ -53,7 +53,8 @@ pub mod vm_fault_reply {
     /// The VMM emulated the data access: the kernel moves the vCPU's PC past the
     /// faulting instruction (by ESR.IL) and, for a load with a valid syndrome
     /// (ESR.ISV) into a register other than XZR, writes message register 0 (the
-    /// value as the register must hold it: extended by the VMM) into that register.
+    /// value as the register must hold it: extended by the VMM; 0 if the reply has
+    /// no message register) into that register.
     /// Saves the VMM two `VcpuWriteReg` calls per emulated access. For any other
     /// fault it resumes like label 0.
     pub const EMULATED: u64 = 1;

@@ -564,13 +564,27 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
     );
     assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
     assert_eq!(k.tcb(1).ctx.x[30], x30);
-    // Label 0 resumes at the faulting instruction, as before.
+    // A load answered without a message register gets 0, not a stale MR0.
     k.handle_vcpu_exit(&mut p, dabt(false, 7), 0x5c, 0x0a00_0000 >> 8, false);
     k.schedule(p.time);
+    p.mem.insert(ipc(0), 0x7777);
+    sys(
+        &mut k,
+        &mut p,
+        Sysno::ReplyRecv as u64,
+        slot::INPUT,
+        MsgInfo::new(EMULATED, 0).0,
+    );
+    assert_eq!(k.tcb(1).ctx.x[7], 0);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000e);
+    // Label 0 resumes at the faulting instruction, as before, registers untouched.
+    k.handle_vcpu_exit(&mut p, dabt(false, 7), 0x60, 0x0a00_0000 >> 8, false);
+    k.schedule(p.time);
+    p.mem.insert(ipc(0), 0x5555);
     sys(&mut k, &mut p, Sysno::ReplyRecv as u64, slot::INPUT, 0);
     k.schedule(p.time);
-    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
-    assert_eq!(k.tcb(1).ctx.x[7], 0x1234);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000e);
+    assert_eq!(k.tcb(1).ctx.x[7], 0);
     // EMULATED answering an HVC (not a data abort) just resumes.
     k.handle_vcpu_exit(&mut p, 0x16 << 26, 0, 0, false);
     k.schedule(p.time);
@@ -581,7 +595,7 @@ fn emulated_replies_complete_loads_and_stores_in_the_kernel() {
         slot::INPUT,
         MsgInfo::new(EMULATED, 1).0,
     );
-    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000a);
+    assert_eq!(k.tcb(1).ctx.pc, 0x4020_000e);
 }
 
 #[test]

@@ -396,23 +396,23 @@ impl Queue {
         }
         let queue = self.index;
         let size = self.size();
-        let avail_idx = mem.read_u16(offset(self.avail_ring, 2, 2)?)?;
-        let pending = avail_idx.wrapping_sub(self.next_avail);
-        if pending == 0 {
-            if self.event_idx {
-                // Ask for a kick at the next entry (avail_event = the next index
-                // the device reads), then look again: the driver may have added one
-                // before it could see the request (§2.7.10).
-                let at = offset(self.used_ring, 4 + USED_ELEM_SIZE * u64::from(size), 2)?;
-                mem.write_u16(at, self.next_avail)?;
-                fence(Ordering::SeqCst);
-                if mem.read_u16(offset(self.avail_ring, 2, 2)?)? == self.next_avail {
-                    return Ok(None);
-                }
-                return self.pop(mem);
+        let mut avail_idx = mem.read_u16(offset(self.avail_ring, 2, 2)?)?;
+        if avail_idx == self.next_avail {
+            if !self.event_idx {
+                return Ok(None);
             }
-            return Ok(None);
+            // Ask for a kick at the next entry (avail_event = the next index the
+            // device reads), then look once more: the driver may have added one
+            // before it could see the request (§2.7.10).
+            let at = offset(self.used_ring, 4 + USED_ELEM_SIZE * u64::from(size), 2)?;
+            mem.write_u16(at, self.next_avail)?;
+            fence(Ordering::SeqCst);
+            avail_idx = mem.read_u16(offset(self.avail_ring, 2, 2)?)?;
+            if avail_idx == self.next_avail {
+                return Ok(None);
+            }
         }
+        let pending = avail_idx.wrapping_sub(self.next_avail);
         if pending > size {
             return Err(GuestError::AvailIndexJump {
                 queue,

@@ -158,7 +158,7 @@ impl Kernel {
             }
             ThreadState::BlockedFault if self.tcbs[c as usize].parent == Some(t) => {
                 if info.label() == vm_fault_reply::EMULATED {
-                    self.complete_emulated_access(plat, t, c);
+                    self.complete_emulated_access(plat, t, c, info);
                 }
                 self.resume_from_call(c)
             }
@@ -169,8 +169,8 @@ impl Kernel {
     /// A VMM `t` replied [`vm_fault_reply::EMULATED`] to vCPU `c`'s fault: if that was
     /// a data abort (the message still pending on `c`), `c`'s PC becomes the address
     /// after the faulting instruction, and a load's transfer register gets message
-    /// register 0.
-    fn complete_emulated_access(&mut self, plat: &mut impl Platform, t: ThreadIndex, c: ThreadIndex) {
+    /// register 0 (0 if the reply carries no message register).
+    fn complete_emulated_access(&mut self, plat: &mut impl Platform, t: ThreadIndex, c: ThreadIndex, info: MsgInfo) {
         let msg = self.tcbs[c as usize].pending;
         let esr = msg.fault_mrs[vm_fault::FSR];
         if self.tcbs[c as usize].kind != ThreadKind::Vcpu
@@ -184,7 +184,11 @@ impl Kernel {
             reg: Some(r),
         }) = esr::data_transfer(esr)
         {
-            let value = plat.read_word(self.tcbs[t as usize].ipc_buffer);
+            let value = if info.count() > 0 {
+                plat.read_word(self.tcbs[t as usize].ipc_buffer)
+            } else {
+                0
+            };
             self.tcbs[c as usize].ctx.x[usize::from(r)] = value;
         }
         self.tcbs[c as usize].ctx.pc = msg.fault_mrs[vm_fault::IP].wrapping_add(esr::instruction_length(esr));
