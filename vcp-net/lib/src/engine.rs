@@ -5,18 +5,24 @@
 //!   dropped and counted. The frame is copied once, from the driver's receive buffer
 //!   into the client's RX buffer; a client with no RX buffer loses the frame (counted),
 //!   the others do not wait for it.
-//! - **Transmit**: round robin, one frame per client per turn, each client holding at
-//!   most its share of the NIC's transmit slots, so a flood cannot starve another
-//!   client. The engine copies the 14-byte Ethernet header out of the client's buffer,
-//!   checks the source MAC on that copy (another source is dropped, counted and given
-//!   back as [`TxStatus::Spoofed`]) and hands the NIC the checked header plus the rest
-//!   of the frame as `(client, offset, len)` in the client's data region: the payload
-//!   is not copied, and what was checked is what is sent.
+//! - **Transmit**: round robin, one wire frame per client per turn, each client
+//!   holding at most its share of the NIC's transmit slots, so a flood (or one huge
+//!   segmented frame) cannot starve another client. A client's frame comes in up to
+//!   24 pieces of its data region. The engine copies the frame's first bytes out of
+//!   the client's buffer (the 14-byte Ethernet header; with an offload header, also
+//!   the IP and TCP headers), checks the source MAC on that copy (another source is
+//!   dropped, counted and given back as [`TxStatus::Spoofed`]) and hands the NIC the
+//!   checked header plus the rest of the frame as byte ranges of the client's data
+//!   region: the payload is not copied, and what was checked is what is sent.
+//! - **Offloads** ([`crate::offload`]): a frame with an offload header has its
+//!   checksum filled, or is cut into MTU-sized IPv4 TCP segments (each a header the
+//!   engine builds and a slice of the client's payload, read in place), since the NIC
+//!   offers no offloads; the frame is given back once every segment is done.
 //! - **Local delivery**: a frame to another client's MAC never reaches the NIC (which
 //!   does not hairpin); a group frame goes to the NIC and to every other client. Each
-//!   receiving client's RX buffer gets the checked header from the engine's copy and
-//!   the rest of the frame copied once, straight from the sender's buffer
-//!   ([`DataRegion::copy_from`]).
+//!   receiving client's RX buffer gets the checked (or built) header from the engine's
+//!   copy and the rest of the wire frame copied once, straight from the sender's buffer
+//!   ([`DataRegion::copy_from`]); a segmented frame arrives as its segments.
 //! - **Buffers** are any `(offset, len)` of a client's data region (the protocol's
 //!   server half checks each against the region); each client's rings have the
 //!   capacity its configuration gives. A client's RX recall (it takes its receive
@@ -26,12 +32,15 @@
 use alloc::vec::Vec;
 
 use vcpos_net_protocol::{
-    mac_is_multicast, Server, ServerConfig, ServerError, ServerStats, TxFrame, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN,
+    mac_is_multicast, offloads, OffloadHeader, Server, ServerConfig, ServerError, ServerStats, TxFrame, TxStatus,
+    ETH_HEADER_LEN, MAX_FRAME_LEN, OFFLOAD_HEADER_LEN,
 };
 use vcpos_queue::LayoutError;
+use zerocopy::FromBytes;
 
 use crate::config::{Config, MAX_CLIENTS};
 use crate::data::DataRegion;
+use crate::offload::{Plan, Sum, MAX_HEADER};
 
 pub use vcpos_net_protocol::{MAX_RING_CAPACITY, RING_CAPACITY};
 /// Frames taken from the NIC per [`Engine::run`], so receive cannot starve transmit,
@@ -43,30 +52,58 @@ pub const RX_BUDGET: usize = 16;
 
 const HDR: usize = ETH_HEADER_LEN as usize;
 
-/// A frame for the NIC: the checked Ethernet `header`, then bytes
-/// `offset + 14 .. offset + len` of client `client`'s data region (read by the device
-/// in place).
+/// Most byte ranges of the client's data region one wire frame's payload may take (a
+/// frame whose segments would need more is refused as unsupported; a Linux guest's
+/// segment spans one or two of its page fragments).
+pub const MAX_SEGMENT_PIECES: usize = 8;
+
+/// A wire frame for the NIC: a header the engine checked or built (the Ethernet
+/// header, or every header a segmentation or checksum offload rewrote), then the
+/// payload: byte ranges of client `client`'s data region, read by the device in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxRequest {
-    /// The client whose data region holds the frame.
+    /// The client whose data region holds the payload.
     pub client: usize,
-    /// The Ethernet header as checked (destination, source = the client's MAC, type).
-    pub header: [u8; HDR],
-    /// Offset of the frame in the client's data region.
-    pub offset: u64,
-    /// Frame length, header included (`14..=1514`).
-    pub len: u32,
+    header: [u8; MAX_HEADER],
+    header_len: u8,
+    payload: [(u64, u32); MAX_SEGMENT_PIECES],
+    pieces: u8,
 }
 
 impl TxRequest {
-    /// Offset of the payload (the bytes after the header) in the client's data region.
-    pub fn payload_offset(&self) -> u64 {
-        self.offset + u64::from(ETH_HEADER_LEN)
+    fn new(client: usize) -> TxRequest {
+        TxRequest {
+            client,
+            header: [0; MAX_HEADER],
+            header_len: 0,
+            payload: [(0, 0); MAX_SEGMENT_PIECES],
+            pieces: 0,
+        }
     }
 
-    /// Payload length.
+    /// The header (14..=[`MAX_HEADER`] bytes).
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+
+    /// The payload: `(offset, len)` ranges of the client's data region, in order.
+    pub fn payload(&self) -> &[(u64, u32)] {
+        &self.payload[..usize::from(self.pieces)]
+    }
+
+    /// Payload bytes.
     pub fn payload_len(&self) -> u32 {
-        self.len - ETH_HEADER_LEN
+        self.payload().iter().map(|p| p.1).sum()
+    }
+
+    /// Wire frame bytes (header and payload).
+    pub fn len(&self) -> u32 {
+        u32::from(self.header_len) + self.payload_len()
+    }
+
+    /// Whether the frame is empty (never: it has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -126,6 +163,8 @@ pub struct ClientCounters {
     pub tx_local: u64,
     /// Frames dropped because the source MAC was not the client's.
     pub spoofed: u64,
+    /// Frames refused for an offload the engine cannot do for them.
+    pub unsupported: u64,
     /// Frames the NIC failed (or no NIC).
     pub tx_device_errors: u64,
     /// Bytes the engine copied out of the client's TX buffers into its own memory (the
@@ -220,11 +259,10 @@ struct ClientState<M> {
     data: M,
     mac: [u8; 6],
     counters: ClientCounters,
-    /// Frames at the NIC.
+    /// Wire frames at the NIC.
     at_nic: u32,
-    /// A frame taken from the client that waits for room at the NIC (its local
-    /// deliveries are done).
-    stalled: Option<(TxFrame, [u8; HDR])>,
+    /// The frame being sent, a wire frame at a time.
+    sending: Option<Sending>,
     /// Buffers given back since the last signal check.
     gave_back: bool,
     /// Cut off (reported once).
@@ -286,22 +324,47 @@ impl<M: DataRegion + Clone> ClientState<M> {
     }
 }
 
+/// A frame taken from a client and being sent: its wire frames go out one per
+/// round-robin turn (local deliveries, then the NIC).
+struct Sending {
+    /// Its entry in [`Engine::frames`].
+    slot: usize,
+    plan: Plan,
+    /// The frame's first bytes (up to [`MAX_HEADER`]), copied and checked.
+    head: [u8; MAX_HEADER],
+    head_len: usize,
+    /// The next wire frame.
+    next: u32,
+    /// Clients it is delivered to locally.
+    targets: u64,
+    /// Whether its wire frames go to the NIC.
+    to_nic: bool,
+    /// The next wire frame, built and delivered locally, waiting for room at the NIC.
+    built: Option<TxRequest>,
+}
+
+/// A client's frame the engine holds until every wire frame of it is done.
+struct InFlight {
+    client: usize,
+    frame: TxFrame,
+    /// Its wire frames at the NIC.
+    at_nic: u32,
+    /// Still making wire frames.
+    issuing: bool,
+    /// What to give it back with.
+    status: TxStatus,
+}
+
 /// The engine over NIC `N` and client regions `M`.
 pub struct Engine<M, N> {
     nic: N,
     clients: Vec<Option<ClientState<M>>>,
-    /// NIC token → (client, frame).
-    pending: Vec<(u16, usize, TxFrame)>,
+    /// Frames held (`None`: a free entry).
+    frames: Vec<Option<InFlight>>,
+    /// NIC token → entry of [`Self::frames`].
+    pending: Vec<(u16, usize)>,
     rr: usize,
     stats: EngineStats,
-}
-
-/// Outcome of offering a frame to the NIC.
-enum Offer {
-    /// Taken, or failed and given back.
-    Done,
-    /// No room: the frame waits.
-    Full,
 }
 
 impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
@@ -320,7 +383,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                     let cfg = ServerConfig {
                         mac,
                         ring_capacity: config.rings[i],
-                        offloads: 0,
+                        offloads: offloads::CSUM | offloads::TSO4,
                     };
                     let mut server = Server::new(r.control, r.data.size() as u64, cfg)
                         .map_err(|error| EngineError::Layout { client: i, error })?;
@@ -334,7 +397,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                         mac,
                         counters: ClientCounters::default(),
                         at_nic: 0,
-                        stalled: None,
+                        sending: None,
                         gave_back: false,
                         dead: false,
                     })
@@ -346,6 +409,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         Ok(Engine {
             nic,
             clients,
+            frames: Vec::new(),
             pending: Vec::new(),
             rr: 0,
             stats: EngineStats::default(),
@@ -435,7 +499,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
     pub fn prepare_wait(&mut self) -> bool {
         let mut idle = true;
         for c in self.clients.iter_mut().flatten() {
-            if c.live() && c.stalled.is_none() {
+            if c.live() && c.sending.is_none() {
                 match c.server.request_signal() {
                     Ok(true) => {}
                     Ok(false) | Err(_) => idle = false,
@@ -471,23 +535,38 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 self.stats.unknown_completions += 1;
                 continue;
             };
-            let (_, ci, frame) = self.pending.swap_remove(p);
-            let Some(c) = self.clients[ci].as_mut() else {
+            let (_, slot) = self.pending.swap_remove(p);
+            let Some(f) = self.frames.get_mut(slot).and_then(Option::as_mut) else {
                 self.stats.internal_errors += 1;
                 continue;
             };
-            c.at_nic -= 1;
-            let status = if ok {
-                TxStatus::Sent
-            } else {
-                c.counters.tx_device_errors += 1;
-                TxStatus::DeviceError
-            };
-            if c.live() {
-                c.give_tx(frame, status, &mut self.stats);
+            f.at_nic -= 1;
+            if !ok {
+                f.status = TxStatus::DeviceError;
             }
+            let ci = f.client;
+            if let Some(c) = self.clients[ci].as_mut() {
+                c.at_nic -= 1;
+                if !ok {
+                    c.counters.tx_device_errors += 1;
+                }
+            }
+            self.finish_if_done(slot);
         }
         progress
+    }
+
+    /// Gives frame entry `slot` back to its client once it makes no more wire frames
+    /// and none is at the NIC.
+    fn finish_if_done(&mut self, slot: usize) {
+        let done = self.frames[slot].as_ref().is_some_and(|f| !f.issuing && f.at_nic == 0);
+        if !done {
+            return;
+        }
+        let Some(f) = self.frames[slot].take() else { return };
+        if let Some(c) = self.clients[f.client].as_mut().filter(|c| c.live()) {
+            c.give_tx(f.frame, f.status, &mut self.stats);
+        }
     }
 
     /// Takes up to [`RX_BUDGET`] frames from the NIC; returns how many.
@@ -529,43 +608,70 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
         any
     }
 
-    /// Sends one frame of client `i` (its stalled one first); whether it did.
+    /// Sends one wire frame of client `i` (of the frame it is sending, else of the
+    /// next one it has); whether it did.
     fn transmit_one(&mut self, i: usize, share: u32) -> bool {
         let Some(c) = self.clients[i].as_mut().filter(|c| c.live()) else {
             return false;
         };
-        if let Some((t, header)) = c.stalled {
-            return match self.offer_nic(i, t, header) {
-                Offer::Done => {
-                    if let Some(c) = self.clients[i].as_mut() {
-                        c.stalled = None;
-                    }
-                    true
-                }
-                Offer::Full => false,
+        if c.sending.is_none() {
+            if c.at_nic >= share {
+                return false;
+            }
+            let t = match c.server.next_tx() {
+                Ok(Some(t)) => t,
+                Ok(None) | Err(_) => return false,
             };
+            c.counters.tx_frames += 1;
+            if !self.start_frame(i, t) {
+                return true;
+            }
         }
-        if c.at_nic >= share {
+        self.send_next(i, share)
+    }
+
+    /// Checks client `i`'s frame `t` (source MAC, offload request) and makes it the
+    /// one being sent; false if it was given back instead.
+    fn start_frame(&mut self, i: usize, t: TxFrame) -> bool {
+        let Some(c) = self.clients[i].as_mut() else {
             return false;
-        }
-        let t = match c.server.next_tx() {
-            Ok(Some(t)) => t,
-            Ok(None) | Err(_) => return false,
         };
-        c.counters.tx_frames += 1;
-        let mut header = [0u8; HDR];
-        if c.data.read_bytes(t.offset() as usize, &mut header).is_err() {
+        let skip = if t.offload() { OFFLOAD_HEADER_LEN } else { 0 };
+        let frame_len = t.frame_len();
+        let mut offload = [0u8; OFFLOAD_HEADER_LEN as usize];
+        let mut head = [0u8; MAX_HEADER];
+        // A plain frame's checked header is its Ethernet header; an offload needs the
+        // IP and TCP headers too.
+        let head_len = if t.offload() {
+            (frame_len as usize).min(MAX_HEADER)
+        } else {
+            HDR
+        };
+        let read = gather(&c.data, &t, 0, &mut offload[..skip as usize])
+            .and_then(|()| gather(&c.data, &t, u64::from(skip), &mut head[..head_len]));
+        if read.is_err() {
             self.stats.internal_errors += 1;
             c.give_tx(t, TxStatus::DeviceError, &mut self.stats);
-            return true;
+            return false;
         }
-        c.counters.tx_bytes_copied += HDR as u64;
-        if header[6..12] != c.mac {
+        c.counters.tx_bytes_copied += u64::from(skip) + head_len as u64;
+        let request = t
+            .offload()
+            .then(|| OffloadHeader::read_from_bytes(&offload).unwrap_or_default());
+        let plan = match Plan::new(request.as_ref(), &head[..head_len], frame_len) {
+            Ok(p) => p,
+            Err(_) => {
+                c.counters.unsupported += 1;
+                c.give_tx(t, TxStatus::Unsupported, &mut self.stats);
+                return false;
+            }
+        };
+        if head[6..12] != c.mac {
             c.counters.spoofed += 1;
             c.give_tx(t, TxStatus::Spoofed, &mut self.stats);
-            return true;
+            return false;
         }
-        let dst: [u8; 6] = [header[0], header[1], header[2], header[3], header[4], header[5]];
+        let dst: [u8; 6] = [head[0], head[1], head[2], head[3], head[4], head[5]];
         let group = mac_is_multicast(&dst);
         let mut targets = 0u64;
         for (j, other) in self.clients.iter().enumerate() {
@@ -575,28 +681,116 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                 }
             }
         }
-        if targets != 0 {
-            self.deliver_local(i, t, &header, targets);
-        }
-        if group || targets == 0 {
-            if let Offer::Full = self.offer_nic(i, t, header) {
-                if let Some(c) = self.clients[i].as_mut() {
-                    c.stalled = Some((t, header));
-                }
+        let entry = InFlight {
+            client: i,
+            frame: t,
+            at_nic: 0,
+            issuing: true,
+            status: TxStatus::Sent,
+        };
+        let slot = match self.frames.iter().position(Option::is_none) {
+            Some(k) => {
+                self.frames[k] = Some(entry);
+                k
             }
-        } else if let Some(c) = self.clients[i].as_mut() {
-            c.give_tx(t, TxStatus::Sent, &mut self.stats);
-        }
+            None => {
+                self.frames.push(Some(entry));
+                self.frames.len() - 1
+            }
+        };
+        let Some(c) = self.clients[i].as_mut() else {
+            return false;
+        };
+        c.sending = Some(Sending {
+            slot,
+            plan,
+            head,
+            head_len,
+            next: 0,
+            targets,
+            to_nic: group || targets == 0,
+            built: None,
+        });
         true
     }
 
-    /// Copies client `i`'s frame into an RX buffer of every client in `targets`: the
-    /// checked header from `header`, the rest straight from the sender's buffer.
-    fn deliver_local(&mut self, i: usize, t: TxFrame, header: &[u8; HDR], targets: u64) {
+    /// Sends the next wire frame of client `i`'s frame being sent: delivers it to
+    /// the local clients it is for, then offers it to the NIC; whether it went.
+    fn send_next(&mut self, i: usize, share: u32) -> bool {
+        let Some(c) = self.clients[i].as_mut() else {
+            return false;
+        };
+        let Some(mut s) = c.sending.take() else { return false };
+        let Some(frame) = self.frames[s.slot].as_ref().map(|f| f.frame) else {
+            self.stats.internal_errors += 1;
+            return false;
+        };
+        let mut status = None;
+        if s.built.is_none() {
+            match build(&c.data, i, &frame, &s) {
+                Ok(req) => {
+                    if s.targets != 0 {
+                        self.deliver_local(i, &req, s.targets);
+                    }
+                    s.built = Some(req);
+                }
+                Err(e) => status = Some(e),
+            }
+        }
+        let Some(c) = self.clients[i].as_mut() else {
+            return false;
+        };
+        if let (Some(req), true, None) = (s.built, s.to_nic, status) {
+            if c.at_nic >= share {
+                c.sending = Some(s);
+                return false;
+            }
+            match self.nic.transmit(&req) {
+                Ok(token) => {
+                    self.pending.push((token, s.slot));
+                    if let Some(f) = self.frames[s.slot].as_mut() {
+                        f.at_nic += 1;
+                    }
+                    c.at_nic += 1;
+                    c.counters.tx_nic += 1;
+                    c.counters.tx_bytes_zero_copy += u64::from(req.payload_len());
+                }
+                Err(NicError::Full) => {
+                    c.sending = Some(s);
+                    return false;
+                }
+                Err(NicError::Failed) => {
+                    c.counters.tx_device_errors += 1;
+                    status = Some(TxStatus::DeviceError);
+                }
+            }
+        }
+        s.built = None;
+        s.next += 1;
+        if status.is_none() && s.next < s.plan.segments() {
+            c.sending = Some(s);
+            return true;
+        }
+        if status == Some(TxStatus::Unsupported) {
+            c.counters.unsupported += 1;
+        }
+        if let Some(f) = self.frames[s.slot].as_mut() {
+            f.issuing = false;
+            if let Some(st) = status {
+                f.status = st;
+            }
+        }
+        self.finish_if_done(s.slot);
+        true
+    }
+
+    /// Copies wire frame `req` of client `i` into an RX buffer of every client in
+    /// `targets`: its header from the engine's copy, the payload straight from the
+    /// sender's buffer.
+    fn deliver_local(&mut self, i: usize, req: &TxRequest, targets: u64) {
         let Some(src) = self.clients[i].as_ref().map(|c| c.data.clone()) else {
             return;
         };
-        let (len, rest) = (t.len() as usize, t.len() as usize - HDR);
         let mut delivered = 0;
         for (j, other) in self.clients.iter_mut().enumerate() {
             if targets & (1 << j) == 0 {
@@ -604,9 +798,14 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
             }
             if let Some(o) = other {
                 let before = o.counters.rx_frames;
-                o.deliver_with(len, &mut self.stats, |data, at| {
-                    data.write_bytes(at, header)?;
-                    data.copy_from(at + HDR, &src, t.offset() as usize + HDR, rest)
+                o.deliver_with(req.len() as usize, &mut self.stats, |data, at| {
+                    data.write_bytes(at, req.header())?;
+                    let mut pos = at + req.header().len();
+                    for &(offset, len) in req.payload() {
+                        data.copy_from(pos, &src, offset as usize, len as usize)?;
+                        pos += len as usize;
+                    }
+                    Ok(())
                 });
                 delivered += o.counters.rx_frames - before;
             }
@@ -615,35 +814,72 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
             c.counters.tx_local += delivered;
         }
     }
+}
 
-    /// Offers client `i`'s frame to the NIC.
-    fn offer_nic(&mut self, i: usize, t: TxFrame, header: [u8; HDR]) -> Offer {
-        let req = TxRequest {
-            client: i,
-            header,
-            offset: t.offset(),
-            len: t.len(),
-        };
-        let result = self.nic.transmit(&req);
-        let Some(c) = self.clients[i].as_mut() else {
-            return Offer::Done;
-        };
-        match result {
-            Ok(token) => {
-                self.pending.push((token, i, t));
-                c.at_nic += 1;
-                c.counters.tx_nic += 1;
-                c.counters.tx_bytes_zero_copy += u64::from(req.payload_len());
-                Offer::Done
-            }
-            Err(NicError::Full) => Offer::Full,
-            Err(NicError::Failed) => {
-                c.counters.tx_device_errors += 1;
-                c.give_tx(t, TxStatus::DeviceError, &mut self.stats);
-                Offer::Done
-            }
+/// Reads `out.len()` bytes of frame `t` from byte `at` (the offload header counted)
+/// out of its pieces in `data`.
+fn gather<M: DataRegion>(data: &M, t: &TxFrame, at: u64, out: &mut [u8]) -> Result<(), vcpos_queue::OutOfBounds> {
+    let mut pos = 0u64;
+    let mut done = 0usize;
+    for p in t.pieces() {
+        if done == out.len() {
+            break;
+        }
+        let end = pos + u64::from(p.len);
+        let want = at + done as u64;
+        if want < end {
+            let n = ((end - want) as usize).min(out.len() - done);
+            data.read_bytes((p.offset + (want - pos)) as usize, &mut out[done..done + n])?;
+            done += n;
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// The data-region ranges of bytes `start..start + len` of frame `t` (the offload
+/// header counted), into `out`; how many, or `None` if they need more than `out`.
+fn ranges(t: &TxFrame, start: u64, len: u64, out: &mut [(u64, u32)]) -> Option<usize> {
+    let (mut pos, mut n, mut left, mut at) = (0u64, 0usize, len, start);
+    for p in t.pieces() {
+        if left == 0 {
+            break;
+        }
+        let end = pos + u64::from(p.len);
+        if at < end {
+            let take = (end - at).min(left);
+            *out.get_mut(n)? = (p.offset + (at - pos), take as u32);
+            n += 1;
+            left -= take;
+            at += take;
+        }
+        pos = end;
+    }
+    Some(n)
+}
+
+/// Builds wire frame `s.next` of client `i`'s frame `t` being sent: payload ranges,
+/// checksums, header. `Err` is the status to give the frame back with.
+fn build<M: DataRegion>(data: &M, i: usize, t: &TxFrame, s: &Sending) -> Result<TxRequest, TxStatus> {
+    let skip = if t.offload() { u64::from(OFFLOAD_HEADER_LEN) } else { 0 };
+    let r = s.plan.payload(s.next, t.frame_len());
+    let mut req = TxRequest::new(i);
+    let n = ranges(t, skip + u64::from(r.start), u64::from(r.len), &mut req.payload).ok_or(TxStatus::Unsupported)?;
+    req.pieces = n as u8;
+    let mut sum = Sum::default();
+    if s.plan.needs_sum() {
+        let mut at = 0usize;
+        for &(offset, len) in req.payload() {
+            let piece = data
+                .sum(offset as usize, len as usize)
+                .map_err(|_| TxStatus::DeviceError)?;
+            sum = sum.add_at(piece, at);
+            at += len as usize;
         }
     }
+    s.plan.finish(s.next, &s.head[..s.head_len], r, sum, &mut req.header);
+    req.header_len = s.plan.header_len() as u8;
+    Ok(req)
 }
 
 /// Delivers a frame from the NIC to every live client it is addressed to.

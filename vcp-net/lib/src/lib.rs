@@ -15,6 +15,7 @@ extern crate alloc;
 pub mod config;
 pub mod data;
 pub mod engine;
+pub mod offload;
 pub mod scan;
 
 pub use config::{format_mac, Config, ConfigError, MAX_CLIENTS};

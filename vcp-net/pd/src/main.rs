@@ -305,7 +305,7 @@ impl Handler for VcpNet {
     }
 }
 
-#[protection_domain(heap_size = 0x10000)]
+#[protection_domain(heap_size = 0x40000)]
 fn init() -> impl Handler {
     let engine = match start() {
         Ok((engine, config)) => {

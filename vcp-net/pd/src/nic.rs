@@ -1,17 +1,21 @@
 //! [`VirtioNic`]: the engine's [`Nic`] on a virtio-net device (virtio-mmio transport),
-//! driven through `virtio-drivers`' transport and virtqueues. Each frame to send is a
-//! two-descriptor chain: the virtio-net header and the checked Ethernet header from
-//! the DMA region, then the payload **in place** in the client's data region (zero
-//! copy). Received frames land in receive buffers of the DMA region; the engine copies
+//! driven through `virtio-drivers`' transport and virtqueues. Each wire frame to send
+//! is a descriptor chain: the virtio-net header and the engine's checked (or built)
+//! header from the DMA region, then the payload's byte ranges **in place** in the
+//! client's data region (zero copy). Received frames land in receive buffers of the DMA region; the engine copies
 //! each once into a client's buffer and the buffer goes straight back to the device.
 //! (`VirtIONetRaw` sends one contiguous buffer only, which would make the header
 //! the client's bytes again or the payload a copy.)
 #![allow(unsafe_code)]
 
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use bitflags::bitflags;
 use sel4_microkit::SharedRegion;
+use vcpos_vcp_net::engine::MAX_SEGMENT_PIECES;
+use vcpos_vcp_net::offload::MAX_HEADER;
 use vcpos_vcp_net::{Nic, NicError, TxRequest, MAX_CLIENTS};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
@@ -34,30 +38,37 @@ bitflags! {
 
 const QUEUE_RECEIVE: u16 = 0;
 const QUEUE_TRANSMIT: u16 = 1;
-/// Descriptors per virtqueue: room for a burst (QEMU's virtio-net holds frames back
-/// while the receive queue is empty, and takes a notification per refill then).
+/// Receive descriptors: room for a burst (QEMU's virtio-net holds frames back while
+/// the receive queue is empty, and takes a notification per refill then).
 const QUEUE_SIZE: usize = 128;
-/// A transmitted frame takes two descriptors (headers, payload).
-const MAX_TX: usize = QUEUE_SIZE / 2;
+/// Transmit descriptors (QEMU's virtio-net takes up to 256): a segmented frame's
+/// segments go out back to back.
+const TX_QUEUE_SIZE: usize = 256;
+/// A transmitted frame takes at least two descriptors (headers, payload).
+const MAX_TX: usize = TX_QUEUE_SIZE / 2;
 /// Receive buffer size: the virtio-net header and a 1514-byte frame fit.
 const RX_BUF: usize = 2048;
-/// Transmit header slot: the virtio-net header (10 or 12 bytes) and the Ethernet header.
-const TX_HDR: usize = 64;
-/// Ethernet header length.
-const ETH_HDR: usize = 14;
+/// Transmit header slot: the virtio-net header (10 or 12 bytes) and the engine's
+/// header (up to `MAX_HEADER` bytes).
+const TX_HDR: usize = 160;
+
+const _: () = assert!(12 + MAX_HEADER <= TX_HDR);
 
 #[derive(Clone, Copy)]
 struct TxSlot {
     token: u16,
-    /// The payload in the client's data region (None for a header-only frame).
-    payload: Option<NonNull<[u8]>>,
+    /// Bytes of the engine's header.
+    header: usize,
+    /// The payload's ranges in the client's data region.
+    payload: [NonNull<[u8]>; MAX_SEGMENT_PIECES],
+    pieces: usize,
 }
 
 /// The virtio-net device.
 pub struct VirtioNic {
     transport: MmioTransport<'static>,
     rx: VirtQueue<VcpHal, QUEUE_SIZE>,
-    tx: VirtQueue<VcpHal, QUEUE_SIZE>,
+    tx: VirtQueue<VcpHal, TX_QUEUE_SIZE>,
     /// Bytes of the virtio-net header (10 legacy, 12 version 1).
     hdr_len: usize,
     mac: [u8; 6],
@@ -67,7 +78,8 @@ pub struct VirtioNic {
     rx_tokens: [Option<u16>; QUEUE_SIZE],
     /// `MAX_TX` header slots of `TX_HDR` bytes in the DMA region.
     tx_hdrs: NonNull<u8>,
-    tx_slots: [Option<TxSlot>; MAX_TX],
+    /// On the heap (the slots are large; the PD's stack is not).
+    tx_slots: Vec<Option<TxSlot>>,
     data: [Option<SharedRegion>; MAX_CLIENTS],
     /// Receive buffers and frames given to the device since its last notification
     /// ([`Nic::flush`] notifies once per batch, if the device wants it).
@@ -134,7 +146,7 @@ impl VirtioNic {
             rx_bufs,
             rx_tokens: [None; QUEUE_SIZE],
             tx_hdrs,
-            tx_slots: [None; MAX_TX],
+            tx_slots: vec![None; MAX_TX],
             data,
             rx_unannounced: false,
             tx_unannounced: false,
@@ -181,19 +193,17 @@ impl VirtioNic {
     }
 
     /// The slices of a frame's chain, as `add` got them.
-    fn chain(&self, slot: usize, s: &TxSlot) -> ([&'static [u8]; 2], usize) {
-        let hdr: &'static [u8] = self.tx_hdr(slot, self.hdr_len + ETH_HDR);
-        match s.payload {
-            Some(p) => {
-                // SAFETY: the range lies in a client's data region (checked by
-                // `SharedRegion::slice` when the frame was started); the slice is only
-                // handed to the virtqueue, which gives its address to the device, and
-                // never read by vcp-net (the client may be writing it).
-                let payload: &'static [u8] = unsafe { p.as_ref() };
-                ([hdr, payload], 2)
-            }
-            None => ([hdr, &[]], 1),
+    fn chain(&self, slot: usize, s: &TxSlot) -> ([&'static [u8]; 1 + MAX_SEGMENT_PIECES], usize) {
+        let mut inputs: [&'static [u8]; 1 + MAX_SEGMENT_PIECES] = [&[]; 1 + MAX_SEGMENT_PIECES];
+        inputs[0] = self.tx_hdr(slot, self.hdr_len + s.header);
+        for (k, p) in s.payload[..s.pieces].iter().enumerate() {
+            // SAFETY: the range lies in a client's data region (checked by
+            // `SharedRegion::slice` when the frame was started); the slice is only
+            // handed to the virtqueue, which gives its address to the device, and
+            // never read by vcp-net (the client may be writing it).
+            inputs[1 + k] = unsafe { p.as_ref() };
         }
+        (inputs, 1 + s.pieces)
     }
 }
 
@@ -209,19 +219,29 @@ impl Nic for VirtioNic {
             .get(req.client)
             .and_then(Option::as_ref)
             .ok_or(NicError::Failed)?;
-        let (offset, len) = (req.payload_offset() as usize, req.payload_len() as usize);
-        let payload = if len == 0 {
-            None
-        } else {
+        let mut s = TxSlot {
+            token: 0,
+            header: req.header().len(),
+            payload: [NonNull::from(&[][..]); MAX_SEGMENT_PIECES],
+            pieces: 0,
+        };
+        for &(offset, len) in req.payload() {
+            let (offset, len) = (offset as usize, len as usize);
+            if len == 0 {
+                continue;
+            }
             region.slice(offset, len).map_err(|_| NicError::Failed)?;
             let start = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(region.addr() + offset))
                 .ok_or(NicError::Failed)?;
-            Some(NonNull::slice_from_raw_parts(start, len))
-        };
-        let hdr = self.tx_hdr(slot, self.hdr_len + ETH_HDR);
+            s.payload[s.pieces] = NonNull::slice_from_raw_parts(start, len);
+            s.pieces += 1;
+        }
+        if s.header > MAX_HEADER {
+            return Err(NicError::Failed);
+        }
+        let hdr = self.tx_hdr(slot, self.hdr_len + s.header);
         hdr[..self.hdr_len].fill(0);
-        hdr[self.hdr_len..].copy_from_slice(&req.header);
-        let mut s = TxSlot { token: 0, payload };
+        hdr[self.hdr_len..].copy_from_slice(req.header());
         let (inputs, n) = self.chain(slot, &s);
         // SAFETY: the header slot and the payload stay untouched by vcp-net until
         // pop_used returns this token (the engine holds the client's buffer until the
