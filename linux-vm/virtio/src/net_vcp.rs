@@ -44,7 +44,7 @@ use vcpos_net_protocol::{Client, ClientError, RxOutcome};
 use vcpos_queue::{LayoutError, SharedMemory};
 
 use crate::block::{BlockStatus, DataSegment, RequestId, SubmitError};
-use crate::net::{NetBackend, NetCompletion, NetInfo, NET_QUEUE_SIZE};
+use crate::net::{NetBackend, NetCompletion, NetInfo, NetOffloads, NET_QUEUE_SIZE};
 
 /// Most guest-RAM pieces of one frame the device passes on (merged here when
 /// adjacent).
@@ -290,11 +290,12 @@ impl<M: SharedMemory + Clone> NetBackend for NetVcpBackend<M> {
             link_up: self.up(),
             tx_depth: (self.tx_ids.len() as u16).clamp(1, NET_QUEUE_SIZE),
             tx_segments_max: TX_SEGMENTS_MAX,
+            offloads: NetOffloads::empty(),
         }
     }
 
-    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError> {
-        if !self.up() {
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment], offload: bool) -> Result<(), SubmitError> {
+        if !self.up() || offload {
             self.stats.tx_refused += 1;
             return Err(SubmitError::Refused(BlockStatus::IoError));
         }

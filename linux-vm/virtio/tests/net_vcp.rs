@@ -101,7 +101,7 @@ fn connects_and_reports_the_mac() {
     // A frame while the link is down is refused, not queued.
     let seg = scatter(&r.ram, &frame(60, 1), &[(0, 60)]);
     assert!(matches!(
-        r.backend.transmit(rid(0, 0), &seg),
+        r.backend.transmit(rid(0, 0), &seg, false),
         Err(SubmitError::Refused(_))
     ));
     r.server.publish(3).unwrap();
@@ -124,7 +124,7 @@ fn transmit_is_zero_copy_and_completes_when_the_vcp_gives_the_frame_back() {
     // One piece at an odd guest-RAM offset (a linearized socket buffer).
     let seg = scatter(&r.ram, &f, &[(0x1003, 1514)]);
     let id = rid(1, 5);
-    r.backend.transmit(id, &seg).unwrap();
+    r.backend.transmit(id, &seg, false).unwrap();
     assert!(r.backend.signal_needed(), "the server asked for a notification");
     // Not complete: the VCP still reads guest RAM.
     assert_eq!(r.backend.poll(), None);
@@ -142,14 +142,14 @@ fn transmit_is_zero_copy_and_completes_when_the_vcp_gives_the_frame_back() {
     // one piece.
     let g = frame(600, 3);
     let seg = scatter(&r.ram, &g, &[(0x4000, 100), (0x4064, 500)]);
-    r.backend.transmit(rid(1, 6), &seg).unwrap();
+    r.backend.transmit(rid(1, 6), &seg, false).unwrap();
     let tx = r.server.next_tx().unwrap().unwrap();
     assert_eq!((tx.offset(), tx.len()), (0x4000, 600));
     assert_eq!(read(&r.ram, 0x4000, 600), g);
     // Non-adjacent pieces are refused and counted, never copied.
     let seg = scatter(&r.ram, &g, &[(0x5000, 100), (0x6000, 500)]);
     assert!(matches!(
-        r.backend.transmit(rid(1, 7), &seg),
+        r.backend.transmit(rid(1, 7), &seg, false),
         Err(SubmitError::Refused(_))
     ));
     assert_eq!(r.backend.stats().tx_scattered, 1);
@@ -164,9 +164,9 @@ fn transmit_descriptors_run_out_and_come_back() {
     assert!(r.backend.connect());
     let seg = scatter(&r.ram, &frame(100, 2), &[(0x100, 100)]);
     for head in 0..RING as u16 {
-        r.backend.transmit(rid(0, head), &seg).unwrap();
+        r.backend.transmit(rid(0, head), &seg, false).unwrap();
     }
-    assert_eq!(r.backend.transmit(rid(0, 99), &seg), Err(SubmitError::Busy));
+    assert_eq!(r.backend.transmit(rid(0, 99), &seg, false), Err(SubmitError::Busy));
     assert_eq!(r.backend.stats().tx_busy, 1);
     // Waiting for a give-back: the backend asks for a notification on TX free.
     assert_eq!(r.backend.poll(), None);
@@ -182,7 +182,7 @@ fn transmit_descriptors_run_out_and_come_back() {
     assert!(r.server.signal_needed().unwrap(), "the client asked to be notified");
     assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(rid(0, 3))));
     assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(rid(0, 0))));
-    r.backend.transmit(rid(0, 99), &seg).unwrap();
+    r.backend.transmit(rid(0, 99), &seg, false).unwrap();
     assert_eq!(r.backend.stats().tx_status, [1, 0, 0, 1]);
     assert_eq!(r.backend.stats().tx_frames, u64::from(RING) + 1);
 }
@@ -338,7 +338,7 @@ fn a_hostile_server_takes_the_link_down_without_a_panic() {
     assert!(r.backend.take_error().is_none(), "reported once");
     let seg = scatter(&r.ram, &frame(60, 1), &[(0, 60)]);
     assert!(matches!(
-        r.backend.transmit(rid(0, 0), &seg),
+        r.backend.transmit(rid(0, 0), &seg, false),
         Err(SubmitError::Refused(_))
     ));
     assert_eq!(r.backend.rx_room(), 0);
@@ -362,7 +362,7 @@ fn a_corrupt_index_takes_the_link_down() {
     assert!(r.backend.connect());
     r.server.publish(8).unwrap();
     let seg = scatter(&r.ram, &frame(60, 1), &[(0, 60)]);
-    assert!(r.backend.transmit(rid(0, 0), &seg).is_err());
+    assert!(r.backend.transmit(rid(0, 0), &seg, false).is_err());
     assert!(!r.backend.info().link_up);
     assert!(r.backend.take_error().unwrap().to_string().contains("restarted"));
 }
@@ -406,7 +406,7 @@ fn random_guest_against_an_honest_vcp() {
                     } else {
                         vec![DataSegment { offset, len }]
                     };
-                    if r.backend.transmit(id, &pieces).is_ok() {
+                    if r.backend.transmit(id, &pieces, false).is_ok() {
                         tx_out.insert(id);
                     }
                 }
