@@ -66,8 +66,8 @@ pub struct NetVcpStats {
     /// Frames refused for lying in several non-adjacent guest-RAM pieces.
     pub tx_scattered: u64,
     /// Transmit descriptors given back, by `TxStatus` value (0 sent, 1 bad length, 2
-    /// spoofed, 3 device error).
-    pub tx_status: [u64; 4],
+    /// spoofed, 3 device error, 4 unsupported).
+    pub tx_status: [u64; vcpos_net_protocol::TX_STATUSES],
     /// Guest buffers handed to the VCP for receiving.
     pub rx_posted: u64,
     /// Frames the VCP copied into guest buffers.

@@ -38,6 +38,7 @@ fn rig(publish: bool) -> Rig {
         ServerConfig {
             mac: MAC,
             ring_capacity: RING,
+            offloads: 0,
         },
     )
     .unwrap();
@@ -136,7 +137,7 @@ fn transmit_is_zero_copy_and_completes_when_the_vcp_gives_the_frame_back() {
     assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(id)));
     let s = r.backend.stats();
     assert_eq!((s.tx_frames, s.tx_bytes_copied, s.tx_bytes_zero_copy), (1, 0, 1514));
-    assert_eq!(s.tx_status, [1, 0, 0, 0]);
+    assert_eq!(s.tx_status, [1, 0, 0, 0, 0]);
 
     // Adjacent pieces (the frame split over descriptors that follow each other) are
     // one piece.
@@ -183,7 +184,7 @@ fn transmit_descriptors_run_out_and_come_back() {
     assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(rid(0, 3))));
     assert_eq!(r.backend.poll(), Some(NetCompletion::Sent(rid(0, 0))));
     r.backend.transmit(rid(0, 99), &seg, false).unwrap();
-    assert_eq!(r.backend.stats().tx_status, [1, 0, 0, 1]);
+    assert_eq!(r.backend.stats().tx_status, [1, 0, 0, 1, 0]);
     assert_eq!(r.backend.stats().tx_frames, u64::from(RING) + 1);
 }
 

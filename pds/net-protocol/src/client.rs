@@ -18,8 +18,9 @@ use vcpos_queue::{Consumer, LayoutError, OutOfBounds, Producer, PushError, Queue
 use vcpos_vcp_common::control::{check_size, generation};
 
 use crate::layout::{
-    buffers_in, info_offsets, BufDesc, ControlLayout, Info, InfoError, RxStatus, TxStatus, BUF_SIZE, ETH_HEADER_LEN,
-    MAX_FRAME_LEN, MAX_RING_CAPACITY, RING_CAPACITY, RX_RECALL,
+    buffers_in, info_offsets, tx_flags, BufDesc, ControlLayout, Info, InfoError, RxStatus, TxStatus, BUF_SIZE,
+    ETH_HEADER_LEN, MAX_FRAME_LEN, MAX_OFFLOAD_FRAME_LEN, MAX_RING_CAPACITY, MAX_TX_PIECES, OFFLOAD_HEADER_LEN,
+    RING_CAPACITY, RX_RECALL, TX_STATUSES,
 };
 use crate::ownership::BufferSet;
 
@@ -34,6 +35,20 @@ pub struct TxReclaim {
     pub len: u32,
     /// What happened to the frame.
     pub status: TxStatus,
+}
+
+/// The ids of a frame's pieces handed over by [`ClientN::send_frame`], in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxIds {
+    ids: [u16; MAX_TX_PIECES],
+    len: usize,
+}
+
+impl TxIds {
+    /// The ids.
+    pub fn as_slice(&self) -> &[u16] {
+        &self.ids[..self.len]
+    }
 }
 
 /// What a receive buffer came back with.
@@ -96,8 +111,11 @@ pub enum ClientError {
     RecallPending,
     /// Every transmit buffer is with the server.
     NoTxBuffer,
-    /// A frame to send is shorter than the Ethernet header or longer than the maximum.
+    /// A frame to send is shorter than the Ethernet header or longer than the maximum,
+    /// or in no pieces or more than [`MAX_TX_PIECES`].
     BadLength(usize),
+    /// A frame asks for an offload the server does not offer ([`Info::offloads`]).
+    OffloadNotOffered,
     /// The caller's buffer is too small for the received frame (the frame is dropped).
     BufferTooSmall {
         /// Frame length.
@@ -167,7 +185,8 @@ impl fmt::Display for ClientError {
             }
             ClientError::RecallPending => f.write_str("receive buffers are being recalled"),
             ClientError::NoTxBuffer => f.write_str("no transmit buffer free"),
-            ClientError::BadLength(len) => write!(f, "frame of {len} bytes cannot be sent"),
+            ClientError::BadLength(len) => write!(f, "frame of {len} bytes (or pieces) cannot be sent"),
+            ClientError::OffloadNotOffered => f.write_str("frame asks for an offload the server does not offer"),
             ClientError::BufferTooSmall { len } => write!(f, "received frame of {len} bytes does not fit"),
             ClientError::UnknownBuffer { ring, id, offset } => {
                 write!(
@@ -194,7 +213,7 @@ pub struct ClientStats {
     /// Frames handed to the server.
     pub sent: u64,
     /// Transmit buffers given back, by [`TxStatus`] value.
-    pub tx_status: [u64; 4],
+    pub tx_status: [u64; TX_STATUSES],
     /// Frames received.
     pub received: u64,
     /// Receive buffers given back unused.
@@ -469,6 +488,67 @@ impl<M: SharedMemory + Clone, const IDS: usize> ClientN<M, IDS> {
                 })
             }
         }
+    }
+
+    /// Hands the server one frame in `pieces` (`(offset, len)` of the data region, in
+    /// order, each non-empty; 1..=[`MAX_TX_PIECES`] of them) to send in place, as
+    /// [`Self::send_at`] does for one piece. With `offload` (only if the server offers
+    /// offloads, [`Info::offloads`]), the first [`OFFLOAD_HEADER_LEN`] bytes are an
+    /// [`crate::OffloadHeader`] and the frame after it may be up to
+    /// [`MAX_OFFLOAD_FRAME_LEN`] bytes; without, the pieces are a frame of
+    /// `ETH_HEADER_LEN..=MAX_FRAME_LEN` bytes. Every piece comes back on its own
+    /// ([`Self::reclaim_tx`]), in order, with the frame's status. Nothing is handed
+    /// over on an error (`Full`: too few ring slots or ids for every piece).
+    pub fn send_frame(&mut self, pieces: &[(u64, u32)], offload: bool) -> Result<TxIds, ClientError> {
+        let info = self.connected()?;
+        let n = pieces.len();
+        if n == 0 || n > MAX_TX_PIECES {
+            return Err(ClientError::BadLength(n));
+        }
+        let mut total = 0u64;
+        for &(offset, len) in pieces {
+            if len == 0 || !self.fits(offset, len) {
+                return Err(ClientError::BadBuffer { offset, len });
+            }
+            total += u64::from(len);
+        }
+        let frame = if offload {
+            if info.offloads == 0 {
+                return Err(ClientError::OffloadNotOffered);
+            }
+            total.checked_sub(u64::from(OFFLOAD_HEADER_LEN))
+        } else {
+            Some(total)
+        };
+        let max = if offload { MAX_OFFLOAD_FRAME_LEN } else { MAX_FRAME_LEN };
+        if !frame.is_some_and(|l| (u64::from(ETH_HEADER_LEN)..=u64::from(max)).contains(&l)) {
+            return Err(ClientError::BadLength(total as usize));
+        }
+        if self.tx_ids.free() < n || (self.tx_active.free_slots()? as usize) < n {
+            return Err(ClientError::Full);
+        }
+        let mut ids = TxIds {
+            ids: [0; MAX_TX_PIECES],
+            len: n,
+        };
+        for (k, &(offset, len)) in pieces.iter().enumerate() {
+            let id = self.tx_ids.alloc(offset, len).ok_or(ClientError::Full)?;
+            ids.ids[k] = id;
+            let mut d = BufDesc::new(offset, len, id);
+            if k + 1 < n {
+                d.status |= tx_flags::MORE;
+            }
+            if k == 0 && offload {
+                d.status |= tx_flags::OFFLOAD;
+            }
+            // Room was checked; a failure here is a corrupt index (the ring is cut off).
+            self.tx_active.push(&d).map_err(|e| match e {
+                PushError::Full => ClientError::Full,
+                PushError::Queue(e) => e.into(),
+            })?;
+        }
+        self.stats.sent += 1;
+        Ok(ids)
     }
 
     /// Takes the next transmit descriptor the server gave back, if any, checked (one

@@ -6,6 +6,7 @@ use core::sync::atomic::Ordering;
 
 use vcpos_queue::{LayoutError, OutOfBounds, RingLayout, SharedMemory};
 use vcpos_vcp_common::control::InfoHeader;
+use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Size of each buffer of the fixed-buffer helper ([`crate::client::Client::new`]):
@@ -32,11 +33,75 @@ pub const MAX_RING_CAPACITY: u32 = 256;
 
 const _: () = assert!(MAX_FRAME_LEN <= BUF_SIZE && BUF_SIZE.is_power_of_two());
 
+/// Most descriptors (pieces) one transmitted frame may take: a frame in scatter-gather
+/// pieces is a run of TX active descriptors, each but the last with [`tx_flags::MORE`]
+/// (Linux's largest: header, linear part and 17 page fragments).
+pub const MAX_TX_PIECES: usize = 24;
+/// Bytes of the [`OffloadHeader`] that starts a frame sent with [`tx_flags::OFFLOAD`].
+pub const OFFLOAD_HEADER_LEN: u32 = 12;
+/// The longest frame sent with an offload (Ethernet header included, offload header
+/// not): a 64 KiB TCP segmentation offload with room to spare.
+pub const MAX_OFFLOAD_FRAME_LEN: u32 = 0x11000;
+
+/// Flags of a TX active descriptor, in its `status` field.
+pub mod tx_flags {
+    /// The frame goes on in the next descriptor (scatter-gather).
+    pub const MORE: u16 = 1 << 0;
+    /// On a frame's first descriptor: the frame's first [`super::OFFLOAD_HEADER_LEN`]
+    /// bytes are an [`super::OffloadHeader`] (not sent) asking for offloads the server
+    /// offers ([`super::Info::offloads`]).
+    pub const OFFLOAD: u16 = 1 << 1;
+    /// Every flag defined.
+    pub const ALL: u16 = MORE | OFFLOAD;
+}
+
+/// Offloads a server does for its clients' frames (bits of [`Info::offloads`]).
+pub mod offloads {
+    /// Checksum offload: [`super::OFFLOAD_F_NEEDS_CSUM`] (the server computes the
+    /// checksum from `csum_start` to the frame's end and stores it at
+    /// `csum_start + csum_offset`).
+    pub const CSUM: u32 = 1 << 0;
+    /// TCP segmentation offload for IPv4 ([`super::GSO_TCPV4`]; needs [`CSUM`]).
+    pub const TSO4: u32 = 1 << 1;
+}
+
+/// [`OffloadHeader::flags`]: the client left the checksum to the server.
+pub const OFFLOAD_F_NEEDS_CSUM: u8 = 1;
+/// [`OffloadHeader::gso_type`]: no segmentation.
+pub const GSO_NONE: u8 = 0;
+/// [`OffloadHeader::gso_type`]: cut an IPv4 TCP frame into `gso_size`-byte segments.
+pub const GSO_TCPV4: u8 = 1;
+
+/// The offload header that starts a frame sent with [`tx_flags::OFFLOAD`]: the layout
+/// of virtio's `virtio_net_hdr_v1` (virtio 1.2 §5.1.6), so a VMM passes its guest's
+/// header through untouched. The server trusts none of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct OffloadHeader {
+    /// [`OFFLOAD_F_NEEDS_CSUM`] or 0.
+    pub flags: u8,
+    /// [`GSO_NONE`] or [`GSO_TCPV4`].
+    pub gso_type: u8,
+    /// The client's idea of its headers' length (not used: the server parses them).
+    pub hdr_len: U16,
+    /// Payload bytes per segment ([`GSO_TCPV4`]).
+    pub gso_size: U16,
+    /// Where checksumming starts, from the frame's first byte.
+    pub csum_start: U16,
+    /// Where the checksum goes, from `csum_start`.
+    pub csum_offset: U16,
+    /// Not used (virtio's receive-side field).
+    pub num_buffers: U16,
+}
+
+const _: () = assert!(core::mem::size_of::<OffloadHeader>() == OFFLOAD_HEADER_LEN as usize);
+
 /// A buffer reference: `len` bytes at `offset` in the client's data region, named
 /// `id` by the client. 16 bytes.
 ///
-/// - TX active: a frame to send (`len` = frame length); TX free: the same descriptor
-///   given back with a [`TxStatus`].
+/// - TX active: a frame to send (`len` = frame length), or one piece of it
+///   ([`tx_flags`] in `status`); TX free: the same descriptor given back with a
+///   [`TxStatus`] (every piece of a frame with the frame's, in order).
 /// - RX free: an empty buffer (`len` = its capacity, at least [`MAX_FRAME_LEN`]);
 ///   RX active: the same buffer given back with `len` = the frame's length and
 ///   [`RxStatus::Received`], or `len` 0 and [`RxStatus::Unused`].
@@ -51,8 +116,8 @@ pub struct BufDesc {
     pub len: u32,
     /// The client's name for this buffer (echoed by the server; not interpreted).
     pub id: u16,
-    /// TX free: a [`TxStatus`] value; RX active: an [`RxStatus`] value; zero in the
-    /// rings the client produces.
+    /// TX active: [`tx_flags`]; TX free: a [`TxStatus`] value; RX active: an
+    /// [`RxStatus`] value; zero in the RX free ring.
     pub status: u16,
 }
 
@@ -112,7 +177,13 @@ pub enum TxStatus {
     Spoofed = 2,
     /// Not sent: the device failed it, or there is no device to send it to.
     DeviceError = 3,
+    /// Not sent: it asks for an offload the server does not offer, or its offload
+    /// header or protocol headers are not ones the server can do it for.
+    Unsupported = 4,
 }
+
+/// How many [`TxStatus`] values there are (for per-status counters).
+pub const TX_STATUSES: usize = 5;
 
 impl TxStatus {
     /// The status with wire value `v`, if any.
@@ -122,6 +193,7 @@ impl TxStatus {
             1 => TxStatus::BadLength,
             2 => TxStatus::Spoofed,
             3 => TxStatus::DeviceError,
+            4 => TxStatus::Unsupported,
             _ => return None,
         })
     }
@@ -155,6 +227,8 @@ pub mod info_offsets {
     /// The last RX recall request the server has finished (server-written, see
     /// [`super::RX_RECALL`]).
     pub const RX_RECALL_DONE: usize = 0x2c;
+    /// The offloads the server does ([`super::offloads`] bits).
+    pub const OFFLOADS: usize = 0x30;
 }
 
 /// The one control-region word the **client** writes (u32, in the info page's page):
@@ -163,9 +237,9 @@ pub mod info_offsets {
 /// [`info_offsets::RX_RECALL_DONE`] once it has.
 pub const RX_RECALL: usize = 0x800;
 
-/// This protocol's info page header: magic `"VNET"`, version 2 (version 1 had fixed
-/// 2048-byte buffers and no ids).
-const HEADER: InfoHeader = InfoHeader::new(*b"VNET", 2);
+/// This protocol's info page header: magic `"VNET"`, version 3 (version 2 had no
+/// scatter-gather or offloads, version 1 fixed 2048-byte buffers and no ids).
+const HEADER: InfoHeader = InfoHeader::new(*b"VNET", 3);
 /// `"VNET"` little-endian.
 pub const INFO_MAGIC: u32 = HEADER.magic;
 /// The protocol version this crate speaks.
@@ -185,6 +259,8 @@ pub struct Info {
     pub data_size: u64,
     /// Capacity of each ring.
     pub ring_capacity: u32,
+    /// The offloads the server does ([`offloads`] bits).
+    pub offloads: u32,
 }
 
 impl Info {
@@ -203,7 +279,8 @@ impl Info {
             mem.store_u32(o::MIN_RX_BUFFER, MAX_FRAME_LEN, Ordering::Relaxed)?;
             mem.store_u32(o::DATA_SIZE_LO, self.data_size as u32, Ordering::Relaxed)?;
             mem.store_u32(o::DATA_SIZE_HI, (self.data_size >> 32) as u32, Ordering::Relaxed)?;
-            mem.store_u32(o::RING_CAPACITY, self.ring_capacity, Ordering::Relaxed)
+            mem.store_u32(o::RING_CAPACITY, self.ring_capacity, Ordering::Relaxed)?;
+            mem.store_u32(o::OFFLOADS, self.offloads, Ordering::Relaxed)
         })
     }
 
@@ -232,12 +309,19 @@ impl Info {
             if mac_is_multicast(&mac) || mac == [0; 6] {
                 return Err(field("mac_lo", u32::from_le_bytes(lo)));
             }
+            let offloads = r.load(o::OFFLOADS)?;
+            if offloads & !(offloads::CSUM | offloads::TSO4) != 0
+                || (offloads & offloads::TSO4 != 0 && offloads & offloads::CSUM == 0)
+            {
+                return Err(field("offloads", offloads));
+            }
             Ok(Info {
                 generation,
                 mac,
                 mtu,
                 data_size,
                 ring_capacity,
+                offloads,
             })
         })
     }

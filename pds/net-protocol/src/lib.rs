@@ -24,9 +24,11 @@ pub mod layout;
 pub mod ownership;
 pub mod server;
 
-pub use client::{Client, ClientError, ClientN, ClientStats, RxOutcome, RxReturn, SmallClient, TxReclaim};
+pub use client::{Client, ClientError, ClientN, ClientStats, RxOutcome, RxReturn, SmallClient, TxIds, TxReclaim};
 pub use layout::{
-    mac_is_multicast, BufDesc, ControlLayout, Info, InfoError, RxStatus, TxStatus, BUF_SIZE, ETH_HEADER_LEN,
-    MAX_BUFFERS, MAX_FRAME_LEN, MAX_RING_CAPACITY, MTU, RING_CAPACITY, RX_RECALL,
+    mac_is_multicast, offloads, tx_flags, BufDesc, ControlLayout, Info, InfoError, OffloadHeader, RxStatus, TxStatus,
+    BUF_SIZE, ETH_HEADER_LEN, GSO_NONE, GSO_TCPV4, MAX_BUFFERS, MAX_FRAME_LEN, MAX_OFFLOAD_FRAME_LEN,
+    MAX_RING_CAPACITY, MAX_TX_PIECES, MTU, OFFLOAD_F_NEEDS_CSUM, OFFLOAD_HEADER_LEN, RING_CAPACITY, RX_RECALL,
+    TX_STATUSES,
 };
 pub use server::{RxBuffer, Server, ServerConfig, ServerError, ServerStats, TxFrame};

@@ -17,7 +17,8 @@ use vcpos_queue::{Consumer, LayoutError, Producer, PushError, QueueError, Shared
 use vcpos_vcp_common::control::{check_size, generation, CutOff};
 
 use crate::layout::{
-    info_offsets, BufDesc, ControlLayout, Info, RxStatus, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN, MTU, RX_RECALL,
+    info_offsets, offloads, tx_flags, BufDesc, ControlLayout, Info, RxStatus, TxStatus, ETH_HEADER_LEN, MAX_FRAME_LEN,
+    MAX_OFFLOAD_FRAME_LEN, MAX_TX_PIECES, MTU, OFFLOAD_HEADER_LEN, RX_RECALL,
 };
 
 /// What the server offers one client.
@@ -27,31 +28,84 @@ pub struct ServerConfig {
     pub mac: [u8; 6],
     /// Slots in each ring (a power of two up to [`crate::MAX_RING_CAPACITY`]).
     pub ring_capacity: u32,
+    /// The offloads the server does for this client ([`crate::offloads`] bits; a
+    /// frame asking for one is refused without them).
+    pub offloads: u32,
 }
 
-/// A checked frame to send: `len` bytes (`ETH_HEADER_LEN..=MAX_FRAME_LEN`) at `offset`
-/// of the client's data region, inside it. Held by the server until
+/// A checked frame to send: 1..=[`MAX_TX_PIECES`] pieces of the client's data region
+/// (each inside it), in order; with [`TxFrame::offload`], the first
+/// [`crate::OFFLOAD_HEADER_LEN`] bytes are the client's [`crate::OffloadHeader`]. The
+/// length is checked: `ETH_HEADER_LEN..=MAX_FRAME_LEN` bytes of frame, or up to
+/// [`MAX_OFFLOAD_FRAME_LEN`] with an offload header. Held by the server until
 /// [`Server::tx_done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxFrame {
-    desc: BufDesc,
+    pieces: [BufDesc; MAX_TX_PIECES],
+    count: u8,
+    offload: bool,
 }
 
 impl TxFrame {
-    /// Offset of the frame in the client's data region.
-    pub fn offset(&self) -> u64 {
-        self.desc.offset
+    fn new(offload: bool) -> TxFrame {
+        TxFrame {
+            pieces: [BufDesc::default(); MAX_TX_PIECES],
+            count: 0,
+            offload,
+        }
     }
 
-    /// Frame length.
+    /// Offset of the frame's first piece in the client's data region.
+    pub fn offset(&self) -> u64 {
+        self.pieces[0].offset
+    }
+
+    /// Bytes of all pieces (the offload header included).
     pub fn len(&self) -> u32 {
-        self.desc.len
+        self.pieces().iter().map(|p| p.len).sum()
     }
 
     /// Whether the frame is empty (never: at least an Ethernet header).
     pub fn is_empty(&self) -> bool {
-        self.desc.len == 0
+        self.len() == 0
     }
+
+    /// The pieces, in order: `(offset, len)` of each in the client's data region.
+    pub fn pieces(&self) -> &[BufDesc] {
+        &self.pieces[..usize::from(self.count)]
+    }
+
+    /// Whether the frame starts with an offload header.
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Frame bytes (the offload header not counted).
+    pub fn frame_len(&self) -> u32 {
+        self.len() - if self.offload { OFFLOAD_HEADER_LEN } else { 0 }
+    }
+
+    fn push(&mut self, d: BufDesc) -> bool {
+        match self.pieces.get_mut(usize::from(self.count)) {
+            Some(slot) => {
+                *slot = BufDesc { status: 0, ..d };
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A frame the server is taking piece by piece (the client has published part of it).
+#[derive(Clone, Copy, Debug)]
+struct Assembly {
+    frame: TxFrame,
+    /// Refused: the pieces taken so far were given back with this status; the rest are
+    /// as they come.
+    refused: Option<TxStatus>,
+    /// A piece outside the data region was counted for it (no other count then).
+    bad_offset: bool,
 }
 
 /// A checked empty receive buffer: `capacity` bytes (at least [`MAX_FRAME_LEN`]) at
@@ -116,8 +170,12 @@ pub struct ServerStats {
     pub bad_offset: u64,
     /// Receive buffers smaller than [`MAX_FRAME_LEN`]: dropped, nothing given back.
     pub rx_too_small: u64,
-    /// Frames too short or too long: given back with [`TxStatus::BadLength`].
+    /// Frames too short or too long, in too many pieces, or with a piece outside the
+    /// data region: given back with [`TxStatus::BadLength`] (but for such a piece).
     pub bad_length: u64,
+    /// Frames asking for an offload not offered, or with undefined flags: given back
+    /// with [`TxStatus::Unsupported`].
+    pub unsupported: u64,
     /// Receive buffers given back unused on a recall.
     pub rx_recalled: u64,
 }
@@ -125,7 +183,7 @@ pub struct ServerStats {
 impl ServerStats {
     /// All refusals.
     pub fn refused(&self) -> u64 {
-        self.bad_offset + self.rx_too_small + self.bad_length
+        self.bad_offset + self.rx_too_small + self.bad_length + self.unsupported
     }
 }
 
@@ -138,8 +196,10 @@ pub struct Server<M> {
     rx_active: Producer<M, BufDesc>,
     config: ServerConfig,
     data_size: u64,
-    /// Frames taken and not given back.
+    /// Transmit descriptors (pieces) taken and not given back.
     tx_held: u32,
+    /// The frame being taken, while its last piece is not published yet.
+    assembly: Option<Assembly>,
     /// Receive buffers taken and not given back (the spare included).
     rx_held: u32,
     /// A receive buffer kept by [`Server::rx_unused`], handed out first.
@@ -165,6 +225,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             config,
             data_size,
             tx_held: 0,
+            assembly: None,
             rx_held: 0,
             rx_spare: None,
             recall_done: 0,
@@ -183,6 +244,7 @@ impl<M: SharedMemory + Clone> Server<M> {
             mtu: MTU,
             data_size: self.data_size,
             ring_capacity: self.config.ring_capacity,
+            offloads: self.config.offloads,
         };
         let recall = self.mem.load_u32(RX_RECALL, Ordering::Acquire).unwrap_or(0);
         self.recall_done = recall;
@@ -223,11 +285,14 @@ impl<M: SharedMemory + Clone> Server<M> {
         Ok(ring.free_slots()? > held)
     }
 
-    /// The next frame to send, if any. Descriptors naming bytes outside the data
-    /// region are dropped (counted); frames of an impossible length are given back at
-    /// once with [`TxStatus::BadLength`]. Takes nothing while the TX free ring lacks
-    /// room to give back every frame held plus this one. The frame is held until
-    /// [`Self::tx_done`].
+    /// The next frame to send, if any: its pieces up to one without
+    /// [`tx_flags::MORE`] (a frame published in part waits here for its rest).
+    /// Descriptors naming bytes outside the data region are dropped (counted) and
+    /// refuse their frame; a frame of an impossible length or in more than
+    /// [`MAX_TX_PIECES`] pieces is given back at once with [`TxStatus::BadLength`], one
+    /// asking for an offload not offered or with undefined flags with
+    /// [`TxStatus::Unsupported`]. Takes no descriptor while the TX free ring lacks room
+    /// to give back every one held plus it. The frame is held until [`Self::tx_done`].
     pub fn next_tx(&mut self) -> Result<Option<TxFrame>, ServerError> {
         self.cut_off.check()?;
         // Bounded: a client refilling the ring with refusals on another core cannot
@@ -235,46 +300,136 @@ impl<M: SharedMemory + Clone> Server<M> {
         for _ in 0..self.config.ring_capacity {
             match Self::room(&mut self.tx_free, self.tx_held) {
                 Ok(true) => {}
-                Ok(false) => return Ok(None),
+                Ok(false) => match self.assembly {
+                    // The frame being taken fills the give-back ring by itself: it can
+                    // never be whole. Its pieces go back; the rest as they come.
+                    Some(a) if a.refused.is_none() && u32::from(a.frame.count) == self.tx_held => {
+                        self.assembly = Some(Assembly {
+                            refused: Some(TxStatus::BadLength),
+                            ..a
+                        });
+                        self.tx_done(a.frame, TxStatus::BadLength)?;
+                        continue;
+                    }
+                    _ => return Ok(None),
+                },
                 Err(e) => return Err(self.cut_off.cut(e.into())),
             }
+            // A frame's rest may not be published yet: what was taken waits in
+            // `assembly` for the next call.
             let Some(d) = self.tx_active.pop().map_err(|e| self.cut_off.cut(e.into()))? else {
                 return Ok(None);
             };
-            if !d.fits(self.data_size) {
+            let first = self.assembly.is_none();
+            let mut a = self.assembly.take().unwrap_or(Assembly {
+                frame: TxFrame::new(d.status & tx_flags::OFFLOAD != 0),
+                refused: None,
+                bad_offset: false,
+            });
+            let more = d.status & tx_flags::MORE != 0;
+            let flags_ok = d.status & !tx_flags::ALL == 0 && (first || d.status & tx_flags::OFFLOAD == 0);
+            let fits = d.fits(self.data_size);
+            let bad = if !fits {
+                // Dropped: it names nothing of the client's to give back.
                 self.stats.bad_offset += 1;
+                a.bad_offset = true;
+                Some(TxStatus::BadLength)
+            } else if !flags_ok {
+                Some(TxStatus::Unsupported)
+            } else {
+                None
+            };
+            if let Some(status) = a.refused {
+                // The frame is refused already: this piece goes straight back.
+                if fits {
+                    self.give_back(
+                        false,
+                        BufDesc {
+                            status: status as u16,
+                            ..d
+                        },
+                    )?;
+                }
+            } else if let Some(status) = bad.or_else(|| (!a.frame.push(d)).then_some(TxStatus::BadLength)) {
+                // Refused now: the pieces taken so far go back first, in order.
+                a.refused = Some(status);
+                self.tx_done(a.frame, status)?;
+                if fits {
+                    self.give_back(
+                        false,
+                        BufDesc {
+                            status: status as u16,
+                            ..d
+                        },
+                    )?;
+                }
+            } else {
+                self.tx_held += 1;
+            }
+            if more {
+                self.assembly = Some(a);
                 continue;
             }
-            let frame = TxFrame {
-                desc: BufDesc { status: 0, ..d },
-            };
-            self.tx_held += 1;
-            if !(ETH_HEADER_LEN..=MAX_FRAME_LEN).contains(&d.len) {
-                self.stats.bad_length += 1;
-                self.tx_done(frame, TxStatus::BadLength)?;
+            if let Some(status) = a.refused {
+                if !a.bad_offset {
+                    self.count_refusal(status);
+                }
+                continue;
+            }
+            if let Err(status) = self.check_frame(&a.frame) {
+                self.count_refusal(status);
+                self.tx_done(a.frame, status)?;
                 continue;
             }
             self.stats.tx_accepted += 1;
-            return Ok(Some(frame));
+            return Ok(Some(a.frame));
         }
         Ok(None)
     }
 
-    /// Gives a frame (from [`Self::next_tx`]) back with `status`, its descriptor as
-    /// the client wrote it.
+    /// Whether a whole frame's length and offload request are ones to take.
+    fn check_frame(&self, f: &TxFrame) -> Result<(), TxStatus> {
+        if f.offload() {
+            if self.config.offloads & offloads::CSUM == 0 {
+                return Err(TxStatus::Unsupported);
+            }
+            let len = f.len().checked_sub(OFFLOAD_HEADER_LEN).ok_or(TxStatus::BadLength)?;
+            if !(ETH_HEADER_LEN..=MAX_OFFLOAD_FRAME_LEN).contains(&len) {
+                return Err(TxStatus::BadLength);
+            }
+        } else if !(ETH_HEADER_LEN..=MAX_FRAME_LEN).contains(&f.len()) {
+            return Err(TxStatus::BadLength);
+        }
+        Ok(())
+    }
+
+    fn count_refusal(&mut self, status: TxStatus) {
+        if status == TxStatus::Unsupported {
+            self.stats.unsupported += 1;
+        } else {
+            self.stats.bad_length += 1;
+        }
+    }
+
+    /// Gives a frame (from [`Self::next_tx`]) back with `status`: each of its pieces,
+    /// in order, its descriptor as the client wrote it but for the status.
     pub fn tx_done(&mut self, frame: TxFrame, status: TxStatus) -> Result<(), ServerError> {
-        if self.tx_held == 0 {
+        let n = u32::from(frame.count);
+        if self.tx_held < n {
             return Err(ServerError::NotHeld(frame.offset()));
         }
         self.cut_off.check()?;
-        self.tx_held -= 1;
-        self.give_back(
-            false,
-            BufDesc {
-                status: status as u16,
-                ..frame.desc
-            },
-        )
+        self.tx_held -= n;
+        for d in frame.pieces() {
+            self.give_back(
+                false,
+                BufDesc {
+                    status: status as u16,
+                    ..*d
+                },
+            )?;
+        }
+        Ok(())
     }
 
     fn give_back(&mut self, rx: bool, d: BufDesc) -> Result<(), ServerError> {

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 
 use vcpos_net_protocol::layout::info_offsets;
 use vcpos_net_protocol::{
-    BufDesc, Client, ClientError, ControlLayout, InfoError, RxOutcome, RxStatus, Server, ServerConfig, ServerError,
-    SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RX_RECALL,
+    offloads, tx_flags, BufDesc, Client, ClientError, ControlLayout, InfoError, RxOutcome, RxStatus, Server,
+    ServerConfig, ServerError, SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, MAX_TX_PIECES, RX_RECALL,
 };
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{Consumer, Producer, QueueError, SharedMemory, PRODUCER_INDEX_OFFSET, SIGNAL_FLAG_OFFSET};
@@ -25,6 +25,7 @@ fn config() -> ServerConfig {
     ServerConfig {
         mac: MAC,
         ring_capacity: RING,
+        offloads: offloads::CSUM | offloads::TSO4,
     }
 }
 
@@ -332,7 +333,8 @@ fn info_page_checks() {
         DATA,
         ServerConfig {
             mac: MAC,
-            ring_capacity: 512
+            ring_capacity: 512,
+            offloads: 0,
         }
     )
     .is_err());
@@ -377,9 +379,9 @@ fn hostile_client_descriptors() {
         BufDesc::new(400, MAX_FRAME_LEN + 1, 7), // too long
         BufDesc::new(DATA - 14, 14, 8),          // good: the region's last bytes
         BufDesc {
-            status: 9,
+            status: 8,
             ..BufDesc::new(0, 60, 9)
-        }, // status from the client ignored
+        }, // a flag not defined
     ] {
         tx.push(&d).unwrap();
     }
@@ -388,9 +390,12 @@ fn hostile_client_descriptors() {
         frames.push((t.offset(), t.len()));
         s.server.tx_done(t, TxStatus::Sent).unwrap();
     }
-    assert_eq!(frames, vec![(1, 60), (1, 60), (DATA - 14, 14), (0, 60)]);
+    assert_eq!(frames, vec![(1, 60), (1, 60), (DATA - 14, 14)]);
     let st = s.server.stats();
-    assert_eq!((st.tx_accepted, st.bad_offset, st.bad_length), (4, 3, 2));
+    assert_eq!(
+        (st.tx_accepted, st.bad_offset, st.bad_length, st.unsupported),
+        (3, 3, 2, 1)
+    );
     // Everything taken comes back exactly once, echoed, with its status; what named
     // bytes outside the region does not.
     let mut got = Vec::new();
@@ -406,7 +411,7 @@ fn hostile_client_descriptors() {
             (6, 300, 13, bad),
             (7, 400, MAX_FRAME_LEN + 1, bad),
             (8, DATA - 14, 14, sent),
-            (9, 0, 60, sent),
+            (9, 0, 60, TxStatus::Unsupported as u16),
         ]
     );
     assert_eq!(s.server.held(), 0);
@@ -845,4 +850,178 @@ fn random_hostile_server() {
             let _ = client.request_signal();
         }
     }
+}
+
+/// A frame in pieces, with an offload header: the server takes it whole, only once
+/// its last piece is published, and gives every piece back in order.
+#[test]
+fn a_frame_in_pieces_is_taken_whole_and_given_back_in_order() {
+    let (mut s, mut client) = region_pair();
+    let pieces = [(100u64, 12u32 + 20), (4000, 1000), (9000, 3000)];
+    let ids = client.send_frame(&pieces, true).unwrap();
+    assert_eq!(ids.as_slice().len(), 3);
+    let f = s.server.next_tx().unwrap().unwrap();
+    assert!(f.offload());
+    assert_eq!(f.len(), 12 + 20 + 1000 + 3000);
+    assert_eq!(f.frame_len(), 20 + 1000 + 3000);
+    let got: Vec<(u64, u32)> = f.pieces().iter().map(|d| (d.offset, d.len)).collect();
+    assert_eq!(got, pieces);
+    assert_eq!(s.server.held(), 3);
+    s.server.tx_done(f, TxStatus::Sent).unwrap();
+    for (k, &(offset, len)) in pieces.iter().enumerate() {
+        let r = client.reclaim_tx().unwrap().unwrap();
+        assert_eq!(
+            (r.id, r.offset, r.len, r.status),
+            (ids.as_slice()[k], offset, len, TxStatus::Sent)
+        );
+    }
+    assert!(client.reclaim_tx().unwrap().is_none());
+
+    // Published in part: nothing yet; the rest makes the frame.
+    let mut s = server();
+    let mut raw = raw_tx_active(&s.control);
+    let mut d = BufDesc::new(0, 14, 1);
+    d.status = tx_flags::MORE;
+    raw.push(&d).unwrap();
+    assert!(s.server.next_tx().unwrap().is_none());
+    raw.push(&BufDesc::new(2048, 100, 2)).unwrap();
+    let f = s.server.next_tx().unwrap().unwrap();
+    assert!(!f.offload());
+    assert_eq!(f.pieces().len(), 2);
+    assert_eq!(f.len(), 114);
+}
+
+/// The client's checks: piece counts, lengths, and offloads the server offers.
+#[test]
+fn send_frame_checks_before_handing_anything_over() {
+    let (_s, mut client) = region_pair();
+    let too_many = vec![(0u64, 100u32); MAX_TX_PIECES + 1];
+    assert_eq!(
+        client.send_frame(&too_many, false),
+        Err(ClientError::BadLength(MAX_TX_PIECES + 1))
+    );
+    assert_eq!(client.send_frame(&[], false), Err(ClientError::BadLength(0)));
+    assert!(matches!(
+        client.send_frame(&[(0, 1000), (1000, 600)], false),
+        Err(ClientError::BadLength(1600))
+    ));
+    assert!(matches!(
+        client.send_frame(&[(0, 0), (10, 60)], false),
+        Err(ClientError::BadBuffer { .. })
+    ));
+    assert!(matches!(
+        client.send_frame(&[(DATA - 10, 20)], false),
+        Err(ClientError::BadBuffer { .. })
+    ));
+    // An offloaded frame may be long; without its header it must still hold an
+    // Ethernet header.
+    assert!(client.send_frame(&[(0, 12 + 13)], true).is_err());
+    assert!(client.send_frame(&[(0, 12 + 20000)], true).is_ok());
+    // More pieces than the ring has room for: nothing is handed over.
+    let many = vec![(0u64, 100u32); RING as usize];
+    assert_eq!(client.send_frame(&many, true), Err(ClientError::Full));
+    assert_eq!(client.tx_outstanding(), 1);
+
+    // A server that offers no offloads.
+    let control = FakeMemory::new(layout().size());
+    let data = FakeMemory::new(DATA as usize);
+    let cfg = ServerConfig {
+        offloads: 0,
+        ..config()
+    };
+    let mut server = Server::new(control.clone(), DATA, cfg).unwrap();
+    server.publish(1).unwrap();
+    let mut client = Client::with_region(control.clone(), data, RING).unwrap();
+    assert_eq!(client.connect().unwrap().offloads, 0);
+    assert_eq!(
+        client.send_frame(&[(0, 100)], true),
+        Err(ClientError::OffloadNotOffered)
+    );
+    // A client that asks anyway is refused by the server.
+    let mut d = BufDesc::new(0, 100, 0);
+    d.status = tx_flags::OFFLOAD;
+    raw_tx_active(&control).push(&d).unwrap();
+    assert!(server.next_tx().unwrap().is_none());
+    assert_eq!(server.stats().unsupported, 1);
+    let back = tx_free(&control).pop().unwrap().unwrap();
+    assert_eq!(back.status, TxStatus::Unsupported as u16);
+}
+
+/// Hostile pieces: too many, undefined flags, a piece outside the region, an offload
+/// flag after the first piece. Each refuses its frame, gives back every piece that
+/// names the client's bytes in order, and the next frame is served.
+#[test]
+fn hostile_pieces_refuse_their_frame_only() {
+    let s = server();
+    let mut server = s.server;
+    let mut raw = raw_tx_active(&s.control);
+    let mut back = tx_free(&s.control);
+    let piece = |offset: u64, len: u32, id: u16, status: u16| {
+        let mut d = BufDesc::new(offset, len, id);
+        d.status = status;
+        d
+    };
+    let drain = |back: &mut Consumer<FakeMemory, BufDesc>| {
+        let mut v = Vec::new();
+        while let Some(d) = back.pop().unwrap() {
+            v.push((d.id, d.status));
+        }
+        v
+    };
+    let bad = TxStatus::BadLength as u16;
+    let unsupported = TxStatus::Unsupported as u16;
+
+    // More than the ring can give back at once (RING = 16) and more than
+    // MAX_TX_PIECES: published and taken in parts, given back as they come.
+    let mut got = Vec::new();
+    for i in 0..MAX_TX_PIECES as u16 + 2 {
+        let last = i == MAX_TX_PIECES as u16 + 1;
+        raw.push(&piece(
+            u64::from(i) * 100,
+            100,
+            i,
+            if last { 0 } else { tx_flags::MORE },
+        ))
+        .unwrap();
+        if i % 4 == 3 || last {
+            assert!(server.next_tx().unwrap().is_none());
+            got.extend(drain(&mut back));
+        }
+    }
+    assert!(server.next_tx().unwrap().is_none());
+    got.extend(drain(&mut back));
+    let want: Vec<(u16, u16)> = (0..MAX_TX_PIECES as u16 + 2).map(|i| (i, bad)).collect();
+    assert_eq!(got, want);
+    assert_eq!(server.held(), 0);
+    assert_eq!(server.stats().bad_length, 1);
+
+    // An undefined flag on the second piece; an offload flag on a later piece.
+    raw.push(&piece(0, 60, 1, tx_flags::MORE)).unwrap();
+    raw.push(&piece(100, 60, 2, tx_flags::MORE | 0x40)).unwrap();
+    raw.push(&piece(200, 60, 3, 0)).unwrap();
+    raw.push(&piece(0, 60, 4, tx_flags::MORE)).unwrap();
+    raw.push(&piece(100, 60, 5, tx_flags::OFFLOAD)).unwrap();
+    assert!(server.next_tx().unwrap().is_none());
+    assert_eq!(
+        drain(&mut back),
+        [
+            (1, unsupported),
+            (2, unsupported),
+            (3, unsupported),
+            (4, unsupported),
+            (5, unsupported)
+        ]
+    );
+
+    // A piece outside the region: dropped; the others come back.
+    raw.push(&piece(0, 60, 6, tx_flags::MORE)).unwrap();
+    raw.push(&piece(DATA, 60, 7, tx_flags::MORE)).unwrap();
+    raw.push(&piece(100, 60, 8, 0)).unwrap();
+    // Then an honest frame is served.
+    raw.push(&piece(300, 60, 9, 0)).unwrap();
+    let f = server.next_tx().unwrap().unwrap();
+    assert_eq!((f.offset(), f.len()), (300, 60));
+    assert_eq!(drain(&mut back), [(6, bad), (8, bad)]);
+    assert_eq!(server.stats().bad_offset, 1);
+    assert_eq!(server.held(), 1);
 }

@@ -36,6 +36,7 @@ fn port(mac: [u8; 6]) -> (Port, Client<FakeMemory>) {
         ServerConfig {
             mac,
             ring_capacity: RING,
+            offloads: 0,
         },
     )
     .unwrap();
@@ -281,6 +282,7 @@ fn hostile_give_backs_are_errors_not_panics() {
         ServerConfig {
             mac: SERVER_MAC,
             ring_capacity: RING,
+            offloads: 0,
         },
     )
     .unwrap();

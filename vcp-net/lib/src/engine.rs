@@ -320,6 +320,7 @@ impl<M: DataRegion + Clone, N: Nic> Engine<M, N> {
                     let cfg = ServerConfig {
                         mac,
                         ring_capacity: config.rings[i],
+                        offloads: 0,
                     };
                     let mut server = Server::new(r.control, r.data.size() as u64, cfg)
                         .map_err(|error| EngineError::Layout { client: i, error })?;
