@@ -392,8 +392,8 @@ impl<B: NetBackend> Net<B> {
         self.stats
     }
 
-    /// Device-specific features the driver accepted (0 before FEATURES_OK and after
-    /// a reset).
+    /// The features the driver accepted, transport bits included (0 before
+    /// FEATURES_OK and after a reset).
     pub fn negotiated_features(&self) -> u64 {
         self.negotiated
     }
