@@ -75,6 +75,6 @@ pub use console::Console;
 pub use error::GuestError;
 pub use memory::{GuestMemory, GuestRam, MemoryError, VecMemory};
 pub use mmio::{Device, DeviceStatus, Interrupts, MmioTransport};
-pub use net::{Net, NetBackend, NetCompletion, NetInfo, NetStats};
+pub use net::{Net, NetBackend, NetCompletion, NetInfo, NetOffloads, NetStats};
 pub use net_vcp::{NetVcpBackend, NetVcpStats};
 pub use queue::{DescriptorChain, Queue, Reader, Segment, Writer};

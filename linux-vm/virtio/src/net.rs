@@ -3,21 +3,32 @@
 //!
 //! Features offered: VIRTIO_NET_F_MAC (the MAC from [`NetInfo`]) and
 //! VIRTIO_NET_F_STATUS (link state from [`NetInfo`]), plus VIRTIO_F_VERSION_1 from
-//! the transport. No checksum or segmentation offloads, no mergeable receive
-//! buffers, no control queue: every frame is one plain Ethernet frame of at most
-//! [`MAX_FRAME_LEN`] bytes behind the 12-byte `virtio_net_hdr_v1` ([`NetHeader`]).
-//! The configuration space is `mac` and `status` (§5.1.4).
+//! the transport; and the transmit offloads the backend does in software
+//! ([`NetInfo::offloads`]): VIRTIO_NET_F_CSUM (the driver may leave a TCP/UDP
+//! checksum to the device) and, with it, VIRTIO_NET_F_HOST_TSO4 (the driver may hand
+//! over a TCP/IPv4 frame of up to [`MAX_OFFLOAD_FRAME_LEN`] bytes for the device to
+//! cut into MTU-sized segments). No receive offloads, no mergeable receive buffers,
+//! no control queue. Every frame is behind the 12-byte `virtio_net_hdr_v1`
+//! ([`NetHeader`]). The configuration space is `mac` and `status` (§5.1.4).
 //!
 //! **Transmit** (queue 1): a chain is the header and the frame, in any descriptor
-//! layout (the header may share a descriptor with the frame). The frame's pieces are
-//! handed to the backend as guest-RAM ranges ([`DataSegment`]: offset from the start
-//! of guest RAM, length), checked to lie inside guest RAM by the queue, so the
-//! network VCP's NIC reads the frame straight from guest RAM (zero copy). Frames stay
-//! in flight up to the backend's `tx_depth` and complete in any order; the chain is
-//! then returned with used length 0. Frames shorter than [`MIN_FRAME_LEN`] or longer
-//! than [`MAX_FRAME_LEN`], in more pieces than the backend's `tx_segments_max`, or
-//! with a header asking for an offload (NEEDS_CSUM or a GSO type, none negotiated)
-//! are refused: returned at once and counted in [`NetStats`].
+//! layout (the header may share a descriptor with the frame). A frame is *offloaded*
+//! when its header asks for an offload: NEEDS_CSUM (accepted only with CSUM
+//! negotiated) and/or `gso_type` TCPV4 (accepted only with HOST_TSO4 negotiated and
+//! with NEEDS_CSUM, as §5.1.6.2.1 asks of drivers). Any other `gso_type` (UDP, TCPV6,
+//! USO, the ECN bit) is refused. Flag bits other than NEEDS_CSUM are ignored
+//! (§5.1.6.2.2). The device does not interpret `csum_start`, `gso_size` and the rest:
+//! the backend checks them. A plain frame is handed to the backend as the pieces past
+//! the header; an offloaded one as the whole chain, header first, for the backend to
+//! read the header from guest RAM. The pieces are guest-RAM ranges ([`DataSegment`]:
+//! offset from the start of guest RAM, length), checked to lie inside guest RAM by
+//! the queue, so the network VCP reads the frame straight from guest RAM (zero copy).
+//! Frames stay in flight up to the backend's `tx_depth` and complete in any order;
+//! the chain is then returned with used length 0. Frames shorter than
+//! [`MIN_FRAME_LEN`] or longer than [`MAX_FRAME_LEN`] ([`MAX_OFFLOAD_FRAME_LEN`] for a
+//! segmentation offload), in more pieces than the backend's `tx_segments_max`, or with
+//! a header asking for an offload not negotiated are refused: returned at once and
+//! counted in [`NetStats`].
 //!
 //! **Receive** (queue 0): the guest posts device-writable buffers. While the backend
 //! takes buffers ([`NetBackend::rx_room`]) the device lends it each posted buffer past
@@ -43,6 +54,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use bitflags::bitflags;
 use zerocopy::little_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -54,6 +66,10 @@ use crate::queue::{DescriptorChain, Queue, Segment};
 
 /// Device ID of a network device (virtio 1.2 §5.1.1).
 pub const NET_DEVICE_ID: u32 = 1;
+/// VIRTIO_NET_F_CSUM: the device takes frames with a partial checksum (NEEDS_CSUM).
+pub const VIRTIO_NET_F_CSUM: u64 = 1;
+/// VIRTIO_NET_F_HOST_TSO4: the device takes TCP/IPv4 frames to segment (needs CSUM).
+pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
 /// VIRTIO_NET_F_MAC: the config space holds the device's MAC address.
 pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 /// VIRTIO_NET_F_STATUS: the config space's `status` is valid.
@@ -64,6 +80,8 @@ pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
 pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 /// Header `gso_type`: not a segmentation offload.
 pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+/// Header `gso_type`: TCP over IPv4 to segment (needs VIRTIO_NET_F_HOST_TSO4).
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 
 /// receiveq1 (device to driver).
 pub const RECEIVEQ: u16 = 0;
@@ -77,6 +95,10 @@ pub const NET_HEADER_LEN: u32 = 12;
 pub const MIN_FRAME_LEN: u32 = 14;
 /// Longest frame: Ethernet header + 1500-byte MTU (no FCS; no VLAN tag on transmit).
 pub const MAX_FRAME_LEN: u32 = 1514;
+/// Longest frame with a segmentation offload (Ethernet header included, virtio header
+/// not): an IPv4 packet of at most 65535 bytes behind an Ethernet header (and a VLAN
+/// tag), with room to spare; the network protocol's limit for offloaded frames.
+pub const MAX_OFFLOAD_FRAME_LEN: u32 = 0x11000;
 /// Smallest receive buffer used: header + a maximal frame (virtio 1.2 §5.1.6.3.1:
 /// without MRG_RXBUF or offloads, drivers post buffers of at least 1526 bytes).
 pub const MIN_RX_BUFFER: u32 = NET_HEADER_LEN + MAX_FRAME_LEN;
@@ -106,6 +128,21 @@ pub struct NetHeader {
 
 const _: () = assert!(core::mem::size_of::<NetHeader>() == NET_HEADER_LEN as usize);
 
+bitflags! {
+    /// Transmit offloads a backend does for the guest (in software, in vcpos: the
+    /// network VCP).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct NetOffloads: u8 {
+        /// Fills a TCP/UDP checksum the guest left partial (NEEDS_CSUM): the device
+        /// offers VIRTIO_NET_F_CSUM.
+        const CSUM = 1;
+        /// Cuts a TCP/IPv4 frame of up to [`MAX_OFFLOAD_FRAME_LEN`] bytes into
+        /// MTU-sized segments (GSO_TCPV4): with [`NetOffloads::CSUM`], the device offers
+        /// VIRTIO_NET_F_HOST_TSO4.
+        const TSO4 = 2;
+    }
+}
+
 /// What the network backend is; the config space and the limits come from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetInfo {
@@ -116,8 +153,13 @@ pub struct NetInfo {
     pub link_up: bool,
     /// Transmitted frames the backend takes in flight at once (at least 1).
     pub tx_depth: u16,
-    /// Most guest-RAM pieces one transmitted frame may have (at least 1).
+    /// Most guest-RAM pieces one transmitted frame may have (at least 1), the pieces
+    /// of the header included for an offloaded frame.
     pub tx_segments_max: u16,
+    /// Transmit offloads the backend does. The device offers them when the driver
+    /// reads its features, so a backend reports them before the guest's driver
+    /// starts and keeps them.
+    pub offloads: NetOffloads,
 }
 
 /// A transmit or receive finished at the backend.
@@ -141,11 +183,17 @@ pub trait NetBackend {
     fn info(&self) -> NetInfo;
 
     /// Sends the frame in `frame` (guest-RAM pieces, in order, checked to be inside
-    /// guest RAM; their total length is `MIN_FRAME_LEN..=MAX_FRAME_LEN` and there are
-    /// at most `tx_segments_max` of them). The memory stays the guest's to read
-    /// until [`NetCompletion::Sent`]. `Busy` makes the device offer it again later;
-    /// `Refused(_)` returns it unsent (the status is not used: virtio-net has none).
-    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError>;
+    /// guest RAM, none empty, at most `tx_segments_max` of them). Without `offload`
+    /// the pieces are the frame, `MIN_FRAME_LEN..=MAX_FRAME_LEN` bytes. With
+    /// `offload` (only for an offload the backend offers in [`NetInfo::offloads`] and
+    /// the driver negotiated) their first [`NET_HEADER_LEN`] bytes are the guest's
+    /// [`NetHeader`] asking for it (NEEDS_CSUM, and GSO_TCPV4 or GSO_NONE; the other
+    /// fields unchecked) and the rest the frame, `MIN_FRAME_LEN..=MAX_FRAME_LEN` bytes
+    /// for GSO_NONE, `MIN_FRAME_LEN..=MAX_OFFLOAD_FRAME_LEN` for GSO_TCPV4. The memory
+    /// stays the guest's to read until [`NetCompletion::Sent`]. `Busy` makes the
+    /// device offer it again later; `Refused(_)` returns it unsent (the status is not
+    /// used: virtio-net has none).
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment], offload: bool) -> Result<(), SubmitError>;
 
     /// Guest receive buffers the backend takes now. The device asks only while the
     /// driver is up (DRIVER_OK, no reset pending), in `poll` and on a receive-queue
@@ -171,8 +219,8 @@ impl<T: NetBackend + ?Sized> NetBackend for alloc::boxed::Box<T> {
         (**self).info()
     }
 
-    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError> {
-        (**self).transmit(id, frame)
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment], offload: bool) -> Result<(), SubmitError> {
+        (**self).transmit(id, frame, offload)
     }
 
     fn rx_room(&mut self) -> usize {
@@ -197,10 +245,16 @@ impl<T: NetBackend + ?Sized> NetBackend for alloc::boxed::Box<T> {
 pub struct NetStats {
     /// Frames the backend finished sending.
     pub tx_frames: u64,
-    /// Frames refused for their length (below [`MIN_FRAME_LEN`] or above
-    /// [`MAX_FRAME_LEN`]).
+    /// Frames handed to the backend with an offload (NEEDS_CSUM, GSO_TCPV4 or both).
+    pub tx_offloaded: u64,
+    /// Of those, frames handed over for segmentation (GSO_TCPV4).
+    pub tx_tso: u64,
+    /// Frames refused for their length (below [`MIN_FRAME_LEN`], above
+    /// [`MAX_FRAME_LEN`], or above [`MAX_OFFLOAD_FRAME_LEN`] for GSO_TCPV4).
     pub tx_bad_length: u64,
-    /// Frames refused because their header asks for an offload not negotiated.
+    /// Frames refused because their header asks for an offload not negotiated or
+    /// not known (a GSO type other than TCPV4, the ECN bit, TCPV4 without
+    /// NEEDS_CSUM).
     pub tx_bad_header: u64,
     /// Frames refused for having more pieces than the backend takes.
     pub tx_too_many_segments: u64,
@@ -222,7 +276,25 @@ pub struct NetStats {
 #[derive(Clone, Debug)]
 struct Stalled {
     id: RequestId,
+    frame: TxFrame,
+}
+
+/// A checked transmit chain, as the backend gets it.
+#[derive(Clone, Debug)]
+struct TxFrame {
+    /// The frame's pieces (from the header on if `offload`).
     segments: Vec<DataSegment>,
+    /// Whether the header asks for an offload.
+    offload: bool,
+    /// Whether that offload is segmentation (GSO_TCPV4).
+    tso: bool,
+}
+
+/// A checked transmit chain before its pieces are made guest-RAM offsets.
+struct ParsedTx {
+    segments: Vec<Segment>,
+    offload: bool,
+    tso: bool,
 }
 
 /// A receive buffer lent to the backend.
@@ -260,6 +332,8 @@ pub struct Net<B: NetBackend> {
     rx_lent: Vec<Option<RxLent>>,
     rx_count: usize,
     stats: NetStats,
+    /// Features the driver accepted (cleared by a reset).
+    negotiated: u64,
 }
 
 impl<B: NetBackend> fmt::Debug for Net<B> {
@@ -269,6 +343,7 @@ impl<B: NetBackend> fmt::Debug for Net<B> {
             .field("tx_in_flight", &self.tx_count)
             .field("rx_lent", &self.rx_count)
             .field("stats", &self.stats)
+            .field("negotiated", &self.negotiated)
             .finish()
     }
 }
@@ -288,6 +363,7 @@ impl<B: NetBackend> Net<B> {
             rx_lent: vec![None; n],
             rx_count: 0,
             stats: NetStats::default(),
+            negotiated: 0,
         }
     }
 
@@ -314,6 +390,12 @@ impl<B: NetBackend> Net<B> {
     /// Counters.
     pub fn stats(&self) -> NetStats {
         self.stats
+    }
+
+    /// The features the driver accepted, transport bits included (0 before
+    /// FEATURES_OK and after a reset).
+    pub fn negotiated_features(&self) -> u64 {
+        self.negotiated
     }
 
     /// Guest-RAM offsets for checked guest-physical segments.
@@ -351,11 +433,19 @@ impl<B: NetBackend> Net<B> {
     }
 
     /// Hands a frame to the backend; false if it was refused (and counted).
-    fn submit(&mut self, id: RequestId, segments: Vec<DataSegment>) -> bool {
-        match self.backend.transmit(id, &segments) {
-            Ok(()) => true,
+    fn submit(&mut self, id: RequestId, frame: TxFrame) -> bool {
+        match self.backend.transmit(id, &frame.segments, frame.offload) {
+            Ok(()) => {
+                if frame.offload {
+                    self.stats.tx_offloaded += 1;
+                }
+                if frame.tso {
+                    self.stats.tx_tso += 1;
+                }
+                true
+            }
             Err(SubmitError::Busy) => {
-                self.stalled = Some(Stalled { id, segments });
+                self.stalled = Some(Stalled { id, frame });
                 true
             }
             Err(SubmitError::Refused(_)) => {
@@ -365,9 +455,9 @@ impl<B: NetBackend> Net<B> {
         }
     }
 
-    /// Checks a transmit chain; the frame's segments, or `None` if the frame is
+    /// Checks a transmit chain; the pieces to hand over, or `None` if the frame is
     /// refused (counted). Errors are protocol violations.
-    fn parse_tx(&mut self, chain: &DescriptorChain, mem: &dyn GuestMemory) -> Result<Option<Vec<Segment>>, GuestError> {
+    fn parse_tx(&mut self, chain: &DescriptorChain, mem: &dyn GuestMemory) -> Result<Option<ParsedTx>, GuestError> {
         if !chain.writable().is_empty() {
             return Err(Self::bad(chain, "device-writable buffer in a transmit chain"));
         }
@@ -378,28 +468,43 @@ impl<B: NetBackend> Net<B> {
         let mut raw = [0u8; NET_HEADER_LEN as usize];
         chain.reader().read(mem, &mut raw)?;
         let header: NetHeader = zerocopy::transmute!(raw);
-        let frame_len = total - u64::from(NET_HEADER_LEN);
-        if !(u64::from(MIN_FRAME_LEN)..=u64::from(MAX_FRAME_LEN)).contains(&frame_len) {
-            self.stats.tx_bad_length += 1;
-            return Ok(None);
-        }
-        if header.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 || header.gso_type != VIRTIO_NET_HDR_GSO_NONE {
+        let csum = header.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0;
+        let tso = header.gso_type == VIRTIO_NET_HDR_GSO_TCPV4;
+        let header_ok = (!csum || self.negotiated & VIRTIO_NET_F_CSUM != 0)
+            && match header.gso_type {
+                VIRTIO_NET_HDR_GSO_NONE => true,
+                VIRTIO_NET_HDR_GSO_TCPV4 => csum && self.negotiated & VIRTIO_NET_F_HOST_TSO4 != 0,
+                _ => false,
+            };
+        if !header_ok {
             self.stats.tx_bad_header += 1;
             return Ok(None);
         }
-        let frame = cut(chain.readable(), u64::from(NET_HEADER_LEN), frame_len);
-        if frame.len() > usize::from(self.backend.info().tx_segments_max.max(1)) {
+        let frame_len = total - u64::from(NET_HEADER_LEN);
+        let max = if tso { MAX_OFFLOAD_FRAME_LEN } else { MAX_FRAME_LEN };
+        if !(u64::from(MIN_FRAME_LEN)..=u64::from(max)).contains(&frame_len) {
+            self.stats.tx_bad_length += 1;
+            return Ok(None);
+        }
+        let offload = csum || tso;
+        // An offloaded frame goes over with its header for the backend to read.
+        let segments = if offload {
+            cut(chain.readable(), 0, total)
+        } else {
+            cut(chain.readable(), u64::from(NET_HEADER_LEN), frame_len)
+        };
+        if segments.len() > usize::from(self.backend.info().tx_segments_max.max(1)) {
             self.stats.tx_too_many_segments += 1;
             return Ok(None);
         }
-        Ok(Some(frame))
+        Ok(Some(ParsedTx { segments, offload, tso }))
     }
 
     /// Takes transmit chains while the backend has room.
     fn transmit(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<Interrupts, GuestError> {
         let mut irq = Interrupts::empty();
         if let Some(s) = self.stalled.take() {
-            if !self.submit(s.id, s.segments) && self.tx_done(q, mem, s.id.head())? {
+            if !self.submit(s.id, s.frame) && self.tx_done(q, mem, s.id.head())? {
                 irq |= Interrupts::USED_BUFFER;
             }
         }
@@ -421,9 +526,13 @@ impl<B: NetBackend> Net<B> {
             self.tx_in_flight[usize::from(head)] = true;
             self.tx_count += 1;
             let sent = match frame {
-                Some(frame) => {
-                    let segments = self.data_segments(&frame)?;
-                    self.submit(RequestId::new(self.generation, head), segments)
+                Some(parsed) => {
+                    let frame = TxFrame {
+                        segments: self.data_segments(&parsed.segments)?,
+                        offload: parsed.offload,
+                        tso: parsed.tso,
+                    };
+                    self.submit(RequestId::new(self.generation, head), frame)
                 }
                 None => false,
             };
@@ -560,8 +669,18 @@ impl<B: NetBackend> Device for Net<B> {
         NET_DEVICE_ID
     }
 
+    /// MAC and STATUS, and the offloads the backend does: CSUM, and HOST_TSO4 only
+    /// with CSUM (virtio 1.2 §5.1.3.1).
     fn device_features(&self) -> u64 {
-        VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS
+        let offloads = self.backend.info().offloads;
+        let mut f = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS;
+        if offloads.contains(NetOffloads::CSUM) {
+            f |= VIRTIO_NET_F_CSUM;
+            if offloads.contains(NetOffloads::TSO4) {
+                f |= VIRTIO_NET_F_HOST_TSO4;
+            }
+        }
+        f
     }
 
     fn num_queues(&self) -> usize {
@@ -578,6 +697,16 @@ impl<B: NetBackend> Device for Net<B> {
 
     fn read_config(&self, offset: usize, data: &mut [u8]) {
         copy_config(&self.config_bytes(), offset, data);
+    }
+
+    /// Keeps what the driver accepted; refuses HOST_TSO4 without CSUM (a feature
+    /// without the one it requires, virtio 1.2 §5.1.3.1).
+    fn features_accepted(&mut self, features: u64) -> bool {
+        if features & VIRTIO_NET_F_HOST_TSO4 != 0 && features & VIRTIO_NET_F_CSUM == 0 {
+            return false;
+        }
+        self.negotiated = features;
+        true
     }
 
     /// The configuration space is read-only (no VIRTIO_NET_F_CTRL_MAC_ADDR; a
@@ -623,6 +752,7 @@ impl<B: NetBackend> Device for Net<B> {
         self.stalled = None;
         self.rx_lent.iter_mut().for_each(|f| *f = None);
         self.rx_count = 0;
+        self.negotiated = 0;
         self.backend.reset();
     }
 }

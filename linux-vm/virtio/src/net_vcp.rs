@@ -6,15 +6,22 @@
 //! descriptor names any `(offset, len)` of it, so guest buffers go to the VCP as they
 //! are:
 //!
-//! - **Transmit**: Linux without scatter-gather or checksum offloads linearizes every
-//!   frame, so the frame is one guest-RAM piece after the 12-byte virtio-net header
-//!   (in the header's descriptor or its own). Adjacent pieces are merged; the frame
-//!   goes to the VCP as `(offset in guest RAM, len)` and the NIC reads it in place
-//!   (vcp-net copies only the 14-byte Ethernet header, to check it). A frame in
-//!   several non-adjacent pieces is refused and counted (`tx_scattered`). The guest's
-//!   chain completes ([`NetCompletion::Sent`]) only when the VCP gives the descriptor
-//!   back: until then the device reads guest RAM. No descriptor free (at most the
-//!   ring capacity out): `Busy`.
+//! - **Transmit**: the guest's frame goes to the VCP as it lies in guest RAM, in
+//!   the pieces of its descriptor chain, adjacent pieces merged, in one
+//!   `send_frame` of at most [`MAX_TX_PIECES`] protocol descriptors. Linux with the
+//!   checksum and segmentation offloads the VCP offers ([`NetInfo::offloads`], from
+//!   its info page) sends TCP frames of up to 64 KiB as its header (linear part) and
+//!   page fragments; such an offloaded frame goes over with the guest's own 12-byte
+//!   `virtio_net_hdr_v1` first (the protocol's offload header has its layout), and
+//!   vcp-net cuts it into MTU-sized segments and fills the checksums, checking the
+//!   header as untrusted input. A plain frame goes over from its Ethernet header. The
+//!   NIC reads the frame in place (vcp-net copies only the headers it checks and
+//!   builds). A frame still in more than [`MAX_TX_PIECES`] pieces after merging is
+//!   refused and counted (`tx_scattered`). Each piece comes back on its own; the
+//!   guest's chain completes ([`NetCompletion::Sent`]) when the frame's last piece
+//!   does (pieces come back in order): until then the device reads guest RAM. Too
+//!   few descriptors free for every piece (at most the ring capacity out): `Busy`,
+//!   nothing handed over.
 //! - **Receive**: every buffer the guest posts is handed to the VCP's RX free ring at
 //!   once (its room after the 12-byte header; up to the ring capacity, 256 in the
 //!   systems), so the VCP copies each frame once, from its NIC buffer straight into
@@ -40,21 +47,30 @@ use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use vcpos_net_protocol::{Client, ClientError, RxOutcome};
+use vcpos_net_protocol::{offloads, Client, ClientError, RxOutcome, MAX_TX_PIECES};
 use vcpos_queue::{LayoutError, SharedMemory};
 
 use crate::block::{BlockStatus, DataSegment, RequestId, SubmitError};
-use crate::net::{NetBackend, NetCompletion, NetInfo, NET_QUEUE_SIZE};
+use crate::net::{NetBackend, NetCompletion, NetInfo, NetOffloads, NET_QUEUE_SIZE};
 
 /// Most guest-RAM pieces of one frame the device passes on (merged here when
-/// adjacent).
+/// adjacent, then at most [`MAX_TX_PIECES`]).
 const TX_SEGMENTS_MAX: u16 = 64;
+
+// The device's longest offloaded frame is one the protocol carries.
+const _: () = assert!(crate::net::MAX_OFFLOAD_FRAME_LEN <= vcpos_net_protocol::MAX_OFFLOAD_FRAME_LEN);
+const _: () = assert!(crate::net::NET_HEADER_LEN == vcpos_net_protocol::OFFLOAD_HEADER_LEN);
 
 /// Counters of the backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetVcpStats {
     /// Frames handed to the VCP.
     pub tx_frames: u64,
+    /// Of those, frames handed over with an offload header (checksum or segmentation
+    /// offload asked for by the guest).
+    pub tx_offloaded: u64,
+    /// Protocol descriptors (guest-RAM pieces) those frames took.
+    pub tx_pieces: u64,
     /// Bytes the VMM copied to transmit (none: the VCP reads guest RAM in place).
     pub tx_bytes_copied: u64,
     /// Bytes handed to the VCP in place (zero copy).
@@ -63,10 +79,11 @@ pub struct NetVcpStats {
     pub tx_busy: u64,
     /// Frames refused (link down, or a guest range the protocol refuses).
     pub tx_refused: u64,
-    /// Frames refused for lying in several non-adjacent guest-RAM pieces.
+    /// Frames refused for lying in more than [`MAX_TX_PIECES`] non-adjacent guest-RAM
+    /// pieces.
     pub tx_scattered: u64,
-    /// Transmit descriptors given back, by `TxStatus` value (0 sent, 1 bad length, 2
-    /// spoofed, 3 device error, 4 unsupported).
+    /// Transmit descriptors (pieces) given back, by `TxStatus` value (0 sent, 1 bad
+    /// length, 2 spoofed, 3 device error, 4 unsupported).
     pub tx_status: [u64; vcpos_net_protocol::TX_STATUSES],
     /// Guest buffers handed to the VCP for receiving.
     pub rx_posted: u64,
@@ -86,17 +103,52 @@ pub struct NetVcpStats {
     pub recalls: u64,
 }
 
+/// Guest-RAM pieces with adjacent ones merged, as `(offset, len)`; a merged piece
+/// stays within `max_len` bytes (a piece longer than that on its own stays as it is).
+fn merged(segments: &[DataSegment], max_len: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let mut rest = segments.iter().peekable();
+    core::iter::from_fn(move || {
+        let first = rest.next()?;
+        let (offset, mut len) = (first.offset, u64::from(first.len));
+        while let Some(next) = rest.peek() {
+            let adjacent = offset.checked_add(len) == Some(next.offset);
+            match len.checked_add(u64::from(next.len)) {
+                Some(l) if adjacent && l <= max_len => {
+                    len = l;
+                    rest.next();
+                }
+                _ => break,
+            }
+        }
+        Some((offset, len))
+    })
+}
+
 /// Merges adjacent guest-RAM pieces; the one piece they make, if they make one.
 fn one_piece(segments: &[DataSegment]) -> Option<(u64, u64)> {
-    let (first, rest) = segments.split_first()?;
-    let mut end = first.offset.checked_add(u64::from(first.len))?;
-    for s in rest {
-        if s.offset != end {
-            return None;
-        }
-        end = end.checked_add(u64::from(s.len))?;
+    let mut pieces = merged(segments, u64::MAX);
+    let piece = pieces.next()?;
+    pieces.next().is_none().then_some(piece)
+}
+
+/// A frame's pieces for the protocol: adjacent ones merged (each within `u32`), at
+/// most [`MAX_TX_PIECES`]; their number, or `None` if there are more.
+fn tx_pieces(segments: &[DataSegment], out: &mut [(u64, u32); MAX_TX_PIECES]) -> Option<usize> {
+    let mut n = 0;
+    for (offset, len) in merged(segments, u64::from(u32::MAX)) {
+        // Within u32: each segment is, and merging stops there.
+        *out.get_mut(n)? = (offset, len as u32);
+        n += 1;
     }
-    Some((first.offset, end - first.offset))
+    Some(n)
+}
+
+/// The device request a transmit descriptor (one piece of a frame) belongs to.
+#[derive(Clone, Copy, Debug)]
+struct TxPiece {
+    request: RequestId,
+    /// The frame's last piece: the request completes when it comes back.
+    last: bool,
 }
 
 /// The network device's backend over the protocol's client half: control region and
@@ -104,8 +156,10 @@ fn one_piece(segments: &[DataSegment]) -> Option<(u64, u64)> {
 pub struct NetVcpBackend<M> {
     client: Client<M>,
     mac: Option<[u8; 6]>,
+    /// The transmit offloads the VCP offers (from its info page, once connected).
+    offloads: NetOffloads,
     /// Device request of each transmit descriptor id out at the VCP.
-    tx_ids: Vec<Option<RequestId>>,
+    tx_ids: Vec<Option<TxPiece>>,
     /// Device request of each receive descriptor id out at the VCP.
     rx_ids: Vec<Option<RequestId>>,
     done: VecDeque<NetCompletion>,
@@ -123,6 +177,7 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
         Ok(NetVcpBackend {
             client: Client::with_region(control, ram, ring_capacity)?,
             mac: None,
+            offloads: NetOffloads::empty(),
             tx_ids: vec![None; ids],
             rx_ids: vec![None; ids],
             done: VecDeque::new(),
@@ -133,7 +188,7 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
     }
 
     /// Connects if not yet connected (reads the info page: MAC, ring capacity, data
-    /// region size); true once connected. A VCP that has not published yet is not an
+    /// region size, offloads); true once connected. A VCP that has not published yet is not an
     /// error.
     pub fn connect(&mut self) -> bool {
         if self.mac.is_some() {
@@ -145,6 +200,12 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
         match self.client.connect() {
             Ok(info) => {
                 self.mac = Some(info.mac);
+                if info.offloads & offloads::CSUM != 0 {
+                    self.offloads |= NetOffloads::CSUM;
+                }
+                if info.offloads & offloads::TSO4 != 0 {
+                    self.offloads |= NetOffloads::TSO4;
+                }
                 true
             }
             Err(ClientError::NotReady) => false,
@@ -246,8 +307,10 @@ impl<M: SharedMemory + Clone> NetVcpBackend<M> {
             match self.client.reclaim_tx() {
                 Ok(Some(r)) => {
                     self.stats.tx_status[r.status as usize] += 1;
-                    if let Some(id) = self.tx_ids.get_mut(usize::from(r.id)).and_then(Option::take) {
-                        self.done.push_back(NetCompletion::Sent(id));
+                    if let Some(piece) = self.tx_ids.get_mut(usize::from(r.id)).and_then(Option::take) {
+                        if piece.last {
+                            self.done.push_back(NetCompletion::Sent(piece.request));
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -290,33 +353,43 @@ impl<M: SharedMemory + Clone> NetBackend for NetVcpBackend<M> {
             link_up: self.up(),
             tx_depth: (self.tx_ids.len() as u16).clamp(1, NET_QUEUE_SIZE),
             tx_segments_max: TX_SEGMENTS_MAX,
+            offloads: self.offloads,
         }
     }
 
-    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError> {
-        if !self.up() {
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment], offload: bool) -> Result<(), SubmitError> {
+        if !self.up() || (offload && self.offloads.is_empty()) {
             self.stats.tx_refused += 1;
             return Err(SubmitError::Refused(BlockStatus::IoError));
         }
-        let Some((offset, len)) = one_piece(frame) else {
+        let mut pieces = [(0u64, 0u32); MAX_TX_PIECES];
+        let Some(n) = tx_pieces(frame, &mut pieces) else {
             self.stats.tx_scattered += 1;
             return Err(SubmitError::Refused(BlockStatus::IoError));
         };
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        match self.client.send_at(offset, len) {
-            Ok(pid) => {
-                if let Some(slot) = self.tx_ids.get_mut(usize::from(pid)) {
-                    *slot = Some(id);
+        let pieces = &pieces[..n];
+        match self.client.send_frame(pieces, offload) {
+            Ok(ids) => {
+                let ids = ids.as_slice();
+                for (k, &pid) in ids.iter().enumerate() {
+                    if let Some(slot) = self.tx_ids.get_mut(usize::from(pid)) {
+                        *slot = Some(TxPiece {
+                            request: id,
+                            last: k + 1 == ids.len(),
+                        });
+                    }
                 }
                 self.stats.tx_frames += 1;
-                self.stats.tx_bytes_zero_copy += u64::from(len);
+                self.stats.tx_offloaded += u64::from(offload);
+                self.stats.tx_pieces += ids.len() as u64;
+                self.stats.tx_bytes_zero_copy += pieces.iter().map(|&(_, len)| u64::from(len)).sum::<u64>();
                 Ok(())
             }
             Err(ClientError::Full) => {
                 self.stats.tx_busy += 1;
                 Err(SubmitError::Busy)
             }
-            Err(ClientError::BadLength(_) | ClientError::BadBuffer { .. }) => {
+            Err(ClientError::BadLength(_) | ClientError::BadBuffer { .. } | ClientError::OffloadNotOffered) => {
                 self.stats.tx_refused += 1;
                 Err(SubmitError::Refused(BlockStatus::IoError))
             }

@@ -27,6 +27,8 @@ struct FakeNet {
     sending: VecDeque<(RequestId, Vec<DataSegment>)>,
     /// Every frame ever taken for sending.
     tx_log: Vec<Vec<DataSegment>>,
+    /// Whether each of them was offloaded (pieces from the header on).
+    tx_offload_log: Vec<bool>,
     /// Frames from the network waiting for a guest buffer.
     incoming: VecDeque<Vec<u8>>,
     /// Buffers lent, waiting for a frame.
@@ -52,9 +54,11 @@ impl FakeNet {
                 link_up: true,
                 tx_depth: 64,
                 tx_segments_max: 4,
+                offloads: NetOffloads::empty(),
             },
             sending: VecDeque::new(),
             tx_log: Vec::new(),
+            tx_offload_log: Vec::new(),
             incoming: VecDeque::new(),
             lent: VecDeque::new(),
             room: 256,
@@ -85,15 +89,27 @@ impl NetBackend for FakeNet {
         self.info
     }
 
-    fn transmit(&mut self, id: RequestId, frame: &[DataSegment]) -> Result<(), SubmitError> {
+    fn transmit(&mut self, id: RequestId, frame: &[DataSegment], offload: bool) -> Result<(), SubmitError> {
         if self.busy {
             return Err(SubmitError::Busy);
         }
         let len = check_segments(frame);
-        assert!(
-            (u64::from(MIN_FRAME_LEN)..=u64::from(MAX_FRAME_LEN)).contains(&len),
-            "frame of {len} bytes passed on"
-        );
+        if offload {
+            assert!(
+                !self.info.offloads.is_empty(),
+                "offloaded frame without offloads offered"
+            );
+            let frame_len = len - u64::from(NET_HEADER_LEN);
+            assert!(
+                (u64::from(MIN_FRAME_LEN)..=u64::from(MAX_OFFLOAD_FRAME_LEN)).contains(&frame_len),
+                "offloaded frame of {frame_len} bytes passed on"
+            );
+        } else {
+            assert!(
+                (u64::from(MIN_FRAME_LEN)..=u64::from(MAX_FRAME_LEN)).contains(&len),
+                "frame of {len} bytes passed on"
+            );
+        }
         assert!(frame.len() <= usize::from(self.info.tx_segments_max), "too many pieces");
         assert!(
             self.sending.len() < usize::from(self.info.tx_depth),
@@ -103,6 +119,7 @@ impl NetBackend for FakeNet {
             return Err(SubmitError::Refused(BlockStatus::IoError));
         }
         self.tx_log.push(frame.to_vec());
+        self.tx_offload_log.push(offload);
         self.sending.push_back((id, frame.to_vec()));
         Ok(())
     }
@@ -395,6 +412,219 @@ fn offload_headers_are_refused() {
     d.post(TX, &[Buf::Out(&h), Buf::Out(&data)]);
     d.notify(1);
     assert_eq!(net(&mut d).tx_log.len(), 1);
+}
+
+/// A fake offering `offloads`, with room for a Linux TSO frame's pieces.
+fn offloading(offloads: NetOffloads) -> FakeNet {
+    let mut fake = FakeNet::new();
+    fake.info.offloads = offloads;
+    fake.info.tx_segments_max = 24;
+    fake
+}
+
+/// A driver that negotiated `extra` (besides MAC and STATUS) with a fake offering
+/// both offloads.
+fn offload_driver(extra: u64) -> Driver {
+    let mut d = TestDriver::new(Net::new(offloading(NetOffloads::all()), RAM_BASE));
+    d.init(VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | extra, 2, 128);
+    d
+}
+
+/// Posts `header` + `data` (header in its own descriptor, the frame in pieces of
+/// `pieces` bytes) and notifies; whether the backend took it, and the head.
+fn send_with(d: &mut Driver, h: &[u8], data: &[u8], pieces: &[usize]) -> (bool, u16) {
+    let before = net(d).tx_log.len();
+    let mut bufs = vec![Buf::Out(h)];
+    let mut at = 0;
+    for &p in pieces {
+        bufs.push(Buf::Out(&data[at..at + p]));
+        at += p;
+    }
+    assert_eq!(at, data.len());
+    let (head, _) = d.post(TX, &bufs);
+    d.notify(1);
+    (net(d).tx_log.len() > before, head)
+}
+
+/// A TSO header as Linux writes it for a TCP/IPv4 frame (headers of 66 bytes).
+fn tso_header() -> Vec<u8> {
+    let mut h = header(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4);
+    h[2..4].copy_from_slice(&66u16.to_le_bytes()); // hdr_len
+    h[4..6].copy_from_slice(&1448u16.to_le_bytes()); // gso_size
+    h[6..8].copy_from_slice(&34u16.to_le_bytes()); // csum_start
+    h[8..10].copy_from_slice(&16u16.to_le_bytes()); // csum_offset
+    h
+}
+
+#[test]
+fn offloads_are_offered_only_when_the_backend_does_them() {
+    let base = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | features::VERSION_1 | features::RING_EVENT_IDX;
+    for (offloads, want) in [
+        (NetOffloads::empty(), 0),
+        (NetOffloads::CSUM, VIRTIO_NET_F_CSUM),
+        // TSO without checksum offload cannot be offered (HOST_TSO4 requires CSUM).
+        (NetOffloads::TSO4, 0),
+        (NetOffloads::all(), VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4),
+    ] {
+        let mut d = TestDriver::new(Net::new(offloading(offloads), RAM_BASE));
+        assert_eq!(d.device_features(), base | want, "{offloads:?}");
+        // A driver cannot take an offload not offered.
+        let extra = VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4;
+        assert_eq!(d.negotiate(features::VERSION_1 | extra), want == extra, "{offloads:?}");
+    }
+    // HOST_TSO4 without the CSUM it requires is refused even when both are offered.
+    let mut d = TestDriver::new(Net::new(offloading(NetOffloads::all()), RAM_BASE));
+    assert!(!d.negotiate(features::VERSION_1 | VIRTIO_NET_F_HOST_TSO4));
+    assert_eq!(d.t.device().negotiated_features(), 0);
+    assert!(d.negotiate(features::VERSION_1 | VIRTIO_NET_F_CSUM));
+    assert_eq!(
+        d.t.device().negotiated_features(),
+        features::VERSION_1 | VIRTIO_NET_F_CSUM
+    );
+    // A reset forgets what was negotiated.
+    d.wr(reg::STATUS, 0);
+    assert_eq!(d.t.device().negotiated_features(), 0);
+}
+
+#[test]
+fn offload_headers_need_their_feature_negotiated() {
+    let data = frame(100, 9);
+    let csum = header(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE);
+    let tso = tso_header();
+    // Offered but not negotiated: both refused, returned at once, counted.
+    let mut d = offload_driver(0);
+    for h in [&csum, &tso] {
+        let (taken, head) = send_with(&mut d, h, &data, &[100]);
+        assert!(!taken);
+        assert_eq!(d.used(TX), vec![(u32::from(head), 0)]);
+    }
+    assert_eq!(d.t.device().stats().tx_bad_header, 2);
+    // CSUM negotiated: NEEDS_CSUM goes to the backend header first; TSO does not.
+    let mut d = offload_driver(VIRTIO_NET_F_CSUM);
+    let (taken, _) = send_with(&mut d, &csum, &data, &[40, 60]);
+    assert!(taken);
+    assert_eq!(net(&mut d).tx_offload_log, vec![true]);
+    let segments = net(&mut d).tx_log[0].clone();
+    assert_eq!(segments.len(), 3, "header, then the two pieces");
+    assert_eq!(gather(&d, &segments), [csum.clone(), data.clone()].concat());
+    assert!(!send_with(&mut d, &tso, &data, &[100]).0);
+    assert_eq!(d.t.device().stats().tx_bad_header, 1);
+    // A plain frame still goes as the frame alone.
+    assert!(send_with(&mut d, &header(0, 0), &data, &[100]).0);
+    assert_eq!(net(&mut d).tx_offload_log, vec![true, false]);
+    let plain = net(&mut d).tx_log[1].clone();
+    assert_eq!(gather(&d, &plain), data);
+    // Without GSO the frame keeps the MTU limit, offload or not.
+    assert!(!send_with(&mut d, &csum, &frame(1515, 1), &[1515]).0);
+    assert_eq!(d.t.device().stats().tx_bad_length, 1);
+    send_all(&mut d);
+    let s = d.t.device().stats();
+    assert_eq!((s.tx_frames, s.tx_offloaded, s.tx_tso), (2, 1, 0));
+    // Both negotiated: TCPV4 with NEEDS_CSUM goes.
+    let mut d = offload_driver(VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4);
+    assert!(send_with(&mut d, &tso, &data, &[100]).0);
+    assert!(send_with(&mut d, &csum, &data, &[100]).0);
+    // TCPV4 without NEEDS_CSUM (virtio 1.2 §5.1.6.2.1), and GSO types not offered:
+    // UDP (3), TCPV6 (4), UDP_L4 (5), the ECN bit (0x80), with and without TCPV4.
+    let mut no_csum = tso.clone();
+    no_csum[0] = 0;
+    let mut refused = vec![no_csum];
+    for gso in [3u8, 4, 5, 0x80, 0x81, 0xff] {
+        refused.push(header(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso));
+    }
+    for h in &refused {
+        let (taken, head) = send_with(&mut d, h, &data, &[100]);
+        assert!(!taken, "header {h:?}");
+        assert_eq!(d.used(TX), vec![(u32::from(head), 0)]);
+    }
+    assert_eq!(d.t.device().stats().tx_bad_header, refused.len() as u64);
+    assert_eq!(d.status() & NEEDS_RESET, 0, "a refused header is not a protocol error");
+    send_all(&mut d);
+    let s = d.t.device().stats();
+    assert_eq!((s.tx_frames, s.tx_offloaded, s.tx_tso), (2, 2, 1));
+}
+
+#[test]
+fn a_64k_tso_frame_in_19_descriptors_reaches_the_backend_header_first() {
+    let mut d = offload_driver(VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4);
+    // As Linux builds it: the header alone, the linear part (Ethernet, IP and TCP
+    // headers), then 17 page fragments; an IPv4 packet of 65535 bytes.
+    let len = 14 + 65535;
+    let data = frame(len, 5);
+    let mut pieces = vec![66];
+    let frag = (len - 66) / 17;
+    pieces.extend(std::iter::repeat_n(frag, 16));
+    pieces.push(len - 66 - 16 * frag);
+    let h = tso_header();
+    let (taken, head) = send_with(&mut d, &h, &data, &pieces);
+    assert!(taken);
+    assert_eq!(net(&mut d).tx_offload_log, vec![true]);
+    let segments = net(&mut d).tx_log[0].clone();
+    assert_eq!(segments.len(), 19);
+    assert_eq!(segments[0].len, NET_HEADER_LEN, "the header first");
+    assert_eq!(check_segments(&segments), u64::from(NET_HEADER_LEN) + len as u64);
+    assert_eq!(gather(&d, &segments), [h.clone(), data].concat());
+    assert!(d.used(TX).is_empty(), "in flight until the backend is done");
+    send_all(&mut d);
+    assert_eq!(d.used(TX), vec![(u32::from(head), 0)]);
+    let s = d.t.device().stats();
+    assert_eq!((s.tx_frames, s.tx_offloaded, s.tx_tso), (1, 1, 1));
+    // The longest offloaded frame goes; one byte more does not, nor a plain frame
+    // of the same size.
+    let max = MAX_OFFLOAD_FRAME_LEN as usize;
+    assert!(send_with(&mut d, &h, &frame(max, 1), &[max / 2, max - max / 2]).0);
+    assert!(!send_with(&mut d, &h, &frame(max + 1, 1), &[max / 2, max + 1 - max / 2]).0);
+    assert!(!send_with(&mut d, &header(0, 0), &frame(max, 1), &[max / 2, max - max / 2]).0);
+    assert_eq!(d.t.device().stats().tx_bad_length, 2);
+    // The header's descriptor counts as a piece: 1 + 23 is the backend's 24, 1 + 24
+    // is one too many (refused, counted).
+    assert!(send_with(&mut d, &h, &frame(8 * 23, 2), &[8; 23]).0);
+    assert!(!send_with(&mut d, &h, &frame(8 * 24, 2), &[8; 24]).0);
+    assert_eq!(d.t.device().stats().tx_too_many_segments, 1);
+}
+
+#[test]
+fn hostile_offload_chains_do_not_break_the_device() {
+    let mut d = offload_driver(VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4);
+    let h = tso_header();
+    let data = frame(3000, 4);
+    // The header split over descriptors (5 + 7 bytes), sharing its last one with the
+    // frame: read across them, handed over from its first byte.
+    let mut tail = h[5..].to_vec();
+    tail.extend_from_slice(&data[..1000]);
+    let (_, a) = d.post(TX, &[Buf::Out(&h[..5]), Buf::Out(&tail), Buf::Out(&data[1000..])]);
+    d.notify(1);
+    assert_eq!(net(&mut d).tx_offload_log, vec![true]);
+    let segments = net(&mut d).tx_log[0].clone();
+    assert_eq!(segments[0].offset, a[0] - RAM_BASE);
+    assert_eq!(gather(&d, &segments), [h.clone(), data.clone()].concat());
+    // Lengths that add up past any limit (descriptors of up to 4 GiB - 1 at the top
+    // of the address space, and overflowing the guest's RAM): refused or a protocol
+    // error, never a panic, never a range outside guest RAM to the backend.
+    let hdr = d.alloc(12);
+    d.mem.inner.write(hdr, &h).unwrap();
+    for (addr, len) in [
+        (RAM_BASE, u32::MAX),
+        (u64::MAX - 100, 4096),
+        (RAM_BASE + RAM_SIZE as u64 - 10, 4096),
+        // Two 32 KiB pieces after the header: a 65536-byte frame the device takes
+        // (the backend checks what is in it).
+        (d.alloc(0x8000), 0x8000),
+    ] {
+        let first = d.queues[TX].next_desc;
+        d.write_desc(TX, first, hdr, 12, VIRTQ_DESC_F_NEXT, (first + 1) % 128);
+        d.write_desc(TX, (first + 1) % 128, addr, len, VIRTQ_DESC_F_NEXT, (first + 2) % 128);
+        d.write_desc(TX, (first + 2) % 128, addr, len, 0, 0);
+        d.queues[TX].next_desc = (first + 3) % 128;
+        d.make_available(TX, first);
+        d.notify(1);
+        if d.status() & NEEDS_RESET != 0 {
+            assert!(d.t.take_error().expect("error recorded").is_fatal());
+            d.init(VIRTIO_NET_F_MAC | VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4, 2, 128);
+        }
+    }
+    assert_eq!(net(&mut d).tx_log.len(), 2, "only the well-formed frames went");
+    assert_eq!(d.t.device().stats().tx_bad_length, 0);
 }
 
 #[test]
@@ -775,13 +1005,25 @@ fn receive_head_reused_while_lent() {
 #[test]
 fn random_chains_and_completions_never_break_the_device() {
     let (mut sent, mut received, mut broken) = (0u64, 0u64, 0u32);
+    let (mut offloaded, mut tso) = (0u64, 0u64);
     let mut kinds = std::collections::BTreeSet::new();
-    for seed in 0..300u64 {
+    for seed in 0..500u64 {
         let mut rng = Rng(seed);
         let mut fake = FakeNet::new();
         fake.info.tx_depth = 1 + rng.below(8) as u16;
         fake.info.tx_segments_max = 1 + rng.below(4) as u16;
-        let mut d = driver_with(fake);
+        // Offloads from a stream of their own (the rest stays as it was).
+        let mut orng = Rng(!seed);
+        fake.info.offloads = NetOffloads::from_bits_truncate(orng.below(4) as u8);
+        // The driver takes what is offered, or not.
+        let offload_features = if orng.below(2) == 0 {
+            VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4
+        } else {
+            0
+        };
+        let mut d = TestDriver::new(Net::new(fake, RAM_BASE));
+        let offered = d.device_features() & offload_features;
+        d.init(VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | offered, 2, 128);
         for _ in 0..60 {
             if d.status() & NEEDS_RESET != 0 {
                 broken += 1;
@@ -789,18 +1031,29 @@ fn random_chains_and_completions_never_break_the_device() {
                 assert!(err.is_fatal(), "seed {seed}: {err:?}");
                 let kind = format!("{err:?}");
                 kinds.insert(kind.split([' ', '(']).next().unwrap_or_default().to_string());
-                d.init(VIRTIO_NET_F_MAC, 2, 128);
+                d.init(VIRTIO_NET_F_MAC | offered, 2, 128);
             }
             match rng.below(8) {
                 0 => {
                     // A well-formed transmit chain of random length and pieces.
-                    let len = [10usize, 14, 60, 600, 1514, 1515][rng.below(6) as usize];
-                    let data = frame(len, rng.next() as u8);
+                    let mut len = [10usize, 14, 60, 600, 1514, 1515][rng.below(6) as usize];
+                    let seed = rng.next() as u8;
                     let n = 1 + rng.below(3) as usize;
+                    // A quarter of them ask for an offload (negotiated or not, known
+                    // or not), some for a TSO frame.
+                    let h = match orng.below(8) {
+                        0 => {
+                            len = [len, 40000][orng.below(2) as usize];
+                            tso_header()
+                        }
+                        1 => header(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0),
+                        2 => header(orng.next() as u8, orng.next() as u8),
+                        _ => header(0, 0),
+                    };
+                    let data = frame(len, seed);
                     let mut pieces = vec![len / n; n];
                     pieces[0] += len % n;
-                    post_tx(&mut d, &data, &pieces);
-                    d.notify(1);
+                    send_with(&mut d, &h, &data, &pieces);
                 }
                 1 => {
                     // A well-formed receive buffer, sometimes small, and a frame.
@@ -866,7 +1119,7 @@ fn random_chains_and_completions_never_break_the_device() {
                 }
                 _ => {
                     if rng.below(4) == 0 {
-                        d.init(VIRTIO_NET_F_MAC, 2, 128);
+                        d.init(VIRTIO_NET_F_MAC | offered, 2, 128);
                     } else {
                         d.poll();
                     }
@@ -879,13 +1132,18 @@ fn random_chains_and_completions_never_break_the_device() {
         let s = d.t.device().stats();
         sent += s.tx_frames;
         received += s.rx_frames;
+        offloaded += s.tx_offloaded;
+        tso += s.tx_tso;
     }
-    eprintln!("{sent} sent, {received} received, {broken} broken, error kinds {kinds:?}");
+    eprintln!(
+        "{sent} sent ({offloaded} offloaded, {tso} TSO), {received} received, {broken} broken, error kinds {kinds:?}"
+    );
     // The random guest got real work done, not only errors, and broke the device in
     // many ways.
     assert!(
         sent > 500 && received > 300 && broken > 50,
         "{sent} sent, {received} received, {broken} broken"
     );
+    assert!(offloaded > 40 && tso > 20, "{offloaded} offloaded, {tso} TSO");
     assert!(kinds.len() >= 5, "too few error kinds: {kinds:?}");
 }

@@ -77,8 +77,17 @@ pub struct NetFigures {
     /// Bytes the VMM copied between guest RAM and the network VCP (0: the VCP reads
     /// and writes guest RAM in place).
     pub copied: u64,
-    /// Frames refused for lying in several non-adjacent guest-RAM pieces.
+    /// Frames refused for lying in more non-adjacent guest-RAM pieces than a frame
+    /// of the network protocol may take.
     pub tx_scattered: u64,
+    /// Frames handed to the network VCP.
+    pub tx_frames: u64,
+    /// Of those, frames with an offload header (checksum or TCP segmentation offload).
+    pub tx_offloaded: u64,
+    /// Of those, frames for TCP segmentation (the device's count).
+    pub tx_tso: u64,
+    /// Protocol descriptors (guest-RAM pieces) those frames took.
+    pub tx_pieces: u64,
     /// Times a frame to send found no transmit buffer free.
     pub tx_busy: u64,
     /// Virtual interrupts the VMM injected into the guest (every device's).
@@ -141,7 +150,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} vmm_exit_writes={} vmm_exit_write_ticks={} vmm_exit_reads={} vmm_notifies={} vmm_notify_ticks={} vmm_notify_poll_ticks={} copied={copied}{times} ticks={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_tx_frames={} vmm_tx_offloaded={} vmm_tx_tso={} vmm_tx_pieces={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} vmm_exit_writes={} vmm_exit_write_ticks={} vmm_exit_reads={} vmm_notifies={} vmm_notify_ticks={} vmm_notify_poll_ticks={} copied={copied}{times} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -152,6 +161,10 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
         net.copied,
         net.tx_scattered,
         net.tx_busy,
+        net.tx_frames,
+        net.tx_offloaded,
+        net.tx_tso,
+        net.tx_pieces,
         net.irqs_injected,
         net.profile.exit,
         net.profile.net,

@@ -302,8 +302,9 @@ impl Vmm {
     }
 
     /// The network device's counters so far: bytes the VMM copied between guest RAM
-    /// and the network VCP (0 on the zero-copy path), frames refused for lying in
-    /// non-adjacent pieces, and times no transmit descriptor was free.
+    /// and the network VCP (0 on the zero-copy path), frames refused for lying in too
+    /// many non-adjacent pieces, times no transmit descriptor was free, and the frames
+    /// handed over (offloaded ones, and the descriptors they took).
     fn net_stats(&mut self) -> counters::NetFigures {
         let mut n = counters::NetFigures {
             irqs_injected: self.irqs_injected,
@@ -316,6 +317,10 @@ impl Vmm {
                 n.copied += s.tx_bytes_copied + s.rx_bytes_copied;
                 n.tx_scattered += s.tx_scattered;
                 n.tx_busy += s.tx_busy;
+                n.tx_frames += s.tx_frames;
+                n.tx_offloaded += s.tx_offloaded;
+                n.tx_pieces += s.tx_pieces;
+                n.tx_tso += net.device().stats().tx_tso;
             }
         }
         n
