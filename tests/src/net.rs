@@ -166,6 +166,49 @@ impl Drop for Server {
     }
 }
 
+/// A server that takes uploads: on each connection it reads exactly [`Sink::len`]
+/// bytes, answers `sink-sha256 <hash>` with their SHA-256 and closes. The hashes of
+/// the uploads it took are kept ([`Sink::hashes`]).
+pub struct Sink {
+    server: Server,
+    hashes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sink {
+    /// Starts taking uploads of `len` bytes.
+    pub fn start(len: usize) -> Result<Sink, String> {
+        let hashes = Arc::new(Mutex::new(Vec::new()));
+        let h = hashes.clone();
+        let server = Server::start(
+            "sink",
+            Arc::new(move |mut c: TcpStream| {
+                let mut data = vec![0u8; len];
+                match c.read_exact(&mut data) {
+                    Ok(()) => {}
+                    // A bare connect (the server's own wake-up) sends nothing.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(format!("reading {len} bytes: {e}")),
+                }
+                let hash = sha256_hex(&data)?;
+                h.lock().unwrap_or_else(|p| p.into_inner()).push(hash.clone());
+                c.write_all(format!("sink-sha256 {hash}\n").as_bytes())
+                    .map_err(|e| format!("answering: {e}"))
+            }),
+        )?;
+        Ok(Sink { server, hashes })
+    }
+
+    /// The underlying server (port, errors, connections).
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The SHA-256 of every whole upload so far.
+    pub fn hashes(&self) -> Vec<String> {
+        self.hashes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// The HTTP server of the tests: `GET /data` answers with [`HttpServer::data`];
 /// `GET /push` connects to 127.0.0.1:[`HttpServer::set_push_port`] (the forward into
 /// the guest), sends the data there, half-closes, waits for the other end to close,

@@ -10,11 +10,16 @@ use std::net::TcpListener;
 
 use vcpos_tests::disk::{assert_done, fail, Sut};
 use vcpos_tests::linux::{self, until_ready, LINUX_TIMEOUT, PROMPT};
-use vcpos_tests::net::{free_port, payload, run, sha256_hex, HttpServer, GUEST_ADDR, GUEST_PORT, HOST_ADDR, NET_UP};
+use vcpos_tests::net::{
+    free_port, payload, run, sha256_hex, HttpServer, Sink, GUEST_ADDR, GUEST_PORT, HOST_ADDR, NET_UP,
+};
 use vcpos_tool::runner::{Capture, Step};
 
 /// Bytes each way.
 const LEN: usize = 64 << 20;
+
+/// Bytes the guest sends in the upload tests.
+const UPLOAD_LEN: usize = 32 << 20;
 
 /// Keeps the guest kernel's informational messages off the console.
 const QUIET: &str = "dmesg -n 1";
@@ -124,6 +129,54 @@ fn host_sends_into_guest(sut: &Sut, label: &str) {
     assert!(errors.is_empty(), "{label}: the HTTP server: {errors:?}");
     let got = guest_hash(sut, label, &c, &script);
     assert_eq!(got, want, "{label}: the guest received other bytes than the host sent");
+}
+
+/// The guest sends: it downloads [`UPLOAD_LEN`] bytes from the host's HTTP server and
+/// pipes them straight into a TCP connection to the host's [`Sink`] (busybox `wget |
+/// nc`: both directions at once), which hashes what arrived. On vcpos the guest sends
+/// with checksum and TCP segmentation offloads, done by vcp-net: the sink's hash
+/// matching the data's shows every segment vcp-net cut and checksummed arrived whole
+/// and in order.
+fn guest_sends_to_host(sut: &Sut, label: &str) {
+    let http = HttpServer::start(payload(0x6e65_7433, UPLOAD_LEN)).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let want = sha256_hex(http.data()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let sink = Sink::start(UPLOAD_LEN).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut script = until_ready();
+    script.extend(sut.checked(QUIET, "quiet"));
+    script.extend([
+        linux::command(&format!(
+            "wget -q -O - http://{HOST_ADDR}:{}/data | nc {HOST_ADDR} {} | sed \"s/^sink/up/\"",
+            http.server().port(),
+            sink.server().port()
+        )),
+        Step::wait_text("up-sha256 "),
+        Step::wait_text(PROMPT),
+    ]);
+    let c = run(sut, None, &|_| {}, script.clone(), linux::timeout(LINUX_TIMEOUT, 1))
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_done(label, &c, &script);
+    let errors: Vec<String> = http
+        .server()
+        .errors()
+        .into_iter()
+        .chain(sink.server().errors())
+        .collect();
+    assert!(errors.is_empty(), "{label}: the host's servers: {errors:?}");
+    assert_eq!(
+        sink.hashes(),
+        vec![want],
+        "{label}: the host received other bytes than the guest sent"
+    );
+}
+
+#[test]
+fn direct_net_guest_sends_to_host() {
+    guest_sends_to_host(&Sut::direct(), "net-upload-direct");
+}
+
+#[test]
+fn vcpos_net_guest_sends_to_host() {
+    guest_sends_to_host(&Sut::vcpos_net(), "net-upload-vcpos");
 }
 
 #[test]
