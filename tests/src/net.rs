@@ -563,10 +563,24 @@ pub struct PerFrame {
     pub copied: f64,
 }
 
+/// TCP payload bytes of a full wire frame at `mtu`: IPv4 and TCP headers with the
+/// timestamp option (52 bytes) off the MTU.
+pub fn mss(mtu: u32) -> u64 {
+    u64::from(mtu.saturating_sub(52)).max(1)
+}
+
+/// Frames on the wire for `frames` counted by the guest carrying `bytes` of payload at
+/// `mtu`: the guest counts a segmentation-offload frame once however many MTU-sized
+/// segments vcp-net cuts it into, so at least the full segments the bytes need.
+pub fn wire_frames(frames: u64, bytes: u64, mtu: u32) -> u64 {
+    frames.max(bytes.div_ceil(mss(mtu)))
+}
+
 /// Fills in [`Throughput::per_frame`] of each test in `run` from the counter snapshots
 /// in `output`: the snapshot named after the test (`net_tx`, ...) against the one just
-/// before it, the n-th of each name for the test's n-th run (one per MTU). Tests
-/// without both snapshots or without a frame count stay without.
+/// before it, the n-th of each name for the test's n-th run (one per MTU), per frame on
+/// the wire ([`wire_frames`]). Tests without both snapshots or without a frame count
+/// stay without.
 pub fn attach_counters(output: &str, run: &mut NetRun) {
     let snaps = crate::disk::parse_counters(output);
     let mut seen: Vec<(String, usize)> = Vec::new();
@@ -594,6 +608,7 @@ pub fn attach_counters(output: &str, run: &mut NetRun) {
             continue;
         };
         let after = &snaps[at].1;
+        let frames = wire_frames(frames, t.bytes, t.mtu);
         let get = |m: &[(String, u64)], k: &str| m.iter().find(|(x, _)| x == k).map_or(0, |(_, v)| *v);
         let per = |k: &str| get(after, k).saturating_sub(get(before, k)) as f64 / frames as f64;
         t.per_frame = Some(PerFrame {
@@ -862,7 +877,7 @@ pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
     }
     let _ = writeln!(
         out,
-        "per frame on vcpos (medians)  {:>5}  {:>9}  {:>9}  {:>11}  {:>16}  {:>16}",
+        "per wire frame on vcpos       {:>5}  {:>9}  {:>9}  {:>11}  {:>16}  {:>16}",
         "MTU", "switches", "entries", "guest exits", "bytes copied", "of them by VMM"
     );
     for mtu in MTUS {
@@ -1146,6 +1161,24 @@ mod tests {
         assert_eq!(r.throughput[0].per_frame, Some(tx));
         assert_eq!(r.throughput[1].per_frame, Some(rx));
         assert_eq!(r.throughput[2].per_frame, None);
+
+        // A guest that sent with segmentation offload: 10 frames of 14480 bytes each
+        // are 100 wire frames of 1448 bytes.
+        r.throughput[0].bytes = 144_800;
+        r.throughput[0].per_frame = None;
+        attach_counters(&out, &mut r);
+        assert_eq!(r.throughput[0].per_frame.map(|p| p.switches), Some(1.0));
+    }
+
+    #[test]
+    fn wire_frames_count_segments_of_offloaded_frames() {
+        assert_eq!(mss(1500), 1448);
+        assert_eq!(mss(500), 448);
+        // Without offloads the guest's count stands (a little payload per frame less
+        // than the MSS: control frames).
+        assert_eq!(wire_frames(1000, 1000 * 1440, 1500), 1000);
+        assert_eq!(wire_frames(100, 100 * 21720, 1500), 1500);
+        assert_eq!(wire_frames(3, 0, 1500), 3);
     }
 
     #[test]
