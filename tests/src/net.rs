@@ -561,6 +561,12 @@ pub struct PerFrame {
     /// Bytes every PD copied (the kernel's `bytes_copied` counters, as the PDs
     /// reported them: vcp-net's copies of received frames and checked headers).
     pub copied: f64,
+    /// Microseconds the vCPU ran (the guest, its exits' kernel work included).
+    pub guest_us: f64,
+    /// Microseconds the VMM ran.
+    pub vmm_us: f64,
+    /// Microseconds every other thread ran (vcp-net and the idle monitor's turns).
+    pub others_us: f64,
 }
 
 /// TCP payload bytes of a full wire frame at `mtu`: IPv4 and TCP headers with the
@@ -611,12 +617,17 @@ pub fn attach_counters(output: &str, run: &mut NetRun) {
         let frames = wire_frames(frames, t.bytes, t.mtu);
         let get = |m: &[(String, u64)], k: &str| m.iter().find(|(x, _)| x == k).map_or(0, |(_, v)| *v);
         let per = |k: &str| get(after, k).saturating_sub(get(before, k)) as f64 / frames as f64;
+        let threads: f64 = (0..get(after, "threads")).map(|i| per(&format!("time_run_t{i}"))).sum();
+        let us = 1e6 / get(after, "freq").max(1) as f64;
         t.per_frame = Some(PerFrame {
             switches: per("switches"),
             entries: per("entries"),
             exits: per("exits"),
             vmm_copied: per("vmm_copied"),
             copied: per("copied"),
+            guest_us: per("vcpu_run") * us,
+            vmm_us: per("vmm_run") * us,
+            others_us: (threads - per("vcpu_run") - per("vmm_run")).max(0.0) * us,
         });
     }
 }
@@ -842,8 +853,9 @@ pub const TABLE6_RX: &str = vcpos_guest_bench::net::LISTEN_BENCH;
 
 /// The seed's Table 6 (ttcp, Mb/s: TX and RX at MTU 1500 and 500, one row per system,
 /// the others with their change against the first) for direct QEMU and vcpos, medians
-/// over the runs; then per frame on vcpos the context switches, kernel entries, guest
-/// exits and bytes the VMM copied (medians), per test and MTU.
+/// over the runs; then per wire frame on vcpos the context switches, kernel entries,
+/// guest exits, bytes copied (by every PD, by the VMM), the run time of the guest, the
+/// VMM and the other threads, and the [`guest_only_bound`] (medians), per test and MTU.
 pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
     let mut out = String::new();
     let cols: Vec<(u32, &str)> = MTUS.iter().flat_map(|&m| [(m, "net_tx"), (m, TABLE6_RX)]).collect();
@@ -877,8 +889,17 @@ pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
     }
     let _ = writeln!(
         out,
-        "per wire frame on vcpos       {:>5}  {:>9}  {:>9}  {:>11}  {:>16}  {:>16}",
-        "MTU", "switches", "entries", "guest exits", "bytes copied", "of them by VMM"
+        "per wire frame on vcpos       {:>5}  {:>9}  {:>9}  {:>11}  {:>16}  {:>16}  {:>8}  {:>8}  {:>8}  {:>10}",
+        "MTU",
+        "switches",
+        "entries",
+        "guest exits",
+        "bytes copied",
+        "of them by VMM",
+        "guest us",
+        "VMM us",
+        "other us",
+        "guest-only"
     );
     for mtu in MTUS {
         for name in THROUGHPUT_TESTS {
@@ -891,18 +912,32 @@ pub fn table6(direct: &[NetRun], vcpos: &[NetRun]) -> String {
                 continue;
             }
             let m = |f: fn(&PerFrame) -> f64| median(per.iter().map(f).collect());
+            let bound =
+                guest_only_bound(direct, name, mtu, m(|p| p.guest_us)).map_or("-".to_string(), |b| format!("{b:.2}"));
             let _ = writeln!(
                 out,
-                "{name:<29}  {mtu:>5}  {:>9.2}  {:>9.2}  {:>11.2}  {:>16.0}  {:>16.0}",
+                "{name:<29}  {mtu:>5}  {:>9.2}  {:>9.2}  {:>11.2}  {:>16.0}  {:>16.0}  {:>8.1}  {:>8.1}  {:>8.1}  {bound:>10}",
                 m(|p| p.switches),
                 m(|p| p.entries),
                 m(|p| p.exits),
                 m(|p| p.copied),
-                m(|p| p.vmm_copied)
+                m(|p| p.vmm_copied),
+                m(|p| p.guest_us),
+                m(|p| p.vmm_us),
+                m(|p| p.others_us)
             );
         }
     }
     out
+}
+
+/// The vcpos/direct ratio test `name` at `mtu` would reach if the guest had its core
+/// to itself (the VMM and vcp-net elsewhere, free): direct QEMU's wall time per full
+/// wire frame (its median Mb/s) over the guest's own run time per wire frame on vcpos
+/// (`guest_us`). Above 1: the guest alone is not what holds vcpos back.
+pub fn guest_only_bound(direct: &[NetRun], name: &str, mtu: u32, guest_us: f64) -> Option<f64> {
+    let d = median_mbit(direct, name, mtu).filter(|&d| d > 0.0)?;
+    (guest_us > 0.0).then(|| (mss(mtu) * 8) as f64 / d / guest_us)
 }
 
 /// Runs the network benchmark `runs` times on `sut` against a bench server on the
@@ -1102,8 +1137,13 @@ mod tests {
     fn counters_per_frame_pair_each_test_with_the_snapshot_before_it() {
         let snap = |tag: &str, sw: u64, ex: u64, cp: u64| {
             format!(
-                "linux_vmm: counters at {tag} threads=4 switches={sw} entries={} exits={ex} vmm_copied={cp} copied={}\n",
+                "linux_vmm: counters at {tag} threads=3 switches={sw} entries={} exits={ex} vmm_copied={cp} \
+                 vmm_run={} vcpu_run={} copied={} time_run_t0={cp} time_run_t1={} time_run_t2={} freq=1000000\n",
                 2 * sw,
+                2 * cp,
+                3 * cp,
+                3 * cp,
+                2 * cp,
                 3 * cp
             )
         };
@@ -1150,6 +1190,9 @@ mod tests {
             exits: 2.0,
             vmm_copied: 100.0,
             copied: 300.0,
+            guest_us: 300.0,
+            vmm_us: 200.0,
+            others_us: 100.0,
         };
         let rx = PerFrame {
             switches: 10.0,
@@ -1157,6 +1200,9 @@ mod tests {
             exits: 2.0,
             vmm_copied: 100.0,
             copied: 300.0,
+            guest_us: 300.0,
+            vmm_us: 200.0,
+            others_us: 100.0,
         };
         assert_eq!(r.throughput[0].per_frame, Some(tx));
         assert_eq!(r.throughput[1].per_frame, Some(rx));
@@ -1192,6 +1238,9 @@ mod tests {
             exits: 3.25,
             vmm_copied: 1456.0,
             copied: 1470.0,
+            guest_us: 28.5,
+            vmm_us: 12.25,
+            others_us: 9.75,
         });
         let t = table6(std::slice::from_ref(&d), &[v]);
         let lines: Vec<&str> = t.lines().collect();
@@ -1213,6 +1262,9 @@ mod tests {
             t.contains("7.50") && t.contains("3.25") && t.contains("1456") && t.contains("1470"),
             "{t}"
         );
+        assert!(t.contains("28.5") && t.contains("12.2") && t.contains("9.8"), "{t}");
+        // 1448 bytes at 812.3 Mb/s take 14.26 us; the guest alone needs 28.5.
+        assert!(t.contains(" 0.50"), "{t}");
     }
 
     #[test]

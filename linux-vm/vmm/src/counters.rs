@@ -125,8 +125,9 @@ pub struct Profile {
 /// The counters now, as a line: every thread's context switches and kernel entries
 /// (through the debug capability: debug and benchmark configurations only), the
 /// VMM's own, the vCPU's guest exits by reason, each thread's run time and bytes
-/// copied (`CountCopied`; `copied=` their sum), and the network device's figures so
-/// far (`net`).
+/// copied (`CountCopied`; `copied=` their sum), the VMM's and the vCPU's run time
+/// (`vmm_run`, `vcpu_run`, in counter ticks of `freq` Hz), and the network device's
+/// figures so far (`net`).
 pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let (mut switches, mut entries, mut threads) = (0u64, 0u64, 0usize);
     let mut times = String::new();
@@ -150,7 +151,7 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
     let exits: u64 = vcpu.guest_exits.iter().sum();
     let e = |r: GuestExit| vcpu.guest_exits[r as usize];
     alloc::format!(
-        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_tx_frames={} vmm_tx_offloaded={} vmm_tx_tso={} vmm_tx_pieces={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} vmm_exit_writes={} vmm_exit_write_ticks={} vmm_exit_reads={} vmm_notifies={} vmm_notify_ticks={} vmm_notify_poll_ticks={} copied={copied}{times} ticks={}\r\n",
+        "linux_vmm: counters at {tag} threads={threads} switches={switches} entries={entries} vmm_switches={} vmm_entries={} vcpu_switches={} exits={exits} exits_dabt={} exits_irq={} exits_wfx={} exits_sysreg={} vmm_copied={} vmm_tx_scattered={} vmm_tx_busy={} vmm_tx_frames={} vmm_tx_offloaded={} vmm_tx_tso={} vmm_tx_pieces={} vmm_irqs_injected={} vmm_ticks_exit={} vmm_ticks_net={} vmm_ticks_poll={} vmm_ticks_irqs={} vmm_exit_writes={} vmm_exit_write_ticks={} vmm_exit_reads={} vmm_notifies={} vmm_notify_ticks={} vmm_notify_poll_ticks={} vmm_run={} vcpu_run={} copied={copied}{times} freq={} ticks={}\r\n",
         vmm.switches_to,
         vmm.kernel_entries,
         vcpu.switches_to,
@@ -176,6 +177,9 @@ pub fn snapshot(tag: &str, net: NetFigures) -> String {
         net.profile.notifies,
         net.profile.notify_ticks,
         net.profile.notify_poll_ticks,
+        vmm.time_run,
+        vcpu.time_run,
+        sel4_microkit::sys::counter_frequency(),
         sel4_microkit::sys::time_now().map_or(0, |(_, now)| now),
     )
 }
