@@ -30,24 +30,24 @@ pub struct Sum(pub u64);
 
 impl Sum {
     /// The sum of `bytes` as if they started at an even offset (an odd last byte is
-    /// the high half of a word).
+    /// the high half of a word). Summed as little-endian 64-bit words with the carries
+    /// kept (2^64 = 1 modulo 2^16 - 1, so this is the sum of little-endian 16-bit
+    /// words), then byte-swapped into the big-endian words' sum (RFC 1071 §2(B)):
+    /// about three instructions per 8 bytes.
     pub fn of(bytes: &[u8]) -> Sum {
-        let mut acc: u64 = 0;
+        let mut acc: u128 = 0;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            // Four 16-bit words, added as two 32-bit halves (no overflow in 64 bits
-            // for any frame).
-            acc += (w >> 32) + (w & 0xffff_ffff);
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            acc += u128::from(u64::from_le_bytes(w));
         }
-        let mut rest = chunks.remainder().chunks_exact(2);
-        for w in &mut rest {
-            acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        if let [b] = rest.remainder() {
-            acc += u64::from(*b) << 8;
-        }
-        Sum(acc)
+        let rest = chunks.remainder();
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        acc += u128::from(u64::from_le_bytes(last));
+        let le = Sum((acc as u64 & 0xffff_ffff) + (acc as u64 >> 32) + ((acc >> 64) as u64)).fold();
+        Sum(u64::from(le.swap_bytes()))
     }
 
     /// This sum plus `other`, where `other` was summed from an offset `at` bytes

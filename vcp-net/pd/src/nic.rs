@@ -80,6 +80,11 @@ pub struct VirtioNic {
     tx_hdrs: NonNull<u8>,
     /// On the heap (the slots are large; the PD's stack is not).
     tx_slots: Vec<Option<TxSlot>>,
+    /// Header slots free (a stack).
+    tx_free: Vec<usize>,
+    /// The header slot of each token in flight (tokens are descriptor indices, below
+    /// `TX_QUEUE_SIZE`).
+    tx_by_token: Vec<Option<usize>>,
     data: [Option<SharedRegion>; MAX_CLIENTS],
     /// Receive buffers and frames given to the device since its last notification
     /// ([`Nic::flush`] notifies once per batch, if the device wants it).
@@ -147,6 +152,8 @@ impl VirtioNic {
             rx_tokens: [None; QUEUE_SIZE],
             tx_hdrs,
             tx_slots: vec![None; MAX_TX],
+            tx_free: (0..MAX_TX).rev().collect(),
+            tx_by_token: vec![None; TX_QUEUE_SIZE],
             data,
             rx_unannounced: false,
             tx_unannounced: false,
@@ -213,7 +220,7 @@ impl Nic for VirtioNic {
     }
 
     fn transmit(&mut self, req: &TxRequest) -> Result<u16, NicError> {
-        let slot = self.tx_slots.iter().position(Option::is_none).ok_or(NicError::Full)?;
+        let slot = *self.tx_free.last().ok_or(NicError::Full)?;
         let region = self
             .data
             .get(req.client)
@@ -253,17 +260,23 @@ impl Nic for VirtioNic {
         self.tx_unannounced = true;
         s.token = token;
         self.tx_slots[slot] = Some(s);
+        self.tx_free.pop();
+        // A token is a descriptor index (below the queue size): always found.
+        if let Some(t) = self.tx_by_token.get_mut(usize::from(token)) {
+            *t = Some(slot);
+        }
         Ok(token)
     }
 
     fn next_tx_completion(&mut self) -> Option<(u16, bool)> {
         let token = self.tx.peek_used()?;
-        let slot = self.tx_slots.iter().position(|s| s.is_some_and(|s| s.token == token))?;
-        let s = self.tx_slots[slot]?;
+        let slot = self.tx_by_token.get_mut(usize::from(token))?.take()?;
+        let s = self.tx_slots[slot].filter(|s| s.token == token)?;
         let (inputs, n) = self.chain(slot, &s);
         // SAFETY: the same buffers `add` got for this token.
         let ok = unsafe { self.tx.pop_used(token, &inputs[..n], &mut []) }.is_ok();
         self.tx_slots[slot] = None;
+        self.tx_free.push(slot);
         Some((token, ok))
     }
 
