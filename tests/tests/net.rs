@@ -21,6 +21,9 @@ const LEN: usize = 64 << 20;
 /// Bytes the guest sends in the upload tests.
 const UPLOAD_LEN: usize = 32 << 20;
 
+/// Bytes of each download in the driver reset test.
+const RESET_LEN: usize = 32 << 20;
+
 /// Keeps the guest kernel's informational messages off the console.
 const QUIET: &str = "dmesg -n 1";
 
@@ -177,6 +180,40 @@ fn direct_net_guest_sends_to_host() {
 #[test]
 fn vcpos_net_guest_sends_to_host() {
     guest_sends_to_host(&Sut::vcpos_net(), "net-upload-vcpos");
+}
+
+/// The guest's virtio-net driver is unbound and bound again in the middle of a
+/// download (a device reset with the guest's receive buffers at vcp-net): the VMM
+/// recalls them, posts the new driver's buffers only once vcp-net has given the old
+/// ones back, and the guest, its address set again, downloads [`RESET_LEN`] bytes
+/// whose SHA-256 matches. Without the recall the old buffers' ids stay out at vcp-net
+/// and the new driver never receives a frame.
+#[test]
+fn vcpos_net_driver_reset_during_a_download() {
+    let label = "net-reset-vcpos";
+    let sut = Sut::vcpos_net();
+    let http = HttpServer::start(payload(0x6e65_7434, RESET_LEN)).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let want = sha256_hex(http.data()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let url = format!("http://{HOST_ADDR}:{}/data", http.server().port());
+    let mut script = until_ready();
+    script.extend(sut.checked(QUIET, "quiet"));
+    script.extend(sut.checked(
+        &format!(
+            "d=$(basename $(readlink /sys/class/net/eth0/device)); \
+             (wget -q -O /dev/null {url}; echo \"background download ended: $?\") & \
+             sleep 0.2; echo $d > /sys/bus/virtio/drivers/virtio_net/unbind && \
+             echo $d > /sys/bus/virtio/drivers/virtio_net/bind && ip link set eth0 up && \
+             ip addr add {GUEST_ADDR}/24 dev eth0 && ip route add default via {HOST_ADDR} dev eth0"
+        ),
+        "reset",
+    ));
+    script.extend(sut.checked("wait", "waited"));
+    script.extend(tagged(&format!("wget -q -O - {url} | sha256sum")));
+    let c = run(&sut, None, &|_| {}, script.clone(), linux::timeout(LINUX_TIMEOUT, 1))
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_done(label, &c, &script);
+    let got = guest_hash(&sut, label, &c, &script);
+    assert_eq!(got, want, "{label}: the guest received other bytes than the host sent");
 }
 
 #[test]
