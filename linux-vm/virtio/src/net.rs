@@ -56,7 +56,7 @@ use core::fmt;
 
 use bitflags::bitflags;
 use zerocopy::little_endian::U16;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use zerocopy::IntoBytes;
 
 use crate::block::{cut, DataSegment, RequestId, SubmitError};
 use crate::error::GuestError;
@@ -77,11 +77,11 @@ pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
 /// `status` bit: the link is up.
 pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
 /// Header flag: the driver left the checksum to the device (needs VIRTIO_NET_F_CSUM).
-pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = vcpos_net_protocol::OFFLOAD_F_NEEDS_CSUM;
 /// Header `gso_type`: not a segmentation offload.
-pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+pub const VIRTIO_NET_HDR_GSO_NONE: u8 = vcpos_net_protocol::GSO_NONE;
 /// Header `gso_type`: TCP over IPv4 to segment (needs VIRTIO_NET_F_HOST_TSO4).
-pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = vcpos_net_protocol::GSO_TCPV4;
 
 /// receiveq1 (device to driver).
 pub const RECEIVEQ: u16 = 0;
@@ -98,7 +98,7 @@ pub const MAX_FRAME_LEN: u32 = 1514;
 /// Longest frame with a segmentation offload (Ethernet header included, virtio header
 /// not): an IPv4 packet of at most 65535 bytes behind an Ethernet header (and a VLAN
 /// tag), with room to spare; the network protocol's limit for offloaded frames.
-pub const MAX_OFFLOAD_FRAME_LEN: u32 = 0x11000;
+pub const MAX_OFFLOAD_FRAME_LEN: u32 = vcpos_net_protocol::MAX_OFFLOAD_FRAME_LEN;
 /// Smallest receive buffer used: header + a maximal frame (virtio 1.2 §5.1.6.3.1:
 /// without MRG_RXBUF or offloads, drivers post buffers of at least 1526 bytes).
 pub const MIN_RX_BUFFER: u32 = NET_HEADER_LEN + MAX_FRAME_LEN;
@@ -106,25 +106,12 @@ pub const MIN_RX_BUFFER: u32 = NET_HEADER_LEN + MAX_FRAME_LEN;
 /// Configuration space (virtio 1.2 §5.1.4) up to `status`: mac[6] @0, status u16 @6.
 const CONFIG_LEN: usize = 8;
 
-/// `struct virtio_net_hdr_v1` (virtio 1.2 §5.1.6), 12 bytes, little-endian.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-pub struct NetHeader {
-    /// `VIRTIO_NET_HDR_F_*` bits.
-    pub flags: u8,
-    /// `VIRTIO_NET_HDR_GSO_*`.
-    pub gso_type: u8,
-    /// Length of the headers to copy into each segment (GSO only).
-    pub hdr_len: U16,
-    /// Segment size (GSO only).
-    pub gso_size: U16,
-    /// Where checksumming starts (NEEDS_CSUM only).
-    pub csum_start: U16,
-    /// Where the checksum goes, from `csum_start` (NEEDS_CSUM only).
-    pub csum_offset: U16,
-    /// Buffers the received frame uses (always 1 without MRG_RXBUF).
-    pub num_buffers: U16,
-}
+/// `struct virtio_net_hdr_v1` (virtio 1.2 §5.1.6), 12 bytes, little-endian: `flags`
+/// (`VIRTIO_NET_HDR_F_*`), `gso_type` (`VIRTIO_NET_HDR_GSO_*`), `hdr_len`, `gso_size`,
+/// `csum_start`, `csum_offset` and `num_buffers` (always 1 on receive without
+/// MRG_RXBUF). Its one definition is the network protocol's offload header, which is
+/// this layout so that a guest's header goes to the network VCP as it is.
+pub type NetHeader = vcpos_net_protocol::OffloadHeader;
 
 const _: () = assert!(core::mem::size_of::<NetHeader>() == NET_HEADER_LEN as usize);
 

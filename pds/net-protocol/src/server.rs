@@ -339,32 +339,29 @@ impl<M: SharedMemory + Clone> Server<M> {
             } else {
                 None
             };
-            if let Some(status) = a.refused {
+            let refused = match a.refused {
                 // The frame is refused already: this piece goes straight back.
-                if fits {
-                    self.give_back(
-                        false,
-                        BufDesc {
-                            status: status as u16,
-                            ..d
-                        },
-                    )?;
-                }
-            } else if let Some(status) = bad.or_else(|| (!a.frame.push(d)).then_some(TxStatus::BadLength)) {
-                // Refused now: the pieces taken so far go back first, in order.
-                a.refused = Some(status);
-                self.tx_done(a.frame, status)?;
-                if fits {
-                    self.give_back(
-                        false,
-                        BufDesc {
-                            status: status as u16,
-                            ..d
-                        },
-                    )?;
-                }
-            } else {
-                self.tx_held += 1;
+                Some(status) => Some(status),
+                None => match bad.or_else(|| (!a.frame.push(d)).then_some(TxStatus::BadLength)) {
+                    // Refused now: the pieces taken so far go back first, in order.
+                    Some(status) => {
+                        a.refused = Some(status);
+                        self.tx_done(a.frame, status)?;
+                        Some(status)
+                    }
+                    None => None,
+                },
+            };
+            match refused {
+                Some(status) if fits => self.give_back(
+                    false,
+                    BufDesc {
+                        status: status as u16,
+                        ..d
+                    },
+                )?,
+                Some(_) => {}
+                None => self.tx_held += 1,
             }
             if more {
                 self.assembly = Some(a);

@@ -17,6 +17,8 @@ pub mod data;
 pub mod engine;
 pub mod offload;
 pub mod scan;
+#[cfg(any(test, feature = "fake"))]
+pub mod testing;
 
 pub use config::{format_mac, Config, ConfigError, MAX_CLIENTS};
 pub use data::DataRegion;

@@ -298,17 +298,11 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerocopy::little_endian::U16;
+    use crate::testing::{offload_header as offload, rfc1071 as naive, tcp_checksums_ok as checksums_ok};
 
-    fn naive(bytes: &[u8]) -> u16 {
-        let mut s: u32 = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            s += if i % 2 == 0 { u32::from(*b) << 8 } else { u32::from(*b) };
-        }
-        while s >> 16 != 0 {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        s as u16
+    /// An IPv4 TCP frame: 20-byte IP header, TCP with 12 bytes of options, payload.
+    fn tcp_frame(payload: usize, flags: u8) -> Vec<u8> {
+        crate::testing::tcp_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 0xfffff000, 12, payload, flags)
     }
 
     #[test]
@@ -323,54 +317,6 @@ mod tests {
         }
         // A run of all-ones words folds without overflow.
         assert_eq!(Sum::of(&[0xff; 0x11000]).fold(), 0xffff);
-    }
-
-    fn offload(flags: u8, gso_type: u8, gso_size: u16, csum_start: u16, csum_offset: u16) -> OffloadHeader {
-        OffloadHeader {
-            flags,
-            gso_type,
-            gso_size: U16::new(gso_size),
-            csum_start: U16::new(csum_start),
-            csum_offset: U16::new(csum_offset),
-            ..OffloadHeader::default()
-        }
-    }
-
-    /// An IPv4 TCP frame: 20-byte IP header, TCP with 12 bytes of options, payload.
-    fn tcp_frame(payload: usize, flags: u8) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 32 + payload];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[14 + 6] = 0x40; // DF
-        f[14 + 8] = 64;
-        f[14 + 9] = 6;
-        f[14 + 4..14 + 6].copy_from_slice(&0x1234u16.to_be_bytes());
-        f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 2, 15]);
-        f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 2, 2]);
-        let t = 34;
-        f[t..t + 2].copy_from_slice(&40000u16.to_be_bytes());
-        f[t + 2..t + 4].copy_from_slice(&5201u16.to_be_bytes());
-        f[t + 4..t + 8].copy_from_slice(&0xfffff000u32.to_be_bytes());
-        f[t + 12] = 8 << 4;
-        f[t + 13] = flags;
-        for (i, b) in f[66..].iter_mut().enumerate() {
-            *b = (i * 13 + 5) as u8;
-        }
-        f
-    }
-
-    /// Checks an IPv4 TCP wire frame's checksums the way a receiver does.
-    fn checksums_ok(w: &[u8]) -> bool {
-        let ihl = usize::from(w[14] & 0xf) * 4;
-        let ip = &w[14..14 + ihl];
-        let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        let tcp = &w[14 + ihl..14 + tot];
-        let mut p = vec![0u8; 12];
-        p[..8].copy_from_slice(&ip[12..20]);
-        p[9] = 6;
-        p[10..12].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
-        p.extend_from_slice(tcp);
-        naive(ip) == 0xffff && naive(&p) == 0xffff && w.len() == 14 + tot
     }
 
     fn wire(plan: &Plan, k: u32, f: &[u8]) -> Vec<u8> {

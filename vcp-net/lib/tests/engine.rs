@@ -5,9 +5,13 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
+use zerocopy::IntoBytes;
+
 use vcpos_net_protocol::{Client, ControlLayout, TxStatus, BUF_SIZE};
+use vcpos_net_protocol::{GSO_TCPV4, OFFLOAD_F_NEEDS_CSUM};
 use vcpos_queue::fake::FakeMemory;
 use vcpos_queue::{SharedMemory, PRODUCER_INDEX_OFFSET, SLOTS_OFFSET};
+use vcpos_vcp_net::testing::{self, rfc1071, tcp_checksums_ok};
 use vcpos_vcp_net::{
     ClientRegions, Config, Engine, Nic, NicError, NoNic, TxRequest, MAX_CLIENTS, RING_CAPACITY, RX_BUDGET,
 };
@@ -676,57 +680,18 @@ fn a_recall_gives_receive_buffers_back_unused() {
     assert_eq!(net.clients[0].rx_outstanding(), 0);
 }
 
-/// Ones'-complement sum folded (RFC 1071, the receiver's way).
-fn fold_sum(bytes: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        s += if i % 2 == 0 { u32::from(*b) << 8 } else { u32::from(*b) };
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
 /// An IPv4 TCP frame from `src` to `dst` with `payload` bytes of data (20-byte IP and
-/// TCP headers), checksums left to the offload.
+/// TCP headers, sequence number 1000, ACK and PSH), checksums left to the offload.
 fn tcp_frame(dst: [u8; 6], src: [u8; 6], payload: usize) -> Vec<u8> {
-    let mut f = frame(dst, src, 3, 54 + payload);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14..34].fill(0);
-    f[14] = 0x45;
-    f[14 + 8] = 64;
-    f[14 + 9] = 6;
-    f[14 + 12..14 + 20].copy_from_slice(&[10, 0, 2, 15, 10, 0, 2, 2]);
-    f[34..54].fill(0);
-    f[34 + 4..34 + 8].copy_from_slice(&1000u32.to_be_bytes());
-    f[34 + 12] = 5 << 4;
-    f[34 + 13] = 0x18; // ACK, PSH
-    f
-}
-
-/// Whether wire frame `w` is an IPv4 TCP segment with valid checksums and length.
-fn tcp_valid(w: &[u8]) -> bool {
-    let ip = &w[14..34];
-    let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let tcp = &w[34..];
-    let mut p = vec![0u8; 12];
-    p[..8].copy_from_slice(&ip[12..20]);
-    p[9] = 6;
-    p[10..12].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
-    p.extend_from_slice(tcp);
-    fold_sum(ip) == 0xffff && fold_sum(&p) == 0xffff && w.len() == 14 + tot
+    testing::tcp_frame(dst, src, 1000, 0, payload, 0x18)
 }
 
 /// The offload header (virtio_net_hdr_v1 layout) for TCP segmentation at `mss`.
 fn tso_header(mss: u16) -> [u8; 12] {
-    let mut h = [0u8; 12];
-    h[0] = vcpos_net_protocol::OFFLOAD_F_NEEDS_CSUM;
-    h[1] = vcpos_net_protocol::GSO_TCPV4;
-    h[4..6].copy_from_slice(&mss.to_le_bytes());
-    h[6..8].copy_from_slice(&34u16.to_le_bytes());
-    h[8..10].copy_from_slice(&16u16.to_le_bytes());
-    h
+    let h = testing::offload_header(OFFLOAD_F_NEEDS_CSUM, GSO_TCPV4, mss, 34, 16);
+    let mut out = [0u8; 12];
+    out.copy_from_slice(h.as_bytes());
+    out
 }
 
 /// Writes `offload ++ frame` into client `i`'s data region from `at`, cut into pieces
@@ -774,7 +739,7 @@ fn tcp_segmentation_cuts_a_frame_in_pieces_into_valid_segments_read_in_place() {
     let wire: Vec<Vec<u8>> = net.engine.nic().wire.iter().map(|w| w.1.clone()).collect();
     let mut payload = Vec::new();
     for (k, w) in wire.iter().enumerate() {
-        assert!(tcp_valid(w), "segment {k}");
+        assert!(tcp_checksums_ok(w), "segment {k}");
         assert_eq!(&w[..14], &f[..14]);
         let seq = u32::from_be_bytes([w[38], w[39], w[40], w[41]]);
         assert_eq!(seq, 1000 + 1460 * k as u32);
@@ -798,7 +763,7 @@ fn offloaded_frames_to_a_local_client_arrive_segmented_with_checksums() {
     net.engine.run();
     let got = recv_all(&mut net, 1);
     assert_eq!(got.len(), 4);
-    assert!(got.iter().all(|w| tcp_valid(w) && w.len() == 1054));
+    assert!(got.iter().all(|w| tcp_checksums_ok(w) && w.len() == 1054));
     assert!(net.engine.nic().requests.is_empty());
     assert_eq!(reclaim_all(&mut net, 0), vec![TxStatus::Sent; 2]);
 
@@ -815,12 +780,9 @@ fn offloaded_frames_to_a_local_client_arrive_segmented_with_checksums() {
     let mut pseudo = u[14 + 12..14 + 20].to_vec();
     pseudo.extend_from_slice(&[0, 17]);
     pseudo.extend_from_slice(&udp_len.to_be_bytes());
-    u[34 + 6..34 + 8].copy_from_slice(&fold_sum(&pseudo).to_be_bytes());
-    let mut h = [0u8; 12];
-    h[0] = vcpos_net_protocol::OFFLOAD_F_NEEDS_CSUM;
-    h[6..8].copy_from_slice(&34u16.to_le_bytes());
-    h[8..10].copy_from_slice(&6u16.to_le_bytes());
-    let mut bytes = h.to_vec();
+    u[34 + 6..34 + 8].copy_from_slice(&rfc1071(&pseudo).to_be_bytes());
+    let h = testing::offload_header(OFFLOAD_F_NEEDS_CSUM, 0, 0, 34, 6);
+    let mut bytes = h.as_bytes().to_vec();
     bytes.extend_from_slice(&u);
     send_pieces(&mut net, 0, 40 * 1024, &bytes, &[12 + 35], true);
     net.engine.run();
@@ -829,7 +791,7 @@ fn offloaded_frames_to_a_local_client_arrive_segmented_with_checksums() {
     let w = &got[0];
     let mut check = pseudo.clone();
     check.extend_from_slice(&w[34..]);
-    assert_eq!(fold_sum(&check), 0xffff, "UDP checksum");
+    assert_eq!(rfc1071(&check), 0xffff, "UDP checksum");
     assert_eq!(w[..40], u[..40]);
     assert_eq!(w[42..], u[42..]);
 }
