@@ -245,8 +245,12 @@ const HOSTILE_LEN: usize = 16 << 20;
 /// the guest and to a MAC nobody has. Meanwhile the guest downloads 16 MiB and the
 /// hash matches. Then the guest's ARP request for 10.0.2.99 stops the flood: the
 /// flooder checks that every spoofed frame came back refused and every other one
-/// sent, writes a descriptor outside its data region and corrupts its transmit index,
-/// and vcp-net cuts it off; the guest downloads again and the hash matches again.
+/// sent; sends frames with offload headers in two pieces each (a segmented frame
+/// spoofing the guest's MAC: refused; a non-IPv4 one, an undefined segmentation type,
+/// a checksum field past the headers: unsupported; an honest segmented frame: sent)
+/// and checks every piece's status; then writes a descriptor outside its data region
+/// and corrupts its transmit index, and vcp-net cuts it off; the guest downloads again
+/// and the hash matches again.
 #[test]
 fn vcpos_net_hostile_client_is_refused_while_the_guest_downloads() {
     let label = "net-hostile-vcpos";
@@ -265,6 +269,8 @@ fn vcpos_net_hostile_client_is_refused_while_the_guest_downloads() {
         "arping -c 2 -w 2 10.0.2.99 >/dev/null; echo arp-done-$((6*7))",
     ));
     script.push(Step::wait_text("net-client: flooder: stopped by the guest's ARP"));
+    // Then frames with hostile offload headers, each refused as it must be.
+    script.push(Step::wait_text("net-client: flooder: offload headers: "));
     script.push(Step::wait_text("vcp-net: client 1: "));
     script.push(sut.guest_line("arp-done-42"));
     script.extend(tagged(&download));

@@ -30,8 +30,10 @@
 //!   ([`GUEST`]), broadcast, to the guest's MAC and to a MAC nobody has (all with a
 //!   local experimental EtherType the guest ignores). When the guest asks for
 //!   [`STOP_IP`] by ARP it stops, checks that every spoofed frame came back refused
-//!   and every other one sent, prints its counts, then writes a descriptor outside
-//!   its data region and corrupts its TX index, which gets it cut off.
+//!   and every other one sent, prints its counts, then sends frames with hostile
+//!   offload headers ([`ATTACK`]) and checks each piece's status, then writes a
+//!   descriptor outside its data region and corrupts its TX index, which gets it cut
+//!   off.
 //!
 //! Channel 0 is vcp-net. Systems: `tests/systems/vcp-net.system` (the receiver runs at
 //! a higher priority than the sender, so it takes each frame before the next arrives)
@@ -43,7 +45,7 @@
 use sel4_microkit::sys::{counter, counter_frequency};
 use sel4_microkit::{debug_println, protection_domain, shared_region, Channel, ChannelSet, Handler, SharedRegion};
 use vcpos_net_protocol::{
-    BufDesc, ClientError, ControlLayout, SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY,
+    BufDesc, ClientError, ControlLayout, SmallClient, TxStatus, BUF_SIZE, MAX_FRAME_LEN, RING_CAPACITY, TX_STATUSES,
 };
 use vcpos_queue::{Consumer, Producer, PRODUCER_INDEX_OFFSET, SLOTS_OFFSET};
 use vcpos_test_support::{ensure, fail, TestFailed};
@@ -178,6 +180,69 @@ struct Flooding {
     sent: [u64; 4],
     /// The guest asked for [`STOP_IP`].
     stop: bool,
+    /// The flood's statuses checked; the offload attack sent: the statuses before
+    /// it.
+    offload_sent: Option<[u64; TX_STATUSES]>,
+}
+
+/// Where the offload attack's pieces lie in the flooder's data region: its transmit
+/// half (buffers 8..16, free once the flood is over), headers first, then one payload
+/// every frame names.
+const ATTACK_HEADERS: u64 = 8 * BUF_SIZE as u64;
+/// See [`ATTACK_HEADERS`].
+const ATTACK_PAYLOAD: u64 = 10 * BUF_SIZE as u64;
+/// Payload bytes of the offload attack's frames.
+const ATTACK_PAYLOAD_LEN: u32 = 6000;
+
+/// The offload attack's frames, each in two pieces (offload header and protocol
+/// headers, then the payload) and what vcp-net must say of every piece: a segmented
+/// frame spoofing the guest's MAC, one whose IP header is not IPv4, an undefined
+/// segmentation type, a checksum field far past the headers, and an honest segmented
+/// frame to a MAC nobody has (six segments to the NIC).
+const ATTACK: [(Attack, TxStatus); 5] = [
+    (Attack::Spoofed, TxStatus::Spoofed),
+    (Attack::NotIpv4, TxStatus::Unsupported),
+    (Attack::GsoType, TxStatus::Unsupported),
+    (Attack::CsumField, TxStatus::Unsupported),
+    (Attack::Honest, TxStatus::Sent),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attack {
+    Spoofed,
+    NotIpv4,
+    GsoType,
+    CsumField,
+    Honest,
+}
+
+/// The first piece of offload attack frame `a`: its offload header (virtio_net_hdr_v1
+/// layout) and Ethernet, IPv4 and TCP headers.
+fn attack_headers(a: Attack) -> [u8; 66] {
+    let mut h = [0u8; 66];
+    let (flags, gso, mss, start, offset) = match a {
+        Attack::GsoType => (1, 9, 1000u16, 34u16, 16u16),
+        Attack::CsumField => (1, 0, 0, 0x7000, 16),
+        _ => (1, 1, 1000, 34, 16),
+    };
+    h[0] = flags;
+    h[1] = gso;
+    h[4..6].copy_from_slice(&mss.to_le_bytes());
+    h[6..8].copy_from_slice(&start.to_le_bytes());
+    h[8..10].copy_from_slice(&offset.to_le_bytes());
+    let f = &mut h[12..];
+    f[..6].copy_from_slice(&UNKNOWN);
+    f[6..12].copy_from_slice(if a == Attack::Spoofed { &GUEST } else { &FLOODER });
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = if a == Attack::NotIpv4 { 0x65 } else { 0x45 };
+    f[14 + 8] = 64;
+    f[14 + 9] = 6;
+    f[14 + 12..14 + 20].copy_from_slice(&[10, 0, 2, 77, 10, 0, 2, 99]);
+    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&9u16.to_be_bytes());
+    f[34 + 12] = 5 << 4;
+    f[34 + 13] = 0x10;
+    h
 }
 
 /// True if `f` is an ARP request for [`STOP_IP`].
@@ -318,9 +383,11 @@ struct Tester {
     /// Prober: ARP requests sent and replies received.
     arps_sent: u32,
     replies: u32,
-    /// Flooder: its counts; its control region (for the corruption at the end).
+    /// Flooder: its counts; its control region (for the corruption at the end) and
+    /// data region (for the offload attack).
     flooding: Flooding,
     control: SharedRegion,
+    data: SharedRegion,
 }
 
 impl Tester {
@@ -540,14 +607,36 @@ impl Tester {
     }
 
     /// Once the guest asked for [`STOP_IP`] and every buffer is back: checks what
-    /// vcp-net said of each frame, then goes hostile for good.
+    /// vcp-net said of each frame, then sends the offload attack ([`ATTACK`]); once
+    /// every piece of it is back, checks those statuses and goes hostile for good.
     fn finish_flood(&mut self) -> Result<(), TestFailed> {
         while self.client.reclaim_tx().map_err(|e| self.err("reclaim", e))?.is_some() {}
         let s = self.client.stats();
         let back: u64 = s.tx_status.iter().sum();
-        if back < s.sent {
+        if back < self.pieces_out() {
             return Ok(()); // more to come back (the client asks to hear of them)
         }
+        match self.flooding.offload_sent {
+            None => {
+                self.check_flood(&s)?;
+                self.flooding.offload_sent = Some(s.tx_status);
+                self.send_offload_attack()
+            }
+            Some(before) => self.finish_offload_attack(&s, before),
+        }
+    }
+
+    /// Descriptors handed over so far: one per flood frame, two per attack frame.
+    fn pieces_out(&self) -> u64 {
+        let attack = if self.flooding.offload_sent.is_some() {
+            2 * ATTACK.len() as u64
+        } else {
+            0
+        };
+        self.flooding.sent.iter().sum::<u64>() + attack
+    }
+
+    fn check_flood(&self, s: &vcpos_net_protocol::ClientStats) -> Result<(), TestFailed> {
         let sent = |k: Flood| self.flooding.sent[k as usize];
         let st = |t: TxStatus| s.tx_status[t as usize];
         ensure!(
@@ -565,13 +654,66 @@ impl Tester {
         );
         debug_println!(
             "net-client: flooder: stopped by the guest's ARP for 10.0.2.99 after {} frames: {} spoofing the guest's \
-             MAC (all refused), {} broadcasts, {} to the guest, {} to an unknown MAC (all sent); now a descriptor \
-             outside the data region and a corrupt TX index",
+             MAC (all refused), {} broadcasts, {} to the guest, {} to an unknown MAC (all sent); now frames with \
+             offload headers",
             s.sent,
             sent(Flood::Spoofed),
             sent(Flood::Broadcast),
             sent(Flood::ToGuest),
             sent(Flood::Unknown)
+        );
+        Ok(())
+    }
+
+    /// Sends [`ATTACK`]'s frames, each in two pieces of the transmit half.
+    fn send_offload_attack(&mut self) -> Result<(), TestFailed> {
+        let payload: [u8; ATTACK_PAYLOAD_LEN as usize] = core::array::from_fn(|i| i as u8);
+        self.data
+            .write_bytes(ATTACK_PAYLOAD as usize, &payload)
+            .map_err(|e| fail(HOSTILE_TEST, format_args!("{e}")))?;
+        for (k, &(a, _)) in ATTACK.iter().enumerate() {
+            let at = ATTACK_HEADERS + 128 * k as u64;
+            self.data
+                .write_bytes(at as usize, &attack_headers(a))
+                .map_err(|e| fail(HOSTILE_TEST, format_args!("{e}")))?;
+            // The checksum offload cannot segment: a frame it could send whole.
+            let len = if a == Attack::CsumField {
+                500
+            } else {
+                ATTACK_PAYLOAD_LEN
+            };
+            self.client
+                .send_frame(&[(at, 66), (ATTACK_PAYLOAD, len)], true)
+                .map_err(|e| fail(HOSTILE_TEST, format_args!("offload attack frame {k}: {e}")))?;
+        }
+        if self.client.signal_needed().map_err(|e| self.err("signal", e))? {
+            VCP.notify();
+        }
+        Ok(())
+    }
+
+    /// Checks what vcp-net said of every piece of the offload attack, then writes a
+    /// descriptor outside the data region and corrupts the TX index.
+    fn finish_offload_attack(
+        &mut self,
+        s: &vcpos_net_protocol::ClientStats,
+        before: [u64; TX_STATUSES],
+    ) -> Result<(), TestFailed> {
+        let mut want = before;
+        for (_, status) in ATTACK {
+            want[status as usize] += 2;
+        }
+        ensure!(
+            HOSTILE_TEST,
+            s.tx_status == want,
+            "offload attack statuses {:?} (sent, bad length, spoofed, device error, unsupported), expected {:?}",
+            s.tx_status,
+            want
+        );
+        debug_println!(
+            "net-client: flooder: offload headers: a segmented frame spoofing the guest's MAC refused, a non-IPv4 \
+             one, an undefined segmentation type and a checksum field past the headers unsupported, an honest \
+             segmented frame sent; now a descriptor outside the data region and a corrupt TX index"
         );
         // Raw, past the client half (which refuses both): the next slot of the TX
         // active ring gets a descriptor far outside the data region, then the
@@ -579,7 +721,7 @@ impl Tester {
         let ring = ControlLayout::new(RING_CAPACITY)
             .map_err(|e| fail(HOSTILE_TEST, format_args!("layout: {e}")))?
             .tx_active;
-        let index = s.sent as u32;
+        let index = self.pieces_out() as u32;
         let slot = ring.base() + SLOTS_OFFSET + (index & (ring.capacity() - 1)) as usize * ring.slot_size();
         self.control
             .write_bytes(slot, BufDesc::new(u64::MAX - 10, 60, 0).as_bytes())
@@ -660,6 +802,7 @@ fn start() -> Result<Tester, TestFailed> {
     let control = shared_region!(control_vaddr, size = control_size);
     let control_copy = control.clone();
     let data = shared_region!(data_vaddr, size = data_size);
+    let data_copy = data.clone();
     let mut client =
         SmallClient::new(control.clone(), data, RING_CAPACITY).map_err(|e| fail(TEST, format_args!("regions: {e}")))?;
     let info = client
@@ -712,6 +855,7 @@ fn start() -> Result<Tester, TestFailed> {
         replies: 0,
         flooding: Flooding::default(),
         control: control_copy,
+        data: data_copy,
     })
 }
 
