@@ -41,6 +41,20 @@ struct FakeNic {
 }
 
 impl FakeNic {
+    /// A NIC with `slots` transmit slots that reads the client data regions `data`.
+    fn new(data: &[FakeMemory], slots: usize) -> FakeNic {
+        FakeNic {
+            data: data.to_vec(),
+            slots,
+            next_token: 0,
+            in_flight: VecDeque::new(),
+            completions: VecDeque::new(),
+            wire: Vec::new(),
+            requests: Vec::new(),
+            rx: VecDeque::new(),
+        }
+    }
+
     /// Completes the oldest `n` transmissions (reading the client buffers now).
     fn complete(&mut self, n: usize, ok: bool) {
         for _ in 0..n {
@@ -129,16 +143,7 @@ fn build<N: Nic>(n: usize, nic: impl FnOnce(&[FakeMemory]) -> N) -> Net<N> {
 }
 
 fn net(n: usize, slots: usize) -> Net<FakeNic> {
-    build(n, |datas| FakeNic {
-        data: datas.to_vec(),
-        slots,
-        next_token: 0,
-        in_flight: VecDeque::new(),
-        completions: VecDeque::new(),
-        wire: Vec::new(),
-        requests: Vec::new(),
-        rx: VecDeque::new(),
-    })
+    build(n, |datas| FakeNic::new(datas, slots))
 }
 
 fn frame(dst: [u8; 6], src: [u8; 6], tag: u8, len: usize) -> Vec<u8> {
@@ -592,21 +597,7 @@ fn buffers_anywhere_and_rings_of_256() {
         data: data.clone(),
     });
     let datas = vec![data.clone()];
-    let mut engine = Engine::new(
-        FakeNic {
-            data: datas,
-            slots: 8,
-            next_token: 0,
-            in_flight: VecDeque::new(),
-            completions: VecDeque::new(),
-            wire: Vec::new(),
-            requests: Vec::new(),
-            rx: VecDeque::new(),
-        },
-        &config,
-        r,
-    )
-    .unwrap();
+    let mut engine = Engine::new(FakeNic::new(&datas, 8), &config, r).unwrap();
     let mut client = Client::with_region(control, data.clone(), 256).unwrap();
     client.connect().unwrap();
     let mut ids = Vec::new();
